@@ -1,0 +1,415 @@
+"""The quality standard: YAML -> validated, frozen objects (SPEC §1)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from kscore.errors import ConfigError
+
+Direction = Literal["higher_is_better", "lower_is_better"]
+TaskType = Literal["binary_classification", "regression", "multiclass_classification", "object_detection"]
+
+DIRECTION_ALIASES: dict[str, Direction] = {
+    "higher_is_better": "higher_is_better",
+    "hib": "higher_is_better",
+    "higher": "higher_is_better",
+    "lower_is_better": "lower_is_better",
+    "lib": "lower_is_better",
+    "lower": "lower_is_better",
+}
+NORMALIZATIONS = ("minmax", "rank")
+SCOPES = ("per_model", "joint")
+TASK_TYPES: tuple[TaskType, ...] = (
+    "binary_classification",
+    "regression",
+    "multiclass_classification",
+    "object_detection",
+)
+DETECTION_SIGNALS = ("f1", "recall", "precision")
+# The name of the derived task signal wherever signals are listed.
+TASK_SIGNAL = "task_error"
+
+TOP_LEVEL_KEYS = ("id_column", "metrics", "task", "normalization", "scope", "embeddings")
+METRIC_KEYS = ("name", "direction", "weight")
+# Keys a task block may hold, by task type ("type" and "weight" are always allowed).
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "binary_classification": ("ground_truth", "inference", "positive_label", "threshold"),
+    "regression": ("ground_truth", "inference"),
+    "multiclass_classification": ("ground_truth", "inference"),
+    "object_detection": ("tp", "fp", "fn", "signal"),
+}
+CONFIG_ENV = "KSCORE_CONFIG"
+DEFAULT_CONFIG_NAME = "kscore.yaml"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric column of the result files."""
+
+    name: str
+    direction: Direction
+    weight: float = 1.0
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "higher_is_better"
+
+
+@dataclass(frozen=True)
+class Task:
+    """The task block: how to derive a per-datapoint error signal from ground truth and inference."""
+
+    type: TaskType
+    ground_truth: str | None = None
+    inference: str | None = None
+    weight: float = 1.0
+    positive_label: str | int | float | bool | None = None
+    threshold: float = 0.5
+    tp: str = "tp"
+    fp: str = "fp"
+    fn: str = "fn"
+    signal: str = "f1"
+
+    @property
+    def result_columns(self) -> tuple[str, ...]:
+        """Columns this task reads (ground truth may come from a datapoints file instead)."""
+        if self.type == "object_detection":
+            return (self.tp, self.fp, self.fn)
+        return (self.ground_truth, self.inference)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One column that enters the difficulty score, with its normalized weight."""
+
+    name: str
+    higher_is_better: bool
+    weight: float
+    # A task error lies in a known range [0, 1]; a constant one keeps its value (SPEC §2).
+    natural_range: bool = False
+
+
+@dataclass(frozen=True)
+class QualityStandard:
+    """A validated quality standard. Build it with `from_yaml` or `from_dict`."""
+
+    metrics: tuple[Metric, ...] = ()
+    task: Task | None = None
+    id_column: str = "id"
+    normalization: Literal["minmax", "rank"] = "minmax"
+    scope: Literal["per_model", "joint"] = "per_model"
+    embeddings: str | None = None
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.metrics and self.task is None:
+            raise ConfigError(f"{self._where}: the standard needs at least one metric or a task")
+        names = [m.name for m in self.metrics]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigError(f"{self._where}: metric {duplicated[0]!r} is listed twice")
+        if self.task is not None and TASK_SIGNAL in names:
+            raise ConfigError(f"{self._where}: metric name {TASK_SIGNAL!r} is reserved for the task")
+        total = sum(w for _, w in self._raw_weights())
+        if not total > 0:
+            raise ConfigError(f"{self._where}: weights must have a positive sum (got {total:g})")
+
+    @property
+    def _where(self) -> str:
+        return self.source or "quality standard"
+
+    def _raw_weights(self) -> list[tuple[str, float]]:
+        pairs = [(m.name, m.weight) for m in self.metrics]
+        if self.task is not None:
+            pairs.append((TASK_SIGNAL, self.task.weight))
+        return pairs
+
+    @property
+    def signals(self) -> tuple[Signal, ...]:
+        """Every signal of the score with weights divided by their sum."""
+        total = sum(w for _, w in self._raw_weights())
+        signals = [Signal(m.name, m.higher_is_better, m.weight / total) for m in self.metrics]
+        if self.task is not None:
+            signals.append(Signal(TASK_SIGNAL, False, self.task.weight / total, natural_range=True))
+        return tuple(signals)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> QualityStandard:
+        """Read and validate a standard from a YAML file (safe loader)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}: invalid YAML{line}: {problem}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> QualityStandard:
+        """Validate a parsed standard; every problem names its key."""
+        where = source or "quality standard"
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
+        _reject_unknown(data, TOP_LEVEL_KEYS, where)
+        metrics_data = data.get("metrics") or []
+        if not isinstance(metrics_data, list):
+            raise ConfigError(f"{where}: 'metrics' must be a list")
+        metrics = tuple(_parse_metric(item, f"{where}: metrics[{i}]") for i, item in enumerate(metrics_data))
+        task_data = data.get("task")
+        task = _parse_task(task_data, f"{where}: task") if task_data is not None else None
+        normalization = _choice(data.get("normalization", "minmax"), NORMALIZATIONS, where, "normalization")
+        scope = _choice(data.get("scope", "per_model"), SCOPES, where, "scope")
+        id_column = data.get("id_column", "id")
+        if not isinstance(id_column, str) or not id_column:
+            raise ConfigError(f"{where}: 'id_column' must be a non-empty string")
+        embeddings = data.get("embeddings")
+        if embeddings is not None and not isinstance(embeddings, str):
+            raise ConfigError(f"{where}: 'embeddings' must be a path")
+        return cls(
+            metrics=metrics,
+            task=task,
+            id_column=id_column,
+            normalization=normalization,  # type: ignore[arg-type]
+            scope=scope,  # type: ignore[arg-type]
+            embeddings=embeddings,
+            source=source,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved standard as plain data (weights as written, plus normalized weights)."""
+        out: dict[str, Any] = {
+            "id_column": self.id_column,
+            "metrics": [asdict(m) for m in self.metrics],
+            "normalization": self.normalization,
+            "scope": self.scope,
+        }
+        if self.task is not None:
+            out["task"] = _task_to_dict(self.task)
+        if self.embeddings is not None:
+            out["embeddings"] = self.embeddings
+        out["normalized_weights"] = {s.name: s.weight for s in self.signals}
+        return out
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None, required: bool = True) -> Path | None:
+    """Config discovery: an explicit path, else $KSCORE_CONFIG, else ./kscore.yaml."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_NAME)
+    if default.is_file():
+        return default
+    if not required:
+        return None
+    raise ConfigError(
+        f"no quality standard found: pass --config PATH, set ${CONFIG_ENV}, "
+        f"or create ./{DEFAULT_CONFIG_NAME} with `kscore init`"
+    )
+
+
+def load_standard(explicit: str | os.PathLike[str] | None = None) -> QualityStandard:
+    """Find and read the quality standard (see `find_config`)."""
+    path = find_config(explicit)
+    assert path is not None
+    return QualityStandard.from_yaml(path)
+
+
+def _task_to_dict(task: Task) -> dict[str, Any]:
+    keys = ("type", "weight", *TASK_KEYS[task.type])
+    return {k: getattr(task, k) for k in keys}
+
+
+def _reject_unknown(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r} (valid keys: {', '.join(allowed)})")
+
+
+def _choice(value: Any, valid: tuple[str, ...], where: str, key: str) -> str:
+    if value not in valid:
+        raise ConfigError(f"{where}: {key} {value!r} is not one of: {', '.join(valid)}")
+    return value
+
+
+def _weight(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: weight must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}: weight must be finite and >= 0, got {value!r}")
+    return float(value)
+
+
+def _column_name(value: Any, where: str, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {key!r} must name a column, got {value!r}")
+    return value
+
+
+def _parse_metric(item: Any, where: str) -> Metric:
+    if isinstance(item, str):
+        raise ConfigError(f"{where}: write a metric as a mapping with 'name' and 'direction'")
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(item).__name__}")
+    _reject_unknown(item, METRIC_KEYS, where)
+    if "name" not in item:
+        raise ConfigError(f"{where}: missing key 'name'")
+    name = _column_name(item["name"], where, "name")
+    where = f"{where} ({name})"
+    if "direction" not in item:
+        raise ConfigError(f"{where}: missing key 'direction'")
+    direction = DIRECTION_ALIASES.get(str(item["direction"]).strip().lower())
+    if direction is None:
+        raise ConfigError(
+            f"{where}: unknown direction {item['direction']!r} (valid: {', '.join(DIRECTION_ALIASES)})"
+        )
+    return Metric(name=name, direction=direction, weight=_weight(item.get("weight", 1), where))
+
+
+def _parse_task(item: Any, where: str) -> Task:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(item).__name__}")
+    task_type = _choice(item.get("type"), TASK_TYPES, where, "type")
+    _reject_unknown(item, ("type", "weight", *TASK_KEYS[task_type]), f"{where} ({task_type})")
+    kwargs: dict[str, Any] = {"type": task_type, "weight": _weight(item.get("weight", 1), where)}
+    if task_type == "object_detection":
+        for key in ("tp", "fp", "fn"):
+            kwargs[key] = _column_name(item.get(key, key), where, key)
+        kwargs["signal"] = _choice(item.get("signal", "f1"), DETECTION_SIGNALS, where, "signal")
+        return Task(**kwargs)
+    for key in ("ground_truth", "inference"):
+        if key not in item:
+            raise ConfigError(f"{where}: missing key {key!r}")
+        kwargs[key] = _column_name(item[key], where, key)
+    if task_type == "binary_classification":
+        kwargs["positive_label"] = item.get("positive_label")
+        threshold = item.get("threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ConfigError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
+        kwargs["threshold"] = float(threshold)
+    return Task(**kwargs)
+
+
+_HIGHER_WORDS = (
+    "accuracy",
+    "acc",
+    "recall",
+    "precision",
+    "f1",
+    "iou",
+    "map",
+    "auc",
+    "bleu",
+    "rouge",
+    "meteor",
+    "correct",
+    "confidence",
+    "conf",
+    "prob",
+    "probability",
+    "similarity",
+    "r2",
+    "ndcg",
+    "mrr",
+    "hit",
+    "hits",
+    "dice",
+    "sensitivity",
+    "specificity",
+)
+_LOWER_WORDS = (
+    "cost",
+    "latency",
+    "time",
+    "loss",
+    "error",
+    "err",
+    "wer",
+    "cer",
+    "mae",
+    "mse",
+    "rmse",
+    "perplexity",
+    "ppl",
+    "duration",
+    "ms",
+    "seconds",
+    "memory",
+    "distance",
+    "brier",
+    "nll",
+    "wrong",
+    "miss",
+)
+
+
+def guess_direction(column: str) -> Direction | None:
+    """A metric's direction guessed from its name's words, or None where the name says nothing."""
+    words = {w.rstrip("0123456789") for w in re.split(r"[^a-z0-9]+", column.lower()) if w}
+    if words & set(_LOWER_WORDS):
+        return "lower_is_better"
+    if words & set(_HIGHER_WORDS):
+        return "higher_is_better"
+    return None
+
+
+def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None) -> str:
+    """A commented starter standard; with result columns, one metric per column, direction guessed."""
+    lines = [
+        "# kscore quality standard: which per-datapoint signals measure a model's quality.",
+        "# Reference: README.md, section 'The quality standard'. Validate with `kscore check-config`.",
+        f"id_column: {id_column}                 # unique datapoint key, present in every result file",
+        "metrics:                      # columns of the model-result files",
+    ]
+    if numeric_columns is None:
+        lines += [
+            "  - name: accuracy",
+            "    direction: higher_is_better   # aliases: HIB, higher; or lower_is_better (LIB, lower)",
+            "    weight: 1                     # optional, >= 0; weights are divided by their sum",
+            "  - name: latency_ms",
+            "    direction: lower_is_better",
+        ]
+    else:
+        unknown = []
+        for column in numeric_columns:
+            direction = guess_direction(column)
+            if direction is None:
+                unknown.append(column)
+                continue
+            lines += [f"  - name: {column}", f"    direction: {direction}", "    weight: 1"]
+        for column in unknown:
+            lines += [
+                f"  # kscore could not guess the direction of {column!r}: set it and uncomment",
+                f"  # - name: {column}",
+                "  #   direction: higher_is_better",
+            ]
+        if len(unknown) == len(numeric_columns):
+            lines.append("  []                            # no metric guessed: add one, or a task below")
+    lines += [
+        "# task:                        # optional: an error signal from ground truth and inference",
+        "#   type: binary_classification  # regression | multiclass_classification | object_detection",
+        "#   ground_truth: label",
+        "#   inference: score",
+        "#   weight: 1",
+        "normalization: minmax          # minmax (default) | rank (percentile rank, robust to outliers)",
+        "scope: per_model               # per_model (default) | joint (scores comparable across models)",
+        "# embeddings: data/embeddings.parquet   # default input of `kscore embed-scores`",
+        "",
+    ]
+    return "\n".join(lines)

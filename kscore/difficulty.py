@@ -1,0 +1,311 @@
+"""Difficulty scores over polars frames (SPEC §2).
+
+Each model's signals are oriented (higher-is-better columns negated), normalized to [0, 1] and combined
+by their weights into a model-level score; the datapoint-level `difficulty_score` is the mean of the
+model-level scores over the models that scored the datapoint.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+import polars as pl
+
+from kscore.align import align_by_id
+from kscore.config import TASK_SIGNAL, QualityStandard, Signal
+from kscore.errors import InputError, KscoreWarning
+
+MODEL_COLUMN = "__kscore_model"
+SCORE = "difficulty_score"
+N_MODELS = "n_models"
+
+FrameLike = pl.DataFrame | pl.LazyFrame
+
+
+def model_score_column(model: str) -> str:
+    return f"{SCORE}_{model}"
+
+
+def normalized_column(signal: str, model: str) -> str:
+    return f"norm_{signal}_{model}"
+
+
+def top_signal_column(model: str) -> str:
+    return f"top_signal_{model}"
+
+
+def difficulty_scores(
+    results: Mapping[str, FrameLike],
+    standard: QualityStandard,
+    *,
+    explain: bool = False,
+    datapoints: pl.DataFrame | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """Per-model and datapoint-level difficulty scores.
+
+    Parameters
+    ----------
+    results
+        Model name -> that model's per-datapoint results (id column plus the standard's columns).
+    explain
+        Also return each model's normalized signals and the signal that contributed most.
+    datapoints
+        Optional table of every datapoint (e.g. holding the ground truth); the output is then this
+        table enriched with the score columns, in its row order.
+    sources
+        Model name -> the file it came from, used to name the culprit in error messages.
+
+    Returns
+    -------
+    One row per datapoint id (sorted by id, or in `datapoints` order): the id column,
+    `difficulty_score`, `n_models` and `difficulty_score_<model>` per model.
+    """
+    if not results:
+        raise InputError("no model results given")
+    labels = {name: (sources or {}).get(name) or f"model {name!r}" for name in results}
+    # Models are read (LazyFrames) and reduced to id and score one at a time to keep memory low;
+    # the joint scope needs every model's signals at once.
+    signal_frames = (
+        (name, signal_frame(frame, standard, labels[name], datapoints=datapoints))
+        for name, frame in results.items()
+    )
+    if standard.scope == "joint":
+        scored = _score_jointly(dict(signal_frames), standard, explain=explain)
+    else:
+        scored = {name: _score_model(frame, standard, name, explain=explain) for name, frame in signal_frames}
+    table = _assemble(scored, standard.id_column, labels, [s.name for s in standard.signals])
+    if datapoints is not None:
+        from kscore.tasks import enrich_datapoints
+
+        table = enrich_datapoints(datapoints, table, standard.id_column)
+    return table
+
+
+def signal_frame(
+    frame: FrameLike,
+    standard: QualityStandard,
+    label: str,
+    *,
+    datapoints: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The id column and every signal of the standard as Float64 (NaN read as null), validated."""
+    id_col = standard.id_column
+    metric_names = [m.name for m in standard.metrics]
+    needed = [id_col, *metric_names]
+    if isinstance(frame, pl.LazyFrame):
+        try:
+            _require_columns(frame.collect_schema().names(), needed, label)
+            selected = frame.select(needed).collect()
+        except pl.exceptions.PolarsError as exc:
+            raise InputError(f"{label}: cannot read: {_first_line(exc)}") from None
+    else:
+        _require_columns(frame.columns, needed, label)
+        selected = frame.select(needed)
+    if selected.height == 0:
+        raise InputError(f"{label}: no rows")
+    n_null_ids = selected.get_column(id_col).null_count()
+    if n_null_ids:
+        raise InputError(f"{label}: column {id_col!r} has {n_null_ids} null ids")
+    out = selected.with_columns(_numeric_signals(selected, metric_names, label))
+    if standard.task is not None:
+        from kscore.tasks import task_error
+
+        error = task_error(frame, standard.task, id_col, label, datapoints=datapoints)
+        out = out.with_columns(error.alias(TASK_SIGNAL))
+    return out
+
+
+def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> list[pl.Series]:
+    """Signal columns as Float64 with NaN read as null; text and +/-inf are errors naming the rows.
+
+    Numeric columns are checked in one parallel pass over their min, max and NaN presence.
+    """
+    numeric = [n for n in names if frame.schema[n].is_numeric() or frame.schema[n] == pl.Boolean]
+    stats = frame.select(
+        expr
+        for n in numeric
+        for expr in (
+            pl.col(n).cast(pl.Float64).min().alias(f"{n}:min"),
+            pl.col(n).cast(pl.Float64).max().alias(f"{n}:max"),
+            pl.col(n).cast(pl.Float64).is_nan().any().alias(f"{n}:nan"),
+        )
+    ).row(0, named=True)
+    out = []
+    for name in names:
+        column = frame.get_column(name)
+        if name not in numeric:
+            out.append(_parse_numeric_text(column, label))
+            continue
+        low, high = stats[f"{name}:min"], stats[f"{name}:max"]
+        if low is not None and not (math.isfinite(low) and math.isfinite(high)):
+            n_inf = int(column.cast(pl.Float64).is_infinite().sum())
+            if n_inf:
+                raise InputError(f"{label}: column {name!r} has {n_inf} infinite values (+/-inf)")
+        values = column.cast(pl.Float64)
+        out.append(values.fill_nan(None) if stats[f"{name}:nan"] else values)
+    return out
+
+
+def _parse_numeric_text(column: pl.Series, label: str) -> pl.Series:
+    """A text column that should hold numbers (as CSV readers leave it), parsed or rejected."""
+    name = column.name
+    if column.dtype not in (pl.String, pl.Categorical):
+        raise InputError(f"{label}: column {name!r} is {column.dtype}, not numeric")
+    text = column.cast(pl.String).str.strip_chars()
+    values = text.cast(pl.Float64, strict=False)
+    bad = values.is_null() & text.is_not_null() & (text != "")
+    n_bad = int(bad.sum())
+    if n_bad:
+        example = text.filter(bad).head(3).to_list()
+        raise InputError(f"{label}: column {name!r} has {n_bad} non-numeric values (e.g. {example})")
+    n_inf = int(values.is_infinite().sum())
+    if n_inf:
+        raise InputError(f"{label}: column {name!r} has {n_inf} infinite values (+/-inf)")
+    return values.fill_nan(None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _require_columns(columns: list[str], needed: list[str], label: str) -> None:
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+        raise InputError(f"{label}: missing column {missing[0]!r} (columns: {shown})")
+
+
+def _oriented(signal: Signal) -> pl.Expr:
+    """A signal as lower-is-better."""
+    column = pl.col(signal.name)
+    return -column if signal.higher_is_better else column
+
+
+def _normalized(
+    frame: pl.DataFrame, signals: tuple[Signal, ...], method: str, model: str | None
+) -> tuple[list[pl.Expr], bool]:
+    """Expressions normalizing each signal over the rows of `frame`, and whether no value is null.
+
+    Warns on constant columns. `model` is None for the joint scope (all models' rows at once).
+    """
+    where = f"model {model!r}" if model is not None else "all models (joint scope)"
+    stats = frame.select(
+        [_oriented(s).min().alias(f"{s.name}:min") for s in signals]
+        + [_oriented(s).max().alias(f"{s.name}:max") for s in signals]
+        + [pl.col(s.name).count().alias(f"{s.name}:n") for s in signals]
+    ).row(0, named=True)
+    exprs = []
+    for s in signals:
+        low, high, count = stats[f"{s.name}:min"], stats[f"{s.name}:max"], stats[f"{s.name}:n"]
+        x = _oriented(s)
+        if count == 0:
+            _warn(f"{where}: signal {s.name!r} has no values", model)
+            expr = pl.lit(None, dtype=pl.Float64)
+        elif high == low:
+            if s.natural_range:
+                # A task error already lies on [0, 1]: all wrong stays 1, all right stays 0.
+                expr = x
+            else:
+                _warn(f"{where}: signal {s.name!r} is constant ({low:g}); it normalizes to 0", model)
+                expr = x * 0.0
+        elif method == "rank":
+            expr = (x.rank("average") - 1.0) / (count - 1.0)
+        else:
+            expr = (x - low) / (high - low)
+        exprs.append(expr.cast(pl.Float64).alias(f"norm_{s.name}"))
+    complete = all(stats[f"{s.name}:n"] == frame.height for s in signals)
+    return exprs, complete
+
+
+def _with_scores(
+    frame: pl.DataFrame, signals: tuple[Signal, ...], method: str, model: str | None, explain: bool
+) -> pl.DataFrame:
+    """Add the model-level score: the weighted mean over the signals a row has (weights renormalized).
+
+    With `explain`, also the `norm_<signal>` columns and `top_signal` (index of the largest
+    weighted contribution).
+    """
+    normalized, complete = _normalized(frame, signals, method, model)
+    if explain:
+        frame = frame.with_columns(normalized)
+        normalized = [pl.col(f"norm_{s.name}") for s in signals]
+    contributions = [n * s.weight for n, s in zip(normalized, signals, strict=True)]
+    numerator = pl.sum_horizontal(contributions)
+    if complete:
+        # Every row has every signal, and the weights sum to 1: no renormalization needed.
+        present: pl.Expr = pl.lit(1.0)
+        score = numerator
+    else:
+        present = pl.sum_horizontal(
+            [n.is_not_null().cast(pl.Float64) * s.weight for n, s in zip(normalized, signals, strict=True)]
+        )
+        score = pl.when(present > 0).then(numerator / present)
+    exprs = [score.alias(SCORE)]
+    if explain:
+        index = pl.concat_list([c.fill_null(-1.0) for c in contributions]).list.arg_max()
+        exprs.append(pl.when(present > 0).then(index).cast(pl.Int16).alias("top_signal"))
+    return frame.with_columns(exprs)
+
+
+def _kept_columns(standard: QualityStandard, explain: bool) -> list[str]:
+    keep = [standard.id_column, SCORE]
+    if explain:
+        keep += [f"norm_{s.name}" for s in standard.signals] + ["top_signal"]
+    return keep
+
+
+def _score_model(
+    frame: pl.DataFrame, standard: QualityStandard, model: str, *, explain: bool
+) -> pl.DataFrame:
+    """One model's id, model-level score and (with `explain`) normalized signals and top signal."""
+    scored = _with_scores(frame, standard.signals, standard.normalization, model, explain)
+    return scored.select(_kept_columns(standard, explain))
+
+
+def _score_jointly(
+    frames: dict[str, pl.DataFrame], standard: QualityStandard, *, explain: bool
+) -> dict[str, pl.DataFrame]:
+    """Like `_score_model`, normalizing each signal over the rows of all models at once."""
+    joint = pl.concat(
+        [f.with_columns(pl.lit(name).alias(MODEL_COLUMN)) for name, f in frames.items()],
+        how="vertical_relaxed",
+    )
+    joint = _with_scores(joint, standard.signals, standard.normalization, None, explain)
+    parts = joint.partition_by(MODEL_COLUMN, as_dict=True, maintain_order=True)
+    return {name: parts[(name,)].select(_kept_columns(standard, explain)) for name in frames}
+
+
+def _assemble(
+    scored: dict[str, pl.DataFrame], id_col: str, labels: Mapping[str, str], signal_names: list[str]
+) -> pl.DataFrame:
+    """One row per datapoint: the models' columns side by side, matched by id, and their mean."""
+    aligned = align_by_id(scored, id_col, labels)
+    models = pl.DataFrame(
+        [
+            pl.Series(model_score_column(name), columns[SCORE], nan_to_null=True)
+            for name, columns in aligned.columns.items()
+        ]
+    )
+    summary = models.select(
+        pl.mean_horizontal(pl.all()).alias(SCORE),
+        pl.sum_horizontal(pl.all().is_not_null()).cast(pl.UInt32).alias(N_MODELS),
+    )
+    out = [aligned.ids, summary.get_column(SCORE), summary.get_column(N_MODELS), *models.get_columns()]
+    lookup = dict(enumerate(signal_names))
+    for name, columns in aligned.columns.items():
+        for signal in signal_names:
+            if f"norm_{signal}" in columns:
+                values = columns[f"norm_{signal}"]
+                out.append(pl.Series(normalized_column(signal, name), values, nan_to_null=True))
+        if "top_signal" in columns:
+            codes = pl.Series(top_signal_column(name), columns["top_signal"])
+            out.append(codes.replace_strict(lookup, default=None, return_dtype=pl.String))
+    return pl.DataFrame(out)
+
+
+def _warn(message: str, model: str | None) -> None:
+    warnings.warn(KscoreWarning(message, model=model), stacklevel=3)

@@ -1,0 +1,182 @@
+"""Reading CSV/Parquet inputs (paths, globs, NAME=PATH) and writing Parquet atomically."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from kscore.errors import InputError
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+METADATA_KEY = "kscore"
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_NAME_SEPARATORS = "_-."
+
+
+def file_format(path: Path) -> str:
+    """'csv' or 'parquet', by extension."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{path}: unsupported file type {path.suffix or '(none)'!r} (valid: {', '.join(FORMATS)})"
+        )
+    return fmt
+
+
+def expand_paths(patterns: Iterable[str]) -> list[Path]:
+    """Paths from arguments that may be globs (also when the shell left them quoted)."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        if _GLOB_CHARS.search(pattern) and not Path(pattern).exists():
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputError(f"{pattern}: no file matches this pattern")
+            paths.extend(Path(m) for m in matches)
+        else:
+            paths.append(Path(pattern))
+    return paths
+
+
+def model_names(paths: Sequence[Path]) -> list[str]:
+    """Model names from file stems, dropping the prefix all stems share up to a `_`, `-` or `.`."""
+    stems = [p.name[: -len(p.suffix)] if p.suffix else p.name for p in paths]
+    if len(stems) < 2:
+        return stems
+    prefix = os.path.commonprefix(stems)  # noqa: RUF071 - a prefix of names, not of paths
+    cut = max(prefix.rfind(sep) for sep in _NAME_SEPARATORS) + 1
+    if cut == 0 or any(len(stem) == cut for stem in stems):
+        return stems
+    return [stem[cut:] for stem in stems]
+
+
+def resolve_model_files(arguments: Sequence[str]) -> dict[str, Path]:
+    """Model name -> file, from paths, globs and `NAME=PATH` arguments."""
+    named: list[tuple[str, Path]] = []
+    unnamed: list[Path] = []
+    for argument in arguments:
+        name, sep, path = argument.partition("=")
+        if sep and name and not Path(argument).exists() and "/" not in name:
+            named.extend((name, p) for p in expand_paths([path]))
+        else:
+            unnamed.extend(expand_paths([argument]))
+    pairs = named + list(zip(model_names(unnamed), unnamed, strict=True))
+    files: dict[str, Path] = {}
+    for name, path in pairs:
+        if name in files:
+            raise InputError(
+                f"two inputs are both named model {name!r} ({files[name]} and {path}); "
+                "name them with NAME=PATH"
+            )
+        files[name] = path
+    if not files:
+        raise InputError("no input files given")
+    return files
+
+
+def read_table(
+    path: Path, columns: Sequence[str] | None = None, numeric: Sequence[str] = (), lazy: bool = False
+) -> pl.DataFrame | pl.LazyFrame:
+    """Read `columns` (those present; all if None) of a CSV or Parquet file.
+
+    Columns in `numeric` are read as Float64 from CSV where they parse; where they do not, they are
+    read as text so that the caller can report the offending rows. With `lazy`, a Parquet file is
+    only checked and scanned, to be read when it is used.
+    """
+    fmt = file_format(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    try:
+        if fmt == "parquet":
+            present = list(pl.read_parquet_schema(path))
+            wanted = present if columns is None else [c for c in columns if c in present]
+            if lazy:
+                return pl.scan_parquet(path).select(wanted)
+            frame = pl.read_parquet(path, columns=wanted)
+        else:
+            present = pl.read_csv(path, n_rows=0).columns
+            wanted = present if columns is None else [c for c in columns if c in present]
+            floats = {c: pl.Float64 for c in numeric if c in wanted}
+            try:
+                frame = pl.read_csv(path, columns=wanted, schema_overrides=floats)
+            except pl.exceptions.ComputeError:
+                if not floats:
+                    raise
+                as_text = {c: pl.String for c in floats}
+                frame = pl.read_csv(path, columns=wanted, schema_overrides=as_text)
+    except pl.exceptions.NoDataError:
+        raise InputError(f"{path}: file is empty") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line}") from None
+    if frame.height == 0:
+        raise InputError(f"{path}: file has no data rows")
+    return frame
+
+
+def read_results(
+    files: Mapping[str, Path],
+    columns: Sequence[str],
+    numeric: Sequence[str] = (),
+    model_col: str | None = None,
+) -> tuple[dict[str, pl.DataFrame | pl.LazyFrame], dict[str, str]]:
+    """Model name -> results frame, and model name -> source file (for messages).
+
+    Parquet files come back as LazyFrames: each is read when its model is scored.
+
+    With `model_col`, each file may hold several models in long format, named by that column.
+    """
+    frames: dict[str, pl.DataFrame | pl.LazyFrame] = {}
+    sources: dict[str, str] = {}
+    for name, path in files.items():
+        wanted = [*columns, model_col] if model_col else list(columns)
+        frame = read_table(path, wanted, numeric, lazy=model_col is None)
+        if model_col is None:
+            frames[name], sources[name] = frame, str(path)
+            continue
+        if model_col not in frame.columns:
+            raise InputError(f"{path}: missing model column {model_col!r}")
+        assert isinstance(frame, pl.DataFrame)
+        for (model,), part in frame.partition_by(model_col, as_dict=True, maintain_order=True).items():
+            model = str(model)
+            if model in frames:
+                raise InputError(f"{path}: model {model!r} also appears in {sources[model]}")
+            frames[model], sources[model] = part.drop(model_col), f"{path} (model {model})"
+    return frames, sources
+
+
+def check_output(out: Path, inputs: Iterable[Path]) -> None:
+    """Refuse an output that would overwrite an input, or that goes to a missing folder."""
+    target = out.resolve()
+    for path in inputs:
+        if path.resolve() == target:
+            raise InputError(f"{out}: the output would overwrite an input")
+    if not target.parent.is_dir():
+        raise InputError(f"{out}: the output folder {out.parent} does not exist")
+
+
+def write_parquet_atomic(frame: pl.DataFrame, out: Path, metadata: Mapping[str, Any]) -> None:
+    """Write Parquet to a temporary file beside `out`, then rename: no partial or clobbered output."""
+    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(handle)
+    try:
+        frame.write_parquet(temp, metadata={METADATA_KEY: json.dumps(metadata, default=str)})
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_kscore_metadata(path: Path) -> dict[str, Any]:
+    """The metadata kscore recorded in a Parquet file it wrote ({} if none)."""
+    raw = pl.read_parquet_metadata(path).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,147 @@
+"""Summaries as plain data (for --json) and as rich tables (built, not printed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kscore.difficulty import N_MODELS, SCORE, model_score_column
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+def difficulty_summary(
+    table: pl.DataFrame,
+    models: Sequence[str],
+    id_column: str,
+    *,
+    top: int = 10,
+    output: str | None = None,
+    warnings_by_model: Mapping[str | None, list[str]] | None = None,
+) -> dict[str, Any]:
+    """Per-model statistics and the hardest datapoints of a `difficulty_scores` table."""
+    warnings_by_model = warnings_by_model or {}
+    model_columns = [model_score_column(m) for m in models]
+    stats = table.select(
+        expr
+        for column in model_columns
+        for expr in (
+            pl.col(column).count().alias(f"{column}:n"),
+            pl.col(column).mean().alias(f"{column}:mean"),
+            pl.col(column).median().alias(f"{column}:median"),
+            pl.col(column).quantile(0.9, "linear").alias(f"{column}:p90"),
+        )
+    ).row(0, named=True)
+    hardest = table[hardest_rows(table.get_column(SCORE), table.get_column(id_column), top)]
+    return {
+        "models": [
+            {
+                "name": model,
+                "rows_scored": stats[f"{column}:n"],
+                "mean": _number(stats[f"{column}:mean"]),
+                "median": _number(stats[f"{column}:median"]),
+                "p90": _number(stats[f"{column}:p90"]),
+                "warnings": warnings_by_model.get(model, []),
+            }
+            for model, column in zip(models, model_columns, strict=True)
+        ],
+        "n_datapoints": table.height,
+        "n_scored": int(table.get_column(SCORE).count()),
+        "output": output,
+        "warnings": warnings_by_model.get(None, []),
+        "hardest": [
+            {
+                "id": row[id_column],
+                SCORE: _number(row[SCORE]),
+                N_MODELS: row[N_MODELS],
+                "scores": {m: _number(row[c]) for m, c in zip(models, model_columns, strict=True)},
+            }
+            for row in hardest.iter_rows(named=True)
+        ],
+    }
+
+
+def hardest_rows(scores: pl.Series, ids: pl.Series, top: int) -> list[int]:
+    """Row numbers of the `top` highest scores (nulls never), ties to the smaller id, hardest first.
+
+    A partial selection in numpy, not a sort of the table: this runs over every datapoint.
+    """
+    if top <= 0:
+        return []
+    values = scores.fill_null(-np.inf).to_numpy()
+    n_valid = scores.len() - scores.null_count()
+    if n_valid == 0:
+        return []
+    k = min(top, n_valid)
+    threshold = np.partition(values, len(values) - k)[len(values) - k]
+    candidates = np.flatnonzero(values >= threshold)  # every tie with the k-th score
+    order = pl.DataFrame({"row": candidates, "score": values[candidates], "id": ids.gather(candidates)}).sort(
+        ["score", "id"], descending=[True, False]
+    )
+    return order.get_column("row").head(k).to_list()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def render_difficulty(summary: dict[str, Any]) -> list[Any]:
+    """Rich renderables for a difficulty summary."""
+    from rich.table import Table
+
+    models = Table(title=f"Difficulty by model ({summary['n_datapoints']} datapoints)")
+    for header in ("model", "rows scored", "mean", "median", "p90", "warnings"):
+        models.add_column(header, justify="left" if header in ("model", "warnings") else "right")
+    for m in summary["models"]:
+        models.add_row(
+            m["name"],
+            str(m["rows_scored"]),
+            _fmt(m["mean"]),
+            _fmt(m["median"]),
+            _fmt(m["p90"]),
+            "; ".join(m["warnings"]) or "-",
+        )
+    hardest = Table(title=f"Hardest {len(summary['hardest'])} datapoints")
+    hardest.add_column("id")
+    hardest.add_column(SCORE, justify="right")
+    hardest.add_column(N_MODELS, justify="right")
+    names = [m["name"] for m in summary["models"]]
+    for name in names:
+        hardest.add_column(name, justify="right")
+    for row in summary["hardest"]:
+        hardest.add_row(
+            str(row["id"]), _fmt(row[SCORE]), str(row[N_MODELS]), *(_fmt(row["scores"][n]) for n in names)
+        )
+    renderables: list[Any] = [models, hardest]
+    if summary.get("output"):
+        renderables.append(f"wrote {summary['output']}")
+    return renderables
+
+
+def render_standard(resolved: dict[str, Any]) -> Any:
+    """A rich table of a resolved quality standard."""
+    from rich.table import Table
+
+    table = Table(title=f"Quality standard (id column: {resolved['id_column']})")
+    for header in ("signal", "direction", "weight", "normalized weight"):
+        table.add_column(header, justify="right" if "weight" in header else "left")
+    weights = resolved["normalized_weights"]
+    for metric in resolved["metrics"]:
+        table.add_row(
+            metric["name"], metric["direction"], f"{metric['weight']:g}", f"{weights[metric['name']]:.4f}"
+        )
+    task = resolved.get("task")
+    if task is not None:
+        table.add_row(
+            f"task_error ({task['type']})",
+            "lower_is_better",
+            f"{task['weight']:g}",
+            f"{weights['task_error']:.4f}",
+        )
+    table.caption = f"normalization: {resolved['normalization']}, scope: {resolved['scope']}"
+    return table
