@@ -65,27 +65,25 @@ def align_by_id(
             return values - low if low else values
 
     else:
-        for name, series in ids.items():
-            if series.n_unique() != len(series):
-                _raise_duplicates(series, labels.get(name, name))
         union = pl.concat(list(ids.values())).unique().sort()
         size = len(union)
 
         def positions(name: str) -> np.ndarray:
             return union.search_sorted(ids[name]).to_numpy()
 
-    def place(name: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    def place(name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
         frame, where = frames[name], positions(name)
-        placed = {c: _scatter(frame.get_column(c), where, size) for c in frame.columns if c != id_col}
-        if union is not None:
-            return placed, None  # the union holds exactly the ids: every slot is filled
-        present = _presence(placed, frame, where, size)
+        present = np.zeros(size, dtype=np.bool_)
+        present[where] = True
         if np.count_nonzero(present) != len(where):
-            _raise_duplicates(ids[name], labels.get(name, name))
+            _raise_duplicates(ids[name], labels.get(name, f"model {name!r}"))
+        # A model that has every id writes every slot: no pass to mark the missing ones.
+        holes = None if len(where) == size else ~present
+        placed = {c: _scatter(frame.get_column(c), where, size, holes) for c in frame.columns if c != id_col}
         return placed, present
 
     placed = dict(zip(frames, parallel_map(place, list(frames)), strict=True))
-    if union is not None:
+    if union is not None:  # the union holds exactly the ids: every slot is filled
         return Alignment(union.alias(id_col), {name: cols for name, (cols, _) in placed.items()})
     filled = np.logical_or.reduce([present for _, present in placed.values()])
     slot_ids = pl.Series(id_col, np.arange(low, low + size, dtype=np.int64)).cast(dtype)
@@ -114,25 +112,19 @@ def _dense_low(ids: Mapping[str, pl.Series]) -> int | None:
     return low if high - low + 1 <= DENSE_SPAN_FACTOR * largest + 1024 else None
 
 
-def _scatter(values: pl.Series, where: np.ndarray, size: int) -> np.ndarray:
+def _scatter(values: pl.Series, where: np.ndarray, size: int, holes: np.ndarray | None) -> np.ndarray:
+    """`out[where] = values`; slots in `holes` get NaN (floats) or -1 (integers)."""
     if values.dtype.is_float():
-        out = np.full(size, np.nan)
+        out = np.empty(size)
         out[where] = values.to_numpy()
+        missing: float = np.nan
     else:
-        out = np.full(size, -1, dtype=np.int64)
+        out = np.empty(size, dtype=np.int64)
         out[where] = values.fill_null(-1).to_numpy()
+        missing = -1
+    if holes is not None:
+        out[holes] = missing
     return out
-
-
-def _presence(placed: dict[str, np.ndarray], frame: pl.DataFrame, where: np.ndarray, size: int) -> np.ndarray:
-    """Which slots this frame filled; read off a null-free float column when there is one."""
-    for name, values in placed.items():
-        column = frame.get_column(name)
-        if values.dtype.kind == "f" and column.null_count() == 0 and not column.is_nan().any():
-            return ~np.isnan(values)
-    present = np.zeros(size, dtype=np.bool_)
-    present[where] = True
-    return present
 
 
 def _raise_duplicates(ids: pl.Series, label: str) -> None:

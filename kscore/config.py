@@ -361,7 +361,8 @@ _LOWER_WORDS = (
 
 def guess_direction(column: str) -> Direction | None:
     """A metric's direction guessed from its name's words, or None where the name says nothing."""
-    words = {w.rstrip("0123456789") for w in re.split(r"[^a-z0-9]+", column.lower()) if w}
+    raw = [w for w in re.split(r"[^a-z0-9]+", column.lower()) if w]
+    words = set(raw) | {w.rstrip("0123456789") for w in raw}  # rouge1 -> rouge, but keep f1
     if words & set(_LOWER_WORDS):
         return "lower_is_better"
     if words & set(_HIGHER_WORDS):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from kscore.align import align_by_id
+from kscore.align import Alignment, align_by_id
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
 from kscore.errors import InputError, KscoreWarning
 
@@ -68,20 +68,25 @@ def difficulty_scores(
     labels = {name: (sources or {}).get(name) or f"model {name!r}" for name in results}
     # Models are read (LazyFrames) and reduced to id and score one at a time to keep memory low;
     # the joint scope needs every model's signals at once.
-    signal_frames = (
-        (name, signal_frame(frame, standard, labels[name], datapoints=datapoints))
-        for name, frame in results.items()
-    )
+    signals = ((name, _signals(frame, standard, labels[name], datapoints)) for name, frame in results.items())
     if standard.scope == "joint":
-        scored = _score_jointly(dict(signal_frames), standard, explain=explain)
+        frames = {name: frame for name, (frame, _) in signals}
+        scored = _score_jointly(frames, standard, explain=explain)
     else:
-        scored = {name: _score_model(frame, standard, name, explain=explain) for name, frame in signal_frames}
-    table = _assemble(scored, standard.id_column, labels, [s.name for s in standard.signals])
+        scored = {
+            name: _score_model(frame, stats, standard, name, explain=explain)
+            for name, (frame, stats) in signals
+        }
+    aligned = align_by_id(scored, standard.id_column, labels)
+    table = _assemble(aligned, [s.name for s in standard.signals])
     if datapoints is not None:
         from kscore.tasks import enrich_datapoints
 
         table = enrich_datapoints(datapoints, table, standard.id_column)
     return table
+
+
+Stats = dict[str, tuple[float | None, float | None, int]]  # signal -> (min, max, non-null count)
 
 
 def signal_frame(
@@ -92,61 +97,75 @@ def signal_frame(
     datapoints: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The id column and every signal of the standard as Float64 (NaN read as null), validated."""
+    return _signals(frame, standard, label, datapoints)[0]
+
+
+def _signals(
+    frame: FrameLike, standard: QualityStandard, label: str, datapoints: pl.DataFrame | None
+) -> tuple[pl.DataFrame, Stats]:
+    """`signal_frame` and the min, max and count of each metric, found in the same pass."""
     id_col = standard.id_column
     metric_names = [m.name for m in standard.metrics]
     needed = [id_col, *metric_names]
-    if isinstance(frame, pl.LazyFrame):
-        try:
-            _require_columns(frame.collect_schema().names(), needed, label)
-            selected = frame.select(needed).collect()
-        except pl.exceptions.PolarsError as exc:
-            raise InputError(f"{label}: cannot read: {_first_line(exc)}") from None
-    else:
-        _require_columns(frame.columns, needed, label)
-        selected = frame.select(needed)
+    optional = [c for c in (standard.task.result_columns if standard.task else ()) if c not in needed]
+    try:
+        columns = frame.collect_schema().names()
+        _require_columns(columns, needed, label)
+        selected = frame.select(needed + [c for c in optional if c in columns])
+        if isinstance(selected, pl.LazyFrame):
+            selected = selected.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"{label}: cannot read: {_first_line(exc)}") from None
     if selected.height == 0:
         raise InputError(f"{label}: no rows")
     n_null_ids = selected.get_column(id_col).null_count()
     if n_null_ids:
         raise InputError(f"{label}: column {id_col!r} has {n_null_ids} null ids")
-    out = selected.with_columns(_numeric_signals(selected, metric_names, label))
+    metrics, stats = _numeric_signals(selected, metric_names, label)
+    out = selected.with_columns(metrics)
     if standard.task is not None:
-        from kscore.tasks import task_error
+        from kscore.tasks import attach_ground_truth, task_error
 
-        error = task_error(frame, standard.task, id_col, label, datapoints=datapoints)
-        out = out.with_columns(error.alias(TASK_SIGNAL))
-    return out
+        out = attach_ground_truth(out, standard.task, id_col, label, datapoints)
+        out = out.with_columns(task_error(out, standard.task, label).alias(TASK_SIGNAL))
+    return out.select(id_col, *metric_names, *([TASK_SIGNAL] if standard.task else [])), stats
 
 
-def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> list[pl.Series]:
+def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> tuple[list[pl.Series], Stats]:
     """Signal columns as Float64 with NaN read as null; text and +/-inf are errors naming the rows.
 
-    Numeric columns are checked in one parallel pass over their min, max and NaN presence.
+    Numeric columns are checked in one parallel pass over their min, max, count and NaNs, which
+    also gives the normalization its min, max and count.
     """
     numeric = [n for n in names if frame.schema[n].is_numeric() or frame.schema[n] == pl.Boolean]
-    stats = frame.select(
-        expr
-        for n in numeric
-        for expr in (
-            pl.col(n).cast(pl.Float64).min().alias(f"{n}:min"),
-            pl.col(n).cast(pl.Float64).max().alias(f"{n}:max"),
-            pl.col(n).cast(pl.Float64).is_nan().any().alias(f"{n}:nan"),
-        )
-    ).row(0, named=True)
-    out = []
+    raw = {}
+    if numeric:
+        raw = frame.select(
+            expr
+            for n in numeric
+            for expr in (
+                pl.col(n).cast(pl.Float64).min().alias(f"{n}:min"),
+                pl.col(n).cast(pl.Float64).max().alias(f"{n}:max"),
+                pl.col(n).count().alias(f"{n}:n"),
+                pl.col(n).cast(pl.Float64).is_nan().sum().alias(f"{n}:nan"),
+            )
+        ).row(0, named=True)
+    out, stats = [], {}
     for name in names:
         column = frame.get_column(name)
         if name not in numeric:
             out.append(_parse_numeric_text(column, label))
             continue
-        low, high = stats[f"{name}:min"], stats[f"{name}:max"]
+        low, high, n_nan = raw[f"{name}:min"], raw[f"{name}:max"], raw[f"{name}:nan"]
         if low is not None and not (math.isfinite(low) and math.isfinite(high)):
             n_inf = int(column.cast(pl.Float64).is_infinite().sum())
             if n_inf:
                 raise InputError(f"{label}: column {name!r} has {n_inf} infinite values (+/-inf)")
         values = column.cast(pl.Float64)
-        out.append(values.fill_nan(None) if stats[f"{name}:nan"] else values)
-    return out
+        out.append(values.fill_nan(None) if n_nan else values)
+        low, high = (None, None) if math.isnan(low if low is not None else 0.0) else (low, high)
+        stats[name] = (low, high, raw[f"{name}:n"] - n_nan)
+    return out, stats
 
 
 def _parse_numeric_text(column: pl.Series, label: str) -> pl.Series:
@@ -185,22 +204,33 @@ def _oriented(signal: Signal) -> pl.Expr:
     return -column if signal.higher_is_better else column
 
 
+def _column_stats(frame: pl.DataFrame, names: list[str]) -> Stats:
+    if not names:
+        return {}
+    row = frame.select(
+        expr
+        for n in names
+        for expr in (pl.col(n).min().alias(f"{n}:min"), pl.col(n).max().alias(f"{n}:max"), pl.col(n).count())
+    ).row(0, named=True)
+    return {n: (row[f"{n}:min"], row[f"{n}:max"], row[n]) for n in names}
+
+
 def _normalized(
-    frame: pl.DataFrame, signals: tuple[Signal, ...], method: str, model: str | None
+    frame: pl.DataFrame, signals: tuple[Signal, ...], method: str, model: str | None, known: Stats
 ) -> tuple[list[pl.Expr], bool]:
     """Expressions normalizing each signal over the rows of `frame`, and whether no value is null.
 
-    Warns on constant columns. `model` is None for the joint scope (all models' rows at once).
+    `known` holds the min, max and count of some signals already. Warns on constant columns.
+    `model` is None for the joint scope (all models' rows at once).
     """
     where = f"model {model!r}" if model is not None else "all models (joint scope)"
-    stats = frame.select(
-        [_oriented(s).min().alias(f"{s.name}:min") for s in signals]
-        + [_oriented(s).max().alias(f"{s.name}:max") for s in signals]
-        + [pl.col(s.name).count().alias(f"{s.name}:n") for s in signals]
-    ).row(0, named=True)
+    # Min and max of the raw columns, oriented here: negating 10M values just to find them costs.
+    stats = {**_column_stats(frame, [s.name for s in signals if s.name not in known]), **known}
     exprs = []
     for s in signals:
-        low, high, count = stats[f"{s.name}:min"], stats[f"{s.name}:max"], stats[f"{s.name}:n"]
+        low, high, count = stats[s.name]
+        if s.higher_is_better and count:
+            low, high = -high, -low
         x = _oriented(s)
         if count == 0:
             _warn(f"{where}: signal {s.name!r} has no values", model)
@@ -217,19 +247,24 @@ def _normalized(
         else:
             expr = (x - low) / (high - low)
         exprs.append(expr.cast(pl.Float64).alias(f"norm_{s.name}"))
-    complete = all(stats[f"{s.name}:n"] == frame.height for s in signals)
+    complete = all(stats[s.name][2] == frame.height for s in signals)
     return exprs, complete
 
 
 def _with_scores(
-    frame: pl.DataFrame, signals: tuple[Signal, ...], method: str, model: str | None, explain: bool
+    frame: pl.DataFrame,
+    signals: tuple[Signal, ...],
+    method: str,
+    model: str | None,
+    explain: bool,
+    known: Stats,
 ) -> pl.DataFrame:
     """Add the model-level score: the weighted mean over the signals a row has (weights renormalized).
 
     With `explain`, also the `norm_<signal>` columns and `top_signal` (index of the largest
     weighted contribution).
     """
-    normalized, complete = _normalized(frame, signals, method, model)
+    normalized, complete = _normalized(frame, signals, method, model, known)
     if explain:
         frame = frame.with_columns(normalized)
         normalized = [pl.col(f"norm_{s.name}") for s in signals]
@@ -259,10 +294,10 @@ def _kept_columns(standard: QualityStandard, explain: bool) -> list[str]:
 
 
 def _score_model(
-    frame: pl.DataFrame, standard: QualityStandard, model: str, *, explain: bool
+    frame: pl.DataFrame, stats: Stats, standard: QualityStandard, model: str, *, explain: bool
 ) -> pl.DataFrame:
     """One model's id, model-level score and (with `explain`) normalized signals and top signal."""
-    scored = _with_scores(frame, standard.signals, standard.normalization, model, explain)
+    scored = _with_scores(frame, standard.signals, standard.normalization, model, explain, stats)
     return scored.select(_kept_columns(standard, explain))
 
 
@@ -274,16 +309,13 @@ def _score_jointly(
         [f.with_columns(pl.lit(name).alias(MODEL_COLUMN)) for name, f in frames.items()],
         how="vertical_relaxed",
     )
-    joint = _with_scores(joint, standard.signals, standard.normalization, None, explain)
+    joint = _with_scores(joint, standard.signals, standard.normalization, None, explain, {})
     parts = joint.partition_by(MODEL_COLUMN, as_dict=True, maintain_order=True)
     return {name: parts[(name,)].select(_kept_columns(standard, explain)) for name in frames}
 
 
-def _assemble(
-    scored: dict[str, pl.DataFrame], id_col: str, labels: Mapping[str, str], signal_names: list[str]
-) -> pl.DataFrame:
-    """One row per datapoint: the models' columns side by side, matched by id, and their mean."""
-    aligned = align_by_id(scored, id_col, labels)
+def _assemble(aligned: Alignment, signal_names: list[str]) -> pl.DataFrame:
+    """One row per datapoint: the models' columns side by side, and their mean."""
     models = pl.DataFrame(
         [
             pl.Series(model_score_column(name), columns[SCORE], nan_to_null=True)
