@@ -1,0 +1,211 @@
+"""The CLI through its real entry point (`python -m kscore`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kscore.config import QualityStandard
+from kscore.difficulty import difficulty_scores
+from kscore.io import read_kscore_metadata
+
+from .conftest import CONFIGS, SAMPLE, WORKED_EXAMPLE_YAML, run_kscore
+
+
+def assert_clean_error(result, *fragments: str, code: int = 2) -> None:
+    """Exit code, one `error:` line on stderr naming the culprit, no traceback."""
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_difficulty_on_sample_data_matches_the_library(tmp_path: Path):
+    out = tmp_path / "d.parquet"
+    config = CONFIGS / "quality_standard.yaml"
+    files = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
+    result = run_kscore("difficulty", *files, "-c", str(config), "-o", str(out), "--json", "--top", "3")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [m["name"] for m in summary["models"]] == ["forest", "knn", "logreg"]
+    assert summary["n_datapoints"] == 719 and summary["output"] == str(out)
+
+    standard = QualityStandard.from_yaml(config)
+    expected = difficulty_scores({Path(f).stem[8:]: pl.read_csv(f) for f in files}, standard)
+    written = pl.read_parquet(out)
+    assert written.equals(expected)
+    top = expected.sort(["difficulty_score", "id"], descending=[True, False]).head(3)
+    assert [h["id"] for h in summary["hardest"]] == top["id"].to_list()
+    assert [h["difficulty_score"] for h in summary["hardest"]] == pytest.approx(
+        top["difficulty_score"].to_list()
+    )
+    meta = read_kscore_metadata(out)
+    assert meta["models"] == ["forest", "knn", "logreg"]
+    assert meta["standard"]["scope"] == "per_model"
+    assert meta["kscore_version"]
+    assert set(meta["inputs"]) == {"forest", "knn", "logreg"}
+
+
+def test_difficulty_table_output_glob_and_config_discovery(workdir: Path):
+    result = run_kscore("difficulty", "results_*", "--top", "2", "--explain", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "Difficulty by model" in result.stdout and "Hardest 2 datapoints" in result.stdout
+    written = pl.read_parquet(workdir / "difficulty_scores.parquet")
+    assert {"difficulty_score_a", "difficulty_score_b", "top_signal_a", "norm_f1_b"} <= set(written.columns)
+    assert written["difficulty_score_a"].round(4).to_list() == [0.0244, 0.6260, 0.1382, 1.0, 0.3008]
+
+
+def test_model_col_reads_long_files(tmp_path: Path):
+    long = pl.DataFrame(
+        {
+            "id": [1, 2, 1, 2],
+            "model": ["x", "x", "y", "y"],
+            "f1": [0.1, 0.9, 0.5, 0.4],
+            "latency_ms": [1, 2, 3, 4],
+        }
+    )
+    long.write_csv(tmp_path / "all.csv")
+    (tmp_path / "kscore.yaml").write_text(WORKED_EXAMPLE_YAML)
+    result = run_kscore("difficulty", "all.csv", "--model-col", "model", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [m["name"] for m in json.loads(result.stdout)["models"]] == ["x", "y"]
+
+
+def test_warnings_go_to_stderr_and_the_summary(tmp_path: Path):
+    pl.DataFrame({"id": [1, 2], "f1": [0.5, 0.5], "latency_ms": [1, 2]}).write_csv(tmp_path / "r.csv")
+    (tmp_path / "kscore.yaml").write_text(WORKED_EXAMPLE_YAML)
+    result = run_kscore("difficulty", "r.csv", "--json", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "warning: model 'r': signal 'f1' is constant" in result.stderr
+    assert json.loads(result.stdout)["models"][0]["warnings"] == [
+        "model 'r': signal 'f1' is constant (-0.5); it normalizes to 0"
+    ]
+
+
+BAD_FILES = {
+    "missing file": (None, "results_x.csv: file not found"),
+    "empty file": ("", "results_x.csv: file is empty"),
+    "malformed CSV": ("id,f1,latency_ms\n1,0.1,2\n2,0.2,3,4,5\n", "results_x.csv: cannot read CSV file"),
+    "missing id column": ("key,f1,latency_ms\n1,0.1,2\n", "missing column 'id'"),
+    "missing metric column": ("id,f1\n1,0.1\n", "missing column 'latency_ms'"),
+    "non-numeric text": (
+        "id,f1,latency_ms\n1,0.1,2\n2,abc,3\n3,x,4\n",
+        "column 'f1' has 2 non-numeric values",
+    ),
+    "infinity": ("id,f1,latency_ms\n1,0.1,2\n2,0.2,inf\n3,0.3,-inf\n", "column 'latency_ms' has 2 infinite"),
+    "duplicated id": (
+        "id,f1,latency_ms\n1,0.1,2\n1,0.2,3\n2,0.3,4\n",
+        "column 'id' has 2 rows with a duplicated id",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_bad_input_files_exit_2_and_leave_the_output_alone(workdir: Path, case: str):
+    content, message = BAD_FILES[case]
+    if content is not None:
+        (workdir / "results_x.csv").write_text(content)
+    out = workdir / "difficulty_scores.parquet"
+    out.write_text("previous output")
+    result = run_kscore("difficulty", "results_a.csv", "results_x.csv", cwd=workdir)
+    assert_clean_error(result, message)
+    if case != "missing file":
+        assert "results_x.csv" in result.stderr
+    assert out.read_text() == "previous output"
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".")) == []
+
+
+BAD_CONFIGS = {
+    "unreadable YAML": ("metrics:\n  - name: f1\n    direction: [HIB\n", "invalid YAML at line 4"),
+    "unknown key": ("metrics: [{name: f1, direction: HIB}]\nscopes: joint\n", "unknown key 'scopes'"),
+    "unknown direction": ("metrics: [{name: f1, direction: up}]\n", "unknown direction 'up'"),
+    "negative weight": (
+        "metrics: [{name: f1, direction: HIB, weight: -1}]\n",
+        "weight must be finite and >= 0",
+    ),
+    "all-zero weights": ("metrics: [{name: f1, direction: HIB, weight: 0}]\n", "positive sum"),
+    "no metric and no task": ("id_column: id\n", "at least one metric or a task"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_bad_configs_exit_2_naming_file_and_key(workdir: Path, case: str):
+    text, message = BAD_CONFIGS[case]
+    (workdir / "kscore.yaml").write_text(text)
+    result = run_kscore("difficulty", "results_a.csv", cwd=workdir)
+    assert_clean_error(result, "kscore.yaml", message)
+    assert not (workdir / "difficulty_scores.parquet").exists()
+    check = run_kscore("check-config", cwd=workdir)
+    assert_clean_error(check, message)
+
+
+def test_no_config_found_mentions_kscore_init(workdir: Path):
+    (workdir / "kscore.yaml").unlink()
+    result = run_kscore("difficulty", "results_a.csv", cwd=workdir)
+    assert_clean_error(result, "no quality standard found", "kscore init")
+
+
+def test_config_from_environment(workdir: Path):
+    (workdir / "kscore.yaml").rename(workdir / "elsewhere.yaml")
+    result = run_kscore(
+        "difficulty", "results_a.csv", "--json", cwd=workdir, env={"KSCORE_CONFIG": "elsewhere.yaml"}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_debug_shows_the_traceback(workdir: Path):
+    result = run_kscore("--debug", "difficulty", "nope.csv", cwd=workdir)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+    result = run_kscore("difficulty", "nope.csv", cwd=workdir, env={"KSCORE_DEBUG": "1"})
+    assert "Traceback" in result.stderr
+
+
+def test_output_may_not_overwrite_an_input(workdir: Path):
+    before = (workdir / "results_b.parquet").read_bytes()
+    result = run_kscore(
+        "difficulty", "results_a.csv", "results_b.parquet", "-o", "results_b.parquet", cwd=workdir
+    )
+    assert_clean_error(result, "would overwrite an input")
+    assert (workdir / "results_b.parquet").read_bytes() == before
+
+
+def test_init_writes_a_valid_standard_and_never_overwrites(workdir: Path):
+    result = run_kscore("init", "results_a.csv", "-o", "new.yaml", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    standard = QualityStandard.from_yaml(workdir / "new.yaml")
+    assert [(m.name, m.direction) for m in standard.metrics] == [
+        ("f1", "higher_is_better"),
+        ("latency_ms", "lower_is_better"),
+    ]
+    again = run_kscore("init", "-o", "new.yaml", cwd=workdir)
+    assert_clean_error(again, "new.yaml", "already exists", "--force")
+    forced = run_kscore("init", "-o", "new.yaml", "--force", cwd=workdir)
+    assert forced.returncode == 0 and "latency_ms" in (workdir / "new.yaml").read_text()
+
+
+def test_check_config_prints_normalized_weights(workdir: Path):
+    result = run_kscore("check-config", "--json", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    assert resolved["normalized_weights"] == pytest.approx({"f1": 2 / 3, "latency_ms": 1 / 3})
+    table = run_kscore("check-config", "kscore.yaml", cwd=workdir)
+    assert "0.6667" in table.stdout and "valid" in table.stdout
+
+
+def test_help_does_not_import_heavy_libraries():
+    heavy = "('polars', 'numpy', 'umap', 'sklearn', 'scipy', 'numba', 'matplotlib')"
+    code = f"import sys, kscore.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_version():
+    result = run_kscore("--version")
+    assert result.returncode == 0 and result.stdout.startswith("kscore ")

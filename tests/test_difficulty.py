@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kscore.config import QualityStandard
+from kscore.difficulty import difficulty_scores
+from kscore.errors import InputError, KscoreWarning
+
+from .conftest import worked_example
+
+
+def make_standard(*metrics: tuple[str, str, float], **extra) -> QualityStandard:
+    return QualityStandard.from_dict(
+        {"metrics": [{"name": n, "direction": d, "weight": w} for n, d, w in metrics], **extra}
+    )
+
+
+F1_LATENCY = make_standard(("f1", "HIB", 2), ("latency_ms", "LIB", 1))
+
+
+def test_spec_worked_example_to_four_decimals():
+    out = difficulty_scores({"m": worked_example()}, F1_LATENCY, explain=True)
+    assert out["id"].to_list() == [10, 11, 12, 13, 14]
+    assert out["norm_f1_m"].round(4).to_list() == [0.0, 0.6341, 0.2073, 1.0, 0.3171]
+    assert out["norm_latency_ms_m"].round(4).to_list() == [0.0732, 0.6098, 0.0, 1.0, 0.2683]
+    assert out["difficulty_score_m"].round(4).to_list() == [0.0244, 0.6260, 0.1382, 1.0, 0.3008]
+    assert out["difficulty_score"].round(4).to_list() == [0.0244, 0.6260, 0.1382, 1.0, 0.3008]
+    assert out["n_models"].to_list() == [1] * 5
+    assert out["top_signal_m"].to_list() == ["latency_ms", "f1", "f1", "f1", "f1"]
+
+
+def test_datapoint_score_is_the_mean_over_the_models_that_scored_it():
+    a = pl.DataFrame({"id": [1, 2, 3], "m": [0.0, 5.0, 10.0]})
+    b = pl.DataFrame({"id": [3, 2, 4], "m": [0.0, 10.0, 5.0]})  # other order, 1 missing, 4 extra
+    out = difficulty_scores({"a": a, "b": b}, make_standard(("m", "LIB", 1)))
+    assert out["id"].to_list() == [1, 2, 3, 4]
+    assert out["difficulty_score_a"].to_list() == [0.0, 0.5, 1.0, None]
+    assert out["difficulty_score_b"].to_list() == [None, 1.0, 0.0, 0.5]
+    assert out["difficulty_score"].to_list() == [0.0, 0.75, 0.5, 0.5]
+    assert out["n_models"].to_list() == [1, 2, 2, 1]
+
+
+def test_constant_column_normalizes_to_zero_and_warns():
+    frame = pl.DataFrame({"id": [1, 2, 3], "acc": [0.5, 0.5, 0.5], "loss": [1.0, 2.0, 3.0]})
+    with pytest.warns(KscoreWarning, match="model 'a': signal 'acc' is constant") as caught:
+        out = difficulty_scores(
+            {"a": frame}, make_standard(("acc", "HIB", 1), ("loss", "LIB", 1)), explain=True
+        )
+    assert caught[0].message.model == "a"
+    assert out["norm_acc_a"].to_list() == [0.0, 0.0, 0.0]
+    assert out["difficulty_score"].to_list() == [0.0, 0.25, 0.5]
+
+
+def test_nulls_renormalize_weights_over_present_signals():
+    frame = pl.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "a": [0.0, None, 10.0, None],
+            "b": [0.0, 10.0, float("nan"), None],  # NaN counts as missing too
+        }
+    )
+    standard = make_standard(("a", "LIB", 3), ("b", "LIB", 1))
+    out = difficulty_scores({"m": frame, "n": frame.with_columns(pl.lit(1.0).alias("a"))}, standard)
+    # m: row 1 both present -> 0; row 2 only b (norm 1) -> 1; row 3 only a (norm 1) -> 1; row 4 none.
+    assert out["difficulty_score_m"].to_list() == [0.0, 1.0, 1.0, None]
+    # Row 4 has no signal in either model ("n" has only the constant a -> 0): counts once.
+    assert out["n_models"].to_list() == [2, 2, 2, 1]
+    assert out["difficulty_score"][3] == 0.0
+
+
+def average_rank_percentile(values: list[float]) -> list[float]:
+    """The oracle: (average rank - 1) / (n - 1), ranks counted by hand."""
+    n = len(values)
+    ranks = [sum(w < v for w in values) + (sum(w == v for w in values) + 1) / 2 for v in values]
+    return [(r - 1) / (n - 1) for r in ranks]
+
+
+def test_rank_normalization_is_the_average_percentile_rank():
+    values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 1000.0]
+    frame = pl.DataFrame({"id": list(range(10)), "loss": values, "acc": values})
+    standard = make_standard(("loss", "LIB", 1), ("acc", "HIB", 1), normalization="rank")
+    out = difficulty_scores({"m": frame}, standard, explain=True)
+    expected = average_rank_percentile(values)
+    assert out["norm_loss_m"].to_list() == pytest.approx(expected)
+    assert out["norm_acc_m"].to_list() == pytest.approx([1 - v for v in expected])
+    # Robust to the outlier: the second-largest value still sits at rank 8 of 9.
+    assert out["norm_loss_m"][5] == pytest.approx(8 / 9)
+
+
+def test_joint_scope_normalizes_over_all_models_rows():
+    a = pl.DataFrame({"id": [1, 2], "loss": [0.0, 1.0]})
+    b = pl.DataFrame({"id": [1, 2], "loss": [2.0, 4.0]})
+    per_model = difficulty_scores({"a": a, "b": b}, make_standard(("loss", "LIB", 1)))
+    joint = difficulty_scores({"a": a, "b": b}, make_standard(("loss", "LIB", 1), scope="joint"))
+    assert per_model["difficulty_score_b"].to_list() == [0.0, 1.0]
+    assert joint["difficulty_score_a"].to_list() == [0.0, 0.25]
+    assert joint["difficulty_score_b"].to_list() == [0.5, 1.0]
+
+
+def test_joint_rank_scope():
+    a = pl.DataFrame({"id": [1, 2], "loss": [0.0, 1.0]})
+    b = pl.DataFrame({"id": [1, 2], "loss": [2.0, 4.0]})
+    out = difficulty_scores(
+        {"a": a, "b": b}, make_standard(("loss", "LIB", 1), scope="joint", normalization="rank")
+    )
+    assert out["difficulty_score_a"].to_list() == pytest.approx([0, 1 / 3])
+    assert out["difficulty_score_b"].to_list() == pytest.approx([2 / 3, 1])
+
+
+@pytest.mark.parametrize("id_kind", ["dense", "sparse", "string", "mixed_int_widths"])
+def test_matching_by_id_does_not_depend_on_id_type_or_row_order(id_kind):
+    rng = np.random.default_rng(1)
+    n = 500
+    base = np.arange(n)
+    frames = {}
+    for model in ("a", "b", "c"):
+        keep = np.sort(rng.choice(n, size=400, replace=False))
+        order = rng.permutation(len(keep))
+        ids = base[keep][order]
+        if id_kind == "sparse":
+            ids = ids * 1_000_003
+        frame = pl.DataFrame({"id": ids, "x": rng.random(len(ids)), "y": rng.random(len(ids))})
+        if id_kind == "string":
+            frame = frame.with_columns(pl.col("id").cast(pl.String).str.zfill(6))
+        if id_kind == "mixed_int_widths" and model == "b":
+            frame = frame.with_columns(pl.col("id").cast(pl.Int32))
+        frames[model] = frame
+    out = difficulty_scores(frames, make_standard(("x", "HIB", 1), ("y", "LIB", 2)))
+    expected = reference_scores(frames, [("x", True, 1 / 3), ("y", False, 2 / 3)])
+    assert out["id"].to_list() == expected["id"].to_list()
+    for column in ("difficulty_score", "difficulty_score_a", "difficulty_score_b", "n_models"):
+        assert np.allclose(out[column].to_numpy(), expected[column].to_numpy(), atol=1e-12, equal_nan=True)
+
+
+def reference_scores(frames: dict[str, pl.DataFrame], signals) -> pl.DataFrame:
+    """A plain pandas implementation, the test oracle for matching and averaging."""
+    import pandas as pd
+
+    merged = None
+    for name, frame in frames.items():
+        df = frame.to_pandas()
+        if pd.api.types.is_integer_dtype(df["id"]):
+            df["id"] = df["id"].astype("int64")
+        score = 0.0
+        for column, higher, weight in signals:
+            v = -df[column] if higher else df[column]
+            score = score + weight * (v - v.min()) / (v.max() - v.min())
+        part = pd.DataFrame({"id": df["id"], f"difficulty_score_{name}": score})
+        merged = part if merged is None else merged.merge(part, on="id", how="outer")
+    columns = [f"difficulty_score_{n}" for n in frames]
+    merged["difficulty_score"] = merged[columns].mean(axis=1)
+    merged["n_models"] = merged[columns].notna().sum(axis=1)
+    return pl.from_pandas(merged.sort_values("id").reset_index(drop=True))
+
+
+def test_lazy_and_eager_inputs_agree():
+    frame = worked_example()
+    eager = difficulty_scores({"m": frame}, F1_LATENCY)
+    lazy = difficulty_scores({"m": frame.lazy()}, F1_LATENCY)
+    assert eager.equals(lazy)
+
+
+@pytest.mark.parametrize("ids", [[1, 2, 2, 3], [10, 2_000_000, 10, 5], ["a", "b", "a", "c"]])
+def test_duplicated_id_names_file_column_and_rows(ids):
+    frame = pl.DataFrame({"id": ids, "f1": [0.1, 0.2, 0.3, 0.4], "latency_ms": [1, 2, 3, 4]})
+    with pytest.raises(InputError, match=r"results_a\.csv: column 'id' has 2 rows with a duplicated id"):
+        difficulty_scores({"a": frame}, F1_LATENCY, sources={"a": "results_a.csv"})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([0.1, float("inf"), 0.3, float("-inf")], "column 'f1' has 2 infinite values"),
+        (["0.1", "oops", "0.3", "n/a"], "column 'f1' has 2 non-numeric values"),
+        (["0.1", "inf", "0.3", "0.4"], "column 'f1' has 1 infinite values"),
+    ],
+)
+def test_bad_signal_values_name_file_column_and_rows(values, message):
+    frame = pl.DataFrame({"id": [1, 2, 3, 4], "f1": values, "latency_ms": [1, 2, 3, 4]})
+    with pytest.raises(InputError, match=f"r.csv: {message}"):
+        difficulty_scores({"a": frame}, F1_LATENCY, sources={"a": "r.csv"})
+
+
+def test_missing_column_and_null_ids():
+    frame = pl.DataFrame({"id": [1, None], "f1": [0.1, 0.2], "latency_ms": [1, 2]})
+    with pytest.raises(InputError, match=r"r\.csv: column 'id' has 1 null ids"):
+        difficulty_scores({"a": frame}, F1_LATENCY, sources={"a": "r.csv"})
+    with pytest.raises(InputError, match=r"r\.csv: missing column 'latency_ms'"):
+        difficulty_scores({"a": frame.drop("latency_ms")}, F1_LATENCY, sources={"a": "r.csv"})
+
+
+# Property tests -----------------------------------------------------------------------------------
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+columns = st.integers(min_value=2, max_value=30).flatmap(
+    lambda n: st.tuples(st.lists(finite, min_size=n, max_size=n), st.lists(finite, min_size=n, max_size=n))
+)
+
+
+def scores_of(
+    x: list[float], y: list[float], standard: QualityStandard, explain: bool = False
+) -> pl.DataFrame:
+    frame = pl.DataFrame({"id": list(range(len(x))), "x": x, "y": y})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KscoreWarning)
+        return difficulty_scores({"m": frame}, standard, explain=explain)
+
+
+@settings(max_examples=60, deadline=None)
+@given(columns, st.sampled_from(["minmax", "rank"]))
+def test_scores_lie_in_unit_interval(xy, normalization):
+    out = scores_of(*xy, make_standard(("x", "HIB", 2), ("y", "LIB", 1), normalization=normalization))
+    scores = out["difficulty_score"].to_numpy()
+    assert np.all((scores >= 0) & (scores <= 1 + 1e-12))
+
+
+@settings(max_examples=60, deadline=None)
+@given(columns, st.floats(min_value=1e-3, max_value=1e3), st.floats(min_value=-1e3, max_value=1e3))
+def test_positive_affine_change_leaves_scores_unchanged(xy, scale, shift):
+    x, y = xy
+    standard = make_standard(("x", "HIB", 2), ("y", "LIB", 1))
+    before = scores_of(x, y, standard)["difficulty_score"].to_numpy()
+    after = scores_of([v * scale + shift for v in x], y, standard)["difficulty_score"].to_numpy()
+    span = max(x) - min(x)
+    if span * scale > 1e-6 * max(1.0, abs(shift), max(abs(v) for v in x)) or span == 0:
+        assert np.allclose(before, after, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(columns, st.sampled_from(["minmax", "rank"]))
+def test_flipping_direction_turns_v_into_one_minus_v(xy, normalization):
+    x, y = xy
+    if max(x) == min(x):
+        return  # a constant column is 0 in either direction
+    hib = scores_of(x, y, make_standard(("x", "HIB", 1), normalization=normalization), explain=True)
+    lib = scores_of(x, y, make_standard(("x", "LIB", 1), normalization=normalization), explain=True)
+    assert np.allclose(hib["norm_x_m"].to_numpy(), 1 - lib["norm_x_m"].to_numpy(), atol=1e-9)

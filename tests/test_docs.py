@@ -1,0 +1,30 @@
+"""The README cannot drift from the CLI: every command and option must appear in it."""
+
+from __future__ import annotations
+
+import typer.main
+
+from kscore.cli import app
+
+from .conftest import ROOT
+
+
+def test_every_command_and_option_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    group = typer.main.get_command(app)
+    missing = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        if f"kscore {name}" not in readme:
+            missing.append(f"command {name}")
+        for param in command.params:
+            for option in param.opts:
+                if option.startswith("-") and option not in readme:
+                    missing.append(f"{name} {option}")
+    assert missing == []
+
+
+def test_readme_starts_with_the_two_quick_start_commands():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "kscore difficulty sample_data/" in quick
+    assert "pytest" in quick

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kscore.errors import InputError
+from kscore.io import (
+    check_output,
+    model_names,
+    read_kscore_metadata,
+    read_table,
+    resolve_model_files,
+    write_parquet_atomic,
+)
+
+
+@pytest.mark.parametrize(
+    ("files", "names"),
+    [
+        (["results_a.csv", "results_b.csv"], ["a", "b"]),
+        (["run-1_a.parquet", "run-1_b.parquet"], ["a", "b"]),
+        (["eval.v2.bert.csv", "eval.v2.gpt.csv"], ["bert", "gpt"]),
+        (["model_a_v1.csv", "model_b_v1.csv"], ["a_v1", "b_v1"]),
+        (["resa.csv", "resb.csv"], ["resa", "resb"]),  # shared prefix without a separator: kept
+        (["results_a.csv"], ["results_a"]),  # a single file keeps its whole stem
+        (["results_.csv", "results_a.csv"], ["results_", "results_a"]),  # nothing would be left
+    ],
+)
+def test_model_names(files, names):
+    assert model_names([Path(f) for f in files]) == names
+
+
+def touch(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).write_text("id\n1\n")
+
+
+def test_globs_quoted_or_not_and_explicit_names(tmp_path: Path):
+    touch(tmp_path, "results_a.csv", "results_b.csv", "other.csv")
+    files = resolve_model_files([str(tmp_path / "results_*.csv"), f"mine={tmp_path / 'other.csv'}"])
+    assert files == {
+        "mine": tmp_path / "other.csv",
+        "a": tmp_path / "results_a.csv",
+        "b": tmp_path / "results_b.csv",
+    }
+
+
+def test_errors_in_file_arguments(tmp_path: Path):
+    touch(tmp_path, "x_a.csv", "y_a.csv")
+    with pytest.raises(InputError, match="no file matches"):
+        resolve_model_files([str(tmp_path / "nothing_*.csv")])
+    with pytest.raises(InputError, match="both named model 'a'"):
+        resolve_model_files([f"a={tmp_path / 'x_a.csv'}", f"a={tmp_path / 'y_a.csv'}"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "file not found"),
+        ("", "file is empty"),
+        ("id,f1\n", "file has no data rows"),
+        ("id,f1\n1,0.5\n2,0.3,9\n", "cannot read CSV file"),
+    ],
+)
+def test_read_table_errors(tmp_path: Path, content, message):
+    path = tmp_path / "r.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError, match=f"r.csv: {message}"):
+        read_table(path)
+
+
+def test_unsupported_extension(tmp_path: Path):
+    with pytest.raises(InputError, match=r"unsupported file type '\.xlsx'"):
+        read_table(tmp_path / "r.xlsx")
+
+
+def test_csv_text_in_a_numeric_column_is_kept_for_the_message(tmp_path: Path):
+    path = tmp_path / "r.csv"
+    path.write_text("id,f1\n" + "".join(f"{i},0.{i}\n" for i in range(200)) + "200,oops\n")
+    frame = read_table(path, ["id", "f1"], numeric=["f1"])
+    assert frame.schema["f1"] == pl.String
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "out.parquet"
+    out.write_text("old")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", boom)
+    with pytest.raises(RuntimeError):
+        write_parquet_atomic(pl.DataFrame({"a": [1]}), out, {})
+    assert out.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_metadata_round_trip(tmp_path: Path):
+    out = tmp_path / "out.parquet"
+    write_parquet_atomic(pl.DataFrame({"a": [1]}), out, {"models": ["a", "b"]})
+    assert read_kscore_metadata(out) == {"models": ["a", "b"]}
+
+
+def test_output_must_not_overwrite_an_input(tmp_path: Path):
+    data = tmp_path / "r.parquet"
+    with pytest.raises(InputError, match="would overwrite an input"):
+        check_output(data, [data])
+    with pytest.raises(InputError, match="does not exist"):
+        check_output(tmp_path / "missing" / "o.parquet", [data])
