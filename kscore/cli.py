@@ -120,6 +120,10 @@ def difficulty(
     model_col: Annotated[
         Optional[str], typer.Option("--model-col", help="Column naming the model, for long files.")
     ] = None,
+    datapoints: Annotated[
+        Optional[Path],
+        typer.Option("--datapoints", help="Table of all datapoints (e.g. with ground truth) to enrich."),
+    ] = None,
     top: Annotated[int, _top_option(10, "hardest datapoints")] = 10,
     explain: Annotated[
         bool, typer.Option("--explain", help="Add normalized signals and the top signal per model.")
@@ -130,27 +134,45 @@ def difficulty(
     with _errors() as collected:
         from kscore.config import load_standard
         from kscore.difficulty import difficulty_scores
-        from kscore.io import check_output, read_results, resolve_model_files, write_parquet_atomic
+        from kscore.io import (
+            check_output,
+            read_results,
+            read_table,
+            resolve_model_files,
+            write_parquet_atomic,
+        )
         from kscore.report import difficulty_summary, render_difficulty
+        from kscore.tasks import threshold_accuracy
 
         standard = load_standard(config)
         files = resolve_model_files(files)
-        check_output(out, files.values())
+        check_output(out, [*files.values(), *([datapoints] if datapoints else [])])
         metric_names = [m.name for m in standard.metrics]
-        columns = [standard.id_column, *metric_names]
+        task_columns = list(standard.task.result_columns) if standard.task else []
+        columns = [standard.id_column, *metric_names, *task_columns]
         frames, sources = read_results(files, columns, numeric=metric_names, model_col=model_col)
-        table = difficulty_scores(frames, standard, explain=explain, sources=sources)
+        points = read_table(datapoints) if datapoints else None
+        table = difficulty_scores(frames, standard, explain=explain, datapoints=points, sources=sources)
+        accuracy = {}
+        if standard.task is not None and standard.task.type == "binary_classification":
+            accuracy = {
+                name: threshold_accuracy(frame, standard.task, standard.id_column, sources[name], points)
+                for name, frame in frames.items()
+            }
         metadata = {
             "kscore_version": __version__,
             "command": "difficulty",
             "standard": standard.to_dict(),
             "models": list(frames),
             "inputs": sources,
+            "datapoints": str(datapoints) if datapoints else None,
         }
         # The summary is computed while the file is written: both release the GIL.
         with ThreadPoolExecutor(1) as writer:
             written = writer.submit(write_parquet_atomic, table, out, metadata)
-            summary = difficulty_summary(table, list(frames), standard.id_column, top=top, output=str(out))
+            summary = difficulty_summary(
+                table, list(frames), standard.id_column, top=top, output=str(out), accuracy=accuracy
+            )
             written.result()
     summary["warnings"] = collected.pop(None, [])
     for model in summary["models"]:

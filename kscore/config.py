@@ -135,7 +135,9 @@ class QualityStandard:
         total = sum(w for _, w in self._raw_weights())
         signals = [Signal(m.name, m.higher_is_better, m.weight / total) for m in self.metrics]
         if self.task is not None:
-            signals.append(Signal(TASK_SIGNAL, False, self.task.weight / total, natural_range=True))
+            # Every task error but regression's lies on [0, 1] by construction.
+            natural = self.task.type != "regression"
+            signals.append(Signal(TASK_SIGNAL, False, self.task.weight / total, natural_range=natural))
         return tuple(signals)
 
     @classmethod

@@ -23,9 +23,14 @@ def difficulty_summary(
     top: int = 10,
     output: str | None = None,
     warnings_by_model: Mapping[str | None, list[str]] | None = None,
+    accuracy: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    """Per-model statistics and the hardest datapoints of a `difficulty_scores` table."""
+    """Per-model statistics and the hardest datapoints of a `difficulty_scores` table.
+
+    `accuracy` (binary tasks): each model's accuracy at the task's threshold.
+    """
     warnings_by_model = warnings_by_model or {}
+    accuracy = accuracy or {}
     model_columns = [model_score_column(m) for m in models]
     stats = table.select(
         expr
@@ -47,6 +52,7 @@ def difficulty_summary(
                 "median": _number(stats[f"{column}:median"]),
                 "p90": _number(stats[f"{column}:p90"]),
                 "warnings": warnings_by_model.get(model, []),
+                **({"accuracy": _number(accuracy[model])} if model in accuracy else {}),
             }
             for model, column in zip(models, model_columns, strict=True)
         ],
@@ -95,15 +101,19 @@ def render_difficulty(summary: dict[str, Any]) -> list[Any]:
     from rich.table import Table
 
     models = Table(title=f"Difficulty by model ({summary['n_datapoints']} datapoints)")
-    for header in ("model", "rows scored", "mean", "median", "p90", "warnings"):
+    with_accuracy = any("accuracy" in m for m in summary["models"])
+    headers = ["model", "rows scored", "mean", "median", "p90", *(["accuracy"] if with_accuracy else [])]
+    for header in [*headers, "warnings"]:
         models.add_column(header, justify="left" if header in ("model", "warnings") else "right")
     for m in summary["models"]:
+        accuracy = [_fmt(m.get("accuracy"))] if with_accuracy else []
         models.add_row(
             m["name"],
             str(m["rows_scored"]),
             _fmt(m["mean"]),
             _fmt(m["median"]),
             _fmt(m["p90"]),
+            *accuracy,
             "; ".join(m["warnings"]) or "-",
         )
     hardest = Table(title=f"Hardest {len(summary['hardest'])} datapoints")

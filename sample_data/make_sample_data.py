@@ -4,6 +4,9 @@ Three different classifiers are trained on the `train` split; each one's per-dat
 held-out `validation` and `test` splits go to `results_<model>.csv`. `embeddings.parquet` holds every
 datapoint (all splits) with its 64 pixel intensities as an embedding, and `datapoints.csv` the ground truth.
 
+`detection/` is a small simulated object-detection example (per-image tp/fp/fn counts of two detectors
+that share which images are cluttered): there is no detection data set bundled with scikit-learn.
+
     python sample_data/make_sample_data.py
 """
 
@@ -45,6 +48,24 @@ def models() -> dict[str, object]:
     }
 
 
+def write_detection_example(folder: Path, n_images: int = 120, seed: int = SEED) -> None:
+    """Per-image true positives, false positives and false negatives of two simulated detectors."""
+    rng = np.random.default_rng(seed)
+    objects = rng.poisson(2.5, n_images)
+    clutter = rng.random(n_images)  # shared: cluttered images are hard for every detector
+    folder.mkdir(exist_ok=True)
+    for name, recall, false_alarms in (("fast", 0.75, 1.0), ("accurate", 0.92, 0.3)):
+        found = rng.binomial(objects, np.clip(recall - 0.5 * clutter, 0.05, 1.0))
+        pl.DataFrame(
+            {
+                "id": np.arange(n_images),
+                "tp": found,
+                "fp": rng.poisson(false_alarms * (0.5 + clutter)),
+                "fn": objects - found,
+            }
+        ).write_csv(folder / f"results_{name}.csv")
+
+
 def main() -> None:
     digits = load_digits()
     features, labels = digits.data, digits.target
@@ -78,6 +99,7 @@ def main() -> None:
     )
     embeddings.write_parquet(HERE / "embeddings.parquet")
     pl.DataFrame({"id": ids, "split": split.astype(str), "label": labels}).write_csv(HERE / "datapoints.csv")
+    write_detection_example(HERE / "detection")
 
 
 if __name__ == "__main__":

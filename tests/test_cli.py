@@ -209,3 +209,79 @@ def test_help_does_not_import_heavy_libraries():
 def test_version():
     result = run_kscore("--version")
     assert result.returncode == 0 and result.stdout.startswith("kscore ")
+
+
+def test_multiclass_config_with_datapoints_on_sample_data(tmp_path: Path):
+    out = tmp_path / "mc.parquet"
+    files = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
+    result = run_kscore(
+        "difficulty",
+        *files,
+        "-c",
+        str(CONFIGS / "multiclass.yaml"),
+        "--datapoints",
+        str(SAMPLE / "datapoints.csv"),
+        "-o",
+        str(out),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    table = pl.read_parquet(out)
+    datapoints = pl.read_csv(SAMPLE / "datapoints.csv")
+    assert table.height == datapoints.height and table["id"].equals(datapoints["id"])
+    wrong = pl.concat(
+        [pl.read_csv(f).select("id", (pl.col("label") != pl.col("predicted")).alias("w")) for f in files]
+    )
+    share = wrong.group_by("id").agg(pl.col("w").mean()).sort("id")
+    scored = table.filter(pl.col("n_models") > 0).sort("id")
+    assert scored["id"].equals(share["id"])
+    assert scored["difficulty_score"].to_list() == pytest.approx(share["w"].to_list())
+
+
+def test_binary_summary_reports_accuracy_at_the_threshold(tmp_path: Path):
+    pl.DataFrame({"id": [1, 2, 3, 4], "y": [0, 1, 1, 0], "p": [0.2, 0.9, 0.4, 0.6]}).write_csv(
+        tmp_path / "r.csv"
+    )
+    (tmp_path / "kscore.yaml").write_text(
+        "task: {type: binary_classification, ground_truth: y, inference: p, threshold: 0.5}\n"
+    )
+    result = run_kscore("difficulty", "r.csv", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["models"][0]["accuracy"] == 0.5
+    table = run_kscore("difficulty", "r.csv", cwd=tmp_path)
+    assert "accuracy" in table.stdout and "0.5000" in table.stdout
+
+
+TASK_ERRORS = {
+    "binary score outside [0, 1]": (
+        "task: {type: binary_classification, ground_truth: y, inference: p}\n",
+        "id,y,p\n1,0,0.5\n2,1,1.5\n3,1,0.9\n",
+        ["r.csv", "column 'p'", "1 scores outside [0, 1]"],
+    ),
+    "negative detection count": (
+        "task: {type: object_detection}\n",
+        "id,tp,fp,fn\n1,1,0,0\n2,1,-2,0\n3,0,1,-1\n",
+        ["r.csv", "column 'fp'", "1 counts that are negative"],
+    ),
+    "ids missing from datapoints": (
+        "task: {type: multiclass_classification, ground_truth: label, inference: pred}\n",
+        "id,pred\n1,0\n2,1\n77,1\n",
+        ["r.csv", "1 ids are missing from --datapoints", "77"],
+    ),
+    "ground truth disagrees": (
+        "task: {type: multiclass_classification, ground_truth: label, inference: pred}\n",
+        "id,label,pred\n1,0,0\n2,0,1\n3,1,1\n",
+        ["r.csv", "ground truth 'label' disagrees with --datapoints on 1 rows"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TASK_ERRORS)
+def test_task_bad_input_exits_2(tmp_path: Path, case: str):
+    config, content, fragments = TASK_ERRORS[case]
+    (tmp_path / "kscore.yaml").write_text(config)
+    (tmp_path / "r.csv").write_text(content)
+    pl.DataFrame({"id": [1, 2, 3], "label": [0, 1, 1]}).write_csv(tmp_path / "points.csv")
+    result = run_kscore("difficulty", "r.csv", "--datapoints", "points.csv", cwd=tmp_path)
+    assert_clean_error(result, *fragments)
+    assert not (tmp_path / "difficulty_scores.parquet").exists()
