@@ -1,8 +1,9 @@
 """Matching the rows of several models by datapoint id, fast.
 
 Integer ids in a compact range are matched by direct addressing (row of id `i` goes to slot
-`i - min_id`): one scatter per column, no sort, no hash. Other ids are located by binary search in
-the sorted union of all ids. Either way the output rows are sorted by id.
+`i - min_id`): one scatter per column, no sort, no hash. Other ids (strings, sparse integers) are
+sorted per model; models with the same id set then line up directly, others are located by binary
+search in the sorted union of all ids. Either way the output rows are sorted by id.
 """
 
 from __future__ import annotations
@@ -51,40 +52,40 @@ def align_by_id(
 
     A duplicated id within one frame raises InputError naming `labels[model]` and the row count.
     """
-    labels = labels or {}
+    labels = {name: (labels or {}).get(name, f"model {name!r}") for name in frames}
     dtype = _common_id_dtype([f.schema[id_col] for f in frames.values()])
     ids = {name: f.get_column(id_col).cast(dtype) for name, f in frames.items()}
     low = _dense_low(ids) if dtype.is_integer() else None
+    if low is None:
+        return _align_sorted(frames, ids, id_col, labels)
+    return _align_dense(frames, ids, id_col, labels, low, dtype)
 
-    if low is not None:
-        size = int(max(s.max() for s in ids.values())) - low + 1  # type: ignore[arg-type]
-        union = None
 
-        def positions(name: str) -> np.ndarray:
-            values = ids[name].to_numpy()
-            return values - low if low else values
-
-    else:
-        union = pl.concat(list(ids.values())).unique().sort()
-        size = len(union)
-
-        def positions(name: str) -> np.ndarray:
-            return union.search_sorted(ids[name]).to_numpy()
+def _align_dense(
+    frames: Mapping[str, pl.DataFrame],
+    ids: dict[str, pl.Series],
+    id_col: str,
+    labels: Mapping[str, str],
+    low: int,
+    dtype: pl.DataType,
+) -> Alignment:
+    """Direct addressing: the row of id `i` goes to slot `i - low`."""
+    size = int(max(s.max() for s in ids.values())) - low + 1  # type: ignore[arg-type]
 
     def place(name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        frame, where = frames[name], positions(name)
+        frame, where = frames[name], ids[name].to_numpy()
+        if low:
+            where = where - low
         present = np.zeros(size, dtype=np.bool_)
         present[where] = True
         if np.count_nonzero(present) != len(where):
-            _raise_duplicates(ids[name], labels.get(name, f"model {name!r}"))
+            _raise_duplicates(ids[name], labels[name])
         # A model that has every id writes every slot: no pass to mark the missing ones.
         holes = None if len(where) == size else ~present
         placed = {c: _scatter(frame.get_column(c), where, size, holes) for c in frame.columns if c != id_col}
         return placed, present
 
     placed = dict(zip(frames, parallel_map(place, list(frames)), strict=True))
-    if union is not None:  # the union holds exactly the ids: every slot is filled
-        return Alignment(union.alias(id_col), {name: cols for name, (cols, _) in placed.items()})
     filled = np.logical_or.reduce([present for _, present in placed.values()])
     slot_ids = pl.Series(id_col, np.arange(low, low + size, dtype=np.int64)).cast(dtype)
     if filled.all():
@@ -94,6 +95,37 @@ def align_by_id(
         slot_ids.gather(slots),
         {name: {c: v[slots] for c, v in cols.items()} for name, (cols, _) in placed.items()},
     )
+
+
+def _align_sorted(
+    frames: Mapping[str, pl.DataFrame], ids: dict[str, pl.Series], id_col: str, labels: Mapping[str, str]
+) -> Alignment:
+    """Any ids: sort each model by id; models with the same id set then line up without a search."""
+
+    def sort(name: str) -> tuple[np.ndarray, pl.Series]:
+        order, ordered = _sort_with_order(ids[name])
+        if (ordered.slice(1) == ordered.slice(0, len(ordered) - 1)).any():
+            _raise_duplicates(ids[name], labels[name])
+        return order, ordered
+
+    sorted_ids = dict(zip(frames, parallel_map(sort, list(frames)), strict=True))
+    first = next(iter(sorted_ids.values()))[1]
+    same = all(ordered.equals(first) for _, ordered in sorted_ids.values())
+    union = first if same else pl.concat([o for _, o in sorted_ids.values()]).unique().sort()
+
+    def place(name: str) -> dict[str, np.ndarray]:
+        order, ordered = sorted_ids[name]
+        frame = frames[name]
+        values = {c: _as_array(frame.get_column(c))[order] for c in frame.columns if c != id_col}
+        if same:
+            return values
+        where = union.search_sorted(ordered).to_numpy()  # sorted queries: a cache-friendly search
+        holes = np.ones(len(union), dtype=np.bool_)
+        holes[where] = False
+        return {c: _place(v, where, len(union), holes) for c, v in values.items()}
+
+    columns = dict(zip(frames, parallel_map(place, list(frames)), strict=True))
+    return Alignment(union.alias(id_col), columns)
 
 
 def _common_id_dtype(dtypes: list[pl.DataType]) -> pl.DataType:
@@ -112,19 +144,44 @@ def _dense_low(ids: Mapping[str, pl.Series]) -> int | None:
     return low if high - low + 1 <= DENSE_SPAN_FACTOR * largest + 1024 else None
 
 
+def _as_array(values: pl.Series) -> np.ndarray:
+    """A column as numpy: floats with NaN for null, integers with -1 for null."""
+    if values.dtype.is_float():
+        return values.to_numpy()
+    return values.fill_null(-1).cast(pl.Int64).to_numpy()
+
+
 def _scatter(values: pl.Series, where: np.ndarray, size: int, holes: np.ndarray | None) -> np.ndarray:
     """`out[where] = values`; slots in `holes` get NaN (floats) or -1 (integers)."""
-    if values.dtype.is_float():
-        out = np.empty(size)
-        out[where] = values.to_numpy()
-        missing: float = np.nan
-    else:
-        out = np.empty(size, dtype=np.int64)
-        out[where] = values.fill_null(-1).to_numpy()
-        missing = -1
+    return _place(_as_array(values), where, size, holes)
+
+
+def _place(values: np.ndarray, where: np.ndarray, size: int, holes: np.ndarray | None) -> np.ndarray:
+    out = np.empty(size, dtype=values.dtype)
+    out[where] = values
     if holes is not None:
-        out[holes] = missing
+        out[holes] = np.nan if values.dtype.kind == "f" else -1
     return out
+
+
+def _sort_with_order(ids: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """The permutation that sorts `ids`, and the sorted ids.
+
+    Integer ids whose span and row numbers fit in 63 bits together are sorted as one packed key
+    `(id - min) << bits | row`: a plain integer sort, about twice as fast as an argsort.
+    """
+    n = len(ids)
+    bits = max(int(n - 1).bit_length(), 1)
+    if ids.dtype.is_integer() and n:
+        low, high = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
+        if (high - low).bit_length() + bits <= 63 and high < 1 << 63:
+            rows = pl.Series(np.arange(n, dtype=np.uint64))
+            keys = ((ids.cast(pl.Int64) - low).cast(pl.UInt64) * (1 << bits) + rows).sort()
+            order = (keys & ((1 << bits) - 1)).to_numpy().astype(np.int64)
+            ordered = ((keys // (1 << bits)).cast(pl.Int64) + low).cast(ids.dtype)
+            return order, ordered.alias(ids.name)
+    order = ids.arg_sort().to_numpy().astype(np.int64)
+    return order, ids.gather(order)
 
 
 def _raise_duplicates(ids: pl.Series, label: str) -> None:

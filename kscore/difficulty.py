@@ -11,6 +11,7 @@ import math
 import warnings
 from collections.abc import Mapping
 
+import numpy as np
 import polars as pl
 
 from kscore.align import Alignment, align_by_id
@@ -147,7 +148,7 @@ def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> tuple
                 pl.col(n).cast(pl.Float64).min().alias(f"{n}:min"),
                 pl.col(n).cast(pl.Float64).max().alias(f"{n}:max"),
                 pl.col(n).count().alias(f"{n}:n"),
-                pl.col(n).cast(pl.Float64).is_nan().sum().alias(f"{n}:nan"),
+                pl.col(n).cast(pl.Float64).is_nan().any().alias(f"{n}:nan"),
             )
         ).row(0, named=True)
     out, stats = [], {}
@@ -156,7 +157,8 @@ def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> tuple
         if name not in numeric:
             out.append(_parse_numeric_text(column, label))
             continue
-        low, high, n_nan = raw[f"{name}:min"], raw[f"{name}:max"], raw[f"{name}:nan"]
+        low, high = raw[f"{name}:min"], raw[f"{name}:max"]
+        n_nan = int(column.cast(pl.Float64).is_nan().sum()) if raw[f"{name}:nan"] else 0
         if low is not None and not (math.isfinite(low) and math.isfinite(high)):
             n_inf = int(column.cast(pl.Float64).is_infinite().sum())
             if n_inf:
@@ -322,11 +324,22 @@ def _assemble(aligned: Alignment, signal_names: list[str]) -> pl.DataFrame:
             for name, columns in aligned.columns.items()
         ]
     )
-    summary = models.select(
-        pl.mean_horizontal(pl.all()).alias(SCORE),
-        pl.sum_horizontal(pl.all().is_not_null()).cast(pl.UInt32).alias(N_MODELS),
-    )
-    out = [aligned.ids, summary.get_column(SCORE), summary.get_column(N_MODELS), *models.get_columns()]
+    if not any(column.has_nulls() for column in models.get_columns()):
+        # Every model scored every datapoint (the common case): a plain in-place sum.
+        scores = [columns[SCORE] for columns in aligned.columns.values()]
+        total = scores[0].copy()
+        for score in scores[1:]:
+            total += score
+        total /= len(scores)
+        mean = pl.Series(SCORE, total)
+        count = pl.Series(N_MODELS, np.full(len(total), len(scores), dtype=np.uint32))
+    else:
+        summary = models.select(
+            pl.mean_horizontal(pl.all()).alias(SCORE),
+            pl.sum_horizontal(pl.all().is_not_null()).cast(pl.UInt32).alias(N_MODELS),
+        )
+        mean, count = summary.get_column(SCORE), summary.get_column(N_MODELS)
+    out = [aligned.ids, mean, count, *models.get_columns()]
     lookup = dict(enumerate(signal_names))
     for name, columns in aligned.columns.items():
         for signal in signal_names:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from kscore.difficulty import N_MODELS, SCORE, model_score_column
+from kscore.selection import top_k_candidates
 
 
 def _number(value: Any) -> float | None:
@@ -73,23 +73,12 @@ def difficulty_summary(
 
 
 def hardest_rows(scores: pl.Series, ids: pl.Series, top: int) -> list[int]:
-    """Row numbers of the `top` highest scores (nulls never), ties to the smaller id, hardest first.
-
-    A partial selection in numpy, not a sort of the table: this runs over every datapoint.
-    """
-    if top <= 0:
-        return []
-    values = scores.fill_null(-np.inf).to_numpy()
-    n_valid = scores.len() - scores.null_count()
-    if n_valid == 0:
-        return []
-    k = min(top, n_valid)
-    threshold = np.partition(values, len(values) - k)[len(values) - k]
-    candidates = np.flatnonzero(values >= threshold)  # every tie with the k-th score
-    order = pl.DataFrame({"row": candidates, "score": values[candidates], "id": ids.gather(candidates)}).sort(
-        ["score", "id"], descending=[True, False]
-    )
-    return order.get_column("row").head(k).to_list()
+    """Row numbers of the `top` highest scores (nulls never), ties to the smaller id, hardest first."""
+    candidates = top_k_candidates(scores.to_numpy(), top)
+    order = pl.DataFrame(
+        {"row": candidates, "score": scores.gather(candidates), "id": ids.gather(candidates)}
+    ).sort(["score", "id"], descending=[True, False])
+    return order.get_column("row").head(max(top, 0)).to_list()
 
 
 def _fmt(value: float | None) -> str:

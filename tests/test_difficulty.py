@@ -113,20 +113,22 @@ def test_joint_rank_scope():
     assert out["difficulty_score_b"].to_list() == pytest.approx([2 / 3, 1])
 
 
-@pytest.mark.parametrize("id_kind", ["dense", "sparse", "string", "mixed_int_widths"])
+@pytest.mark.parametrize(
+    "id_kind", ["dense", "sparse", "string", "mixed_int_widths", "sparse_same_set", "string_same_set"]
+)
 def test_matching_by_id_does_not_depend_on_id_type_or_row_order(id_kind):
     rng = np.random.default_rng(1)
     n = 500
     base = np.arange(n)
     frames = {}
     for model in ("a", "b", "c"):
-        keep = np.sort(rng.choice(n, size=400, replace=False))
+        keep = np.sort(rng.choice(n, size=400, replace=False)) if "same_set" not in id_kind else np.arange(n)
         order = rng.permutation(len(keep))
         ids = base[keep][order]
-        if id_kind == "sparse":
-            ids = ids * 1_000_003
+        if id_kind.startswith("sparse"):
+            ids = ids * 1_000_003 - 7
         frame = pl.DataFrame({"id": ids, "x": rng.random(len(ids)), "y": rng.random(len(ids))})
-        if id_kind == "string":
+        if id_kind.startswith("string"):
             frame = frame.with_columns(pl.col("id").cast(pl.String).str.zfill(6))
         if id_kind == "mixed_int_widths" and model == "b":
             frame = frame.with_columns(pl.col("id").cast(pl.Int32))

@@ -1,7 +1,7 @@
 """Benchmark `kscore difficulty` against the I/O floor and a straightforward pandas implementation.
 
-Each contender runs in its own process (so peak memory is its own), alternated over --repeats rounds
-in one session; the medians and ratios are printed as a Markdown table.
+Each contender runs in its own process (so peak memory is its own; kscore as its console script),
+alternated over --repeats rounds in one session; the medians and ratios are printed as a Markdown table.
 
     python tests/bench/make_difficulty_data.py /tmp/bench10m --rows 10000000
     python tests/bench/bench_difficulty.py /tmp/bench10m --repeats 3
@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -56,17 +55,20 @@ def run_io_floor(data_dir: Path, out: Path) -> None:
     pl.DataFrame(output).write_parquet(out)
 
 
-def run_kscore(data_dir: Path, out: Path) -> None:
-    from kscore.cli import app
-
+def kscore_command(data_dir: Path, out: Path) -> list[str]:
+    """The real console script, as a user runs it."""
     files, _ = _inputs(data_dir)
-    args = ["difficulty", *map(str, files), "-c", str(data_dir / "kscore.yaml"), "-o", str(out), "--json"]
-    with open(os.devnull, "w") as devnull:
-        stdout, sys.stdout = sys.stdout, devnull
-        try:
-            app(args, standalone_mode=False)
-        finally:
-            sys.stdout = stdout
+    kscore = Path(sys.executable).with_name("kscore")
+    return [
+        str(kscore),
+        "difficulty",
+        *map(str, files),
+        "-c",
+        str(data_dir / "kscore.yaml"),
+        "-o",
+        str(out),
+        "--json",
+    ]
 
 
 def run_pandas(data_dir: Path, out: Path) -> None:
@@ -104,25 +106,27 @@ def run_pandas(data_dir: Path, out: Path) -> None:
 
 
 def _one(contender: str, data_dir: Path, out: Path) -> None:
-    start = time.perf_counter()
-    {"io_floor": run_io_floor, "kscore": run_kscore, "pandas": run_pandas}[contender](data_dir, out)
-    elapsed = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"in_process_s": elapsed, "peak_mib": peak_mib}))
+    {"io_floor": run_io_floor, "pandas": run_pandas}[contender](data_dir, out)
 
 
 def _timed(contender: str, data_dir: Path, out: Path) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, str(data_dir), "--one", contender, "--out", str(out)],
-        check=True,
-        capture_output=True,
-        text=True,
+    """Wall time and peak RSS of one run in a fresh process (measured by a wrapper process)."""
+    if contender == "kscore":
+        command = kscore_command(data_dir, out)
+    else:
+        command = [sys.executable, __file__, str(data_dir), "--one", contender, "--out", str(out)]
+    wrapper = (
+        "import json, resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
+        "wall = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps({'wall_s': wall, 'peak_mib': peak}))\n"
     )
-    wall = time.perf_counter() - start
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_s"] = wall
-    return result
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, *command], check=True, capture_output=True, text=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _max_difference(kscore_out: Path, pandas_out: Path) -> float:
@@ -151,7 +155,7 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
-    parser.add_argument("--one", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=["io_floor", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
