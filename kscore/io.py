@@ -7,7 +7,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,16 @@ def resolve_model_files(arguments: Sequence[str]) -> dict[str, Path]:
     return files
 
 
+def _check_file(path: Path) -> str:
+    """The file's format; a missing or empty file or an unknown type is an InputError."""
+    fmt = file_format(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    return fmt
+
+
 def read_table(
     path: Path, columns: Sequence[str] | None = None, numeric: Sequence[str] = (), lazy: bool = False
 ) -> pl.DataFrame | pl.LazyFrame:
@@ -90,11 +100,7 @@ def read_table(
     read as text so that the caller can report the offending rows. With `lazy`, a Parquet file is
     only checked and scanned, to be read when it is used.
     """
-    fmt = file_format(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty")
+    fmt = _check_file(path)
     try:
         if fmt == "parquet":
             present = list(pl.read_parquet_schema(path))
@@ -123,26 +129,49 @@ def read_table(
     return frame
 
 
+class ResultFiles(Mapping[str, "pl.DataFrame | pl.LazyFrame"]):
+    """Model name -> results, read when looked up: one model's rows in memory at a time.
+
+    Parquet files come back as LazyFrames (scanned); CSV files are read on each lookup. Every file is
+    checked (exists, has a known type, is not empty) when the mapping is made.
+    """
+
+    def __init__(
+        self, files: Mapping[str, Path], columns: Sequence[str], numeric: Sequence[str] = ()
+    ) -> None:
+        for path in files.values():
+            _check_file(path)
+        self.files = dict(files)
+        self.columns = list(columns)
+        self.numeric = list(numeric)
+
+    def __getitem__(self, name: str) -> pl.DataFrame | pl.LazyFrame:
+        return read_table(self.files[name], self.columns, self.numeric, lazy=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
 def read_results(
     files: Mapping[str, Path],
     columns: Sequence[str],
     numeric: Sequence[str] = (),
     model_col: str | None = None,
-) -> tuple[dict[str, pl.DataFrame | pl.LazyFrame], dict[str, str]]:
+) -> tuple[Mapping[str, pl.DataFrame | pl.LazyFrame], dict[str, str]]:
     """Model name -> results frame, and model name -> source file (for messages).
 
-    Parquet files come back as LazyFrames: each is read when its model is scored.
-
-    With `model_col`, each file may hold several models in long format, named by that column.
+    Files are read when their model is scored (see `ResultFiles`). With `model_col`, each file may
+    hold several models in long format, named by that column, and is read at once.
     """
+    if model_col is None:
+        return ResultFiles(files, columns, numeric), {name: str(path) for name, path in files.items()}
     frames: dict[str, pl.DataFrame | pl.LazyFrame] = {}
     sources: dict[str, str] = {}
-    for name, path in files.items():
-        wanted = [*columns, model_col] if model_col else list(columns)
-        frame = read_table(path, wanted, numeric, lazy=model_col is None)
-        if model_col is None:
-            frames[name], sources[name] = frame, str(path)
-            continue
+    for path in files.values():
+        frame = read_table(path, [*columns, model_col], numeric)
         if model_col not in frame.columns:
             raise InputError(f"{path}: missing model column {model_col!r}")
         assert isinstance(frame, pl.DataFrame)
