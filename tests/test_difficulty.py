@@ -146,7 +146,7 @@ def reference_scores(frames: dict[str, pl.DataFrame], signals) -> pl.DataFrame:
 
     merged = None
     for name, frame in frames.items():
-        df = frame.to_pandas()
+        df = pd.DataFrame(frame.to_dict(as_series=False))
         if pd.api.types.is_integer_dtype(df["id"]):
             df["id"] = df["id"].astype("int64")
         score = 0.0
@@ -158,7 +158,8 @@ def reference_scores(frames: dict[str, pl.DataFrame], signals) -> pl.DataFrame:
     columns = [f"difficulty_score_{n}" for n in frames]
     merged["difficulty_score"] = merged[columns].mean(axis=1)
     merged["n_models"] = merged[columns].notna().sum(axis=1)
-    return pl.from_pandas(merged.sort_values("id").reset_index(drop=True))
+    merged = merged.sort_values("id").reset_index(drop=True)
+    return pl.DataFrame({c: merged[c].tolist() for c in merged.columns}, strict=False)
 
 
 def test_lazy_and_eager_inputs_agree():
