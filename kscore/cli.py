@@ -224,6 +224,172 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
+@app.command("embed-scores")
+def embed_scores(
+    embeddings: Annotated[
+        Optional[Path],
+        typer.Argument(help="Embeddings table (CSV/Parquet); default: the standard's `embeddings`."),
+    ] = None,
+    split_col: Annotated[str, typer.Option("--split-col", help="Column holding each row's split.")] = "split",
+    train_value: Annotated[
+        Optional[list[str]], typer.Option("--train-value", help="Split value of scored rows (repeatable).")
+    ] = None,
+    reference_value: Annotated[
+        Optional[list[str]],
+        typer.Option("--reference-value", help="Split value of reference rows (default: all others)."),
+    ] = None,
+    difficulty: Annotated[
+        Optional[Path], typer.Option("--difficulty", help="Output of `kscore difficulty`, for the potential.")
+    ] = None,
+    embedding_col: Annotated[
+        Optional[str], typer.Option("--embedding-col", help="The list/array column holding the embedding.")
+    ] = None,
+    embedding_prefix: Annotated[
+        Optional[str], typer.Option("--embedding-prefix", help="Prefix of the numeric embedding columns.")
+    ] = None,
+    reducer: Annotated[str, typer.Option("--reducer", help="umap, pca, or none (2D input).")] = "umap",
+    metric: Annotated[str, typer.Option("--metric", help="euclidean or cosine (UMAP, PCA).")] = "euclidean",
+    seed: Annotated[
+        str, typer.Option("--seed", help="Random seed, or 'none' (faster, not reproducible).")
+    ] = "0",
+    bandwidth: Annotated[
+        str, typer.Option("--bandwidth", help="KDE bandwidth: scott, silverman, or a factor.")
+    ] = "scott",
+    fit_sample: Annotated[
+        int, typer.Option("--fit-sample", min=100, help="Fit UMAP on a sample of this many rows at most.")
+    ] = 100_000,
+    keep_embedding: Annotated[
+        bool, typer.Option("--keep-embedding", help="Keep the embedding column(s) in the output.")
+    ] = False,
+    config: ConfigOption = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")] = Path(
+        "embed_scores.parquet"
+    ),
+    top: Annotated[int, _top_option(10, "least represented / highest-potential train points")] = 10,
+    json_: JsonOption = False,
+) -> None:
+    """Representation, potential difficulty and local difficulty of every train row."""
+    with _errors() as collected:
+        from kscore.config import QualityStandard, find_config
+        from kscore.embed import embed_scores as run_embed_scores
+        from kscore.errors import InputError
+        from kscore.io import check_output, read_table, write_parquet_atomic
+        from kscore.report import embed_summary
+
+        config_path = find_config(config, required=False)
+        standard = QualityStandard.from_yaml(config_path) if config_path else None
+        id_col = standard.id_column if standard else "id"
+        if embeddings is None:
+            if standard is None or standard.embeddings is None:
+                raise InputError(
+                    "no embeddings file: pass EMBEDDINGS or set `embeddings:` in the quality standard"
+                )
+            embeddings = (config_path.parent / standard.embeddings) if config_path else None
+        assert embeddings is not None
+        check_output(out, [embeddings, *([difficulty] if difficulty else [])])
+        seed_value = _parse_seed(seed)
+        bandwidth_value = _parse_bandwidth(bandwidth)
+        table = read_table(embeddings)
+        difficulty_table = read_table(difficulty, [id_col, "difficulty_score"]) if difficulty else None
+        with _progress() as progress:
+            try:
+                enriched, meta = run_embed_scores(
+                    table,  # type: ignore[arg-type]
+                    id_col=id_col,
+                    split_col=split_col,
+                    train_values=train_value or ["train"],
+                    reference_values=reference_value,
+                    difficulty=difficulty_table,  # type: ignore[arg-type]
+                    embedding_col=embedding_col,
+                    embedding_prefix=embedding_prefix,
+                    reducer=reducer,
+                    metric=metric,
+                    seed=seed_value,
+                    bandwidth=bandwidth_value,
+                    fit_sample=fit_sample,
+                    keep_embedding=keep_embedding,
+                    progress=progress,
+                )
+            except ValueError as exc:  # invalid reducer, metric or bandwidth
+                raise InputError(str(exc)) from None
+        meta.update(
+            {
+                "kscore_version": __version__,
+                "command": "embed-scores",
+                "inputs": {
+                    "embeddings": str(embeddings),
+                    "difficulty": str(difficulty) if difficulty else None,
+                },
+            }
+        )
+        write_parquet_atomic(enriched, out, meta)
+    summary = embed_summary(
+        enriched, id_col, split_col, top=top, output=str(out), with_difficulty=difficulty is not None
+    )
+    summary["warnings"] = [w for ws in collected.values() for w in ws]
+    if json_:
+        _print_json(summary)
+    else:
+        from kscore.report import render_embed
+
+        _print(render_embed(summary))
+
+
+def _parse_seed(text: str) -> int | None:
+    from kscore.errors import InputError
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--seed must be an integer or 'none', not {text!r}") from None
+
+
+def _parse_bandwidth(text: str) -> str | float:
+    from kscore.errors import InputError
+
+    if text in ("scott", "silverman"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise InputError(f"--bandwidth must be scott, silverman or a positive number, not {text!r}")
+    return value
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A rich progress bar on stderr, fed by the library's (stage, done, total) callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # only once there is something to show: no stray output otherwise
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()
+
+
 @app.command("check-config")
 def check_config(
     path: Annotated[Optional[Path], typer.Argument(help="The standard (default: discovered).")] = None,

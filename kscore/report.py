@@ -144,3 +144,89 @@ def render_standard(resolved: dict[str, Any]) -> Any:
         )
     table.caption = f"normalization: {resolved['normalization']}, scope: {resolved['scope']}"
     return table
+
+
+def embed_summary(
+    table: pl.DataFrame,
+    id_column: str,
+    split_col: str,
+    *,
+    top: int = 10,
+    output: str | None = None,
+    with_difficulty: bool = False,
+) -> dict[str, Any]:
+    """Rows per split, quantiles of each score over the train rows, and the notable train points."""
+    from kscore.embed import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION
+
+    splits = table.get_column(split_col).cast(pl.String).value_counts(sort=True)
+    train = table.filter(pl.col(REPRESENTATION).is_not_null())
+    scores = [REPRESENTATION, *([POTENTIAL, LOCAL] if with_difficulty else [])]
+    probabilities = (0.0, 0.1, 0.5, 0.9, 1.0)
+    quantiles = {
+        score: {
+            f"p{round(q * 100)}": _number(train.get_column(score).quantile(q, "linear"))
+            for q in probabilities
+        }
+        for score in scores
+    }
+    shown = [id_column, split_col, REPRESENTATION, *scores[1:], MAP_X, MAP_Y]
+
+    def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+        return [
+            {k: (_number(v) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in frame.select(shown).iter_rows(named=True)
+        ]
+
+    summary: dict[str, Any] = {
+        "rows_per_split": dict(splits.iter_rows()),
+        "n_train": train.height,
+        "quantiles": quantiles,
+        "least_represented": rows(train.sort([REPRESENTATION, id_column]).head(top)),
+        "output": output,
+    }
+    if with_difficulty:
+        summary["highest_potential"] = rows(
+            train.sort([POTENTIAL, id_column], descending=[True, False], nulls_last=True).head(top)
+        )
+    else:
+        summary["note"] = (
+            "potential_difficulty_score and local_difficulty need difficulty scores: run "
+            "`kscore difficulty` on the models' results, then pass its output with --difficulty"
+        )
+    return summary
+
+
+def render_embed(summary: dict[str, Any]) -> list[Any]:
+    """Rich renderables for an embed-scores summary."""
+    from rich.table import Table
+
+    splits = Table(title="Rows per split")
+    splits.add_column("split")
+    splits.add_column("rows", justify="right")
+    for split, count in summary["rows_per_split"].items():
+        splits.add_row(str(split), str(count))
+    quantiles = Table(title=f"Scores of the {summary['n_train']} train rows")
+    quantiles.add_column("score")
+    labels = ["min", "p10", "median", "p90", "max"]
+    for label in labels:
+        quantiles.add_column(label, justify="right")
+    for score, values in summary["quantiles"].items():
+        quantiles.add_row(score, *(_fmt(v) for v in values.values()))
+    renderables: list[Any] = [splits, quantiles]
+    tables = [("least_represented", "Least represented train points")]
+    if "highest_potential" in summary:
+        tables.append(("highest_potential", "Highest potential difficulty"))
+    for key, title in tables:
+        rows = summary[key]
+        table = Table(title=f"{title} ({len(rows)})")
+        if rows:
+            for column in rows[0]:
+                table.add_column(column, justify="left" if column in ("id", "split") else "right")
+            for row in rows:
+                table.add_row(*(_fmt(v) if isinstance(v, float) else str(v) for v in row.values()))
+        renderables.append(table)
+    if "note" in summary:
+        renderables.append(f"note: {summary['note']}")
+    if summary.get("output"):
+        renderables.append(f"wrote {summary['output']}")
+    return renderables

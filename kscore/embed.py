@@ -1,0 +1,221 @@
+"""The embed-scores job over polars tables (SPEC §3): map every row to 2D, score the train rows."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kscore.errors import InputError, KscoreWarning
+
+MAP_X, MAP_Y = "map_x", "map_y"
+REPRESENTATION = "representation_score"
+POTENTIAL = "potential_difficulty_score"
+LOCAL = "local_difficulty"
+DIFFICULTY = "difficulty_score"
+SCORE_COLUMNS = (REPRESENTATION, POTENTIAL, LOCAL)
+
+
+def embedding_columns(
+    table: pl.DataFrame, embedding_col: str | None = None, embedding_prefix: str | None = None
+) -> list[str]:
+    """The column(s) holding the embedding: one list/array column, or numeric columns with a prefix."""
+    if embedding_col is not None and embedding_prefix is not None:
+        raise InputError("give --embedding-col or --embedding-prefix, not both")
+    if embedding_prefix is not None:
+        matching = [c for c, t in table.schema.items() if c.startswith(embedding_prefix) and t.is_numeric()]
+        if not matching:
+            raise InputError(f"no numeric column starts with the embedding prefix {embedding_prefix!r}")
+        return sorted(matching, key=lambda c: _natural_key(c[len(embedding_prefix) :]))
+    if embedding_col is not None:
+        if embedding_col not in table.columns:
+            raise InputError(f"missing embedding column {embedding_col!r}")
+        return [embedding_col]
+    nested = [c for c, t in table.schema.items() if isinstance(t, (pl.List, pl.Array))]
+    if len(nested) != 1:
+        found = f"found {', '.join(nested)}" if nested else "found none"
+        raise InputError(
+            f"cannot tell the embedding column: expected exactly one list/array column ({found}); "
+            "name it with --embedding-col or --embedding-prefix"
+        )
+    return nested
+
+
+def _natural_key(suffix: str) -> tuple[int, str]:
+    digits = re.fullmatch(r"_?(\d+)", suffix)
+    return (int(digits.group(1)), "") if digits else (1 << 62, suffix)
+
+
+def embedding_matrix(table: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    """The embeddings as a (rows x dimensions) float array, validated."""
+    if len(columns) > 1:
+        matrix = table.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+        what = f"columns {columns[0]!r}..{columns[-1]!r}"
+    else:
+        column = table.get_column(columns[0])
+        what = f"column {columns[0]!r}"
+        if isinstance(column.dtype, pl.List):
+            lengths = column.list.len()
+            if column.null_count():
+                raise InputError(f"{what} has {column.null_count()} null embeddings")
+            if lengths.n_unique() > 1:
+                counts = lengths.value_counts(sort=True)
+                raise InputError(
+                    f"{what}: embeddings of unequal length ({counts.height} different lengths, "
+                    f"e.g. {counts.get_column(lengths.name).head(3).to_list()})"
+                )
+            column = column.cast(pl.Array(pl.Float64, int(lengths[0])))
+        elif not isinstance(column.dtype, pl.Array):
+            raise InputError(f"{what} is {column.dtype}, not a list or array of numbers")
+        if column.null_count():
+            raise InputError(f"{what} has {column.null_count()} null embeddings")
+        matrix = column.cast(pl.Array(pl.Float64, column.dtype.size)).to_numpy()
+    bad_rows = ~np.isfinite(matrix).all(axis=1)
+    if bad_rows.any():
+        raise InputError(
+            f"{what}: {int(bad_rows.sum())} rows have NaN, inf or missing values in the embedding"
+        )
+    return matrix
+
+
+def embed_scores(
+    table: pl.DataFrame,
+    *,
+    id_col: str = "id",
+    split_col: str = "split",
+    train_values: Sequence[str] = ("train",),
+    reference_values: Sequence[str] | None = None,
+    difficulty: pl.DataFrame | None = None,
+    embedding_col: str | None = None,
+    embedding_prefix: str | None = None,
+    reducer: str = "umap",
+    metric: str = "euclidean",
+    seed: int | None = 0,
+    bandwidth: str | float = "scott",
+    fit_sample: int = 100_000,
+    keep_embedding: bool = False,
+    progress: Any = None,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The input table enriched with `map_x`, `map_y` and the three scores of the train rows.
+
+    `difficulty` is the output of `difficulty_scores` (its id column and `difficulty_score`), needed
+    for `potential_difficulty_score` and `local_difficulty`. Returns the table and the run's metadata.
+    """
+    from kscore.density import DegenerateError, _scores
+    from kscore.embedding import reduce_to_2d
+
+    for column, what in ((id_col, "id"), (split_col, "split")):
+        if column not in table.columns:
+            raise InputError(f"missing {what} column {column!r} (columns: {', '.join(table.columns[:12])})")
+    n_duplicated = int(table.get_column(id_col).is_duplicated().sum())
+    if n_duplicated:
+        raise InputError(f"column {id_col!r} has {n_duplicated} rows with a duplicated id")
+    split = table.get_column(split_col).cast(pl.String)
+    is_train = split.is_in(list(train_values)).fill_null(False).to_numpy()
+    if reference_values is None:
+        is_reference = ~is_train & split.is_not_null().to_numpy()
+    else:
+        is_reference = split.is_in(list(reference_values)).fill_null(False).to_numpy() & ~is_train
+    if not is_train.any():
+        raise InputError(
+            f"no train rows: no {split_col!r} value is one of {list(train_values)} "
+            f"(values: {split.unique().drop_nulls().sort().head(8).to_list()})"
+        )
+    if is_reference.sum() < 3:
+        raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
+    columns = embedding_columns(table, embedding_col, embedding_prefix)
+    matrix = embedding_matrix(table, columns)
+    try:
+        coordinates, reducer_params = reduce_to_2d(
+            matrix, reducer=reducer, metric=metric, seed=seed, fit_sample=fit_sample, progress=progress
+        )
+    except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
+        raise InputError(str(exc)) from None
+    del matrix
+
+    reference_difficulty = None
+    difficulty_column = None
+    if difficulty is not None:
+        difficulty_column = _difficulty_by_row(table, difficulty, id_col)
+        reference_difficulty = difficulty_column[is_reference]
+        missing = int(np.isnan(reference_difficulty).sum())
+        if missing:
+            _warn(
+                f"{missing} reference rows have no difficulty score; they are left out of the "
+                "potential and local difficulty"
+            )
+        if missing < len(reference_difficulty) and np.nansum(reference_difficulty) == 0:
+            _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
+    try:
+        scores = _scores(coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth)
+    except DegenerateError as exc:
+        raise InputError(
+            f"the reference rows are degenerate in 2D ({exc}): no density can be fitted"
+        ) from None
+
+    out = table.drop(columns) if not keep_embedding else table
+    n = table.height
+    new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
+    for name, key in ((REPRESENTATION, "representation"), (POTENTIAL, "potential"), (LOCAL, "local")):
+        column = np.full(n, np.nan)
+        if scores[key] is not None:
+            column[is_train] = scores[key]
+        new[name] = column
+    series = [pl.Series(name, values, nan_to_null=name not in (MAP_X, MAP_Y)) for name, values in new.items()]
+    if difficulty_column is not None:
+        series.append(pl.Series(DIFFICULTY, difficulty_column, nan_to_null=True))
+    out = out.drop([s.name for s in series], strict=False).with_columns(series)
+    kernel = scores["kernel"]
+    potential_kernel = scores["potential_kernel"]
+    meta = {
+        "reducer": reducer_params,
+        "seed": seed,
+        "bandwidth": bandwidth,
+        "kernel_covariance": kernel.covariance.tolist(),  # type: ignore[union-attr]
+        "kernel_factor": kernel.factor,  # type: ignore[union-attr]
+        "potential_kernel_covariance": (
+            potential_kernel.covariance.tolist() if potential_kernel is not None else None  # type: ignore[union-attr]
+        ),
+        "split_col": split_col,
+        "train_values": list(train_values),
+        "reference_values": list(reference_values) if reference_values is not None else "all other values",
+        "rows": {"train": int(is_train.sum()), "reference": int(is_reference.sum()), "total": n},
+        "embedding_columns": columns if len(columns) < 5 else [columns[0], "...", columns[-1]],
+        "versions": _versions(),
+    }
+    return out, meta
+
+
+def _difficulty_by_row(table: pl.DataFrame, difficulty: pl.DataFrame, id_col: str) -> np.ndarray:
+    """Each row's difficulty_score from the difficulty table (NaN where it has none)."""
+    for column in (id_col, DIFFICULTY):
+        if column not in difficulty.columns:
+            raise InputError(
+                f"--difficulty: missing column {column!r} (is it the output of kscore difficulty?)"
+            )
+    scores = difficulty.select(id_col, pl.col(DIFFICULTY).cast(pl.Float64).alias("__difficulty"))
+    scores = scores.with_columns(pl.col(id_col).cast(table.schema[id_col], strict=False))
+    unknown = scores.join(table.select(id_col), on=id_col, how="anti").height
+    if unknown:
+        _warn(f"{unknown} ids of the difficulty file are not in the embeddings; they are ignored")
+    joined = table.select(id_col).join(scores, on=id_col, how="left", maintain_order="left")
+    return joined.get_column("__difficulty").fill_nan(None).to_numpy().astype(np.float64)
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in ("kscore", "numpy", "polars", "finufft", "scipy", "scikit-learn", "umap-learn", "numba"):
+        try:
+            versions[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _warn(message: str) -> None:
+    warnings.warn(KscoreWarning(message), stacklevel=3)

@@ -1,0 +1,171 @@
+"""Reduction of embeddings to 2D: UMAP (umap-learn), PCA, or none for inputs already in 2D."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REDUCERS = ("umap", "pca", "none")
+METRICS = ("euclidean", "cosine")
+N_NEIGHBORS = 15
+MIN_DIST = 0.1
+# Rows beyond the fit sample are transformed in batches of this fixed size: umap's transform runs
+# more optimization epochs for small batches, so a size that depended on the input would change
+# the map.
+TRANSFORM_BATCH = 10_000
+# Up to this many rows the UMAP graph uses exact nearest neighbours (as umap itself does).
+EXACT_KNN_ROWS = 4096
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def cache_dir() -> Path:
+    """kscore's cache folder: $KSCORE_CACHE_DIR, else $XDG_CACHE_HOME/kscore, else ~/.cache/kscore."""
+    explicit = os.environ.get("KSCORE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "kscore"
+
+
+def use_numba_cache() -> None:
+    """Keep numba's compiled functions in kscore's cache folder, so later runs skip compiling.
+
+    Must run before numba is imported; a NUMBA_CACHE_DIR the user set wins.
+    """
+    folder = cache_dir() / "numba"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # an unwritable home: numba then compiles in memory, as without a cache
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(folder))
+
+
+def reduce_to_2d(
+    embeddings: np.ndarray,
+    *,
+    reducer: str = "umap",
+    metric: str = "euclidean",
+    seed: int | None = 0,
+    fit_sample: int = 100_000,
+    n_neighbors: int = N_NEIGHBORS,
+    min_dist: float = MIN_DIST,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, dict]:
+    """2D coordinates of every row, and the parameters used (for the output's metadata).
+
+    A 2D input is used as is. UMAP is seeded by default (`seed=None` lets it use every core,
+    non-reproducibly). With more rows than `fit_sample`, UMAP is fitted on a seeded random sample and
+    the other rows are transformed in batches of `TRANSFORM_BATCH`.
+    """
+    data = np.asarray(embeddings, dtype=np.float32 if reducer == "umap" else np.float64)
+    if data.ndim != 2:
+        raise ValueError("embeddings must be a 2D array (rows x dimensions)")
+    if reducer not in REDUCERS:
+        raise ValueError(f"reducer must be one of {', '.join(REDUCERS)}, not {reducer!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    if data.shape[1] == 2:
+        return np.asarray(embeddings, dtype=np.float64), {"reducer": "none (input is 2D)"}
+    if reducer == "none":
+        raise ValueError(f"--reducer none needs 2D embeddings; these have {data.shape[1]} dimensions")
+    if reducer == "pca":
+        return _pca(data, metric, seed)
+    return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress)
+
+
+def _pca(data: np.ndarray, metric: str, seed: int | None) -> tuple[np.ndarray, dict]:
+    from sklearn.decomposition import PCA
+
+    if metric == "cosine":
+        data = _unit_rows(data)
+    pca = PCA(n_components=2, random_state=seed)
+    coordinates = pca.fit_transform(data)
+    params = {
+        "reducer": "pca",
+        "metric": metric,
+        "seed": seed,
+        "explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio_],
+    }
+    return coordinates.astype(np.float64), params
+
+
+def _unit_rows(data: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(data, axis=1, keepdims=True)
+    return data / np.where(norms > 0, norms, 1.0)
+
+
+def _umap(
+    data: np.ndarray,
+    metric: str,
+    seed: int | None,
+    fit_sample: int,
+    n_neighbors: int,
+    min_dist: float,
+    progress: Progress | None,
+) -> tuple[np.ndarray, dict]:
+    use_numba_cache()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap's notes on n_jobs with a seed, numba's on threads
+        import umap
+
+    n = len(data)
+    neighbors = min(n_neighbors, max(n - 1, 2))
+    precomputed = None
+    if n <= min(EXACT_KNN_ROWS, fit_sample):
+        # umap finds exact neighbours below 4096 rows too, but through numba functions that compile
+        # in every process (parallel ones are not cached): scikit-learn's are ready, and the same.
+        from sklearn.neighbors import NearestNeighbors
+
+        distances, indices = NearestNeighbors(n_neighbors=neighbors, metric=metric).fit(data).kneighbors(data)
+        precomputed = (indices, distances, None)
+    model = umap.UMAP(
+        n_components=2,
+        n_neighbors=neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        random_state=seed,
+        n_jobs=1 if seed is not None else -1,
+        low_memory=True,
+        precomputed_knn=precomputed or (None, None, None),
+    )
+    params = {
+        "reducer": "umap",
+        "umap_version": umap.__version__,
+        "n_neighbors": neighbors,
+        "min_dist": min_dist,
+        "metric": metric,
+        "seed": seed,
+        "fit_rows": min(n, fit_sample),
+        "transform_batch": TRANSFORM_BATCH,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if n <= fit_sample:
+            if progress:
+                progress("UMAP fit", 0, 1)
+            coordinates = model.fit_transform(data)
+            if progress:
+                progress("UMAP fit", 1, 1)
+            return coordinates.astype(np.float64), params
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, size=fit_sample, replace=False))
+        rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+        if progress:
+            progress("UMAP fit on a sample", 0, 1)
+        coordinates = np.empty((n, 2))
+        coordinates[sample] = model.fit_transform(data[sample])
+        batches = range(0, len(rest), TRANSFORM_BATCH)
+        for done, start in enumerate(batches):
+            if progress:
+                progress("UMAP transform", done, len(batches))
+            chunk = rest[start : start + TRANSFORM_BATCH]
+            coordinates[chunk] = model.transform(data[chunk])
+        if progress:
+            progress("UMAP transform", len(batches), len(batches))
+    return coordinates, params
