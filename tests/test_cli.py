@@ -285,3 +285,100 @@ def test_task_bad_input_exits_2(tmp_path: Path, case: str):
     result = run_kscore("difficulty", "r.csv", "--datapoints", "points.csv", cwd=tmp_path)
     assert_clean_error(result, *fragments)
     assert not (tmp_path / "difficulty_scores.parquet").exists()
+
+
+# embed-scores ----------------------------------------------------------------------------------------
+
+
+def test_embed_scores_cli_gives_what_the_library_gives(tmp_path: Path):
+    from kscore.embed import embed_scores
+
+    difficulty = tmp_path / "d.parquet"
+    files = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
+    assert (
+        run_kscore(
+            "difficulty", *files, "-c", str(CONFIGS / "quality_standard.yaml"), "-o", str(difficulty)
+        ).returncode
+        == 0
+    )
+    out = tmp_path / "e.parquet"
+    result = run_kscore(
+        "embed-scores",
+        str(SAMPLE / "embeddings.parquet"),
+        "--reducer",
+        "pca",
+        "--difficulty",
+        str(difficulty),
+        "-o",
+        str(out),
+        "--json",
+        "--top",
+        "5",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    expected, _ = embed_scores(
+        pl.read_parquet(SAMPLE / "embeddings.parquet"), reducer="pca", difficulty=pl.read_parquet(difficulty)
+    )
+    assert pl.read_parquet(out).equals(expected)
+    assert summary["rows_per_split"] == {"train": 1078, "test": 360, "validation": 359}
+    train = expected.drop_nulls("representation_score")
+    assert [r["id"] for r in summary["least_represented"]] == train.sort("representation_score")["id"].head(
+        5
+    ).to_list()
+    top = train.sort("potential_difficulty_score", descending=True)["id"].head(5).to_list()
+    assert [r["id"] for r in summary["highest_potential"]] == top
+    meta = read_kscore_metadata(out)
+    assert meta["reducer"]["reducer"] == "pca" and len(meta["kernel_covariance"]) == 2
+    assert {"numpy", "polars", "finufft"} <= set(meta["versions"])
+
+
+def test_embed_scores_reads_the_standards_embeddings(tmp_path: Path):
+    import shutil
+
+    shutil.copy(SAMPLE / "embeddings.parquet", tmp_path / "emb.parquet")
+    (tmp_path / "kscore.yaml").write_text(
+        "metrics: [{name: correct, direction: HIB}]\nembeddings: emb.parquet\n"
+    )
+    result = run_kscore("embed-scores", "--split-col", "split", "--reducer", "pca", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "how to get" not in result.stdout and "--difficulty" in result.stdout  # the note on the others
+    assert pl.read_parquet(tmp_path / "embed_scores.parquet").height == 1797
+
+
+@pytest.mark.slow
+def test_embed_scores_umap_reruns_are_identical(tmp_path: Path):
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.parquet"
+        result = run_kscore("embed-scores", str(SAMPLE / "embeddings.parquet"), "-o", str(out), "--json")
+        assert result.returncode == 0, result.stderr
+        outs.append(pl.read_parquet(out))
+    assert outs[0].equals(outs[1])
+
+
+EMBED_ERRORS = {
+    "missing split column": (["--split-col", "fold"], "missing split column 'fold'"),
+    "missing embedding column": (["--embedding-col", "vec"], "missing embedding column 'vec'"),
+    "no train rows": (["--train-value", "nope"], "no train rows"),
+    "bad seed": (["--seed", "abc"], "--seed must be an integer or 'none'"),
+    "bad bandwidth": (["--bandwidth", "-1"], "--bandwidth must be scott, silverman or a positive number"),
+    "bad reducer": (["--reducer", "tsne"], "reducer must be one of umap, pca, none"),
+    "reducer none on 64-d": (["--reducer", "none"], "needs 2D embeddings; these have 64 dimensions"),
+}
+
+
+@pytest.mark.parametrize("case", EMBED_ERRORS)
+def test_embed_scores_bad_input_exits_2(tmp_path: Path, case: str):
+    args, message = EMBED_ERRORS[case]
+    out = tmp_path / "e.parquet"
+    result = run_kscore(
+        "embed-scores", str(SAMPLE / "embeddings.parquet"), "--reducer", "pca", *args, "-o", str(out)
+    )
+    assert_clean_error(result, message)
+    assert not out.exists()
+
+
+def test_embed_scores_without_embeddings_file(tmp_path: Path):
+    result = run_kscore("embed-scores", cwd=tmp_path)
+    assert_clean_error(result, "no embeddings file")

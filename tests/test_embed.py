@@ -1,0 +1,180 @@
+"""embed-scores over tables: real data (the sample digits), seeded UMAP, and every bad input."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kscore.embed import embed_scores
+from kscore.embedding import reduce_to_2d
+from kscore.errors import InputError, KscoreWarning
+
+from .conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def digits_map() -> pl.DataFrame:
+    """The sample digits with their UMAP map as a 2D embedding (UMAP runs once per module)."""
+    table = pl.read_parquet(SAMPLE / "embeddings.parquet")
+    xy, _ = reduce_to_2d(table.get_column("embedding").to_numpy(), reducer="umap", seed=0)
+    return table.drop("embedding").with_columns(pl.Series("xy", xy.tolist(), dtype=pl.Array(pl.Float64, 2)))
+
+
+def class_means(out: pl.DataFrame, score: str) -> pl.DataFrame:
+    return out.filter(pl.col(score).is_not_null()).group_by("label").agg(pl.col(score).mean()).sort(score)
+
+
+@pytest.mark.slow
+def test_a_class_absent_from_the_reference_split_is_least_represented(digits_map):
+    table = digits_map.filter((pl.col("split") == "train") | (pl.col("label") != 3))
+    out, _ = embed_scores(table, reducer="none")
+    assert class_means(out, "representation_score")["label"][0] == 3
+    # The score separates the absent class from the others: the chance that a train 3 is less
+    # represented than a train point of another class (the AUC of the score).
+    train = out.drop_nulls("representation_score")
+    absent = train.filter(pl.col("label") == 3)["representation_score"].to_numpy()
+    others = train.filter(pl.col("label") != 3)["representation_score"].to_numpy()
+    assert (absent[:, None] < others[None, :]).mean() >= 0.9
+
+
+@pytest.mark.slow
+def test_a_class_made_hard_in_the_reference_split_has_the_highest_potential(digits_map):
+    rng = np.random.default_rng(0)
+    reference = digits_map.filter(pl.col("split") != "train")
+    hard = np.where(reference["label"].to_numpy() == 5, 0.9, 0.05) + rng.uniform(0, 0.05, reference.height)
+    difficulty = pl.DataFrame({"id": reference["id"], "difficulty_score": hard})
+    out, _ = embed_scores(digits_map, reducer="none", difficulty=difficulty)
+    assert class_means(out, "potential_difficulty_score")["label"][-1] == 5
+    assert class_means(out, "local_difficulty")["label"][-1] == 5
+    top = (
+        out.drop_nulls("potential_difficulty_score")
+        .sort("potential_difficulty_score", descending=True)
+        .head(40)
+    )
+    assert (top["label"] == 5).mean() >= 0.9
+    assert (
+        out.filter(pl.col("split") != "train")["potential_difficulty_score"].null_count() == reference.height
+    )
+
+
+@pytest.mark.slow
+def test_seeded_umap_runs_give_identical_numbers():
+    data = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    first, params = reduce_to_2d(data, seed=7)
+    second, _ = reduce_to_2d(data, seed=7)
+    assert np.array_equal(first, second)
+    assert params["reducer"] == "umap" and params["seed"] == 7
+
+
+def small_table(n: int = 40, dims: int = 2, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "id": np.arange(n),
+            "split": np.where(np.arange(n) % 2 == 0, "train", "test"),
+            "emb": rng.normal(size=(n, dims)).tolist(),
+        }
+    )
+
+
+def test_output_keeps_every_row_and_column_and_nulls_reference_scores():
+    table = small_table().with_columns(pl.lit("x").alias("note"))
+    out, meta = embed_scores(table, reducer="none")
+    assert out.height == table.height
+    assert out.columns == [
+        "id",
+        "split",
+        "note",
+        "map_x",
+        "map_y",
+        "representation_score",
+        "potential_difficulty_score",
+        "local_difficulty",
+    ]
+    assert out.filter(pl.col("split") == "test")["representation_score"].null_count() == 20
+    assert out.filter(pl.col("split") == "train")["representation_score"].null_count() == 0
+    assert (
+        out.filter(pl.col("split") == "train")["potential_difficulty_score"].null_count() == 20
+    )  # no difficulty
+    assert meta["rows"] == {"train": 20, "reference": 20, "total": 40}
+    kept, _ = embed_scores(table, reducer="none", keep_embedding=True)
+    assert "emb" in kept.columns
+
+
+def test_prefix_columns_in_natural_order_and_pca():
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(60, 12))
+    columns = {f"e_{i}": data[:, i] for i in range(12)}
+    table = pl.DataFrame({"id": np.arange(60), "split": ["train", "val", "test"] * 20, **columns})
+    out, meta = embed_scores(table, reducer="pca", embedding_prefix="e_")
+    assert meta["reducer"]["reducer"] == "pca"
+    from sklearn.decomposition import PCA
+
+    expected = PCA(n_components=2, random_state=0).fit_transform(data)
+    assert np.allclose(np.abs(out["map_x"].to_numpy()), np.abs(expected[:, 0]))
+
+
+def test_train_and_reference_values():
+    table = small_table(60).with_columns(pl.Series("split", ["train", "val", "test"] * 20))
+    _, meta = embed_scores(table, reducer="none", train_values=["train", "val"], reference_values=["test"])
+    assert meta["rows"]["train"] == 40 and meta["rows"]["reference"] == 20
+
+
+def test_difficulty_warnings():
+    table = small_table()
+    reference_ids = table.filter(pl.col("split") == "test")["id"]
+    zeros = pl.DataFrame({"id": [*reference_ids.to_list(), 999, 1000], "difficulty_score": [0.0] * 22})
+    with pytest.warns(KscoreWarning) as caught:
+        out, _ = embed_scores(table, reducer="none", difficulty=zeros)
+    assert out.height == table.height
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "2 ids of the difficulty file are not in the embeddings" in messages
+    assert "every reference difficulty is 0" in messages
+    assert out.filter(pl.col("split") == "train")["potential_difficulty_score"].to_list() == [0.0] * 20
+    partial = pl.DataFrame({"id": reference_ids.head(10), "difficulty_score": np.linspace(0, 1, 10)})
+    with pytest.warns(KscoreWarning, match="10 reference rows have no difficulty score"):
+        embed_scores(table, reducer="none", difficulty=partial)
+
+
+def bad(table: pl.DataFrame, message: str, **kwargs) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KscoreWarning)
+        with pytest.raises(InputError, match=message):
+            embed_scores(table, reducer=kwargs.pop("reducer", "none"), **kwargs)
+
+
+def test_bad_inputs():
+    table = small_table()
+    bad(table.drop("split"), "missing split column 'split'")
+    bad(table, "missing embedding column 'vec'", embedding_col="vec")
+    bad(table.with_columns(pl.lit("test").alias("split")), "no train rows")
+    bad(table.with_columns(pl.Series("split", ["train"] * 38 + ["test"] * 2)), "2 reference rows: at least 3")
+    line = table.with_columns(pl.Series("emb", [[float(i), 2.0 * i] for i in range(40)]))
+    bad(line, "reference rows are degenerate")
+    same = table.with_columns(pl.Series("emb", [[1.0, 1.0]] * 40))
+    bad(same, "reference rows are degenerate")
+    ragged = table.with_columns(pl.Series("emb", [[1.0, 2.0]] * 39 + [[1.0, 2.0, 3.0]]))
+    bad(ragged, "embeddings of unequal length")
+    nan = table.with_columns(pl.Series("emb", [[float("nan"), 1.0]] + [[1.0, float(i)] for i in range(39)]))
+    bad(nan, "1 rows have NaN, inf or missing values")
+    inf = table.with_columns(
+        pl.Series("emb", [[float("inf"), 1.0]] * 3 + [[1.0, float(i)] for i in range(37)])
+    )
+    bad(inf, "3 rows have NaN, inf or missing values")
+    bad(table.with_columns(pl.lit(1).alias("id")), "column 'id' has 40 rows with a duplicated id")
+    bad(small_table(dims=5), "needs 2D embeddings; these have 5 dimensions")
+
+
+def test_reduce_to_2d_passes_2d_through():
+    data = np.random.default_rng(0).normal(size=(10, 2))
+    out, params = reduce_to_2d(data)
+    assert np.array_equal(out, data) and params["reducer"].startswith("none")
+
+
+def test_embedding_column_must_be_unambiguous(tmp_path: Path):
+    table = small_table().with_columns(pl.col("emb").alias("emb2"))
+    bad(table, "expected exactly one list/array column")
