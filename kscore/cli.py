@@ -390,6 +390,76 @@ def _progress() -> Iterator[Any]:
             bar.stop()
 
 
+@app.command()
+def compare(
+    difficulty_file: Annotated[Path, typer.Argument(help="Output of `kscore difficulty`.")],
+    baseline: Annotated[str, typer.Option("--baseline", help="Model A (the reference).")],
+    candidate: Annotated[str, typer.Option("--candidate", help="Model B (the new one).")],
+    margin: Annotated[float, typer.Option("--margin", help="Score change that counts (default 0).")] = 0.0,
+    common_failure_threshold: Annotated[
+        float,
+        typer.Option("--common-failure-threshold", help="difficulty_score above this is a common failure."),
+    ] = 0.9,
+    max_regressions: Annotated[
+        Optional[int],
+        typer.Option("--max-regressions", min=0, help="Gate: exit 1 above this many regressions."),
+    ] = None,
+    max_common_failures: Annotated[
+        Optional[int],
+        typer.Option("--max-common-failures", min=0, help="Gate: exit 1 above this many common failures."),
+    ] = None,
+    top: Annotated[int, _top_option(20, "largest regressions")] = 20,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Write every compared datapoint (Parquet).")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Datapoints that got worse from one model to another, and CI gates on them."""
+    with _errors():
+        from kscore.compare import PER_MODEL_NOTE, compare_models, gates
+        from kscore.errors import GateFailed
+        from kscore.io import check_output, read_kscore_metadata, read_table, write_parquet_atomic
+
+        if out is not None:
+            check_output(out, [difficulty_file])
+        table = read_table(difficulty_file)
+        metadata = read_kscore_metadata(difficulty_file) if difficulty_file.suffix != ".csv" else {}
+        standard = metadata.get("standard", {})
+        comparison = compare_models(
+            table,  # type: ignore[arg-type]
+            baseline,
+            candidate,
+            margin=margin,
+            common_failure_threshold=common_failure_threshold,
+            id_column=standard.get("id_column"),
+        )
+        checked = gates(comparison, max_regressions, max_common_failures)
+        if out is not None:
+            write_parquet_atomic(
+                comparison.table,
+                out,
+                {"command": "compare", "baseline": baseline, "candidate": candidate, "margin": margin},
+            )
+        summary = comparison.to_dict(top=top, gates=checked)
+        if standard.get("scope") == "per_model":
+            summary["note"] = PER_MODEL_NOTE
+            _stderr(f"note: {PER_MODEL_NOTE}")
+        if json_:
+            _print_json(summary)
+        else:
+            from kscore.report import render_compare
+
+            _print(render_compare(summary))
+        failed = [g for g in checked if not g.passed]
+        if failed:
+            raise GateFailed(
+                "; ".join(
+                    f"gate failed: {g.name} {g.value} > max {g.limit} (over by {g.value - g.limit})"
+                    for g in failed
+                )
+            )
+
+
 @app.command("check-config")
 def check_config(
     path: Annotated[Optional[Path], typer.Argument(help="The standard (default: discovered).")] = None,

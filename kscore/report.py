@@ -230,3 +230,41 @@ def render_embed(summary: dict[str, Any]) -> list[Any]:
     if summary.get("output"):
         renderables.append(f"wrote {summary['output']}")
     return renderables
+
+
+def render_compare(summary: dict[str, Any]) -> list[Any]:
+    """Rich renderables for a comparison summary."""
+    from rich.table import Table
+
+    counts = Table(title=f"{summary['baseline']} -> {summary['candidate']} (margin {summary['margin']:g})")
+    counts.add_column("")
+    counts.add_column("datapoints", justify="right")
+    only = summary["only_in_one"]
+    for label, value in (
+        ("regressions", summary["regressions"]),
+        ("improvements", summary["improvements"]),
+        ("unchanged", summary["unchanged"]),
+        (f"only scored by {summary['baseline']}", only["only_baseline"]),
+        (f"only scored by {summary['candidate']}", only["only_candidate"]),
+        (
+            f"common failures (difficulty > {summary['common_failure_threshold']:g})",
+            summary["common_failures"],
+        ),
+    ):
+        counts.add_row(label, str(value))
+    renderables: list[Any] = [counts]
+    if summary["gates"]:
+        gate_table = Table(title="Gates")
+        for header in ("gate", "limit", "value", "result"):
+            gate_table.add_column(header)
+        for gate in summary["gates"]:
+            result = "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]"
+            gate_table.add_row(gate["name"], str(gate["limit"]), str(gate["value"]), result)
+        renderables.append(gate_table)
+    top = Table(title=f"Largest regressions ({len(summary['top'])})")
+    for header in ("id", "baseline", "candidate", "delta"):
+        top.add_column(header, justify="left" if header == "id" else "right")
+    for row in summary["top"]:
+        top.add_row(str(row["id"]), _fmt(row["baseline"]), _fmt(row["candidate"]), f"{row['delta']:+.4f}")
+    renderables.append(top)
+    return renderables

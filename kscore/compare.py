@@ -1,0 +1,148 @@
+"""Model-to-model comparison of a difficulty table: regressions, improvements, common failures, gates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from kscore.difficulty import SCORE, model_score_column
+from kscore.errors import InputError
+
+STATUSES = ("regression", "improvement", "unchanged", "only_baseline", "only_candidate")
+PER_MODEL_NOTE = (
+    "this file was made with scope: per_model, so each model was normalized on its own: deltas "
+    "compare each datapoint's standing within each model, not absolute quality. Use scope: joint "
+    "in the quality standard for scores comparable between models."
+)
+
+
+@dataclass
+class Gate:
+    """A CI gate: fails when `value` exceeds `limit`."""
+
+    name: str
+    limit: int
+    value: int
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.limit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "limit": self.limit, "value": self.value, "passed": self.passed}
+
+
+@dataclass
+class Comparison:
+    """The result of `compare_models`: counts and the per-datapoint table (`table`)."""
+
+    baseline: str
+    candidate: str
+    margin: float
+    common_failure_threshold: float
+    table: pl.DataFrame  # id, baseline, candidate, delta, status for every compared datapoint
+    common_failures: int
+    id_column: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def regressions(self) -> int:
+        return self.counts["regression"]
+
+    @property
+    def improvements(self) -> int:
+        return self.counts["improvement"]
+
+    def top_regressions(self, n: int) -> pl.DataFrame:
+        """The `n` largest regressions (ties to the smaller id)."""
+        regressions = self.table.filter(pl.col("status") == "regression")
+        return regressions.sort(["delta", self.id_column], descending=[True, False]).head(n)
+
+    def to_dict(self, top: int = 20, gates: list[Gate] | None = None) -> dict[str, Any]:
+        rows = self.top_regressions(top).select(self.id_column, "baseline", "candidate", "delta")
+        return {
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "margin": self.margin,
+            "regressions": self.counts["regression"],
+            "improvements": self.counts["improvement"],
+            "unchanged": self.counts["unchanged"],
+            "only_in_one": {
+                "only_baseline": self.counts["only_baseline"],
+                "only_candidate": self.counts["only_candidate"],
+            },
+            "common_failures": self.common_failures,
+            "common_failure_threshold": self.common_failure_threshold,
+            "gates": [g.to_dict() for g in gates or []],
+            "top": [
+                {"id": r[0], "baseline": r[1], "candidate": r[2], "delta": r[3]} for r in rows.iter_rows()
+            ],
+        }
+
+
+def models_in(difficulty: pl.DataFrame) -> list[str]:
+    """The model names of a difficulty table, from its `difficulty_score_<model>` columns."""
+    prefix = f"{SCORE}_"
+    return [c[len(prefix) :] for c in difficulty.columns if c.startswith(prefix)]
+
+
+def compare_models(
+    difficulty: pl.DataFrame,
+    baseline: str,
+    candidate: str,
+    *,
+    margin: float = 0.0,
+    common_failure_threshold: float = 0.9,
+    id_column: str | None = None,
+) -> Comparison:
+    """Compare two models of a `difficulty_scores` table datapoint by datapoint.
+
+    A regression is a datapoint whose candidate score exceeds its baseline score by more than
+    `margin`; an improvement the reverse. Datapoints scored by one model only are counted apart. A
+    common failure is a datapoint whose `difficulty_score` (over all models) exceeds the threshold.
+    """
+    models = models_in(difficulty)
+    for name in (baseline, candidate):
+        if name not in models:
+            raise InputError(f"unknown model {name!r}; this file holds: {', '.join(models) or 'no model'}")
+    if not margin >= 0:
+        raise InputError(f"--margin must be >= 0, not {margin}")
+    id_column = id_column or difficulty.columns[0]
+    base, cand = pl.col(model_score_column(baseline)), pl.col(model_score_column(candidate))
+    delta = cand - base
+    status = (
+        pl.when(base.is_null())
+        .then(pl.lit("only_candidate"))
+        .when(cand.is_null())
+        .then(pl.lit("only_baseline"))
+        .when(delta > margin)
+        .then(pl.lit("regression"))
+        .when(-delta > margin)
+        .then(pl.lit("improvement"))
+        .otherwise(pl.lit("unchanged"))
+    )
+    table = difficulty.filter(base.is_not_null() | cand.is_not_null()).select(
+        id_column,
+        base.alias("baseline"),
+        cand.alias("candidate"),
+        delta.alias("delta"),
+        status.alias("status"),
+    )
+    found = dict(table.get_column("status").value_counts().iter_rows())
+    counts = {s: int(found.get(s, 0)) for s in STATUSES}
+    common = int(difficulty.select((pl.col(SCORE) > common_failure_threshold).sum()).item())
+    return Comparison(baseline, candidate, margin, common_failure_threshold, table, common, id_column, counts)
+
+
+def gates(
+    comparison: Comparison, max_regressions: int | None = None, max_common_failures: int | None = None
+) -> list[Gate]:
+    """The CI gates that were asked for."""
+    out = []
+    if max_regressions is not None:
+        out.append(Gate("regressions", max_regressions, comparison.regressions))
+    if max_common_failures is not None:
+        out.append(Gate("common_failures", max_common_failures, comparison.common_failures))
+    return out
