@@ -15,6 +15,12 @@ _EXPORTS = {
     "Metric": "kscore.config",
     "Task": "kscore.config",
     "difficulty_scores": "kscore.difficulty",
+    "compare_models": "kscore.compare",
+    "embed_scores": "kscore.embed",
+    "reduce_to_2d": "kscore.embedding",
+    "representation_scores": "kscore.density",
+    "potential_difficulty_scores": "kscore.density",
+    "local_difficulty": "kscore.density",
     "KscoreError": "kscore.errors",
     "ConfigError": "kscore.errors",
     "InputError": "kscore.errors",
@@ -32,12 +38,22 @@ __all__ = [
     "QualityStandard",
     "Task",
     "__version__",
+    "compare_models",
     "difficulty_scores",
+    "embed_scores",
+    "local_difficulty",
+    "potential_difficulty_scores",
+    "reduce_to_2d",
+    "representation_scores",
 ]
 
 if TYPE_CHECKING:
+    from kscore.compare import compare_models
     from kscore.config import Metric, QualityStandard, Task
+    from kscore.density import local_difficulty, potential_difficulty_scores, representation_scores
     from kscore.difficulty import difficulty_scores
+    from kscore.embed import embed_scores
+    from kscore.embedding import reduce_to_2d
     from kscore.errors import ConfigError, GateFailed, InputError, KscoreError, KscoreWarning
 
 
