@@ -41,6 +41,10 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+PlotOption = Annotated[
+    Optional[Path], typer.Option("--plot", help="Also draw a PNG picture here (needs kscore[plot]).")
+]
+SizeOption = Annotated[str, typer.Option("--size", help="Picture size in pixels, WIDTHxHEIGHT.")]
 
 
 def _top_option(default: int, what: str) -> Any:
@@ -128,10 +132,13 @@ def difficulty(
     explain: Annotated[
         bool, typer.Option("--explain", help="Add normalized signals and the top signal per model.")
     ] = False,
+    plot: PlotOption = None,
+    size: SizeOption = "1200x900",
     json_: JsonOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
     with _errors() as collected:
+        picture_size = _check_plot(plot, size, [Path(f) for f in files])
         from kscore.config import load_standard
         from kscore.difficulty import difficulty_scores
         from kscore.io import (
@@ -177,6 +184,12 @@ def difficulty(
     summary["warnings"] = collected.pop(None, [])
     for model in summary["models"]:
         model["warnings"] = collected.get(model["name"], [])
+    if plot is not None:
+        with _errors():
+            from kscore.plot import plot_difficulty
+
+            plot_difficulty(table, list(frames), plot, size=picture_size)
+        summary["plot"] = str(plot)
     if json_:
         _print_json(summary)
     else:
@@ -261,6 +274,8 @@ def embed_scores(
     keep_embedding: Annotated[
         bool, typer.Option("--keep-embedding", help="Keep the embedding column(s) in the output.")
     ] = False,
+    plot: PlotOption = None,
+    size: SizeOption = "1200x900",
     config: ConfigOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")] = Path(
         "embed_scores.parquet"
@@ -287,6 +302,7 @@ def embed_scores(
             embeddings = (config_path.parent / standard.embeddings) if config_path else None
         assert embeddings is not None
         check_output(out, [embeddings, *([difficulty] if difficulty else [])])
+        picture_size = _check_plot(plot, size, [embeddings, out])
         seed_value = _parse_seed(seed)
         bandwidth_value = _parse_bandwidth(bandwidth)
         table = read_table(embeddings)
@@ -327,6 +343,12 @@ def embed_scores(
         enriched, id_col, split_col, top=top, output=str(out), with_difficulty=difficulty is not None
     )
     summary["warnings"] = [w for ws in collected.values() for w in ws]
+    if plot is not None:
+        with _errors():
+            from kscore.plot import map_data, plot_map
+
+            plot_map(map_data(enriched), plot, size=picture_size)
+        summary["plot"] = str(plot)
     if json_:
         _print_json(summary)
     else:
@@ -458,6 +480,40 @@ def compare(
                     for g in failed
                 )
             )
+
+
+@app.command()
+def plot(
+    scores_file: Annotated[Path, typer.Argument(help="Output of `kscore embed-scores`.")],
+    color: Annotated[
+        str, typer.Option("--color", help="Score that colors the train points.")
+    ] = "representation_score",
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("map.png"),
+    title: Annotated[Optional[str], typer.Option("--title", help="Title of the picture.")] = None,
+    size: SizeOption = "1200x900",
+) -> None:
+    """Draw the 2D embedding map of an embed-scores file."""
+    with _errors():
+        from kscore.io import read_table
+        from kscore.plot import map_data, plot_map
+
+        picture_size = _check_plot(out, size, [scores_file])
+        data = map_data(read_table(scores_file), color)  # type: ignore[arg-type]
+        plot_map(data, out, title=title, size=picture_size)
+    _stderr(f"wrote {out} ({data.n_points} points{', as densities' if data.density else ''})")
+
+
+def _check_plot(out: Path | None, size: str, inputs: list[Path]) -> tuple[int, int]:
+    """Fail before any work when a picture cannot be made: no matplotlib, bad size or path."""
+    from kscore.plot import _pyplot, parse_size
+
+    picture_size = parse_size(size)
+    if out is not None:
+        from kscore.io import check_output
+
+        check_output(out, inputs)
+        _pyplot()
+    return picture_size
 
 
 @app.command("check-config")

@@ -1,0 +1,190 @@
+"""Pictures: the embedding map and the difficulty distributions (matplotlib, Agg backend).
+
+matplotlib is an optional extra (`pip install 'kscore[plot]'`), imported only when a picture is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kscore.errors import InputError, KscoreError
+
+COLOR_COLUMNS = ("representation_score", "potential_difficulty_score", "local_difficulty", "difficulty_score")
+# Beyond this many points the map draws densities (hexagonal bins), not one marker per point.
+DENSITY_THRESHOLD = 100_000
+OUTLINED = 10  # the least represented train points, outlined on the map
+DPI = 100
+
+
+class PlotExtraMissing(KscoreError):
+    """matplotlib is not installed."""
+
+
+@dataclass
+class MapData:
+    """What the map shows: reference and train coordinates, train colors, the outlined points."""
+
+    reference_xy: np.ndarray
+    train_xy: np.ndarray
+    train_values: np.ndarray
+    outlined_xy: np.ndarray
+    color: str
+    density: bool  # draw hexagonal bins instead of markers
+
+    @property
+    def n_points(self) -> int:
+        return len(self.reference_xy) + len(self.train_xy)
+
+
+def valid_colors(table: pl.DataFrame) -> list[str]:
+    return [c for c in COLOR_COLUMNS if c in table.columns]
+
+
+def map_data(table: pl.DataFrame, color: str = "representation_score", outlined: int = OUTLINED) -> MapData:
+    """Split an embed-scores table into the map's layers (train rows: those with a representation score)."""
+    for column in ("map_x", "map_y", "representation_score"):
+        if column not in table.columns:
+            raise InputError(f"missing column {column!r}: expected the output of `kscore embed-scores`")
+    if color not in valid_colors(table):
+        raise InputError(f"unknown --color {color!r}; valid: {', '.join(valid_colors(table))}")
+    is_train = table.get_column("representation_score").is_not_null()
+    xy = table.select("map_x", "map_y").to_numpy()
+    train = table.filter(is_train)
+    least = train.sort("representation_score").head(outlined)
+    values = train.get_column(color).cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return MapData(
+        reference_xy=xy[~is_train.to_numpy()],
+        train_xy=xy[is_train.to_numpy()],
+        train_values=values,
+        outlined_xy=least.select("map_x", "map_y").to_numpy(),
+        color=color,
+        density=table.height > DENSITY_THRESHOLD,
+    )
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotExtraMissing(
+            "pictures need matplotlib, the 'plot' extra: pip install 'kscore[plot]'"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, out: Path) -> None:
+    """Write the PNG atomically: a temporary file beside `out`, then a rename."""
+    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temp, dpi=DPI, format="png")
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def plot_map(
+    data: MapData, out: Path, *, title: str | None = None, size: tuple[int, int] = (1200, 900)
+) -> None:
+    """Render the map to a PNG of `size` pixels."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
+    if data.density:
+        grid = 200
+        axes.hexbin(
+            *data.reference_xy.T, gridsize=grid, bins="log", cmap="Greys", mincnt=1, alpha=0.6, linewidths=0
+        )
+        shown = ~np.isnan(data.train_values)
+        layer = axes.hexbin(
+            *data.train_xy[shown].T,
+            C=data.train_values[shown],
+            reduce_C_function=np.mean,
+            gridsize=grid,
+            cmap="viridis",
+            mincnt=1,
+            linewidths=0,
+        )
+        label = f"{data.color} (mean per cell)"
+    else:
+        marker_size = max(1.0, min(12.0, 4e4 / max(data.n_points, 1)))
+        axes.scatter(
+            *data.reference_xy.T,
+            s=marker_size,
+            marker="x",
+            c="0.55",
+            linewidths=0.6,
+            label=f"reference ({len(data.reference_xy)})",
+            rasterized=True,
+        )
+        layer = axes.scatter(
+            *data.train_xy.T,
+            s=marker_size,
+            c=data.train_values,
+            cmap="viridis",
+            label=f"train ({len(data.train_xy)})",
+            rasterized=True,
+        )
+        label = data.color
+    axes.scatter(
+        *data.outlined_xy.T,
+        s=90,
+        facecolors="none",
+        edgecolors="red",
+        linewidths=1.4,
+        label=f"{len(data.outlined_xy)} least represented",
+    )
+    figure.colorbar(layer, ax=axes, label=label)
+    axes.legend(loc="best", fontsize="small", markerscale=1.5)
+    axes.set_xlabel("map_x")
+    axes.set_ylabel("map_y")
+    axes.set_title(title or f"Embedding map colored by {data.color}")
+    _save(figure, out)
+    plt.close(figure)
+
+
+def plot_difficulty(
+    table: pl.DataFrame,
+    models: list[str],
+    out: Path,
+    *,
+    title: str | None = None,
+    size: tuple[int, int] = (1200, 900),
+) -> None:
+    """Histograms of `difficulty_score` and of each model's score, overlaid in one panel."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
+    bins = np.linspace(0, 1, 41)
+    for model in models:
+        values = table.get_column(f"difficulty_score_{model}").drop_nulls().to_numpy()
+        axes.hist(values, bins=bins, histtype="step", linewidth=1.2, label=f"{model} ({len(values)})")
+    overall = table.get_column("difficulty_score").drop_nulls().to_numpy()
+    axes.hist(overall, bins=bins, color="0.3", alpha=0.35, label=f"difficulty_score ({len(overall)})")
+    axes.set_yscale("log")
+    axes.set_xlabel("score")
+    axes.set_ylabel("datapoints (log scale)")
+    axes.set_title(title or "Difficulty scores")
+    axes.legend(fontsize="small")
+    _save(figure, out)
+    plt.close(figure)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1200x900' -> (1200, 900)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size must look like 1200x900, not {text!r}") from None
+    if not (100 <= width <= 10_000 and 100 <= height <= 10_000):
+        raise InputError(f"--size must be between 100x100 and 10000x10000 pixels, not {text!r}")
+    return width, height

@@ -1,0 +1,124 @@
+"""Benchmark the UMAP stage of embed-scores: time, peak memory and trustworthiness.
+
+    python tests/bench/bench_umap.py full --rows 100000        # one full fit
+    python tests/bench/bench_umap.py sampled --rows 1000000    # fit on 100,000 rows, transform the rest
+    python tests/bench/bench_umap.py trust --rows 100000 --fit-sample 20000
+    python tests/bench/bench_umap.py cold-warm                 # embed-scores on sample_data/
+
+Each mode runs in its own process; peak memory is that process's maximum resident size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def text_like_embeddings(rows: int, dims: int = 384, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Unit vectors around `clusters` topics, each topic with a few sub-topics (float32, seeded)."""
+    rng = np.random.default_rng(seed)
+    topics = rng.normal(size=(clusters, dims))
+    subtopics = topics[:, None, :] + 0.6 * rng.normal(size=(clusters, 4, dims))
+    topic = rng.integers(0, clusters, rows)
+    sub = rng.integers(0, 4, rows)
+    data = subtopics[topic, sub] + 0.8 * rng.normal(size=(rows, dims))
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    return data.astype(np.float32)
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_reduce(rows: int, fit_sample: int) -> dict:
+    from kscore.embedding import reduce_to_2d
+
+    data = text_like_embeddings(rows)
+    start = time.perf_counter()
+    reduce_to_2d(data, fit_sample=fit_sample, seed=0)
+    return {
+        "rows": rows,
+        "fit_sample": min(rows, fit_sample),
+        "seconds": time.perf_counter() - start,
+        "peak_mib": peak_mib(),
+    }
+
+
+def run_trust(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
+    from sklearn.manifold import trustworthiness
+
+    from kscore.embedding import reduce_to_2d
+
+    data = text_like_embeddings(rows)
+    full, _ = reduce_to_2d(data, fit_sample=rows, seed=0)
+    sampled, _ = reduce_to_2d(data, fit_sample=fit_sample, seed=0)
+    rng = np.random.default_rng(1)
+    pick = rng.choice(rows, size=subsample, replace=False)
+    t_full = trustworthiness(data[pick], full[pick], n_neighbors=15)
+    t_sampled = trustworthiness(data[pick], sampled[pick], n_neighbors=15)
+    return {
+        "rows": rows,
+        "fit_sample": fit_sample,
+        "trust_full": t_full,
+        "trust_sampled": t_sampled,
+        "difference": t_full - t_sampled,
+    }
+
+
+def run_cold_warm(repeats: int = 3) -> dict:
+    """embed-scores (UMAP) on sample_data/, with an empty numba cache, then warm."""
+    cache = Path(tempfile.mkdtemp(prefix="kscore-cache-"))
+    env = {**os.environ, "KSCORE_CACHE_DIR": str(cache)}
+    kscore = Path(sys.executable).with_name("kscore")
+    out = cache / "e.parquet"
+    command = [
+        str(kscore),
+        "embed-scores",
+        str(ROOT / "sample_data" / "embeddings.parquet"),
+        "-o",
+        str(out),
+        "--json",
+    ]
+
+    def timed() -> float:
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    cold = timed()
+    warm = [timed() for _ in range(repeats)]
+    shutil.rmtree(cache)
+    return {"cold_s": cold, "warm_s_median": float(np.median(warm)), "warm_runs": warm}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["full", "sampled", "trust", "cold-warm"])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--fit-sample", type=int, default=100_000)
+    args = parser.parse_args()
+    if args.mode == "full":
+        result = run_reduce(args.rows, fit_sample=args.rows)
+    elif args.mode == "sampled":
+        result = run_reduce(args.rows, fit_sample=args.fit_sample)
+    elif args.mode == "trust":
+        result = run_trust(args.rows, args.fit_sample)
+    else:
+        result = run_cold_warm()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Pictures: valid PNGs of the requested size, the right points, clear errors."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kscore import plot as plotting
+from kscore.embed import embed_scores
+from kscore.errors import InputError
+
+from .conftest import CONFIGS, SAMPLE, run_kscore
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR"
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.fixture(scope="module")
+def scores() -> pl.DataFrame:
+    table = pl.read_parquet(SAMPLE / "embeddings.parquet")
+    out, _ = embed_scores(table, reducer="pca")
+    return out
+
+
+def test_map_data_keeps_every_point(scores: pl.DataFrame):
+    data = plotting.map_data(scores, "representation_score", outlined=7)
+    assert data.n_points == scores.height
+    assert len(data.train_xy) == scores.filter(pl.col("split") == "train").height == len(data.train_values)
+    least = scores.drop_nulls("representation_score").sort("representation_score").head(7)
+    assert np.array_equal(data.outlined_xy, least.select("map_x", "map_y").to_numpy())
+    assert not data.density
+
+
+def test_unknown_color_lists_the_valid_ones(scores: pl.DataFrame):
+    with pytest.raises(InputError, match="unknown --color 'loss'; valid: representation_score, potential_"):
+        plotting.map_data(scores, "loss")
+
+
+@pytest.mark.parametrize("density", [False, True])
+def test_map_png_has_the_requested_size(scores: pl.DataFrame, tmp_path: Path, monkeypatch, density: bool):
+    if density:
+        monkeypatch.setattr(plotting, "DENSITY_THRESHOLD", 100)
+    data = plotting.map_data(scores)
+    assert data.density is density
+    out = tmp_path / "map.png"
+    plotting.plot_map(data, out, size=(640, 480))
+    assert png_size(out) == (640, 480)
+
+
+def test_plot_command_and_unknown_color(tmp_path: Path, scores: pl.DataFrame):
+    path = tmp_path / "scores.parquet"
+    scores.write_parquet(path)
+    out = tmp_path / "m.png"
+    result = run_kscore("plot", str(path), "--color", "local_difficulty", "-o", str(out), "--size", "800x600")
+    assert result.returncode == 0, result.stderr
+    assert png_size(out) == (800, 600)
+    bad = run_kscore("plot", str(path), "--color", "nope", "-o", str(tmp_path / "x.png"))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: unknown --color 'nope'; valid: representation_score")
+    assert not (tmp_path / "x.png").exists()
+    size = run_kscore("plot", str(path), "--size", "big", "-o", str(tmp_path / "x.png"))
+    assert size.returncode == 2 and "--size must look like 1200x900" in size.stderr
+
+
+def test_difficulty_and_embed_scores_draw_pictures(tmp_path: Path):
+    files = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
+    hist = tmp_path / "hist.png"
+    result = run_kscore(
+        "difficulty",
+        *files,
+        "-c",
+        str(CONFIGS / "quality_standard.yaml"),
+        "-o",
+        str(tmp_path / "d.parquet"),
+        "--plot",
+        str(hist),
+        "--size",
+        "600x400",
+    )
+    assert result.returncode == 0, result.stderr
+    assert png_size(hist) == (600, 400)
+    picture = tmp_path / "map.png"
+    result = run_kscore(
+        "embed-scores",
+        str(SAMPLE / "embeddings.parquet"),
+        "--reducer",
+        "pca",
+        "-o",
+        str(tmp_path / "e.parquet"),
+        "--plot",
+        str(picture),
+    )
+    assert result.returncode == 0, result.stderr
+    assert png_size(picture) == (1200, 900)
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path: Path):
+    """With matplotlib unimportable, --plot fails at once (exit 2) and says how to install it."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from kscore.cli import run\n"
+        f"sys.argv = ['kscore', 'plot', {str(tmp_path / 's.parquet')!r}, '-o', {str(tmp_path / 'm.png')!r}]\n"
+        "run()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "pip install 'kscore[plot]'" in result.stderr
