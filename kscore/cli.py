@@ -232,9 +232,9 @@ def init(
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    from kscore.io import write_atomic
+
+    write_atomic(path, lambda temp: Path(temp).write_text(text, encoding="utf-8"))
 
 
 @app.command("embed-scores")

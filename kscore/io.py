@@ -7,7 +7,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,16 +193,31 @@ def check_output(out: Path, inputs: Iterable[Path]) -> None:
         raise InputError(f"{out}: the output folder {out.parent} does not exist")
 
 
-def write_parquet_atomic(frame: pl.DataFrame, out: Path, metadata: Mapping[str, Any]) -> None:
-    """Write Parquet to a temporary file beside `out`, then rename: no partial or clobbered output."""
+def write_atomic(out: Path, write: Callable[[str], None]) -> None:
+    """Call `write(temporary_path)` beside `out`, then rename it to `out`.
+
+    A failed write leaves no partial file and does not touch an existing `out`. The file gets the
+    permissions of a normally created one (mkstemp's are private).
+    """
     handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(handle)
     try:
-        frame.write_parquet(temp, metadata={METADATA_KEY: json.dumps(metadata, default=str)})
+        write(temp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
         os.replace(temp, out)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def write_parquet_atomic(frame: pl.DataFrame, out: Path, metadata: Mapping[str, Any]) -> None:
+    """Write Parquet atomically (see `write_atomic`) with kscore's metadata as JSON."""
+    write_atomic(
+        out,
+        lambda temp: frame.write_parquet(temp, metadata={METADATA_KEY: json.dumps(metadata, default=str)}),
+    )
 
 
 def read_kscore_metadata(path: Path) -> dict[str, Any]:

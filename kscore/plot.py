@@ -5,8 +5,6 @@ matplotlib is an optional extra (`pip install 'kscore[plot]'`), imported only wh
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,15 +81,9 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, out: Path) -> None:
-    """Write the PNG atomically: a temporary file beside `out`, then a rename."""
-    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(handle)
-    try:
-        figure.savefig(temp, dpi=DPI, format="png")
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    from kscore.io import write_atomic
+
+    write_atomic(out, lambda temp: figure.savefig(temp, dpi=DPI, format="png"))
 
 
 def plot_map(

@@ -110,3 +110,13 @@ def test_output_must_not_overwrite_an_input(tmp_path: Path):
         check_output(data, [data])
     with pytest.raises(InputError, match="does not exist"):
         check_output(tmp_path / "missing" / "o.parquet", [data])
+
+
+def test_outputs_get_normal_permissions(tmp_path: Path):
+    import os
+
+    out = tmp_path / "o.parquet"
+    write_parquet_atomic(pl.DataFrame({"a": [1]}), out, {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
