@@ -181,12 +181,16 @@ def embed_summary(
         "rows_per_split": dict(splits.iter_rows()),
         "n_train": train.height,
         "quantiles": quantiles,
-        "least_represented": rows(train.sort([REPRESENTATION, id_column]).head(top)),
+        "least_represented": rows(
+            train.bottom_k(top, by=[REPRESENTATION, id_column]).sort([REPRESENTATION, id_column])
+        ),
         "output": output,
     }
     if with_difficulty:
         summary["highest_potential"] = rows(
-            train.sort([POTENTIAL, id_column], descending=[True, False], nulls_last=True).head(top)
+            train.drop_nulls(POTENTIAL)
+            .top_k(top, by=[POTENTIAL, id_column], reverse=[False, True])
+            .sort([POTENTIAL, id_column], descending=[True, False])
         )
     else:
         summary["note"] = (
