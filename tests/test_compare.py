@@ -67,15 +67,15 @@ def difficulty_file(tmp_path: Path) -> Path:
     return path
 
 
+def compare_ab(difficulty_file: Path, *args: str):
+    """`kscore compare FILE --baseline a --candidate b ARGS`."""
+    return run_kscore("compare", str(difficulty_file), "--baseline", "a", "--candidate", "b", *args)
+
+
 @pytest.mark.parametrize(("limit", "code"), [(4, 0), (5, 0), (3, 1)])  # at, below (more room), above
 def test_regression_gate(difficulty_file: Path, limit: int, code: int):
-    result = run_kscore(
-        "compare",
-        str(difficulty_file),
-        "--baseline",
-        "a",
-        "--candidate",
-        "b",
+    result = compare_ab(
+        difficulty_file,
         "--max-regressions",
         str(limit),
         "--json",
@@ -89,8 +89,9 @@ def test_regression_gate(difficulty_file: Path, limit: int, code: int):
 
 @pytest.mark.parametrize(("limit", "code"), [(3, 0), (4, 0), (2, 1)])  # at, below, above
 def test_common_failure_gate(difficulty_file: Path, limit: int, code: int):
-    args = ["--baseline", "a", "--candidate", "b", "--common-failure-threshold", "0.5"]
-    result = run_kscore("compare", str(difficulty_file), *args, "--max-common-failures", str(limit))
+    result = compare_ab(
+        difficulty_file, "--common-failure-threshold", "0.5", "--max-common-failures", str(limit)
+    )
     assert result.returncode == code, result.stderr
     if code:
         assert "gate failed: common_failures 3 > max 2 (over by 1)" in result.stderr
@@ -98,13 +99,8 @@ def test_common_failure_gate(difficulty_file: Path, limit: int, code: int):
 
 def test_no_gate_exits_0_and_json_equals_the_library(difficulty_file: Path, tmp_path: Path):
     out = tmp_path / "cmp.parquet"
-    result = run_kscore(
-        "compare",
-        str(difficulty_file),
-        "--baseline",
-        "a",
-        "--candidate",
-        "b",
+    result = compare_ab(
+        difficulty_file,
         "--margin",
         "0.1",
         "--json",
