@@ -178,3 +178,22 @@ def test_reduce_to_2d_passes_2d_through():
 def test_embedding_column_must_be_unambiguous(tmp_path: Path):
     table = small_table().with_columns(pl.col("emb").alias("emb2"))
     bad(table, "expected exactly one list/array column")
+
+
+@pytest.mark.slow
+def test_transform_batches_in_worker_processes_match_one_process(monkeypatch):
+    """Beyond --fit-sample, batches go to one worker process per core: same numbers as in one."""
+    import kscore.embedding as embedding
+
+    monkeypatch.setattr(embedding, "TRANSFORM_BATCH", 350)
+    data = np.random.default_rng(0).normal(size=(2400, 12)).astype(np.float32)
+    parallel, params = reduce_to_2d(data, fit_sample=1000, seed=3)
+    serial_batches = embedding._transform_batches
+    monkeypatch.setattr(
+        embedding,
+        "_transform_batches",
+        lambda model, batches, parallel: serial_batches(model, batches, False),
+    )
+    serial, _ = reduce_to_2d(data, fit_sample=1000, seed=3)
+    assert params["fit_rows"] == 1000 and params["transform_batch"] == 350
+    assert np.array_equal(parallel, serial)
