@@ -90,21 +90,11 @@ def difficulty_scores(
 Stats = dict[str, tuple[float | None, float | None, int]]  # signal -> (min, max, non-null count)
 
 
-def signal_frame(
-    frame: FrameLike,
-    standard: QualityStandard,
-    label: str,
-    *,
-    datapoints: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """The id column and every signal of the standard as Float64 (NaN read as null), validated."""
-    return _signals(frame, standard, label, datapoints)[0]
-
-
 def _signals(
     frame: FrameLike, standard: QualityStandard, label: str, datapoints: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, Stats]:
-    """`signal_frame` and the min, max and count of each metric, found in the same pass."""
+    """The id column and every signal as Float64 (NaN read as null), validated, and the min, max and
+    count of each metric, found in the same pass."""
     id_col = standard.id_column
     metric_names = [m.name for m in standard.metrics]
     needed = [id_col, *metric_names]
