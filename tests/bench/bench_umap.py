@@ -27,19 +27,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def text_like_embeddings(rows: int, dims: int = 384, clusters: int = 40, seed: int = 0) -> np.ndarray:
-    """Unit vectors around `clusters` topics, each topic with a few sub-topics (float32, seeded)."""
+    """Unit vectors around `clusters` topics, each topic with a few sub-topics (float32, seeded).
+
+    Made in chunks, so that the benchmark's own data does not dominate its peak memory.
+    """
     rng = np.random.default_rng(seed)
     topics = rng.normal(size=(clusters, dims))
-    subtopics = topics[:, None, :] + 0.6 * rng.normal(size=(clusters, 4, dims))
-    topic = rng.integers(0, clusters, rows)
-    sub = rng.integers(0, 4, rows)
-    data = subtopics[topic, sub] + 0.8 * rng.normal(size=(rows, dims))
-    data /= np.linalg.norm(data, axis=1, keepdims=True)
-    return data.astype(np.float32)
+    subtopics = (topics[:, None, :] + 0.6 * rng.normal(size=(clusters, 4, dims))).astype(np.float32)
+    out = np.empty((rows, dims), dtype=np.float32)
+    for start in range(0, rows, 100_000):
+        n = min(100_000, rows - start)
+        chunk = subtopics[rng.integers(0, clusters, n), rng.integers(0, 4, n)]
+        chunk += 0.8 * rng.standard_normal((n, dims), dtype=np.float32)
+        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+        out[start : start + n] = chunk
+    return out
 
 
 def peak_mib() -> float:
+    """This process's peak resident memory (the transform workers are reported apart)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def workers_peak_mib() -> float:
+    """The largest peak of the child processes (kscore's UMAP transform workers)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def run_reduce(rows: int, fit_sample: int) -> dict:
