@@ -536,6 +536,30 @@ def check_config(
         _print([render_standard(resolved), f"{found}: valid"])
 
 
+def _usage_error() -> type[Exception]:
+    """click's UsageError: typer vendors click from 0.20 on, older typer uses click itself."""
+    import importlib
+
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            return importlib.import_module(module).UsageError
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("neither typer's nor click's UsageError found")  # pragma: no cover
+
+
 def run() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors too become one `error:` line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except _usage_error() as exc:
+        command = exc.ctx.command.name if exc.ctx is not None else None
+        hint = f" (see 'kscore {command} --help')" if command and command != "kscore" else ""
+        message = exc.format_message()
+        if message:  # empty when `kscore` alone printed its help
+            _stderr(f"error: {message}{hint}")
+        sys.exit(2)
+    except typer.Abort:
+        _stderr("error: aborted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -382,3 +382,17 @@ def test_embed_scores_bad_input_exits_2(tmp_path: Path, case: str):
 def test_embed_scores_without_embeddings_file(tmp_path: Path):
     result = run_kscore("embed-scores", cwd=tmp_path)
     assert_clean_error(result, "no embeddings file")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "x.parquet", "--baseline", "a"], "error: Missing option '--candidate'."),
+        (["difficulty", "--bogus"], "error: No such option: --bogus"),
+        (["embed-scores", "--top", "x"], "error: Invalid value for '--top'"),
+        (["nocmd"], "error: No such command 'nocmd'."),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args, message):
+    result = run_kscore(*args)
+    assert_clean_error(result, message)
