@@ -47,7 +47,7 @@ PlotOption = Annotated[
 SizeOption = Annotated[str, typer.Option("--size", help="Picture size in pixels, WIDTHxHEIGHT.")]
 
 
-def _top_option(default: int, what: str) -> Any:
+def _top_option(what: str) -> Any:
     return typer.Option("--top", min=0, help=f"How many {what} to list.")
 
 
@@ -128,7 +128,7 @@ def difficulty(
         Optional[Path],
         typer.Option("--datapoints", help="Table of all datapoints (e.g. with ground truth) to enrich."),
     ] = None,
-    top: Annotated[int, _top_option(10, "hardest datapoints")] = 10,
+    top: Annotated[int, _top_option("hardest datapoints")] = 10,
     explain: Annotated[
         bool, typer.Option("--explain", help="Add normalized signals and the top signal per model.")
     ] = False,
@@ -280,7 +280,7 @@ def embed_scores(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")] = Path(
         "embed_scores.parquet"
     ),
-    top: Annotated[int, _top_option(10, "least represented / highest-potential train points")] = 10,
+    top: Annotated[int, _top_option("least represented / highest-potential train points")] = 10,
     json_: JsonOption = False,
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
@@ -430,7 +430,7 @@ def compare(
         Optional[int],
         typer.Option("--max-common-failures", min=0, help="Gate: exit 1 above this many common failures."),
     ] = None,
-    top: Annotated[int, _top_option(20, "largest regressions")] = 20,
+    top: Annotated[int, _top_option("largest regressions")] = 20,
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Write every compared datapoint (Parquet).")
     ] = None,
