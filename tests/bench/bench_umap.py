@@ -45,13 +45,9 @@ def text_like_embeddings(rows: int, dims: int = 384, clusters: int = 40, seed: i
 
 
 def peak_mib() -> float:
-    """This process's peak resident memory (the transform workers are reported apart)."""
+    """This process's peak resident memory (not the transform workers': Linux counts a child's
+    peak from its parent's size at fork, so RUSAGE_CHILDREN cannot tell them apart)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def workers_peak_mib() -> float:
-    """The largest peak of the child processes (kscore's UMAP transform workers)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def run_reduce(rows: int, fit_sample: int) -> dict:
