@@ -66,7 +66,8 @@ def test_nulls_renormalize_weights_over_present_signals():
         }
     )
     standard = make_standard(("a", "LIB", 3), ("b", "LIB", 1))
-    out = difficulty_scores({"m": frame, "n": frame.with_columns(pl.lit(1.0).alias("a"))}, standard)
+    with pytest.warns(KscoreWarning, match="model 'n': signal 'a' is constant"):
+        out = difficulty_scores({"m": frame, "n": frame.with_columns(pl.lit(1.0).alias("a"))}, standard)
     # m: row 1 both present -> 0; row 2 only b (norm 1) -> 1; row 3 only a (norm 1) -> 1; row 4 none.
     assert out["difficulty_score_m"].to_list() == [0.0, 1.0, 1.0, None]
     # Row 4 has no signal in either model ("n" has only the constant a -> 0): counts once.
