@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import typer.main
 
 from kscore.cli import app
@@ -28,3 +29,16 @@ def test_readme_starts_with_the_two_quick_start_commands():
     quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert "kscore difficulty sample_data/" in quick
     assert "pytest" in quick
+
+
+@pytest.mark.slow
+def test_readme_library_example_runs(monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```python\nimport polars as pl\nimport kscore")
+    code = readme[start + len("```python\n") :]
+    code = code[: code.index("```")]
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["enriched"].height == 1797
+    assert namespace["log_density"].shape == namespace["local"].shape
