@@ -212,16 +212,21 @@ def _scores(
         with np.errstate(invalid="ignore"):
             out["local"] = np.exp(logs[1] - logs[2])
         weights = np.where(np.isnan(difficulty), 0.0, difficulty)
-        if weights.sum() > 0:
-            potential_kernel = Kernel.fit(reference_xy[weights > 0], weights[weights > 0], bandwidth)
-            chosen = weights > 0
-            log_sums = log_gauss_sums(
-                potential_kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy
-            )[0]
-            out["potential"] = np.exp(potential_kernel.log_norm + log_sums)
-            out["potential_kernel"] = potential_kernel
-        else:
+        chosen = weights > 0  # zero weights change neither scipy's covariance nor its sum
+        if not chosen.any():
             out["potential"] = np.zeros(len(train_xy))
+            return out
+        try:
+            potential_kernel = Kernel.fit(reference_xy[chosen], weights[chosen], bandwidth)
+        except DegenerateError:
+            # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
+            out["potential"] = np.full(len(train_xy), np.nan)
+            return out
+        log_sums = log_gauss_sums(
+            potential_kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy
+        )[0]
+        out["potential"] = np.exp(potential_kernel.log_norm + log_sums)
+        out["potential_kernel"] = potential_kernel
     return out
 
 

@@ -158,6 +158,12 @@ def embed_scores(
             f"the reference rows are degenerate in 2D ({exc}): no density can be fitted"
         ) from None
 
+    potential = scores["potential"]
+    if potential is not None and np.isnan(potential).all():  # type: ignore[arg-type]
+        _warn(
+            "the reference difficulty sits on fewer than 3 points or on a line: "
+            "potential_difficulty_score is null"
+        )
     out = table.drop(columns) if not keep_embedding else table
     n = table.height
     new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}

@@ -197,3 +197,14 @@ def test_transform_batches_in_worker_processes_match_one_process(monkeypatch):
     serial, _ = reduce_to_2d(data, fit_sample=1000, seed=3)
     assert params["fit_rows"] == 1000 and params["transform_batch"] == 350
     assert np.array_equal(parallel, serial)
+
+
+def test_difficulty_on_too_few_points_gives_a_null_potential_and_a_warning():
+    table = small_table()
+    reference_ids = table.filter(pl.col("split") == "test")["id"].to_list()
+    difficulty = pl.DataFrame({"id": reference_ids, "difficulty_score": [1.0, 1.0] + [0.0] * 18})
+    with pytest.warns(KscoreWarning, match="fewer than 3 points or on a line"):
+        out, _ = embed_scores(table, reducer="none", difficulty=difficulty)
+    train = out.filter(pl.col("split") == "train")
+    assert train["potential_difficulty_score"].null_count() == 20
+    assert train["local_difficulty"].null_count() == 0
