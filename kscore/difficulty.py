@@ -145,7 +145,7 @@ def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> tuple
     for name in names:
         column = frame.get_column(name)
         if name not in numeric:
-            out.append(_parse_numeric_text(column, label))
+            out.append(numeric_values(column, label))
             continue
         low, high = raw[f"{name}:min"], raw[f"{name}:max"]
         n_nan = int(column.cast(pl.Float64).is_nan().sum()) if raw[f"{name}:nan"] else 0
@@ -160,18 +160,22 @@ def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> tuple
     return out, stats
 
 
-def _parse_numeric_text(column: pl.Series, label: str) -> pl.Series:
-    """A text column that should hold numbers (as CSV readers leave it), parsed or rejected."""
+def numeric_values(column: pl.Series, label: str) -> pl.Series:
+    """A column as Float64 with NaN read as null: numbers and booleans cast, text (as CSV readers
+    leave a column with a stray word) parsed; unparsable text and +/-inf are errors naming the rows."""
     name = column.name
-    if column.dtype not in (pl.String, pl.Categorical):
+    if column.dtype.is_numeric() or column.dtype == pl.Boolean:
+        values = column.cast(pl.Float64)
+    elif column.dtype in (pl.String, pl.Categorical):
+        text = column.cast(pl.String).str.strip_chars()
+        values = text.cast(pl.Float64, strict=False)
+        bad = values.is_null() & text.is_not_null() & (text != "")
+        n_bad = int(bad.sum())
+        if n_bad:
+            example = text.filter(bad).head(3).to_list()
+            raise InputError(f"{label}: column {name!r} has {n_bad} non-numeric values (e.g. {example})")
+    else:
         raise InputError(f"{label}: column {name!r} is {column.dtype}, not numeric")
-    text = column.cast(pl.String).str.strip_chars()
-    values = text.cast(pl.Float64, strict=False)
-    bad = values.is_null() & text.is_not_null() & (text != "")
-    n_bad = int(bad.sum())
-    if n_bad:
-        example = text.filter(bad).head(3).to_list()
-        raise InputError(f"{label}: column {name!r} has {n_bad} non-numeric values (e.g. {example})")
     n_inf = int(values.is_infinite().sum())
     if n_inf:
         raise InputError(f"{label}: column {name!r} has {n_inf} infinite values (+/-inf)")

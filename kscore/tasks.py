@@ -13,6 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from kscore.config import Task
+from kscore.difficulty import numeric_values
 from kscore.errors import InputError
 
 _EXAMPLES = 3
@@ -72,11 +73,11 @@ def task_error(frame: pl.DataFrame, task: Task, label: str) -> pl.Series:
         return (truth != inference).cast(pl.Float64)
     if task.type == "binary_classification":
         truth = binary_truth(truth, task, label)
-        inference = _numeric(inference, label)
+        inference = numeric_values(inference, label)
         outside = (inference < 0) | (inference > 1)
         _reject(outside, inference.name, label, "scores outside [0, 1]", frame)
         return (truth - inference).abs()
-    return (_numeric(truth, label) - _numeric(inference, label)).abs()
+    return (numeric_values(truth, label) - numeric_values(inference, label)).abs()
 
 
 def binary_truth(truth: pl.Series, task: Task, label: str) -> pl.Series:
@@ -93,7 +94,7 @@ def binary_truth(truth: pl.Series, task: Task, label: str) -> pl.Series:
         raise InputError(
             f"{label}: column {truth.name!r} holds text labels; set task.positive_label to the positive one"
         )
-    values = _numeric(truth, label)
+    values = numeric_values(truth, label)
     bad = ~values.is_in([0.0, 1.0]) & values.is_not_null()
     n_bad = int(bad.sum())
     if n_bad:
@@ -108,7 +109,7 @@ def binary_truth(truth: pl.Series, task: Task, label: str) -> pl.Series:
 def _detection_error(frame: pl.DataFrame, task: Task, label: str) -> pl.Series:
     counts = {}
     for key in ("tp", "fp", "fn"):
-        column = _numeric(frame.get_column(getattr(task, key)), label)
+        column = numeric_values(frame.get_column(getattr(task, key)), label)
         bad = ((column < 0) | (column != column.floor())).fill_null(False)
         _reject(bad, column.name, label, "counts that are negative or not whole numbers", frame)
         counts[key] = column
@@ -124,26 +125,6 @@ def _detection_error(frame: pl.DataFrame, task: Task, label: str) -> pl.Series:
         pl.when(denominator == 0).then(1.0).otherwise(numerator / denominator).alias("metric")
     ).to_series()
     return (1.0 - metric).alias("task_error")
-
-
-def _numeric(column: pl.Series, label: str) -> pl.Series:
-    if column.dtype.is_numeric() or column.dtype == pl.Boolean:
-        values = column.cast(pl.Float64)
-    elif column.dtype == pl.String:
-        values = column.str.strip_chars().cast(pl.Float64, strict=False)
-        bad = values.is_null() & column.is_not_null()
-        n_bad = int(bad.sum())
-        if n_bad:
-            examples = column.filter(bad).head(_EXAMPLES).to_list()
-            raise InputError(
-                f"{label}: column {column.name!r} has {n_bad} non-numeric values (e.g. {examples})"
-            )
-    else:
-        raise InputError(f"{label}: column {column.name!r} is {column.dtype}, not numeric")
-    n_inf = int(values.is_infinite().sum())
-    if n_inf:
-        raise InputError(f"{label}: column {column.name!r} has {n_inf} infinite values (+/-inf)")
-    return values.fill_nan(None)
 
 
 def _reject(bad: pl.Series, column: str, label: str, what: str, frame: pl.DataFrame) -> None:
@@ -174,7 +155,9 @@ def threshold_accuracy(
         selected = selected.collect()
     selected = attach_ground_truth(selected, task, id_col, label, datapoints)
     truth = binary_truth(selected.get_column(task.ground_truth), task, label)
-    predicted = (_numeric(selected.get_column(task.inference), label) >= task.threshold).cast(pl.Float64)
+    predicted = (numeric_values(selected.get_column(task.inference), label) >= task.threshold).cast(
+        pl.Float64
+    )
     correct = (truth == predicted).drop_nulls()
     return float(correct.mean()) if correct.len() else None  # type: ignore[arg-type]
 
