@@ -138,7 +138,6 @@ def difficulty(
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
     with _errors() as collected:
-        picture_size = _check_plot(plot, size, [Path(f) for f in files])
         from kscore.config import load_standard
         from kscore.difficulty import difficulty_scores
         from kscore.io import (
@@ -153,7 +152,9 @@ def difficulty(
 
         standard = load_standard(config)
         files = resolve_model_files(files)
-        check_output(out, [*files.values(), *([datapoints] if datapoints else [])])
+        inputs = [*files.values(), *([datapoints] if datapoints else [])]
+        check_output(out, inputs)
+        picture_size = _check_plot(plot, size, [*inputs, out])
         metric_names = [m.name for m in standard.metrics]
         task_columns = list(standard.task.result_columns) if standard.task else []
         columns = [standard.id_column, *metric_names, *task_columns]

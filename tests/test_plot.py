@@ -114,3 +114,12 @@ def test_missing_matplotlib_names_the_extra(tmp_path: Path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     assert "pip install 'kscore[plot]'" in result.stderr
+
+
+def test_a_picture_never_overwrites_an_input_or_the_output(workdir: Path):
+    before = (workdir / "results_b.parquet").read_bytes()
+    result = run_kscore("difficulty", "results_*", "--plot", "results_b.parquet", cwd=workdir)
+    assert result.returncode == 2 and "would overwrite an input" in result.stderr
+    assert (workdir / "results_b.parquet").read_bytes() == before
+    same = run_kscore("difficulty", "results_*", "-o", "d.parquet", "--plot", "d.parquet", cwd=workdir)
+    assert same.returncode == 2 and not (workdir / "d.parquet").exists()
