@@ -105,16 +105,13 @@ def log_gauss_sums(
     out = np.full((len(weights), len(z_query)), -np.inf)
     low, high = z_ref.min(axis=0), z_ref.max(axis=0)
     inside = np.all((z_query >= low - _RADIUS) & (z_query <= high + _RADIUS), axis=1)
+    tail = np.zeros_like(out, dtype=bool)  # where the sum is computed exactly instead
+    tail[:, ~inside] = True
     if inside.any():
         sums = _nufft_gauss_sums(z_ref, weights, z_query[inside], low, high)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[:, inside] = np.log(np.where(sums > 0, sums, np.nan))
-        tiny = sums < _TAIL * totals[:, None]
-        tail = np.zeros_like(out, dtype=bool)
-        tail[:, inside] = tiny
-    else:
-        tail = np.zeros_like(out, dtype=bool)
-    tail[:, ~inside] = True
+        tail[:, inside] = sums < _TAIL * totals[:, None]
     tail &= (totals > 0)[:, None]
     rows = np.flatnonzero(tail.any(axis=0))
     if len(rows):

@@ -148,12 +148,10 @@ def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> tuple
             out.append(numeric_values(column, label))
             continue
         low, high = raw[f"{name}:min"], raw[f"{name}:max"]
-        n_nan = int(column.cast(pl.Float64).is_nan().sum()) if raw[f"{name}:nan"] else 0
-        if low is not None and not (math.isfinite(low) and math.isfinite(high)):
-            n_inf = int(column.cast(pl.Float64).is_infinite().sum())
-            if n_inf:
-                raise InputError(f"{label}: column {name!r} has {n_inf} infinite values (+/-inf)")
         values = column.cast(pl.Float64)
+        n_nan = int(values.is_nan().sum()) if raw[f"{name}:nan"] else 0
+        if low is not None and not (math.isfinite(low) and math.isfinite(high)):
+            _reject_infinite(values, label)
         out.append(values.fill_nan(None) if n_nan else values)
         low, high = (None, None) if math.isnan(low if low is not None else 0.0) else (low, high)
         stats[name] = (low, high, raw[f"{name}:n"] - n_nan)
@@ -176,10 +174,14 @@ def numeric_values(column: pl.Series, label: str) -> pl.Series:
             raise InputError(f"{label}: column {name!r} has {n_bad} non-numeric values (e.g. {example})")
     else:
         raise InputError(f"{label}: column {name!r} is {column.dtype}, not numeric")
+    _reject_infinite(values, label)
+    return values.fill_nan(None)
+
+
+def _reject_infinite(values: pl.Series, label: str) -> None:
     n_inf = int(values.is_infinite().sum())
     if n_inf:
-        raise InputError(f"{label}: column {name!r} has {n_inf} infinite values (+/-inf)")
-    return values.fill_nan(None)
+        raise InputError(f"{label}: column {values.name!r} has {n_inf} infinite values (+/-inf)")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,7 +14,8 @@ def top_k_candidates(values: np.ndarray, k: int, block: int = 4096) -> np.ndarra
     n = len(values)
     if k <= 0 or n == 0:
         return np.empty(0, dtype=np.int64)
-    filled = np.where(np.isnan(values), -np.inf, values) if np.isnan(values).any() else values
+    missing = np.isnan(values)
+    filled = np.where(missing, -np.inf, values) if missing.any() else values
     if n <= k * block:
         candidates = np.arange(n)
     else:
