@@ -208,23 +208,25 @@ def _scores(
     if difficulty is not None:
         with np.errstate(invalid="ignore"):
             out["local"] = np.exp(logs[1] - logs[2])
-        weights = np.where(np.isnan(difficulty), 0.0, difficulty)
-        chosen = weights > 0  # zero weights change neither scipy's covariance nor its sum
-        if not chosen.any():
-            out["potential"] = np.zeros(len(train_xy))
-            return out
-        try:
-            potential_kernel = Kernel.fit(reference_xy[chosen], weights[chosen], bandwidth)
-        except DegenerateError:
-            # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
-            out["potential"] = np.full(len(train_xy), np.nan)
-            return out
-        log_sums = log_gauss_sums(
-            potential_kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy
-        )[0]
-        out["potential"] = np.exp(potential_kernel.log_norm + log_sums)
-        out["potential_kernel"] = potential_kernel
+        out["potential"], out["potential_kernel"] = _potential(train_xy, reference_xy, difficulty, bandwidth)
     return out
+
+
+def _potential(
+    train_xy: np.ndarray, reference_xy: np.ndarray, difficulty: np.ndarray, bandwidth: str | float
+) -> tuple[np.ndarray, Kernel | None]:
+    """The difficulty-weighted KDE at the train points, and its kernel (None without a density)."""
+    weights = np.where(np.isnan(difficulty), 0.0, difficulty)
+    chosen = weights > 0  # zero weights change neither scipy's covariance nor its sum
+    if not chosen.any():
+        return np.zeros(len(train_xy)), None
+    try:
+        kernel = Kernel.fit(reference_xy[chosen], weights[chosen], bandwidth)
+    except DegenerateError:
+        # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
+        return np.full(len(train_xy), np.nan), None
+    log_sums = log_gauss_sums(kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy)
+    return np.exp(kernel.log_norm + log_sums[0]), kernel
 
 
 def representation_scores(
@@ -244,7 +246,10 @@ def potential_difficulty_scores(
 
     Reference points with a NaN difficulty are left out; all-zero difficulty gives zeros.
     """
-    return _scores(train_xy, reference_xy, reference_difficulty, bandwidth)["potential"]  # type: ignore[return-value]
+    train_xy = np.asarray(train_xy, dtype=np.float64)
+    reference_xy = np.asarray(reference_xy, dtype=np.float64)
+    difficulty = np.asarray(reference_difficulty, dtype=np.float64)
+    return _potential(train_xy, reference_xy, difficulty, bandwidth)[0]
 
 
 def local_difficulty(
