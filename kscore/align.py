@@ -73,16 +73,18 @@ def _align_dense(
     size = int(max(s.max() for s in ids.values())) - low + 1  # type: ignore[arg-type]
 
     def place(name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        frame, where = frames[name], ids[name].to_numpy()
-        if low:
-            where = where - low
-        present = np.zeros(size, dtype=np.bool_)
-        present[where] = True
-        if np.count_nonzero(present) != len(where):
-            _raise_duplicates(ids[name], labels[name])
-        # A model that has every id writes every slot: no pass to mark the missing ones.
-        holes = None if len(where) == size else ~present
-        placed = {c: _scatter(frame.get_column(c), where, size, holes) for c in frame.columns if c != id_col}
+        frame, model_ids = _same_chunks(frames[name], ids[name], id_col)
+        where = [chunk.to_numpy() - low if low else chunk.to_numpy() for chunk in model_ids.get_chunks()]
+        names = [c for c in frame.columns if c != id_col]
+        placed, present = _scatter_marking(frame, names, where, size)
+        n_present = int(np.count_nonzero(present))
+        if n_present != frame.height:
+            _raise_duplicates(model_ids, labels[name])
+        # A model that has every id wrote every slot: no pass to fill the missing ones.
+        holes = None if n_present == size else ~present
+        for c in names:
+            if c not in placed:
+                placed[c] = _scatter(frame.get_column(c), where, size, holes)
         return placed, present
 
     placed = dict(zip(frames, parallel_map(place, list(frames)), strict=True))
@@ -95,6 +97,43 @@ def _align_dense(
         slot_ids.gather(slots),
         {name: {c: v[slots] for c, v in cols.items()} for name, (cols, _) in placed.items()},
     )
+
+
+# A signalling-NaN bit pattern that arithmetic never produces (the NaNs it makes are quiet ones).
+# Being a NaN, it also reads as "missing" where it stays.
+_UNWRITTEN = np.int64(0x7FF0_0000_0000_0BAD)
+
+
+def _scatter_marking(
+    frame: pl.DataFrame, names: list[str], where: list[np.ndarray], size: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scatter one column, and mark the slots that some row of the model wrote.
+
+    The first Float64 column is scattered onto `_UNWRITTEN`, so the slots still holding it are the
+    ones no row wrote: this spares a second pass of random writes just to mark the others (the
+    slowest part of matching). Without such a column, or if it holds that bit pattern itself,
+    the slots are marked in a pass of their own. Returns ({name: scattered}, written-slot mask).
+    """
+    check = next((c for c in names if frame.schema[c] == pl.Float64), None)
+    parts = [_as_array(chunk) for chunk in frame.get_column(check).get_chunks()] if check else []
+    if check is None or any((part.view(np.int64) == _UNWRITTEN).any() for part in parts):
+        present = np.zeros(size, dtype=np.bool_)
+        for slots in where:
+            present[slots] = True
+        return {}, present
+    out = np.empty(size, dtype=np.float64)
+    out.view(np.int64).fill(_UNWRITTEN)
+    for slots, part in zip(where, parts, strict=True):
+        out[slots] = part
+    return {check: out}, out.view(np.int64) != _UNWRITTEN
+
+
+def _same_chunks(frame: pl.DataFrame, ids: pl.Series, id_col: str) -> tuple[pl.DataFrame, pl.Series]:
+    """The frame and its ids chunked alike (so that chunks scatter without copies)."""
+    lengths = ids.chunk_lengths()
+    if all(frame.get_column(c).chunk_lengths() == lengths for c in frame.columns if c != id_col):
+        return frame, ids
+    return frame.rechunk(), ids.rechunk()
 
 
 def _align_sorted(
@@ -151,9 +190,15 @@ def _as_array(values: pl.Series) -> np.ndarray:
     return values.fill_null(-1).cast(pl.Int64).to_numpy()
 
 
-def _scatter(values: pl.Series, where: np.ndarray, size: int, holes: np.ndarray | None) -> np.ndarray:
-    """`out[where] = values`; slots in `holes` get NaN (floats) or -1 (integers)."""
-    return _place(_as_array(values), where, size, holes)
+def _scatter(values: pl.Series, where: list[np.ndarray], size: int, holes: np.ndarray | None) -> np.ndarray:
+    """`out[where] = values` chunk by chunk; slots in `holes` get NaN (floats) or -1 (integers)."""
+    parts = [_as_array(chunk) for chunk in values.get_chunks()]
+    out = np.empty(size, dtype=parts[0].dtype)
+    for slots, part in zip(where, parts, strict=True):
+        out[slots] = part
+    if holes is not None:
+        out[holes] = np.nan if out.dtype.kind == "f" else -1
+    return out
 
 
 def _place(values: np.ndarray, where: np.ndarray, size: int, holes: np.ndarray | None) -> np.ndarray:
