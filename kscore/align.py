@@ -55,10 +55,10 @@ def align_by_id(
     labels = {name: (labels or {}).get(name, f"model {name!r}") for name in frames}
     dtype = _common_id_dtype([f.schema[id_col] for f in frames.values()])
     ids = {name: f.get_column(id_col).cast(dtype) for name, f in frames.items()}
-    low = _dense_low(ids) if dtype.is_integer() else None
-    if low is None:
+    span = _dense_span(ids) if dtype.is_integer() else None
+    if span is None:
         return _align_sorted(frames, ids, id_col, labels)
-    return _align_dense(frames, ids, id_col, labels, low, dtype)
+    return _align_dense(frames, ids, id_col, labels, span, dtype)
 
 
 def _align_dense(
@@ -66,13 +66,13 @@ def _align_dense(
     ids: dict[str, pl.Series],
     id_col: str,
     labels: Mapping[str, str],
-    low: int,
+    span: tuple[int, int],
     dtype: pl.DataType,
 ) -> Alignment:
-    """Direct addressing: the row of id `i` goes to slot `i - low`."""
-    size = int(max(s.max() for s in ids.values())) - low + 1  # type: ignore[arg-type]
+    """Direct addressing: the row of id `i` goes to slot `i - low`; `span` is (low, slots)."""
+    low, size = span
 
-    def place(name: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def place(name: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         frame, model_ids = _same_chunks(frames[name], ids[name], id_col)
         where = [chunk.to_numpy() - low if low else chunk.to_numpy() for chunk in model_ids.get_chunks()]
         names = [c for c in frame.columns if c != id_col]
@@ -85,11 +85,14 @@ def _align_dense(
         for c in names:
             if c not in placed:
                 placed[c] = _scatter(frame.get_column(c), where, size, holes)
-        return placed, present
+        return placed, None if holes is None else present
 
     placed = dict(zip(frames, parallel_map(place, list(frames)), strict=True))
-    filled = np.logical_or.reduce([present for _, present in placed.values()])
     slot_ids = pl.Series(id_col, np.arange(low, low + size, dtype=np.int64)).cast(dtype)
+    partial = [present for _, present in placed.values()]
+    if any(present is None for present in partial):  # a model has every id: no slot is empty
+        return Alignment(slot_ids, {name: cols for name, (cols, _) in placed.items()})
+    filled = np.logical_or.reduce(partial)
     if filled.all():
         return Alignment(slot_ids, {name: cols for name, (cols, _) in placed.items()})
     slots = np.flatnonzero(filled)  # drop the slots of ids that no model has
@@ -175,12 +178,17 @@ def _common_id_dtype(dtypes: list[pl.DataType]) -> pl.DataType:
     return pl.String()
 
 
-def _dense_low(ids: Mapping[str, pl.Series]) -> int | None:
-    """The smallest id if the ids are compact enough for direct addressing, else None."""
-    low = min(int(s.min()) for s in ids.values())  # type: ignore[arg-type]
-    high = max(int(s.max()) for s in ids.values())  # type: ignore[arg-type]
+def _dense_span(ids: Mapping[str, pl.Series]) -> tuple[int, int] | None:
+    """(smallest id, number of slots) if the ids are compact enough for direct addressing, else None."""
+    # Each model's min and max in one parallel pass.
+    bounds = [
+        s.to_frame().select(pl.all().min().alias("low"), pl.all().max().alias("high")).row(0)
+        for s in ids.values()
+    ]
+    low = min(int(b[0]) for b in bounds)
+    high = max(int(b[1]) for b in bounds)
     largest = max(len(s) for s in ids.values())
-    return low if high - low + 1 <= DENSE_SPAN_FACTOR * largest + 1024 else None
+    return (low, high - low + 1) if high - low + 1 <= DENSE_SPAN_FACTOR * largest + 1024 else None
 
 
 def _as_array(values: pl.Series) -> np.ndarray:

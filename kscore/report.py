@@ -7,8 +7,9 @@ from typing import Any
 
 import polars as pl
 
+from kscore.align import parallel_map
 from kscore.difficulty import N_MODELS, SCORE, model_score_column
-from kscore.selection import top_k_candidates
+from kscore.selection import exact_quantiles, top_k_candidates
 
 
 def _number(value: Any) -> float | None:
@@ -32,25 +33,14 @@ def difficulty_summary(
     warnings_by_model = warnings_by_model or {}
     accuracy = accuracy or {}
     model_columns = [model_score_column(m) for m in models]
-    stats = table.select(
-        expr
-        for column in model_columns
-        for expr in (
-            pl.col(column).count().alias(f"{column}:n"),
-            pl.col(column).mean().alias(f"{column}:mean"),
-            pl.col(column).median().alias(f"{column}:median"),
-            pl.col(column).quantile(0.9, "linear").alias(f"{column}:p90"),
-        )
-    ).row(0, named=True)
+    per_model = parallel_map(lambda column: _score_stats(table.get_column(column)), model_columns)
+    stats = dict(zip(model_columns, per_model, strict=True))
     hardest = table[hardest_rows(table.get_column(SCORE), table.get_column(id_column), top)]
     return {
         "models": [
             {
                 "name": model,
-                "rows_scored": stats[f"{column}:n"],
-                "mean": _number(stats[f"{column}:mean"]),
-                "median": _number(stats[f"{column}:median"]),
-                "p90": _number(stats[f"{column}:p90"]),
+                **stats[column],
                 "warnings": warnings_by_model.get(model, []),
                 **({"accuracy": _number(accuracy[model])} if model in accuracy else {}),
             }
@@ -69,6 +59,17 @@ def difficulty_summary(
             }
             for row in hardest.iter_rows(named=True)
         ],
+    }
+
+
+def _score_stats(scores: pl.Series) -> dict[str, Any]:
+    """Rows scored, mean, median and p90 (exact) of one model's scores."""
+    median, p90 = exact_quantiles(scores.to_numpy(), [0.5, 0.9])
+    return {
+        "rows_scored": len(scores) - scores.null_count(),
+        "mean": _number(scores.mean()),
+        "median": _number(median),
+        "p90": _number(p90),
     }
 
 

@@ -115,7 +115,8 @@ def test_joint_rank_scope():
 
 
 @pytest.mark.parametrize(
-    "id_kind", ["dense", "sparse", "string", "mixed_int_widths", "sparse_same_set", "string_same_set"]
+    "id_kind",
+    ["dense", "sparse", "string", "mixed_int_widths", "dense_same_set", "sparse_same_set", "string_same_set"],
 )
 def test_matching_by_id_does_not_depend_on_id_type_or_row_order(id_kind):
     rng = np.random.default_rng(1)

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from kscore.report import hardest_rows
-from kscore.selection import top_k_candidates
+from kscore.selection import exact_quantiles, top_k_candidates
 
 
 def by_sorting(scores: pl.Series, ids: pl.Series, top: int) -> list[int]:
@@ -35,3 +35,38 @@ def test_candidates_contain_every_tie_of_the_kth_value():
     values[::7] = 1.0
     candidates = top_k_candidates(values, 3)
     assert set(np.flatnonzero(values == 1.0)) <= set(candidates.tolist())
+
+
+QS = [0.0, 0.1, 0.5, 0.9, 1.0]
+
+
+def polars_quantiles(values: np.ndarray) -> list[float]:
+    series = pl.Series(values, nan_to_null=True)
+    return [series.quantile(q, "linear") for q in QS]
+
+
+@pytest.mark.parametrize(
+    "kind", ["uniform", "skewed", "ties", "sorted", "reversed", "periodic", "constant", "nans"]
+)
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 70_000, 300_001])
+def test_exact_quantiles_equal_polars_linear(kind, n):
+    rng = np.random.default_rng(n)
+    values = {
+        "uniform": lambda: rng.random(n),
+        "skewed": lambda: rng.random(n) ** 8,
+        "ties": lambda: rng.integers(0, 3, n) / 2,  # brackets hold huge runs of equal values
+        "sorted": lambda: np.sort(rng.random(n)),
+        "reversed": lambda: np.sort(rng.random(n))[::-1].copy(),
+        "periodic": lambda: np.tile(rng.random(4), n // 4 + 1)[:n],  # a strided sample sees one phase
+        "constant": lambda: np.full(n, 0.25),
+        "nans": lambda: np.where(rng.random(n) < 0.3, np.nan, rng.random(n)),
+    }[kind]()
+    got = exact_quantiles(values, QS)
+    want = polars_quantiles(values)
+    assert [g is None for g in got] == [w is None for w in want]
+    assert [g for g in got if g is not None] == pytest.approx([w for w in want if w is not None], rel=1e-15)
+
+
+def test_exact_quantiles_of_no_values_are_none():
+    assert exact_quantiles(np.array([]), [0.5]) == [None]
+    assert exact_quantiles(np.array([np.nan, np.nan]), [0.5, 0.9]) == [None, None]
