@@ -214,9 +214,15 @@ def _column_stats(frame: pl.DataFrame, names: list[str]) -> Stats:
 
 
 def _normalized(
-    frame: pl.DataFrame, signals: tuple[Signal, ...], method: str, model: str | None, known: Stats
+    frame: pl.DataFrame,
+    signals: tuple[Signal, ...],
+    method: str,
+    model: str | None,
+    known: Stats,
+    weighted: bool = False,
 ) -> tuple[list[pl.Expr], bool]:
-    """Expressions normalizing each signal over the rows of `frame`, and whether no value is null.
+    """Expressions normalizing each signal over the rows of `frame` (times its weight if
+    `weighted`), and whether no value is null.
 
     `known` holds the min, max and count of some signals already. Warns on constant columns.
     `model` is None for the joint scope (all models' rows at once).
@@ -230,20 +236,23 @@ def _normalized(
         if s.higher_is_better and count:
             low, high = -high, -low
         x = _oriented(s)
+        factor = s.weight if weighted else 1.0
         if count == 0:
             _warn(f"{where}: signal {s.name!r} has no values", model)
             expr = pl.lit(None, dtype=pl.Float64)
         elif high == low:
             if s.natural_range:
                 # A task error already lies on [0, 1]: all wrong stays 1, all right stays 0.
-                expr = x
+                expr = x * factor
             else:
                 _warn(f"{where}: signal {s.name!r} is constant ({low:g}); it normalizes to 0", model)
                 expr = x * 0.0
         elif method == "rank":
-            expr = (x.rank("average") - 1.0) / (count - 1.0)
+            expr = (x.rank("average") - 1.0) * (factor / (count - 1.0))
         else:
-            expr = (x - low) / (high - low)
+            # Two passes over the rows (subtract, scale), orientation and weight folded in.
+            raw = pl.col(s.name)
+            expr = ((-low) - raw if s.higher_is_better else raw - low) * (factor / (high - low))
         exprs.append(expr.cast(pl.Float64).alias(f"norm_{s.name}"))
     complete = all(stats[s.name][2] == frame.height for s in signals)
     return exprs, complete
@@ -262,11 +271,12 @@ def _with_scores(
     With `explain`, also the `norm_<signal>` columns and `top_signal` (index of the largest
     weighted contribution).
     """
-    normalized, complete = _normalized(frame, signals, method, model, known)
     if explain:
+        normalized, complete = _normalized(frame, signals, method, model, known)
         frame = frame.with_columns(normalized)
-        normalized = [pl.col(f"norm_{s.name}") for s in signals]
-    contributions = [n * s.weight for n, s in zip(normalized, signals, strict=True)]
+        contributions = [pl.col(f"norm_{s.name}") * s.weight for s in signals]
+    else:
+        contributions, complete = _normalized(frame, signals, method, model, known, weighted=True)
     numerator = pl.sum_horizontal(contributions)
     if complete:
         # Every row has every signal, and the weights sum to 1: no renormalization needed.
@@ -274,7 +284,7 @@ def _with_scores(
         score = numerator
     else:
         present = pl.sum_horizontal(
-            [n.is_not_null().cast(pl.Float64) * s.weight for n, s in zip(normalized, signals, strict=True)]
+            [c.is_not_null().cast(pl.Float64) * s.weight for c, s in zip(contributions, signals, strict=True)]
         )
         score = pl.when(present > 0).then(numerator / present)
     exprs = [score.alias(SCORE)]
