@@ -69,36 +69,30 @@ def _align_dense(
     span: tuple[int, int],
     dtype: pl.DataType,
 ) -> Alignment:
-    """Direct addressing: the row of id `i` goes to slot `i - low`; `span` is (low, slots)."""
+    """Direct addressing: the row of id `i` goes to slot `i - low`; `span` is (low, slots).
+
+    Every model's rows are scattered in two halves, so both threads stay busy to the end also for
+    an odd number of models.
+    """
     low, size = span
-
-    def place(name: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        frame, model_ids = _same_chunks(frames[name], ids[name], id_col)
-        where = [chunk.to_numpy() - low if low else chunk.to_numpy() for chunk in model_ids.get_chunks()]
-        names = [c for c in frame.columns if c != id_col]
-        placed, present = _scatter_marking(frame, names, where, size)
-        n_present = int(np.count_nonzero(present))
-        if n_present != frame.height:
-            _raise_duplicates(model_ids, labels[name])
-        # A model that has every id wrote every slot: no pass to fill the missing ones.
-        holes = None if n_present == size else ~present
-        for c in names:
-            if c not in placed:
-                placed[c] = _scatter(frame.get_column(c), where, size, holes)
-        return placed, None if holes is None else present
-
-    placed = dict(zip(frames, parallel_map(place, list(frames)), strict=True))
+    placements = parallel_map(
+        lambda name: _Placement.start(frames[name], ids[name], id_col, low, size), list(frames)
+    )
+    parallel_map(lambda task: task[0].scatter(task[1]), [(p, half) for p in placements for half in (0, 1)])
+    presents = parallel_map(
+        lambda named: named[1].finish(labels[named[0]]), list(zip(frames, placements, strict=True))
+    )
+    placed = {name: p.out for name, p in zip(frames, placements, strict=True)}
     slot_ids = pl.Series(id_col, np.arange(low, low + size, dtype=np.int64)).cast(dtype)
-    partial = [present for _, present in placed.values()]
-    if any(present is None for present in partial):  # a model has every id: no slot is empty
-        return Alignment(slot_ids, {name: cols for name, (cols, _) in placed.items()})
-    filled = np.logical_or.reduce(partial)
+    if any(present is None for present in presents):  # a model has every id: no slot is empty
+        return Alignment(slot_ids, placed)
+    filled = np.logical_or.reduce(presents)
     if filled.all():
-        return Alignment(slot_ids, {name: cols for name, (cols, _) in placed.items()})
+        return Alignment(slot_ids, placed)
     slots = np.flatnonzero(filled)  # drop the slots of ids that no model has
     return Alignment(
         slot_ids.gather(slots),
-        {name: {c: v[slots] for c, v in cols.items()} for name, (cols, _) in placed.items()},
+        {name: {c: v[slots] for c, v in cols.items()} for name, cols in placed.items()},
     )
 
 
@@ -107,28 +101,66 @@ def _align_dense(
 _UNWRITTEN = np.int64(0x7FF0_0000_0000_0BAD)
 
 
-def _scatter_marking(
-    frame: pl.DataFrame, names: list[str], where: list[np.ndarray], size: int
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Scatter one column, and mark the slots that some row of the model wrote.
+@dataclass
+class _Placement:
+    """One model's columns being scattered onto the slots of its ids, chunk by chunk (no copies).
 
     The first Float64 column is scattered onto `_UNWRITTEN`, so the slots still holding it are the
     ones no row wrote: this spares a second pass of random writes just to mark the others (the
     slowest part of matching). Without such a column, or if it holds that bit pattern itself,
-    the slots are marked in a pass of their own. Returns ({name: scattered}, written-slot mask).
+    a separate present-slot mask is scattered too.
     """
-    check = next((c for c in names if frame.schema[c] == pl.Float64), None)
-    parts = [_as_array(chunk) for chunk in frame.get_column(check).get_chunks()] if check else []
-    if check is None or any((part.view(np.int64) == _UNWRITTEN).any() for part in parts):
-        present = np.zeros(size, dtype=np.bool_)
-        for slots in where:
-            present[slots] = True
-        return {}, present
-    out = np.empty(size, dtype=np.float64)
-    out.view(np.int64).fill(_UNWRITTEN)
-    for slots, part in zip(where, parts, strict=True):
-        out[slots] = part
-    return {check: out}, out.view(np.int64) != _UNWRITTEN
+
+    model_ids: pl.Series
+    where: list[np.ndarray]  # the slot of every row, chunk by chunk
+    parts: dict[str, list[np.ndarray]]  # column -> its values, chunk by chunk
+    out: dict[str, np.ndarray]
+    marked: str | None  # the column scattered onto `_UNWRITTEN`
+    present: np.ndarray | None  # the present-slot mask, where no column is marked
+
+    @classmethod
+    def start(cls, frame: pl.DataFrame, ids: pl.Series, id_col: str, low: int, size: int) -> _Placement:
+        frame, ids = _same_chunks(frame, ids, id_col)
+        where = [chunk.to_numpy() - low if low else chunk.to_numpy() for chunk in ids.get_chunks()]
+        parts = {
+            c: [_as_array(chunk) for chunk in frame.get_column(c).get_chunks()]
+            for c in frame.columns
+            if c != id_col
+        }
+        out = {c: np.empty(size, dtype=chunks[0].dtype) for c, chunks in parts.items()}
+        marked = next((c for c in parts if frame.schema[c] == pl.Float64), None)
+        if marked is not None and any((part.view(np.int64) == _UNWRITTEN).any() for part in parts[marked]):
+            marked = None
+        present = None
+        if marked is None:
+            present = np.zeros(size, dtype=np.bool_)
+        else:
+            out[marked].view(np.int64).fill(_UNWRITTEN)
+        return cls(ids, where, parts, out, marked, present)
+
+    def scatter(self, half: int) -> None:
+        """Scatter one half of every chunk's rows (halves write disjoint slots)."""
+        for i, slots in enumerate(self.where):
+            rows = slice(0, len(slots) // 2) if half == 0 else slice(len(slots) // 2, None)
+            for c, chunks in self.parts.items():
+                self.out[c][slots[rows]] = chunks[i][rows]
+            if self.present is not None:
+                self.present[slots[rows]] = True
+
+    def finish(self, label: str) -> np.ndarray | None:
+        """Check for duplicated ids and fill the slots no row wrote; the present-slot mask, or None
+        if the model has every id."""
+        present = self.present if self.marked is None else self.out[self.marked].view(np.int64) != _UNWRITTEN
+        n_present = int(np.count_nonzero(present))
+        if n_present != len(self.model_ids):
+            _raise_duplicates(self.model_ids, label)
+        if n_present == len(present):
+            return None
+        holes = ~present
+        for c, values in self.out.items():
+            if c != self.marked:  # the marker is a NaN already
+                values[holes] = np.nan if values.dtype.kind == "f" else -1
+        return present
 
 
 def _same_chunks(frame: pl.DataFrame, ids: pl.Series, id_col: str) -> tuple[pl.DataFrame, pl.Series]:
@@ -196,17 +228,6 @@ def _as_array(values: pl.Series) -> np.ndarray:
     if values.dtype.is_float():
         return values.to_numpy()
     return values.fill_null(-1).cast(pl.Int64).to_numpy()
-
-
-def _scatter(values: pl.Series, where: list[np.ndarray], size: int, holes: np.ndarray | None) -> np.ndarray:
-    """`out[where] = values` chunk by chunk; slots in `holes` get NaN (floats) or -1 (integers)."""
-    parts = [_as_array(chunk) for chunk in values.get_chunks()]
-    out = np.empty(size, dtype=parts[0].dtype)
-    for slots, part in zip(where, parts, strict=True):
-        out[slots] = part
-    if holes is not None:
-        out[holes] = np.nan if out.dtype.kind == "f" else -1
-    return out
 
 
 def _place(values: np.ndarray, where: np.ndarray, size: int, holes: np.ndarray | None) -> np.ndarray:
