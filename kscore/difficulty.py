@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -100,11 +101,15 @@ def _signals(
     needed = [id_col, *metric_names]
     optional = [c for c in (standard.task.result_columns if standard.task else ()) if c not in needed]
     try:
-        columns = frame.collect_schema().names()
-        _require_columns(columns, needed, label)
-        selected = frame.select(needed + [c for c in optional if c in columns])
+        schema = frame.collect_schema()
+        _require_columns(schema.names(), needed, label)
+        selected = frame.select(needed + [c for c in optional if c in schema])
+        stat_exprs = _stat_exprs(schema, metric_names)
         if isinstance(selected, pl.LazyFrame):
-            selected = selected.collect()
+            # One query: the file is read once, and the statistics come with it.
+            selected, raw = pl.collect_all([selected, selected.select(stat_exprs)])
+        else:
+            raw = selected.select(stat_exprs)
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{label}: cannot read: {_first_line(exc)}") from None
     if selected.height == 0:
@@ -112,7 +117,9 @@ def _signals(
     n_null_ids = selected.get_column(id_col).null_count()
     if n_null_ids:
         raise InputError(f"{label}: column {id_col!r} has {n_null_ids} null ids")
-    metrics, stats = _numeric_signals(selected, metric_names, label)
+    metrics, stats = _numeric_signals(
+        selected, metric_names, label, raw.row(0, named=True) if stat_exprs else {}
+    )
     out = selected.with_columns(metrics)
     if standard.task is not None:
         from kscore.tasks import attach_ground_truth, task_error
@@ -122,25 +129,30 @@ def _signals(
     return out.select(id_col, *metric_names, *([TASK_SIGNAL] if standard.task else [])), stats
 
 
-def _numeric_signals(frame: pl.DataFrame, names: list[str], label: str) -> tuple[list[pl.Series], Stats]:
+def _stat_exprs(schema: pl.Schema, names: list[str]) -> list[pl.Expr]:
+    """Min, max, count and whether any NaN, of each numeric signal column."""
+    return [
+        expr
+        for n in names
+        if schema[n].is_numeric() or schema[n] == pl.Boolean
+        for expr in (
+            pl.col(n).cast(pl.Float64).min().alias(f"{n}:min"),
+            pl.col(n).cast(pl.Float64).max().alias(f"{n}:max"),
+            pl.col(n).count().alias(f"{n}:n"),
+            pl.col(n).cast(pl.Float64).is_nan().any().alias(f"{n}:nan"),
+        )
+    ]
+
+
+def _numeric_signals(
+    frame: pl.DataFrame, names: list[str], label: str, raw: dict[str, Any]
+) -> tuple[list[pl.Series], Stats]:
     """Signal columns as Float64 with NaN read as null; text and +/-inf are errors naming the rows.
 
-    Numeric columns are checked in one parallel pass over their min, max, count and NaNs, which
-    also gives the normalization its min, max and count.
+    `raw` holds the `_stat_exprs` of the numeric columns (one parallel pass), which check them and
+    also give the normalization its min, max and count.
     """
-    numeric = [n for n in names if frame.schema[n].is_numeric() or frame.schema[n] == pl.Boolean]
-    raw = {}
-    if numeric:
-        raw = frame.select(
-            expr
-            for n in numeric
-            for expr in (
-                pl.col(n).cast(pl.Float64).min().alias(f"{n}:min"),
-                pl.col(n).cast(pl.Float64).max().alias(f"{n}:max"),
-                pl.col(n).count().alias(f"{n}:n"),
-                pl.col(n).cast(pl.Float64).is_nan().any().alias(f"{n}:nan"),
-            )
-        ).row(0, named=True)
+    numeric = [n for n in names if f"{n}:min" in raw]
     out, stats = [], {}
     for name in names:
         column = frame.get_column(name)
