@@ -5,15 +5,17 @@ Heavy libraries are imported inside the commands that use them, so `kscore --hel
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -24,6 +26,10 @@ os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 from kscore import __version__
 from kscore.errors import KscoreError, KscoreWarning
+
+_R = TypeVar("_R")
+# Nice value of background work that should only use cycles the foreground leaves idle.
+LOW_PRIORITY = 10
 
 app = typer.Typer(
     name="kscore",
@@ -175,13 +181,21 @@ def difficulty(
             "inputs": sources,
             "datapoints": str(datapoints) if datapoints else None,
         }
-        # The summary is computed while the file is written: both release the GIL.
-        with ThreadPoolExecutor(1) as writer:
-            written = writer.submit(write_parquet_atomic, table, out, metadata)
-            summary = difficulty_summary(
-                table, list(frames), standard.id_column, top=top, output=str(out), accuracy=accuracy
+        # The summary is computed while the file is written, in threads of lower priority: the
+        # write is the longer job, and the summary then only takes the cycles it leaves idle.
+        with ThreadPoolExecutor(1) as background:
+            summarized = background.submit(
+                _at_low_priority,
+                difficulty_summary,
+                table,
+                list(frames),
+                standard.id_column,
+                top=top,
+                output=str(out),
+                accuracy=accuracy,
             )
-            written.result()
+            write_parquet_atomic(table, out, metadata)
+            summary = summarized.result()
     summary["warnings"] = collected.pop(None, [])
     for model in summary["models"]:
         model["warnings"] = collected.get(model["name"], [])
@@ -195,6 +209,19 @@ def difficulty(
         _print_json(summary)
     else:
         _print(render_difficulty(summary))
+
+
+def _at_low_priority(func: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+    """Call `func` after lowering the calling thread's priority (threads it starts inherit it).
+
+    Only for a worker thread that ends afterwards. Linux only, where a priority is per thread.
+    """
+    if sys.platform.startswith("linux"):
+        thread = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, thread) < LOW_PRIORITY:  # lower only, never raise
+                os.setpriority(os.PRIO_PROCESS, thread, LOW_PRIORITY)
+    return func(*args, **kwargs)
 
 
 @app.command()

@@ -396,3 +396,25 @@ def test_embed_scores_without_embeddings_file(tmp_path: Path):
 def test_usage_errors_are_one_line_with_exit_2(args, message):
     result = run_kscore(*args)
     assert_clean_error(result, message)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_background_summary_runs_at_low_priority_without_lowering_the_caller():
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kscore.cli import LOW_PRIORITY, _at_low_priority
+
+    def priorities() -> tuple[int, int]:
+        """This thread's nice value, and that of a thread it starts (which inherits it)."""
+        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        with ThreadPoolExecutor(1) as pool:
+            child = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+        return own, child
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with ThreadPoolExecutor(1) as background:
+        own, child = background.submit(_at_low_priority, priorities).result()
+    assert own == child == max(before, LOW_PRIORITY)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
