@@ -3,6 +3,7 @@
     python tests/bench/bench_umap.py full --rows 100000        # one full fit
     python tests/bench/bench_umap.py sampled --rows 1000000    # fit on 100,000 rows, transform the rest
     python tests/bench/bench_umap.py trust --rows 100000 --fit-sample 20000
+    python tests/bench/bench_umap.py trust-parts --rows 100000 --fit-sample 50000  # where the gap is
     python tests/bench/bench_umap.py cold-warm                 # embed-scores on sample_data/
 
 Each mode runs in its own process; peak memory is that process's maximum resident size.
@@ -85,6 +86,63 @@ def run_trust(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
     }
 
 
+def run_trust_parts(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
+    """Trustworthiness of a sample fit + transform on the sampled and the transformed points apart,
+    against the full fit, and for transforms with more epochs or a higher learning rate.
+
+    The sample fit uses the UMAP parameters of kscore's seeded runs (see kscore/embedding.py).
+    """
+    import pickle
+
+    import umap
+    from sklearn.manifold import trustworthiness
+
+    from kscore.embedding import reduce_to_2d, use_numba_cache
+
+    use_numba_cache()
+    data = text_like_embeddings(rows)
+    full, _ = reduce_to_2d(data, fit_sample=rows, seed=0)
+    sample = np.sort(np.random.default_rng(0).choice(rows, size=fit_sample, replace=False))
+    rest = np.setdiff1d(np.arange(rows), sample, assume_unique=True)
+    model = umap.UMAP(
+        n_neighbors=15, min_dist=0.1, random_state=0, transform_seed=0, n_jobs=1, low_memory=True
+    )
+    fitted = model.fit_transform(data[sample])
+    rng = np.random.default_rng(1)
+    on_sample = rng.choice(fit_sample, size=subsample, replace=False)
+    on_rest = rng.choice(len(rest), size=subsample, replace=False)
+    result = {
+        "rows": rows,
+        "fit_sample": fit_sample,
+        "sampled_points": {
+            "full": trustworthiness(data[sample[on_sample]], full[sample[on_sample]], n_neighbors=15),
+            "sample_fit": trustworthiness(data[sample[on_sample]], fitted[on_sample], n_neighbors=15),
+        },
+        "transformed_points": {
+            "full": trustworthiness(data[rest[on_rest]], full[rest[on_rest]], n_neighbors=15)
+        },
+    }
+    # umap's transform runs n_epochs // 3 epochs at learning rate _initial_alpha / 4.
+    variants = {
+        "default": {},
+        "epochs_100": {"n_epochs": 300},
+        "epochs_200": {"n_epochs": 600},
+        "learning_rate_x4": {"_initial_alpha": 4.0 * model._initial_alpha},
+    }
+    for name, attributes in variants.items():
+        variant = pickle.loads(pickle.dumps(model))
+        for attribute, value in attributes.items():
+            setattr(variant, attribute, value)
+        start = time.perf_counter()
+        mapped = variant.transform(data[rest])  # all of them: umap runs more epochs for <= 10,000 rows
+        seconds = time.perf_counter() - start
+        result["transformed_points"][name] = trustworthiness(
+            data[rest[on_rest]], mapped[on_rest], n_neighbors=15
+        )
+        result["transformed_points"][f"{name}_transform_s"] = seconds
+    return result
+
+
 def run_cold_warm(repeats: int = 3) -> dict:
     """embed-scores (UMAP) on sample_data/, with an empty numba cache, then warm."""
     cache = Path(tempfile.mkdtemp(prefix="kscore-cache-"))
@@ -113,7 +171,7 @@ def run_cold_warm(repeats: int = 3) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["full", "sampled", "trust", "cold-warm"])
+    parser.add_argument("mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm"])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--fit-sample", type=int, default=100_000)
     args = parser.parse_args()
@@ -123,6 +181,8 @@ def main() -> None:
         result = run_reduce(args.rows, fit_sample=args.fit_sample)
     elif args.mode == "trust":
         result = run_trust(args.rows, args.fit_sample)
+    elif args.mode == "trust-parts":
+        result = run_trust_parts(args.rows, args.fit_sample)
     else:
         result = run_cold_warm()
     print(json.dumps(result))
