@@ -246,3 +246,22 @@ def test_flipping_direction_turns_v_into_one_minus_v(xy, normalization):
     hib = scores_of(x, y, make_standard(("x", "HIB", 1), normalization=normalization), explain=True)
     lib = scores_of(x, y, make_standard(("x", "LIB", 1), normalization=normalization), explain=True)
     assert np.allclose(hib["norm_x_m"].to_numpy(), 1 - lib["norm_x_m"].to_numpy(), atol=1e-9)
+
+
+def test_top_signal_is_the_largest_weighted_contribution_first_on_ties_nulls_never():
+    rng = np.random.default_rng(3)
+    n = 400
+    values = {name: rng.integers(0, 4, n).astype(float) for name in ("a", "b", "c")}  # many ties
+    for name in values:
+        values[name][rng.random(n) < 0.2] = np.nan
+    frame = pl.DataFrame({"id": np.arange(n), **values}, nan_to_null=True)
+    standard = make_standard(("a", "LIB", 1), ("b", "HIB", 2), ("c", "LIB", 1))
+    out = difficulty_scores({"m": frame}, standard, explain=True)
+    weights = {"a": 0.25, "b": 0.5, "c": 0.25}
+    contributions = np.column_stack(
+        [out[f"norm_{s}_m"].fill_null(-1.0).to_numpy() * weights[s] for s in "abc"]
+    )
+    contributions[contributions < 0] = -1.0  # a missing signal never wins
+    expected = np.array(list("abc"))[contributions.argmax(axis=1)].astype(object)
+    expected[(contributions < 0).all(axis=1)] = None
+    assert out["top_signal_m"].to_list() == expected.tolist()
