@@ -162,6 +162,11 @@ def _umap(
             progress("UMAP fit on a sample", 0, 1)
         coordinates = np.empty((n, 2))
         coordinates[sample] = model.fit_transform(data[sample])
+        # umap's own search for the new points' neighbours can strand them in the wrong cluster.
+        from kscore.neighbors import CellNeighbors
+
+        model._knn_search_index = CellNeighbors(model._raw_data, metric, seed)
+        params["transform_neighbors"] = "exact among the fit sample's nearest k-means cells"
         chunks = [rest[start : start + TRANSFORM_BATCH] for start in range(0, len(rest), TRANSFORM_BATCH)]
         results = _transform_batches(model, [data[chunk] for chunk in chunks], parallel=seed is not None)
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True)):
