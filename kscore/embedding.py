@@ -21,6 +21,7 @@ TRANSFORM_BATCH = 50_000
 EXACT_KNN_ROWS = 4096
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def cache_dir() -> Path:
@@ -204,6 +205,8 @@ def _transform_batches(model: Any, batches: list[np.ndarray], parallel: bool) ->
         (folder / "model.pickle").write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
         for index, batch in enumerate(batches):
             np.save(folder / f"in_{index}.npy", batch)
+        # One worker per core: numpy's own threads (BLAS, OpenMP) would only compete with the others.
+        one_thread = {**os.environ, **dict.fromkeys(_THREAD_VARIABLES, "1")}
         processes = [
             subprocess.Popen(
                 [
@@ -215,6 +218,7 @@ def _transform_batches(model: Any, batches: list[np.ndarray], parallel: bool) ->
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                env=one_thread,
             )
             for worker in range(workers)
         ]
