@@ -182,20 +182,26 @@ def test_embedding_column_must_be_unambiguous(tmp_path: Path):
 
 @pytest.mark.slow
 def test_transform_batches_in_worker_processes_match_one_process(monkeypatch):
-    """Beyond --fit-sample, batches go to one worker process per core: same numbers as in one."""
+    """Beyond --fit-sample, batches go to one worker process per core: same numbers as in one.
+
+    The fit sample is above umap's small-data limit (4096 rows), so the workers search neighbours
+    with kscore's index, pickled with the model."""
     import kscore.embedding as embedding
 
-    monkeypatch.setattr(embedding, "TRANSFORM_BATCH", 350)
-    data = np.random.default_rng(0).normal(size=(2400, 12)).astype(np.float32)
-    parallel, params = reduce_to_2d(data, fit_sample=1000, seed=3)
+    monkeypatch.setattr(embedding, "TRANSFORM_BATCH", 600)
+    rng = np.random.default_rng(0)
+    data = (
+        rng.normal(scale=6.0, size=(8, 24))[rng.integers(0, 8, 7000)] + rng.normal(size=(7000, 24))
+    ).astype(np.float32)
+    parallel, params = reduce_to_2d(data, fit_sample=4500, seed=3)
     serial_batches = embedding._transform_batches
     monkeypatch.setattr(
         embedding,
         "_transform_batches",
         lambda model, batches, parallel: serial_batches(model, batches, False),
     )
-    serial, _ = reduce_to_2d(data, fit_sample=1000, seed=3)
-    assert params["fit_rows"] == 1000 and params["transform_batch"] == 350
+    serial, _ = reduce_to_2d(data, fit_sample=4500, seed=3)
+    assert params["fit_rows"] == 4500 and params["transform_batch"] == 600 and "transform_neighbors" in params
     assert np.array_equal(parallel, serial)
 
 
