@@ -3,7 +3,7 @@
     python tests/bench/bench_umap.py full --rows 100000        # one full fit
     python tests/bench/bench_umap.py sampled --rows 1000000    # fit on 100,000 rows, transform the rest
     python tests/bench/bench_umap.py trust --rows 100000 --fit-sample 20000
-    python tests/bench/bench_umap.py trust-parts --rows 100000 --fit-sample 50000  # where the gap is
+    python tests/bench/bench_umap.py trust-parts --rows 100000 --fit-sample 50000  # umap's own transform
     python tests/bench/bench_umap.py cold-warm                 # embed-scores on sample_data/
 
 Each mode runs in its own process; peak memory is that process's maximum resident size.
@@ -90,7 +90,9 @@ def run_trust_parts(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
     """Trustworthiness of a sample fit + transform on the sampled and the transformed points apart,
     against the full fit, and for transforms with more epochs or a higher learning rate.
 
-    The sample fit uses the UMAP parameters of kscore's seeded runs (see kscore/embedding.py).
+    The sample fit uses the UMAP parameters of kscore's seeded runs (see kscore/embedding.py), but
+    transforms with umap's own neighbour search: this is the diagnosis that led kscore to its own
+    (kscore.neighbors); `trust` measures what kscore does.
     """
     import pickle
 
