@@ -38,26 +38,27 @@ class CellNeighbors:
         self.metric = metric
         self.data = np.ascontiguousarray(data, dtype=np.float32)  # the caller's array if it is already so
         self.squares = np.einsum("ij,ij->i", self.data, self.data)
-        points = self._comparable(self.data, self.squares)
+        self.norms = np.sqrt(self.squares)
+        points = self._comparable(self.data, self.norms)
         n = len(points)
         n_cells = max(1, min(n, int(2 * math.sqrt(n))))
         rng = np.random.default_rng(seed)
         fit_rows = rng.choice(n, size=min(n, 32 * n_cells), replace=False)
         kmeans = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=10, random_state=seed)
         self.centers = kmeans.fit(points[fit_rows]).cluster_centers_.astype(np.float32)
+        self.center_squares = np.einsum("ij,ij->i", self.centers, self.centers)
         cells = self._nearest_cells(points, 1)[:, 0]
         self.members = np.argsort(cells, kind="stable")  # sample rows, cell by cell
         self.starts = np.searchsorted(cells[self.members], np.arange(n_cells + 1))
 
-    def _comparable(self, points: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    def _comparable(self, points: np.ndarray, norms: np.ndarray) -> np.ndarray:
         """Points as the cells see them: unit rows for cosine."""
         if self.metric == "euclidean":
             return points
-        norms = np.sqrt(squares)
         return points / np.where(norms > 0, norms, 1.0)[:, None]
 
     def _nearest_cells(self, points: np.ndarray, count: int) -> np.ndarray:
-        scores = np.einsum("ij,ij->i", self.centers, self.centers)[None, :] - 2 * points @ self.centers.T
+        scores = self.center_squares[None, :] - 2 * points @ self.centers.T
         if count >= scores.shape[1]:
             return np.argsort(scores, axis=1)
         if count == 1:
@@ -72,9 +73,10 @@ class CellNeighbors:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         n = len(queries)
         squares = np.einsum("ij,ij->i", queries, queries)
+        norms = np.sqrt(squares)
         n_cells = len(self.centers)
         probes = min(n_cells, max(PROBES, math.ceil(_MIN_CANDIDATES * k * n_cells / len(self.data))))
-        probed = self._nearest_cells(self._comparable(queries, squares), probes)
+        probed = self._nearest_cells(self._comparable(queries, norms), probes)
         cell_of = probed.ravel()
         query_of = np.repeat(np.arange(n), probed.shape[1])
         by_cell = np.argsort(cell_of, kind="stable")
@@ -86,7 +88,7 @@ class CellNeighbors:
             rows = self.members[self.starts[cell] : self.starts[cell + 1]]
             if len(asking) == 0 or len(rows) == 0:
                 continue
-            found = self._distances(queries[asking], squares[asking], rows)
+            found = self._distances(queries[asking], squares[asking], norms[asking], rows)
             merged = np.concatenate([best[asking], found], axis=1)
             merged_rows = np.concatenate([best_rows[asking], np.broadcast_to(rows, found.shape)], axis=1)
             keep = np.argpartition(merged, k - 1, axis=1)[:, :k]
@@ -97,13 +99,15 @@ class CellNeighbors:
             np.take_along_axis(best, order, axis=1)
         )
 
-    def _distances(self, queries: np.ndarray, squares: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _distances(
+        self, queries: np.ndarray, squares: np.ndarray, norms: np.ndarray, rows: np.ndarray
+    ) -> np.ndarray:
         """Squared euclidean distances (euclidean), or 1 - cosine similarity (cosine)."""
         dots = queries @ self.data[rows].T
         if self.metric == "euclidean":
             return np.maximum(squares[:, None] + self.squares[None, rows] - 2 * dots, 0)
-        norms = np.sqrt(squares)[:, None] * np.sqrt(self.squares[rows])[None, :]
-        return np.clip(1 - dots / np.where(norms > 0, norms, 1.0), 0, 2)
+        products = norms[:, None] * self.norms[None, rows]
+        return np.clip(1 - dots / np.where(products > 0, products, 1.0), 0, 2)
 
     def _as_distance(self, values: np.ndarray) -> np.ndarray:
         return np.sqrt(values) if self.metric == "euclidean" else values
