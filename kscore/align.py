@@ -159,7 +159,7 @@ class _Placement:
         holes = ~present
         for c, values in self.out.items():
             if c != self.marked:  # the marker is a NaN already
-                values[holes] = np.nan if values.dtype.kind == "f" else -1
+                _mark_missing(values, holes)
         return present
 
 
@@ -234,8 +234,13 @@ def _place(values: np.ndarray, where: np.ndarray, size: int, holes: np.ndarray |
     out = np.empty(size, dtype=values.dtype)
     out[where] = values
     if holes is not None:
-        out[holes] = np.nan if values.dtype.kind == "f" else -1
+        _mark_missing(out, holes)
     return out
+
+
+def _mark_missing(values: np.ndarray, holes: np.ndarray) -> None:
+    """Slots without a row: NaN in float columns, -1 in integer ones (see `Alignment`)."""
+    values[holes] = np.nan if values.dtype.kind == "f" else -1
 
 
 def _sort_with_order(ids: pl.Series) -> tuple[np.ndarray, pl.Series]:
