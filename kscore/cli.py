@@ -5,7 +5,6 @@ Heavy libraries are imported inside the commands that use them, so `kscore --hel
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -13,7 +12,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -218,7 +217,7 @@ def _at_low_priority(func: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
     """
     if sys.platform.startswith("linux"):
         thread = threading.get_native_id()
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             if os.getpriority(os.PRIO_PROCESS, thread) < LOW_PRIORITY:  # lower only, never raise
                 os.setpriority(os.PRIO_PROCESS, thread, LOW_PRIORITY)
     return func(*args, **kwargs)
