@@ -45,6 +45,65 @@ def parallel_map(func: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         return list(pool.map(func, items))
 
 
+_INT64_MAX = (1 << 63) - 1
+# Doubles hold every integer up to 2**53 exactly; a float id above that may stand for another id.
+_EXACT_FLOAT_INT = 1 << 53
+
+
+def normalize_ids(ids: pl.Series, label: str) -> pl.Series:
+    """Ids ready to be compared by value across files (SPEC §4).
+
+    Integral floats become Int64 (`1.0` is the id `1`); integers become Int64, or UInt64 above
+    2**63 - 1. Null, NaN or infinite ids, fractional float ids, float ids beyond 2**53 (not exact)
+    and integer ids wider than 64 bits are InputErrors naming `label`, the column and the count.
+    """
+    name = ids.name
+    n_null = ids.null_count()
+    if n_null:
+        raise InputError(f"{label}: column {name!r} has {n_null} null ids")
+    dtype = ids.dtype
+    if dtype.is_float():
+        finite = ids.is_finite()
+        n_bad = len(ids) - int(finite.sum())
+        if n_bad:
+            raise InputError(f"{label}: column {name!r} has {n_bad} NaN or infinite ids")
+        fractional = ids != ids.floor()
+        n_bad = int(fractional.sum())
+        if n_bad:
+            examples = ids.filter(fractional).head(3).to_list()
+            raise InputError(
+                f"{label}: column {name!r} has {n_bad} ids that are not whole numbers (e.g. {examples}); "
+                "ids must be integers or text"
+            )
+        if float(ids.abs().max()) > _EXACT_FLOAT_INT:  # type: ignore[arg-type]
+            raise InputError(
+                f"{label}: column {name!r} holds ids above 2**53 as floats, which cannot tell "
+                "neighbouring ids apart; store them as integers or text"
+            )
+        return ids.cast(pl.Int64)
+    if dtype.is_integer():
+        if dtype in (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8):
+            return ids.cast(pl.Int64) if dtype != pl.Int64 else ids
+        low, high = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
+        if low >= -_INT64_MAX - 1 and high <= _INT64_MAX:
+            return ids.cast(pl.Int64)
+        if low >= 0 and high < 1 << 64:
+            return ids.cast(pl.UInt64)
+        example = high if high > _INT64_MAX else low
+        raise InputError(
+            f"{label}: column {name!r} holds ids wider than 64 bits (e.g. {example}); store them as text"
+        )
+    if dtype in (pl.String, pl.Categorical, pl.Enum):
+        text = ids.cast(pl.String)
+        n_nan = int(text.str.strip_chars().str.to_lowercase().is_in(["nan", "+nan", "-nan"]).sum())
+        if n_nan:
+            raise InputError(f"{label}: column {name!r} has {n_nan} NaN ids")
+        return text
+    if dtype == pl.Boolean or dtype.is_nested():
+        raise InputError(f"{label}: column {name!r} is {dtype}; ids must be integers or text")
+    return ids
+
+
 def align_by_id(
     frames: Mapping[str, pl.DataFrame], id_col: str, labels: Mapping[str, str] | None = None
 ) -> Alignment:
@@ -54,7 +113,15 @@ def align_by_id(
     """
     labels = {name: (labels or {}).get(name, f"model {name!r}") for name in frames}
     dtype = _common_id_dtype([f.schema[id_col] for f in frames.values()])
-    ids = {name: f.get_column(id_col).cast(dtype) for name, f in frames.items()}
+    ids = {}
+    for name, frame in frames.items():
+        column = frame.get_column(id_col)
+        ids[name] = column.cast(dtype, strict=False)
+        if ids[name].null_count():  # negative ids beside ids above 2**63 - 1
+            raise InputError(
+                f"{labels[name]}: column {id_col!r} holds ids that do not fit one 64-bit integer type "
+                "with the other files' ids; store ids as text"
+            )
     span = _dense_span(ids) if dtype.is_integer() else None
     if span is None:
         return _align_sorted(frames, ids, id_col, labels)
@@ -206,7 +273,7 @@ def _common_id_dtype(dtypes: list[pl.DataType]) -> pl.DataType:
     if len(set(dtypes)) == 1:
         return dtypes[0]
     if all(d.is_integer() for d in dtypes):
-        return pl.Int64()
+        return pl.UInt64() if pl.UInt64() in dtypes else pl.Int64()
     return pl.String()
 
 
@@ -219,6 +286,8 @@ def _dense_span(ids: Mapping[str, pl.Series]) -> tuple[int, int] | None:
     ]
     low = min(int(b[0]) for b in bounds)
     high = max(int(b[1]) for b in bounds)
+    if high > _INT64_MAX:  # slots are numbered in Int64
+        return None
     largest = max(len(s) for s in ids.values())
     return (low, high - low + 1) if high - low + 1 <= DENSE_SPAN_FACTOR * largest + 1024 else None
 

@@ -6,15 +6,18 @@ Heavy libraries are imported inside the commands that use them, so `kscore --hel
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
 
@@ -52,8 +55,12 @@ PlotOption = Annotated[
 SizeOption = Annotated[str, typer.Option("--size", help="Picture size in pixels, WIDTHxHEIGHT.")]
 
 
+# Counts beyond this are clamped to it: more than any table kscore prints, and safe for polars.
+MAX_TOP = 2**31 - 1
+
+
 def _top_option(what: str) -> Any:
-    return typer.Option("--top", min=0, help=f"How many {what} to list.")
+    return typer.Option("--top", min=0, max=MAX_TOP, clamp=True, help=f"How many {what} to list.")
 
 
 _state = {"debug": False}
@@ -83,21 +90,52 @@ def _errors() -> Iterator[dict[str | None, list[str]]]:
                         _stderr(f"warning: {item.message}")
     except KscoreError as exc:
         if _debug():
-            raise
+            traceback.print_exc()
         _stderr(f"error: {exc}")
         raise typer.Exit(exc.exit_code) from None
+
+
+def _stdout_closed() -> None:
+    """stdout's reader went away (`kscore ... | head`): drop the rest of the output quietly.
+
+    Not an error of kscore's: the exit code stays what the work decided (a failed gate is still 1).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _print(renderables: list[Any] | Any) -> None:
     from rich.console import Console
 
     console = Console()
-    for renderable in renderables if isinstance(renderables, list) else [renderables]:
-        console.print(renderable)
+    try:
+        for renderable in renderables if isinstance(renderables, list) else [renderables]:
+            console.print(renderable)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    text = json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False)
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with NaN and +/-inf as null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _version(value: bool) -> None:
@@ -238,21 +276,20 @@ def init(
     with _errors():
         from kscore.config import starter_yaml
         from kscore.errors import InputError
+        from kscore.io import check_output
 
+        check_output(out, [result_file] if result_file is not None else [])
         if out.exists() and not force:
             raise InputError(f"{out}: already exists (use --force to overwrite it)")
         numeric = None
         if result_file is not None:
-            import polars as pl
-
             from kscore.io import read_table
 
             frame = read_table(result_file)
             if id_column not in frame.columns:
                 raise InputError(f"{result_file}: no id column {id_column!r} (choose one with --id-column)")
-            numeric = [
-                c for c, t in frame.schema.items() if c != id_column and (t.is_numeric() or t == pl.Boolean)
-            ]
+            # Only columns `difficulty` can score: numbers (booleans and text are not metrics).
+            numeric = [c for c, t in frame.schema.items() if c != id_column and t.is_numeric()]
         text = starter_yaml(id_column, numeric)
         _write_text_atomic(out, text)
     _stderr(f"wrote {out}; check it with `kscore check-config {out}`")
@@ -352,6 +389,7 @@ def embed_scores(
                     fit_sample=fit_sample,
                     keep_embedding=keep_embedding,
                     progress=progress,
+                    source=str(embeddings),
                 )
             except ValueError as exc:  # invalid reducer, metric or bandwidth
                 raise InputError(str(exc)) from None
@@ -577,8 +615,30 @@ def _usage_error() -> type[Exception]:
     raise ImportError("neither typer's nor click's UsageError found")  # pragma: no cover
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    from kscore.errors import Interrupted
+
+    raise Interrupted("terminated (SIGTERM)", 143)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    if _debug():
+        traceback.print_exc()
+    _stderr(message)
+    sys.exit(code)
+
+
 def run() -> None:
-    """Console-script entry point: usage errors too become one `error:` line and exit code 2."""
+    """Console-script entry point: every outcome becomes an exit code (SPEC §4, §8).
+
+    0 done; 1 a CI gate failed; 2 bad usage, bad input or an environment fault (a path, permissions,
+    a full disk, memory), with one `error:` line; 130 Ctrl-C; 143 SIGTERM; 70 a bug (an unexpected
+    exception), with one `internal error:` line. Cleanup (temporary files) runs in every case.
+    """
+    from kscore.errors import Interrupted
+
+    with suppress(ValueError):  # not in the main thread: leave SIGTERM alone
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)
     except _usage_error() as exc:
@@ -588,7 +648,26 @@ def run() -> None:
         if message:  # empty when `kscore` alone printed its help
             _stderr(f"error: {message}{hint}")
         sys.exit(2)
-    except typer.Abort:
-        _stderr("error: aborted")
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("error: interrupted (Ctrl-C); no output was written", 130)
+    except Interrupted as exc:
+        _fail(f"error: {exc}; no output was written", 143)
+    except KscoreError as exc:
+        _fail(f"error: {exc}", exc.exit_code)
+    except BrokenPipeError:
+        _stdout_closed()
+        code = 0
+    except MemoryError:
+        _fail("error: out of memory; use a machine with more memory or a smaller input", 2)
+    except OSError as exc:  # an environment fault kscore did not anticipate
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _fail(f"error: {where}{exc.strerror or exc}", 2)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        detail = f": {text[0][:200]}" if text else ""
+        _fail(
+            f"internal error: {type(exc).__name__}{detail} (a bug in kscore; rerun with --debug "
+            "for the traceback and report it)",
+            70,
+        )
     sys.exit(code if isinstance(code, int) else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,13 +104,32 @@ def compare_models(
     `margin`; an improvement the reverse. Datapoints scored by one model only are counted apart. A
     common failure is a datapoint whose `difficulty_score` (over all models) exceeds the threshold.
     """
+    if not (margin >= 0 and math.isfinite(margin)):
+        raise InputError(f"--margin must be a finite number >= 0, not {margin}")
+    if not math.isfinite(common_failure_threshold):
+        raise InputError(
+            f"--common-failure-threshold must be a finite number, not {common_failure_threshold}"
+        )
     models = models_in(difficulty)
+    if not models:
+        raise InputError(
+            f"no difficulty_score_<model> column: is this the output of kscore difficulty? "
+            f"(columns: {', '.join(difficulty.columns[:8])})"
+        )
     for name in (baseline, candidate):
         if name not in models:
-            raise InputError(f"unknown model {name!r}; this file holds: {', '.join(models) or 'no model'}")
-    if not margin >= 0:
-        raise InputError(f"--margin must be >= 0, not {margin}")
+            raise InputError(f"unknown model {name!r}; this file holds: {', '.join(models)}")
+    for column in (SCORE, model_score_column(baseline), model_score_column(candidate)):
+        if column not in difficulty.columns:
+            raise InputError(f"missing column {column!r}: is this the output of kscore difficulty?")
+        dtype = difficulty.schema[column]
+        if not (dtype.is_float() or dtype.is_integer() or dtype == pl.Null):
+            raise InputError(
+                f"column {column!r} is {dtype}, not a number: is this the output of kscore difficulty?"
+            )
     id_column = id_column or difficulty.columns[0]
+    if id_column not in difficulty.columns:
+        raise InputError(f"missing id column {id_column!r}")
     base, cand = pl.col(model_score_column(baseline)), pl.col(model_score_column(candidate))
     delta = cand - base
     status = (

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kscore.errors import ConfigError
+from kscore.errors import ConfigError, short
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 TaskType = Literal["binary_classification", "regression", "multiclass_classification", "object_detection"]
@@ -44,6 +44,9 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
     "object_detection": ("tp", "fp", "fn", "signal"),
 }
 CONFIG_ENV = "KSCORE_CONFIG"
+# A standard is a few dozen lines: anything far larger or deeper is a mistake or an attack.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
 DEFAULT_CONFIG_NAME = "kscore.yaml"
 
 
@@ -112,12 +115,22 @@ class QualityStandard:
         names = [m.name for m in self.metrics]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
-            raise ConfigError(f"{self._where}: metric {duplicated[0]!r} is listed twice")
+            raise ConfigError(f"{self._where}: metric {short(duplicated[0])} is listed twice")
         if self.task is not None and TASK_SIGNAL in names:
             raise ConfigError(f"{self._where}: metric name {TASK_SIGNAL!r} is reserved for the task")
+        columns = [*names, *(c for c in (self.task.result_columns if self.task else ()) if c)]
+        if self.id_column in columns:
+            raise ConfigError(
+                f"{self._where}: column {short(self.id_column)} is the id column; it cannot also be a "
+                "metric or task column"
+            )
         total = sum(w for _, w in self._raw_weights())
         if not total > 0:
             raise ConfigError(f"{self._where}: weights must have a positive sum (got {total:g})")
+        if not math.isfinite(total):
+            raise ConfigError(
+                f"{self._where}: weights sum to more than a float can hold; use smaller weights"
+            )
 
     @property
     def _where(self) -> str:
@@ -142,24 +155,23 @@ class QualityStandard:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> QualityStandard:
-        """Read and validate a standard from a YAML file (safe loader)."""
-        import yaml
-
+        """Read and validate a standard from a YAML file (safe loader; duplicated keys, deep nesting
+        and files over 1 MiB are errors)."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            if path.is_dir():
+                raise ConfigError(f"{path}: is a folder, not a config file")
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: config file is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config file ({exc})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{path}: invalid YAML{line}: {problem}") from None
-        return cls.from_dict(data, source=str(path))
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise ConfigError(f"{path}: cannot read config file ({reason})") from None
+        return cls.from_dict(parse_yaml(text, str(path)), source=str(path))
 
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> QualityStandard:
@@ -178,7 +190,7 @@ class QualityStandard:
         scope = _choice(data.get("scope", "per_model"), SCOPES, where, "scope")
         id_column = data.get("id_column", "id")
         if not isinstance(id_column, str) or not id_column:
-            raise ConfigError(f"{where}: 'id_column' must be a non-empty string")
+            raise ConfigError(f"{where}: 'id_column' must be a non-empty string, got {short(id_column)}")
         embeddings = data.get("embeddings")
         if embeddings is not None and not isinstance(embeddings, str):
             raise ConfigError(f"{where}: 'embeddings' must be a path")
@@ -206,6 +218,51 @@ class QualityStandard:
             out["embeddings"] = self.embeddings
         out["normalized_weights"] = {s.name: s.weight for s in self.signals}
         return out
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML with the safe loader, refusing duplicated keys and nesting deeper than MAX_CONFIG_DEPTH."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > MAX_CONFIG_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise ConfigError(
+                        f"{where}: nested deeper than {MAX_CONFIG_DEPTH} levels at line {mark.line + 1}"
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicated = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the constructor below reports it
+                    continue
+                if duplicated:
+                    raise ConfigError(
+                        f"{where}: key {short(key)} appears twice at line {key_node.start_mark.line + 1}"
+                    )
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{where}: invalid YAML{line}: {short(problem)[1:-1]}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply") from None
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None, required: bool = True) -> Path | None:
@@ -241,26 +298,26 @@ def _task_to_dict(task: Task) -> dict[str, Any]:
 def _reject_unknown(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in data:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {key!r} (valid keys: {', '.join(allowed)})")
+            raise ConfigError(f"{where}: unknown key {short(key)} (valid keys: {', '.join(allowed)})")
 
 
 def _choice(value: Any, valid: tuple[str, ...], where: str, key: str) -> str:
-    if value not in valid:
-        raise ConfigError(f"{where}: {key} {value!r} is not one of: {', '.join(valid)}")
+    if not isinstance(value, str) or value not in valid:
+        raise ConfigError(f"{where}: {key} {short(value)} is not one of: {', '.join(valid)}")
     return value
 
 
 def _weight(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: weight must be a number, got {value!r}")
+        raise ConfigError(f"{where}: weight must be a number, got {short(value)}")
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{where}: weight must be finite and >= 0, got {value!r}")
+        raise ConfigError(f"{where}: weight must be finite and >= 0, got {short(value)}")
     return float(value)
 
 
 def _column_name(value: Any, where: str, key: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: {key!r} must name a column, got {value!r}")
+        raise ConfigError(f"{where}: {key!r} must name a column, got {short(value)}")
     return value
 
 
@@ -273,14 +330,13 @@ def _parse_metric(item: Any, where: str) -> Metric:
     if "name" not in item:
         raise ConfigError(f"{where}: missing key 'name'")
     name = _column_name(item["name"], where, "name")
-    where = f"{where} ({name})"
+    where = f"{where} ({short(name)})"
     if "direction" not in item:
         raise ConfigError(f"{where}: missing key 'direction'")
-    direction = DIRECTION_ALIASES.get(str(item["direction"]).strip().lower())
+    raw = item["direction"]
+    direction = DIRECTION_ALIASES.get(raw.strip().lower()) if isinstance(raw, str) else None
     if direction is None:
-        raise ConfigError(
-            f"{where}: unknown direction {item['direction']!r} (valid: {', '.join(DIRECTION_ALIASES)})"
-        )
+        raise ConfigError(f"{where}: unknown direction {short(raw)} (valid: {', '.join(DIRECTION_ALIASES)})")
     return Metric(name=name, direction=direction, weight=_weight(item.get("weight", 1), where))
 
 
@@ -300,10 +356,13 @@ def _parse_task(item: Any, where: str) -> Task:
             raise ConfigError(f"{where}: missing key {key!r}")
         kwargs[key] = _column_name(item[key], where, key)
     if task_type == "binary_classification":
-        kwargs["positive_label"] = item.get("positive_label")
+        label = item.get("positive_label")
+        if label is not None and not isinstance(label, (str, int, float, bool)):
+            raise ConfigError(f"{where}: positive_label must be one label, got {short(label)}")
+        kwargs["positive_label"] = label
         threshold = item.get("threshold", 0.5)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ConfigError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
+            raise ConfigError(f"{where}: threshold must be a number in [0, 1], got {short(threshold)}")
         kwargs["threshold"] = float(threshold)
     return Task(**kwargs)
 
@@ -372,12 +431,29 @@ def guess_direction(column: str) -> Direction | None:
     return None
 
 
+def yaml_scalar(value: str) -> str:
+    """`value` as one line of YAML: plain where that reads back the same, else double-quoted by the
+    YAML library (escaping `#`, `:`, quotes, newlines and control characters)."""
+    import yaml
+
+    if _PLAIN_NAME.fullmatch(value) and yaml.safe_load(value) == value:
+        return value
+    dumped = yaml.safe_dump(value, default_style='"', width=float("inf"), allow_unicode=True)
+    return dumped.strip().removesuffix("...").strip()
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
 def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None) -> str:
-    """A commented starter standard; with result columns, one metric per column, direction guessed."""
+    """A commented starter standard; with result columns, one metric per column, direction guessed.
+
+    Column names are written through the YAML library, so any name reads back as itself.
+    """
     lines = [
         "# kscore quality standard: which per-datapoint signals measure a model's quality.",
         "# Reference: README.md, section 'The quality standard'. Validate with `kscore check-config`.",
-        f"id_column: {id_column}                 # unique datapoint key, present in every result file",
+        f"id_column: {yaml_scalar(id_column)}   # unique datapoint key, present in every result file",
         "metrics:                      # columns of the model-result files",
     ]
     if numeric_columns is None:
@@ -395,11 +471,11 @@ def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None
             if direction is None:
                 unknown.append(column)
                 continue
-            lines += [f"  - name: {column}", f"    direction: {direction}", "    weight: 1"]
+            lines += [f"  - name: {yaml_scalar(column)}", f"    direction: {direction}", "    weight: 1"]
         for column in unknown:
             lines += [
-                f"  # kscore could not guess the direction of {column!r}: set it and uncomment",
-                f"  # - name: {column}",
+                f"  # kscore could not guess the direction of {yaml_scalar(column)}: set it and uncomment",
+                f"  # - name: {yaml_scalar(column)}",
                 "  #   direction: higher_is_better",
             ]
         if len(unknown) == len(numeric_columns):

@@ -72,11 +72,18 @@ class Kernel:
         if n < 3:
             raise DegenerateError(f"{n} points")
         data_covariance = np.atleast_2d(np.cov(points, rowvar=False, bias=False, aweights=w))
-        covariance = data_covariance * factor**2
-        eigenvalues = np.linalg.eigvalsh(covariance)
+        eigenvalues = np.linalg.eigvalsh(data_covariance)
         if not eigenvalues.min() > 1e-12 * max(eigenvalues.max(), 1e-300):
             raise DegenerateError("the points are all equal or all on a line")
-        return cls(covariance=covariance, factor=factor, neff=neff)
+        covariance = data_covariance * factor**2
+        kernel = cls(covariance=covariance, factor=factor, neff=neff)
+        scaled = np.linalg.eigvalsh(covariance)
+        if not (np.isfinite(covariance).all() and scaled.min() > 0 and math.isfinite(kernel.log_norm)):
+            raise ValueError(
+                f"the bandwidth factor {factor:g} gives a kernel beyond the float range; "
+                "use scott, silverman or a factor near 1"
+            )
+        return kernel
 
     @property
     def whitening(self) -> np.ndarray:
@@ -207,7 +214,8 @@ def _scores(
     }
     if difficulty is not None:
         with np.errstate(invalid="ignore"):
-            out["local"] = np.exp(logs[1] - logs[2])
+            # A kernel-weighted mean of difficulties in [0, 1]; rounding may step a hair outside.
+            out["local"] = np.clip(np.exp(logs[1] - logs[2]), 0.0, 1.0)
         out["potential"], out["potential_kernel"] = _potential(train_xy, reference_xy, difficulty, bandwidth)
     return out
 

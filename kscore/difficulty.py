@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore.align import Alignment, align_by_id, parallel_map
+from kscore.align import Alignment, align_by_id, normalize_ids, parallel_map
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
 from kscore.errors import InputError, KscoreWarning
 
@@ -114,9 +114,7 @@ def _signals(
         raise InputError(f"{label}: cannot read: {_first_line(exc)}") from None
     if selected.height == 0:
         raise InputError(f"{label}: no rows")
-    n_null_ids = selected.get_column(id_col).null_count()
-    if n_null_ids:
-        raise InputError(f"{label}: column {id_col!r} has {n_null_ids} null ids")
+    selected = selected.with_columns(normalize_ids(selected.get_column(id_col), label))
     metrics, stats = _numeric_signals(
         selected, metric_names, label, raw.row(0, named=True) if stat_exprs else {}
     )
@@ -262,12 +260,35 @@ def _normalized(
         elif method == "rank":
             expr = (x.rank("average") - 1.0) * (factor / (count - 1.0))
         else:
-            # Two passes over the rows (subtract, scale), orientation and weight folded in.
-            raw = pl.col(s.name)
-            expr = ((-low) - raw if s.higher_is_better else raw - low) * (factor / (high - low))
+            expr = _min_max(pl.col(s.name), low, high, factor, s.higher_is_better)
         exprs.append(expr.cast(pl.Float64).alias(f"norm_{s.name}"))
     complete = all(stats[s.name][2] == frame.height for s in signals)
     return exprs, complete
+
+
+def _min_max(raw: pl.Expr, low: float, high: float, factor: float, negate: bool) -> pl.Expr:
+    """factor * (v - low) / (high - low), `v` the oriented value (-raw if `negate`), without
+    overflow or underflow anywhere in the float range.
+
+    The common case is two passes over the rows (subtract, scale), orientation and weight folded
+    in. A span beyond the float range (values near +/-1e308) is computed on halved values; a span
+    whose inverse overflows (subnormal values, all below 1e-290) on values times 2**600. Scaling by
+    a power of two is exact, so these give the same numbers the plain formula would if it could.
+    """
+    span = high - low
+    if math.isfinite(span) and math.isfinite(factor / span):
+        scale = 1.0
+    elif not math.isfinite(span):
+        scale = 0.5
+    else:
+        scale = _TINY_SPAN_SCALE
+    if scale != 1.0:
+        raw, low, span = raw * scale, low * scale, high * scale - low * scale
+    return ((-low) - raw if negate else raw - low) * (factor / span)
+
+
+# 2**600: brings values whose span is subnormal into the normal range, far from overflow.
+_TINY_SPAN_SCALE = math.ldexp(1.0, 600)
 
 
 def _with_scores(
@@ -285,7 +306,8 @@ def _with_scores(
     """
     if explain:
         normalized, complete = _normalized(frame, signals, method, model, known)
-        frame = frame.with_columns(normalized)
+        # In [0, 1] by construction; (v - low) * (1 / span) may round a hair past 1.
+        frame = frame.with_columns(e.clip(0.0, 1.0) for e in normalized)
         contributions = [pl.col(f"norm_{s.name}") * s.weight for s in signals]
     else:
         contributions, complete = _normalized(frame, signals, method, model, known, weighted=True)
@@ -299,7 +321,8 @@ def _with_scores(
             [c.is_not_null().cast(pl.Float64) * s.weight for c, s in zip(contributions, signals, strict=True)]
         )
         score = pl.when(present > 0).then(numerator / present)
-    exprs = [score.alias(SCORE)]
+    # A weighted mean of values in [0, 1]: rounding alone can step past its ends.
+    exprs = [score.clip(0.0, 1.0).alias(SCORE)]
     if explain:
         exprs.append(pl.when(present > 0).then(_arg_max(contributions)).cast(pl.Int16).alias("top_signal"))
     return frame.with_columns(exprs)

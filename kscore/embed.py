@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kscore.align import normalize_ids
 from kscore.errors import InputError, KscoreWarning
 
 MAP_X, MAP_Y = "map_x", "map_y"
@@ -59,6 +60,9 @@ def embedding_matrix(table: pl.DataFrame, columns: list[str]) -> np.ndarray:
     else:
         column = table.get_column(columns[0])
         what = f"column {columns[0]!r}"
+        inner = getattr(column.dtype, "inner", None)
+        if inner is not None and not (inner.is_numeric() or inner == pl.Null):
+            raise InputError(f"{what} holds {inner} values, not numbers")
         if isinstance(column.dtype, pl.List):
             lengths = column.list.len()
             if column.null_count():
@@ -100,11 +104,13 @@ def embed_scores(
     fit_sample: int = 100_000,
     keep_embedding: bool = False,
     progress: Any = None,
+    source: str = "embeddings",
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The input table enriched with `map_x`, `map_y` and the three scores of the train rows.
 
-    `difficulty` is the output of `difficulty_scores` (its id column and `difficulty_score`), needed
-    for `potential_difficulty_score` and `local_difficulty`. Returns the table and the run's metadata.
+    `difficulty` is the output of `difficulty_scores` (its id column and `difficulty_score`, in
+    [0, 1]), needed for `potential_difficulty_score` and `local_difficulty`. `source` names the
+    table in error messages. Returns the table and the run's metadata.
     """
     from kscore.density import DegenerateError, _scores
     from kscore.embedding import reduce_to_2d
@@ -112,9 +118,10 @@ def embed_scores(
     for column, what in ((id_col, "id"), (split_col, "split")):
         if column not in table.columns:
             raise InputError(f"missing {what} column {column!r} (columns: {', '.join(table.columns[:12])})")
+    table = table.with_columns(normalize_ids(table.get_column(id_col), source))
     n_duplicated = int(table.get_column(id_col).is_duplicated().sum())
     if n_duplicated:
-        raise InputError(f"column {id_col!r} has {n_duplicated} rows with a duplicated id")
+        raise InputError(f"{source}: column {id_col!r} has {n_duplicated} rows with a duplicated id")
     split = table.get_column(split_col).cast(pl.String)
     is_train = split.is_in(list(train_values)).fill_null(False).to_numpy()
     if reference_values is None:
@@ -204,8 +211,27 @@ def _difficulty_by_row(table: pl.DataFrame, difficulty: pl.DataFrame, id_col: st
             raise InputError(
                 f"--difficulty: missing column {column!r} (is it the output of kscore difficulty?)"
             )
-    scores = difficulty.select(id_col, pl.col(DIFFICULTY).cast(pl.Float64).alias("__difficulty"))
-    scores = scores.with_columns(pl.col(id_col).cast(table.schema[id_col], strict=False))
+    dtype = difficulty.schema[DIFFICULTY]
+    if not (dtype.is_numeric() or dtype == pl.Null):
+        raise InputError(f"--difficulty: column {DIFFICULTY!r} is {dtype}, not a number")
+    ids = normalize_ids(difficulty.get_column(id_col), "--difficulty")
+    n_duplicated = int(ids.is_duplicated().sum())
+    if n_duplicated:
+        raise InputError(f"--difficulty: column {id_col!r} has {n_duplicated} rows with a duplicated id")
+    values = difficulty.get_column(DIFFICULTY).cast(pl.Float64)
+    outside = ~values.is_between(0.0, 1.0) & values.is_not_null() & ~values.is_nan()
+    n_outside = int(outside.sum())
+    if n_outside:
+        examples = values.filter(outside).head(3).to_list()
+        raise InputError(
+            f"--difficulty: column {DIFFICULTY!r} has {n_outside} values outside [0, 1] (e.g. {examples}); "
+            "difficulty scores from kscore difficulty lie in [0, 1]"
+        )
+    scores = pl.DataFrame([ids, values.alias("__difficulty")])
+    if scores.schema[id_col] != table.schema[id_col]:
+        common = pl.String if pl.String in (scores.schema[id_col], table.schema[id_col]) else pl.Int64
+        scores = scores.with_columns(pl.col(id_col).cast(common, strict=False))
+        table = table.select(pl.col(id_col).cast(common, strict=False))
     unknown = scores.join(table.select(id_col), on=id_col, how="anti").height
     if unknown:
         _warn(f"{unknown} ids of the difficulty file are not in the embeddings; they are ignored")

@@ -100,6 +100,43 @@ def _unit_rows(data: np.ndarray) -> np.ndarray:
     return data / np.where(norms > 0, norms, 1.0)
 
 
+def distinct_rows(data: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the first row of each distinct row, each row's index among those) or None if all differ.
+
+    Rows are hashed block by block (a random linear hash of their bytes, -0.0 read as 0.0), and
+    rows with equal hashes are compared exactly, so a hash collision never merges different rows.
+    """
+    n = len(data)
+    rows = data.reshape(n, -1)
+    width = rows.shape[1] * rows.dtype.itemsize
+    pad = (-width) % 8
+    multipliers = (
+        np.random.default_rng(0x5EED).integers(1, 2**63, size=(width + pad) // 8, dtype=np.uint64) | 1
+    )
+    hashes = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, block):
+        chunk = np.ascontiguousarray(rows[start : start + block] + rows.dtype.type(0))
+        raw = chunk.view(np.uint8).reshape(len(chunk), width)
+        if pad:
+            raw = np.concatenate([raw, np.zeros((len(chunk), pad), dtype=np.uint8)], axis=1)
+        words = np.ascontiguousarray(raw).view(np.uint64)
+        hashes[start : start + block] = (words * multipliers).sum(axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    if len(first) == n:
+        return None
+    inverse = inverse.reshape(-1)
+    representative = first[inverse]
+    same = np.all(rows == rows[representative], axis=1) | (representative == np.arange(n))
+    # A collision: give the differing rows their own slot.
+    leaders = np.union1d(first, np.flatnonzero(~same))
+    slot = np.empty(n, dtype=np.int64)
+    slot[leaders] = np.arange(len(leaders))
+    index = np.where(same, slot[representative], slot[np.arange(n)])
+    if len(leaders) == n:
+        return None
+    return leaders, index
+
+
 def _umap(
     data: np.ndarray,
     metric: str,
@@ -109,6 +146,13 @@ def _umap(
     min_dist: float,
     progress: Progress | None,
 ) -> tuple[np.ndarray, dict]:
+    distinct = distinct_rows(data)
+    if distinct is not None:
+        # umap places equal rows at different points; map each distinct row once and copy.
+        leaders, index = distinct
+        coordinates, params = _umap(data[leaders], metric, seed, fit_sample, n_neighbors, min_dist, progress)
+        params["distinct_rows"] = len(leaders)
+        return coordinates[index], params
     use_numba_cache()
     import warnings
 

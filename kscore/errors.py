@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import reprlib
+
+# Values echoed in messages are cut to this: a message must never grow with its input.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 2
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlong = 40
+
+
+def short(value: object) -> str:
+    """A bounded repr of `value` for messages: cheap however large or deeply shared the value is."""
+    return _SHORT.repr(value)
+
 
 class KscoreError(Exception):
     """Base of every error kscore reports to a user as one line (exit code 2)."""
@@ -15,6 +29,19 @@ class ConfigError(KscoreError):
 
 class InputError(KscoreError):
     """An input file or table is missing, unreadable or holds bad values."""
+
+
+class OutputError(KscoreError):
+    """An output cannot be written: a folder, permissions, a read-only or full disk."""
+
+
+class Interrupted(BaseException):
+    """The run was stopped by SIGTERM (exit code 143). A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` swallows it; cleanup in `finally` blocks still runs."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class GateFailed(KscoreError):

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import errno
 import glob
 import json
 import os
 import re
-import tempfile
+import secrets
+import shutil
+import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from kscore.errors import InputError
+from kscore.errors import InputError, OutputError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 METADATA_KEY = "kscore"
@@ -84,6 +90,8 @@ def resolve_model_files(arguments: Sequence[str]) -> dict[str, Path]:
 def _check_file(path: Path) -> str:
     """The file's format; a missing or empty file or an unknown type is an InputError."""
     fmt = file_format(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a {fmt.upper()} file")
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if path.stat().st_size == 0:
@@ -110,6 +118,7 @@ def read_table(
             frame = pl.read_parquet(path, columns=wanted)
         else:
             present = pl.read_csv(path, n_rows=0).columns
+            _reject_duplicated_header(path)
             wanted = present if columns is None else [c for c in columns if c in present]
             floats = {c: pl.Float64 for c in numeric if c in wanted}
             try:
@@ -127,6 +136,20 @@ def read_table(
     if frame.height == 0:
         raise InputError(f"{path}: file has no data rows")
     return frame
+
+
+def _reject_duplicated_header(path: Path) -> None:
+    """polars renames a repeated CSV column (`a`, `a_duplicated_0`): say so instead of using one."""
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            header = next(csv.reader(handle), [])
+    except csv.Error:  # a header polars could read but the csv module cannot (a huge field)
+        return
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise InputError(f"{path}: column {name[:60]!r} appears more than once in the header")
+        seen.add(name)
 
 
 class ResultFiles(Mapping[str, "pl.DataFrame | pl.LazyFrame"]):
@@ -175,6 +198,9 @@ def read_results(
         if model_col not in frame.columns:
             raise InputError(f"{path}: missing model column {model_col!r}")
         assert isinstance(frame, pl.DataFrame)
+        n_unnamed = frame.get_column(model_col).null_count()
+        if n_unnamed:
+            raise InputError(f"{path}: column {model_col!r} has {n_unnamed} rows with no model name")
         for (model,), part in frame.partition_by(model_col, as_dict=True, maintain_order=True).items():
             model = str(model)
             if model in frames:
@@ -184,31 +210,139 @@ def read_results(
 
 
 def check_output(out: Path, inputs: Iterable[Path]) -> None:
-    """Refuse an output that would overwrite an input, or that goes to a missing folder."""
+    """Fail before any work when `out` cannot be written: it is an input or a folder, or its folder
+    is missing or not writable."""
     target = out.resolve()
     for path in inputs:
         if path.resolve() == target:
-            raise InputError(f"{out}: the output would overwrite an input")
-    if not target.parent.is_dir():
-        raise InputError(f"{out}: the output folder {out.parent} does not exist")
+            raise InputError(f"{out}: the output would overwrite an input; choose another -o")
+    if target.is_dir():
+        raise OutputError(f"{out}: the output is a folder; give a file name with -o")
+    folder = target.parent
+    if not folder.is_dir():
+        raise OutputError(f"{out}: the output folder {out.parent} does not exist")
+    if not os.access(folder, os.W_OK):
+        try:
+            read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+        except OSError:
+            read_only = False
+        why = "is on a read-only file system" if read_only else "is not writable (permission denied)"
+        raise OutputError(f"{out}: the output folder {out.parent} {why}; choose another -o")
+
+
+# Temporary outputs are named `.<name>.kscore-<host>-<pid>-<start>-<random>.tmp` beside the output,
+# so that a later run can tell its own stale ones (from a killed run) from those of a live run.
+_TEMPORARY = re.compile(r"\.kscore-(?P<host>[^-]*)-(?P<pid>\d+)-(?P<start>\d+)-[0-9a-f]+\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time (clock ticks after boot, Linux), or None where unknown or not running."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _run_tag() -> str:
+    pid = os.getpid()
+    start = _process_start(pid) or str(int(time.time()))
+    return f"{_host()}-{pid}-{start}"
+
+
+def temporary_path(out: Path) -> Path:
+    """A fresh temporary name beside `out`, marked with this run's host, pid and start time."""
+    return out.parent / f".{out.name}.kscore-{_run_tag()}-{secrets.token_hex(4)}.tmp"
+
+
+def _is_alive(pid: int, start: str) -> bool:
+    if Path("/proc/self/stat").exists():
+        return _process_start(pid) == start  # a reused pid has another start time
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove kscore's temporary files and folders in `folder` left by runs on this host that are
+    no longer alive (killed with SIGKILL, a power cut); never those of a live run or of others."""
+    removed = []
+    host = _host()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.search(entry.name)
+        if match is None or match["host"] != host or _is_alive(int(match["pid"]), match["start"]):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or folder if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def write_failure(out: Path, exc: BaseException) -> OutputError:
+    """The one-line error for a write of `out` that failed with an OSError or a polars I/O error."""
+    code = getattr(exc, "errno", None)
+    if code is None:
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    reasons = {
+        errno.ENOSPC: "the disk is full; free some space or choose another -o",
+        errno.EDQUOT: "the disk quota is exceeded; free some space or choose another -o",
+        errno.EROFS: "read-only file system; choose another -o",
+        errno.EACCES: "permission denied; choose a writable folder with -o",
+        errno.EPERM: "permission denied; choose a writable folder with -o",
+        errno.EISDIR: "the output is a folder; give a file name with -o",
+        errno.ENOENT: "its folder is gone; choose another -o",
+    }
+    reason = reasons.get(code) if code is not None else None
+    if reason is None:
+        text = str(exc).strip()
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+    return OutputError(f"{out}: cannot write: {reason}")
 
 
 def write_atomic(out: Path, write: Callable[[str], None]) -> None:
     """Call `write(temporary_path)` beside `out`, then rename it to `out`.
 
-    A failed write leaves no partial file and does not touch an existing `out`. The file gets the
-    permissions of a normally created one (mkstemp's are private).
+    A failed or interrupted write leaves no temporary file and does not touch an existing `out`;
+    an I/O failure (full disk, permissions) becomes an `OutputError`. Stale temporary files of
+    dead runs in the same folder are removed first.
     """
-    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
+    remove_stale_temporaries(out.parent)
+    temp = temporary_path(out)
     try:
-        write(temp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
+        write(str(temp))
         os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
+    except BaseException as exc:
+        remove_path(temp)
+        if isinstance(exc, (OSError, pl.exceptions.PolarsError)):
+            raise write_failure(out, exc) from None
         raise
 
 

@@ -77,7 +77,13 @@ def task_error(frame: pl.DataFrame, task: Task, label: str) -> pl.Series:
         outside = (inference < 0) | (inference > 1)
         _reject(outside, inference.name, label, "scores outside [0, 1]", frame)
         return (truth - inference).abs()
-    return (numeric_values(truth, label) - numeric_values(inference, label)).abs()
+    truth, inference = numeric_values(truth, label), numeric_values(inference, label)
+    error = (truth - inference).abs()
+    overflow = error.is_infinite().fill_null(False)  # both finite, their difference is not
+    _reject(
+        overflow, truth.name, label, f"errors |{truth.name} - {inference.name}| beyond the float range", frame
+    )
+    return error
 
 
 def binary_truth(truth: pl.Series, task: Task, label: str) -> pl.Series:

@@ -5,13 +5,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from kscore.errors import InputError
+from kscore.errors import InputError, OutputError
 from kscore.io import (
     check_output,
     model_names,
     read_kscore_metadata,
     read_table,
+    remove_stale_temporaries,
     resolve_model_files,
+    temporary_path,
+    write_atomic,
+    write_failure,
     write_parquet_atomic,
 )
 
@@ -108,8 +112,52 @@ def test_output_must_not_overwrite_an_input(tmp_path: Path):
     data = tmp_path / "r.parquet"
     with pytest.raises(InputError, match="would overwrite an input"):
         check_output(data, [data])
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         check_output(tmp_path / "missing" / "o.parquet", [data])
+    with pytest.raises(OutputError, match="is a folder"):
+        check_output(tmp_path, [data])
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_keeps_the_old_output(tmp_path: Path):
+    out = tmp_path / "o.parquet"
+    out.write_text("previous")
+
+    def fail(temp: str) -> None:
+        Path(temp).write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"o\.parquet: cannot write: the disk is full"):
+        write_atomic(out, fail)
+    assert out.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.parquet"]
+
+
+def test_polars_io_errors_name_the_reason():
+    error = write_failure(Path("x.parquet"), pl.exceptions.ComputeError("underlying IO error: (os error 30)"))
+    assert str(error) == "x.parquet: cannot write: read-only file system; choose another -o"
+
+
+def test_stale_temporaries_of_dead_runs_are_removed_and_only_those(tmp_path: Path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    mine = temporary_path(tmp_path / "o.parquet")
+    host = mine.name.split(".kscore-")[1].rsplit("-", 3)[0]
+    stale = tmp_path / f".o.parquet.kscore-{host}-{dead_pid}-123-abcd.tmp"
+    stale_folder = tmp_path / f".d.kscore-{host}-{dead_pid}-123-abcd.tmp"
+    other_host = tmp_path / f".o.parquet.kscore-elsewhere-{dead_pid}-123-abcd.tmp"
+    user_file = tmp_path / "notes.tmp"
+    for path in (mine, stale, other_host, user_file):
+        path.write_text("x")
+    stale_folder.mkdir()
+    (stale_folder / "part.parquet").write_text("x")
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted([stale, stale_folder])
+    assert mine.exists() and other_host.exists() and user_file.exists()
 
 
 def test_outputs_get_normal_permissions(tmp_path: Path):
