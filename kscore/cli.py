@@ -59,8 +59,12 @@ SizeOption = Annotated[str, typer.Option("--size", help="Picture size in pixels,
 MAX_TOP = 2**31 - 1
 
 
+def _cap_top(value: int) -> int:
+    return min(value, MAX_TOP)
+
+
 def _top_option(what: str) -> Any:
-    return typer.Option("--top", min=0, max=MAX_TOP, clamp=True, help=f"How many {what} to list.")
+    return typer.Option("--top", min=0, callback=_cap_top, help=f"How many {what} to list.")
 
 
 _state = {"debug": False}
@@ -195,7 +199,8 @@ def difficulty(
 
         standard = load_standard(config)
         files = resolve_model_files(files)
-        inputs = [*files.values(), *([datapoints] if datapoints else [])]
+        config_file = [Path(standard.source)] if standard.source else []
+        inputs = [*files.values(), *([datapoints] if datapoints else []), *config_file]
         check_output(out, inputs)
         picture_size = _check_plot(plot, size, [*inputs, out])
         metric_names = [m.name for m in standard.metrics]
@@ -365,8 +370,9 @@ def embed_scores(
                 )
             embeddings = (config_path.parent / standard.embeddings) if config_path else None
         assert embeddings is not None
-        check_output(out, [embeddings, *([difficulty] if difficulty else [])])
-        picture_size = _check_plot(plot, size, [embeddings, out])
+        inputs = [embeddings, *([difficulty] if difficulty else []), *([config_path] if config_path else [])]
+        check_output(out, inputs)
+        picture_size = _check_plot(plot, size, [*inputs, out])
         seed_value = _parse_seed(seed)
         bandwidth_value = _parse_bandwidth(bandwidth)
         table = read_table(embeddings)
@@ -615,9 +621,15 @@ def _usage_error() -> type[Exception]:
     raise ImportError("neither typer's nor click's UsageError found")  # pragma: no cover
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+def _on_signal(signum: int, frame: Any) -> None:
+    """Stop the run with an exception, once: cleanup (`finally`, temporary files) then runs to the
+    end, since a second Ctrl-C, or polars re-raising the interrupt it saw, is ignored from now on."""
     from kscore.errors import Interrupted
 
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Interrupted("terminated (SIGTERM)", 143)
 
 
@@ -637,8 +649,9 @@ def run() -> None:
     """
     from kscore.errors import Interrupted
 
-    with suppress(ValueError):  # not in the main thread: leave SIGTERM alone
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    with suppress(ValueError):  # not in the main thread: leave the signals alone
+        for caught in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(caught, _on_signal)
     try:
         code = app(standalone_mode=False)
     except _usage_error() as exc:
@@ -670,4 +683,6 @@ def run() -> None:
             "for the traceback and report it)",
             70,
         )
+    if code == 130:  # typer turns KeyboardInterrupt into Exit(130) itself
+        _stderr("error: interrupted (Ctrl-C); no output was written")
     sys.exit(code if isinstance(code, int) else 0)

@@ -75,10 +75,18 @@ class Kernel:
         eigenvalues = np.linalg.eigvalsh(data_covariance)
         if not eigenvalues.min() > 1e-12 * max(eigenvalues.max(), 1e-300):
             raise DegenerateError("the points are all equal or all on a line")
-        covariance = data_covariance * factor**2
+        try:
+            squared = factor**2
+        except OverflowError:  # a factor beyond 1e154: reported below as out of range
+            squared = math.inf
+        with np.errstate(over="ignore", invalid="ignore"):
+            covariance = data_covariance * squared
         kernel = cls(covariance=covariance, factor=factor, neff=neff)
-        scaled = np.linalg.eigvalsh(covariance)
-        if not (np.isfinite(covariance).all() and scaled.min() > 0 and math.isfinite(kernel.log_norm)):
+        if not (
+            np.isfinite(covariance).all()
+            and np.linalg.eigvalsh(covariance).min() > 0
+            and math.isfinite(kernel.log_norm)
+        ):
             raise ValueError(
                 f"the bandwidth factor {factor:g} gives a kernel beyond the float range; "
                 "use scott, silverman or a factor near 1"

@@ -103,16 +103,39 @@ def _unit_rows(data: np.ndarray) -> np.ndarray:
 def distinct_rows(data: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
     """(the first row of each distinct row, each row's index among those) or None if all differ.
 
-    Rows are hashed block by block (a random linear hash of their bytes, -0.0 read as 0.0), and
-    rows with equal hashes are compared exactly, so a hash collision never merges different rows.
+    Rows are hashed block by block, and rows with equal hashes are compared exactly, so a hash
+    collision never merges different rows (nor separates equal ones).
     """
     n = len(data)
     rows = data.reshape(n, -1)
+    hashes = _row_hashes(rows, block)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    if len(first) == n:
+        return None
+    index = inverse.reshape(-1).astype(np.int64)
+    # Only the rows that are not their group's first are compared (-0.0 == 0.0 here too).
+    followers = np.flatnonzero(first[index] != np.arange(n))
+    same = np.all(rows[followers] == rows[first[index[followers]]], axis=1)
+    collided = followers[~same]
+    leaders = first
+    if len(collided):  # rows that only share a hash with their group: grouped exactly, apart
+        _, sub_first, sub_index = np.unique(
+            rows[collided] + rows.dtype.type(0), axis=0, return_index=True, return_inverse=True
+        )
+        index[collided] = len(first) + sub_index.reshape(-1)
+        leaders = np.concatenate([first, collided[sub_first]])
+    if len(leaders) == n:
+        return None
+    return leaders, index
+
+
+def _row_hashes(rows: np.ndarray, block: int) -> np.ndarray:
+    """A random linear hash of each row's bytes (-0.0 read as 0.0), computed block by block."""
+    n = len(rows)
     width = rows.shape[1] * rows.dtype.itemsize
     pad = (-width) % 8
-    multipliers = (
-        np.random.default_rng(0x5EED).integers(1, 2**63, size=(width + pad) // 8, dtype=np.uint64) | 1
-    )
+    rng = np.random.default_rng(0x5EED)
+    multipliers = rng.integers(1, 2**63, size=(width + pad) // 8, dtype=np.uint64) | 1
     hashes = np.empty(n, dtype=np.uint64)
     for start in range(0, n, block):
         chunk = np.ascontiguousarray(rows[start : start + block] + rows.dtype.type(0))
@@ -121,20 +144,7 @@ def distinct_rows(data: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np
             raw = np.concatenate([raw, np.zeros((len(chunk), pad), dtype=np.uint8)], axis=1)
         words = np.ascontiguousarray(raw).view(np.uint64)
         hashes[start : start + block] = (words * multipliers).sum(axis=1, dtype=np.uint64)
-    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    if len(first) == n:
-        return None
-    inverse = inverse.reshape(-1)
-    representative = first[inverse]
-    same = np.all(rows == rows[representative], axis=1) | (representative == np.arange(n))
-    # A collision: give the differing rows their own slot.
-    leaders = np.union1d(first, np.flatnonzero(~same))
-    slot = np.empty(n, dtype=np.int64)
-    slot[leaders] = np.arange(len(leaders))
-    index = np.where(same, slot[representative], slot[np.arange(n)])
-    if len(leaders) == n:
-        return None
-    return leaders, index
+    return hashes
 
 
 def _umap(
@@ -244,8 +254,13 @@ def _transform_batches(model: Any, batches: list[np.ndarray], parallel: bool) ->
     import tempfile
     import time
 
-    with tempfile.TemporaryDirectory(prefix="kscore-umap-") as name:
-        folder = Path(name)
+    from kscore.io import discard, remove_stale_temporaries, temporary_path
+
+    scratch = Path(tempfile.gettempdir())
+    remove_stale_temporaries(scratch)  # left by a run that was killed (SIGKILL)
+    folder = temporary_path(scratch / "kscore-umap")
+    folder.mkdir()
+    try:
         (folder / "model.pickle").write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
         for index, batch in enumerate(batches):
             np.save(folder / f"in_{index}.npy", batch)
@@ -284,6 +299,8 @@ def _transform_batches(model: Any, batches: list[np.ndarray], parallel: bool) ->
                     process.kill()
                 process.wait()
                 process.stderr.close()  # type: ignore[union-attr]
+    finally:
+        discard(folder)
 
 
 def _transform_worker(folder: Path, indices: list[int]) -> None:

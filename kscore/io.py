@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import errno
 import glob
@@ -296,15 +295,6 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def remove_path(path: Path) -> None:
-    """Remove a file or folder if it is there."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
 def write_failure(out: Path, exc: BaseException) -> OutputError:
     """The one-line error for a write of `out` that failed with an OSError or a polars I/O error."""
     code = getattr(exc, "errno", None)
@@ -328,22 +318,43 @@ def write_failure(out: Path, exc: BaseException) -> OutputError:
 
 
 def write_atomic(out: Path, write: Callable[[str], None]) -> None:
-    """Call `write(temporary_path)` beside `out`, then rename it to `out`.
+    """Call `write(path)` for a path inside a temporary folder beside `out`, then rename it to `out`.
 
     A failed or interrupted write leaves no temporary file and does not touch an existing `out`;
     an I/O failure (full disk, permissions) becomes an `OutputError`. Stale temporary files of
     dead runs in the same folder are removed first.
+
+    The folder, not a bare temporary file, is what makes cleanup certain: a writer may still open
+    its path after an interrupt reached Python (polars' sink opens it twice, from a worker thread),
+    and once the folder is gone such a late open fails instead of creating a file again.
     """
     remove_stale_temporaries(out.parent)
-    temp = temporary_path(out)
+    folder = temporary_path(out)
     try:
-        write(str(temp))
-        os.replace(temp, out)
+        folder.mkdir()
+    except OSError as exc:
+        raise write_failure(out, exc) from None
+    try:
+        target = folder / out.name  # the same name: writers that look at the extension see it
+        write(str(target))
+        os.replace(target, out)
     except BaseException as exc:
-        remove_path(temp)
         if isinstance(exc, (OSError, pl.exceptions.PolarsError)):
             raise write_failure(out, exc) from None
         raise
+    finally:
+        discard(folder)
+
+
+def discard(folder: Path) -> None:
+    """Remove a temporary folder for good: renamed away first (so its old path no longer exists
+    for a late writer), then deleted."""
+    gone = temporary_path(folder.parent / "discarded")
+    try:
+        folder.rename(gone)
+    except OSError:
+        gone = folder
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, out: Path, metadata: Mapping[str, Any]) -> None:

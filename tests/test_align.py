@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kscore.align import _UNWRITTEN, align_by_id
+from kscore.align import _UNWRITTEN, align_by_id, normalize_ids
 from kscore.errors import InputError
 
 
@@ -82,3 +82,50 @@ def test_a_score_holding_the_marker_bit_pattern_is_placed_as_is():
     placed = out.columns["m"]["score"]
     assert placed.view(np.int64)[0] == _UNWRITTEN  # the value itself, not read as "missing"
     assert placed[1:3].tolist() == [0.1, 0.2] and np.isnan(placed[3])
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "expected", "expected_dtype"),
+    [
+        ([1.0, 2.0, -3.0], pl.Float64, [1, 2, -3], pl.Int64),
+        ([1, 2], pl.Int32, [1, 2], pl.Int64),
+        ([2**63, 5], pl.UInt64, [2**63, 5], pl.UInt64),
+        ([2**63 - 1, -(2**63)], pl.Int128, [2**63 - 1, -(2**63)], pl.Int64),
+        ([2**64 - 1, 0], pl.Int128, [2**64 - 1, 0], pl.UInt64),
+        (["a", "nan-x"], pl.String, ["a", "nan-x"], pl.String),
+    ],
+)
+def test_normalized_ids_keep_their_values(values, dtype, expected, expected_dtype):
+    ids = normalize_ids(pl.Series("id", values, dtype=dtype), "f.csv")
+    assert ids.to_list() == expected and ids.dtype == expected_dtype
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "message"),
+    [
+        ([1.0, None], pl.Float64, "1 null ids"),
+        ([1.0, float("nan")], pl.Float64, "1 NaN or infinite ids"),
+        ([1.0, float("-inf")], pl.Float64, "1 NaN or infinite ids"),
+        ([1.5, 2.0], pl.Float64, r"1 ids that are not whole numbers \(e.g. \[1.5\]\)"),
+        ([2.0**53 + 2, 1.0], pl.Float64, "above 2\\*\\*53"),
+        ([2**64, 1], pl.Int128, "wider than 64 bits"),
+        ([-(2**63) - 1, 1], pl.Int128, "wider than 64 bits"),
+        (["NaN", "b"], pl.String, "1 NaN ids"),
+        ([True, False], pl.Boolean, "ids must be integers or text"),
+    ],
+)
+def test_bad_ids_name_the_file_and_the_count(values, dtype, message):
+    with pytest.raises(InputError, match=f"f.csv: column 'id' has {message}|f.csv: column 'id' .*{message}"):
+        normalize_ids(pl.Series("id", values, dtype=dtype), "f.csv")
+
+
+def test_ids_above_two_to_the_63_match_across_files():
+    big = pl.Series("id", [2**64 - 1, 2**63, 7], dtype=pl.UInt64)
+    frames = {
+        "a": pl.DataFrame({"id": big, "v": [1.0, 2.0, 3.0]}),
+        "b": pl.DataFrame({"id": big.reverse(), "v": [30.0, 20.0, 10.0]}),
+    }
+    aligned = align_by_id(frames, "id")
+    assert aligned.ids.to_list() == [7, 2**63, 2**64 - 1]
+    assert aligned.columns["a"]["v"].tolist() == [3.0, 2.0, 1.0]
+    assert aligned.columns["b"]["v"].tolist() == [30.0, 20.0, 10.0]

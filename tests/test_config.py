@@ -144,3 +144,63 @@ def test_starter_yaml_round_trips_and_flags_unknown_columns(tmp_path: Path):
     assert "could not guess the direction of temperature:" in path.read_text()
     path.write_text(starter_yaml())
     assert QualityStandard.from_yaml(path).metrics
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    items = ["&a0 [" + ", ".join(["x"] * 9) + "]"]
+    items += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+@pytest.mark.parametrize("key", ["direction", "weight", "name"])
+def test_an_alias_bomb_is_rejected_at_once_with_a_short_message(tmp_path: Path, key: str):
+    import time
+
+    metric = {"name": "f1", "direction": "higher", "weight": "1"}
+    metric[key] = _alias_bomb()
+    body = ", ".join(f"{k}: {v}" for k, v in metric.items())
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"metrics:\n  - {{{body}}}\n")
+    assert path.stat().st_size < 600
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        QualityStandard.from_yaml(path)
+    assert time.perf_counter() - start < 2.0
+    assert len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "id_column: a\nid_column: b\nmetrics: [{name: x, direction: lower}]\n",
+            "key 'id_column' appears twice at line 2",
+        ),
+        ("metrics: [{name: x, direction: lower, name: y}]\n", "key 'name' appears twice"),
+        ("metrics: " + "[" * 33 + "]" * 33 + "\n", "nested deeper than 32 levels"),
+        ("metrics: " + "[" * 20000 + "]" * 20000 + "\n", "nested deeper than 32 levels"),
+    ],
+)
+def test_duplicated_keys_and_deep_nesting_are_errors(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "k.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        QualityStandard.from_yaml(path)
+
+
+def test_nesting_up_to_the_limit_is_fine():
+    from kscore.config import parse_yaml
+
+    assert parse_yaml("a: " + "[" * 30 + "]" * 30, "x") is not None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["error #1", "time: total", "multi\nline", "quote'd", 'dq"x', "- dash", "null", "1e3", "tab\there"],
+)
+def test_starter_yaml_writes_any_column_name_so_that_it_reads_back(tmp_path: Path, name: str):
+    path = tmp_path / "k.yaml"
+    path.write_text(starter_yaml("my id", [f"{name} loss"]))
+    standard = QualityStandard.from_yaml(path)
+    assert standard.id_column == "my id"
+    assert [m.name for m in standard.metrics] == [f"{name} loss"]

@@ -108,3 +108,21 @@ def test_translation_invariance():
         representation_scores(train + shift, reference + shift),
         atol=1e-6,
     )
+
+
+def test_local_difficulty_stays_in_the_unit_interval_in_the_far_tails():
+    rng = np.random.default_rng(5)
+    reference = rng.normal(size=(400, 2))
+    difficulty = np.ones(400)
+    difficulty[:200] = 0.999999
+    far = np.array([[x, y] for x in (-60.0, 0.0, 45.0, 1e6) for y in (-80.0, 30.0, 1e5)])
+    local = local_difficulty(far, reference, difficulty)
+    assert np.all((local >= 0.0) & (local <= 1.0))
+    assert np.all(local > 0.99)
+
+
+@pytest.mark.parametrize("factor", [1e300, 1e160, 1e-300])
+def test_a_bandwidth_factor_beyond_the_float_range_is_an_error(factor):
+    points = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="beyond the float range"):
+        Kernel.fit(points, bandwidth=factor)

@@ -265,3 +265,46 @@ def test_top_signal_is_the_largest_weighted_contribution_first_on_ties_nulls_nev
     expected = np.array(list("abc"))[contributions.argmax(axis=1)].astype(object)
     expected[(contributions < 0).all(axis=1)] = None
     assert out["top_signal_m"].to_list() == expected.tolist()
+
+
+any_finite = st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(any_finite, min_size=2, max_size=20), st.booleans())
+def test_min_max_matches_exact_arithmetic_over_the_whole_float_range(values, higher):
+    """Oracle: (v - min) / (max - min) in exact rational arithmetic; no overflow near +/-1e308,
+    no underflow for subnormal numbers, and every score in [0, 1]."""
+    from fractions import Fraction
+
+    if max(values) == min(values):
+        return  # the constant-column rule, tested above
+    frame = pl.DataFrame({"id": list(range(len(values))), "x": values})
+    direction = "HIB" if higher else "LIB"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KscoreWarning)
+        out = difficulty_scores({"m": frame}, make_standard(("x", direction, 1)))
+    got = out["difficulty_score"].to_list()
+    exact = [Fraction(v) for v in values]
+    low, high = min(exact), max(exact)
+    expected = [float((high - v) / (high - low) if higher else (v - low) / (high - low)) for v in exact]
+    assert all(0.0 <= g <= 1.0 for g in got)
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_regression_error_beyond_the_float_range_is_an_error():
+    standard = QualityStandard.from_dict(
+        {"task": {"type": "regression", "ground_truth": "y", "inference": "p"}}
+    )
+    frame = pl.DataFrame({"id": [1, 2], "y": [1e308, 0.0], "p": [-1e308, 1.0]})
+    with pytest.raises(InputError, match=r"r\.csv: column 'y' has 1 errors \|y - p\| beyond the float range"):
+        difficulty_scores({"a": frame}, standard, sources={"a": "r.csv"})
+
+
+def test_integer_and_integral_float_ids_are_one_id():
+    standard = make_standard(("x", "LIB", 1))
+    ints = pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0]})
+    floats = pl.DataFrame({"id": [3.0, 2.0, 1.0], "x": [1.0, 2.0, 3.0]})
+    out = difficulty_scores({"i": ints, "f": floats}, standard)
+    assert out["id"].to_list() == [1, 2, 3] and out["n_models"].to_list() == [2, 2, 2]
+    assert out["difficulty_score"].to_list() == pytest.approx([0.5, 0.5, 0.5])

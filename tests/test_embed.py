@@ -214,3 +214,42 @@ def test_difficulty_on_too_few_points_gives_a_null_potential_and_a_warning():
     train = out.filter(pl.col("split") == "train")
     assert train["potential_difficulty_score"].null_count() == 20
     assert train["local_difficulty"].null_count() == 0
+
+
+def test_distinct_rows_groups_equal_rows_and_reads_minus_zero_as_zero():
+    from kscore.embedding import distinct_rows
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(300, 6)).astype(np.float32)
+    data[10] = data[3]
+    data[200] = data[3]
+    data[50] = 0.0
+    data[51] = -0.0
+    leaders, index = distinct_rows(data, block=64)  # several blocks
+    assert len(leaders) == 297
+    assert index[3] == index[10] == index[200] and index[50] == index[51]
+    assert np.array_equal(data[leaders][index], data + np.float32(0))
+    assert distinct_rows(rng.normal(size=(100, 3))) is None
+
+
+def test_a_hash_collision_never_merges_different_rows(monkeypatch):
+    from kscore import embedding
+
+    data = np.arange(12, dtype=np.float64).reshape(6, 2)
+    data[4] = data[1]
+    monkeypatch.setattr(embedding, "_row_hashes", lambda rows, block: np.zeros(len(rows), dtype=np.uint64))
+    leaders, index = embedding.distinct_rows(data)
+    assert len(leaders) == 5 and index[1] == index[4]
+    assert np.array_equal(data[leaders][index], data)
+
+
+@pytest.mark.slow
+def test_identical_embeddings_get_identical_umap_coordinates():
+    from sklearn.datasets import load_digits
+
+    data = load_digits().data[:400].astype(np.float32)
+    data[1] = data[0]
+    data[399] = data[0]
+    coordinates, params = reduce_to_2d(data, reducer="umap", seed=0)
+    assert params["distinct_rows"] == 398
+    assert np.array_equal(coordinates[0], coordinates[1]) and np.array_equal(coordinates[0], coordinates[399])
