@@ -519,7 +519,10 @@ def compare(
             check_output(out, [difficulty_file])
         table = read_table(difficulty_file)
         metadata = read_kscore_metadata(difficulty_file) if difficulty_file.suffix != ".csv" else {}
-        standard = metadata.get("standard", {})
+        standard = metadata.get("standard")
+        standard = standard if isinstance(standard, dict) else {}
+        if not isinstance(standard.get("id_column"), str):
+            standard.pop("id_column", None)
         comparison = compare_models(
             table,  # type: ignore[arg-type]
             baseline,

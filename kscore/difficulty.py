@@ -67,6 +67,10 @@ def difficulty_scores(
     """
     if not results:
         raise InputError("no model results given")
+    if datapoints is not None and standard.id_column in datapoints.columns:
+        datapoints = datapoints.with_columns(
+            normalize_ids(datapoints.get_column(standard.id_column), "--datapoints")
+        )
     labels = {name: (sources or {}).get(name) or f"model {name!r}" for name in results}
     # Models are read (LazyFrames) and reduced to id and score one at a time to keep memory low;
     # the joint scope needs every model's signals at once.

@@ -367,5 +367,16 @@ def write_parquet_atomic(frame: pl.DataFrame, out: Path, metadata: Mapping[str, 
 
 def read_kscore_metadata(path: Path) -> dict[str, Any]:
     """The metadata kscore recorded in a Parquet file it wrote ({} if none)."""
-    raw = pl.read_parquet_metadata(path).get(METADATA_KEY)
-    return json.loads(raw) if raw else {}
+    try:
+        raw = pl.read_parquet_metadata(path).get(METADATA_KEY)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{path}: cannot read Parquet metadata: {str(exc).strip()[:200]}") from None
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InputError(f"{path}: kscore's metadata in this file is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: kscore's metadata in this file is not a JSON object")
+    return data

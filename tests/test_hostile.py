@@ -32,6 +32,7 @@ pytestmark = pytest.mark.catalogue
 
 OUT = "out.parquet"
 PREVIOUS = b"previous output, must survive a failed run"
+ONE_METRIC = "id_column: id\nmetrics:\n  - {name: m, direction: lower}\n"
 
 
 @dataclass
@@ -317,6 +318,19 @@ CASES.update(
             "scored ids are missing from it",
             {"dp.csv": "id,label\n10,0\n"},
         ),
+        "difficulty: --datapoints with a fractional id": Case(
+            _difficulty("results_a.csv", extra=("--datapoints", "dp.csv")),
+            "--datapoints: column 'id' has 1 ids that are not whole numbers",
+            {"dp.csv": "id,label\n10.5,0\n11,1\n"},
+        ),
+        "difficulty ok: an id above 2^63 in CSV": Case(
+            _difficulty("r.csv", extra=("-c", "one.yaml")),
+            files={"r.csv": "id,m\n9223372036854775813,1\n2,2\n3,3\n", "one.yaml": ONE_METRIC},
+            check=lambda folder, _: (
+                pl.read_parquet(folder / OUT).get_column("id").to_list() == [2, 3, 9223372036854775813]
+                or pytest.fail("ids changed")
+            ),
+        ),
         "difficulty: --top negative": Case(_difficulty("results_a.csv", extra=("--top", "-1")), "--top"),
         "difficulty: --top not a number": Case(_difficulty("results_a.csv", extra=("--top", "ten")), "--top"),
         "difficulty: unknown option": Case(_difficulty("results_a.csv", extra=("--bogus",)), "--bogus"),
@@ -342,8 +356,6 @@ def _json_check(check: Callable[[dict], None]) -> Callable[[Path, subprocess.Com
 def _no_constants(name: str) -> None:
     raise AssertionError(f"JSON holds {name}")
 
-
-ONE_METRIC = "id_column: id\nmetrics:\n  - {name: m, direction: lower}\n"
 
 # Hostile but valid: the numbers must be right.
 CASES.update(
@@ -762,6 +774,13 @@ CASES.update(
 )
 
 
+def _with_metadata(text: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        pl.read_parquet(path.parent / "diff.parquet").write_parquet(path, metadata={"kscore": text})
+
+    return write
+
+
 def _compare(*extra: str, file: str = "diff.parquet") -> list[str]:
     return ["compare", file, "--baseline", "a", "--candidate", "b", "-o", OUT, *extra]
 
@@ -800,6 +819,19 @@ CASES.update(
             _compare(file="d.parquet"),
             "is this the output of kscore difficulty",
             {"d.parquet": _parquet({"x": [1]})},
+        ),
+        "compare: corrupt kscore metadata": Case(
+            _compare(file="d.parquet"),
+            "kscore's metadata in this file is not valid JSON",
+            {"d.parquet": _with_metadata("{not json")},
+        ),
+        "compare: kscore metadata not an object": Case(
+            _compare(file="d.parquet"), "not a JSON object", {"d.parquet": _with_metadata("[1, 2]")}
+        ),
+        "compare ok: metadata whose standard is not a mapping": Case(
+            ["compare", "d.parquet", "--baseline", "a", "--candidate", "b", "--json"],
+            files={"d.parquet": _with_metadata('{"standard": "joint"}')},
+            check=_json_check(lambda d: d["baseline"] == "a" or pytest.fail(str(d))),
         ),
         "compare: output is the input": Case(
             ["compare", "diff.parquet", "--baseline", "a", "--candidate", "b", "-o", "diff.parquet"],
