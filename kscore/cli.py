@@ -350,6 +350,10 @@ def embed_scores(
         "embed_scores.parquet"
     ),
     top: Annotated[int, _top_option("least represented / highest-potential train points")] = 10,
+    jobs: Annotated[
+        Optional[int],
+        typer.Option("--jobs", "-j", min=1, help="Worker processes and threads (default: every core)."),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
@@ -396,6 +400,7 @@ def embed_scores(
                     keep_embedding=keep_embedding,
                     progress=progress,
                     source=str(embeddings),
+                    jobs=jobs,
                 )
             except ValueError as exc:  # invalid reducer, metric or bandwidth
                 raise InputError(str(exc)) from None

@@ -105,12 +105,12 @@ class Kernel:
 
 
 def log_gauss_sums(
-    kernel: Kernel, reference: np.ndarray, weights: np.ndarray, queries: np.ndarray
+    kernel: Kernel, reference: np.ndarray, weights: np.ndarray, queries: np.ndarray, jobs: int | None = None
 ) -> np.ndarray:
     """log sum_i w_ti exp(-|z_q - z_i|^2 / 2) in the kernel's whitened coordinates.
 
     `weights` is (t, n) for t weight vectors over the n reference points (non-negative); the result
-    is (t, m). An all-zero weight vector gives -inf.
+    is (t, m). An all-zero weight vector gives -inf. `jobs` caps the threads (default: every core).
     """
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     transform = kernel.whitening
@@ -123,20 +123,25 @@ def log_gauss_sums(
     tail = np.zeros_like(out, dtype=bool)  # where the sum is computed exactly instead
     tail[:, ~inside] = True
     if inside.any():
-        sums = _nufft_gauss_sums(z_ref, weights, z_query[inside], low, high)
+        sums = _nufft_gauss_sums(z_ref, weights, z_query[inside], low, high, jobs)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[:, inside] = np.log(np.where(sums > 0, sums, np.nan))
         tail[:, inside] = sums < _TAIL * totals[:, None]
     tail &= (totals > 0)[:, None]
     rows = np.flatnonzero(tail.any(axis=0))
     if len(rows):
-        exact = _exact_log_sums(z_ref, weights, z_query[rows])
+        exact = _exact_log_sums(z_ref, weights, z_query[rows], jobs)
         out[:, rows] = np.where(tail[:, rows], exact, out[:, rows])
     return out
 
 
 def _nufft_gauss_sums(
-    z_ref: np.ndarray, weights: np.ndarray, z_query: np.ndarray, low: np.ndarray, high: np.ndarray
+    z_ref: np.ndarray,
+    weights: np.ndarray,
+    z_query: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    jobs: int | None,
 ) -> np.ndarray:
     import finufft
 
@@ -158,7 +163,9 @@ def _nufft_gauss_sums(
     return np.atleast_2d(values.real)
 
 
-def _exact_log_sums(z_ref: np.ndarray, weights: np.ndarray, z_query: np.ndarray) -> np.ndarray:
+def _exact_log_sums(
+    z_ref: np.ndarray, weights: np.ndarray, z_query: np.ndarray, jobs: int | None = None
+) -> np.ndarray:
     """Exact log-sums at a few points: log-sum-exp over nearest neighbours until the rest is negligible."""
     from scipy.spatial import cKDTree
 
@@ -171,7 +178,7 @@ def _exact_log_sums(z_ref: np.ndarray, weights: np.ndarray, z_query: np.ndarray)
         log_w = np.log(weights)
     max_log_w = log_w.max(axis=1)
     while len(pending):
-        distance, index = tree.query(z_query[pending], k=k, workers=-1)
+        distance, index = tree.query(z_query[pending], k=k, workers=jobs or -1)
         distance, index = np.atleast_2d(distance), np.atleast_2d(index)
         exponent = -0.5 * distance**2
         done = np.ones(len(pending), dtype=bool)
@@ -200,6 +207,7 @@ def _scores(
     reference_xy: np.ndarray,
     reference_difficulty: np.ndarray | None,
     bandwidth: str | float,
+    jobs: int | None = None,
 ) -> dict[str, np.ndarray | Kernel | None]:
     """All three scores at once, sharing the kernel and the transforms."""
     train_xy = np.asarray(train_xy, dtype=np.float64)
@@ -212,7 +220,7 @@ def _scores(
         difficulty = np.asarray(reference_difficulty, dtype=np.float64)
         known = ~np.isnan(difficulty)
         vectors += [np.where(known, difficulty, 0.0), known.astype(np.float64)]
-    logs = log_gauss_sums(kernel, reference_xy, np.vstack(vectors), train_xy)
+    logs = log_gauss_sums(kernel, reference_xy, np.vstack(vectors), train_xy, jobs)
     out: dict[str, np.ndarray | Kernel | None] = {
         "kernel": kernel,
         "representation": kernel.log_norm + logs[0],
@@ -224,12 +232,18 @@ def _scores(
         with np.errstate(invalid="ignore"):
             # A kernel-weighted mean of difficulties in [0, 1]; rounding may step a hair outside.
             out["local"] = np.clip(np.exp(logs[1] - logs[2]), 0.0, 1.0)
-        out["potential"], out["potential_kernel"] = _potential(train_xy, reference_xy, difficulty, bandwidth)
+        out["potential"], out["potential_kernel"] = _potential(
+            train_xy, reference_xy, difficulty, bandwidth, jobs
+        )
     return out
 
 
 def _potential(
-    train_xy: np.ndarray, reference_xy: np.ndarray, difficulty: np.ndarray, bandwidth: str | float
+    train_xy: np.ndarray,
+    reference_xy: np.ndarray,
+    difficulty: np.ndarray,
+    bandwidth: str | float,
+    jobs: int | None = None,
 ) -> tuple[np.ndarray, Kernel | None]:
     """The difficulty-weighted KDE at the train points, and its kernel (None without a density)."""
     weights = np.where(np.isnan(difficulty), 0.0, difficulty)
@@ -241,7 +255,9 @@ def _potential(
     except DegenerateError:
         # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
         return np.full(len(train_xy), np.nan), None
-    log_sums = log_gauss_sums(kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy)
+    log_sums = log_gauss_sums(
+        kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy, jobs
+    )
     return np.exp(kernel.log_norm + log_sums[0]), kernel
 
 

@@ -105,12 +105,14 @@ def embed_scores(
     keep_embedding: bool = False,
     progress: Any = None,
     source: str = "embeddings",
+    jobs: int | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The input table enriched with `map_x`, `map_y` and the three scores of the train rows.
 
     `difficulty` is the output of `difficulty_scores` (its id column and `difficulty_score`, in
     [0, 1]), needed for `potential_difficulty_score` and `local_difficulty`. `source` names the
-    table in error messages. Returns the table and the run's metadata.
+    table in error messages. `jobs` caps the worker processes and threads (default: every core); the
+    numbers do not depend on it. Returns the table and the run's metadata.
     """
     from kscore.density import DegenerateError, _scores
     from kscore.embedding import reduce_to_2d
@@ -139,7 +141,13 @@ def embed_scores(
     matrix = embedding_matrix(table, columns)
     try:
         coordinates, reducer_params = reduce_to_2d(
-            matrix, reducer=reducer, metric=metric, seed=seed, fit_sample=fit_sample, progress=progress
+            matrix,
+            reducer=reducer,
+            metric=metric,
+            seed=seed,
+            fit_sample=fit_sample,
+            progress=progress,
+            jobs=jobs,
         )
     except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
         raise InputError(str(exc)) from None
@@ -159,7 +167,9 @@ def embed_scores(
         if missing < len(reference_difficulty) and np.nansum(reference_difficulty) == 0:
             _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
     try:
-        scores = _scores(coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth)
+        scores = _scores(
+            coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs
+        )
     except DegenerateError as exc:
         raise InputError(
             f"the reference rows are degenerate in 2D ({exc}): no density can be fitted"

@@ -21,7 +21,6 @@ TRANSFORM_BATCH = 50_000
 EXACT_KNN_ROWS = 4096
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def cache_dir() -> Path:
@@ -56,12 +55,14 @@ def reduce_to_2d(
     n_neighbors: int = N_NEIGHBORS,
     min_dist: float = MIN_DIST,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """2D coordinates of every row, and the parameters used (for the output's metadata).
 
     A 2D input is used as is. UMAP is seeded by default (`seed=None` lets it use every core,
     non-reproducibly). With more rows than `fit_sample`, UMAP is fitted on a seeded random sample and
-    the other rows are transformed in batches of `TRANSFORM_BATCH`.
+    the other rows are transformed in batches of `TRANSFORM_BATCH`, on `jobs` worker processes
+    (default: every core; the map does not depend on it).
     """
     data = np.asarray(embeddings, dtype=np.float32 if reducer == "umap" else np.float64)
     if data.ndim != 2:
@@ -76,7 +77,9 @@ def reduce_to_2d(
         raise ValueError(f"--reducer none needs 2D embeddings; these have {data.shape[1]} dimensions")
     if reducer == "pca":
         return _pca(data, metric, seed)
-    return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress)
+    from kscore.engines.local import resolve_jobs
+
+    return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress, resolve_jobs(jobs))
 
 
 def _pca(data: np.ndarray, metric: str, seed: int | None) -> tuple[np.ndarray, dict]:
@@ -155,12 +158,15 @@ def _umap(
     n_neighbors: int,
     min_dist: float,
     progress: Progress | None,
+    jobs: int,
 ) -> tuple[np.ndarray, dict]:
     distinct = distinct_rows(data)
     if distinct is not None:
         # umap places equal rows at different points; map each distinct row once and copy.
         leaders, index = distinct
-        coordinates, params = _umap(data[leaders], metric, seed, fit_sample, n_neighbors, min_dist, progress)
+        coordinates, params = _umap(
+            data[leaders], metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs
+        )
         params["distinct_rows"] = len(leaders)
         return coordinates[index], params
     use_numba_cache()
@@ -187,7 +193,7 @@ def _umap(
         metric=metric,
         random_state=seed,
         transform_seed=seed if seed is not None else 42,
-        n_jobs=1 if seed is not None else -1,
+        n_jobs=1 if seed is not None else jobs,
         low_memory=True,
         precomputed_knn=precomputed or (None, None, None),
     )
@@ -223,7 +229,7 @@ def _umap(
         model._knn_search_index = CellNeighbors(model._raw_data, metric, seed)
         params["transform_neighbors"] = "exact among the fit sample's nearest k-means cells"
         chunks = [rest[start : start + TRANSFORM_BATCH] for start in range(0, len(rest), TRANSFORM_BATCH)]
-        results = _transform_batches(model, [data[chunk] for chunk in chunks], parallel=seed is not None)
+        results = _transform_batches(model, [data[chunk] for chunk in chunks], jobs)
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True)):
             if progress:
                 progress("UMAP transform", done, len(chunks))
@@ -233,93 +239,22 @@ def _umap(
     return coordinates, params
 
 
-def _transform_batches(model: Any, batches: list[np.ndarray], parallel: bool) -> Iterator[np.ndarray]:
-    """`model.transform` of each batch, in order.
+def _transform_batches(model: Any, batches: list[np.ndarray], jobs: int) -> Iterator[np.ndarray]:
+    """`model.transform` of each batch, in order, on `jobs` worker processes.
 
-    A seeded UMAP runs on one core, but its transform of a batch depends only on the batch and the
-    fitted model (umap reseeds every call with `transform_seed`), so batches can go to one worker
-    process per core with identical results. Unseeded, UMAP already uses every core. The workers are
-    plain `python -m kscore.embedding` processes exchanging files, so they never re-run the caller's
-    main module (as multiprocessing's spawn would).
+    A batch's transform depends only on the batch and the fitted model (umap reseeds every call
+    with `transform_seed`), so any number of workers gives the same numbers. A worker costs seconds
+    to start (imports, numba's cache), so each gets at least two batches.
     """
-    # A worker costs seconds to start (imports, numba): give each at least two batches.
-    workers = min(len(batches) // 2, os.cpu_count() or 1)
-    if not parallel or workers < 2:
-        for batch in batches:
-            yield model.transform(batch)
-        return
-    import pickle
-    import subprocess
-    import sys
-    import tempfile
-    import time
+    from kscore.engines.local import map_with_shared
 
-    from kscore.io import discard, remove_stale_temporaries, temporary_path
-
-    scratch = Path(tempfile.gettempdir())
-    remove_stale_temporaries(scratch)  # left by a run that was killed (SIGKILL)
-    folder = temporary_path(scratch / "kscore-umap")
-    folder.mkdir()
-    try:
-        (folder / "model.pickle").write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-        for index, batch in enumerate(batches):
-            np.save(folder / f"in_{index}.npy", batch)
-        # One worker per core: numpy's own threads (BLAS, OpenMP) would only compete with the others.
-        one_thread = {**os.environ, **dict.fromkeys(_THREAD_VARIABLES, "1")}
-        processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kscore.embedding",
-                    str(folder),
-                    *map(str, range(worker, len(batches), workers)),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=one_thread,
-            )
-            for worker in range(workers)
-        ]
-        try:
-            for index in range(len(batches)):
-                result = folder / f"out_{index}.npy"
-                while not result.exists():
-                    failed = [p for p in processes if p.poll() not in (None, 0)]
-                    if failed:
-                        message = failed[0].stderr.read().decode(errors="replace").strip().splitlines()
-                        raise RuntimeError(
-                            f"a UMAP transform worker failed: {message[-1] if message else '?'}"
-                        )
-                    time.sleep(0.05)
-                yield np.load(result)
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
-                process.stderr.close()  # type: ignore[union-attr]
-    finally:
-        discard(folder)
+    workers = min(jobs, len(batches) // 2)
+    return map_with_shared(_transform, batches, shared=model, jobs=workers)
 
 
-def _transform_worker(folder: Path, indices: list[int]) -> None:
-    """Worker process: transform the batches `in_<i>.npy` with the pickled model into `out_<i>.npy`."""
-    import pickle
+def _transform(model: Any, batch: np.ndarray) -> np.ndarray:
     import warnings
 
-    use_numba_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = pickle.loads((folder / "model.pickle").read_bytes())
-        for index in indices:
-            mapped = model.transform(np.load(folder / f"in_{index}.npy"))
-            temporary = folder / f"out_{index}.tmp.npy"
-            np.save(temporary, mapped)
-            temporary.rename(folder / f"out_{index}.npy")  # complete files only
-
-
-if __name__ == "__main__":
-    import sys
-
-    _transform_worker(Path(sys.argv[1]), [int(i) for i in sys.argv[2:]])
+        return model.transform(batch)

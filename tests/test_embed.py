@@ -181,8 +181,8 @@ def test_embedding_column_must_be_unambiguous(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_transform_batches_in_worker_processes_match_one_process(monkeypatch):
-    """Beyond --fit-sample, batches go to one worker process per core: same numbers as in one.
+def test_seeded_umap_gives_the_same_map_on_one_and_on_two_workers(monkeypatch):
+    """Beyond --fit-sample, batches go to worker processes (loky): the same numbers as in one.
 
     The fit sample is above umap's small-data limit (4096 rows), so the workers search neighbours
     with kscore's index, pickled with the model."""
@@ -193,16 +193,40 @@ def test_transform_batches_in_worker_processes_match_one_process(monkeypatch):
     data = (
         rng.normal(scale=6.0, size=(8, 24))[rng.integers(0, 8, 7000)] + rng.normal(size=(7000, 24))
     ).astype(np.float32)
-    parallel, params = reduce_to_2d(data, fit_sample=4500, seed=3)
-    serial_batches = embedding._transform_batches
-    monkeypatch.setattr(
-        embedding,
-        "_transform_batches",
-        lambda model, batches, parallel: serial_batches(model, batches, False),
-    )
-    serial, _ = reduce_to_2d(data, fit_sample=4500, seed=3)
+    two, params = reduce_to_2d(data, fit_sample=4500, seed=3, jobs=2)
+    one, _ = reduce_to_2d(data, fit_sample=4500, seed=3, jobs=1)
     assert params["fit_rows"] == 4500 and params["transform_batch"] == 600 and "transform_neighbors" in params
-    assert np.array_equal(parallel, serial)
+    assert np.array_equal(one, two)
+
+
+def test_worker_map_keeps_order_and_cleans_up(tmp_path, monkeypatch):
+    import tempfile
+
+    from kscore.engines.local import map_with_shared
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    results = list(map_with_shared(_scaled, range(6), shared=np.arange(3.0), jobs=2))
+    assert [r.tolist() for r in results] == [(np.arange(3.0) * i).tolist() for i in range(6)]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _scaled(shared: np.ndarray, factor: int) -> np.ndarray:
+    return shared * factor
+
+
+def test_a_failing_task_stops_the_workers_and_cleans_up(tmp_path, monkeypatch):
+    import tempfile
+
+    from kscore.engines.local import map_with_shared
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ZeroDivisionError):
+        list(map_with_shared(_divide, [1, 0, 2], shared=1.0, jobs=2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def _divide(shared: float, value: int) -> float:
+    return shared / value
 
 
 def test_difficulty_on_too_few_points_gives_a_null_potential_and_a_warning():

@@ -1,0 +1,92 @@
+"""The local engine: a plan's tasks on this machine's cores, in loky's process pool.
+
+loky starts workers by fork + exec (never re-running the caller's `__main__`, and safe beside
+OpenMP and numba), pickles tasks with cloudpickle, and turns a crashed worker into an exception.
+A large object every task needs (a fitted model) is pickled once into a temporary folder and
+loaded once per worker, not sent with every task.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kscore.errors import InputError
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+# Thread pools inside a worker: one worker per core already, so each runs its libraries on one.
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+# The object of the running map, in a worker process (set by `_load_shared`).
+_shared: dict[str, Any] = {}
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """The number of workers: `jobs`, or every available core when None."""
+    if jobs is None:
+        return available_cores()
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"--jobs must be a whole number >= 1, not {jobs!r}")
+    return jobs
+
+
+def map_with_shared(
+    func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, jobs: int
+) -> Iterator[_R]:
+    """`func(shared, item)` for every item, in order, on `jobs` worker processes.
+
+    `shared` is pickled once and loaded once per worker. With `jobs` 1 everything runs here.
+    Results come back as they are needed; an error or Ctrl-C stops the workers and removes the
+    temporary folder.
+    """
+    items = list(items)
+    if jobs <= 1 or len(items) <= 1:
+        for item in items:
+            yield func(shared, item)
+        return
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    from kscore.io import discard, remove_stale_temporaries, temporary_path
+
+    scratch = Path(tempfile.gettempdir())
+    remove_stale_temporaries(scratch)  # left by runs that were killed (SIGKILL)
+    folder = temporary_path(scratch / "kscore-shared")
+    folder.mkdir()
+    executor = None
+    try:
+        path = folder / "shared.pickle"
+        path.write_bytes(pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL))
+        executor = ProcessPoolExecutor(
+            max_workers=min(jobs, len(items)),
+            initializer=_load_shared,
+            initargs=(str(path),),
+            env=dict.fromkeys(_ONE_THREAD, "1"),
+        )
+        futures = [executor.submit(_call_with_shared, func, item) for item in items]
+        for future in futures:
+            yield future.result()
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, kill_workers=True)
+        discard(folder)
+
+
+def _load_shared(path: str) -> None:
+    with open(path, "rb") as handle:
+        _shared["value"] = pickle.load(handle)
+
+
+def _call_with_shared(func: Callable[[Any, _T], _R], item: _T) -> _R:
+    return func(_shared["value"], item)
