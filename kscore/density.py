@@ -143,7 +143,15 @@ def _nufft_gauss_sums(
     high: np.ndarray,
     jobs: int | None,
 ) -> np.ndarray:
-    import finufft
+    """The Gauss sums at the queries by two non-uniform FFTs, identical for any number of threads.
+
+    FINUFFT's own threads add the reference points onto its grid in an order that depends on the
+    thread count (the results differ near 1e-8 in the tails), so it runs on one thread per call
+    and the parallelism comes from fixed chunks instead: the type-1 sums of each chunk of reference
+    points (a partition's share: they add) are added in chunk order, and each chunk of queries is
+    evaluated on its own (a query's value does not depend on its chunk).
+    """
+    from kscore.engines.local import resolve_jobs
 
     center = (low + high) / 2
     period = float((high - low).max()) + 2 * _RADIUS + 1e-9  # a square box, for one mode count
@@ -157,10 +165,49 @@ def _nufft_gauss_sums(
     x_ref, y_ref = ((z_ref - center) * scale).T.copy()
     x_q, y_q = ((z_query - center) * scale).T.copy()
     strengths = weights.astype(np.complex128)
-    modes = finufft.nufft2d1(x_ref, y_ref, strengths, (n_modes, n_modes), eps=_NUFFT_EPS, isign=-1)
+    threads = resolve_jobs(jobs)
+    parts = _parallel(
+        lambda part: _type1(x_ref[part], y_ref[part], np.ascontiguousarray(strengths[:, part]), n_modes),
+        _chunks(len(x_ref), _CHUNK),
+        threads,
+    )
+    modes = parts[0]
+    for part in parts[1:]:  # in chunk order: the same sum for any number of threads
+        modes += part
     modes = modes.reshape(len(weights), n_modes, n_modes) * coefficients
-    values = finufft.nufft2d2(x_q, y_q, modes, eps=_NUFFT_EPS, isign=1)
-    return np.atleast_2d(values.real)
+    values = _parallel(lambda part: _type2(x_q[part], y_q[part], modes), _chunks(len(x_q), _CHUNK), threads)
+    return np.concatenate([np.atleast_2d(v) for v in values], axis=1)
+
+
+# Points per FINUFFT call: small enough to keep every core busy at 1M points, large enough that
+# each call's FFT (a few ms) stays a small share of its work.
+_CHUNK = 1 << 17
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, n)) for start in range(0, max(n, 1), size)]
+
+
+def _type1(x: np.ndarray, y: np.ndarray, strengths: np.ndarray, n_modes: int) -> np.ndarray:
+    import finufft
+
+    return finufft.nufft2d1(x, y, strengths, (n_modes, n_modes), eps=_NUFFT_EPS, isign=-1, nthreads=1)
+
+
+def _type2(x: np.ndarray, y: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    import finufft
+
+    return finufft.nufft2d2(x, y, modes, eps=_NUFFT_EPS, isign=1, nthreads=1).real
+
+
+def _parallel(func, items: list, threads: int) -> list:
+    """`func` over items on up to `threads` threads (FINUFFT releases the GIL), in item order."""
+    if threads <= 1 or len(items) <= 1:
+        return [func(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(func, items))
 
 
 def _exact_log_sums(

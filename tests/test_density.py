@@ -126,3 +126,19 @@ def test_a_bandwidth_factor_beyond_the_float_range_is_an_error(factor):
     points = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="beyond the float range"):
         Kernel.fit(points, bandwidth=factor)
+
+
+def test_scores_are_bitwise_identical_on_any_number_of_threads(monkeypatch):
+    """FINUFFT's own threads would change the sums near 1e-8; fixed chunks added in order do not."""
+    import kscore.density as density
+
+    monkeypatch.setattr(density, "_CHUNK", 1000)  # several chunks at test size
+    rng = np.random.default_rng(11)
+    reference = rng.normal(size=(5500, 2)) * [3.0, 1.0]
+    train = np.vstack([rng.normal(size=(4200, 2)), rng.uniform(-40, 40, size=(30, 2))])
+    difficulty = rng.uniform(size=5500)
+    runs = [density._scores(train, reference, difficulty, "scott", jobs=jobs) for jobs in (1, 2, 3)]
+    for key in ("representation", "potential", "local"):
+        assert np.array_equal(runs[0][key], runs[1][key]) and np.array_equal(runs[0][key], runs[2][key])
+    expected = gaussian_kde(reference.T).logpdf(train[:200].T)
+    assert np.allclose(runs[0]["representation"][:200], expected, rtol=0, atol=1e-9)
