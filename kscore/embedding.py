@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +231,14 @@ def _umap(
         model._knn_search_index = CellNeighbors(model._raw_data, metric, seed)
         params["transform_neighbors"] = "exact among the fit sample's nearest k-means cells"
         chunks = [rest[start : start + TRANSFORM_BATCH] for start in range(0, len(rest), TRANSFORM_BATCH)]
+        if progress:
+            progress("UMAP fit on a sample", 1, 1)
+            progress("UMAP transform", 0, len(chunks))
         results = _transform_batches(model, [data[chunk] for chunk in chunks], jobs)
-        for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True)):
+        for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True), start=1):
+            coordinates[chunk] = mapped
             if progress:
                 progress("UMAP transform", done, len(chunks))
-            coordinates[chunk] = mapped
-        if progress:
-            progress("UMAP transform", len(chunks), len(chunks))
     return coordinates, params
 
 
@@ -255,6 +258,46 @@ def _transform_batches(model: Any, batches: list[np.ndarray], jobs: int) -> Iter
 def _transform(model: Any, batch: np.ndarray) -> np.ndarray:
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _fast_graph_init():
         warnings.simplefilter("ignore")
         return model.transform(batch)
+
+
+@contextmanager
+def _fast_graph_init() -> Iterator[None]:
+    """Let umap's transform start its new points with `init_graph_transform` below (same numbers,
+    50x faster), for the duration of the block."""
+    import umap.umap_ as umap_module
+
+    original = umap_module.init_graph_transform
+    umap_module.init_graph_transform = init_graph_transform
+    try:
+        yield
+    finally:
+        umap_module.init_graph_transform = original
+
+
+def init_graph_transform(graph: Any, embedding: np.ndarray) -> np.ndarray:
+    """umap's `init_graph_transform`, bitwise: each new point starts at the mean of its neighbours'
+    positions weighted by the graph's strengths (at a neighbour's position where a strength is 1;
+    NaN without neighbours).
+
+    umap loops over the rows in Python, slicing the sparse matrix row by row: 10 of the 24 s of
+    a 50,000-row batch. Here the weights come from the same float32 row sums (numpy's, as scipy's
+    `sum` of a row) and the float32 sparse product adds them in the same order.
+    """
+    import scipy.sparse
+
+    n = graph.shape[0]
+    indptr, indices, values = graph.indptr, graph.indices, graph.data
+    counts = np.diff(indptr)
+    sums = np.array([values[start:end].sum() for start, end in pairwise(indptr)], dtype=values.dtype)
+    rows = np.repeat(np.arange(n), counts)
+    weights = scipy.sparse.csr_matrix((values / sums[rows], indices, indptr), shape=graph.shape)
+    result = np.asarray(weights @ embedding, dtype=np.float32)
+    exact = np.flatnonzero(values == 1)
+    if len(exact):  # the first strength of 1 in a row places the point there
+        first_rows, first = np.unique(rows[exact], return_index=True)
+        result[first_rows] = embedding[indices[exact[first]]]
+    result[counts == 0] = np.nan
+    return result

@@ -277,3 +277,36 @@ def test_identical_embeddings_get_identical_umap_coordinates():
     coordinates, params = reduce_to_2d(data, reducer="umap", seed=0)
     assert params["distinct_rows"] == 398
     assert np.array_equal(coordinates[0], coordinates[1]) and np.array_equal(coordinates[0], coordinates[399])
+
+
+def test_graph_init_is_umaps_bitwise_and_is_used_by_transforms(monkeypatch):
+    import scipy.sparse
+    import umap.umap_ as umap_module
+
+    from kscore import embedding
+
+    rng = np.random.default_rng(4)
+    positions = rng.normal(size=(300, 2)).astype(np.float32)
+    dense = rng.uniform(size=(400, 300)).astype(np.float32) * (rng.uniform(size=(400, 300)) < 0.05)
+    dense[7] = 0.0  # no neighbour: NaN
+    dense[8, [3, 50, 120]] = [0.5, 1.0, 0.25]  # a strength of 1 after another: that neighbour's place
+    dense[9, :20] = rng.uniform(size=20).astype(np.float32)  # more than 8 neighbours (pairwise sums)
+    graph = scipy.sparse.csr_matrix(dense)
+    graph.eliminate_zeros()
+    expected = umap_module.init_graph_transform(graph, positions)
+    got = embedding.init_graph_transform(graph, positions)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.isnan(got[7]).all() and np.array_equal(got[8], positions[50])
+
+    calls = []
+    monkeypatch.setattr(
+        embedding, "init_graph_transform", lambda g, e: calls.append(1) or expected[: g.shape[0]]
+    )
+
+    class Model:
+        def transform(self, batch):
+            return umap_module.init_graph_transform(graph, positions)
+
+    embedding._transform(Model(), np.zeros((1, 2)))
+    assert calls == [1]
+    assert umap_module.init_graph_transform is not embedding.init_graph_transform  # restored

@@ -51,16 +51,26 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_reduce(rows: int, fit_sample: int) -> dict:
+def run_reduce(rows: int, fit_sample: int, jobs: int | None = None) -> dict:
     from kscore.embedding import reduce_to_2d
 
     data = text_like_embeddings(rows)
+    stages: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        stages.setdefault(stage, time.perf_counter())
+
     start = time.perf_counter()
-    reduce_to_2d(data, fit_sample=fit_sample, seed=0)
+    reduce_to_2d(data, fit_sample=fit_sample, seed=0, progress=progress, jobs=jobs)
+    end = time.perf_counter()
+    transform_start = stages.get("UMAP transform", end)
     return {
         "rows": rows,
         "fit_sample": min(rows, fit_sample),
-        "seconds": time.perf_counter() - start,
+        "jobs": jobs,
+        "seconds": end - start,
+        "fit_and_index_seconds": transform_start - start,
+        "transform_seconds": end - transform_start,
         "peak_mib": peak_mib(),
     }
 
@@ -176,11 +186,12 @@ def main() -> None:
     parser.add_argument("mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm"])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--fit-sample", type=int, default=100_000)
+    parser.add_argument("--jobs", type=int, default=None)
     args = parser.parse_args()
     if args.mode == "full":
         result = run_reduce(args.rows, fit_sample=args.rows)
     elif args.mode == "sampled":
-        result = run_reduce(args.rows, fit_sample=args.fit_sample)
+        result = run_reduce(args.rows, fit_sample=args.fit_sample, jobs=args.jobs)
     elif args.mode == "trust":
         result = run_trust(args.rows, args.fit_sample)
     elif args.mode == "trust-parts":
