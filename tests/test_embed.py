@@ -310,3 +310,24 @@ def test_graph_init_is_umaps_bitwise_and_is_used_by_transforms(monkeypatch):
     embedding._transform(Model(), np.zeros((1, 2)))
     assert calls == [1]
     assert umap_module.init_graph_transform is not embedding.init_graph_transform  # restored
+
+
+@pytest.mark.slow
+def test_the_worker_pool_leaves_no_warning_at_exit():
+    """Killing loky workers that were done leaked two semaphores: a resource_tracker warning on
+    stderr when kscore exited."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, kscore.embedding as e\n"
+        "e.TRANSFORM_BATCH = 600\n"
+        "rng = np.random.default_rng(0)\n"
+        "data = (rng.normal(scale=6.0, size=(8, 24))[rng.integers(0, 8, 7000)]"
+        " + rng.normal(size=(7000, 24))).astype(np.float32)\n"
+        "print(e.reduce_to_2d(data, fit_sample=4500, seed=3, jobs=2)[0].shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(7000, 2)"
+    assert "leaked" not in done.stderr and "Warning" not in done.stderr, done.stderr

@@ -65,6 +65,7 @@ def map_with_shared(
     folder = temporary_path(scratch / "kscore-shared")
     folder.mkdir()
     executor = None
+    finished = False
     try:
         path = folder / "shared.pickle"
         path.write_bytes(pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL))
@@ -77,9 +78,12 @@ def map_with_shared(
         futures = [executor.submit(_call_with_shared, func, item) for item in items]
         for future in futures:
             yield future.result()
+        finished = True
     finally:
         if executor is not None:
-            executor.shutdown(wait=True, kill_workers=True)
+            # Killing workers that are done leaks their semaphores (a warning at exit): only on an
+            # error or an interrupt, when they may still be busy.
+            executor.shutdown(wait=finished, kill_workers=not finished)
         discard(folder)
 
 
