@@ -56,9 +56,11 @@ def test_potential_matches_scipys_weighted_estimator():
     assert np.all(ours >= 0)
 
 
-def test_local_difficulty_is_the_kernel_weighted_mean():
+@pytest.mark.parametrize("missing", [True, False])
+def test_local_difficulty_is_the_kernel_weighted_mean(missing):
     train, reference, difficulty = clouds(2)
-    difficulty[::4] = np.nan
+    if missing:  # a separate kernel sum over the rows with a difficulty
+        difficulty[::4] = np.nan
     known = ~np.isnan(difficulty)
     ours = local_difficulty(train, reference, difficulty)
     kernel = gaussian_kde(reference.T)  # bandwidth from all reference rows
