@@ -460,7 +460,10 @@ def _parse_bandwidth(text: str) -> str | float:
 
 @contextmanager
 def _progress() -> Iterator[Any]:
-    """A rich progress bar on stderr, fed by the library's (stage, done, total) callback."""
+    """Progress on stderr, fed by the library's (stage, done, total) callback: a rich bar with counts
+    in a terminal; elsewhere (CI logs) one line per stage when it ends, with its duration."""
+    import time
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -472,16 +475,24 @@ def _progress() -> Iterator[Any]:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,  # no stray lines in logs and CI
+        disable=not console.is_terminal,
     )
     tasks: dict[str, Any] = {}
+    started: dict[str, float] = {}
+    reported: set[str] = set()
 
     def update(stage: str, done: int, total: int) -> None:
-        if not tasks:
-            bar.start()  # only once there is something to show: no stray output otherwise
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
+        if stage not in started:
+            started[stage] = time.perf_counter()
+        if console.is_terminal:
+            if not tasks:
+                bar.start()  # only once there is something to show: no stray output otherwise
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+        elif done >= total and stage not in reported:
+            reported.add(stage)
+            _stderr(f"{stage}: {done}/{total} done in {time.perf_counter() - started[stage]:.1f} s")
 
     try:
         yield update

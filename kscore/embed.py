@@ -166,6 +166,8 @@ def embed_scores(
             )
         if missing < len(reference_difficulty) and np.nansum(reference_difficulty) == 0:
             _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
+    if progress:
+        progress("KDE scores", 0, 1)
     try:
         scores = _scores(
             coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs
@@ -175,6 +177,8 @@ def embed_scores(
             f"the reference rows are degenerate in 2D ({exc}): no density can be fitted"
         ) from None
 
+    if progress:
+        progress("KDE scores", 1, 1)
     potential = scores["potential"]
     if potential is not None and np.isnan(potential).all():  # type: ignore[arg-type]
         _warn(

@@ -418,3 +418,15 @@ def test_background_summary_runs_at_low_priority_without_lowering_the_caller():
         own, child = background.submit(_at_low_priority, priorities).result()
     assert own == child == max(before, LOW_PRIORITY)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_progress_is_one_line_per_stage_when_stderr_is_not_a_terminal(tmp_path: Path):
+    import re
+
+    out = tmp_path / "e.parquet"
+    result = run_kscore(
+        "embed-scores", str(SAMPLE / "embeddings.parquet"), "--reducer", "pca", "-o", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("KDE scores")]
+    assert len(lines) == 1 and re.fullmatch(r"KDE scores: 1/1 done in \d+\.\d s", lines[0]), result.stderr
