@@ -180,25 +180,6 @@ def test_embedding_column_must_be_unambiguous(tmp_path: Path):
     bad(table, "expected exactly one list/array column")
 
 
-@pytest.mark.slow
-def test_seeded_umap_gives_the_same_map_on_one_and_on_two_workers(monkeypatch):
-    """Beyond --fit-sample, batches go to worker processes (loky): the same numbers as in one.
-
-    The fit sample is above umap's small-data limit (4096 rows), so the workers search neighbours
-    with kscore's index, pickled with the model."""
-    import kscore.embedding as embedding
-
-    monkeypatch.setattr(embedding, "TRANSFORM_BATCH", 600)
-    rng = np.random.default_rng(0)
-    data = (
-        rng.normal(scale=6.0, size=(8, 24))[rng.integers(0, 8, 7000)] + rng.normal(size=(7000, 24))
-    ).astype(np.float32)
-    two, params = reduce_to_2d(data, fit_sample=4500, seed=3, jobs=2)
-    one, _ = reduce_to_2d(data, fit_sample=4500, seed=3, jobs=1)
-    assert params["fit_rows"] == 4500 and params["transform_batch"] == 600 and "transform_neighbors" in params
-    assert np.array_equal(one, two)
-
-
 def test_worker_map_keeps_order_and_cleans_up(tmp_path, monkeypatch):
     import tempfile
 
@@ -313,9 +294,11 @@ def test_graph_init_is_umaps_bitwise_and_is_used_by_transforms(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_worker_pool_leaves_no_warning_at_exit():
-    """Killing loky workers that were done leaked two semaphores: a resource_tracker warning on
-    stderr when kscore exited."""
+def test_seeded_umap_gives_the_same_map_on_one_and_on_two_workers_and_exits_quietly():
+    """Beyond --fit-sample, batches go to worker processes (loky): the same numbers as in one. The
+    fit sample is above umap's small-data limit (4096 rows), so the workers search neighbours with
+    kscore's index, pickled with the model. Run in a subprocess: killing loky workers that were done
+    leaked two semaphores, a resource_tracker warning on stderr when kscore exited."""
     import subprocess
     import sys
 
@@ -325,9 +308,13 @@ def test_the_worker_pool_leaves_no_warning_at_exit():
         "rng = np.random.default_rng(0)\n"
         "data = (rng.normal(scale=6.0, size=(8, 24))[rng.integers(0, 8, 7000)]"
         " + rng.normal(size=(7000, 24))).astype(np.float32)\n"
-        "print(e.reduce_to_2d(data, fit_sample=4500, seed=3, jobs=2)[0].shape)\n"
+        "two, params = e.reduce_to_2d(data, fit_sample=4500, seed=3, jobs=2)\n"
+        "one, _ = e.reduce_to_2d(data, fit_sample=4500, seed=3, jobs=1)\n"
+        "assert params['fit_rows'] == 4500 and params['transform_batch'] == 600\n"
+        "assert 'transform_neighbors' in params\n"
+        "print(two.shape, np.array_equal(one, two))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "(7000, 2)"
+    assert done.stdout.strip() == "(7000, 2) True"
     assert "leaked" not in done.stderr and "Warning" not in done.stderr, done.stderr
