@@ -293,28 +293,44 @@ def test_graph_init_is_umaps_bitwise_and_is_used_by_transforms(monkeypatch):
     assert umap_module.init_graph_transform is not embedding.init_graph_transform  # restored
 
 
-@pytest.mark.slow
-def test_seeded_umap_gives_the_same_map_on_one_and_on_two_workers_and_exits_quietly():
-    """Beyond --fit-sample, batches go to worker processes (loky): the same numbers as in one. The
-    fit sample is above umap's small-data limit (4096 rows), so the workers search neighbours with
-    kscore's index, pickled with the model. Run in a subprocess: killing loky workers that were done
-    leaked two semaphores, a resource_tracker warning on stderr when kscore exited."""
-    import subprocess
-    import sys
+def test_seeded_umap_gives_the_same_map_on_one_and_on_two_workers(monkeypatch):
+    """Beyond --fit-sample, batches go to worker processes (loky): the same numbers as in one.
 
-    script = (
-        "import numpy as np, kscore.embedding as e\n"
-        "e.TRANSFORM_BATCH = 600\n"
-        "rng = np.random.default_rng(0)\n"
-        "data = (rng.normal(scale=6.0, size=(8, 24))[rng.integers(0, 8, 7000)]"
-        " + rng.normal(size=(7000, 24))).astype(np.float32)\n"
-        "two, params = e.reduce_to_2d(data, fit_sample=4500, seed=3, jobs=2)\n"
-        "one, _ = e.reduce_to_2d(data, fit_sample=4500, seed=3, jobs=1)\n"
-        "assert params['fit_rows'] == 4500 and params['transform_batch'] == 600\n"
-        "assert 'transform_neighbors' in params\n"
-        "print(two.shape, np.array_equal(one, two))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "(7000, 2) True"
-    assert "leaked" not in done.stderr and "Warning" not in done.stderr, done.stderr
+    The fit sample is above umap's small-data limit (4096 rows), so the workers search neighbours
+    with kscore's index, pickled with the model."""
+    import kscore.embedding as embedding
+
+    monkeypatch.setattr(embedding, "TRANSFORM_BATCH", 600)
+    rng = np.random.default_rng(0)
+    data = (
+        rng.normal(scale=6.0, size=(8, 24))[rng.integers(0, 8, 7000)] + rng.normal(size=(7000, 24))
+    ).astype(np.float32)
+    two, params = reduce_to_2d(data, fit_sample=4500, seed=3, jobs=2)
+    one, _ = reduce_to_2d(data, fit_sample=4500, seed=3, jobs=1)
+    assert params["fit_rows"] == 4500 and params["transform_batch"] == 600 and "transform_neighbors" in params
+    assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_workers_are_killed_only_after_an_error(monkeypatch, fails):
+    """Killing loky workers that were done leaked two semaphores: Python's resource tracker then
+    printed a warning on stderr when kscore exited."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    from kscore.engines.local import map_with_shared
+
+    calls = []
+    real_shutdown = ProcessPoolExecutor.shutdown
+
+    def shutdown(self, wait=True, kill_workers=False):
+        calls.append({"wait": wait, "kill_workers": kill_workers})
+        return real_shutdown(self, wait=wait, kill_workers=kill_workers)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", shutdown)
+    items = [1, 0, 2] if fails else [1, 2, 4]
+    if fails:
+        with pytest.raises(ZeroDivisionError):
+            list(map_with_shared(_divide, items, shared=1.0, jobs=2))
+    else:
+        assert list(map_with_shared(_divide, items, shared=1.0, jobs=2)) == [1.0, 0.5, 0.25]
+    assert calls[0] == {"wait": not fails, "kill_workers": fails}
