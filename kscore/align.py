@@ -8,15 +8,14 @@ search in the sorted union of all ids. Either way the output rows are sorted by 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
+from kscore.engines.local import parallel_map
 from kscore.errors import InputError
 
 # Direct addressing is used while the id span is at most this many times the largest model's rows.
@@ -34,15 +33,6 @@ class Alignment:
 
     ids: pl.Series
     columns: dict[str, dict[str, np.ndarray]]
-
-
-def parallel_map(func: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    """`map` over threads, one per core: numpy's scatter and polars release the GIL."""
-    workers = min(len(items), os.cpu_count() or 1)
-    if workers <= 1:
-        return [func(item) for item in items]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(func, items))
 
 
 _INT64_MAX = (1 << 63) - 1

@@ -151,7 +151,7 @@ def _nufft_gauss_sums(
     points (a partition's share: they add) are added in chunk order, and each chunk of queries is
     evaluated on its own (a query's value does not depend on its chunk).
     """
-    from kscore.engines.local import resolve_jobs
+    from kscore.engines.local import parallel_map, resolve_jobs
 
     center = (low + high) / 2
     period = float((high - low).max()) + 2 * _RADIUS + 1e-9  # a square box, for one mode count
@@ -166,7 +166,7 @@ def _nufft_gauss_sums(
     x_q, y_q = ((z_query - center) * scale).T.copy()
     strengths = weights.astype(np.complex128)
     threads = resolve_jobs(jobs)
-    parts = _parallel(
+    parts = parallel_map(
         lambda part: _type1(x_ref[part], y_ref[part], np.ascontiguousarray(strengths[:, part]), n_modes),
         _chunks(len(x_ref), _CHUNK),
         threads,
@@ -175,7 +175,9 @@ def _nufft_gauss_sums(
     for part in parts[1:]:  # in chunk order: the same sum for any number of threads
         modes += part
     modes = modes.reshape(len(weights), n_modes, n_modes) * coefficients
-    values = _parallel(lambda part: _type2(x_q[part], y_q[part], modes), _chunks(len(x_q), _CHUNK), threads)
+    values = parallel_map(
+        lambda part: _type2(x_q[part], y_q[part], modes), _chunks(len(x_q), _CHUNK), threads
+    )
     return np.concatenate([np.atleast_2d(v) for v in values], axis=1)
 
 
@@ -198,16 +200,6 @@ def _type2(x: np.ndarray, y: np.ndarray, modes: np.ndarray) -> np.ndarray:
     import finufft
 
     return finufft.nufft2d2(x, y, modes, eps=_NUFFT_EPS, isign=1, nthreads=1).real
-
-
-def _parallel(func, items: list, threads: int) -> list:
-    """`func` over items on up to `threads` threads (FINUFFT releases the GIL), in item order."""
-    if threads <= 1 or len(items) <= 1:
-        return [func(item) for item in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(func, items))
 
 
 def _exact_log_sums(

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore.align import Alignment, align_by_id, normalize_ids, parallel_map
+from kscore.align import Alignment, align_by_id, normalize_ids
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
+from kscore.engines.local import parallel_map
 from kscore.errors import InputError, KscoreWarning
 
 MODEL_COLUMN = "__kscore_model"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import glob
@@ -317,33 +318,36 @@ def write_failure(out: Path, exc: BaseException) -> OutputError:
     return OutputError(f"{out}: cannot write: {reason}")
 
 
+@contextlib.contextmanager
+def temporary_folder(beside: Path) -> Iterator[Path]:
+    """A fresh temporary folder named after `beside` (see `temporary_path`), removed at the end
+    whatever happens; stale ones of dead runs in the same place are removed first."""
+    remove_stale_temporaries(beside.parent)
+    folder = temporary_path(beside)
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        discard(folder)
+
+
 def write_atomic(out: Path, write: Callable[[str], None]) -> None:
     """Call `write(path)` for a path inside a temporary folder beside `out`, then rename it to `out`.
 
     A failed or interrupted write leaves no temporary file and does not touch an existing `out`;
-    an I/O failure (full disk, permissions) becomes an `OutputError`. Stale temporary files of
-    dead runs in the same folder are removed first.
+    an I/O failure (full disk, permissions) becomes an `OutputError`.
 
     The folder, not a bare temporary file, is what makes cleanup certain: a writer may still open
     its path after an interrupt reached Python (polars' sink opens it twice, from a worker thread),
     and once the folder is gone such a late open fails instead of creating a file again.
     """
-    remove_stale_temporaries(out.parent)
-    folder = temporary_path(out)
     try:
-        folder.mkdir()
-    except OSError as exc:
+        with temporary_folder(out) as folder:
+            target = folder / out.name  # the same name: writers that look at the extension see it
+            write(str(target))
+            os.replace(target, out)
+    except (OSError, pl.exceptions.PolarsError) as exc:
         raise write_failure(out, exc) from None
-    try:
-        target = folder / out.name  # the same name: writers that look at the extension see it
-        write(str(target))
-        os.replace(target, out)
-    except BaseException as exc:
-        if isinstance(exc, (OSError, pl.exceptions.PolarsError)):
-            raise write_failure(out, exc) from None
-        raise
-    finally:
-        discard(folder)
 
 
 def discard(folder: Path) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import polars as pl
 
-from kscore.align import parallel_map
 from kscore.difficulty import N_MODELS, SCORE, model_score_column
+from kscore.engines.local import parallel_map
 from kscore.selection import exact_quantiles, top_k_candidates
 
 

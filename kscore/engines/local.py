@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +43,16 @@ def resolve_jobs(jobs: int | None) -> int:
     return jobs
 
 
+def parallel_map(func: Callable[[_T], _R], items: Sequence[_T], workers: int | None = None) -> list[_R]:
+    """`map` over threads, in item order: one per core, or `workers` at most. For work that
+    releases the GIL (numpy's scatter, polars, FINUFFT)."""
+    workers = min(len(items), workers or os.cpu_count() or 1)
+    if workers <= 1:
+        return [func(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(func, items))
+
+
 def map_with_shared(
     func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, jobs: int
 ) -> Iterator[_R]:
@@ -58,15 +69,10 @@ def map_with_shared(
         return
     from joblib.externals.loky import ProcessPoolExecutor
 
-    from kscore.io import discard, remove_stale_temporaries, temporary_path
+    from kscore.io import temporary_folder
 
-    scratch = Path(tempfile.gettempdir())
-    remove_stale_temporaries(scratch)  # left by runs that were killed (SIGKILL)
-    folder = temporary_path(scratch / "kscore-shared")
-    folder.mkdir()
-    executor = None
     finished = False
-    try:
+    with temporary_folder(Path(tempfile.gettempdir()) / "kscore-shared") as folder:
         path = folder / "shared.pickle"
         path.write_bytes(pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL))
         executor = ProcessPoolExecutor(
@@ -75,16 +81,15 @@ def map_with_shared(
             initargs=(str(path),),
             env=dict.fromkeys(_ONE_THREAD, "1"),
         )
-        futures = [executor.submit(_call_with_shared, func, item) for item in items]
-        for future in futures:
-            yield future.result()
-        finished = True
-    finally:
-        if executor is not None:
+        try:
+            futures = [executor.submit(_call_with_shared, func, item) for item in items]
+            for future in futures:
+                yield future.result()
+            finished = True
+        finally:
             # Killing workers that are done leaks their semaphores (a warning at exit): only on an
             # error or an interrupt, when they may still be busy.
             executor.shutdown(wait=finished, kill_workers=not finished)
-        discard(folder)
 
 
 def _load_shared(path: str) -> None:
