@@ -640,6 +640,9 @@ def _usage_error() -> type[Exception]:
     raise ImportError("neither typer's nor click's UsageError found")  # pragma: no cover
 
 
+INTERRUPTED = "error: interrupted (Ctrl-C); no output was written"
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     """Stop the run with an exception, once: cleanup (`finally`, temporary files) then runs to the
     end, since a second Ctrl-C, or polars re-raising the interrupt it saw, is ignored from now on."""
@@ -681,7 +684,7 @@ def run() -> None:
             _stderr(f"error: {message}{hint}")
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        _fail("error: interrupted (Ctrl-C); no output was written", 130)
+        _fail(INTERRUPTED, 130)
     except Interrupted as exc:
         _fail(f"error: {exc}; no output was written", 143)
     except KscoreError as exc:
@@ -703,5 +706,5 @@ def run() -> None:
             70,
         )
     if code == 130:  # typer turns KeyboardInterrupt into Exit(130) itself
-        _stderr("error: interrupted (Ctrl-C); no output was written")
+        _stderr(INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

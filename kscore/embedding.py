@@ -81,7 +81,17 @@ def reduce_to_2d(
         return _pca(data, metric, seed)
     from kscore.engines.local import resolve_jobs
 
-    return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress, resolve_jobs(jobs))
+    jobs = resolve_jobs(jobs)
+    distinct = distinct_rows(data)
+    if distinct is None:
+        return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs)
+    # umap places equal rows at different points: map each distinct row once and copy.
+    leaders, index = distinct
+    coordinates, params = _umap(
+        data[leaders], metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs
+    )
+    params["distinct_rows"] = len(leaders)
+    return coordinates[index], params
 
 
 def _pca(data: np.ndarray, metric: str, seed: int | None) -> tuple[np.ndarray, dict]:
@@ -162,15 +172,6 @@ def _umap(
     progress: Progress | None,
     jobs: int,
 ) -> tuple[np.ndarray, dict]:
-    distinct = distinct_rows(data)
-    if distinct is not None:
-        # umap places equal rows at different points; map each distinct row once and copy.
-        leaders, index = distinct
-        coordinates, params = _umap(
-            data[leaders], metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs
-        )
-        params["distinct_rows"] = len(leaders)
-        return coordinates[index], params
     use_numba_cache()
     import warnings
 
