@@ -102,7 +102,7 @@ def align_by_id(
     A duplicated id within one frame raises InputError naming `labels[model]` and the row count.
     """
     labels = {name: (labels or {}).get(name, f"model {name!r}") for name in frames}
-    dtype = _common_id_dtype([f.schema[id_col] for f in frames.values()])
+    dtype = common_id_dtype([f.schema[id_col] for f in frames.values()])
     ids = {}
     for name, frame in frames.items():
         column = frame.get_column(id_col)
@@ -259,7 +259,7 @@ def _align_sorted(
     return Alignment(union.alias(id_col), columns)
 
 
-def _common_id_dtype(dtypes: list[pl.DataType]) -> pl.DataType:
+def common_id_dtype(dtypes: list[pl.DataType]) -> pl.DataType:
     if len(set(dtypes)) == 1:
         return dtypes[0]
     if all(d.is_integer() for d in dtypes):

@@ -8,8 +8,10 @@ model-level scores over the models that scored the datapoint.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,19 +42,24 @@ def top_signal_column(model: str) -> str:
 
 
 def difficulty_scores(
-    results: Mapping[str, FrameLike],
+    results: Mapping[str, FrameLike | str | os.PathLike],
     standard: QualityStandard,
     *,
     explain: bool = False,
     datapoints: pl.DataFrame | None = None,
     sources: Mapping[str, str] | None = None,
-) -> pl.DataFrame:
+    out: str | os.PathLike | None = None,
+    memory_limit: int | str | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    top: int = 10,
+) -> pl.DataFrame | dict[str, Any]:
     """Per-model and datapoint-level difficulty scores.
 
     Parameters
     ----------
     results
-        Model name -> that model's per-datapoint results (id column plus the standard's columns).
+        Model name -> that model's per-datapoint results (id column plus the standard's columns):
+        a DataFrame, a LazyFrame or the path of a CSV/Parquet file.
     explain
         Also return each model's normalized signals and the signal that contributed most.
     datapoints
@@ -60,12 +67,44 @@ def difficulty_scores(
         table enriched with the score columns, in its row order.
     sources
         Model name -> the file it came from, used to name the culprit in error messages.
+    out
+        Write the table there (Parquet, with kscore's metadata) and return the summary instead:
+        inputs larger than `memory_limit` are then scored by id ranges spilled to a temporary folder
+        beside `out` (or in `temp_dir`), with the same result.
+    memory_limit
+        Bytes, or a size such as "4GiB"; default half the available memory. Without `out`, a result
+        estimated above it is refused (pass `out` to stream it to a file).
 
     Returns
     -------
     One row per datapoint id (sorted by id, or in `datapoints` order): the id column,
-    `difficulty_score`, `n_models` and `difficulty_score_<model>` per model.
+    `difficulty_score`, `n_models` and `difficulty_score_<model>` per model. With `out`: the summary
+    (`kscore difficulty --json`).
     """
+    if out is not None:
+        from kscore.jobs import write_difficulty_scores
+
+        return write_difficulty_scores(
+            results, standard, out, explain=explain, datapoints=datapoints, sources=sources,
+            memory_limit=memory_limit, temp_dir=temp_dir, top=top,
+        )  # fmt: skip
+    from kscore.jobs import in_memory_inputs
+
+    frames, scanned = in_memory_inputs(results, standard, memory_limit, explain)
+    return score_in_memory(
+        frames, standard, explain=explain, datapoints=datapoints, sources={**scanned, **(sources or {})}
+    )
+
+
+def score_in_memory(
+    results: Mapping[str, FrameLike],
+    standard: QualityStandard,
+    *,
+    explain: bool = False,
+    datapoints: pl.DataFrame | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """`difficulty_scores` of frames, in memory: every model's id and scores at once."""
     if not results:
         raise InputError("no model results given")
     if datapoints is not None and standard.id_column in datapoints.columns:
@@ -75,17 +114,19 @@ def difficulty_scores(
     labels = {name: (sources or {}).get(name) or f"model {name!r}" for name in results}
     # Models are read (LazyFrames) and reduced to id and score one at a time to keep memory low;
     # the joint scope needs every model's signals at once.
-    signals = ((name, _signals(frame, standard, labels[name], datapoints)) for name, frame in results.items())
+    signals = (
+        (name, read_signals(frame, standard, labels[name], datapoints)) for name, frame in results.items()
+    )
     if standard.scope == "joint":
         frames = {name: frame for name, (frame, _) in signals}
-        scored = _score_jointly(frames, standard, explain=explain)
+        scored = score_jointly(frames, standard, explain=explain)
     else:
         scored = {
-            name: _score_model(frame, stats, standard, name, explain=explain)
+            name: score_model(frame, stats, standard, name, explain=explain)
             for name, (frame, stats) in signals
         }
     aligned = align_by_id(scored, standard.id_column, labels)
-    table = _assemble(aligned, [s.name for s in standard.signals])
+    table = assemble(aligned, [s.name for s in standard.signals])
     if datapoints is not None:
         from kscore.tasks import enrich_datapoints
 
@@ -96,7 +137,7 @@ def difficulty_scores(
 Stats = dict[str, tuple[float | None, float | None, int]]  # signal -> (min, max, non-null count)
 
 
-def _signals(
+def read_signals(
     frame: FrameLike, standard: QualityStandard, label: str, datapoints: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, Stats]:
     """The id column and every signal as Float64 (NaN read as null), validated, and the min, max and
@@ -217,7 +258,7 @@ def _oriented(signal: Signal) -> pl.Expr:
     return -column if signal.higher_is_better else column
 
 
-def _column_stats(frame: pl.DataFrame, names: list[str]) -> Stats:
+def column_stats(frame: pl.DataFrame, names: list[str]) -> Stats:
     if not names:
         return {}
     row = frame.select(
@@ -235,40 +276,78 @@ def _normalized(
     model: str | None,
     known: Stats,
     weighted: bool = False,
+    whole: Whole | None = None,
 ) -> tuple[list[pl.Expr], bool]:
     """Expressions normalizing each signal over the rows of `frame` (times its weight if
     `weighted`), and whether no value is null.
 
     `known` holds the min, max and count of some signals already. Warns on constant columns.
-    `model` is None for the joint scope (all models' rows at once).
+    `model` is None for the joint scope (all models' rows at once). With `whole`, `frame` is one
+    partition of the rows: `known` holds every signal's statistics over all of them, `whole` says
+    whether all of them are complete, and ranks come from the `rank_column`s; nothing warns here
+    (the plan warns once, see `stat_warnings`).
     """
     where = f"model {model!r}" if model is not None else "all models (joint scope)"
     # Min and max of the raw columns, oriented here: negating 10M values just to find them costs.
-    stats = {**_column_stats(frame, [s.name for s in signals if s.name not in known]), **known}
+    stats = {**column_stats(frame, [s.name for s in signals if s.name not in known]), **known}
     exprs = []
     for s in signals:
         low, high, count = stats[s.name]
         if s.higher_is_better and count:
             low, high = -high, -low
+        if count:
+            # +0.0 makes a -0.0 bound 0.0: whichever zero a min met first, the numbers are the same.
+            low, high = low + 0.0, high + 0.0
         x = _oriented(s)
         factor = s.weight if weighted else 1.0
         if count == 0:
-            _warn(f"{where}: signal {s.name!r} has no values", model)
+            if whole is None:
+                _warn(f"{where}: signal {s.name!r} has no values", model)
             expr = pl.lit(None, dtype=pl.Float64)
         elif high == low:
             if s.natural_range:
                 # A task error already lies on [0, 1]: all wrong stays 1, all right stays 0.
                 expr = x * factor
             else:
-                _warn(f"{where}: signal {s.name!r} is constant ({low:g}); it normalizes to 0", model)
+                if whole is None:
+                    _warn(f"{where}: signal {s.name!r} is constant ({low:g}); it normalizes to 0", model)
                 expr = x * 0.0
         elif method == "rank":
-            expr = (x.rank("average") - 1.0) * (factor / (count - 1.0))
+            # An average rank depends only on the values, not on their order or partition.
+            ranks = x.rank("average") if whole is None else pl.col(rank_column(s.name))
+            expr = (ranks - 1.0) * (factor / (count - 1.0))
         else:
             expr = _min_max(pl.col(s.name), low, high, factor, s.higher_is_better)
         exprs.append(expr.cast(pl.Float64).alias(f"norm_{s.name}"))
+    if whole is not None:
+        return exprs, whole.complete
     complete = all(stats[s.name][2] == frame.height for s in signals)
     return exprs, complete
+
+
+def rank_column(signal: str) -> str:
+    """The column holding a signal's average rank over all rows, where a plan ranked them apart."""
+    return f"__kscore_rank_{signal}"
+
+
+@dataclass(frozen=True)
+class Whole:
+    """What scoring one partition needs to know about all the rows: whether every row has every
+    signal (then weights are not renormalized; the choice must be the same in every partition)."""
+
+    complete: bool
+
+
+def stat_warnings(stats: Stats, signals: tuple[Signal, ...], model: str | None) -> None:
+    """The warnings `_normalized` gives for these statistics, given once by a partitioned run."""
+    where = f"model {model!r}" if model is not None else "all models (joint scope)"
+    for s in signals:
+        low, high, count = stats[s.name]
+        if count == 0:
+            _warn(f"{where}: signal {s.name!r} has no values", model)
+        elif high == low and not s.natural_range:
+            shown = (-low if s.higher_is_better else low) + 0.0
+            _warn(f"{where}: signal {s.name!r} is constant ({shown:g}); it normalizes to 0", model)
 
 
 def _min_max(raw: pl.Expr, low: float, high: float, factor: float, negate: bool) -> pl.Expr:
@@ -303,6 +382,7 @@ def _with_scores(
     model: str | None,
     explain: bool,
     known: Stats,
+    whole: Whole | None = None,
 ) -> pl.DataFrame:
     """Add the model-level score: the weighted mean over the signals a row has (weights renormalized).
 
@@ -310,12 +390,12 @@ def _with_scores(
     weighted contribution).
     """
     if explain:
-        normalized, complete = _normalized(frame, signals, method, model, known)
+        normalized, complete = _normalized(frame, signals, method, model, known, whole=whole)
         # In [0, 1] by construction; (v - low) * (1 / span) may round a hair past 1.
         frame = frame.with_columns(e.clip(0.0, 1.0) for e in normalized)
         contributions = [pl.col(f"norm_{s.name}") * s.weight for s in signals]
     else:
-        contributions, complete = _normalized(frame, signals, method, model, known, weighted=True)
+        contributions, complete = _normalized(frame, signals, method, model, known, True, whole)
     numerator = pl.sum_horizontal(contributions)
     if complete:
         # Every row has every signal, and the weights sum to 1: no renormalization needed.
@@ -351,28 +431,45 @@ def _kept_columns(standard: QualityStandard, explain: bool) -> list[str]:
     return keep
 
 
-def _score_model(
-    frame: pl.DataFrame, stats: Stats, standard: QualityStandard, model: str, *, explain: bool
+def score_model(
+    frame: pl.DataFrame,
+    stats: Stats,
+    standard: QualityStandard,
+    model: str,
+    *,
+    explain: bool,
+    whole: Whole | None = None,
 ) -> pl.DataFrame:
-    """One model's id, model-level score and (with `explain`) normalized signals and top signal."""
-    scored = _with_scores(frame, standard.signals, standard.normalization, model, explain, stats)
+    """One model's id, model-level score and (with `explain`) normalized signals and top signal.
+
+    `whole`: `frame` is a partition of the model's rows and `stats` are over all of them.
+    """
+    scored = _with_scores(frame, standard.signals, standard.normalization, model, explain, stats, whole)
     return scored.select(_kept_columns(standard, explain))
 
 
-def _score_jointly(
-    frames: dict[str, pl.DataFrame], standard: QualityStandard, *, explain: bool
+def score_jointly(
+    frames: dict[str, pl.DataFrame],
+    standard: QualityStandard,
+    *,
+    explain: bool,
+    stats: Stats | None = None,
+    whole: Whole | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Like `_score_model`, normalizing each signal over the rows of all models at once."""
+    """Like `score_model`, normalizing each signal over the rows of all models at once.
+
+    `stats` and `whole`: the frames are a partition of the rows, and these are over all of them.
+    """
     joint = pl.concat(
         [f.with_columns(pl.lit(name).alias(MODEL_COLUMN)) for name, f in frames.items()],
         how="vertical_relaxed",
     )
-    joint = _with_scores(joint, standard.signals, standard.normalization, None, explain, {})
+    joint = _with_scores(joint, standard.signals, standard.normalization, None, explain, stats or {}, whole)
     parts = joint.partition_by(MODEL_COLUMN, as_dict=True, maintain_order=True)
     return {name: parts[(name,)].select(_kept_columns(standard, explain)) for name in frames}
 
 
-def _assemble(aligned: Alignment, signal_names: list[str]) -> pl.DataFrame:
+def assemble(aligned: Alignment, signal_names: list[str]) -> pl.DataFrame:
     """One row per datapoint: the models' columns side by side, and their mean."""
     models = pl.DataFrame(
         [
@@ -386,11 +483,9 @@ def _assemble(aligned: Alignment, signal_names: list[str]) -> pl.DataFrame:
         mean = pl.Series(SCORE, _mean_of(scores))
         count = pl.Series(N_MODELS, np.full(len(scores[0]), len(scores), dtype=np.uint32))
     else:
-        summary = models.select(
-            pl.mean_horizontal(pl.all()).alias(SCORE),
-            pl.sum_horizontal(pl.all().is_not_null()).cast(pl.UInt32).alias(N_MODELS),
-        )
-        mean, count = summary.get_column(SCORE), summary.get_column(N_MODELS)
+        mean_values, counts = _mean_of_present([columns[SCORE] for columns in aligned.columns.values()])
+        mean = pl.Series(SCORE, mean_values, nan_to_null=True)
+        count = pl.Series(N_MODELS, counts)
     out = [aligned.ids, mean, count, *models.get_columns()]
     lookup = dict(enumerate(signal_names))
     for name, columns in aligned.columns.items():
@@ -420,6 +515,26 @@ def _mean_of(arrays: list[np.ndarray]) -> np.ndarray:
     half = len(total) // 2
     parallel_map(add, [slice(0, half), slice(half, None)])
     return total
+
+
+def _mean_of_present(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Element-wise mean of the values that are not NaN (NaN where none), and their count.
+
+    The present values are added in model order and divided by their count: a row that every
+    model scored gets exactly what `_mean_of` gives it, so a row's mean never depends on the other
+    rows (nor on the partition it was scored in).
+    """
+    total = arrays[0].copy()
+    counts = (~np.isnan(total)).astype(np.uint32)
+    for values in arrays[1:]:
+        here = ~np.isnan(values)
+        first = here & (counts == 0)
+        total[first] = values[first]  # not 0.0 + value: a -0.0 keeps its sign, as in `_mean_of`
+        more = here & ~first
+        total[more] += values[more]
+        counts += here
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / counts, counts  # 0 / 0 and NaN / 0 are NaN: no model scored the row
 
 
 def _warn(message: str, model: str | None) -> None:
