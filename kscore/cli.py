@@ -10,11 +10,9 @@ import math
 import os
 import signal
 import sys
-import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional, TypeVar
@@ -30,8 +28,6 @@ from kscore import __version__
 from kscore.errors import KscoreError, KscoreWarning
 
 _R = TypeVar("_R")
-# Nice value of background work that should only use cycles the foreground leaves idle.
-LOW_PRIORITY = 10
 
 app = typer.Typer(
     name="kscore",
@@ -53,6 +49,18 @@ PlotOption = Annotated[
     Optional[Path], typer.Option("--plot", help="Also draw a PNG picture here (needs kscore[plot]).")
 ]
 SizeOption = Annotated[str, typer.Option("--size", help="Picture size in pixels, WIDTHxHEIGHT.")]
+MemoryLimitOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--memory-limit",
+        help="Memory to stay within, e.g. 4GiB (default: half the available memory); larger inputs are "
+        "scored by id ranges spilled to a temporary folder.",
+    ),
+]
+TempDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--temp-dir", help="Folder for the spilled id ranges (default: the output's folder)."),
+]
 
 
 # Counts beyond this are clamped to it: more than any table kscore prints, and safe for polars.
@@ -181,63 +189,51 @@ def difficulty(
     ] = False,
     plot: PlotOption = None,
     size: SizeOption = "1200x900",
+    memory_limit: MemoryLimitOption = None,
+    temp_dir: TempDirOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
     with _errors() as collected:
-        from kscore.config import load_standard
-        from kscore.difficulty import difficulty_scores
-        from kscore.io import (
-            check_output,
-            read_results,
-            read_table,
-            resolve_model_files,
-            write_parquet_atomic,
-        )
-        from kscore.report import difficulty_summary, render_difficulty
-        from kscore.tasks import threshold_accuracy
+        import polars as pl
 
+        from kscore.config import load_standard
+        from kscore.io import check_output, read_results, read_table, resolve_model_files
+        from kscore.jobs import write_difficulty_scores
+        from kscore.plan import resolve_memory_limit
+        from kscore.report import render_difficulty
+
+        limit = resolve_memory_limit(memory_limit)
         standard = load_standard(config)
         files = resolve_model_files(files)
         config_file = [Path(standard.source)] if standard.source else []
         inputs = [*files.values(), *([datapoints] if datapoints else []), *config_file]
         check_output(out, inputs)
         picture_size = _check_plot(plot, size, [*inputs, out])
-        metric_names = [m.name for m in standard.metrics]
-        task_columns = list(standard.task.result_columns) if standard.task else []
-        columns = [standard.id_column, *metric_names, *task_columns]
-        frames, sources = read_results(files, columns, numeric=metric_names, model_col=model_col)
+        sources: dict[str, str] = {}
+        results: Any = files
+        if model_col is not None:
+            metric_names = [m.name for m in standard.metrics]
+            task_columns = list(standard.task.result_columns) if standard.task else []
+            columns = [standard.id_column, *metric_names, *task_columns]
+            results, sources = read_results(files, columns, numeric=metric_names, model_col=model_col)
         points = read_table(datapoints) if datapoints else None
-        table = difficulty_scores(frames, standard, explain=explain, datapoints=points, sources=sources)
-        accuracy = {}
-        if standard.task is not None and standard.task.type == "binary_classification":
-            accuracy = {
-                name: threshold_accuracy(frame, standard.task, standard.id_column, sources[name], points)
-                for name, frame in frames.items()
-            }
-        metadata = {
-            "kscore_version": __version__,
-            "command": "difficulty",
-            "standard": standard.to_dict(),
-            "models": list(frames),
-            "inputs": sources,
-            "datapoints": str(datapoints) if datapoints else None,
-        }
-        # The summary is computed while the file is written, in threads of lower priority: the
-        # write is the longer job, and the summary then only takes the cycles it leaves idle.
-        with ThreadPoolExecutor(1) as background:
-            summarized = background.submit(
-                _at_low_priority,
-                difficulty_summary,
-                table,
-                list(frames),
-                standard.id_column,
+        assert not isinstance(points, pl.LazyFrame)
+        with _progress() as progress:
+            summary = write_difficulty_scores(
+                results,
+                standard,
+                out,
+                explain=explain,
+                datapoints=points,
+                datapoints_source=str(datapoints) if datapoints else None,
+                sources=sources,
+                memory_limit=limit,
+                temp_dir=temp_dir,
                 top=top,
-                output=str(out),
-                accuracy=accuracy,
+                progress=progress,
             )
-            write_parquet_atomic(table, out, metadata)
-            summary = summarized.result()
+    models = [model["name"] for model in summary["models"]]
     summary["warnings"] = collected.pop(None, [])
     for model in summary["models"]:
         model["warnings"] = collected.get(model["name"], [])
@@ -245,25 +241,12 @@ def difficulty(
         with _errors():
             from kscore.plot import plot_difficulty
 
-            plot_difficulty(table, list(frames), plot, size=picture_size)
+            plot_difficulty(pl.scan_parquet(out), models, plot, size=picture_size)
         summary["plot"] = str(plot)
     if json_:
         _print_json(summary)
     else:
         _print(render_difficulty(summary))
-
-
-def _at_low_priority(func: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
-    """Call `func` after lowering the calling thread's priority (threads it starts inherit it).
-
-    Only for a worker thread that ends afterwards. Linux only, where a priority is per thread.
-    """
-    if sys.platform.startswith("linux"):
-        thread = threading.get_native_id()
-        with suppress(OSError):
-            if os.getpriority(os.PRIO_PROCESS, thread) < LOW_PRIORITY:  # lower only, never raise
-                os.setpriority(os.PRIO_PROCESS, thread, LOW_PRIORITY)
-    return func(*args, **kwargs)
 
 
 @app.command()

@@ -138,6 +138,26 @@ def read_table(
     return frame
 
 
+def scan_table(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) -> pl.LazyFrame:
+    """`columns` (those present) of a CSV or Parquet file, scanned lazily; `numeric` columns of a CSV
+    are read as Float64 (text there fails the scan, naming the value)."""
+    fmt = _check_file(path)
+    try:
+        if fmt == "parquet":
+            present = list(pl.read_parquet_schema(path))
+            return pl.scan_parquet(path).select(c for c in columns if c in present)
+        present = pl.read_csv(path, n_rows=0).columns
+        _reject_duplicated_header(path)
+    except pl.exceptions.NoDataError:
+        raise InputError(f"{path}: file is empty") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line}") from None
+    wanted = [c for c in columns if c in present]
+    floats = {c: pl.Float64 for c in numeric if c in wanted}
+    return pl.scan_csv(path, schema_overrides=floats).select(wanted)
+
+
 def _reject_duplicated_header(path: Path) -> None:
     """polars renames a repeated CSV column (`a`, `a_duplicated_0`): say so instead of using one."""
     try:
@@ -296,26 +316,29 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def write_failure(out: Path, exc: BaseException) -> OutputError:
-    """The one-line error for a write of `out` that failed with an OSError or a polars I/O error."""
+def write_failure(
+    out: Path, exc: BaseException, option: str = "-o", what: str = "cannot write"
+) -> OutputError:
+    """The one-line error for a write of `out` that failed with an OSError or a polars I/O error;
+    `option` is the option that chooses another place."""
     code = getattr(exc, "errno", None)
     if code is None:
         found = re.search(r"os error (\d+)", str(exc))
         code = int(found.group(1)) if found else None
     reasons = {
-        errno.ENOSPC: "the disk is full; free some space or choose another -o",
-        errno.EDQUOT: "the disk quota is exceeded; free some space or choose another -o",
-        errno.EROFS: "read-only file system; choose another -o",
-        errno.EACCES: "permission denied; choose a writable folder with -o",
-        errno.EPERM: "permission denied; choose a writable folder with -o",
-        errno.EISDIR: "the output is a folder; give a file name with -o",
-        errno.ENOENT: "its folder is gone; choose another -o",
+        errno.ENOSPC: f"the disk is full; free some space or choose another {option}",
+        errno.EDQUOT: f"the disk quota is exceeded; free some space or choose another {option}",
+        errno.EROFS: f"read-only file system; choose another {option}",
+        errno.EACCES: f"permission denied; choose a writable folder with {option}",
+        errno.EPERM: f"permission denied; choose a writable folder with {option}",
+        errno.EISDIR: f"the output is a folder; give a file name with {option}",
+        errno.ENOENT: f"its folder is gone; choose another {option}",
     }
     reason = reasons.get(code) if code is not None else None
     if reason is None:
         text = str(exc).strip()
         reason = text.splitlines()[0][:200] if text else type(exc).__name__
-    return OutputError(f"{out}: cannot write: {reason}")
+    return OutputError(f"{out}: {what}: {reason}")
 
 
 @contextlib.contextmanager
@@ -361,12 +384,14 @@ def discard(folder: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, out: Path, metadata: Mapping[str, Any]) -> None:
-    """Write Parquet atomically (see `write_atomic`) with kscore's metadata as JSON."""
-    write_atomic(
-        out,
-        lambda temp: frame.write_parquet(temp, metadata={METADATA_KEY: json.dumps(metadata, default=str)}),
-    )
+def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: Mapping[str, Any]) -> None:
+    """Write Parquet atomically (see `write_atomic`) with kscore's metadata as JSON; a LazyFrame is
+    streamed (row group by row group), never held whole."""
+    tags = {METADATA_KEY: json.dumps(metadata, default=str)}
+    if isinstance(frame, pl.LazyFrame):
+        write_atomic(out, lambda temp: frame.sink_parquet(temp, metadata=tags))
+    else:
+        write_atomic(out, lambda temp: frame.write_parquet(temp, metadata=tags))
 
 
 def read_kscore_metadata(path: Path) -> dict[str, Any]:

@@ -146,21 +146,24 @@ def plot_map(
 
 
 def plot_difficulty(
-    table: pl.DataFrame,
+    table: pl.DataFrame | pl.LazyFrame,
     models: list[str],
     out: Path,
     *,
     title: str | None = None,
     size: tuple[int, int] = (1200, 900),
 ) -> None:
-    """Histograms of `difficulty_score` and of each model's score, overlaid in one panel."""
+    """Histograms of `difficulty_score` and of each model's score, overlaid in one panel (a
+    LazyFrame is read one column at a time)."""
+    from kscore.report import column_of
+
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
     bins = np.linspace(0, 1, 41)
     for model in models:
-        values = table.get_column(f"difficulty_score_{model}").drop_nulls().to_numpy()
+        values = column_of(table, f"difficulty_score_{model}").drop_nulls().to_numpy()
         axes.hist(values, bins=bins, histtype="step", linewidth=1.2, label=f"{model} ({len(values)})")
-    overall = table.get_column("difficulty_score").drop_nulls().to_numpy()
+    overall = column_of(table, "difficulty_score").drop_nulls().to_numpy()
     axes.hist(overall, bins=bins, color="0.3", alpha=0.35, label=f"difficulty_score ({len(overall)})")
     axes.set_yscale("log")
     axes.set_xlabel("score")

@@ -17,7 +17,7 @@ def _number(value: Any) -> float | None:
 
 
 def difficulty_summary(
-    table: pl.DataFrame,
+    table: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
     id_column: str,
     *,
@@ -28,14 +28,25 @@ def difficulty_summary(
 ) -> dict[str, Any]:
     """Per-model statistics and the hardest datapoints of a `difficulty_scores` table.
 
-    `accuracy` (binary tasks): each model's accuracy at the task's threshold.
+    A LazyFrame (a written output) is read one column at a time. `accuracy` (binary tasks): each
+    model's accuracy at the task's threshold.
     """
     warnings_by_model = warnings_by_model or {}
     accuracy = accuracy or {}
     model_columns = [model_score_column(m) for m in models]
-    per_model = parallel_map(lambda column: _score_stats(table.get_column(column)), model_columns)
+    if isinstance(table, pl.DataFrame):
+        per_model = parallel_map(lambda column: _score_stats(table.get_column(column)), model_columns)
+        scores = table.get_column(SCORE)
+        hardest = table[hardest_rows(scores, table.get_column(id_column), top)]
+    else:
+        per_model = [_score_stats(column_of(table, column)) for column in model_columns]
+        ranked = table.select(id_column, SCORE).collect()
+        scores = ranked.get_column(SCORE)
+        rows = hardest_rows(scores, ranked.get_column(id_column), top)
+        del ranked
+        found = table.with_row_index("__row").filter(pl.col("__row").is_in(rows)).collect()
+        hardest = found.sort(pl.col("__row").replace_strict(rows, list(range(len(rows))))).drop("__row")
     stats = dict(zip(model_columns, per_model, strict=True))
-    hardest = table[hardest_rows(table.get_column(SCORE), table.get_column(id_column), top)]
     return {
         "models": [
             {
@@ -46,8 +57,8 @@ def difficulty_summary(
             }
             for model, column in zip(models, model_columns, strict=True)
         ],
-        "n_datapoints": table.height,
-        "n_scored": int(table.get_column(SCORE).count()),
+        "n_datapoints": len(scores),
+        "n_scored": int(scores.count()),
         "output": output,
         "warnings": warnings_by_model.get(None, []),
         "hardest": [
@@ -60,6 +71,13 @@ def difficulty_summary(
             for row in hardest.iter_rows(named=True)
         ],
     }
+
+
+def column_of(table: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
+    """One column of a table in memory or of a scanned file (read alone)."""
+    if isinstance(table, pl.DataFrame):
+        return table.get_column(name)
+    return table.select(name).collect().to_series()
 
 
 def _score_stats(scores: pl.Series) -> dict[str, Any]:

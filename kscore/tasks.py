@@ -154,6 +154,19 @@ def threshold_accuracy(
     datapoints: pl.DataFrame | None = None,
 ) -> float | None:
     """Binary task: the share of rows whose score, thresholded at `task.threshold`, is right."""
+    correct, judged = threshold_counts(frame, task, id_col, label, datapoints)
+    return correct / judged if judged else None
+
+
+def threshold_counts(
+    frame: pl.DataFrame | pl.LazyFrame,
+    task: Task,
+    id_col: str,
+    label: str,
+    datapoints: pl.DataFrame | None = None,
+) -> tuple[int, int]:
+    """Binary task: how many rows are right at `task.threshold`, of how many with both a ground
+    truth and a score (counts add up over batches of rows)."""
     assert task.ground_truth is not None and task.inference is not None
     present = frame.collect_schema().names()
     selected = frame.select(c for c in (id_col, task.ground_truth, task.inference) if c in present)
@@ -165,7 +178,7 @@ def threshold_accuracy(
         pl.Float64
     )
     correct = (truth == predicted).drop_nulls()
-    return float(correct.mean()) if correct.len() else None  # type: ignore[arg-type]
+    return int(correct.sum()), correct.len()
 
 
 def enrich_datapoints(datapoints: pl.DataFrame, table: pl.DataFrame, id_col: str) -> pl.DataFrame:

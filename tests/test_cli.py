@@ -404,7 +404,7 @@ def test_background_summary_runs_at_low_priority_without_lowering_the_caller():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from kscore.cli import LOW_PRIORITY, _at_low_priority
+    from kscore.jobs import LOW_PRIORITY, _at_low_priority
 
     def priorities() -> tuple[int, int]:
         """This thread's nice value, and that of a thread it starts (which inherits it)."""

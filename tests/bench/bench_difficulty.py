@@ -2,15 +2,22 @@
 
 Each contender runs in its own process (so peak memory is its own; kscore as its console script),
 alternated over --repeats rounds in one session; the medians and ratios are printed as a Markdown table.
+Peak memory is the peak of the summed RSS of the contender's process tree, sampled every 50 ms.
 
     python tests/bench/make_difficulty_data.py /tmp/bench10m --rows 10000000
     python tests/bench/bench_difficulty.py /tmp/bench10m --repeats 3
+    # 100M rows in bounded memory: the partitioned plan against a streaming floor
+    python tests/bench/bench_difficulty.py /tmp/bench100m --contenders io_floor_streaming kscore_partitioned \
+        --memory-limit 4GiB --repeats 3
+    # the partitioned plan's file equals the in-memory plan's, bitwise
+    python tests/bench/bench_difficulty.py /tmp/bench10m --contenders kscore kscore_partitioned \
+        --memory-limit 1GiB --repeats 1
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import platform
 import statistics
@@ -25,6 +32,7 @@ import polars as pl
 import yaml
 
 CONTENDERS = ("io_floor", "kscore", "pandas")
+ALL = (*CONTENDERS, "io_floor_streaming", "kscore_partitioned")
 
 
 def _inputs(data_dir: Path) -> tuple[list[Path], dict]:
@@ -55,7 +63,26 @@ def run_io_floor(data_dir: Path, out: Path) -> None:
     pl.DataFrame(output).write_parquet(out)
 
 
-def kscore_command(data_dir: Path, out: Path) -> list[str]:
+def run_io_floor_streaming(data_dir: Path, out: Path) -> None:
+    """The floor in bounded memory: polars' streaming engine scans the needed columns of every file
+    and sinks an output of the same shape (id, mean, count, one score per model)."""
+    files, config = _inputs(data_dir)
+    id_col = config["id_column"]
+    metrics = [m["name"] for m in config["metrics"]]
+    scans = [pl.scan_csv(p) if p.suffix == ".csv" else pl.scan_parquet(p) for p in files]
+    first = scans[0].select(
+        pl.col(id_col),
+        pl.sum_horizontal(metrics).alias("difficulty_score"),
+        pl.lit(len(files), dtype=pl.UInt32).alias("n_models"),
+    )
+    others = [
+        scan.select(pl.sum_horizontal([id_col, *metrics]).cast(pl.Float64).alias(f"difficulty_score_m{i}"))
+        for i, scan in enumerate(scans)
+    ]
+    pl.concat([first, *others], how="horizontal").sink_parquet(out)
+
+
+def kscore_command(data_dir: Path, out: Path, memory_limit: str | None = None) -> list[str]:
     """The real console script, as a user runs it."""
     files, _ = _inputs(data_dir)
     kscore = Path(sys.executable).with_name("kscore")
@@ -68,6 +95,7 @@ def kscore_command(data_dir: Path, out: Path) -> list[str]:
         "-o",
         str(out),
         "--json",
+        *(["--memory-limit", memory_limit] if memory_limit else ["--memory-limit", "20GiB"]),
     ]
 
 
@@ -106,27 +134,49 @@ def run_pandas(data_dir: Path, out: Path) -> None:
 
 
 def _one(contender: str, data_dir: Path, out: Path) -> None:
-    {"io_floor": run_io_floor, "pandas": run_pandas}[contender](data_dir, out)
+    runner = {"io_floor": run_io_floor, "pandas": run_pandas, "io_floor_streaming": run_io_floor_streaming}
+    runner[contender](data_dir, out)
 
 
-def _timed(contender: str, data_dir: Path, out: Path) -> dict:
-    """Wall time and peak RSS of one run in a fresh process (measured by a wrapper process)."""
+def _timed(contender: str, data_dir: Path, out: Path, memory_limit: str | None) -> dict:
+    """Wall time and peak summed RSS of the process tree of one run in a fresh process."""
+    import psutil
+
     if contender == "kscore":
         command = kscore_command(data_dir, out)
+    elif contender == "kscore_partitioned":
+        command = kscore_command(data_dir, out, memory_limit or "1GiB")
     else:
         command = [sys.executable, __file__, str(data_dir), "--one", contender, "--out", str(out)]
-    wrapper = (
-        "import json, resource, subprocess, sys, time\n"
-        "start = time.perf_counter()\n"
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
-        "wall = time.perf_counter() - start\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'wall_s': wall, 'peak_mib': peak}))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", wrapper, *command], check=True, capture_output=True, text=True
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"{contender} failed with exit code {process.returncode}")
+    return {"wall_s": wall, "peak_mib": peak / 2**20}
+
+
+def _bitwise_equal(a: Path, b: Path) -> bool:
+    """Same schema, rows and values (floats bit for bit), read one column at a time."""
+    if pl.read_parquet_schema(a) != pl.read_parquet_schema(b):
+        return False
+    for name in pl.read_parquet_schema(a):
+        x = pl.read_parquet(a, columns=[name]).to_series()
+        y = pl.read_parquet(b, columns=[name]).to_series()
+        if not x.is_null().equals(y.is_null()):
+            return False
+        if x.dtype.is_float():
+            if not np.array_equal(*(s.fill_null(0.0).to_numpy().view(np.int64) for s in (x, y))):
+                return False
+        elif not x.equals(y):
+            return False
+    return True
 
 
 def _max_difference(kscore_out: Path, pandas_out: Path) -> float:
@@ -154,22 +204,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
-    parser.add_argument("--one", choices=["io_floor", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=ALL)
+    parser.add_argument("--memory-limit", help="kscore_partitioned's --memory-limit (default 1GiB)")
+    parser.add_argument("--tmp", type=Path, default=None, help="folder for the outputs (default: /tmp)")
+    parser.add_argument("--one", choices=["io_floor", "pandas", "io_floor_streaming"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         _one(args.one, args.data_dir, args.out)
         return
     runs: dict[str, list[dict]] = {c: [] for c in args.contenders}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         outs = {c: Path(tmp) / f"{c}.parquet" for c in args.contenders}
         for _ in range(args.repeats):
             for contender in args.contenders:
-                runs[contender].append(_timed(contender, args.data_dir, outs[contender]))
+                runs[contender].append(_timed(contender, args.data_dir, outs[contender], args.memory_limit))
+                print(contender, runs[contender][-1], file=sys.stderr, flush=True)
         difference = (
             _max_difference(outs["kscore"], outs["pandas"])
             if {"kscore", "pandas"} <= set(args.contenders)
+            else None
+        )
+        same = (
+            _bitwise_equal(outs["kscore"], outs["kscore_partitioned"])
+            if {"kscore", "kscore_partitioned"} <= set(args.contenders)
             else None
         )
     medians = {
@@ -181,13 +239,15 @@ def main() -> None:
     )
     print("| contender | wall s (median) | peak MiB (median) | time / io_floor | memory / io_floor |")
     print("|---|---|---|---|---|")
-    floor = medians.get("io_floor")
+    floor = medians.get("io_floor") or medians.get("io_floor_streaming")
     for c, m in medians.items():
         time_ratio = f"{m['wall_s'] / floor['wall_s']:.2f}x" if floor else "-"
         mem_ratio = f"{m['peak_mib'] / floor['peak_mib']:.2f}x" if floor else "-"
         print(f"| {c} | {m['wall_s']:.2f} | {m['peak_mib']:.0f} | {time_ratio} | {mem_ratio} |")
     if "pandas" in medians and "kscore" in medians:
         print(f"pandas / kscore time: {medians['pandas']['wall_s'] / medians['kscore']['wall_s']:.1f}x")
+    if same is not None:
+        print(f"kscore_partitioned's file equals kscore's (in memory), bitwise: {same}")
     if difference is not None:
         print(f"max |kscore - pandas| over all score columns: {difference:.3g}")
     print(f"kscore --help: {_help_seconds(7):.3f} s (median of 7)")

@@ -1,0 +1,241 @@
+"""Whole jobs behind the commands: choose the in-memory or the partitioned plan, write the output
+atomically with its metadata, and summarize it. The CLI only parses, prints and sets exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+
+from kscore import __version__
+from kscore.config import QualityStandard
+from kscore.errors import InputError
+
+_R = TypeVar("_R")
+# Background work (the summary while the output is written) runs at this niceness.
+LOW_PRIORITY = 10
+ResultInput = pl.DataFrame | pl.LazyFrame | str | os.PathLike
+
+
+def _inputs(
+    results: Mapping[str, ResultInput], standard: QualityStandard
+) -> tuple[Mapping[str, pl.DataFrame | pl.LazyFrame], dict[str, pl.LazyFrame] | None, dict[str, str]]:
+    """The models' frames for the in-memory plan (read when scored: see `ResultFiles`), lazy scans of
+    them for the partitioned plan (None where a frame is in memory already), and their files."""
+    from kscore.io import ResultFiles, read_table, scan_table
+
+    metric_names = [m.name for m in standard.metrics]
+    columns = [standard.id_column, *metric_names, *(standard.task.result_columns if standard.task else ())]
+    paths = {n: Path(v) for n, v in results.items() if not isinstance(v, pl.DataFrame | pl.LazyFrame)}
+    sources = {name: str(path) for name, path in paths.items()}
+    scans: dict[str, pl.LazyFrame] | None = {}
+    for name, value in results.items():
+        if isinstance(value, pl.DataFrame):
+            scans = None
+        elif scans is not None:
+            scans[name] = (
+                value if isinstance(value, pl.LazyFrame) else scan_table(paths[name], columns, metric_names)
+            )
+    if len(paths) == len(results):
+        return ResultFiles(paths, columns, metric_names), scans, sources
+    frames = {
+        name: read_table(paths[name], columns, metric_names, lazy=True) if name in paths else value
+        for name, value in results.items()
+    }
+    return frames, scans, sources  # type: ignore[return-value]
+
+
+def in_memory_inputs(
+    results: Mapping[str, ResultInput],
+    standard: QualityStandard,
+    memory_limit: int | str | None,
+    explain: bool,
+) -> tuple[Mapping[str, pl.DataFrame | pl.LazyFrame], dict[str, str]]:
+    """Frames for `score_in_memory` and their files; a result estimated above the memory limit is
+    refused (it would be returned whole)."""
+    from kscore.partitioned import in_memory_bytes
+    from kscore.plan import format_size, resolve_memory_limit
+
+    limit = resolve_memory_limit(memory_limit)
+    frames, scans, sources = _inputs(results, standard)
+    labels = {name: sources.get(name) or f"model {name!r}" for name in frames}
+    rows = count_rows(scans, labels) if scans is not None else None
+    need = in_memory_bytes(rows, standard, explain) if rows is not None else 0
+    if need > limit:
+        raise InputError(
+            f"the scores of {rows} model rows need about {format_size(need)}, above the memory limit "
+            f"of {format_size(limit)}; pass out= to write them to a file by parts"
+        )
+    return frames, sources
+
+
+def count_rows(frames: Mapping[str, pl.DataFrame | pl.LazyFrame], labels: Mapping[str, str]) -> int:
+    """Rows over all models (Parquet: from its metadata; CSV: a fast scan of the lines)."""
+    total = 0
+    for name, frame in frames.items():
+        if isinstance(frame, pl.DataFrame):
+            total += frame.height
+            continue
+        try:
+            total += int(frame.select(pl.len()).collect().item())
+        except pl.exceptions.PolarsError as exc:
+            text = str(exc).strip()
+            raise InputError(
+                f"{labels[name]}: cannot read: {text.splitlines()[0] if text else exc}"
+            ) from None
+    return total
+
+
+def write_difficulty_scores(
+    results: Mapping[str, ResultInput],
+    standard: QualityStandard,
+    out: str | os.PathLike,
+    *,
+    explain: bool = False,
+    datapoints: pl.DataFrame | None = None,
+    datapoints_source: str | None = None,
+    sources: Mapping[str, str] | None = None,
+    memory_limit: int | str | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    top: int = 10,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score `results` and write the table to `out` (Parquet) with kscore's metadata; the summary.
+
+    Runs in memory while the estimated peak fits `memory_limit` (bytes, or a size such as "4GiB";
+    default: half the available memory); otherwise by id ranges spilled to a temporary folder beside
+    `out` (or in `temp_dir`), which is removed at the end whatever happens. Both give the same file.
+    Inputs given as DataFrames, `datapoints`, and long files run in memory.
+    """
+    from kscore.difficulty import score_in_memory
+    from kscore.io import write_parquet_atomic
+    from kscore.partitioned import in_memory_bytes
+    from kscore.plan import resolve_memory_limit
+    from kscore.report import difficulty_summary
+
+    out = Path(out)
+    limit = resolve_memory_limit(memory_limit)
+    frames, scans, scanned = _inputs(results, standard)
+    sources = {**scanned, **(sources or {})}
+    labels = {name: sources.get(name) or f"model {name!r}" for name in frames}
+    models = list(frames)
+    metadata = {
+        "kscore_version": __version__,
+        "command": "difficulty",
+        "standard": standard.to_dict(),
+        "models": models,
+        "inputs": sources,
+        "datapoints": datapoints_source,
+    }
+    if scans is not None and datapoints is None:
+        text_ids = any(
+            not f.collect_schema()[standard.id_column].is_numeric()
+            for f in scans.values()
+            if standard.id_column in f.collect_schema()
+        )
+        if in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids) > limit:
+            return _write_partitioned(
+                scans, standard, out, labels, metadata, explain, limit, temp_dir, top, progress
+            )
+    table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
+    accuracy = _accuracy(frames, standard, labels, datapoints)
+    # The summary is computed while the file is written, in a thread of lower priority: the write
+    # is the longer job, and the summary then only takes the cycles it leaves idle.
+    with ThreadPoolExecutor(1) as background:
+        summarized = background.submit(
+            _at_low_priority,
+            difficulty_summary,
+            table,
+            models,
+            standard.id_column,
+            top=top,
+            output=str(out),
+            accuracy=accuracy,
+        )
+        write_parquet_atomic(table, out, metadata)
+        return summarized.result()
+
+
+def _write_partitioned(
+    frames: Mapping[str, pl.LazyFrame],
+    standard: QualityStandard,
+    out: Path,
+    labels: Mapping[str, str],
+    metadata: dict[str, Any],
+    explain: bool,
+    limit: int,
+    temp_dir: str | os.PathLike | None,
+    top: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, Any]:
+    from kscore.io import temporary_folder, write_failure, write_parquet_atomic
+    from kscore.partitioned import plan_partitions
+    from kscore.report import difficulty_summary
+
+    spill = Path(temp_dir) if temp_dir is not None else out.parent
+    if not spill.is_dir():
+        raise InputError(f"--temp-dir {spill}: no such folder")
+    with temporary_folder(spill / out.name) as folder:
+        try:
+            run = plan_partitions(
+                frames,
+                standard,
+                labels=labels,
+                explain=explain,
+                memory_limit=limit,
+                folder=folder,
+                progress=progress,
+            )
+            parts = []
+            for number, table in enumerate(run.tables()):
+                parts.append(folder / f"output-{number}.arrow")
+                table.write_ipc(parts[-1])
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            option = "--temp-dir" if temp_dir is not None else "--temp-dir or -o"
+            raise write_failure(spill, exc, option, "cannot write temporary files") from None
+        write_parquet_atomic(pl.scan_ipc(parts), out, metadata)
+    return difficulty_summary(
+        pl.scan_parquet(out),
+        list(frames),
+        standard.id_column,
+        top=top,
+        output=str(out),
+        accuracy=run.accuracy,
+    )
+
+
+def _accuracy(
+    frames: Mapping[str, pl.DataFrame | pl.LazyFrame],
+    standard: QualityStandard,
+    labels: Mapping[str, str],
+    datapoints: pl.DataFrame | None,
+) -> dict[str, float | None]:
+    """Binary tasks: each model's accuracy at the task's threshold."""
+    if standard.task is None or standard.task.type != "binary_classification":
+        return {}
+    from kscore.tasks import threshold_accuracy
+
+    return {
+        name: threshold_accuracy(frame, standard.task, standard.id_column, labels[name], datapoints)
+        for name, frame in frames.items()
+    }
+
+
+def _at_low_priority(func: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+    """Call `func` after lowering the calling thread's priority (threads it starts inherit it).
+
+    Only for a worker thread that ends afterwards. Linux only, where a priority is per thread.
+    """
+    if sys.platform.startswith("linux"):
+        thread = threading.get_native_id()
+        with suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, thread) < LOW_PRIORITY:  # lower only, never raise
+                os.setpriority(os.PRIO_PROCESS, thread, LOW_PRIORITY)
+    return func(*args, **kwargs)

@@ -1,0 +1,354 @@
+"""The partitioned plan of `difficulty`: inputs of any size in bounded memory (SPEC §6).
+
+Stages, each over pieces whose results merge:
+1. ids: every model's row count and id bounds (a sample of ids where they are not dense integers)
+   give id ranges small enough to score one at a time within the memory limit;
+2. spill: every model is read in batches; each batch is checked and turned into signals exactly as
+   in memory (`read_signals`), its statistics (min, max, count) merged into the model's, and its
+   rows written to the temporary folder, one file per id range;
+3. ranks (`normalization: rank`): each signal's average rank over all rows of a model (of all
+   models, joint scope), computed on that one column and spilled per range beside the rows;
+4. score: per id range, the models' rows are scored with the merged statistics, matched by id and
+   averaged, as in memory. The ranges come in id order, so their tables one after another are the
+   in-memory table, bitwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from kscore.align import Alignment, align_by_id, common_id_dtype, normalize_ids
+from kscore.config import QualityStandard
+from kscore.difficulty import (
+    Stats,
+    Whole,
+    assemble,
+    column_stats,
+    rank_column,
+    read_signals,
+    score_jointly,
+    score_model,
+    stat_warnings,
+)
+from kscore.errors import InputError
+from kscore.plan import BASE_BYTES, IdRanges, dense_ranges, format_size, sampled_ranges
+
+_INT64_MAX = (1 << 63) - 1
+# Ids sampled per model to cut non-dense id spaces into ranges of about equal size.
+_SAMPLE = 20_000
+# Rows per batch of the spill stage, at most (larger batches gain nothing once the cores are busy).
+_MAX_BATCH = 4_000_000
+_MIN_BATCH = 50_000
+
+Progress = Callable[[str, int, int], None]
+
+
+def row_bytes(standard: QualityStandard, explain: bool, text_ids: bool = False) -> int:
+    """Memory that scoring takes per row of one model, all copies included (measured on 2M-row
+    inputs: about 40 bytes a model-row for 4 metrics, 125 with `--explain`), with a margin."""
+    signals = len(standard.signals)
+    per_row = (24 if text_ids else 8) + 8 * signals + 8
+    if explain:
+        per_row += 16 * signals + 8
+    return int(per_row * 1.5)
+
+
+def in_memory_bytes(rows: int, standard: QualityStandard, explain: bool, text_ids: bool = False) -> int:
+    """The estimated peak of scoring `rows` model-rows in memory, the interpreter included."""
+    return BASE_BYTES + rows * row_bytes(standard, explain, text_ids)
+
+
+@dataclass
+class _Model:
+    name: str
+    label: str
+    frame: pl.LazyFrame
+    rows: int
+    id_dtype: pl.DataType
+    low: int | None  # integer id bounds, where the ids are integers
+    high: int | None
+    stats: Stats = field(default_factory=dict)
+    files: dict[int, list[Path]] = field(default_factory=dict)  # range -> spilled batches
+    ranks: dict[int, list[Path]] = field(default_factory=dict)  # range -> its rows' ranks, per signal
+    sizes: dict[int, int] = field(default_factory=dict)  # range -> rows
+    correct: int = 0  # binary task: rows right at the threshold, and rows with both columns
+    judged: int = 0
+
+
+@dataclass
+class PartitionedRun:
+    """A partitioned run: `tables()` yields the output's id ranges in order; afterwards
+    `accuracy` holds each model's accuracy at the task's threshold (binary tasks)."""
+
+    standard: QualityStandard
+    models: list[_Model]
+    ranges: IdRanges
+    folder: Path
+    explain: bool
+    batch_rows: int
+    progress: Progress | None = None
+    accuracy: dict[str, float | None] = field(default_factory=dict)
+
+    def tables(self) -> Iterator[pl.DataFrame]:
+        self._spill()
+        whole = self._merge_stats()
+        if self.standard.normalization == "rank":
+            self._rank()
+        total = self.ranges.count
+        for k in range(total):
+            table = self._score_range(k, whole)
+            if self.progress:
+                self.progress("score id ranges", k + 1, total)
+            if table is not None:
+                yield table
+
+    # -- stage 2: spill -------------------------------------------------------------------------
+    def _spill(self) -> None:
+        dtype = common_id_dtype([m.id_dtype for m in self.models])
+        task = self.standard.task
+        binary = task is not None and task.type == "binary_classification"
+        total_rows = sum(m.rows for m in self.models)
+        done = 0
+        for index, model in enumerate(self.models):
+            try:
+                batches = model.frame.collect_batches(chunk_size=self.batch_rows)
+                for number, batch in enumerate(batches):
+                    if batch.height == 0:
+                        continue
+                    self._spill_batch(index, number, batch, dtype, binary)
+                    done += batch.height
+                    if self.progress:
+                        self.progress("read and spill", done, total_rows)
+            except pl.exceptions.PolarsError as exc:
+                text = str(exc).strip()
+                raise InputError(
+                    f"{model.label}: cannot read: {text.splitlines()[0] if text else exc}"
+                ) from None
+        for model in self.models:
+            if not model.files:
+                raise InputError(f"{model.label}: no rows")
+
+    def _spill_batch(
+        self, index: int, number: int, batch: pl.DataFrame, dtype: pl.DataType, binary: bool
+    ) -> None:
+        model = self.models[index]
+        id_col = self.standard.id_column
+        if binary:
+            from kscore.tasks import threshold_counts
+
+            assert self.standard.task is not None
+            correct, judged = threshold_counts(batch, self.standard.task, id_col, model.label)
+            model.correct += correct
+            model.judged += judged
+        signals, stats = read_signals(batch, self.standard, model.label, None)
+        # Statistics of every signal, also those `read_signals` leaves to `_normalized` (the task's
+        # error, text columns parsed as numbers): computed per range, they would be the range's.
+        stats.update(column_stats(signals, [s.name for s in self.standard.signals if s.name not in stats]))
+        model.stats = _merge(model.stats, stats)
+        ids = signals.get_column(id_col).cast(dtype, strict=False)
+        if ids.null_count():
+            raise InputError(
+                f"{model.label}: column {id_col!r} holds ids that do not fit one 64-bit integer type "
+                "with the other files' ids; store ids as text"
+            )
+        keys = self.ranges.of(ids)
+        signals = signals.with_columns(ids)
+        if self.ranges.count > 1:
+            # Rows grouped by range, keeping their order within it: a stable radix sort of 16-bit keys.
+            order = np.argsort(keys, kind="stable")
+            signals = signals[order]
+            counts = np.bincount(keys, minlength=self.ranges.count)
+        else:
+            counts = np.array([signals.height])
+        offset = 0
+        for k in np.flatnonzero(counts):
+            size = int(counts[k])
+            path = self.folder / f"rows-m{index}-r{k}-b{number}.arrow"
+            signals.slice(offset, size).write_ipc(path)
+            offset += size
+            model.files.setdefault(int(k), []).append(path)
+            model.sizes[int(k)] = model.sizes.get(int(k), 0) + size
+
+    def _merge_stats(self) -> dict[str | None, tuple[Stats, Whole]]:
+        """Per model (per_model scope) or for all models together (key None, joint scope): the
+        merged statistics and completeness; warns about constant or empty signals once."""
+        task = self.standard.task
+        if task is not None and task.type == "binary_classification":
+            self.accuracy = {m.name: m.correct / m.judged if m.judged else None for m in self.models}
+        names = [s.name for s in self.standard.signals]
+        if self.standard.scope == "joint":
+            stats: Stats = {}
+            for model in self.models:
+                stats = _merge(stats, model.stats)
+            rows = sum(sum(m.sizes.values()) for m in self.models)
+            stat_warnings(stats, self.standard.signals, None)
+            return {None: (stats, Whole(all(stats[n][2] == rows for n in names)))}
+        out = {}
+        for model in self.models:
+            rows = sum(model.sizes.values())
+            stat_warnings(model.stats, self.standard.signals, model.name)
+            out[model.name] = (model.stats, Whole(all(model.stats[n][2] == rows for n in names)))
+        return out
+
+    # -- stage 3: ranks -------------------------------------------------------------------------
+    def _rank(self) -> None:
+        groups = [self.models] if self.standard.scope == "joint" else [[m] for m in self.models]
+        for group in groups:
+            pieces = [(m, k) for m in group for k in sorted(m.files)]
+            for number, signal in enumerate(self.standard.signals):
+                column = pl.col(signal.name)
+                oriented = -column if signal.higher_is_better else column
+                values = pl.scan_ipc([p for m, k in pieces for p in m.files[k]]).select(oriented).collect()
+                ranks = values.to_series().rank("average").alias(rank_column(signal.name))
+                del values
+                offset = 0
+                for m, k in pieces:
+                    size = m.sizes[k]
+                    path = self.folder / f"ranks-m{self.models.index(m)}-r{k}-s{number}.arrow"
+                    ranks.slice(offset, size).to_frame().write_ipc(path)
+                    m.ranks.setdefault(k, []).append(path)
+                    offset += size
+                del ranks
+
+    # -- stage 4: score -------------------------------------------------------------------------
+    def _read_range(self, model: _Model, k: int) -> pl.DataFrame | None:
+        if k not in model.files:
+            return None
+        frame = pl.concat([pl.read_ipc(p) for p in model.files[k]], rechunk=False)
+        ranks = [pl.read_ipc(p) for p in model.ranks.get(k, [])]
+        return frame.hstack([r.to_series() for r in ranks]) if ranks else frame
+
+    def _score_range(self, k: int, whole: dict[str | None, tuple[Stats, Whole]]) -> pl.DataFrame | None:
+        standard = self.standard
+        frames = {m.name: frame for m in self.models if (frame := self._read_range(m, k)) is not None}
+        if not frames:
+            return None
+        if standard.scope == "joint":
+            stats, complete = whole[None]
+            scored = score_jointly(frames, standard, explain=self.explain, stats=stats, whole=complete)
+        else:
+            scored = {
+                name: score_model(
+                    frame, whole[name][0], standard, name, explain=self.explain, whole=whole[name][1]
+                )
+                for name, frame in frames.items()
+            }
+        del frames
+        labels = {m.name: m.label for m in self.models}
+        aligned = align_by_id(scored, standard.id_column, labels)
+        columns = {}
+        for m in self.models:
+            columns[m.name] = aligned.columns.get(m.name) or _absent(scored, len(aligned.ids))
+        return assemble(Alignment(aligned.ids, columns), [s.name for s in standard.signals])
+
+
+def plan_partitions(
+    results: Mapping[str, pl.LazyFrame],
+    standard: QualityStandard,
+    *,
+    labels: Mapping[str, str],
+    explain: bool,
+    memory_limit: int,
+    folder: Path,
+    progress: Progress | None = None,
+) -> PartitionedRun:
+    """Stage 1: the id ranges for `results` within `memory_limit`; InputError if the limit is below
+    what one range needs."""
+    id_col = standard.id_column
+    models = [_describe(name, frame, id_col, labels[name]) for name, frame in results.items()]
+    dtype = common_id_dtype([m.id_dtype for m in models])
+    text_ids = not dtype.is_integer()
+    per_row = row_bytes(standard, explain, text_ids)
+    rows = sum(m.rows for m in models)
+    largest = max(m.rows for m in models)
+    # Held at once besides one range: ranks of one signal (values, ranks and sort order), and the
+    # summary's one column of scores (values and a sorted copy).
+    # Stages that hold whole columns, each alone: the ranks of one signal (values, ranks and the
+    # sort's order), and the summary's one column of scores (values and a sorted copy).
+    rank_group = rows if standard.scope == "joint" else largest
+    whole_columns = max(24 * rank_group if standard.normalization == "rank" else 0, 24 * largest)
+    room = memory_limit - BASE_BYTES
+    smallest_range = 2 * per_row * _MIN_BATCH
+    if room < max(smallest_range, whole_columns):
+        need = BASE_BYTES + max(smallest_range, whole_columns)
+        why = " (ranks need whole columns)" if standard.normalization == "rank" else ""
+        raise InputError(
+            f"--memory-limit {format_size(memory_limit)} is below the {format_size(need)} this input needs "
+            f"at least{why}; raise --memory-limit"
+        )
+    parts = max(1, math.ceil(rows * per_row / (room * 0.5)))
+    # A batch is read, checked and split (about three copies of its columns) beside nothing else.
+    batch_rows = int(min(_MAX_BATCH, max(_MIN_BATCH, room * 0.25 // (3 * per_row))))
+    ranges = _ranges(models, dtype, parts, id_col)
+    return PartitionedRun(standard, models, ranges, folder, explain, batch_rows, progress)
+
+
+def _describe(name: str, frame: pl.LazyFrame, id_col: str, label: str) -> _Model:
+    """A model's row count and the type and bounds of its ids (after `normalize_ids`)."""
+    try:
+        schema = frame.collect_schema()
+        if id_col not in schema:
+            shown = ", ".join(schema.names()[:12])
+            raise InputError(f"{label}: missing column {id_col!r} (columns: {shown})")
+        dtype = schema[id_col]
+        bounds = (pl.col(id_col).min().alias("low"), pl.col(id_col).max().alias("high"))
+        row = frame.select(pl.len(), *bounds).collect().row(0)
+    except pl.exceptions.PolarsError as exc:
+        text = str(exc).strip()
+        raise InputError(f"{label}: cannot read: {text.splitlines()[0] if text else exc}") from None
+    rows, low, high = row
+    if dtype.is_float():
+        finite = low is not None and math.isfinite(low) and math.isfinite(high)
+        low, high = (math.floor(low), math.floor(high)) if finite else (None, None)
+        return _Model(name, label, frame, rows, pl.Int64(), low, high)
+    if dtype.is_integer():
+        wide = high is not None and int(high) > _INT64_MAX
+        kind = pl.UInt64() if wide else pl.Int64()
+        return _Model(name, label, frame, rows, kind, None if low is None else int(low), high)
+    return _Model(name, label, frame, rows, pl.String(), None, None)
+
+
+def _ranges(models: list[_Model], dtype: pl.DataType, parts: int, id_col: str) -> IdRanges:
+    if parts <= 1:
+        return IdRanges(pl.Series("bounds", [], dtype=dtype))
+    bounds = [(m.low, m.high) for m in models]
+    if dtype.is_integer() and all(low is not None and high is not None for low, high in bounds):
+        low = min(b[0] for b in bounds)
+        high = max(b[1] for b in bounds)
+        if high - low + 1 <= 4 * max(m.rows for m in models) + 1024:
+            return dense_ranges(low, high, parts, dtype)
+    samples = []
+    for model in models:
+        step = max(1, model.rows // _SAMPLE)
+        ids = model.frame.select(pl.col(id_col).gather_every(step)).collect().get_column(id_col)
+        samples.append(normalize_ids(ids, model.label).cast(dtype, strict=False).drop_nulls())
+    return sampled_ranges(pl.concat(samples), parts)
+
+
+def _merge(a: Stats, b: Stats) -> Stats:
+    """Statistics of two sets of rows from those of each (exact: min, max and counts)."""
+    out = dict(a)
+    for name, (low, high, count) in b.items():
+        if name not in out or out[name][2] == 0:
+            out[name] = (low, high, count)
+        elif count:
+            old_low, old_high, old_count = out[name]
+            out[name] = (min(old_low, low), max(old_high, high), old_count + count)
+    return out
+
+
+def _absent(scored: Mapping[str, pl.DataFrame], size: int) -> dict[str, np.ndarray]:
+    """The aligned columns of a model with no row in a range: all missing (see `Alignment`)."""
+    frame = next(iter(scored.values()))
+    out: dict[str, np.ndarray] = {}
+    for name, dtype in frame.schema.items():
+        if name == frame.columns[0]:
+            continue
+        out[name] = np.full(size, np.nan) if dtype.is_float() else np.full(size, -1, dtype=np.int64)
+    return out

@@ -1,0 +1,366 @@
+"""The partitioned plan of `difficulty` (id ranges spilled to disk) against the in-memory plan: the
+same file, bitwise, for every kind of id, normalization, scope, task and `--explain`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import kscore.partitioned as partitioned
+from kscore.config import QualityStandard
+from kscore.errors import InputError
+from kscore.io import read_kscore_metadata
+from kscore.jobs import write_difficulty_scores
+from tests.conftest import run_kscore
+
+ROWS = 3000
+MODELS = ("a", "b", "c")
+
+
+def _ids(kind: str, rng: np.random.Generator, model: int) -> pl.Series:
+    """Each model's ids, shuffled; `mixed` models cover different, overlapping sets."""
+    base = np.arange(ROWS)
+    if kind == "mixed":
+        keep = [base[: int(ROWS * 0.8)], base[int(ROWS * 0.2) :], base[rng.random(ROWS) < 0.5]][model]
+        base = keep
+    base = rng.permutation(base)
+    if kind == "dense":
+        return pl.Series("id", base, dtype=pl.Int64)
+    if kind == "mixed":  # one model's ids as integral floats: the same ids by value
+        return pl.Series("id", base.astype(np.float64) if model == 1 else base, strict=False)
+    if kind == "sparse":
+        return pl.Series("id", base.astype(np.int64) * 1_000_003 - 7_000_000, dtype=pl.Int64)
+    if kind == "huge":  # above 2**63: UInt64
+        return pl.Series(
+            "id", (np.uint64(2**63 + 5) + base.astype(np.uint64) * np.uint64(977)), dtype=pl.UInt64
+        )
+    return pl.Series("id", [f"dp-{i:x}" for i in base], dtype=pl.String)
+
+
+def _model_frame(kind: str, model: int) -> pl.DataFrame:
+    rng = np.random.default_rng(model + 10 * len(kind))
+    ids = _ids(kind, rng, model)
+    n = len(ids)
+    recall = rng.random(n)
+    recall[rng.random(n) < 0.05] = np.nan  # missing signals: weights renormalized
+    latency = np.round(rng.gamma(2.0, 20.0, n), 1)  # ties, for the ranks
+    return pl.DataFrame(
+        {
+            "id": ids,
+            "recall": recall,
+            "latency_ms": pl.Series(latency).scatter(np.flatnonzero(rng.random(n) < 0.03), None),
+            "loss": -rng.exponential(1.0, n),  # all negative: -0.0 never a bound, but signs matter
+            "label": (rng.random(n) < 0.4).astype(np.int64),
+            "score": rng.random(n),
+        }
+    )
+
+
+def _standard(normalization: str, scope: str, task: bool) -> QualityStandard:
+    data = {
+        "id_column": "id",
+        "metrics": [
+            {"name": "recall", "direction": "higher_is_better", "weight": 2},
+            {"name": "latency_ms", "direction": "lower_is_better"},
+            {"name": "loss", "direction": "lower_is_better", "weight": 0.5},
+        ],
+        "normalization": normalization,
+        "scope": scope,
+    }
+    if task:
+        data["task"] = {"type": "binary_classification", "ground_truth": "label", "inference": "score"}
+    return QualityStandard.from_dict(data)
+
+
+@pytest.fixture
+def tiny_overhead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan as if the interpreter took no memory and batches could be tiny: a limit of a few hundred
+    KB then cuts 3000-row inputs into many id ranges and many batches, as 4 GiB cuts 100M rows."""
+    monkeypatch.setattr(partitioned, "BASE_BYTES", 0)
+    monkeypatch.setattr(partitioned, "_MIN_BATCH", 100)
+
+
+def _write_inputs(folder: Path, kind: str, fmt: str = "parquet") -> dict[str, Path]:
+    paths = {}
+    for number, name in enumerate(MODELS):
+        path = folder / f"results_{name}.{fmt}"
+        frame = _model_frame(kind, number)
+        frame.write_parquet(path) if fmt == "parquet" else frame.write_csv(path)
+        paths[name] = path
+    return paths
+
+
+def _assert_same_file(a: Path, b: Path) -> None:
+    """Same rows, order, dtypes and values (floats compared bit for bit) and the same metadata."""
+    left, right = pl.read_parquet(a), pl.read_parquet(b)
+    assert left.schema == right.schema
+    assert left.height == right.height
+    for name in left.columns:
+        x, y = left.get_column(name), right.get_column(name)
+        assert x.is_null().equals(y.is_null()), name
+        if x.dtype.is_float():
+            bits = [s.fill_null(0.0).to_numpy().view(np.int64) for s in (x, y)]
+            assert np.array_equal(*bits), f"{name}: values differ"
+        else:
+            assert x.equals(y), name
+    assert read_kscore_metadata(a) == read_kscore_metadata(b)
+
+
+def _run_both(tmp_path: Path, paths: dict[str, Path], standard: QualityStandard, explain: bool, limit: int):
+    ranges: list[int] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "score id ranges":
+            ranges.append(total)
+
+    whole = write_difficulty_scores(
+        paths, standard, tmp_path / "memory" / "out.parquet", explain=explain, memory_limit="64GiB"
+    )
+    parts = write_difficulty_scores(
+        paths,
+        standard,
+        tmp_path / "parts" / "out.parquet",
+        explain=explain,
+        memory_limit=limit,
+        progress=progress,
+    )
+    return whole, parts, ranges
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "string", "mixed", "huge"])
+@pytest.mark.parametrize(("normalization", "scope"), [("minmax", "per_model"), ("rank", "joint")])
+def test_partitioned_file_equals_in_memory(tmp_path: Path, tiny_overhead, kind, normalization, scope) -> None:
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "parts").mkdir()
+    paths = _write_inputs(tmp_path, kind)
+    whole, parts, ranges = _run_both(tmp_path, paths, _standard(normalization, scope, False), False, 300_000)
+    assert ranges and ranges[-1] > 2, "the limit did not cut the ids into ranges"
+    _assert_same_file(tmp_path / "memory" / "out.parquet", tmp_path / "parts" / "out.parquet")
+    whole.pop("output"), parts.pop("output")
+    assert whole == parts
+
+
+@pytest.mark.parametrize(("normalization", "scope"), [("rank", "per_model"), ("minmax", "joint")])
+def test_partitioned_with_a_task_and_explain_equals_in_memory(
+    tmp_path: Path, tiny_overhead, normalization, scope
+) -> None:
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "parts").mkdir()
+    paths = _write_inputs(tmp_path, "mixed")
+    whole, parts, ranges = _run_both(tmp_path, paths, _standard(normalization, scope, True), True, 400_000)
+    assert ranges and ranges[-1] > 2
+    _assert_same_file(tmp_path / "memory" / "out.parquet", tmp_path / "parts" / "out.parquet")
+    assert [m["accuracy"] for m in whole["models"]] == [m["accuracy"] for m in parts["models"]]
+    whole.pop("output"), parts.pop("output")
+    assert whole == parts
+
+
+def test_partitioned_csv_inputs_equal_in_memory(tmp_path: Path, tiny_overhead) -> None:
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "parts").mkdir()
+    paths = _write_inputs(tmp_path, "sparse", fmt="csv")
+    _, _, ranges = _run_both(tmp_path, paths, _standard("minmax", "per_model", False), True, 300_000)
+    assert ranges and ranges[-1] > 2
+    _assert_same_file(tmp_path / "memory" / "out.parquet", tmp_path / "parts" / "out.parquet")
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if ".kscore-" in p.name)
+
+
+def test_temp_folder_is_removed_after_success_and_after_an_error(tmp_path: Path, tiny_overhead) -> None:
+    paths = _write_inputs(tmp_path, "dense")
+    out = tmp_path / "out.parquet"
+    write_difficulty_scores(paths, _standard("minmax", "per_model", False), out, memory_limit=300_000)
+    assert out.exists() and _leftovers(tmp_path) == []
+    # A bad value in the last model fails the run after the others were spilled.
+    bad = _model_frame("dense", 2).with_columns(pl.col("recall").fill_nan(float("inf")))
+    bad.write_parquet(paths["c"])
+    out.unlink()
+    with pytest.raises(InputError, match="infinite"):
+        write_difficulty_scores(paths, _standard("minmax", "per_model", False), out, memory_limit=300_000)
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_temp_dir_holds_the_spill(tmp_path: Path, tiny_overhead, monkeypatch) -> None:
+    paths = _write_inputs(tmp_path, "dense")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    seen: list[Path] = []
+    real = partitioned.PartitionedRun._score_range
+
+    def spy(self, k, whole):
+        seen.append(self.folder)
+        return real(self, k, whole)
+
+    monkeypatch.setattr(partitioned.PartitionedRun, "_score_range", spy)
+    out = tmp_path / "out.parquet"
+    write_difficulty_scores(
+        paths, _standard("minmax", "per_model", False), out, memory_limit=300_000, temp_dir=spill
+    )
+    assert seen and all(folder.parent == spill for folder in seen)
+    assert list(spill.iterdir()) == [] and out.exists()
+
+
+def test_a_memory_limit_below_one_range_names_the_size_needed(tmp_path: Path) -> None:
+    _write_inputs(tmp_path, "dense")
+    result = run_kscore(
+        "difficulty", "results_a.parquet", "results_b.parquet", "-c", "k.yaml", "--memory-limit", "1MB",
+        cwd=_with_config(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "--memory-limit 976.6 KiB is below the" in error[0] and "MiB" in error[0]
+    assert not (tmp_path / "difficulty_scores.parquet").exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("text", ["4 lots", "-1GiB", "GiB", "0"])
+def test_a_bad_memory_limit_is_exit_2(tmp_path: Path, text: str) -> None:
+    _write_inputs(tmp_path, "dense")
+    result = run_kscore(
+        "difficulty", "results_a.parquet", "-c", "k.yaml", "--memory-limit", text, cwd=_with_config(tmp_path)
+    )
+    assert result.returncode == 2 and "error: --memory-limit" in result.stderr, result.stderr
+
+
+def _with_config(folder: Path) -> Path:
+    (folder / "k.yaml").write_text(
+        "id_column: id\nmetrics:\n  - {name: recall, direction: higher_is_better}\n"
+        "  - {name: latency_ms, direction: lower_is_better}\n"
+    )
+    return folder
+
+
+def _generate(folder: Path, rows: int, models: int = 5) -> None:
+    for m in range(models):
+        rng = np.random.default_rng(m)
+        pl.DataFrame(
+            {
+                "id": rng.permutation(rows),
+                "recall": rng.random(rows),
+                "latency_ms": rng.gamma(2.0, 20.0, rows),
+            }
+        ).write_parquet(folder / f"results_m{m}.parquet")
+    _with_config(folder)
+
+
+def _peak_rss(process: subprocess.Popen) -> int:
+    """The peak of the summed RSS of a process and its children, sampled every 50 ms (psutil)."""
+    psutil = pytest.importorskip("psutil")
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    return peak
+
+
+def test_a_forced_partition_run_stays_under_its_memory_limit(tmp_path: Path) -> None:
+    _generate(tmp_path, 2_000_000)
+    limit = 400 * 1024**2
+    args = [
+        "difficulty",
+        *(f"results_m{m}.parquet" for m in range(5)),
+        "-c",
+        "k.yaml",
+        "--memory-limit",
+        "400MiB",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kscore", *args, "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    peak = _peak_rss(process)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr
+    assert b"score id ranges" in stderr  # it ran partitioned
+    assert json.loads(stdout)["n_datapoints"] == 2_000_000
+    assert peak <= limit, f"peak {peak / 2**20:.0f} MiB above the {limit / 2**20:.0f} MiB limit"
+
+
+def test_ctrl_c_during_a_partitioned_run_leaves_no_spill_and_no_output(tmp_path: Path) -> None:
+    _generate(tmp_path, 1_000_000, models=3)
+    args = ["difficulty", "results_m0.parquet", "results_m1.parquet", "results_m2.parquet", "-c", "k.yaml"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kscore", *args, "--memory-limit", "300MiB"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(p.name.endswith(".arrow") for p in tmp_path.rglob("*")) and process.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if process.poll() is not None:
+        pytest.skip("the run ended before it spilled: too fast to interrupt here")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert not (tmp_path / "difficulty_scores.parquet").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_full_temp_disk_is_exit_2_and_leaves_nothing(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    _generate(tmp_path, 300_000, models=2)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        result = run_kscore(
+            "difficulty", "results_m0.parquet", "results_m1.parquet", "-c", "k.yaml",
+            "--memory-limit", "215MiB", "--temp-dir", str(disk), cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and "cannot write temporary files" in error[0] and "disk is full" in error[0]
+        assert list(disk.iterdir()) == []
+        assert not (tmp_path / "difficulty_scores.parquet").exists() and _leftovers(tmp_path) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_the_library_takes_paths_and_refuses_an_in_memory_result_above_its_limit(tmp_path: Path) -> None:
+    from kscore import difficulty_scores
+
+    paths = _write_inputs(tmp_path, "dense")
+    standard = _standard("minmax", "per_model", False)
+    table = difficulty_scores(paths, standard)
+    assert isinstance(table, pl.DataFrame) and table.height == ROWS
+    with pytest.raises(InputError, match=r"above the memory limit.*pass out="):
+        difficulty_scores(paths, standard, memory_limit="1MB")
+    summary = difficulty_scores(paths, standard, out=tmp_path / "o.parquet")
+    assert summary["n_datapoints"] == ROWS
+    assert pl.read_parquet(tmp_path / "o.parquet").equals(table)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("4GiB", 4 * 2**30), ("500MB", 500 * 10**6), ("2g", 2 * 10**9), ("1024", 1024), ("1.5KiB", 1536)],
+)
+def test_memory_sizes(text: str, size: int) -> None:
+    from kscore.plan import parse_size
+
+    assert parse_size(text) == size
