@@ -177,7 +177,7 @@ def _write_partitioned(
 ) -> dict[str, Any]:
     from kscore.io import temporary_folder, write_failure, write_parquet_atomic
     from kscore.partitioned import plan_partitions
-    from kscore.report import difficulty_summary
+    from kscore.report import RangeSummary
 
     spill = Path(temp_dir) if temp_dir is not None else out.parent
     if not spill.is_dir():
@@ -194,21 +194,16 @@ def _write_partitioned(
                 progress=progress,
             )
             parts = []
+            summary = RangeSummary(list(frames), standard.id_column, top)
             for number, table in enumerate(run.tables()):
                 parts.append(folder / f"output-{number}.arrow")
                 table.write_ipc(parts[-1])
+                summary.add(table)
         except (OSError, pl.exceptions.PolarsError) as exc:
             option = "--temp-dir" if temp_dir is not None else "--temp-dir or -o"
             raise write_failure(spill, exc, option, "cannot write temporary files") from None
         write_parquet_atomic(pl.scan_ipc(parts), out, metadata)
-    return difficulty_summary(
-        pl.scan_parquet(out),
-        list(frames),
-        standard.id_column,
-        top=top,
-        output=str(out),
-        accuracy=run.accuracy,
-    )
+    return summary.result(pl.scan_parquet(out), output=str(out), accuracy=run.accuracy)
 
 
 def _accuracy(

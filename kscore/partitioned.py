@@ -47,6 +47,7 @@ _MAX_BATCH = 4_000_000
 _MIN_BATCH = 50_000
 
 Progress = Callable[[str, int, int], None]
+_KEY = "__kscore_range"
 
 
 def row_bytes(standard: QualityStandard, explain: bool, text_ids: bool = False) -> int:
@@ -116,6 +117,12 @@ class PartitionedRun:
         total_rows = sum(m.rows for m in self.models)
         done = 0
         for index, model in enumerate(self.models):
+            if self._native(model, dtype):
+                self._spill_natively(index, dtype)
+                done += model.rows
+                if self.progress:
+                    self.progress("read and spill", done, total_rows)
+                continue
             try:
                 batches = model.frame.collect_batches(chunk_size=self.batch_rows)
                 for number, batch in enumerate(batches):
@@ -133,6 +140,67 @@ class PartitionedRun:
         for model in self.models:
             if not model.files:
                 raise InputError(f"{model.label}: no rows")
+
+    def _native(self, model: _Model, dtype: pl.DataType) -> bool:
+        """Whether polars' streaming engine can spill this model by itself: 64-bit integer ids and
+        numeric signals, no task (whose checks and error column are computed in Python)."""
+        if self.standard.task is not None or dtype != pl.Int64:
+            return False
+        schema = model.frame.collect_schema()
+        if not schema[self.standard.id_column].is_integer():
+            return False
+        return all(schema[m.name].is_numeric() or schema[m.name] == pl.Boolean for m in self.standard.metrics)
+
+    def _spill_natively(self, index: int, dtype: pl.DataType) -> None:
+        """Spill one model with polars' partitioned sink (one query, every core), then check the
+        spilled rows and take their statistics in one more query over the Arrow files.
+
+        The same checks as `read_signals`: null ids and infinite values are errors (with counts),
+        NaN reads as null; a duplicated id is found when its range is matched.
+        """
+        model = self.models[index]
+        id_col = self.standard.id_column
+        names = [m.name for m in self.standard.metrics]
+        target = self.folder / f"rows-m{index}"
+        columns = [pl.col(id_col).cast(dtype), *(pl.col(n).cast(pl.Float64).fill_nan(None) for n in names)]
+        try:
+            keyed = model.frame.select(columns).with_columns(self.ranges.expr(pl.col(id_col)).alias(_KEY))
+            keyed.sink_ipc(pl.PartitionBy(target, key=_KEY, include_key=False))
+        except pl.exceptions.PolarsError as exc:
+            text = str(exc).strip()
+            raise InputError(f"{model.label}: cannot read: {text.splitlines()[0] if text else exc}") from None
+        unkeyed: list[Path] = []
+        for folder in sorted(target.iterdir()):
+            key = folder.name.split("=", 1)[1]
+            files = sorted(folder.iterdir())
+            if not key.isdigit():  # null ids (hive's default partition): reported below
+                unkeyed += files
+                continue
+            k = int(key)
+            model.files[k] = files
+            model.sizes[k] = int(pl.scan_ipc(files).select(pl.len()).collect().item())
+        every = [path for k in sorted(model.files) for path in model.files[k]]
+        if not every and not unkeyed:
+            raise InputError(f"{model.label}: no rows")
+        exprs = [pl.col(id_col).null_count().alias("ids:null")]
+        for n in names:
+            column = pl.col(n)
+            exprs += [
+                column.min().alias(f"{n}:min"),
+                column.max().alias(f"{n}:max"),
+                column.count().alias(f"{n}:n"),
+                column.is_infinite().sum().alias(f"{n}:inf"),
+            ]
+        found = pl.scan_ipc([*every, *unkeyed]).select(exprs)
+        row = found.collect().row(0, named=True)
+        if row["ids:null"]:
+            raise InputError(f"{model.label}: column {id_col!r} has {row['ids:null']} null ids")
+        for n in names:
+            if row[f"{n}:inf"]:
+                raise InputError(
+                    f"{model.label}: column {n!r} has {row[f'{n}:inf']} infinite values (+/-inf)"
+                )
+        model.stats = {n: (row[f"{n}:min"], row[f"{n}:max"], row[f"{n}:n"]) for n in names}
 
     def _spill_batch(
         self, index: int, number: int, batch: pl.DataFrame, dtype: pl.DataType, binary: bool

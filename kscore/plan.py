@@ -117,6 +117,14 @@ class IdRanges:
             return np.searchsorted(self.bounds.to_numpy(), ids.to_numpy(), side="right").astype(np.uint16)
         return self.bounds.search_sorted(ids, side="right").to_numpy().astype(np.uint16)
 
+    def expr(self, ids: pl.Expr) -> pl.Expr:
+        """The partition of every id, as a polars expression (UInt16), the same as `of`."""
+        if len(self.bounds) == 0:
+            return pl.lit(0, dtype=pl.UInt16)
+        if self.width:
+            return ((ids - self.low) // self.width).clip(upper_bound=self.count - 1).cast(pl.UInt16)
+        return pl.lit(self.bounds).search_sorted(ids, side="right").cast(pl.UInt16)
+
 
 # Partitions are numbered in 16 bits (a radix sort groups the rows of a batch by partition).
 MAX_PARTS = 65_535

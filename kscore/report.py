@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from kscore.difficulty import N_MODELS, SCORE, model_score_column
@@ -17,7 +18,7 @@ def _number(value: Any) -> float | None:
 
 
 def difficulty_summary(
-    table: pl.DataFrame | pl.LazyFrame,
+    table: pl.DataFrame,
     models: Sequence[str],
     id_column: str,
     *,
@@ -28,37 +29,51 @@ def difficulty_summary(
 ) -> dict[str, Any]:
     """Per-model statistics and the hardest datapoints of a `difficulty_scores` table.
 
-    A LazyFrame (a written output) is read one column at a time. `accuracy` (binary tasks): each
-    model's accuracy at the task's threshold.
+    `accuracy` (binary tasks): each model's accuracy at the task's threshold.
     """
+    model_columns = [model_score_column(m) for m in models]
+    per_model = parallel_map(lambda column: _score_stats(table.get_column(column)), model_columns)
+    scores = table.get_column(SCORE)
+    hardest = table[hardest_rows(scores, table.get_column(id_column), top)]
+    return _difficulty_dict(
+        models,
+        per_model,
+        hardest,
+        id_column,
+        table.height,
+        int(scores.count()),
+        output,
+        warnings_by_model,
+        accuracy,
+    )
+
+
+def _difficulty_dict(
+    models: Sequence[str],
+    per_model: Sequence[dict[str, Any]],
+    hardest: pl.DataFrame,
+    id_column: str,
+    n_datapoints: int,
+    n_scored: int,
+    output: str | None,
+    warnings_by_model: Mapping[str | None, list[str]] | None,
+    accuracy: Mapping[str, float | None] | None,
+) -> dict[str, Any]:
     warnings_by_model = warnings_by_model or {}
     accuracy = accuracy or {}
     model_columns = [model_score_column(m) for m in models]
-    if isinstance(table, pl.DataFrame):
-        per_model = parallel_map(lambda column: _score_stats(table.get_column(column)), model_columns)
-        scores = table.get_column(SCORE)
-        hardest = table[hardest_rows(scores, table.get_column(id_column), top)]
-    else:
-        per_model = [_score_stats(column_of(table, column)) for column in model_columns]
-        ranked = table.select(id_column, SCORE).collect()
-        scores = ranked.get_column(SCORE)
-        rows = hardest_rows(scores, ranked.get_column(id_column), top)
-        del ranked
-        found = table.with_row_index("__row").filter(pl.col("__row").is_in(rows)).collect()
-        hardest = found.sort(pl.col("__row").replace_strict(rows, list(range(len(rows))))).drop("__row")
-    stats = dict(zip(model_columns, per_model, strict=True))
     return {
         "models": [
             {
                 "name": model,
-                **stats[column],
+                **stats,
                 "warnings": warnings_by_model.get(model, []),
                 **({"accuracy": _number(accuracy[model])} if model in accuracy else {}),
             }
-            for model, column in zip(models, model_columns, strict=True)
+            for model, stats in zip(models, per_model, strict=True)
         ],
-        "n_datapoints": len(scores),
-        "n_scored": int(scores.count()),
+        "n_datapoints": n_datapoints,
+        "n_scored": n_scored,
         "output": output,
         "warnings": warnings_by_model.get(None, []),
         "hardest": [
@@ -71,6 +86,120 @@ def difficulty_summary(
             for row in hardest.iter_rows(named=True)
         ],
     }
+
+
+class RangeSummary:
+    """The summary of a difficulty table met one id range at a time (a partitioned run), without
+    holding or re-reading it: counts and sums add up; the hardest rows of each range compete at
+    the end; exact quantiles keep only the values near them (see `StreamingQuantiles`)."""
+
+    def __init__(self, models: Sequence[str], id_column: str, top: int) -> None:
+        self.models = list(models)
+        self.id_column = id_column
+        self.top = top
+        self.columns = [model_score_column(m) for m in models]
+        self.quantiles = {c: StreamingQuantiles((0.5, 0.9)) for c in self.columns}
+        self.sums = dict.fromkeys(self.columns, 0.0)
+        self.counts = dict.fromkeys(self.columns, 0)
+        self.rows = 0
+        self.scored = 0
+        self.hardest: list[pl.DataFrame] = []
+
+    def add(self, table: pl.DataFrame) -> None:
+        for column in self.columns:
+            values = table.get_column(column).drop_nulls().to_numpy()
+            self.quantiles[column].add(values)
+            self.sums[column] += float(values.sum())
+            self.counts[column] += len(values)
+        scores = table.get_column(SCORE)
+        self.rows += table.height
+        self.scored += int(scores.count())
+        self.hardest.append(table[hardest_rows(scores, table.get_column(self.id_column), self.top)])
+
+    def result(
+        self,
+        written: pl.LazyFrame,
+        *,
+        output: str | None = None,
+        accuracy: Mapping[str, float | None] | None = None,
+        warnings_by_model: Mapping[str | None, list[str]] | None = None,
+    ) -> dict[str, Any]:
+        """The summary; `written` (the output, scanned) is read only where a quantile's bracket
+        missed."""
+        per_model = []
+        for column in self.columns:
+            count = self.counts[column]
+            median, p90 = self.quantiles[column].result(lambda c=column: column_of(written, c).to_numpy())
+            per_model.append(
+                {
+                    "rows_scored": count,
+                    "mean": _number(self.sums[column] / count) if count else None,
+                    "median": _number(median),
+                    "p90": _number(p90),
+                }
+            )
+        candidates = pl.concat(self.hardest) if self.hardest else pl.DataFrame()
+        if candidates.height:
+            rows = hardest_rows(candidates.get_column(SCORE), candidates.get_column(self.id_column), self.top)
+            candidates = candidates[rows]
+        return _difficulty_dict(
+            self.models, per_model, candidates, self.id_column, self.rows, self.scored, output,
+            warnings_by_model, accuracy,
+        )  # fmt: skip
+
+
+class StreamingQuantiles:
+    """Exact quantiles of values given in chunks, keeping only a band of them.
+
+    The first chunk's quantiles (widened by 0.5% of the ranks each way) bracket each wanted order
+    statistic; later chunks add how many values fall below the bracket and keep those inside it.
+    Where the band misses (the first chunk was not like the rest), `result` reads all the values
+    again: the answer is exact either way, as `exact_quantiles` gives it.
+    """
+
+    BAND = 0.005
+
+    def __init__(self, qs: Sequence[float]) -> None:
+        self.qs = list(qs)
+        self.bounds: list[tuple[float, float]] | None = None
+        self.below = [0 for _ in self.qs]
+        self.inside: list[list[np.ndarray]] = [[] for _ in self.qs]
+        self.n = 0
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[~np.isnan(values)]
+        if len(values) == 0:
+            return
+        if self.bounds is None:
+            self.bounds = [
+                (
+                    float(np.quantile(values, max(q - self.BAND, 0.0))),
+                    float(np.quantile(values, min(q + self.BAND, 1.0))),
+                )
+                for q in self.qs
+            ]
+        for i, (low, high) in enumerate(self.bounds):
+            below = values < low
+            self.below[i] += int(np.count_nonzero(below))
+            self.inside[i].append(values[~below & (values <= high)])
+        self.n += len(values)
+
+    def result(self, read_all: Callable[[], np.ndarray]) -> list[float | None]:
+        if self.n == 0:
+            return [None for _ in self.qs]
+        out: list[float | None] = []
+        for i, q in enumerate(self.qs):
+            rank = q * (self.n - 1)
+            k = int(rank)
+            inside = np.concatenate(self.inside[i])
+            j, j2 = k - self.below[i], min(k + 1, self.n - 1) - self.below[i]
+            if 0 <= j <= j2 < len(inside):
+                part = np.partition(inside, [j, j2])
+                low, high = part[j], part[j2]
+                out.append(float(low + (rank - k) * (high - low)))
+            else:
+                out.append(exact_quantiles(read_all(), [q])[0])
+        return out
 
 
 def column_of(table: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:

@@ -364,3 +364,33 @@ def test_memory_sizes(text: str, size: int) -> None:
     from kscore.plan import parse_size
 
     assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("layout", ["shuffled", "sorted"])
+def test_streaming_quantiles_are_exact_also_when_the_first_chunk_misleads(layout: str) -> None:
+    from kscore.report import StreamingQuantiles
+    from kscore.selection import exact_quantiles
+
+    rng = np.random.default_rng(3)
+    values = rng.gamma(2.0, 1.0, 200_001)
+    values[rng.random(len(values)) < 0.01] = np.nan
+    if layout == "sorted":  # the first chunk holds only the smallest values: the band misses
+        values = np.sort(values)
+    streaming = StreamingQuantiles((0.5, 0.9))
+    for chunk in np.array_split(values, 7):
+        streaming.add(chunk)
+    reads = []
+    got = streaming.result(lambda: reads.append(1) or values)
+    assert got == exact_quantiles(values, [0.5, 0.9])
+    assert bool(reads) == (layout == "sorted")
+
+
+def test_null_ids_in_a_natively_spilled_file_are_exit_2(tmp_path: Path, tiny_overhead) -> None:
+    paths = _write_inputs(tmp_path, "dense")
+    frame = _model_frame("dense", 0)
+    frame.with_columns(frame.get_column("id").scatter([5, 9], None)).write_parquet(paths["a"])
+    with pytest.raises(InputError, match="has 2 null ids"):
+        write_difficulty_scores(
+            paths, _standard("minmax", "per_model", False), tmp_path / "o.parquet", memory_limit=300_000
+        )
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "o.parquet").exists()
