@@ -173,9 +173,9 @@ def difficulty(
         list[str], typer.Argument(help="Result files (CSV/Parquet), globs or NAME=PATH; one model each.")
     ],
     config: ConfigOption = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")] = Path(
-        "difficulty_scores.parquet"
-    ),
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output Parquet file; a folder (DIR/) for a Parquet dataset.")
+    ] = "difficulty_scores.parquet",
     model_col: Annotated[
         Optional[str], typer.Option("--model-col", help="Column naming the model, for long files.")
     ] = None,
@@ -198,7 +198,15 @@ def difficulty(
         import polars as pl
 
         from kscore.config import load_standard
-        from kscore.io import check_output, read_results, read_table, resolve_model_files
+        from kscore.io import (
+            check_dataset_output,
+            check_output,
+            read_results,
+            read_table,
+            resolve_model_files,
+            scan_output,
+            wants_dataset,
+        )
         from kscore.jobs import write_difficulty_scores
         from kscore.plan import resolve_memory_limit
         from kscore.report import render_difficulty
@@ -208,8 +216,12 @@ def difficulty(
         files = resolve_model_files(files)
         config_file = [Path(standard.source)] if standard.source else []
         inputs = [*files.values(), *([datapoints] if datapoints else []), *config_file]
-        check_output(out, inputs)
-        picture_size = _check_plot(plot, size, [*inputs, out])
+        out_path = Path(out)
+        if wants_dataset(out):
+            check_dataset_output(out_path, inputs)
+        else:
+            check_output(out_path, inputs)
+        picture_size = _check_plot(plot, size, [*inputs, out_path])
         sources: dict[str, str] = {}
         results: Any = files
         if model_col is not None:
@@ -241,7 +253,7 @@ def difficulty(
         with _errors():
             from kscore.plot import plot_difficulty
 
-            plot_difficulty(pl.scan_parquet(out), models, plot, size=picture_size)
+            plot_difficulty(scan_output(out_path), models, plot, size=picture_size)
         summary["plot"] = str(plot)
     if json_:
         _print_json(summary)

@@ -23,12 +23,22 @@ from kscore.errors import InputError, OutputError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 METADATA_KEY = "kscore"
+# A Parquet dataset kscore wrote: a folder of `part-NNNNN.parquet` files and this manifest, written last.
+MANIFEST = "_kscore.json"
+PART_GLOB = "part-*.parquet"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NAME_SEPARATORS = "_-."
 
 
+def is_dataset(path: Path) -> bool:
+    """Whether `path` is a Parquet dataset kscore wrote (a folder with its manifest)."""
+    return path.is_dir() and (path / MANIFEST).is_file()
+
+
 def file_format(path: Path) -> str:
-    """'csv' or 'parquet', by extension."""
+    """'csv' or 'parquet', by extension (a kscore dataset folder is Parquet)."""
+    if is_dataset(path):
+        return "parquet"
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(
@@ -90,6 +100,10 @@ def resolve_model_files(arguments: Sequence[str]) -> dict[str, Path]:
 def _check_file(path: Path) -> str:
     """The file's format; a missing or empty file or an unknown type is an InputError."""
     fmt = file_format(path)
+    if is_dataset(path):
+        if not dataset_parts(path):
+            raise InputError(f"{path}: the dataset holds no parts")
+        return fmt
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a {fmt.upper()} file")
     if not path.is_file():
@@ -111,11 +125,12 @@ def read_table(
     fmt = _check_file(path)
     try:
         if fmt == "parquet":
-            present = list(pl.read_parquet_schema(path))
+            sources = dataset_parts(path) if is_dataset(path) else path
+            present = list(pl.scan_parquet(sources).collect_schema())
             wanted = present if columns is None else [c for c in columns if c in present]
             if lazy:
-                return pl.scan_parquet(path).select(wanted)
-            frame = pl.read_parquet(path, columns=wanted)
+                return pl.scan_parquet(sources).select(wanted)
+            frame = pl.scan_parquet(sources).select(wanted).collect()
         else:
             present = pl.read_csv(path, n_rows=0).columns
             _reject_duplicated_header(path)
@@ -144,8 +159,9 @@ def scan_table(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) 
     fmt = _check_file(path)
     try:
         if fmt == "parquet":
-            present = list(pl.read_parquet_schema(path))
-            return pl.scan_parquet(path).select(c for c in columns if c in present)
+            scan = scan_output(path)
+            present = scan.collect_schema()
+            return scan.select(c for c in columns if c in present)
         present = pl.read_csv(path, n_rows=0).columns
         _reject_duplicated_header(path)
     except pl.exceptions.NoDataError:
@@ -387,15 +403,82 @@ def discard(folder: Path) -> None:
 def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: Mapping[str, Any]) -> None:
     """Write Parquet atomically (see `write_atomic`) with kscore's metadata as JSON; a LazyFrame is
     streamed (row group by row group), never held whole."""
-    tags = {METADATA_KEY: json.dumps(metadata, default=str)}
+    tags = metadata_tags(metadata)
     if isinstance(frame, pl.LazyFrame):
         write_atomic(out, lambda temp: frame.sink_parquet(temp, metadata=tags))
     else:
         write_atomic(out, lambda temp: frame.write_parquet(temp, metadata=tags))
 
 
+def dataset_parts(folder: Path) -> list[Path]:
+    """The parts of a kscore dataset, in order."""
+    return sorted(folder.glob(PART_GLOB))
+
+
+def scan_output(path: Path) -> pl.LazyFrame:
+    """A Parquet output kscore wrote, file or dataset, scanned lazily."""
+    return pl.scan_parquet(dataset_parts(path) if is_dataset(path) else path)
+
+
+def wants_dataset(out: str | os.PathLike) -> bool:
+    """Whether `-o` names a Parquet dataset: a trailing slash, or an existing folder (SPEC §8)."""
+    text = os.fspath(out)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def check_dataset_output(out: Path, inputs: Iterable[Path]) -> None:
+    """Fail before any work when the dataset folder `out` cannot be written: an existing folder must
+    be empty or hold a kscore dataset (which is then replaced whole); its parent must be writable."""
+    target = out.resolve()
+    for path in inputs:
+        if target == path.resolve() or target in path.resolve().parents:
+            raise InputError(f"{out}/: the output would overwrite an input; choose another -o")
+    if out.exists():
+        if not out.is_dir():
+            raise OutputError(f"{out}/: exists and is not a folder; choose another -o")
+        if any(True for _ in out.iterdir()) and not is_dataset(out):
+            raise OutputError(
+                f"{out}/: the folder holds files kscore did not write; choose a new or empty folder with -o"
+            )
+    check_output(out.parent / f"{out.name}.parquet", [])
+
+
+def write_dataset_atomic(out: Path, write_parts: Callable[[Path], None], metadata: Mapping[str, Any]) -> None:
+    """Write a Parquet dataset: `write_parts(folder)` writes the `part-NNNNN.parquet` files, the
+    manifest goes last, and the folder is renamed into place (an old dataset there is renamed away
+    first and deleted). A failure leaves the old dataset, or nothing, at `out`."""
+    try:
+        with temporary_folder(out) as folder:
+            target = folder / out.name
+            target.mkdir()
+            write_parts(target)
+            (target / MANIFEST).write_text(json.dumps(metadata, default=str), encoding="utf-8")
+            if out.exists():
+                out.rename(folder / "replaced")
+            os.replace(target, out)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise write_failure(out, exc) from None
+
+
+def part_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def metadata_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """kscore's metadata as Parquet key-value metadata."""
+    return {METADATA_KEY: json.dumps(metadata, default=str)}
+
+
 def read_kscore_metadata(path: Path) -> dict[str, Any]:
-    """The metadata kscore recorded in a Parquet file it wrote ({} if none)."""
+    """The metadata kscore recorded in a Parquet file or dataset it wrote ({} if none)."""
+    if is_dataset(path):
+        try:
+            data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise InputError(f"{path}: kscore's manifest {MANIFEST} is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: kscore's manifest {MANIFEST} is not a JSON object")
+        return data
     try:
         raw = pl.read_parquet_metadata(path).get(METADATA_KEY)
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -112,14 +112,17 @@ def write_difficulty_scores(
     Runs in memory while the estimated peak fits `memory_limit` (bytes, or a size such as "4GiB";
     default: half the available memory); otherwise by id ranges spilled to a temporary folder beside
     `out` (or in `temp_dir`), which is removed at the end whatever happens. Both give the same file.
-    Inputs given as DataFrames, `datapoints`, and long files run in memory.
+    Inputs given as DataFrames, `datapoints`, and long files run in memory. An `out` ending in a
+    slash, or an existing folder, is written as a Parquet dataset (`part-NNNNN.parquet` files and a
+    `_kscore.json` manifest written last).
     """
     from kscore.difficulty import score_in_memory
-    from kscore.io import write_parquet_atomic
+    from kscore.io import wants_dataset, write_dataset_atomic, write_parquet_atomic
     from kscore.partitioned import in_memory_bytes
     from kscore.plan import resolve_memory_limit
     from kscore.report import difficulty_summary
 
+    dataset = wants_dataset(out)
     out = Path(out)
     limit = resolve_memory_limit(memory_limit)
     frames, scans, scanned = _inputs(results, standard)
@@ -142,7 +145,7 @@ def write_difficulty_scores(
         )
         if in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids) > limit:
             return _write_partitioned(
-                scans, standard, out, labels, metadata, explain, limit, temp_dir, top, progress
+                scans, standard, out, labels, metadata, explain, limit, temp_dir, top, progress, dataset
             )
     table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
     accuracy = _accuracy(frames, standard, labels, datapoints)
@@ -159,8 +162,24 @@ def write_difficulty_scores(
             output=str(out),
             accuracy=accuracy,
         )
-        write_parquet_atomic(table, out, metadata)
+        if dataset:
+            write_dataset_atomic(out, lambda folder: _write_slices(table, folder, metadata), metadata)
+        else:
+            write_parquet_atomic(table, out, metadata)
         return summarized.result()
+
+
+# Rows per part of a dataset written from memory (about 250 MB of scores).
+PART_ROWS = 4_000_000
+
+
+def _write_slices(table: pl.DataFrame, folder: Path, metadata: dict[str, Any]) -> None:
+    from kscore.io import metadata_tags, part_name
+
+    for number, start in enumerate(range(0, max(table.height, 1), PART_ROWS)):
+        table.slice(start, PART_ROWS).write_parquet(
+            folder / part_name(number), metadata=metadata_tags(metadata)
+        )
 
 
 def _write_partitioned(
@@ -174,8 +193,17 @@ def _write_partitioned(
     temp_dir: str | os.PathLike | None,
     top: int,
     progress: Callable[[str, int, int], None] | None,
+    dataset: bool,
 ) -> dict[str, Any]:
-    from kscore.io import temporary_folder, write_failure, write_parquet_atomic
+    from kscore.io import (
+        metadata_tags,
+        part_name,
+        scan_output,
+        temporary_folder,
+        write_dataset_atomic,
+        write_failure,
+        write_parquet_atomic,
+    )
     from kscore.partitioned import plan_partitions
     from kscore.report import RangeSummary
 
@@ -193,17 +221,34 @@ def _write_partitioned(
                 folder=folder,
                 progress=progress,
             )
-            parts = []
+            parts: list[Path] = []
             summary = RangeSummary(list(frames), standard.id_column, top)
+            tags = metadata_tags(metadata)
             for number, table in enumerate(run.tables()):
-                parts.append(folder / f"output-{number}.arrow")
-                table.write_ipc(parts[-1])
+                if dataset:  # each range is a part of the dataset as it is
+                    parts.append(folder / part_name(number))
+                    table.write_parquet(parts[-1], metadata=tags)
+                else:
+                    parts.append(folder / f"output-{number}.arrow")
+                    table.write_ipc(parts[-1])
                 summary.add(table)
         except (OSError, pl.exceptions.PolarsError) as exc:
             option = "--temp-dir" if temp_dir is not None else "--temp-dir or -o"
             raise write_failure(spill, exc, option, "cannot write temporary files") from None
-        write_parquet_atomic(pl.scan_ipc(parts), out, metadata)
-    return summary.result(pl.scan_parquet(out), output=str(out), accuracy=run.accuracy)
+        if dataset:
+            write_dataset_atomic(out, lambda target: _move_parts(parts, target), metadata)
+        else:
+            write_parquet_atomic(pl.scan_ipc(parts), out, metadata)
+    return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
+
+
+def _move_parts(parts: list[Path], folder: Path) -> None:
+    """Parts written in the spill folder, moved into the dataset (a rename where both share a file
+    system, a copy otherwise)."""
+    import shutil
+
+    for path in parts:
+        shutil.move(path, folder / path.name)
 
 
 def _accuracy(

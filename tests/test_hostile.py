@@ -283,8 +283,13 @@ CASES.update(
         "difficulty: output is the config": Case(
             ["difficulty", "results_a.csv", "-o", "kscore.yaml"], "would overwrite an input"
         ),
-        "difficulty: output is a folder": Case(
-            ["difficulty", "results_a.csv", "-o", "folder"], "is a folder", {"folder/keep": "x"}
+        "difficulty: output is a folder of other files": Case(
+            ["difficulty", "results_a.csv", "-o", "folder"],
+            "holds files kscore did not write",
+            {"folder/keep": "x"},
+        ),
+        "difficulty: dataset output is a file": Case(
+            ["difficulty", "results_a.csv", "-o", "taken/"], "exists and is not a folder", {"taken": "x"}
         ),
         "difficulty: output folder missing": Case(
             ["difficulty", "results_a.csv", "-o", "missing/out.parquet"], "does not exist"

@@ -394,3 +394,49 @@ def test_null_ids_in_a_natively_spilled_file_are_exit_2(tmp_path: Path, tiny_ove
             paths, _standard("minmax", "per_model", False), tmp_path / "o.parquet", memory_limit=300_000
         )
     assert _leftovers(tmp_path) == [] and not (tmp_path / "o.parquet").exists()
+
+
+def _read_dataset(folder: Path) -> pl.DataFrame:
+    parts = sorted(folder.glob("part-*.parquet"))
+    assert parts and (folder / "_kscore.json").is_file()
+    return pl.concat([pl.read_parquet(p) for p in parts])
+
+
+@pytest.mark.parametrize("limit", ["64GiB", 300_000])
+def test_a_dataset_output_holds_the_same_rows_as_the_file(tmp_path: Path, tiny_overhead, limit) -> None:
+    paths = _write_inputs(tmp_path, "sparse")
+    standard = _standard("minmax", "per_model", False)
+    write_difficulty_scores(paths, standard, tmp_path / "one.parquet", memory_limit="64GiB")
+    summary = write_difficulty_scores(paths, standard, str(tmp_path / "lake") + "/", memory_limit=limit)
+    assert _read_dataset(tmp_path / "lake").equals(pl.read_parquet(tmp_path / "one.parquet"))
+    manifest = json.loads((tmp_path / "lake" / "_kscore.json").read_text())
+    assert manifest == read_kscore_metadata(tmp_path / "one.parquet")
+    assert summary["n_datapoints"] == pl.read_parquet(tmp_path / "one.parquet").height
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_dataset_output_replaces_its_own_refuses_a_foreign_folder_and_feeds_compare(
+    tmp_path: Path,
+) -> None:
+    _write_inputs(tmp_path, "dense")
+    _with_config(tmp_path)
+    args = ["difficulty", "results_a.parquet", "results_b.parquet", "-c", "k.yaml", "-o", "lake/"]
+    first = run_kscore(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = _read_dataset(tmp_path / "lake")
+    (tmp_path / "results_b.parquet").unlink()
+    _model_frame("dense", 2).write_parquet(tmp_path / "results_b.parquet")
+    again = run_kscore(*args[:-1], "lake", cwd=tmp_path)  # an existing kscore dataset: replaced whole
+    assert again.returncode == 0, again.stderr
+    after = _read_dataset(tmp_path / "lake")
+    assert after.height == before.height and not after.equals(before)
+    compared = run_kscore("compare", "lake", "--baseline", "a", "--candidate", "b", "--json", cwd=tmp_path)
+    assert compared.returncode in (0, 1), compared.stderr
+    assert json.loads(compared.stdout)["baseline"] == "a"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    refused = run_kscore(*args[:-1], "mine/", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "holds files kscore did not write" in refused.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert _leftovers(tmp_path) == []
