@@ -349,6 +349,8 @@ def embed_scores(
         Optional[int],
         typer.Option("--jobs", "-j", min=1, help="Worker processes and threads (default: every core)."),
     ] = None,
+    memory_limit: MemoryLimitOption = None,
+    temp_dir: TempDirOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
@@ -356,9 +358,11 @@ def embed_scores(
         from kscore.config import QualityStandard, find_config
         from kscore.embed import embed_scores as run_embed_scores
         from kscore.errors import InputError
-        from kscore.io import check_output, read_table, write_parquet_atomic
+        from kscore.io import check_output, read_table, scan_table, write_parquet_atomic
+        from kscore.plan import resolve_memory_limit
         from kscore.report import embed_summary
 
+        limit = resolve_memory_limit(memory_limit)
         config_path = find_config(config, required=False)
         standard = QualityStandard.from_yaml(config_path) if config_path else None
         id_col = standard.id_column if standard else "id"
@@ -374,7 +378,7 @@ def embed_scores(
         picture_size = _check_plot(plot, size, [*inputs, out])
         seed_value = _parse_seed(seed)
         bandwidth_value = _parse_bandwidth(bandwidth)
-        table = read_table(embeddings)
+        table = scan_table(embeddings)
         difficulty_table = read_table(difficulty, [id_col, "difficulty_score"]) if difficulty else None
         with _progress() as progress:
             try:
@@ -396,6 +400,8 @@ def embed_scores(
                     progress=progress,
                     source=str(embeddings),
                     jobs=jobs,
+                    memory_limit=limit,
+                    spill_dir=temp_dir if temp_dir is not None else out.parent,
                 )
             except ValueError as exc:  # invalid reducer, metric or bandwidth
                 raise InputError(str(exc)) from None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,21 +27,22 @@ SCORE_COLUMNS = (REPRESENTATION, POTENTIAL, LOCAL)
 
 
 def embedding_columns(
-    table: pl.DataFrame, embedding_col: str | None = None, embedding_prefix: str | None = None
+    table: pl.DataFrame | pl.LazyFrame, embedding_col: str | None = None, embedding_prefix: str | None = None
 ) -> list[str]:
     """The column(s) holding the embedding: one list/array column, or numeric columns with a prefix."""
+    schema = table.collect_schema() if isinstance(table, pl.LazyFrame) else table.schema
     if embedding_col is not None and embedding_prefix is not None:
         raise InputError("give --embedding-col or --embedding-prefix, not both")
     if embedding_prefix is not None:
-        matching = [c for c, t in table.schema.items() if c.startswith(embedding_prefix) and t.is_numeric()]
+        matching = [c for c, t in schema.items() if c.startswith(embedding_prefix) and t.is_numeric()]
         if not matching:
             raise InputError(f"no numeric column starts with the embedding prefix {embedding_prefix!r}")
         return sorted(matching, key=lambda c: _natural_key(c[len(embedding_prefix) :]))
     if embedding_col is not None:
-        if embedding_col not in table.columns:
+        if embedding_col not in schema:
             raise InputError(f"missing embedding column {embedding_col!r}")
         return [embedding_col]
-    nested = [c for c, t in table.schema.items() if isinstance(t, (pl.List, pl.Array))]
+    nested = [c for c, t in schema.items() if isinstance(t, (pl.List, pl.Array))]
     if len(nested) != 1:
         found = f"found {', '.join(nested)}" if nested else "found none"
         raise InputError(
@@ -88,7 +93,7 @@ def embedding_matrix(table: pl.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def embed_scores(
-    table: pl.DataFrame,
+    table: pl.DataFrame | pl.LazyFrame,
     *,
     id_col: str = "id",
     split_col: str = "split",
@@ -106,6 +111,8 @@ def embed_scores(
     progress: Any = None,
     source: str = "embeddings",
     jobs: int | None = None,
+    memory_limit: int | str | None = None,
+    spill_dir: str | os.PathLike | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The input table enriched with `map_x`, `map_y` and the three scores of the train rows.
 
@@ -113,10 +120,137 @@ def embed_scores(
     [0, 1]), needed for `potential_difficulty_score` and `local_difficulty`. `source` names the
     table in error messages. `jobs` caps the worker processes and threads (default: every core); the
     numbers do not depend on it. Returns the table and the run's metadata.
+
+    A LazyFrame whose embeddings would not fit `memory_limit` (default: half the available memory)
+    has them written once to a file in `spill_dir` (a temporary folder by default, removed at the
+    end), batch by batch, and UMAP reads the rows it needs from there: the same map and scores, in
+    bounded memory. Every other column, the map and the scores stay in memory (about 70 bytes a row).
     """
+    from kscore.plan import resolve_memory_limit
+
+    limit = resolve_memory_limit(memory_limit)
+    if isinstance(table, pl.LazyFrame):
+        spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source)
+        with _embeddings_of(table, *spill) as loaded:
+            frame, matrix, columns = loaded
+            return _embed_scores(
+                frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
+                reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
+                seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
+                progress=progress, source=source, jobs=jobs, memory_limit=limit,
+            )  # fmt: skip
+    columns = embedding_columns(table, embedding_col, embedding_prefix)
+    return _embed_scores(
+        table, None, columns, id_col=id_col, split_col=split_col, train_values=train_values,
+        reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric, seed=seed,
+        bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding, progress=progress,
+        source=source, jobs=jobs, memory_limit=limit,
+    )  # fmt: skip
+
+
+# Bytes an embedding element takes in memory on the in-memory path (the list column, its Float64
+# array, the numpy matrix and umap's float32 copy).
+_BYTES_PER_ELEMENT = 24
+
+
+@contextlib.contextmanager
+def _embeddings_of(
+    table: pl.LazyFrame,
+    embedding_col: str | None,
+    embedding_prefix: str | None,
+    reducer: str,
+    limit: int,
+    spill_dir: str | os.PathLike | None,
+    source: str,
+) -> Iterator[tuple[pl.DataFrame, Any, list[str]]]:
+    """(the table, the embeddings or None to read them from the table, the embedding columns):
+    the whole table in memory when it fits, else every other column in memory and the embeddings
+    spilled to disk (`SpilledRows`)."""
+    from kscore.plan import BASE_BYTES
+
+    try:
+        columns = embedding_columns(table, embedding_col, embedding_prefix)
+        others = table.select(pl.exclude(columns)).collect()
+        dim = _dimensions(table, columns)
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"{source}: cannot read: {str(exc).strip().splitlines()[0][:200]}") from None
+    need = BASE_BYTES + others.height * dim * _BYTES_PER_ELEMENT
+    if need <= limit:
+        yield table.collect(), None, columns
+        return
+    from kscore.embedding_store import SpilledRows
+    from kscore.io import temporary_folder
+
+    batch = max(1024, int((limit - BASE_BYTES) * 0.1 // max(dim * _BYTES_PER_ELEMENT, 1)))
+    where = Path(spill_dir) if spill_dir is not None else Path(tempfile.gettempdir())
+    with temporary_folder(where / "embeddings") as folder:
+        # The precision the reducer reads: umap float32, PCA and 2D inputs float64 (as in memory).
+        dtype = np.float32 if reducer == "umap" and dim != 2 else np.float64
+        rows = SpilledRows(folder / "embeddings.bin", dim, dtype)
+        try:
+            try:
+                for part in table.select(columns).collect_batches(chunk_size=batch):
+                    if part.height:
+                        matrix = embedding_matrix(part, columns)
+                        if matrix.shape[1] != dim:
+                            raise InputError(
+                                f"{source}: embeddings of unequal length ({dim} and {matrix.shape[1]})"
+                            )
+                        rows.append(matrix)
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"{source}: cannot read: {str(exc).strip().splitlines()[0][:200]}") from None
+            rows.finish()
+            if len(rows) != others.height:
+                raise InputError(
+                    f"{source}: the embedding column has {len(rows)} rows, the table {others.height}"
+                )
+            yield others, rows, columns
+        finally:
+            rows.close()
+
+
+def _dimensions(table: pl.LazyFrame, columns: list[str]) -> int:
+    """The embedding's length, from the schema (an array or prefixed columns) or the first row."""
+    if len(columns) > 1:
+        return len(columns)
+    dtype = table.collect_schema()[columns[0]]
+    if isinstance(dtype, pl.Array):
+        return int(dtype.size)
+    if not isinstance(dtype, pl.List):  # not an embedding: `embedding_matrix` says so, in memory
+        return 0
+    first = table.select(pl.col(columns[0]).list.len()).head(1).collect()
+    return int(first.item()) if first.height and first.item() is not None else 0
+
+
+def _embed_scores(
+    table: pl.DataFrame,
+    matrix: Any,
+    columns: list[str],
+    *,
+    id_col: str,
+    split_col: str,
+    train_values: Sequence[str],
+    reference_values: Sequence[str] | None,
+    difficulty: pl.DataFrame | None,
+    reducer: str,
+    metric: str,
+    seed: int | None,
+    bandwidth: str | float,
+    fit_sample: int,
+    keep_embedding: bool,
+    progress: Any,
+    source: str,
+    jobs: int | None,
+    memory_limit: int,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     from kscore.density import DegenerateError, _scores
     from kscore.embedding import reduce_to_2d
 
+    if matrix is not None and keep_embedding:
+        raise InputError(
+            "--keep-embedding needs the embeddings in memory, and they do not fit --memory-limit; "
+            "drop --keep-embedding or raise --memory-limit"
+        )
     for column, what in ((id_col, "id"), (split_col, "split")):
         if column not in table.columns:
             raise InputError(f"missing {what} column {column!r} (columns: {', '.join(table.columns[:12])})")
@@ -137,8 +271,8 @@ def embed_scores(
         )
     if is_reference.sum() < 3:
         raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
-    columns = embedding_columns(table, embedding_col, embedding_prefix)
-    matrix = embedding_matrix(table, columns)
+    if matrix is None:
+        matrix = embedding_matrix(table, columns)
     try:
         coordinates, reducer_params = reduce_to_2d(
             matrix,
@@ -148,6 +282,7 @@ def embed_scores(
             fit_sample=fit_sample,
             progress=progress,
             jobs=jobs,
+            memory_limit=memory_limit,
         )
     except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
         raise InputError(str(exc)) from None
@@ -185,7 +320,7 @@ def embed_scores(
             "the reference difficulty sits on fewer than 3 points or on a line: "
             "potential_difficulty_score is null"
         )
-    out = table.drop(columns) if not keep_embedding else table
+    out = table.drop(columns, strict=False) if not keep_embedding else table
     n = table.height
     new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
     for name, key in ((REPRESENTATION, "representation"), (POTENTIAL, "potential"), (LOCAL, "local")):

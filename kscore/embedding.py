@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import pairwise
@@ -58,15 +59,27 @@ def reduce_to_2d(
     min_dist: float = MIN_DIST,
     progress: Progress | None = None,
     jobs: int | None = None,
+    memory_limit: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """2D coordinates of every row, and the parameters used (for the output's metadata).
+
+    `memory_limit` (bytes): fewer transform workers where each one's copy of the fitted model would
+    not fit beside this process (the map does not depend on the number of workers).
 
     A 2D input is used as is. UMAP is seeded by default (`seed=None` lets it use every core,
     non-reproducibly). With more rows than `fit_sample`, UMAP is fitted on a seeded random sample and
     the other rows are transformed in batches of `TRANSFORM_BATCH`, on `jobs` worker processes
     (default: every core; the map does not depend on it).
     """
-    data = np.asarray(embeddings, dtype=np.float32 if reducer == "umap" else np.float64)
+    spilled = not isinstance(embeddings, np.ndarray) and hasattr(embeddings, "rows_at")
+    if spilled and (reducer != "umap" or embeddings.shape[1] == 2):
+        embeddings = embeddings[np.arange(len(embeddings))]  # small (2D) or needed whole (PCA)
+        spilled = False
+    data = (
+        embeddings
+        if spilled
+        else np.asarray(embeddings, dtype=np.float32 if reducer == "umap" else np.float64)
+    )
     if data.ndim != 2:
         raise ValueError("embeddings must be a 2D array (rows x dimensions)")
     if reducer not in REDUCERS:
@@ -82,14 +95,15 @@ def reduce_to_2d(
     from kscore.engines.local import resolve_jobs
 
     jobs = resolve_jobs(jobs)
-    distinct = distinct_rows(data)
+    distinct = distinct_rows(data, hashes=getattr(data, "hashes", None))
     if distinct is None:
-        return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs)
+        return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit)
     # umap places equal rows at different points: map each distinct row once and copy.
     leaders, index = distinct
     coordinates, params = _umap(
-        data[leaders], metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs
-    )
+        data.subset(leaders) if spilled else data[leaders], metric, seed, fit_sample, n_neighbors, min_dist,
+        progress, jobs, memory_limit,
+    )  # fmt: skip
     params["distinct_rows"] = len(leaders)
     return coordinates[index], params
 
@@ -115,22 +129,31 @@ def _unit_rows(data: np.ndarray) -> np.ndarray:
     return data / np.where(norms > 0, norms, 1.0)
 
 
-def distinct_rows(data: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
+def distinct_rows(
+    data: Any, block: int = 65_536, hashes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(the first row of each distinct row, each row's index among those) or None if all differ.
 
-    Rows are hashed block by block, and rows with equal hashes are compared exactly, so a hash
-    collision never merges different rows (nor separates equal ones).
+    Rows are hashed block by block (or `hashes` given: `row_hashes` of them), and rows with equal
+    hashes are compared exactly, block by block, so a hash collision never merges different rows
+    (nor separates equal ones). `data`: a 2D array, or rows on disk (`SpilledRows`).
     """
     n = len(data)
-    rows = data.reshape(n, -1)
-    hashes = _row_hashes(rows, block)
+    rows = data
+    if hashes is None:
+        hashes = row_hashes(rows, block)
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     if len(first) == n:
         return None
     index = inverse.reshape(-1).astype(np.int64)
     # Only the rows that are not their group's first are compared (-0.0 == 0.0 here too).
     followers = np.flatnonzero(first[index] != np.arange(n))
-    same = np.all(rows[followers] == rows[first[index[followers]]], axis=1)
+    same = np.concatenate(
+        [
+            np.all(rows[part] == rows[first[index[part]]], axis=1)
+            for part in np.array_split(followers, max(1, -(-len(followers) // block)))
+        ]
+    )
     collided = followers[~same]
     leaders = first
     if len(collided):  # rows that only share a hash with their group: grouped exactly, apart
@@ -144,7 +167,7 @@ def distinct_rows(data: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np
     return leaders, index
 
 
-def _row_hashes(rows: np.ndarray, block: int) -> np.ndarray:
+def row_hashes(rows: Any, block: int = 65_536) -> np.ndarray:
     """A random linear hash of each row's bytes (-0.0 read as 0.0), computed block by block."""
     n = len(rows)
     width = rows.shape[1] * rows.dtype.itemsize
@@ -171,6 +194,7 @@ def _umap(
     min_dist: float,
     progress: Progress | None,
     jobs: int,
+    memory_limit: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     use_numba_cache()
     import warnings
@@ -180,6 +204,8 @@ def _umap(
         import umap
 
     n = len(data)
+    if not isinstance(data, np.ndarray) and n <= fit_sample:
+        data = data[np.arange(n)]  # all of it is fitted: in memory
     neighbors = min(n_neighbors, max(n - 1, 2))
     precomputed = None
     if n <= min(EXACT_KNN_ROWS, fit_sample):
@@ -235,7 +261,9 @@ def _umap(
         if progress:
             progress("UMAP fit on a sample", 1, 1)
             progress("UMAP transform", 0, len(chunks))
-        results = _transform_batches(model, [data[chunk] for chunk in chunks], jobs)
+        if memory_limit is not None:
+            jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
+        results = _transform_batches(model, (data[chunk] for chunk in chunks), len(chunks), jobs)
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True), start=1):
             coordinates[chunk] = mapped
             if progress:
@@ -243,7 +271,9 @@ def _umap(
     return coordinates, params
 
 
-def _transform_batches(model: Any, batches: list[np.ndarray], jobs: int) -> Iterator[np.ndarray]:
+def _transform_batches(
+    model: Any, batches: Iterator[np.ndarray], count: int, jobs: int
+) -> Iterator[np.ndarray]:
     """`model.transform` of each batch, in order, on `jobs` worker processes.
 
     A batch's transform depends only on the batch and the fitted model (umap reseeds every call
@@ -252,8 +282,36 @@ def _transform_batches(model: Any, batches: list[np.ndarray], jobs: int) -> Iter
     """
     from kscore.engines.local import map_with_shared
 
-    workers = min(jobs, len(batches) // 2)
+    workers = min(jobs, count // 2)
     return map_with_shared(_transform, batches, shared=model, jobs=workers)
+
+
+# A transform worker beside its copy of the model: the interpreter with umap and numba loaded, and
+# one batch's neighbour search and layout. Measured on 1M x 384 (fit sample 100,000, a 182 MiB
+# model): two workers and the main process peaked at 3748 MiB, the main process alone near 1 GiB.
+WORKER_BYTES = 850 * 1024**2
+
+
+def workers_within(model: Any, dim: int, memory_limit: int) -> int:
+    """How many transform workers fit beside this process within `memory_limit` (at least 1: then
+    the batches run here). Each loads the pickled model (twice its size while unpickling)."""
+    import pickle
+
+    model_bytes = len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    per_worker = WORKER_BYTES + 2 * model_bytes + TRANSFORM_BATCH * dim * 4
+    return max(1, int((memory_limit - resident_bytes()) // per_worker))
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux; elsewhere its peak so far)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _transform(model: Any, batch: np.ndarray) -> np.ndarray:

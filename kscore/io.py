@@ -153,15 +153,15 @@ def read_table(
     return frame
 
 
-def scan_table(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) -> pl.LazyFrame:
-    """`columns` (those present) of a CSV or Parquet file, scanned lazily; `numeric` columns of a CSV
-    are read as Float64 (text there fails the scan, naming the value)."""
+def scan_table(path: Path, columns: Sequence[str] | None = None, numeric: Sequence[str] = ()) -> pl.LazyFrame:
+    """`columns` (those present; all if None) of a CSV or Parquet file, scanned lazily; `numeric`
+    columns of a CSV are read as Float64 (text there fails the scan, naming the value)."""
     fmt = _check_file(path)
     try:
         if fmt == "parquet":
             scan = scan_output(path)
             present = scan.collect_schema()
-            return scan.select(c for c in columns if c in present)
+            return scan if columns is None else scan.select(c for c in columns if c in present)
         present = pl.read_csv(path, n_rows=0).columns
         _reject_duplicated_header(path)
     except pl.exceptions.NoDataError:
@@ -169,7 +169,7 @@ def scan_table(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) 
     except (pl.exceptions.PolarsError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line}") from None
-    wanted = [c for c in columns if c in present]
+    wanted = present if columns is None else [c for c in columns if c in present]
     floats = {c: pl.Float64 for c in numeric if c in wanted}
     return pl.scan_csv(path, schema_overrides=floats).select(wanted)
 

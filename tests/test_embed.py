@@ -242,7 +242,7 @@ def test_a_hash_collision_never_merges_different_rows(monkeypatch):
 
     data = np.arange(12, dtype=np.float64).reshape(6, 2)
     data[4] = data[1]
-    monkeypatch.setattr(embedding, "_row_hashes", lambda rows, block: np.zeros(len(rows), dtype=np.uint64))
+    monkeypatch.setattr(embedding, "row_hashes", lambda rows, block=0: np.zeros(len(rows), dtype=np.uint64))
     leaders, index = embedding.distinct_rows(data)
     assert len(leaders) == 5 and index[1] == index[4]
     assert np.array_equal(data[leaders][index], data)

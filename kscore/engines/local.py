@@ -58,15 +58,18 @@ def map_with_shared(
 ) -> Iterator[_R]:
     """`func(shared, item)` for every item, in order, on `jobs` worker processes.
 
-    `shared` is pickled once and loaded once per worker. With `jobs` 1 everything runs here.
-    Results come back as they are needed; an error or Ctrl-C stops the workers and removes the
+    `shared` is pickled once and loaded once per worker. Items are drawn from `items` as workers
+    need them (at most two per worker waiting), so a generator of large items is never held whole.
+    With `jobs` 1 everything runs here. An error or Ctrl-C stops the workers and removes the
     temporary folder.
     """
-    items = list(items)
-    if jobs <= 1 or len(items) <= 1:
-        for item in items:
+    iterator = iter(items)
+    if jobs <= 1:
+        for item in iterator:
             yield func(shared, item)
         return
+    from collections import deque
+
     from joblib.externals.loky import ProcessPoolExecutor
 
     from kscore.io import temporary_folder
@@ -76,15 +79,19 @@ def map_with_shared(
         path = folder / "shared.pickle"
         path.write_bytes(pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL))
         executor = ProcessPoolExecutor(
-            max_workers=min(jobs, len(items)),
+            max_workers=jobs,
             initializer=_load_shared,
             initargs=(str(path),),
             env=dict.fromkeys(_ONE_THREAD, "1"),
         )
         try:
-            futures = [executor.submit(_call_with_shared, func, item) for item in items]
-            for future in futures:
-                yield future.result()
+            pending: deque[Any] = deque()
+            for item in iterator:
+                pending.append(executor.submit(_call_with_shared, func, item))
+                if len(pending) >= 2 * jobs:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
             finished = True
         finally:
             # Killing workers that are done leaks their semaphores (a warning at exit): only on an

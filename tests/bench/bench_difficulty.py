@@ -17,7 +17,6 @@ Peak memory is the peak of the summed RSS of the contender's process tree, sampl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import yaml
+from peak import run_measured
 
 CONTENDERS = ("io_floor", "kscore", "pandas")
 ALL = (*CONTENDERS, "io_floor_streaming", "kscore_partitioned")
@@ -140,25 +140,15 @@ def _one(contender: str, data_dir: Path, out: Path) -> None:
 
 def _timed(contender: str, data_dir: Path, out: Path, memory_limit: str | None) -> dict:
     """Wall time and peak summed RSS of the process tree of one run in a fresh process."""
-    import psutil
-
     if contender == "kscore":
         command = kscore_command(data_dir, out)
     elif contender == "kscore_partitioned":
         command = kscore_command(data_dir, out, memory_limit or "1GiB")
     else:
         command = [sys.executable, __file__, str(data_dir), "--one", contender, "--out", str(out)]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    root = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
-        time.sleep(0.05)
-    wall = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"{contender} failed with exit code {process.returncode}")
+    code, wall, peak = run_measured(command, stdout=subprocess.DEVNULL)
+    if code != 0:
+        raise SystemExit(f"{contender} failed with exit code {code}")
     return {"wall_s": wall, "peak_mib": peak / 2**20}
 
 

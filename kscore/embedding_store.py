@@ -1,0 +1,120 @@
+"""Embeddings kept on disk: rows of a float matrix in one file, read back by row number.
+
+`embed-scores` above its memory limit writes the embeddings here once, batch by batch, and the UMAP
+stage reads the rows it needs (the fit sample, then each transform batch) with `os.pread`. The
+page cache holds what was read, not the process: resident memory stays bounded whatever the
+matrix's size. Row hashes (for finding identical rows) are taken as the rows are written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kscore.embedding import row_hashes
+
+
+class SpilledRows:
+    """A (rows x dim) matrix in a file; indexing with a slice or an array of row numbers reads
+    those rows (in the order asked) as a numpy array, like indexing the matrix itself."""
+
+    ndim = 2
+
+    def __init__(self, path: Path, dim: int, dtype: Any = np.float32) -> None:
+        self.path = path
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = dim * self.dtype.itemsize
+        self.count = 0
+        self._writer: Any = path.open("wb")
+        self._hashes: list[np.ndarray] = []
+        self.hashes: np.ndarray | None = None
+        self._fd: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.count, self.dim)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        self._writer.write(rows.tobytes())
+        self._hashes.append(row_hashes(rows))
+        self.count += len(rows)
+
+    def finish(self) -> SpilledRows:
+        """Stop writing; the rows can be read from now on."""
+        self._writer.close()
+        self.hashes = np.concatenate(self._hashes) if self._hashes else np.empty(0, dtype=np.uint64)
+        self._hashes = []
+        self._fd = os.open(self.path, os.O_RDONLY)
+        return self
+
+    def close(self) -> None:
+        if not self._writer.closed:
+            self._writer.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.count)
+            return self.rows_at(np.arange(start, stop, step))
+        return self.rows_at(np.asarray(key))
+
+    def rows_at(self, index: np.ndarray) -> np.ndarray:
+        """The rows `index` (row numbers, any order, repeats allowed), read in runs of neighbours."""
+        assert self._fd is not None, "finish() the writing first"
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), self.dim), dtype=self.dtype)
+        if len(index) == 0:
+            return out
+        order = np.argsort(index, kind="stable")
+        wanted = index[order]
+        if wanted[0] < 0 or wanted[-1] >= self.count:
+            raise IndexError("row number out of range")
+        # Runs of consecutive (or repeated) row numbers are read with one call each.
+        breaks = np.flatnonzero(np.diff(wanted) > 1) + 1
+        for run in np.split(np.arange(len(wanted)), breaks):
+            first, last = int(wanted[run[0]]), int(wanted[run[-1]])
+            size = (last - first + 1) * self.row_bytes
+            data = os.pread(self._fd, size, first * self.row_bytes)
+            if len(data) != size:
+                raise OSError(f"{self.path}: short read")
+            block = np.frombuffer(data, dtype=self.dtype).reshape(-1, self.dim)
+            out[order[run]] = block[wanted[run] - first]
+        return out
+
+    def subset(self, index: np.ndarray) -> RowSubset:
+        return RowSubset(self, np.asarray(index, dtype=np.int64))
+
+
+class RowSubset:
+    """Some rows of a `SpilledRows` (row i is the parent's row `index[i]`), indexed the same way."""
+
+    ndim = 2
+
+    def __init__(self, parent: SpilledRows, index: np.ndarray) -> None:
+        self.parent = parent
+        self.index = index
+        self.dtype = parent.dtype
+        self.hashes = parent.hashes[index] if parent.hashes is not None else None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.index), self.parent.dim)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        return self.parent.rows_at(self.index[key])
+
+    def rows_at(self, index: np.ndarray) -> np.ndarray:
+        return self.parent.rows_at(self.index[index])

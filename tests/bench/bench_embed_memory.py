@@ -1,0 +1,68 @@
+"""Peak memory and time of `kscore embed-scores` on embeddings larger than its memory limit.
+
+Writes N x D float32 embeddings (a Parquet list column, 70% train) under a folder, then runs the
+console script with --memory-limit, sampling the summed RSS of its process tree every 50 ms (psutil).
+The stage lines kscore prints on stderr give the split of the time.
+
+    python tests/bench/bench_embed_memory.py /tmp/emb1m --rows 1000000 --dim 384 --memory-limit 3GiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from peak import run_measured
+
+
+def make(folder: Path, rows: int, dim: int) -> Path:
+    path = folder / f"emb_{rows}x{dim}.parquet"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 3, size=(20, dim)).astype(np.float32)
+    parts = []
+    for start in range(0, rows, 500_000):
+        n = min(500_000, rows - start)
+        data = centers[rng.integers(0, 20, n)] + rng.normal(0, 1, size=(n, dim)).astype(np.float32)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "id": np.arange(start, start + n),
+                    "split": np.where(rng.random(n) < 0.7, "train", "val"),
+                    "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
+                }
+            )
+        )
+    pl.concat(parts).write_parquet(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--memory-limit", default="3GiB")
+    parser.add_argument("--reducer", default="umap")
+    args = parser.parse_args()
+    path = make(args.folder, args.rows, args.dim)
+    kscore = Path(sys.executable).with_name("kscore")
+    command = [
+        str(kscore), "embed-scores", str(path), "--reducer", args.reducer,
+        "--memory-limit", args.memory_limit, "-o", str(args.folder / "out.parquet"), "--json",
+    ]  # fmt: skip
+    code, wall, peak = run_measured(command, stdout=subprocess.DEVNULL)
+    print(
+        f"{args.rows} x {args.dim}, --memory-limit {args.memory_limit}, reducer {args.reducer}: "
+        f"exit {code}, {wall:.1f} s, peak RSS of the process tree {peak / 2**20:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

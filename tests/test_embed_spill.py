@@ -1,0 +1,117 @@
+"""embed-scores above its memory limit: embeddings spilled to disk and read back by row, with the
+same map and scores as in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import kscore.plan as plan
+from kscore.embed import embed_scores
+from kscore.embedding_store import SpilledRows
+from kscore.errors import InputError
+
+
+def _points(n: int, dim: int, duplicates: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(4)
+    centers = rng.normal(0, 4, size=(5, dim))
+    data = centers[rng.integers(0, 5, n)] + rng.normal(0, 1, size=(n, dim))
+    if duplicates:  # identical embeddings, scattered: they must land on one point
+        data[rng.choice(n, duplicates, replace=False)] = data[0]
+    split = np.where(rng.random(n) < 0.7, "train", np.where(rng.random(n) < 0.5, "val", "test"))
+    return pl.DataFrame(
+        {
+            "id": rng.permutation(n) * 3,
+            "split": split,
+            "note": [f"row {i}" for i in range(n)],
+            "embedding": pl.Series(data.astype(np.float64)).reshape((n, dim)).cast(pl.List(pl.Float64)),
+        }
+    )
+
+
+@pytest.fixture
+def no_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan as if the interpreter took no memory, so that a small limit spills a small input."""
+    monkeypatch.setattr(plan, "BASE_BYTES", 0)
+
+
+def _assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    assert a.schema == b.schema and a.height == b.height
+    for name in a.columns:
+        x, y = a.get_column(name), b.get_column(name)
+        assert x.is_null().equals(y.is_null()), name
+        if x.dtype.is_float():
+            assert np.array_equal(*(s.fill_null(0.0).to_numpy().view(np.int64) for s in (x, y))), name
+        else:
+            assert x.equals(y), name
+
+
+def _difficulty(points: pl.DataFrame) -> pl.DataFrame:
+    rng = np.random.default_rng(5)
+    return pl.DataFrame({"id": points.get_column("id"), "difficulty_score": rng.random(points.height)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("dim", "reducer"), [(2, "none"), (12, "umap")])
+def test_spilled_embeddings_give_the_in_memory_output(
+    tmp_path: Path, no_base, dim: int, reducer: str
+) -> None:
+    points = _points(3000, dim, duplicates=40)
+    path = tmp_path / "emb.parquet"
+    points.write_parquet(path)
+    options = {"reducer": reducer, "fit_sample": 1000, "difficulty": _difficulty(points), "jobs": 1}
+    whole, whole_meta = embed_scores(points, **options)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    seen: list[int] = []
+    real = SpilledRows.append
+
+    def spy(self, rows):
+        seen.append(len(rows))
+        return real(self, rows)
+
+    pytest.MonkeyPatch().setattr(SpilledRows, "append", spy)
+    try:
+        parts, parts_meta = embed_scores(
+            pl.scan_parquet(path), memory_limit=100_000, spill_dir=spill, **options
+        )
+    finally:
+        pytest.MonkeyPatch().undo()
+    assert len(seen) > 1, "the embeddings were not spilled in batches"
+    _assert_same(whole, parts)
+    assert whole_meta == parts_meta
+    assert list(spill.iterdir()) == []
+
+
+def test_keep_embedding_above_the_limit_is_a_clear_error(tmp_path: Path, no_base) -> None:
+    points = _points(500, 2)
+    path = tmp_path / "emb.parquet"
+    points.write_parquet(path)
+    with pytest.raises(InputError, match="--keep-embedding needs the embeddings in memory"):
+        embed_scores(
+            pl.scan_parquet(path), reducer="none", keep_embedding=True, memory_limit=1000, spill_dir=tmp_path
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["emb.parquet"]
+
+
+def test_spilled_rows_read_back_in_any_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    data = rng.normal(size=(1000, 7)).astype(np.float32)
+    rows = SpilledRows(tmp_path / "m.bin", 7)
+    for part in np.array_split(data, 6):
+        rows.append(part)
+    rows.finish()
+    try:
+        index = rng.integers(0, 1000, 300)
+        assert np.array_equal(rows[index], data[index])
+        assert np.array_equal(rows[10:400:3], data[10:400:3])
+        subset = rows.subset(np.array([5, 2, 999, 2]))
+        assert np.array_equal(subset[np.array([3, 0])], data[[2, 5]])
+        from kscore.embedding import row_hashes
+
+        assert np.array_equal(rows.hashes, row_hashes(data))
+    finally:
+        rows.close()
