@@ -130,7 +130,7 @@ def embed_scores(
 
     limit = resolve_memory_limit(memory_limit)
     if isinstance(table, pl.LazyFrame):
-        spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source)
+        spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress)
         with _embeddings_of(table, *spill) as loaded:
             frame, matrix, columns = loaded
             return _embed_scores(
@@ -162,6 +162,7 @@ def _embeddings_of(
     limit: int,
     spill_dir: str | os.PathLike | None,
     source: str,
+    progress: Any,
 ) -> Iterator[tuple[pl.DataFrame, Any, list[str]]]:
     """(the table, the embeddings or None to read them from the table, the embedding columns):
     the whole table in memory when it fits, else every other column in memory and the embeddings
@@ -197,6 +198,8 @@ def _embeddings_of(
                                 f"{source}: embeddings of unequal length ({dim} and {matrix.shape[1]})"
                             )
                         rows.append(matrix)
+                        if progress:
+                            progress("spill embeddings", len(rows), others.height)
             except pl.exceptions.PolarsError as exc:
                 raise InputError(f"{source}: cannot read: {str(exc).strip().splitlines()[0][:200]}") from None
             rows.finish()
