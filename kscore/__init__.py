@@ -17,6 +17,8 @@ _EXPORTS = {
     "difficulty_scores": "kscore.difficulty",
     "compare_models": "kscore.compare",
     "embed_scores": "kscore.embed",
+    "write_difficulty_scores": "kscore.jobs",
+    "write_embed_scores": "kscore.jobs",
     "reduce_to_2d": "kscore.embedding",
     "representation_scores": "kscore.density",
     "potential_difficulty_scores": "kscore.density",
@@ -45,6 +47,8 @@ __all__ = [
     "potential_difficulty_scores",
     "reduce_to_2d",
     "representation_scores",
+    "write_difficulty_scores",
+    "write_embed_scores",
 ]
 
 if TYPE_CHECKING:
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
     from kscore.embed import embed_scores
     from kscore.embedding import reduce_to_2d
     from kscore.errors import ConfigError, GateFailed, InputError, KscoreError, KscoreWarning
+    from kscore.jobs import write_difficulty_scores, write_embed_scores
 
 
 def __getattr__(name: str) -> Any:

@@ -356,11 +356,10 @@ def embed_scores(
     """Representation, potential difficulty and local difficulty of every train row."""
     with _errors() as collected:
         from kscore.config import QualityStandard, find_config
-        from kscore.embed import embed_scores as run_embed_scores
         from kscore.errors import InputError
-        from kscore.io import check_output, read_table, scan_table, write_parquet_atomic
+        from kscore.io import check_output, read_table
+        from kscore.jobs import write_embed_scores
         from kscore.plan import resolve_memory_limit
-        from kscore.report import embed_summary
 
         limit = resolve_memory_limit(memory_limit)
         config_path = find_config(config, required=False)
@@ -378,53 +377,35 @@ def embed_scores(
         picture_size = _check_plot(plot, size, [*inputs, out])
         seed_value = _parse_seed(seed)
         bandwidth_value = _parse_bandwidth(bandwidth)
-        table = scan_table(embeddings)
-        difficulty_table = read_table(difficulty, [id_col, "difficulty_score"]) if difficulty else None
         with _progress() as progress:
-            try:
-                enriched, meta = run_embed_scores(
-                    table,  # type: ignore[arg-type]
-                    id_col=id_col,
-                    split_col=split_col,
-                    train_values=train_value or ["train"],
-                    reference_values=reference_value,
-                    difficulty=difficulty_table,  # type: ignore[arg-type]
-                    embedding_col=embedding_col,
-                    embedding_prefix=embedding_prefix,
-                    reducer=reducer,
-                    metric=metric,
-                    seed=seed_value,
-                    bandwidth=bandwidth_value,
-                    fit_sample=fit_sample,
-                    keep_embedding=keep_embedding,
-                    progress=progress,
-                    source=str(embeddings),
-                    jobs=jobs,
-                    memory_limit=limit,
-                    spill_dir=temp_dir if temp_dir is not None else out.parent,
-                )
-            except ValueError as exc:  # invalid reducer, metric or bandwidth
-                raise InputError(str(exc)) from None
-        meta.update(
-            {
-                "kscore_version": __version__,
-                "command": "embed-scores",
-                "inputs": {
-                    "embeddings": str(embeddings),
-                    "difficulty": str(difficulty) if difficulty else None,
-                },
-            }
-        )
-        write_parquet_atomic(enriched, out, meta)
-    summary = embed_summary(
-        enriched, id_col, split_col, top=top, output=str(out), with_difficulty=difficulty is not None
-    )
+            summary = write_embed_scores(
+                embeddings,
+                out,
+                difficulty=difficulty,
+                temp_dir=temp_dir,
+                top=top,
+                id_col=id_col,
+                split_col=split_col,
+                train_values=train_value or ["train"],
+                reference_values=reference_value,
+                embedding_col=embedding_col,
+                embedding_prefix=embedding_prefix,
+                reducer=reducer,
+                metric=metric,
+                seed=seed_value,
+                bandwidth=bandwidth_value,
+                fit_sample=fit_sample,
+                keep_embedding=keep_embedding,
+                progress=progress,
+                jobs=jobs,
+                memory_limit=limit,
+            )
     summary["warnings"] = [w for ws in collected.values() for w in ws]
     if plot is not None:
         with _errors():
             from kscore.plot import map_data, plot_map
 
-            plot_map(map_data(enriched), plot, size=picture_size)
+            plot_map(map_data(read_table(out)), plot, size=picture_size)
         summary["plot"] = str(plot)
     if json_:
         _print_json(summary)

@@ -279,3 +279,68 @@ def _at_low_priority(func: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
             if os.getpriority(os.PRIO_PROCESS, thread) < LOW_PRIORITY:  # lower only, never raise
                 os.setpriority(os.PRIO_PROCESS, thread, LOW_PRIORITY)
     return func(*args, **kwargs)
+
+
+def write_embed_scores(
+    embeddings: ResultInput,
+    out: str | os.PathLike,
+    *,
+    difficulty: ResultInput | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    top: int = 10,
+    **options: Any,
+) -> dict[str, Any]:
+    """The whole embed-scores job: score the embeddings (a path or a frame; see `embed_scores` for
+    `options`), write `out` (Parquet with kscore's metadata) atomically, and return the summary.
+
+    Embeddings above the memory limit are spilled to a temporary folder in `temp_dir` (default:
+    beside `out`), removed at the end.
+    """
+    from kscore.embed import embed_scores
+    from kscore.io import read_table, scan_table, write_parquet_atomic
+    from kscore.report import embed_summary
+
+    out = Path(out)
+    id_col = options.get("id_col", "id")
+    table = (
+        embeddings if isinstance(embeddings, pl.DataFrame | pl.LazyFrame) else scan_table(Path(embeddings))
+    )
+    difficulty_table = difficulty
+    if difficulty is not None and not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
+        difficulty_table = read_table(Path(difficulty), [id_col, "difficulty_score"])
+    if isinstance(difficulty_table, pl.LazyFrame):
+        difficulty_table = difficulty_table.collect()
+    if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
+        options.setdefault("source", str(embeddings))
+    try:
+        enriched, meta = embed_scores(
+            table,
+            difficulty=difficulty_table,
+            spill_dir=temp_dir if temp_dir is not None else out.parent,
+            **options,
+        )
+    except ValueError as exc:  # an invalid reducer, metric or bandwidth
+        raise InputError(str(exc)) from None
+    meta.update(
+        {
+            "kscore_version": __version__,
+            "command": "embed-scores",
+            "inputs": {
+                "embeddings": _source(embeddings),
+                "difficulty": _source(difficulty) if difficulty is not None else None,
+            },
+        }
+    )
+    write_parquet_atomic(enriched, out, meta)
+    return embed_summary(
+        enriched,
+        id_col,
+        options.get("split_col", "split"),
+        top=top,
+        output=str(out),
+        with_difficulty=difficulty is not None,
+    )
+
+
+def _source(value: Any) -> str:
+    return "(a table in memory)" if isinstance(value, pl.DataFrame | pl.LazyFrame) else str(value)

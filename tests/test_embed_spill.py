@@ -115,3 +115,18 @@ def test_spilled_rows_read_back_in_any_order(tmp_path: Path) -> None:
         assert np.array_equal(rows.hashes, row_hashes(data))
     finally:
         rows.close()
+
+
+def test_the_whole_job_is_one_library_call(tmp_path: Path) -> None:
+    import kscore
+    from kscore.io import read_kscore_metadata
+
+    points = _points(400, 2)
+    points.write_parquet(tmp_path / "emb.parquet")
+    summary = kscore.write_embed_scores(tmp_path / "emb.parquet", tmp_path / "out.parquet", reducer="none")
+    written = pl.read_parquet(tmp_path / "out.parquet")
+    assert summary["output"] == str(tmp_path / "out.parquet") and written.height == 400
+    metadata = read_kscore_metadata(tmp_path / "out.parquet")
+    assert metadata["command"] == "embed-scores" and metadata["inputs"]["embeddings"] == str(
+        tmp_path / "emb.parquet"
+    )
