@@ -191,10 +191,17 @@ def difficulty(
     size: SizeOption = "1200x900",
     memory_limit: MemoryLimitOption = None,
     temp_dir: TempDirOption = None,
+    jobs: Annotated[
+        Optional[int], typer.Option("--jobs", "-j", min=1, help="Threads to use (default: every core).")
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
     with _errors() as collected:
+        if jobs is not None:
+            from kscore.engines.local import limit_threads
+
+            limit_threads(jobs)  # before polars is imported: its pool size is fixed then
         import polars as pl
 
         from kscore.config import load_standard

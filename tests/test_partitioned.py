@@ -440,3 +440,27 @@ def test_cli_dataset_output_replaces_its_own_refuses_a_foreign_folder_and_feeds_
     assert "holds files kscore did not write" in refused.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert _leftovers(tmp_path) == []
+
+
+def test_jobs_caps_polars_threads_and_keeps_the_numbers(tmp_path: Path) -> None:
+    _write_inputs(tmp_path, "dense")
+    _with_config(tmp_path)
+    files = ["results_a.parquet", "results_b.parquet", "results_c.parquet"]
+    script = (
+        "import atexit, sys\n"
+        "size = lambda: __import__('polars').thread_pool_size()\n"
+        "atexit.register(lambda: print('threads', size(), file=sys.stderr))\n"
+        "sys.argv = ['kscore', *sys.argv[1:]]\n"
+        "from kscore.cli import run\n"
+        "run()\n"
+    )
+    outputs = {}
+    for jobs in ("1", "2"):
+        args = ["difficulty", *files, "-c", "k.yaml", "-o", f"j{jobs}.parquet", "-j", jobs]
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"threads {jobs}" in done.stderr
+        outputs[jobs] = tmp_path / f"j{jobs}.parquet"
+    _assert_same_file(outputs["1"], outputs["2"])

@@ -43,10 +43,22 @@ def resolve_jobs(jobs: int | None) -> int:
     return jobs
 
 
+# The thread count `parallel_map` uses by default: every core, or what `limit_threads` set.
+_default_threads: list[int] = []
+
+
+def limit_threads(jobs: int) -> None:
+    """Cap this process's threads at `jobs`: kscore's own maps, and polars' pool where polars is not
+    imported yet (its pool size is fixed when it is imported; the CLI calls this first)."""
+    _default_threads[:] = [resolve_jobs(jobs)]
+    os.environ["POLARS_MAX_THREADS"] = str(_default_threads[0])
+
+
 def parallel_map(func: Callable[[_T], _R], items: Sequence[_T], workers: int | None = None) -> list[_R]:
-    """`map` over threads, in item order: one per core, or `workers` at most. For work that
-    releases the GIL (numpy's scatter, polars, FINUFFT)."""
-    workers = min(len(items), workers or os.cpu_count() or 1)
+    """`map` over threads, in item order: one per core (or as `limit_threads` set), or `workers` at
+    most. For work that releases the GIL (numpy's scatter, polars, FINUFFT)."""
+    default = _default_threads[0] if _default_threads else os.cpu_count() or 1
+    workers = min(len(items), workers or default)
     if workers <= 1:
         return [func(item) for item in items]
     with ThreadPoolExecutor(workers) as pool:
