@@ -291,6 +291,16 @@ CASES.update(
         "difficulty: dataset output is a file": Case(
             ["difficulty", "results_a.csv", "-o", "taken/"], "exists and is not a folder", {"taken": "x"}
         ),
+        "difficulty: --memory-limit unreadable": Case(
+            _difficulty("results_a.csv", extra=("--memory-limit", "4 lots")), "--memory-limit: cannot read"
+        ),
+        "difficulty: --memory-limit zero": Case(
+            _difficulty("results_a.csv", extra=("--memory-limit", "0")), "--memory-limit must be positive"
+        ),
+        "difficulty: --temp-dir missing": Case(
+            _difficulty("results_a.csv", extra=("--temp-dir", "nowhere")),
+            "--temp-dir nowhere: no such folder",
+        ),
         "difficulty: output folder missing": Case(
             ["difficulty", "results_a.csv", "-o", "missing/out.parquet"], "does not exist"
         ),
@@ -720,6 +730,14 @@ CASES.update(
         "embed-scores: output is the embeddings": Case(
             ["embed-scores", "emb.parquet", "--reducer", "none", "-o", "emb.parquet"],
             "would overwrite an input",
+        ),
+        "embed-scores: --memory-limit unreadable": Case(
+            ["embed-scores", "emb.parquet", "--reducer", "none", "--memory-limit", "lots"],
+            "--memory-limit: cannot read",
+        ),
+        "embed-scores: --temp-dir missing": Case(
+            ["embed-scores", "emb.parquet", "--reducer", "none", "--temp-dir", "nowhere"],
+            "--temp-dir nowhere: no such folder",
         ),
         "embed-scores: output is a folder": Case(
             ["embed-scores", "emb.parquet", "--reducer", "none", "-o", "folder"],
