@@ -130,3 +130,21 @@ def test_the_whole_job_is_one_library_call(tmp_path: Path) -> None:
     assert metadata["command"] == "embed-scores" and metadata["inputs"]["embeddings"] == str(
         tmp_path / "emb.parquet"
     )
+
+
+def test_a_bad_row_in_a_later_batch_leaves_no_spill(tmp_path: Path, no_base) -> None:
+    points = _points(3000, 2)
+    bad = points.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2900)
+        .then(pl.lit([float("nan"), 0.0]))
+        .otherwise(pl.col("embedding"))
+        .alias("embedding")
+    )
+    bad.write_parquet(tmp_path / "emb.parquet")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    with pytest.raises(InputError, match="NaN, inf or missing values"):
+        embed_scores(
+            pl.scan_parquet(tmp_path / "emb.parquet"), reducer="none", memory_limit=50_000, spill_dir=spill
+        )
+    assert list(spill.iterdir()) == []
