@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,12 +104,18 @@ class PartitionedRun:
         if self.standard.normalization == "rank":
             self._rank()
         total = self.ranges.count
-        for k in range(total):
-            table = self._score_range(k, whole)
-            if self.progress:
-                self.progress("score id ranges", k + 1, total)
-            if table is not None:
-                yield table
+        # A range's spilled files are deleted once it is scored, in a thread (deleting gigabytes
+        # takes the file system a while): the next range is scored meanwhile, and the disk holds
+        # less at once.
+        with ThreadPoolExecutor(1) as cleaner:
+            for k in range(total):
+                table = self._score_range(k, whole)
+                done = [p for m in self.models for p in (*m.files.get(k, ()), *m.ranks.get(k, ()))]
+                cleaner.submit(_remove, done)
+                if self.progress:
+                    self.progress("score id ranges", k + 1, total)
+                if table is not None:
+                    yield table
 
     # -- stage 2: spill -------------------------------------------------------------------------
     def _spill(self) -> None:
@@ -397,6 +405,12 @@ def _ranges(models: list[_Model], dtype: pl.DataType, parts: int, id_col: str) -
         ids = model.frame.select(pl.col(id_col).gather_every(step)).collect().get_column(id_col)
         samples.append(normalize_ids(ids, model.label).cast(dtype, strict=False).drop_nulls())
     return sampled_ranges(pl.concat(samples), parts)
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with suppress(OSError):  # what is left goes with the temporary folder
+            path.unlink()
 
 
 def _merge(a: Stats, b: Stats) -> Stats:
