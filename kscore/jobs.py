@@ -3,10 +3,11 @@ atomically with its metadata, and summarize it. The CLI only parses, prints and 
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -221,25 +222,41 @@ def _write_partitioned(
                 folder=folder,
                 progress=progress,
             )
-            parts: list[Path] = []
             summary = RangeSummary(list(frames), standard.id_column, top)
-            tags = metadata_tags(metadata)
-            for number, table in enumerate(run.tables()):
-                if dataset:  # each range is a part of the dataset as it is
+            tables = run.tables()
+            first = next(tables)  # the spill, and the first range
+            parts: list[Path] = []
+            if dataset:  # each range is a part of the dataset as it is
+                for number, table in enumerate(itertools.chain([first], tables)):
                     parts.append(folder / part_name(number))
-                    table.write_parquet(parts[-1], metadata=tags)
-                else:
-                    parts.append(folder / f"output-{number}.arrow")
-                    table.write_ipc(parts[-1])
-                summary.add(table)
+                    table.write_parquet(parts[-1], metadata=metadata_tags(metadata))
+                    summary.add(table)
         except (OSError, pl.exceptions.PolarsError) as exc:
             option = "--temp-dir" if temp_dir is not None else "--temp-dir or -o"
             raise write_failure(spill, exc, option, "cannot write temporary files") from None
         if dataset:
             write_dataset_atomic(out, lambda target: _move_parts(parts, target), metadata)
         else:
-            write_parquet_atomic(pl.scan_ipc(parts), out, metadata)
+            write_parquet_atomic(
+                _streamed(itertools.chain([first], tables), first.schema, summary), out, metadata
+            )
     return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
+
+
+def _streamed(tables: Iterator[pl.DataFrame], schema: pl.Schema, summary: Any) -> pl.LazyFrame:
+    """The ranges' tables as one LazyFrame that polars' Parquet sink pulls range by range (scored
+    while the previous one is encoded); each is added to the summary on its way. An error raised
+    while scoring a range comes out of the sink as itself."""
+    from polars.io.plugins import register_io_source
+
+    def source(
+        with_columns: list[str] | None, predicate: Any, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        for table in tables:
+            summary.add(table)
+            yield table if with_columns is None else table.select(with_columns)
+
+    return register_io_source(source, schema=schema)
 
 
 def _move_parts(parts: list[Path], folder: Path) -> None:

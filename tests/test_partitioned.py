@@ -174,6 +174,14 @@ def test_partitioned_csv_inputs_equal_in_memory(tmp_path: Path, tiny_overhead) -
     _assert_same_file(tmp_path / "memory" / "out.parquet", tmp_path / "parts" / "out.parquet")
 
 
+def _spilling(folder: Path) -> bool:
+    """Whether a run has started spilling rows under `folder` (which it may be deleting meanwhile)."""
+    try:
+        return any(p.name.startswith("rows-m") for p in folder.rglob("*"))
+    except FileNotFoundError:
+        return False
+
+
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if ".kscore-" in p.name)
 
@@ -307,7 +315,7 @@ def test_ctrl_c_during_a_partitioned_run_leaves_no_spill_and_no_output(tmp_path:
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not any(p.name.endswith(".arrow") for p in tmp_path.rglob("*")) and process.poll() is None:
+    while not _spilling(tmp_path) and process.poll() is None:
         if time.monotonic() > deadline:
             break
         time.sleep(0.01)
@@ -464,3 +472,43 @@ def test_jobs_caps_polars_threads_and_keeps_the_numbers(tmp_path: Path) -> None:
         assert f"threads {jobs}" in done.stderr
         outputs[jobs] = tmp_path / f"j{jobs}.parquet"
     _assert_same_file(outputs["1"], outputs["2"])
+
+
+def test_ctrl_c_while_ranges_stream_into_the_output_leaves_nothing(tmp_path: Path) -> None:
+    _generate(tmp_path, 1_000_000, models=3)
+    args = ["difficulty", "results_m0.parquet", "results_m1.parquet", "results_m2.parquet", "-c", "k.yaml"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kscore", *args, "--memory-limit", "260MiB"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:  # one line per stage when stderr is not a terminal
+        lines.append(line)
+        if line.startswith("read and spill:"):
+            break
+    if process.poll() is not None:
+        pytest.skip("the run ended before its ranges were scored: too fast to interrupt here")
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(lines) + rest
+    errors = [line for line in rest.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: interrupted"), rest
+    assert not (tmp_path / "difficulty_scores.parquet").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_an_error_in_a_late_range_comes_out_as_itself(tmp_path: Path, tiny_overhead) -> None:
+    paths = _write_inputs(tmp_path, "dense")
+    frame = _model_frame("dense", 0)
+    last = frame.filter(pl.col("id") == ROWS - 1)
+    pl.concat([frame, last]).write_parquet(paths["a"])  # id ROWS - 1 twice: found in the last range
+    out = tmp_path / "o.parquet"
+    with pytest.raises(InputError, match="duplicated id"):
+        write_difficulty_scores(paths, _standard("minmax", "per_model", False), out, memory_limit=300_000)
+    assert not out.exists() and _leftovers(tmp_path) == []
