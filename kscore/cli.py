@@ -219,7 +219,6 @@ def difficulty(
         from kscore.report import render_difficulty
 
         limit = resolve_memory_limit(memory_limit)
-        _check_temp_dir(temp_dir)
         standard = load_standard(config)
         files = resolve_model_files(files)
         config_file = [Path(standard.source)] if standard.source else []
@@ -370,7 +369,6 @@ def embed_scores(
         from kscore.plan import resolve_memory_limit
 
         limit = resolve_memory_limit(memory_limit)
-        _check_temp_dir(temp_dir)
         config_path = find_config(config, required=False)
         standard = QualityStandard.from_yaml(config_path) if config_path else None
         id_col = standard.id_column if standard else "id"
@@ -422,18 +420,6 @@ def embed_scores(
         from kscore.report import render_embed
 
         _print(render_embed(summary))
-
-
-def _check_temp_dir(folder: Path | None) -> None:
-    """`--temp-dir` must be a writable folder, whether or not this run needs to spill."""
-    from kscore.errors import InputError
-
-    if folder is None:
-        return
-    if not folder.is_dir():
-        raise InputError(f"--temp-dir {folder}: no such folder")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"--temp-dir {folder}: the folder is not writable; choose another --temp-dir")
 
 
 def _parse_seed(text: str) -> int | None:

@@ -332,6 +332,16 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
+def check_temp_dir(folder: str | os.PathLike | None) -> None:
+    """`--temp-dir` must be a writable folder, whether or not a run needs to spill."""
+    if folder is None:
+        return
+    if not Path(folder).is_dir():
+        raise InputError(f"--temp-dir {folder}: no such folder")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--temp-dir {folder}: the folder is not writable; choose another --temp-dir")
+
+
 def write_failure(
     out: Path, exc: BaseException, option: str = "-o", what: str = "cannot write"
 ) -> OutputError:

@@ -118,11 +118,12 @@ def write_difficulty_scores(
     `_kscore.json` manifest written last).
     """
     from kscore.difficulty import score_in_memory
-    from kscore.io import wants_dataset, write_dataset_atomic, write_parquet_atomic
+    from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_parquet_atomic
     from kscore.partitioned import in_memory_bytes
     from kscore.plan import resolve_memory_limit
     from kscore.report import difficulty_summary
 
+    check_temp_dir(temp_dir)
     dataset = wants_dataset(out)
     out = Path(out)
     limit = resolve_memory_limit(memory_limit)
@@ -209,8 +210,6 @@ def _write_partitioned(
     from kscore.report import RangeSummary
 
     spill = Path(temp_dir) if temp_dir is not None else out.parent
-    if not spill.is_dir():
-        raise InputError(f"--temp-dir {spill}: no such folder")
     with temporary_folder(spill / out.name) as folder:
         try:
             run = plan_partitions(
@@ -314,9 +313,10 @@ def write_embed_scores(
     beside `out`), removed at the end.
     """
     from kscore.embed import embed_scores
-    from kscore.io import read_table, scan_table, write_parquet_atomic
+    from kscore.io import check_temp_dir, read_table, scan_table, write_parquet_atomic
     from kscore.report import embed_summary
 
+    check_temp_dir(temp_dir)
     out = Path(out)
     id_col = options.get("id_col", "id")
     table = (

@@ -174,6 +174,21 @@ def test_partitioned_csv_inputs_equal_in_memory(tmp_path: Path, tiny_overhead) -
     _assert_same_file(tmp_path / "memory" / "out.parquet", tmp_path / "parts" / "out.parquet")
 
 
+def _start_partitioned(folder: Path, limit: str) -> subprocess.Popen:
+    """A partitioned `kscore difficulty` on 3 generated models of 1M rows, started in the background."""
+    _generate(folder, 1_000_000, models=3)
+    args = ["difficulty", "results_m0.parquet", "results_m1.parquet", "results_m2.parquet", "-c", "k.yaml"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kscore", *args, "--memory-limit", limit],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _spilling(folder: Path) -> bool:
     """Whether a run has started spilling rows under `folder` (which it may be deleting meanwhile)."""
     try:
@@ -303,17 +318,7 @@ def test_a_forced_partition_run_stays_under_its_memory_limit(tmp_path: Path) -> 
 
 
 def test_ctrl_c_during_a_partitioned_run_leaves_no_spill_and_no_output(tmp_path: Path) -> None:
-    _generate(tmp_path, 1_000_000, models=3)
-    args = ["difficulty", "results_m0.parquet", "results_m1.parquet", "results_m2.parquet", "-c", "k.yaml"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kscore", *args, "--memory-limit", "300MiB"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_partitioned(tmp_path, "300MiB")
     deadline = time.monotonic() + 60
     while not _spilling(tmp_path) and process.poll() is None:
         if time.monotonic() > deadline:
@@ -475,17 +480,7 @@ def test_jobs_caps_polars_threads_and_keeps_the_numbers(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_while_ranges_stream_into_the_output_leaves_nothing(tmp_path: Path) -> None:
-    _generate(tmp_path, 1_000_000, models=3)
-    args = ["difficulty", "results_m0.parquet", "results_m1.parquet", "results_m2.parquet", "-c", "k.yaml"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kscore", *args, "--memory-limit", "260MiB"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_partitioned(tmp_path, "260MiB")
     assert process.stderr is not None
     lines = []
     for line in process.stderr:  # one line per stage when stderr is not a terminal
