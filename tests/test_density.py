@@ -144,3 +144,84 @@ def test_scores_are_bitwise_identical_on_any_number_of_threads(monkeypatch):
         assert np.array_equal(runs[0][key], runs[1][key]) and np.array_equal(runs[0][key], runs[2][key])
     expected = gaussian_kde(reference.T).logpdf(train[:200].T)
     assert np.allclose(runs[0]["representation"][:200], expected, rtol=0, atol=1e-9)
+
+
+def tilted_clouds(seed: int, hard_width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A wide cloud and a tilted, elongated one whose points are the hard ones."""
+    rng = np.random.default_rng(seed)
+    angle = np.pi / 5
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    hard = rng.normal(size=(1200, 2)) * [4.0 * hard_width, hard_width] @ rotation.T + [3.0, 1.0]
+    reference = np.vstack([rng.normal(size=(1500, 2)) * [3.0, 2.0], hard])
+    difficulty = np.concatenate([rng.uniform(0, 0.05, 1500), rng.uniform(0.5, 1.0, 1200)])
+    train = np.vstack([rng.normal(size=(900, 2)) * 3.0, rng.uniform(-60, 60, (60, 2))])
+    return train, reference, difficulty
+
+
+@pytest.mark.parametrize(("hard_width", "shared"), [(1.5, True), (0.1, False)])
+def test_potential_shares_the_transforms_when_its_kernel_is_close(monkeypatch, hard_width, shared):
+    """A tilted potential kernel rides on the representation's transforms (its own Fourier
+    coefficients); one far narrower gets transforms of its own. Both are scipy's estimator."""
+    import kscore.density as density
+
+    original, separate = density._potential, []
+
+    def spy(*args, **kwargs):
+        separate.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(density, "_potential", spy)
+    train, reference, difficulty = tilted_clouds(3, hard_width)
+    scores = density._scores(train, reference, difficulty, "scott")
+    assert bool(separate) is not shared
+    exact = gaussian_kde(reference.T, weights=difficulty).pdf(train.T)
+    inside = region(exact)
+    ours = scores["potential"]
+    assert (np.abs(ours - exact)[inside] / exact[inside]).max() < 1e-6
+    tails = ~inside & (exact > 1e-290)  # farther out scipy's density underflows to 0
+    assert (np.abs(ours - exact)[tails] / exact[tails]).max() < 1e-3
+    representation = gaussian_kde(reference.T).logpdf(train.T)
+    assert np.abs(scores["representation"] - representation).max() < 1e-6
+
+
+@pytest.mark.parametrize("nearby_weight", [True, False])
+def test_exact_tail_sums_equal_brute_force(monkeypatch, nearby_weight):
+    """The tail sums (whitened coordinates, unit kernel) against log-sum-exp over every point: queries
+    in a gap beside a dense cluster sum a disk, far ones search a k-d tree over the points within
+    reach; where the nearby cells carry no weight (no lower bound) the tree holds every point."""
+    from scipy.special import logsumexp
+
+    import kscore.density as density
+
+    rng = np.random.default_rng(8)
+    reference = np.vstack([rng.normal(size=(20000, 2)) * 2.0, rng.normal(size=(3000, 2)) * 0.5 + [40.0, 0.0]])
+    uniform = np.full(len(reference), 1.0 / len(reference))
+    if nearby_weight:  # some zeros among the weights
+        other = rng.uniform(size=len(reference)) * (rng.uniform(size=len(reference)) > 0.3)
+    else:  # weight only on the far cluster
+        other = np.where(reference[:, 0] > 20, 1.0, 0.0)
+    weights = np.vstack([uniform, other])
+    angles = rng.uniform(0, 2 * np.pi, 40)
+    ring = np.column_stack([np.cos(angles), np.sin(angles)])
+    queries = np.vstack([ring * 13.0, ring[:10] * [300.0, 80.0], [[20.0, 0.0], [-1e4, 5.0]]])
+    calls = []
+    for name in ("_disk_log_sums", "_log_sums_over"):
+        original = getattr(density, name)
+
+        def counted(points, *args, _original=original, _name=name, **kwargs):
+            calls.append((_name, len(points), len(args[1])))
+            return _original(points, *args, **kwargs)
+
+        monkeypatch.setattr(density, name, counted)
+    bounds = (reference.min(axis=0), reference.max(axis=0))
+    ours = density._exact_log_sums(reference[:, 0].copy(), reference[:, 1].copy(), weights, queries, bounds)
+    squared = ((queries[:, None, :] - reference[None, :, :]) ** 2).sum(axis=2)
+    with np.errstate(divide="ignore"):
+        exact = np.stack([logsumexp(np.log(w)[None, :] - 0.5 * squared, axis=1) for w in weights])
+    if nearby_weight:  # the 40 gap queries on a disk, the far ones on a tree, each over a subset
+        assert calls[0][0] == "_log_sums_over" and calls[0][1] < len(reference) and calls[0][2] == 12
+        assert calls[1][0] == "_disk_log_sums" and calls[1][1] < len(reference) and calls[1][2] == 40
+    else:
+        assert calls[0] == ("_log_sums_over", len(reference), len(queries))
+    assert np.isfinite(ours).all()
+    assert np.abs(np.exp(ours - exact) - 1).max() < 1e-5
