@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from kscore.align import normalize_ids
+from kscore.embedding import FIT_SAMPLE
 from kscore.errors import InputError, KscoreWarning
 
 MAP_X, MAP_Y = "map_x", "map_y"
@@ -106,7 +107,7 @@ def embed_scores(
     metric: str = "euclidean",
     seed: int | None = 0,
     bandwidth: str | float = "scott",
-    fit_sample: int = 100_000,
+    fit_sample: int = FIT_SAMPLE,
     keep_embedding: bool = False,
     progress: Any = None,
     source: str = "embeddings",

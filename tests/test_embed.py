@@ -334,3 +334,34 @@ def test_workers_are_killed_only_after_an_error(monkeypatch, fails):
     else:
         assert list(map_with_shared(_divide, items, shared=1.0, jobs=2)) == [1.0, 0.5, 0.25]
     assert calls[0] == {"wait": not fails, "kill_workers": fails}
+
+
+def test_the_command_line_fits_umap_on_the_librarys_default_sample():
+    """cli.py spells the default out (importing numpy for it would slow `kscore --help`)."""
+    import inspect
+
+    from kscore import cli
+    from kscore.embedding import FIT_SAMPLE
+
+    assert inspect.signature(cli.embed_scores).parameters["fit_sample"].default == FIT_SAMPLE
+
+
+def test_umaps_uncached_numba_functions_are_cached():
+    """umap compiles these in every process (10 s each time) unless kscore caches them; a rename in a
+    later umap would silently bring the cost back."""
+    import umap.distances
+    import umap.layouts
+    import umap.umap_
+    from numba.core.caching import NullCache
+
+    from kscore.embedding import cache_umap_kernels
+
+    cache_umap_kernels("cosine")
+    for function in (
+        umap.umap_.smooth_knn_dist,
+        umap.umap_.compute_membership_strengths,
+        umap.layouts._nb_optimize_layout_euclidean_single_epoch,
+        umap.layouts._nb_optimize_layout_euclidean_single_epoch_parallel,
+        umap.distances.named_distances["cosine"],
+    ):
+        assert not isinstance(function._cache, NullCache), function

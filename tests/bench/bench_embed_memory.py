@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from peak import run_measured
 
 
@@ -26,20 +27,22 @@ def make(folder: Path, rows: int, dim: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 3, size=(20, dim)).astype(np.float32)
-    parts = []
+    writer = None  # written part by part: 10M x 384 is 15 GB, more than this machine could hold twice
     for start in range(0, rows, 500_000):
         n = min(500_000, rows - start)
         data = centers[rng.integers(0, 20, n)] + rng.normal(0, 1, size=(n, dim)).astype(np.float32)
-        parts.append(
-            pl.DataFrame(
-                {
-                    "id": np.arange(start, start + n),
-                    "split": np.where(rng.random(n) < 0.7, "train", "val"),
-                    "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
-                }
-            )
-        )
-    pl.concat(parts).write_parquet(path)
+        part = pl.DataFrame(
+            {
+                "id": np.arange(start, start + n),
+                "split": np.where(rng.random(n) < 0.7, "train", "val"),
+                "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
+            }
+        ).to_arrow()
+        if writer is None:
+            writer = pq.ParquetWriter(path.with_suffix(".partial"), part.schema)
+        writer.write_table(part)
+    writer.close()
+    path.with_suffix(".partial").rename(path)  # an interrupted run leaves no file to reuse
     return path
 
 

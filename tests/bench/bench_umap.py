@@ -1,8 +1,10 @@
 """Benchmark the UMAP stage of embed-scores: time, peak memory and trustworthiness.
 
     python tests/bench/bench_umap.py full --rows 100000        # one full fit
-    python tests/bench/bench_umap.py sampled --rows 1000000    # fit on 100,000 rows, transform the rest
-    python tests/bench/bench_umap.py trust --rows 100000 --fit-sample 20000
+    python tests/bench/bench_umap.py sampled --rows 1000000    # fit on the default sample, transform the rest
+    python tests/bench/bench_umap.py trust --rows 100000 --fit-sample 20000 50000 \
+        --transform-epochs 30 10 [--data manifold]
+    python tests/bench/bench_umap.py sampled --rows 1000000 --fit-sample 20000 --transform-epochs 10
     python tests/bench/bench_umap.py trust-parts --rows 100000 --fit-sample 50000  # umap's own transform
     python tests/bench/bench_umap.py cold-warm                 # embed-scores on sample_data/
 
@@ -23,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import kscore.embedding
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,16 +49,38 @@ def text_like_embeddings(rows: int, dims: int = 384, clusters: int = 40, seed: i
     return out
 
 
+def manifold_embeddings(rows: int, dims: int = 384, latent: int = 5, seed: int = 0) -> np.ndarray:
+    """Unit vectors on a smooth curved manifold (no clusters): latent points from three overlapping
+    Gaussians of different widths, mapped to `dims` by random sinusoids, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(3, latent))
+    widths = np.array([0.4, 0.8, 1.5])
+    frequencies = rng.normal(size=(latent, dims)) * 0.7
+    phases = rng.uniform(0, 2 * np.pi, dims)
+    out = np.empty((rows, dims), dtype=np.float32)
+    for start in range(0, rows, 100_000):
+        n = min(100_000, rows - start)
+        which = rng.integers(0, 3, n)
+        points = centers[which] + rng.normal(size=(n, latent)) * widths[which, None]
+        chunk = np.sin(points @ frequencies + phases) + 0.05 * rng.standard_normal((n, dims))
+        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+        out[start : start + n] = chunk
+    return out
+
+
+DATA = {"text": text_like_embeddings, "manifold": manifold_embeddings}
+
+
 def peak_mib() -> float:
     """This process's peak resident memory (not the transform workers': Linux counts a child's
     peak from its parent's size at fork, so RUSAGE_CHILDREN cannot tell them apart)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_reduce(rows: int, fit_sample: int, jobs: int | None = None) -> dict:
+def run_reduce(rows: int, fit_sample: int, jobs: int | None = None, kind: str = "text") -> dict:
     from kscore.embedding import reduce_to_2d
 
-    data = text_like_embeddings(rows)
+    data = DATA[kind](rows)
     stages: dict[str, float] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -66,7 +92,9 @@ def run_reduce(rows: int, fit_sample: int, jobs: int | None = None) -> dict:
     transform_start = stages.get("UMAP transform", end)
     return {
         "rows": rows,
+        "data": kind,
         "fit_sample": min(rows, fit_sample),
+        "transform_epochs": kscore.embedding.TRANSFORM_EPOCHS,
         "jobs": jobs,
         "seconds": end - start,
         "fit_and_index_seconds": transform_start - start,
@@ -75,25 +103,38 @@ def run_reduce(rows: int, fit_sample: int, jobs: int | None = None) -> dict:
     }
 
 
-def run_trust(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
+def run_trust(
+    rows: int, fit_samples: list[int], epochs: list[int], subsample: int = 5000, kind: str = "text"
+) -> dict:
+    """Trustworthiness of sample fit + transform against one full fit, for each fit sample size
+    and transform epoch count (the full fit is made once)."""
     from sklearn.manifold import trustworthiness
 
     from kscore.embedding import reduce_to_2d
 
-    data = text_like_embeddings(rows)
+    data = DATA[kind](rows)
     full, _ = reduce_to_2d(data, fit_sample=rows, seed=0)
-    sampled, _ = reduce_to_2d(data, fit_sample=fit_sample, seed=0)
-    rng = np.random.default_rng(1)
-    pick = rng.choice(rows, size=subsample, replace=False)
+    pick = np.random.default_rng(1).choice(rows, size=subsample, replace=False)
     t_full = trustworthiness(data[pick], full[pick], n_neighbors=15)
-    t_sampled = trustworthiness(data[pick], sampled[pick], n_neighbors=15)
-    return {
-        "rows": rows,
-        "fit_sample": fit_sample,
-        "trust_full": t_full,
-        "trust_sampled": t_sampled,
-        "difference": t_full - t_sampled,
-    }
+    results = []
+    for fit_sample in fit_samples:
+        for count in epochs:
+            kscore.embedding.TRANSFORM_EPOCHS = count
+            start = time.perf_counter()
+            sampled, _ = reduce_to_2d(data, fit_sample=fit_sample, seed=0)
+            seconds = time.perf_counter() - start
+            t_sampled = trustworthiness(data[pick], sampled[pick], n_neighbors=15)
+            results.append(
+                {
+                    "fit_sample": fit_sample,
+                    "transform_epochs": count,
+                    "trust_sampled": t_sampled,
+                    "difference": t_full - t_sampled,
+                    "seconds": seconds,
+                }
+            )
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    return {"rows": rows, "data": kind, "trust_full": t_full, "sampled": results}
 
 
 def run_trust_parts(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
@@ -185,17 +226,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm"])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--fit-sample", type=int, default=100_000)
+    parser.add_argument(
+        "--fit-sample", type=int, nargs="+", default=[kscore.embedding.FIT_SAMPLE], help="trust: several"
+    )
     parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--data", choices=sorted(DATA), default="text")
+    parser.add_argument(
+        "--transform-epochs", type=int, nargs="+", default=None, help="kscore's default if not given"
+    )
     args = parser.parse_args()
+    epochs = args.transform_epochs or [kscore.embedding.TRANSFORM_EPOCHS]
+    kscore.embedding.TRANSFORM_EPOCHS = epochs[0]
     if args.mode == "full":
-        result = run_reduce(args.rows, fit_sample=args.rows)
+        result = run_reduce(args.rows, fit_sample=args.rows, kind=args.data)
     elif args.mode == "sampled":
-        result = run_reduce(args.rows, fit_sample=args.fit_sample, jobs=args.jobs)
+        result = run_reduce(args.rows, fit_sample=args.fit_sample[0], jobs=args.jobs, kind=args.data)
     elif args.mode == "trust":
-        result = run_trust(args.rows, args.fit_sample)
+        result = run_trust(args.rows, args.fit_sample, epochs, kind=args.data)
     elif args.mode == "trust-parts":
-        result = run_trust_parts(args.rows, args.fit_sample)
+        result = run_trust_parts(args.rows, args.fit_sample[0])
     else:
         result = run_cold_warm()
     print(json.dumps(result))
