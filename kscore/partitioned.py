@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -100,7 +101,7 @@ class PartitionedRun:
 
     def tables(self) -> Iterator[pl.DataFrame]:
         self._spill()
-        whole = self._merge_stats()
+        whole = self._merge_statistics()
         if self.standard.normalization == "rank":
             self._rank()
         total = self.ranges.count
@@ -214,63 +215,25 @@ class PartitionedRun:
         self, index: int, number: int, batch: pl.DataFrame, dtype: pl.DataType, binary: bool
     ) -> None:
         model = self.models[index]
-        id_col = self.standard.id_column
-        if binary:
-            from kscore.tasks import threshold_counts
-
-            assert self.standard.task is not None
-            correct, judged = threshold_counts(batch, self.standard.task, id_col, model.label)
-            model.correct += correct
-            model.judged += judged
-        signals, stats = read_signals(batch, self.standard, model.label, None)
-        # Statistics of every signal, also those `read_signals` leaves to `_normalized` (the task's
-        # error, text columns parsed as numbers): computed per range, they would be the range's.
-        stats.update(column_stats(signals, [s.name for s in self.standard.signals if s.name not in stats]))
-        model.stats = _merge(model.stats, stats)
-        ids = signals.get_column(id_col).cast(dtype, strict=False)
-        if ids.null_count():
-            raise InputError(
-                f"{model.label}: column {id_col!r} holds ids that do not fit one 64-bit integer type "
-                "with the other files' ids; store ids as text"
-            )
-        keys = self.ranges.of(ids)
-        signals = signals.with_columns(ids)
-        if self.ranges.count > 1:
-            # Rows grouped by range, keeping their order within it: a stable radix sort of 16-bit keys.
-            order = np.argsort(keys, kind="stable")
-            signals = signals[order]
-            counts = np.bincount(keys, minlength=self.ranges.count)
-        else:
-            counts = np.array([signals.height])
-        offset = 0
-        for k in np.flatnonzero(counts):
-            size = int(counts[k])
+        piece = split_batch(batch, self.standard, self.ranges, dtype, model.label, binary)
+        model.stats = merge_stats(model.stats, piece.stats)
+        model.correct += piece.correct
+        model.judged += piece.judged
+        for k, rows in piece.ranges:
             path = self.folder / f"rows-m{index}-r{k}-b{number}.arrow"
-            signals.slice(offset, size).write_ipc(path)
-            offset += size
-            model.files.setdefault(int(k), []).append(path)
-            model.sizes[int(k)] = model.sizes.get(int(k), 0) + size
+            rows.write_ipc(path)
+            model.files.setdefault(k, []).append(path)
+            model.sizes[k] = model.sizes.get(k, 0) + rows.height
 
-    def _merge_stats(self) -> dict[str | None, tuple[Stats, Whole]]:
-        """Per model (per_model scope) or for all models together (key None, joint scope): the
-        merged statistics and completeness; warns about constant or empty signals once."""
+    def _merge_statistics(self) -> dict[str | None, tuple[Stats, Whole]]:
         task = self.standard.task
         if task is not None and task.type == "binary_classification":
             self.accuracy = {m.name: m.correct / m.judged if m.judged else None for m in self.models}
-        names = [s.name for s in self.standard.signals]
-        if self.standard.scope == "joint":
-            stats: Stats = {}
-            for model in self.models:
-                stats = _merge(stats, model.stats)
-            rows = sum(sum(m.sizes.values()) for m in self.models)
-            stat_warnings(stats, self.standard.signals, None)
-            return {None: (stats, Whole(all(stats[n][2] == rows for n in names)))}
-        out = {}
-        for model in self.models:
-            rows = sum(model.sizes.values())
-            stat_warnings(model.stats, self.standard.signals, model.name)
-            out[model.name] = (model.stats, Whole(all(model.stats[n][2] == rows for n in names)))
-        return out
+        return merged_statistics(
+            self.standard,
+            {m.name: m.stats for m in self.models},
+            {m.name: sum(m.sizes.values()) for m in self.models},
+        )
 
     # -- stage 3: ranks -------------------------------------------------------------------------
     def _rank(self) -> None:
@@ -278,10 +241,9 @@ class PartitionedRun:
         for group in groups:
             pieces = [(m, k) for m in group for k in sorted(m.files)]
             for number, signal in enumerate(self.standard.signals):
-                column = pl.col(signal.name)
-                oriented = -column if signal.higher_is_better else column
+                oriented = oriented_signal(signal)
                 values = pl.scan_ipc([p for m, k in pieces for p in m.files[k]]).select(oriented).collect()
-                ranks = values.to_series().rank("average").alias(rank_column(signal.name))
+                ranks = average_ranks(values.to_series(), signal.name)
                 del values
                 offset = 0
                 for m, k in pieces:
@@ -301,27 +263,124 @@ class PartitionedRun:
         return frame.hstack([r.to_series() for r in ranks]) if ranks else frame
 
     def _score_range(self, k: int, whole: dict[str | None, tuple[Stats, Whole]]) -> pl.DataFrame | None:
-        standard = self.standard
         frames = {m.name: frame for m in self.models if (frame := self._read_range(m, k)) is not None}
-        if not frames:
-            return None
-        if standard.scope == "joint":
-            stats, complete = whole[None]
-            scored = score_jointly(frames, standard, explain=self.explain, stats=stats, whole=complete)
-        else:
-            scored = {
-                name: score_model(
-                    frame, whole[name][0], standard, name, explain=self.explain, whole=whole[name][1]
-                )
-                for name, frame in frames.items()
-            }
-        del frames
-        labels = {m.name: m.label for m in self.models}
-        aligned = align_by_id(scored, standard.id_column, labels)
-        columns = {}
-        for m in self.models:
-            columns[m.name] = aligned.columns.get(m.name) or _absent(scored, len(aligned.ids))
-        return assemble(Alignment(aligned.ids, columns), [s.name for s in standard.signals])
+        return score_range(frames, self.standard, whole, {m.name: m.label for m in self.models}, self.explain)
+
+
+# -- the stages' work on one piece, whichever engine runs it (kscore.engines) -------------------------
+@dataclass
+class SplitBatch:
+    """One batch of a model's rows, checked and turned into signals: its statistics (and binary
+    task counts), and its rows by id range (range number, rows), ranges in order."""
+
+    stats: Stats
+    correct: int
+    judged: int
+    ranges: list[tuple[int, pl.DataFrame]]
+
+
+def split_batch(
+    batch: pl.DataFrame,
+    standard: QualityStandard,
+    ranges: IdRanges,
+    dtype: pl.DataType,
+    label: str,
+    binary: bool,
+) -> SplitBatch:
+    """Stage 2 on one batch: check it and compute its signals exactly as in memory (`read_signals`),
+    take their statistics, and cut its rows by id range (keeping their order within a range)."""
+    id_col = standard.id_column
+    correct = judged = 0
+    if binary:
+        from kscore.tasks import threshold_counts
+
+        assert standard.task is not None
+        correct, judged = threshold_counts(batch, standard.task, id_col, label)
+    signals, stats = read_signals(batch, standard, label, None)
+    # Statistics of every signal, also those `read_signals` leaves to `_normalized` (the task's
+    # error, text columns parsed as numbers): computed per range, they would be the range's.
+    stats.update(column_stats(signals, [s.name for s in standard.signals if s.name not in stats]))
+    ids = signals.get_column(id_col).cast(dtype, strict=False)
+    if ids.null_count():
+        raise InputError(
+            f"{label}: column {id_col!r} holds ids that do not fit one 64-bit integer type "
+            "with the other files' ids; store ids as text"
+        )
+    keys = ranges.of(ids)
+    signals = signals.with_columns(ids)
+    if ranges.count > 1:
+        # Rows grouped by range, keeping their order within it: a stable radix sort of 16-bit keys.
+        order = np.argsort(keys, kind="stable")
+        signals = signals[order]
+        counts = np.bincount(keys, minlength=ranges.count)
+    else:
+        counts = np.array([signals.height])
+    pieces = []
+    offset = 0
+    for k in np.flatnonzero(counts):
+        size = int(counts[k])
+        pieces.append((int(k), signals.slice(offset, size)))
+        offset += size
+    return SplitBatch(stats, correct, judged, pieces)
+
+
+def merged_statistics(
+    standard: QualityStandard, stats: Mapping[str, Stats], rows: Mapping[str, int]
+) -> dict[str | None, tuple[Stats, Whole]]:
+    """Per model (per_model scope) or for all models together (key None, joint scope): the
+    statistics merged over all pieces and whether no signal misses a value; warns about constant or
+    empty signals once. `stats` and `rows` per model name, in model order."""
+    names = [s.name for s in standard.signals]
+    if standard.scope == "joint":
+        merged: Stats = {}
+        for one in stats.values():
+            merged = merge_stats(merged, one)
+        total = sum(rows.values())
+        stat_warnings(merged, standard.signals, None)
+        return {None: (merged, Whole(all(merged[n][2] == total for n in names)))}
+    out = {}
+    for name, one in stats.items():
+        stat_warnings(one, standard.signals, name)
+        out[name] = (one, Whole(all(one[n][2] == rows[name] for n in names)))
+    return out
+
+
+def oriented_signal(signal: Any) -> pl.Expr:
+    """Stage 3: the signal's column, negated where higher is better (ranks count up from the best)."""
+    column = pl.col(signal.name)
+    return -column if signal.higher_is_better else column
+
+
+def average_ranks(values: pl.Series, signal: str) -> pl.Series:
+    """Stage 3: the average ranks of one signal's oriented values over all rows of its group."""
+    return values.rank("average").alias(rank_column(signal))
+
+
+def score_range(
+    frames: Mapping[str, pl.DataFrame],
+    standard: QualityStandard,
+    whole: Mapping[str | None, tuple[Stats, Whole]],
+    labels: Mapping[str, str],
+    explain: bool,
+) -> pl.DataFrame | None:
+    """Stage 4: one id range's table from each model's rows of it (with their ranks), given the
+    merged statistics: scored, matched by id and averaged, as in memory. `labels`: every model,
+    in model order; a model with no row in the range is absent from `frames`."""
+    if not frames:
+        return None
+    if standard.scope == "joint":
+        stats, complete = whole[None]
+        scored = score_jointly(dict(frames), standard, explain=explain, stats=stats, whole=complete)
+    else:
+        scored = {
+            name: score_model(frame, whole[name][0], standard, name, explain=explain, whole=whole[name][1])
+            for name, frame in frames.items()
+        }
+    aligned = align_by_id(scored, standard.id_column, labels)
+    columns = {}
+    for name in labels:
+        columns[name] = aligned.columns.get(name) or _absent(scored, len(aligned.ids))
+    return assemble(Alignment(aligned.ids, columns), [s.name for s in standard.signals])
 
 
 def plan_partitions(
@@ -333,9 +392,10 @@ def plan_partitions(
     memory_limit: int,
     folder: Path,
     progress: Progress | None = None,
+    min_parts: int = 1,
 ) -> PartitionedRun:
-    """Stage 1: the id ranges for `results` within `memory_limit`; InputError if the limit is below
-    what one range needs."""
+    """Stage 1: the id ranges for `results` within `memory_limit` (and `min_parts` at least, to
+    score ranges side by side); InputError if the limit is below what one range needs."""
     id_col = standard.id_column
     models = [_describe(name, frame, id_col, labels[name]) for name, frame in results.items()]
     dtype = common_id_dtype([m.id_dtype for m in models])
@@ -358,7 +418,7 @@ def plan_partitions(
             f"--memory-limit {format_size(memory_limit)} is below the {format_size(need)} this input needs "
             f"at least{why}; raise --memory-limit"
         )
-    parts = max(1, math.ceil(rows * per_row / (room * 0.5)))
+    parts = max(min_parts, math.ceil(rows * per_row / (room * 0.5)))
     # A batch is read, checked and split (about three copies of its columns) beside nothing else.
     batch_rows = int(min(_MAX_BATCH, max(_MIN_BATCH, room * 0.25 // (3 * per_row))))
     ranges = _ranges(models, dtype, parts, id_col)
@@ -413,7 +473,7 @@ def _remove(paths: list[Path]) -> None:
             path.unlink()
 
 
-def _merge(a: Stats, b: Stats) -> Stats:
+def merge_stats(a: Stats, b: Stats) -> Stats:
     """Statistics of two sets of rows from those of each (exact: min, max and counts)."""
     out = dict(a)
     for name, (low, high, count) in b.items():
