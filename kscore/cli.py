@@ -61,6 +61,20 @@ TempDirOption = Annotated[
     Optional[Path],
     typer.Option("--temp-dir", help="Folder for the spilled id ranges (default: the output's folder)."),
 ]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where the work runs: local (this machine's cores) or ray (a Ray cluster; needs kscore[ray]).",
+    ),
+]
+RayAddressOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster to use with --engine ray (default: $RAY_ADDRESS; else a local instance).",
+    ),
+]
 
 
 # Counts beyond this are clamped to it: more than any table kscore prints, and safe for polars.
@@ -194,6 +208,8 @@ def difficulty(
     jobs: Annotated[
         Optional[int], typer.Option("--jobs", "-j", min=1, help="Threads to use (default: every core).")
     ] = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
@@ -251,6 +267,8 @@ def difficulty(
                 temp_dir=temp_dir,
                 top=top,
                 progress=progress,
+                engine=engine,
+                ray_address=ray_address,
             )
     models = [model["name"] for model in summary["models"]]
     summary["warnings"] = collected.pop(None, [])
@@ -358,6 +376,8 @@ def embed_scores(
     ] = None,
     memory_limit: MemoryLimitOption = None,
     temp_dir: TempDirOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
@@ -406,6 +426,8 @@ def embed_scores(
                 progress=progress,
                 jobs=jobs,
                 memory_limit=limit,
+                engine=engine,
+                ray_address=ray_address,
             )
     summary["warnings"] = [w for ws in collected.values() for w in ws]
     if plot is not None:

@@ -114,6 +114,7 @@ def embed_scores(
     jobs: int | None = None,
     memory_limit: int | str | None = None,
     spill_dir: str | os.PathLike | None = None,
+    engine: str = "local",
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The input table enriched with `map_x`, `map_y` and the three scores of the train rows.
 
@@ -126,6 +127,8 @@ def embed_scores(
     has them written once to a file in `spill_dir` (a temporary folder by default, removed at the
     end), batch by batch, and UMAP reads the rows it needs from there: the same map and scores, in
     bounded memory. Every other column, the map and the scores stay in memory (about 70 bytes a row).
+
+    `engine="ray"` transforms the UMAP batches on the connected Ray cluster (the same map).
     """
     from kscore.plan import resolve_memory_limit
 
@@ -138,14 +141,14 @@ def embed_scores(
                 frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
                 reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
                 seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
-                progress=progress, source=source, jobs=jobs, memory_limit=limit,
+                progress=progress, source=source, jobs=jobs, memory_limit=limit, engine=engine,
             )  # fmt: skip
     columns = embedding_columns(table, embedding_col, embedding_prefix)
     return _embed_scores(
         table, None, columns, id_col=id_col, split_col=split_col, train_values=train_values,
         reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric, seed=seed,
         bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding, progress=progress,
-        source=source, jobs=jobs, memory_limit=limit,
+        source=source, jobs=jobs, memory_limit=limit, engine=engine,
     )  # fmt: skip
 
 
@@ -246,6 +249,7 @@ def _embed_scores(
     source: str,
     jobs: int | None,
     memory_limit: int,
+    engine: str = "local",
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     from kscore.density import DegenerateError, _scores
     from kscore.embedding import reduce_to_2d
@@ -287,6 +291,7 @@ def _embed_scores(
             progress=progress,
             jobs=jobs,
             memory_limit=memory_limit,
+            engine=engine,
         )
     except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
         raise InputError(str(exc)) from None

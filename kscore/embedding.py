@@ -95,6 +95,7 @@ def reduce_to_2d(
     progress: Progress | None = None,
     jobs: int | None = None,
     memory_limit: int | None = None,
+    engine: str = "local",
 ) -> tuple[np.ndarray, dict]:
     """2D coordinates of every row, and the parameters used (for the output's metadata).
 
@@ -104,7 +105,7 @@ def reduce_to_2d(
     A 2D input is used as is. UMAP is seeded by default (`seed=None` lets it use every core,
     non-reproducibly). With more rows than `fit_sample`, UMAP is fitted on a seeded random sample and
     the other rows are transformed in batches of `TRANSFORM_BATCH`, on `jobs` worker processes
-    (default: every core; the map does not depend on it).
+    (default: every core; the map does not depend on it), or on Ray actors with `engine="ray"`.
     """
     spilled = not isinstance(embeddings, np.ndarray) and hasattr(embeddings, "rows_at")
     if spilled and (reducer != "umap" or embeddings.shape[1] == 2):
@@ -132,12 +133,14 @@ def reduce_to_2d(
     jobs = resolve_jobs(jobs)
     distinct = distinct_rows(data, hashes=getattr(data, "hashes", None))
     if distinct is None:
-        return _umap(data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit)
+        return _umap(
+            data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit, engine
+        )
     # umap places equal rows at different points: map each distinct row once and copy.
     leaders, index = distinct
     coordinates, params = _umap(
         data.subset(leaders) if spilled else data[leaders], metric, seed, fit_sample, n_neighbors, min_dist,
-        progress, jobs, memory_limit,
+        progress, jobs, memory_limit, engine,
     )  # fmt: skip
     params["distinct_rows"] = len(leaders)
     return coordinates[index], params
@@ -230,6 +233,7 @@ def _umap(
     progress: Progress | None,
     jobs: int,
     memory_limit: int | None = None,
+    engine: str = "local",
 ) -> tuple[np.ndarray, dict]:
     use_numba_cache()
     import warnings
@@ -301,9 +305,10 @@ def _umap(
         if progress:
             progress(fit_stage, 1, 1)
             progress("UMAP transform", 0, len(chunks))
-        if memory_limit is not None:
+        if memory_limit is not None and engine == "local":
             jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
-        results = _transform_batches(model, (data[chunk] for chunk in chunks), len(chunks), jobs)
+        batches = (data[chunk] for chunk in chunks)
+        results = _transform_batches(model, batches, len(chunks), jobs, engine)
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True), start=1):
             coordinates[chunk] = mapped
             if progress:
@@ -312,14 +317,19 @@ def _umap(
 
 
 def _transform_batches(
-    model: Any, batches: Iterator[np.ndarray], count: int, jobs: int
+    model: Any, batches: Iterator[np.ndarray], count: int, jobs: int, engine: str = "local"
 ) -> Iterator[np.ndarray]:
-    """`model.transform` of each batch, in order, on `jobs` worker processes.
+    """`model.transform` of each batch, in order, on `jobs` worker processes (or, `engine="ray"`,
+    on Ray actors: one per CPU of the cluster; `jobs` is this machine's).
 
     A batch's transform depends only on the batch and the fitted model (umap reseeds every call
     with `transform_seed`), so any number of workers gives the same numbers. A worker costs seconds
     to start (imports, numba's cache), so each gets at least two batches.
     """
+    if engine == "ray":
+        from kscore.engines import ray
+
+        return ray.map_with_shared(_transform, batches, shared=model, jobs=None)
     from kscore.engines.local import map_with_shared
 
     workers = min(jobs, count // 2)

@@ -3,6 +3,7 @@ atomically with its metadata, and summarize it. The CLI only parses, prints and 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -107,6 +108,8 @@ def write_difficulty_scores(
     temp_dir: str | os.PathLike | None = None,
     top: int = 10,
     progress: Callable[[str, int, int], None] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Score `results` and write the table to `out` (Parquet) with kscore's metadata; the summary.
 
@@ -116,6 +119,9 @@ def write_difficulty_scores(
     Inputs given as DataFrames, `datapoints`, and long files run in memory. An `out` ending in a
     slash, or an existing folder, is written as a Parquet dataset (`part-NNNNN.parquet` files and a
     `_kscore.json` manifest written last).
+
+    `engine="ray"` runs the partitioned plan's tasks on the Ray cluster at `ray_address` (default
+    `$RAY_ADDRESS`, else a local instance; `kscore[ray]`), whatever the size: the same file.
     """
     from kscore.difficulty import score_in_memory
     from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_parquet_atomic
@@ -123,6 +129,7 @@ def write_difficulty_scores(
     from kscore.plan import resolve_memory_limit
     from kscore.report import difficulty_summary
 
+    check_engine(engine)
     check_temp_dir(temp_dir)
     dataset = wants_dataset(out)
     out = Path(out)
@@ -139,6 +146,34 @@ def write_difficulty_scores(
         "inputs": sources,
         "datapoints": datapoints_source,
     }
+    if engine == "ray":
+        if scans is None or datapoints is not None:
+            raise InputError("--engine ray reads the models from files and does not take --datapoints yet")
+        from kscore.engines.ray import ray_session
+        from kscore.io import file_format
+
+        sliced = {name: name in scanned and file_format(Path(scanned[name])) == "parquet" for name in scans}
+        # Ray's workers run in folders of their own: they are given absolute paths.
+        absolute = {
+            name: Path(scanned[name]).absolute() if name in scanned else results[name] for name in results
+        }
+        scans = _inputs(absolute, standard)[1]
+        assert scans is not None
+        with ray_session(ray_address):
+            return _write_partitioned(
+                scans,
+                standard,
+                out,
+                labels,
+                metadata,
+                explain,
+                limit,
+                temp_dir,
+                top,
+                progress,
+                dataset,
+                sliced,
+            )
     if scans is not None and datapoints is None:
         text_ids = any(
             not f.collect_schema()[standard.id_column].is_numeric()
@@ -196,7 +231,10 @@ def _write_partitioned(
     top: int,
     progress: Callable[[str, int, int], None] | None,
     dataset: bool,
+    ray_sliced: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
+    """The partitioned plan, on this machine or (`ray_sliced` given: which models can be read in
+    row slices) on the connected Ray cluster."""
     from kscore.io import (
         metadata_tags,
         part_name,
@@ -220,7 +258,12 @@ def _write_partitioned(
                 memory_limit=limit,
                 folder=folder,
                 progress=progress,
+                min_parts=1 if ray_sliced is None else 2 * _ray_cpus(),
             )
+            if ray_sliced is not None:
+                from kscore.engines.ray import RayDifficultyRun
+
+                run = RayDifficultyRun(run, ray_sliced)
             summary = RangeSummary(list(frames), standard.id_column, top)
             tables = run.tables()
             first = next(tables)  # the spill, and the first range
@@ -240,6 +283,21 @@ def _write_partitioned(
                 _streamed(itertools.chain([first], tables), first.schema, summary), out, metadata
             )
     return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
+
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str) -> None:
+    """InputError for an engine kscore does not have."""
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+
+
+def _ray_cpus() -> int:
+    from kscore.engines.ray import cluster_cpus
+
+    return cluster_cpus()
 
 
 def _streamed(tables: Iterator[pl.DataFrame], schema: pl.Schema, summary: Any) -> pl.LazyFrame:
@@ -304,18 +362,22 @@ def write_embed_scores(
     difficulty: ResultInput | None = None,
     temp_dir: str | os.PathLike | None = None,
     top: int = 10,
+    engine: str = "local",
+    ray_address: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """The whole embed-scores job: score the embeddings (a path or a frame; see `embed_scores` for
     `options`), write `out` (Parquet with kscore's metadata) atomically, and return the summary.
 
     Embeddings above the memory limit are spilled to a temporary folder in `temp_dir` (default:
-    beside `out`), removed at the end.
+    beside `out`), removed at the end. `engine="ray"`: UMAP's transform batches run on the Ray
+    cluster at `ray_address` (default `$RAY_ADDRESS`, else a local instance); the same map.
     """
     from kscore.embed import embed_scores
     from kscore.io import check_temp_dir, read_table, scan_table, write_parquet_atomic
     from kscore.report import embed_summary
 
+    check_engine(engine)
     check_temp_dir(temp_dir)
     out = Path(out)
     id_col = options.get("id_col", "id")
@@ -329,13 +391,20 @@ def write_embed_scores(
         difficulty_table = difficulty_table.collect()
     if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
         options.setdefault("source", str(embeddings))
+    session: Any = contextlib.nullcontext()
+    if engine == "ray":
+        from kscore.engines.ray import ray_session
+
+        session = ray_session(ray_address)
     try:
-        enriched, meta = embed_scores(
-            table,
-            difficulty=difficulty_table,
-            spill_dir=temp_dir if temp_dir is not None else out.parent,
-            **options,
-        )
+        with session:
+            enriched, meta = embed_scores(
+                table,
+                difficulty=difficulty_table,
+                spill_dir=temp_dir if temp_dir is not None else out.parent,
+                engine=engine,
+                **options,
+            )
     except ValueError as exc:  # an invalid reducer, metric or bandwidth
         raise InputError(str(exc)) from None
     meta.update(

@@ -1,0 +1,108 @@
+"""Benchmark `kscore difficulty --engine ray` against the local engine, side by side.
+
+Each run is the real console script in its own process, the contenders alternated over --repeats
+rounds in one session; the medians and the ratio are printed as a Markdown table, and the ray
+engine's file is checked bitwise against the local engine's.
+
+    python tests/bench/make_difficulty_data.py /tmp/bench10m --rows 10000000
+    # the cost of the engine: a local Ray instance (started by kscore) against the local engine
+    python tests/bench/bench_ray.py /tmp/bench10m --repeats 3
+    # scaling: simulated nodes of --cpus-per-node CPUs each (ray.cluster_utils.Cluster on this machine)
+    python tests/bench/bench_ray.py /tmp/bench30m --nodes 1 2 --cpus-per-node 1 --repeats 3
+
+With --nodes, each cluster is started before its runs (not timed) and kscore connects to it with
+--ray-address; the efficiency of k nodes is time(1 node) / (k x time(k nodes)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_difficulty import _bitwise_equal, kscore_command
+from peak import run_measured
+
+
+def _run(data_dir: Path, out: Path, engine: str, address: str | None, memory_limit: str) -> dict:
+    command = [*kscore_command(data_dir, out, memory_limit), "--engine", engine]
+    if address:
+        command += ["--ray-address", address]
+    code, wall, peak = run_measured(command, stdout=subprocess.DEVNULL)
+    if code != 0:
+        raise SystemExit(f"{engine} failed with exit code {code}")
+    return {"wall_s": wall, "peak_mib": peak / 2**20}
+
+
+def _engine_cost(args: argparse.Namespace, tmp: Path) -> None:
+    times: dict[str, list[dict]] = {"local": [], "ray": []}
+    for _ in range(args.repeats):
+        for engine in times:  # alternated: the machine's noise falls on both
+            out = tmp / f"{engine}.parquet"
+            times[engine].append(_run(args.data_dir, out, engine, None, args.memory_limit))
+            print(engine, times[engine][-1], file=sys.stderr, flush=True)
+    same = _bitwise_equal(tmp / "local.parquet", tmp / "ray.parquet")
+    local = statistics.median(t["wall_s"] for t in times["local"])
+    print(f"\n{args.data_dir.name}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print("| engine | median s | runs | peak MiB (driver tree) | vs local |")
+    print("|---|---|---|---|---|")
+    for engine, runs in times.items():
+        wall = statistics.median(t["wall_s"] for t in runs)
+        peak = max(t["peak_mib"] for t in runs)
+        listed = ", ".join(f"{t['wall_s']:.1f}" for t in runs)
+        print(f"| {engine} | {wall:.1f} | {listed} | {peak:.0f} | {wall / local:.2f}x |")
+    print(f"\nray output equals local bitwise: {same}")
+
+
+def _scaling(args: argparse.Namespace, tmp: Path) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": args.cpus_per_node, "object_store_memory": args.object_store_mib * 2**20}
+    walls: dict[int, list[float]] = {k: [] for k in args.nodes}
+    for _ in range(args.repeats):
+        for k in args.nodes:  # alternated
+            cluster = Cluster(initialize_head=True, head_node_args=node)
+            for _ in range(k - 1):
+                cluster.add_node(**node)
+            cluster.wait_for_nodes(timeout=120)
+            try:
+                out = tmp / f"ray{k}.parquet"
+                walls[k].append(_run(args.data_dir, out, "ray", cluster.address, args.memory_limit)["wall_s"])
+                print(k, "nodes", walls[k][-1], file=sys.stderr, flush=True)
+            finally:
+                ray.shutdown()
+                cluster.shutdown()
+    one = statistics.median(walls[args.nodes[0]]) * args.nodes[0]
+    cores = os.cpu_count()
+    print(f"\n{args.data_dir.name}: nodes of {args.cpus_per_node} CPU(s) on one machine, {cores} cores")
+    print("| nodes | median s | runs | efficiency |")
+    print("|---|---|---|---|")
+    for k, runs in walls.items():
+        wall = statistics.median(runs)
+        listed = ", ".join(f"{w:.1f}" for w in runs)
+        print(f"| {k} | {wall:.1f} | {listed} | {one / (k * wall):.2f} |")
+
+
+def main() -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-limit", default="8GiB", help="kscore's --memory-limit for both engines")
+    parser.add_argument("--nodes", type=int, nargs="+", help="scaling: cluster sizes to compare")
+    parser.add_argument("--cpus-per-node", type=int, default=1)
+    parser.add_argument("--object-store-mib", type=int, default=2048)
+    parser.add_argument("--tmp", type=Path, default=None, help="folder for the outputs (default: /tmp)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
+        (_scaling if args.nodes else _engine_cost)(args, Path(folder))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The ray engine against the local one, on a real two-node Ray cluster started on this machine.
+
+The cluster (`ray.cluster_utils.Cluster`: a head and one more node, one CPU each, on this machine) is
+started once for the module and stopped at its end. Outputs must equal the local engine's: bitwise
+for difficulty, the same map for embed-scores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import kscore.partitioned as partitioned  # noqa: E402
+from kscore.errors import InputError  # noqa: E402
+from kscore.jobs import write_difficulty_scores, write_embed_scores  # noqa: E402
+from tests.test_partitioned import (  # noqa: E402
+    _assert_same_file,
+    _generate,
+    _leftovers,
+    _standard,
+    _write_inputs,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    # Each node on this machine's own address: Ray 2.60's head does not come up with
+    # node_ip_address="127.0.0.1" where the machine has another address (its driver looks there).
+    local = {"num_cpus": 1, "object_store_memory": 150 * 2**20}
+    two_nodes = Cluster(initialize_head=True, head_node_args=local)
+    two_nodes.add_node(**local)
+    two_nodes.wait_for_nodes(timeout=60)
+    ray.init(address=two_nodes.address, logging_level="ERROR", log_to_driver=False)
+    yield two_nodes
+    ray.shutdown()
+    two_nodes.shutdown()
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan 3000-row inputs as if they were large: many id ranges, each model read in slices."""
+    monkeypatch.setattr(partitioned, "BASE_BYTES", 0)
+    monkeypatch.setattr(partitioned, "_MIN_BATCH", 700)
+
+
+def _both(tmp_path: Path, paths: dict[str, Path], standard, explain: bool = False, limit: str = "400KB"):
+    local = tmp_path / "local.parquet"
+    on_ray = tmp_path / "ray.parquet"
+    write_difficulty_scores(paths, standard, local, explain=explain, memory_limit="64GiB")
+    write_difficulty_scores(paths, standard, on_ray, explain=explain, memory_limit=limit, engine="ray")
+    return local, on_ray
+
+
+@pytest.mark.parametrize(
+    ("kind", "normalization", "scope", "task"),
+    [
+        ("dense", "minmax", "per_model", False),
+        ("string", "rank", "joint", False),
+        ("mixed", "rank", "per_model", True),
+        ("sparse", "minmax", "joint", True),
+    ],
+)
+def test_ray_difficulty_equals_the_local_engine(
+    tmp_path: Path, cluster, small_batches, kind, normalization, scope, task
+) -> None:
+    paths = _write_inputs(tmp_path, kind)
+    standard = _standard(normalization, scope, task)
+    local, on_ray = _both(tmp_path, paths, standard, explain=task)
+    _assert_same_file(local, on_ray)
+
+
+def test_ray_difficulty_of_csv_inputs_read_whole_equals_local(tmp_path: Path, cluster, small_batches) -> None:
+    paths = _write_inputs(tmp_path, "dense", fmt="csv")
+    local, on_ray = _both(tmp_path, paths, _standard("minmax", "per_model", False))
+    _assert_same_file(local, on_ray)
+
+
+def test_a_bad_value_read_by_a_ray_task_is_exit_2_naming_the_file_and_node(
+    tmp_path: Path, cluster, small_batches
+) -> None:
+    paths = _write_inputs(tmp_path, "dense")
+    frame = pl.read_parquet(paths["b"])
+    frame.with_columns(pl.when(pl.col("id") == 2500).then(float("inf")).otherwise("recall").alias("recall"))
+    frame = frame.with_columns(
+        pl.when(pl.col("id") == 2500).then(float("inf")).otherwise(pl.col("recall")).alias("recall")
+    )
+    frame.write_parquet(paths["b"])
+    with pytest.raises(InputError, match=r"results_b\.parquet.*infinite"):
+        _both(tmp_path, paths, _standard("minmax", "per_model", False))
+    assert not (tmp_path / "ray.parquet").exists()
+
+
+def _kill_once(marker: str):
+    """`_read_slice` whose first call kills its own worker process (a node losing a worker)."""
+    from kscore.engines import ray as engine
+
+    original = engine._read_slice
+
+    def read_or_die(*args, **kwargs):
+        if not os.path.exists(marker):
+            Path(marker).touch()
+            os._exit(1)
+        return original(*args, **kwargs)
+
+    return read_or_die
+
+
+def test_a_killed_worker_is_retried_and_the_output_is_the_same(
+    tmp_path: Path, cluster, small_batches, monkeypatch
+) -> None:
+    import cloudpickle
+
+    from kscore.engines import ray as engine
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
+    marker = tmp_path / "killed"
+    monkeypatch.setattr(engine, "_read_slice", _kill_once(str(marker)))
+    paths = _write_inputs(tmp_path, "dense")
+    local, on_ray = _both(tmp_path, paths, _standard("rank", "joint", False))
+    assert marker.exists()  # a worker did die
+    _assert_same_file(local, on_ray)
+
+
+@pytest.mark.parametrize(("reducer", "dim"), [("umap", 8), ("none", 2)])
+def test_ray_embed_scores_equal_the_local_engine(
+    tmp_path: Path, cluster, reducer: str, dim: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above 4096 rows with UMAP, so the fitted model travels to the actors through the object store."""
+    from kscore.engines import ray as engine_module
+
+    sent = []
+    original = engine_module.map_with_shared
+
+    def spy(func, items, shared, jobs):
+        sent.append(type(shared).__name__)
+        return original(func, items, shared, jobs)
+
+    monkeypatch.setattr(engine_module, "map_with_shared", spy)
+    rng = np.random.default_rng(3)
+    rows = 5000
+    centers = rng.normal(0, 4, (6, dim))
+    data = centers[rng.integers(0, 6, rows)] + rng.normal(0, 1, (rows, dim))
+    split = np.where(rng.random(rows) < 0.6, "train", "val")
+    table = pl.DataFrame(
+        {"id": np.arange(rows), "split": split, "embedding": pl.Series(data).reshape((rows, dim))}
+    )
+    path = tmp_path / "emb.parquet"
+    table.write_parquet(path)
+    scored = table.filter(pl.col("split") == "val").select(
+        "id", pl.lit(rng.random(rows)).head(int((split == "val").sum())).alias("difficulty_score")
+    )
+    outputs = {}
+    for engine in ("local", "ray"):
+        outputs[engine] = tmp_path / f"{engine}.parquet"
+        write_embed_scores(
+            path, outputs[engine], difficulty=scored, reducer=reducer, fit_sample=1000, engine=engine
+        )
+    assert sent == (["UMAP"] if reducer == "umap" else [])  # the transforms ran on the actors
+    local, on_ray = (pl.read_parquet(outputs[e]) for e in ("local", "ray"))
+    assert local.columns == on_ray.columns
+    assert "potential_difficulty_score" in local.columns
+    for column in ("map_x", "map_y"):
+        assert np.array_equal(local[column].to_numpy(), on_ray[column].to_numpy()), column
+    for column in ("representation_score", "local_difficulty", "potential_difficulty_score"):
+        x, y = local[column].to_numpy(), on_ray[column].to_numpy()
+        assert np.array_equal(np.isnan(x), np.isnan(y)), column
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
+
+
+def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, cluster) -> None:
+    _generate(tmp_path, 1_000_000, models=3)
+    files = [f"results_m{m}.parquet" for m in range(3)]
+    args = ["difficulty", *files, "-c", "k.yaml", "--engine", "ray", "--ray-address", cluster.address]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kscore", *args, "--memory-limit", "300MiB"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:  # one line per stage when stderr is not a terminal
+        lines.append(line)
+        if line.startswith("read and split (ray)"):
+            break
+    if process.poll() is not None:
+        pytest.skip("the run ended before its ranges were scored: too fast to interrupt here")
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(lines) + rest
+    assert not (tmp_path / "difficulty_scores.parquet").exists()
+    assert _leftovers(tmp_path) == []
+    deadline = time.monotonic() + 60  # the job's tasks stop: the cluster's CPUs come back
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.5)
+
+
+def test_an_unknown_engine_is_an_input_error(tmp_path: Path) -> None:
+    paths = _write_inputs(tmp_path, "dense")
+    with pytest.raises(InputError, match="unknown engine 'spark'; use one of: local, ray"):
+        standard = _standard("minmax", "per_model", False)
+        write_difficulty_scores(paths, standard, tmp_path / "o.parquet", engine="spark")
+
+
+def test_the_ray_engine_without_ray_installed_names_the_extra(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from kscore.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    _write_inputs(tmp_path, "dense")
+    (tmp_path / "kscore.yaml").write_text(
+        "id_column: id\nmetrics:\n  - {name: recall, direction: higher_is_better}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app, ["difficulty", "results_a.parquet", "results_b.parquet", "--engine", "ray", "-o", "o.parquet"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "kscore[ray]" in result.output
+    assert not (tmp_path / "o.parquet").exists()
