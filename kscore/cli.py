@@ -210,10 +210,21 @@ def difficulty(
     ] = None,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
+    storage_option: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--storage-option",
+            metavar="KEY=VALUE",
+            help="For s3:// gs:// az:// paths: an endpoint, a region... (polars' names); repeatable.",
+        ),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
-    with _errors() as collected:
+    from kscore.storage import as_path, is_remote, parse_storage_options, using
+
+    # the storage options hold for the whole command: its inputs, output and --plot
+    with _errors() as collected, using(storage := parse_storage_options(storage_option or [])):
         if jobs is not None:
             from kscore.engines.local import limit_threads
 
@@ -239,8 +250,10 @@ def difficulty(
         files = resolve_model_files(files)
         config_file = [Path(standard.source)] if standard.source else []
         inputs = [*files.values(), *([datapoints] if datapoints else []), *config_file]
-        out_path = Path(out)
-        if wants_dataset(out):
+        out_path = as_path(out)
+        if is_remote(out):
+            pass  # checked by the job, before any work
+        elif wants_dataset(out):
             check_dataset_output(out_path, inputs)
         else:
             check_output(out_path, inputs)
@@ -275,7 +288,7 @@ def difficulty(
     for model in summary["models"]:
         model["warnings"] = collected.get(model["name"], [])
     if plot is not None:
-        with _errors():
+        with _errors(), using(storage):
             from kscore.plot import plot_difficulty
 
             plot_difficulty(scan_output(out_path), models, plot, size=picture_size)

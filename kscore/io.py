@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from kscore.errors import InputError, OutputError
+from kscore.storage import ObjectPath, is_remote, polars_options
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 METADATA_KEY = "kscore"
@@ -30,9 +31,22 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 _NAME_SEPARATORS = "_-."
 
 
-def is_dataset(path: Path) -> bool:
-    """Whether `path` is a Parquet dataset kscore wrote (a folder with its manifest)."""
+def is_dataset(path: Path | ObjectPath) -> bool:
+    """Whether `path` is a Parquet dataset kscore wrote (a folder, or an object prefix, with its
+    manifest)."""
     return path.is_dir() and (path / MANIFEST).is_file()
+
+
+def _source(path: Path | ObjectPath | Sequence[Path | ObjectPath]) -> Any:
+    """What polars is given for a path: an object path as its URL (a `Path` would fold its `//`)."""
+    if isinstance(path, list):
+        return [_source(p) for p in path]
+    return str(path) if isinstance(path, ObjectPath) else path
+
+
+def _scan_parquet(sources: Any) -> pl.LazyFrame:
+    first = sources[0] if isinstance(sources, list) and sources else sources
+    return pl.scan_parquet(_source(sources), **polars_options(first))
 
 
 def file_format(path: Path) -> str:
@@ -49,9 +63,13 @@ def file_format(path: Path) -> str:
 
 def expand_paths(patterns: Iterable[str]) -> list[Path]:
     """Paths from arguments that may be globs (also when the shell left them quoted)."""
-    paths: list[Path] = []
+    paths: list[Any] = []
     for pattern in patterns:
-        if _GLOB_CHARS.search(pattern) and not Path(pattern).exists():
+        if is_remote(pattern):
+            if _GLOB_CHARS.search(pattern):
+                raise InputError(f"{pattern}: patterns are not expanded in object storage; name each object")
+            paths.append(ObjectPath(pattern))
+        elif _GLOB_CHARS.search(pattern) and not Path(pattern).exists():
             matches = sorted(glob.glob(pattern))
             if not matches:
                 raise InputError(f"{pattern}: no file matches this pattern")
@@ -79,7 +97,7 @@ def resolve_model_files(arguments: Sequence[str]) -> dict[str, Path]:
     unnamed: list[Path] = []
     for argument in arguments:
         name, sep, path = argument.partition("=")
-        if sep and name and not Path(argument).exists() and "/" not in name:
+        if sep and name and "/" not in name and (is_remote(path) or not Path(argument).exists()):
             named.extend((name, p) for p in expand_paths([path]))
         else:
             unnamed.extend(expand_paths([argument]))
@@ -126,23 +144,27 @@ def read_table(
     try:
         if fmt == "parquet":
             sources = dataset_parts(path) if is_dataset(path) else path
-            present = list(pl.scan_parquet(sources).collect_schema())
+            present = list(_scan_parquet(sources).collect_schema())
             wanted = present if columns is None else [c for c in columns if c in present]
             if lazy:
-                return pl.scan_parquet(sources).select(wanted)
-            frame = pl.scan_parquet(sources).select(wanted).collect()
+                return _scan_parquet(sources).select(wanted)
+            frame = _scan_parquet(sources).select(wanted).collect()
         else:
-            present = pl.read_csv(path, n_rows=0).columns
+            present = _read_csv_header(path)
             _reject_duplicated_header(path)
             wanted = present if columns is None else [c for c in columns if c in present]
             floats = {c: pl.Float64 for c in numeric if c in wanted}
             try:
-                frame = pl.read_csv(path, columns=wanted, schema_overrides=floats)
+                frame = pl.read_csv(
+                    _source(path), columns=wanted, schema_overrides=floats, **polars_options(path)
+                )
             except pl.exceptions.ComputeError:
                 if not floats:
                     raise
                 as_text = {c: pl.String for c in floats}
-                frame = pl.read_csv(path, columns=wanted, schema_overrides=as_text)
+                frame = pl.read_csv(
+                    _source(path), columns=wanted, schema_overrides=as_text, **polars_options(path)
+                )
     except pl.exceptions.NoDataError:
         raise InputError(f"{path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -162,7 +184,7 @@ def scan_table(path: Path, columns: Sequence[str] | None = None, numeric: Sequen
             scan = scan_output(path)
             present = scan.collect_schema()
             return scan if columns is None else scan.select(c for c in columns if c in present)
-        present = pl.read_csv(path, n_rows=0).columns
+        present = _read_csv_header(path)
         _reject_duplicated_header(path)
     except pl.exceptions.NoDataError:
         raise InputError(f"{path}: file is empty") from None
@@ -171,7 +193,11 @@ def scan_table(path: Path, columns: Sequence[str] | None = None, numeric: Sequen
         raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line}") from None
     wanted = present if columns is None else [c for c in columns if c in present]
     floats = {c: pl.Float64 for c in numeric if c in wanted}
-    return pl.scan_csv(path, schema_overrides=floats).select(wanted)
+    return pl.scan_csv(_source(path), schema_overrides=floats, **polars_options(path)).select(wanted)
+
+
+def _read_csv_header(path: Path | ObjectPath) -> list[str]:
+    return pl.read_csv(_source(path), n_rows=0, **polars_options(path)).columns
 
 
 def _reject_duplicated_header(path: Path) -> None:
@@ -427,7 +453,7 @@ def dataset_parts(folder: Path) -> list[Path]:
 
 def scan_output(path: Path) -> pl.LazyFrame:
     """A Parquet output kscore wrote, file or dataset, scanned lazily."""
-    return pl.scan_parquet(dataset_parts(path) if is_dataset(path) else path)
+    return _scan_parquet(dataset_parts(path) if is_dataset(path) else path)
 
 
 def wants_dataset(out: str | os.PathLike) -> bool:

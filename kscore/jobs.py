@@ -4,9 +4,11 @@ atomically with its metadata, and summarize it. The CLI only parses, prints and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,10 +34,11 @@ def _inputs(
     """The models' frames for the in-memory plan (read when scored: see `ResultFiles`), lazy scans of
     them for the partitioned plan (None where a frame is in memory already), and their files."""
     from kscore.io import ResultFiles, read_table, scan_table
+    from kscore.storage import as_path
 
     metric_names = [m.name for m in standard.metrics]
     columns = [standard.id_column, *metric_names, *(standard.task.result_columns if standard.task else ())]
-    paths = {n: Path(v) for n, v in results.items() if not isinstance(v, pl.DataFrame | pl.LazyFrame)}
+    paths = {n: as_path(v) for n, v in results.items() if not isinstance(v, pl.DataFrame | pl.LazyFrame)}
     sources = {name: str(path) for name, path in paths.items()}
     scans: dict[str, pl.LazyFrame] | None = {}
     for name, value in results.items():
@@ -110,6 +113,7 @@ def write_difficulty_scores(
     progress: Callable[[str, int, int], None] | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Score `results` and write the table to `out` (Parquet) with kscore's metadata; the summary.
 
@@ -122,7 +126,67 @@ def write_difficulty_scores(
 
     `engine="ray"` runs the partitioned plan's tasks on the Ray cluster at `ray_address` (default
     `$RAY_ADDRESS`, else a local instance; `kscore[ray]`), whatever the size: the same file.
+
+    Inputs and `out` may be in object storage (`s3://bucket/key`); `out` there is a dataset of parts
+    under that prefix, published only when complete. `storage_options` (polars' names, such as
+    `aws_endpoint_url`) apply to those paths; credentials come from the environment.
     """
+    from kscore.storage import is_remote, using
+
+    job = functools.partial(
+        _write_difficulty_scores,
+        results,
+        standard,
+        explain=explain,
+        datapoints=datapoints,
+        datapoints_source=datapoints_source,
+        sources=sources,
+        memory_limit=memory_limit,
+        temp_dir=temp_dir,
+        top=top,
+        progress=progress,
+        engine=engine,
+        ray_address=ray_address,
+    )
+    with using(storage_options):
+        return _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
+
+
+def _to_object_storage(
+    out: str | os.PathLike, temp_dir: str | os.PathLike | None, job: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run `job` into a dataset in a local temporary folder (in `temp_dir`, default the system's),
+    then publish it to the object prefix `out` (see `kscore.storage.publish`)."""
+    from kscore.io import MANIFEST, check_temp_dir
+    from kscore.storage import ObjectPath, check_remote_output, publish
+
+    check_temp_dir(temp_dir)
+    target = ObjectPath(str(out))
+    check_remote_output(target, MANIFEST)
+    with tempfile.TemporaryDirectory(prefix=".kscore-", dir=temp_dir) as staging:
+        staged = Path(staging) / "dataset"
+        summary = job(f"{staged}/")
+        publish(staged, target, MANIFEST)
+    summary["output"] = f"{target}/"
+    return summary
+
+
+def _write_difficulty_scores(
+    results: Mapping[str, ResultInput],
+    standard: QualityStandard,
+    out: str | os.PathLike,
+    *,
+    explain: bool,
+    datapoints: pl.DataFrame | None,
+    datapoints_source: str | None,
+    sources: Mapping[str, str] | None,
+    memory_limit: int | str | None,
+    temp_dir: str | os.PathLike | None,
+    top: int,
+    progress: Callable[[str, int, int], None] | None,
+    engine: str,
+    ray_address: str | None,
+) -> dict[str, Any]:
     from kscore.difficulty import score_in_memory
     from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_parquet_atomic
     from kscore.partitioned import in_memory_bytes
@@ -151,11 +215,14 @@ def write_difficulty_scores(
             raise InputError("--engine ray reads the models from files and does not take --datapoints yet")
         from kscore.engines.ray import ray_session
         from kscore.io import file_format
+        from kscore.storage import as_path
 
-        sliced = {name: name in scanned and file_format(Path(scanned[name])) == "parquet" for name in scans}
+        sliced = {
+            name: name in scanned and file_format(as_path(scanned[name])) == "parquet" for name in scans
+        }
         # Ray's workers run in folders of their own: they are given absolute paths.
         absolute = {
-            name: Path(scanned[name]).absolute() if name in scanned else results[name] for name in results
+            name: as_path(scanned[name]).absolute() if name in scanned else results[name] for name in results
         }
         scans = _inputs(absolute, standard)[1]
         assert scans is not None

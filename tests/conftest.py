@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import polars as pl
 import pytest
@@ -57,3 +59,68 @@ def workdir(tmp_path: Path) -> Path:
     example.with_columns(pl.col("f1").reverse()).reverse().write_parquet(tmp_path / "results_b.parquet")
     (tmp_path / "kscore.yaml").write_text(WORKED_EXAMPLE_YAML)
     return tmp_path
+
+
+class S3:
+    """An S3 stand-in (moto's server on 127.0.0.1, in a thread) and a bucket in it."""
+
+    bucket = "kscore-test"
+    # moto takes any credentials; kscore finds these where a user's would be (the environment)
+    credentials: ClassVar[dict[str, str]] = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.options = {"aws_endpoint_url": endpoint, "aws_region": "us-east-1"}
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def filesystem(self):
+        from pyarrow import fs
+
+        host = self.endpoint.removeprefix("http://")
+        return fs.S3FileSystem(
+            endpoint_override=host, scheme="http", region="us-east-1", allow_bucket_creation=True
+        )
+
+    def upload(self, local: Path, key: str) -> str:
+        with self.filesystem().open_output_stream(f"{self.bucket}/{key}") as sink:
+            sink.write(local.read_bytes())
+        return self.url(key)
+
+    def keys(self, prefix: str) -> list[str]:
+        from pyarrow import fs
+
+        selector = fs.FileSelector(f"{self.bucket}/{prefix}", allow_not_found=True, recursive=True)
+        infos = self.filesystem().get_file_info(selector)
+        return sorted(i.path.removeprefix(f"{self.bucket}/") for i in infos if i.type == fs.FileType.File)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 server on 127.0.0.1 for the session, stopped at its end; the credentials set in the
+    environment meanwhile."""
+    server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+    pytest.importorskip("pyarrow.fs")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in S3.credentials}
+    os.environ.update(S3.credentials)
+    try:
+        host, port = server.get_host_and_port()
+        store = S3(f"http://{host}:{port}")
+        store.filesystem().create_dir(S3.bucket)
+        yield store
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()

@@ -211,6 +211,29 @@ def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, clus
         time.sleep(0.5)
 
 
+def test_ray_difficulty_reads_and_writes_s3_like_the_local_engine(tmp_path: Path, cluster, s3) -> None:
+    from kscore.io import MANIFEST
+
+    paths = _write_inputs(tmp_path, "dense")
+    urls = {name: s3.upload(path, f"ray-in/{path.name}") for name, path in paths.items()}
+    standard = _standard("rank", "joint", False)
+    local = tmp_path / "local.parquet"
+    write_difficulty_scores(paths, standard, local)
+    # the workers get the credentials from the options: the nodes' own environment is not the test's
+    options = {**s3.options, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    out = s3.url("ray-out/")
+    summary = write_difficulty_scores(urls, standard, out, engine="ray", storage_options=options)
+    assert summary["output"] == out
+    keys = s3.keys("ray-out")
+    assert keys[0] == f"ray-out/{MANIFEST}" and len(keys) > 1
+    parts = [s3.url(k) for k in keys[1:]]
+    frame = pl.read_parquet(parts, storage_options={**options, "aws_allow_http": "true"})
+    expected = pl.read_parquet(local)
+    assert frame.schema == expected.schema
+    for name in expected.columns:
+        assert frame[name].equals(expected[name]), name
+
+
 def test_an_unknown_engine_is_an_input_error(tmp_path: Path) -> None:
     paths = _write_inputs(tmp_path, "dense")
     with pytest.raises(InputError, match="unknown engine 'spark'; use one of: local, ray"):

@@ -1,0 +1,274 @@
+"""Object storage paths (`s3://`, `gs://`, `az://`): reading through polars, listing, uploading and
+deleting through pyarrow's file systems.
+
+Credentials come from the standard environment variables (`AWS_ACCESS_KEY_ID`, ...); anything else (an
+endpoint, a region) from `--storage-option KEY=VALUE`, in polars' names (`aws_endpoint_url`,
+`aws_region`, ...), which are also given to pyarrow where it has them. An output to object storage
+is a Parquet dataset of parts, published only when complete: the parts are uploaded first and the
+manifest last, and a run that fails deletes the parts it uploaded (`publish`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import io
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kscore.errors import InputError, OutputError
+
+SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
+_options: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "storage_options", default=None
+)
+# polars' (object_store's) names of the S3 settings -> pyarrow.fs.S3FileSystem's
+_S3_KEYS = {
+    "aws_access_key_id": "access_key",
+    "access_key_id": "access_key",
+    "aws_secret_access_key": "secret_key",
+    "secret_access_key": "secret_key",
+    "aws_session_token": "session_token",
+    "session_token": "session_token",
+    "aws_region": "region",
+    "region": "region",
+}
+_S3_ENDPOINTS = ("aws_endpoint_url", "aws_endpoint", "endpoint_url", "endpoint")
+
+
+def is_remote(path: object) -> bool:
+    """Whether `path` names an object in object storage (`s3://...`)."""
+    text = str(path)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.lower() in SCHEMES
+
+
+def parse_storage_options(items: Sequence[str]) -> dict[str, str]:
+    """`KEY=VALUE` arguments as a dict; anything else is an InputError."""
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--storage-option {item!r}: expected KEY=VALUE (e.g. aws_region=eu-west-1)")
+        options[key.strip().lower()] = value
+    return options
+
+
+@contextlib.contextmanager
+def using(options: Mapping[str, str] | None) -> Iterator[None]:
+    """Use these storage options for the object paths read and written in the block (None: keep
+    the ones in use)."""
+    token = _options.set(dict(options)) if options is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _options.reset(token)
+
+
+def polars_options(path: object) -> dict[str, Any]:
+    """Keyword arguments that give polars the storage options, for an object path ({} otherwise)."""
+    if not is_remote(path):
+        return {}
+    options = dict(_options.get() or {})
+    endpoint = next((options[k] for k in _S3_ENDPOINTS if k in options), None)
+    if endpoint and endpoint.startswith("http://"):
+        options.setdefault("aws_allow_http", "true")
+    return {"storage_options": options or None}
+
+
+class ObjectPath:
+    """An object in object storage, with the parts of `pathlib.Path`'s interface kscore uses on
+    inputs; `str()` and `os.fspath()` give the URL."""
+
+    def __init__(self, url: str) -> None:
+        scheme, _, rest = url.partition("://")
+        self.scheme = scheme.lower()
+        self.key = rest.rstrip("/")
+        self.url = f"{self.scheme}://{self.key}"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __fspath__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"ObjectPath({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectPath) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __lt__(self, other: ObjectPath) -> bool:
+        return self.url < other.url
+
+    def __truediv__(self, name: str) -> ObjectPath:
+        return ObjectPath(f"{self.url}/{name}")
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.key)
+
+    @property
+    def suffix(self) -> str:
+        return posixpath.splitext(self.name)[1]
+
+    @property
+    def parent(self) -> ObjectPath:
+        return ObjectPath(f"{self.scheme}://{posixpath.dirname(self.key)}")
+
+    @property
+    def parents(self) -> list[ObjectPath]:
+        """The prefixes above this object, nearest first (never a local folder)."""
+        keys = []
+        key = posixpath.dirname(self.key)
+        while key:
+            keys.append(ObjectPath(f"{self.scheme}://{key}"))
+            key = posixpath.dirname(key)
+        return keys
+
+    def resolve(self) -> ObjectPath:
+        return self
+
+    absolute = resolve
+
+    def _info(self) -> Any:
+        system, path = filesystem(self.url)
+        try:
+            return system.get_file_info(path)
+        except OSError as exc:
+            raise InputError(f"{self}: cannot reach the object: {_first_line(exc)}") from None
+
+    def exists(self) -> bool:
+        fs = _pyarrow_fs(self.url)
+        return self._info().type != fs.FileType.NotFound
+
+    def is_file(self) -> bool:
+        fs = _pyarrow_fs(self.url)
+        return self._info().type == fs.FileType.File
+
+    def is_dir(self) -> bool:
+        """A prefix holding objects (object stores have no folders)."""
+        fs = _pyarrow_fs(self.url)
+        return self._info().type == fs.FileType.Directory
+
+    def stat(self) -> Any:
+        info = self._info()
+
+        class _Stat:
+            st_size = info.size or 0
+
+        return _Stat()
+
+    def listing(self) -> list[ObjectPath]:
+        """The objects under this prefix, sorted."""
+        fs = _pyarrow_fs(self.url)
+        system, path = filesystem(self.url)
+        try:
+            infos = system.get_file_info(fs.FileSelector(path, allow_not_found=True, recursive=True))
+        except OSError as exc:
+            raise InputError(f"{self}: cannot list the objects: {_first_line(exc)}") from None
+        return sorted(
+            (ObjectPath(f"{self.scheme}://{i.path}") for i in infos if i.type == fs.FileType.File),
+            key=str,
+        )
+
+    def glob(self, pattern: str) -> list[ObjectPath]:
+        import fnmatch
+
+        return [p for p in self.listing() if p.parent == self and fnmatch.fnmatch(p.name, pattern)]
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        with self.open(encoding=encoding) as handle:
+            return handle.read()
+
+    def open(
+        self, mode: str = "r", newline: str | None = None, encoding: str = "utf-8", errors: str = "strict"
+    ):
+        system, path = filesystem(self.url)
+        stream = system.open_input_stream(path)
+        if "b" in mode:
+            return stream
+        return io.TextIOWrapper(io.BufferedReader(stream), encoding=encoding, errors=errors, newline=newline)
+
+
+def as_path(text: str | Path) -> Path | ObjectPath:
+    """A local path or an object path, from an argument."""
+    return ObjectPath(str(text)) if is_remote(text) else Path(text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _pyarrow_fs(url: str) -> Any:
+    try:
+        from pyarrow import fs
+    except ImportError:
+        raise InputError(f"{url}: object storage needs pyarrow: pip install 'kscore[cloud]'") from None
+    return fs
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """pyarrow's file system for `url` with the storage options, and the path within it."""
+    try:
+        from pyarrow import fs
+    except ImportError:
+        raise InputError(f"{url}: object storage needs pyarrow: pip install 'kscore[cloud]'") from None
+    scheme, _, rest = url.partition("://")
+    options = _options.get() or {}
+    if scheme.lower() == "s3":
+        kwargs: dict[str, Any] = {_S3_KEYS[k]: v for k, v in options.items() if k in _S3_KEYS}
+        endpoint = next((options[k] for k in _S3_ENDPOINTS if k in options), None)
+        if endpoint:
+            scheme_part, sep, host = endpoint.partition("://")
+            kwargs["endpoint_override"] = host if sep else endpoint
+            if sep:
+                kwargs["scheme"] = scheme_part
+        return fs.S3FileSystem(**kwargs), rest
+    try:
+        return fs.FileSystem.from_uri(url)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{url}: {_first_line(exc)}") from None
+
+
+def check_remote_output(out: ObjectPath, manifest: str) -> None:
+    """Fail before any work when the dataset prefix `out` holds objects kscore did not write."""
+    objects = out.listing()
+    if objects and not any(p.name == manifest and p.parent == out for p in objects):
+        raise OutputError(
+            f"{out}/: the prefix holds objects kscore did not write; choose a new or empty prefix with -o"
+        )
+
+
+def publish(folder: Path, out: ObjectPath, manifest: str) -> None:
+    """Upload the local dataset `folder` to the prefix `out`: an old dataset there is unpublished
+    (its manifest deleted, then its parts), the parts are uploaded, the manifest last. A failure
+    (or Ctrl-C) deletes what this run uploaded, so no half-written dataset is left at `out`."""
+    system, prefix = filesystem(out.url)
+    uploaded: list[str] = []
+    try:
+        old = out.listing()
+        old_manifest = [p for p in old if p.name == manifest and p.parent == out]
+        for item in [*old_manifest, *(p for p in old if p not in old_manifest)]:
+            system.delete_file(item.key)
+        parts = sorted(p for p in folder.iterdir() if p.name != manifest)
+        for local in [*parts, folder / manifest]:
+            target = f"{prefix}/{local.name}"
+            uploaded.append(target)
+            with system.open_output_stream(target) as sink, local.open("rb") as source:
+                while chunk := source.read(16 * 2**20):
+                    sink.write(chunk)
+    except BaseException as exc:
+        for target in reversed(uploaded):
+            with contextlib.suppress(Exception):
+                system.delete_file(target)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{out}/: cannot write to object storage: {_first_line(exc)}") from None
+        raise

@@ -1,0 +1,184 @@
+"""Object storage: `kscore difficulty` reading from and writing to s3:// (a moto server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kscore.errors import OutputError
+from kscore.io import MANIFEST, read_kscore_metadata
+from kscore.storage import ObjectPath, parse_storage_options, publish, using
+from tests.conftest import run_kscore
+from tests.test_partitioned import _with_config, _write_inputs
+
+CONFIG = "id_column: id\nmetrics:\n  - {name: recall, direction: higher_is_better, weight: 2}\n" + (
+    "  - {name: latency_ms, direction: lower_is_better}\n  - {name: loss, direction: lower_is_better}\n"
+)
+
+
+def _inputs_in_s3(s3, tmp_path: Path, prefix: str, fmt: str = "parquet") -> list[str]:
+    paths = _write_inputs(tmp_path, "dense", fmt=fmt)
+    (tmp_path / "k.yaml").write_text(CONFIG)
+    return [s3.upload(path, f"{prefix}/{path.name}") for path in paths.values()]
+
+
+def _read_dataset(s3, prefix: str) -> tuple[pl.DataFrame, dict]:
+    parts = [s3.url(k) for k in s3.keys(prefix) if k.endswith(".parquet")]
+    options = {**s3.options, "aws_allow_http": "true"}
+    frame = pl.read_parquet(parts, storage_options=options)
+    with s3.filesystem().open_input_stream(f"{s3.bucket}/{prefix}/{MANIFEST}") as stream:
+        manifest = json.loads(stream.read())
+    return frame, manifest
+
+
+def _same_values(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    assert a.schema == b.schema and a.height == b.height
+    for name in a.columns:
+        x, y = a[name], b[name]
+        if x.dtype.is_float():
+            bits = [s.fill_null(0.0).to_numpy().view(np.int64) for s in (x, y)]
+            assert np.array_equal(*bits), name
+        else:
+            assert x.equals(y), name
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_difficulty_round_trip_through_s3_equals_the_local_run(s3, tmp_path: Path, fmt: str) -> None:
+    urls = _inputs_in_s3(s3, tmp_path, f"in-{fmt}", fmt)
+    local = run_kscore(
+        "difficulty", *(Path(u).name for u in urls), "-c", "k.yaml", "-o", "local.parquet", cwd=tmp_path
+    )
+    assert local.returncode == 0, local.stderr
+    out = s3.url(f"scores-{fmt}/")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    remote = run_kscore(
+        "difficulty", *urls, "-c", "k.yaml", "-o", out, "--storage-option", option, "--json", cwd=tmp_path
+    )
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout)["output"] == out
+    assert s3.keys(f"scores-{fmt}") == [f"scores-{fmt}/{MANIFEST}", f"scores-{fmt}/part-00000.parquet"]
+    frame, manifest = _read_dataset(s3, f"scores-{fmt}")
+    _same_values(pl.read_parquet(tmp_path / "local.parquet"), frame)
+    expected = read_kscore_metadata(tmp_path / "local.parquet")
+    assert manifest["inputs"] == dict(zip(("a", "b", "c"), urls, strict=True))
+    assert {k: v for k, v in manifest.items() if k != "inputs"} == {
+        k: v for k, v in expected.items() if k != "inputs"
+    }
+
+
+def test_a_failed_job_leaves_nothing_at_the_output_prefix(s3, tmp_path: Path) -> None:
+    urls = _inputs_in_s3(s3, tmp_path, "in-bad")
+    frame = pl.read_parquet(tmp_path / "results_b.parquet")
+    frame.with_columns(
+        pl.when(pl.col("id") == 7).then(float("inf")).otherwise(pl.col("recall")).alias("recall")
+    )
+    bad = frame.with_columns(
+        pl.when(pl.col("id") == 7).then(float("inf")).otherwise(pl.col("recall")).alias("recall")
+    )
+    bad.write_parquet(tmp_path / "bad.parquet")
+    urls[1] = s3.upload(tmp_path / "bad.parquet", "in-bad/results_b.parquet")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    result = run_kscore(
+        "difficulty", *urls, "-c", "k.yaml", "-o", s3.url("failed/"), "--storage-option", option, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "results_b.parquet" in result.stderr and "infinite" in result.stderr
+    assert s3.keys("failed") == []
+
+
+def test_an_upload_that_fails_midway_removes_what_it_uploaded(s3, tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    for number in range(3):
+        pl.DataFrame({"id": [number]}).write_parquet(folder / f"part-{number:05d}.parquet")
+    (folder / MANIFEST).write_text("{}")
+    import kscore.storage as storage
+
+    real = storage.filesystem
+
+    class FailsOnTheManifest:
+        def __init__(self, system):
+            self.system = system
+
+        def __getattr__(self, name):
+            return getattr(self.system, name)
+
+        def open_output_stream(self, path):
+            if path.endswith(MANIFEST):
+                raise OSError("connection reset by peer")
+            return self.system.open_output_stream(path)
+
+    monkeypatch.setattr(storage, "filesystem", lambda url: (FailsOnTheManifest(real(url)[0]), real(url)[1]))
+    with using(s3.options), pytest.raises(OutputError, match="connection reset"):
+        publish(folder, ObjectPath(s3.url("midway")), MANIFEST)
+    assert s3.keys("midway") == []
+
+
+def test_a_second_run_replaces_the_dataset_and_foreign_objects_are_refused(s3, tmp_path: Path) -> None:
+    urls = _inputs_in_s3(s3, tmp_path, "in-twice")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    args = ["difficulty", *urls, "-c", "k.yaml", "--storage-option", option]
+    for _ in range(2):
+        result = run_kscore(*args, "-o", s3.url("twice/"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert s3.keys("twice") == [f"twice/{MANIFEST}", "twice/part-00000.parquet"]
+    s3.upload(tmp_path / "k.yaml", "foreign/notes.yaml")
+    refused = run_kscore(*args, "-o", s3.url("foreign/"), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "holds objects kscore did not write" in refused.stderr
+    assert s3.keys("foreign") == ["foreign/notes.yaml"]
+
+
+def test_a_missing_object_and_a_bad_storage_option_are_exit_2(s3, tmp_path: Path) -> None:
+    _with_config(tmp_path)
+    option = f"aws_endpoint_url={s3.endpoint}"
+    missing = run_kscore(
+        "difficulty", s3.url("nowhere/a.parquet"), s3.url("nowhere/b.parquet"), "-c", "k.yaml",
+        "--storage-option", option, cwd=tmp_path,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "s3://kscore-test/nowhere/a.parquet: file not found" in missing.stderr
+    bad = run_kscore(
+        "difficulty", s3.url("a.parquet"), "-c", "k.yaml", "--storage-option", "region", cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr
+    assert parse_storage_options(["AWS_Region=eu-west-1"]) == {"aws_region": "eu-west-1"}
+
+
+def test_object_storage_without_pyarrow_names_the_extra(monkeypatch) -> None:
+    from kscore.errors import InputError
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` fails as where it is missing
+    with pytest.raises(InputError, match=r"pip install 'kscore\[cloud\]'"):
+        ObjectPath("s3://bucket/results.parquet").exists()
+
+
+def test_object_paths_keep_their_double_slash_and_parts() -> None:
+    path = ObjectPath("s3://bucket/results/model_a.parquet")
+    assert str(path) == "s3://bucket/results/model_a.parquet"
+    assert (path.name, path.suffix) == ("model_a.parquet", ".parquet")
+    assert [str(p) for p in path.parents] == ["s3://bucket/results", "s3://bucket"]
+    assert path.parent / "x.csv" == ObjectPath("s3://bucket/results/x.csv")
+    assert path.resolve() == path != Path("s3:/bucket/results/model_a.parquet")
+
+
+def test_s3_inputs_to_a_local_file_and_a_local_dataset(s3, tmp_path: Path) -> None:
+    urls = _inputs_in_s3(s3, tmp_path, "in-local-out")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    names = [Path(u).name for u in urls]
+    assert (
+        run_kscore("difficulty", *names, "-c", "k.yaml", "-o", "local.parquet", cwd=tmp_path).returncode == 0
+    )
+    for out in ("from_s3.parquet", "from_s3_dataset/"):
+        result = run_kscore(
+            "difficulty", *urls, "-c", "k.yaml", "-o", out, "--storage-option", option, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+    expected = pl.read_parquet(tmp_path / "local.parquet")
+    _same_values(expected, pl.read_parquet(tmp_path / "from_s3.parquet"))
+    _same_values(expected, pl.read_parquet(sorted((tmp_path / "from_s3_dataset").glob("part-*.parquet"))))
