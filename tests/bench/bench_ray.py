@@ -7,6 +7,8 @@ engine's file is checked bitwise against the local engine's.
     python tests/bench/make_difficulty_data.py /tmp/bench10m --rows 10000000
     # the cost of the engine: a local Ray instance (started by kscore) against the local engine
     python tests/bench/bench_ray.py /tmp/bench10m --repeats 3
+    # against the local engine on the same partitioned plan (--memory-limit 1GiB)
+    python tests/bench/bench_ray.py /tmp/bench10m --contenders local_partitioned ray --repeats 3
     # scaling: simulated nodes of --cpus-per-node CPUs each (ray.cluster_utils.Cluster on this machine)
     python tests/bench/bench_ray.py /tmp/bench30m --nodes 1 2 --cpus-per-node 1 --repeats 3
 
@@ -30,6 +32,8 @@ from peak import run_measured
 
 
 def _run(data_dir: Path, out: Path, engine: str, address: str | None, memory_limit: str) -> dict:
+    if engine == "local_partitioned":  # the local engine on the ray engine's plan (forced by a low limit)
+        engine, memory_limit = "local", "1GiB"
     command = [*kscore_command(data_dir, out, memory_limit), "--engine", engine]
     if address:
         command += ["--ray-address", address]
@@ -40,23 +44,23 @@ def _run(data_dir: Path, out: Path, engine: str, address: str | None, memory_lim
 
 
 def _engine_cost(args: argparse.Namespace, tmp: Path) -> None:
-    times: dict[str, list[dict]] = {"local": [], "ray": []}
+    times: dict[str, list[dict]] = {engine: [] for engine in args.contenders}
     for _ in range(args.repeats):
         for engine in times:  # alternated: the machine's noise falls on both
             out = tmp / f"{engine}.parquet"
             times[engine].append(_run(args.data_dir, out, engine, None, args.memory_limit))
             print(engine, times[engine][-1], file=sys.stderr, flush=True)
-    same = _bitwise_equal(tmp / "local.parquet", tmp / "ray.parquet")
-    local = statistics.median(t["wall_s"] for t in times["local"])
+    same = _bitwise_equal(tmp / f"{args.contenders[0]}.parquet", tmp / "ray.parquet")
+    local = statistics.median(t["wall_s"] for t in times[args.contenders[0]])
     print(f"\n{args.data_dir.name}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print("| engine | median s | runs | peak MiB (driver tree) | vs local |")
+    print(f"| engine | median s | runs | peak MiB (driver tree) | vs {args.contenders[0]} |")
     print("|---|---|---|---|---|")
     for engine, runs in times.items():
         wall = statistics.median(t["wall_s"] for t in runs)
         peak = max(t["peak_mib"] for t in runs)
         listed = ", ".join(f"{t['wall_s']:.1f}" for t in runs)
         print(f"| {engine} | {wall:.1f} | {listed} | {peak:.0f} | {wall / local:.2f}x |")
-    print(f"\nray output equals local bitwise: {same}")
+    print(f"\nray output equals {args.contenders[0]} bitwise: {same}")
 
 
 def _scaling(args: argparse.Namespace, tmp: Path) -> None:
@@ -95,6 +99,9 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-limit", default="8GiB", help="kscore's --memory-limit for both engines")
+    parser.add_argument(
+        "--contenders", nargs="+", default=["local", "ray"], choices=["local", "local_partitioned", "ray"]
+    )
     parser.add_argument("--nodes", type=int, nargs="+", help="scaling: cluster sizes to compare")
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--object-store-mib", type=int, default=2048)
