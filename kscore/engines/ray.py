@@ -87,6 +87,16 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, InputError) else exc
 
 
+def _to_store(frame: pl.DataFrame) -> Any:
+    """A table as Ray's object store keeps it best: Arrow, whose buffers Ray writes without a copy
+    and reads back in place (a polars frame would be pickled through an IPC copy each way)."""
+    return frame.to_arrow()
+
+
+def _from_store(table: Any) -> pl.DataFrame:
+    return pl.from_arrow(table, rechunk=False)  # type: ignore[return-value]
+
+
 def _node() -> str:
     ray = _ray()
     try:
@@ -118,9 +128,9 @@ def _read_slice(
     except OSError as exc:
         raise InputError(f"{label}: cannot read on node {_node()}: {exc.strerror or exc}") from None
     piece = split_batch(batch, standard, ranges, dtype, label, binary)
-    tables: list[pl.DataFrame | None] = [None] * ranges.count
+    tables: list[Any] = [None] * ranges.count
     for k, rows in piece.ranges:
-        tables[k] = rows
+        tables[k] = _to_store(rows)
     sizes = {k: rows.height for k, rows in piece.ranges}
     return ((piece.stats, piece.correct, piece.judged, sizes), *tables)
 
@@ -131,13 +141,13 @@ def _rank_slices(signal: Any, pieces: list[Any]) -> tuple[pl.DataFrame, ...]:
     from kscore.partitioned import average_ranks, oriented_signal
 
     ray = _ray()
-    columns = [ray.get(ref).select(oriented_signal(signal)).to_series() for ref in pieces]
+    columns = [_from_store(ray.get(ref)).select(oriented_signal(signal)).to_series() for ref in pieces]
     sizes = [len(c) for c in columns]
     ranks = average_ranks(pl.concat(columns, rechunk=True), signal.name)
     del columns
     out, offset = [], 0
     for size in sizes:
-        out.append(ranks.slice(offset, size).to_frame())
+        out.append(_to_store(ranks.slice(offset, size).to_frame()))
         offset += size
     return tuple(out) if len(out) > 1 else out[0]
 
@@ -156,8 +166,11 @@ def _score_slice(
     ray = _ray()
     frames = {}
     for name, refs in tables.items():
-        frame = pl.concat(ray.get(refs), rechunk=False)
-        per_signal = [pl.concat(ray.get(r), rechunk=False).to_series() for r in ranks.get(name, [])]
+        frame = pl.concat([_from_store(t) for t in ray.get(refs)], rechunk=False)
+        per_signal = [
+            pl.concat([_from_store(t) for t in ray.get(r)], rechunk=False).to_series()
+            for r in ranks.get(name, [])
+        ]
         frames[name] = frame.hstack(per_signal) if per_signal else frame
     return score_range(frames, standard, whole, labels, explain)
 
