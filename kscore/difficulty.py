@@ -20,7 +20,7 @@ import polars as pl
 from kscore.align import Alignment, align_by_id, normalize_ids
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
 from kscore.engines.local import parallel_map
-from kscore.errors import InputError, KscoreWarning
+from kscore.errors import InputError, KscoreWarning, first_line
 
 MODEL_COLUMN = "__kscore_model"
 SCORE = "difficulty_score"
@@ -157,7 +157,7 @@ def read_signals(
         else:
             raw = selected.select(stat_exprs)
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"{label}: cannot read: {_first_line(exc)}") from None
+        raise InputError(f"{label}: cannot read: {first_line(exc)}") from None
     if selected.height == 0:
         raise InputError(f"{label}: no rows")
     selected = selected.with_columns(normalize_ids(selected.get_column(id_col), label))
@@ -238,11 +238,6 @@ def _reject_infinite(values: pl.Series, label: str) -> None:
     n_inf = int(values.is_infinite().sum())
     if n_inf:
         raise InputError(f"{label}: column {values.name!r} has {n_inf} infinite values (+/-inf)")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _require_columns(columns: list[str], needed: list[str], label: str) -> None:

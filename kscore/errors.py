@@ -12,6 +12,12 @@ _SHORT.maxstring = _SHORT.maxother = 60
 _SHORT.maxlong = 40
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error's text (its type's name if it has none), for a one-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def short(value: object) -> str:
     """A bounded repr of `value` for messages: cheap however large or deeply shared the value is."""
     return _SHORT.repr(value)

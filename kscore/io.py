@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from kscore.errors import InputError, OutputError
+from kscore.errors import InputError, OutputError, first_line
 from kscore.storage import ObjectPath, is_remote, polars_options
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -168,8 +168,7 @@ def read_table(
     except pl.exceptions.NoDataError:
         raise InputError(f"{path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line}") from None
+        raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line(exc)}") from None
     if frame.height == 0:
         raise InputError(f"{path}: file has no data rows")
     return frame
@@ -189,8 +188,7 @@ def scan_table(path: Path, columns: Sequence[str] | None = None, numeric: Sequen
     except pl.exceptions.NoDataError:
         raise InputError(f"{path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line}") from None
+        raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line(exc)}") from None
     wanted = present if columns is None else [c for c in columns if c in present]
     floats = {c: pl.Float64 for c in numeric if c in wanted}
     return pl.scan_csv(_source(path), schema_overrides=floats, **polars_options(path)).select(wanted)
@@ -388,8 +386,7 @@ def write_failure(
     }
     reason = reasons.get(code) if code is not None else None
     if reason is None:
-        text = str(exc).strip()
-        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+        reason = first_line(exc)
     return OutputError(f"{out}: {what}: {reason}")
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kscore.errors import InputError, OutputError
+from kscore.errors import InputError, OutputError, first_line
 
 SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
 _options: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
@@ -142,7 +142,7 @@ class ObjectPath:
         try:
             return system.get_file_info(path)
         except OSError as exc:
-            raise InputError(f"{self}: cannot reach the object: {_first_line(exc)}") from None
+            raise InputError(f"{self}: cannot reach the object: {first_line(exc)}") from None
 
     def exists(self) -> bool:
         fs = _pyarrow_fs(self.url)
@@ -172,7 +172,7 @@ class ObjectPath:
         try:
             infos = system.get_file_info(fs.FileSelector(path, allow_not_found=True, recursive=True))
         except OSError as exc:
-            raise InputError(f"{self}: cannot list the objects: {_first_line(exc)}") from None
+            raise InputError(f"{self}: cannot list the objects: {first_line(exc)}") from None
         return sorted(
             (ObjectPath(f"{self.scheme}://{i.path}") for i in infos if i.type == fs.FileType.File),
             key=str,
@@ -200,11 +200,6 @@ class ObjectPath:
 def as_path(text: str | Path) -> Path | ObjectPath:
     """A local path or an object path, from an argument."""
     return ObjectPath(str(text)) if is_remote(text) else Path(text)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _pyarrow_fs(url: str) -> Any:
@@ -235,7 +230,7 @@ def filesystem(url: str) -> tuple[Any, str]:
     try:
         return fs.FileSystem.from_uri(url)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{url}: {_first_line(exc)}") from None
+        raise InputError(f"{url}: {first_line(exc)}") from None
 
 
 def check_remote_output(out: ObjectPath, manifest: str) -> None:
@@ -270,5 +265,5 @@ def publish(folder: Path, out: ObjectPath, manifest: str) -> None:
             with contextlib.suppress(Exception):
                 system.delete_file(target)
         if isinstance(exc, OSError):
-            raise OutputError(f"{out}/: cannot write to object storage: {_first_line(exc)}") from None
+            raise OutputError(f"{out}/: cannot write to object storage: {first_line(exc)}") from None
         raise

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from kscore.errors import InputError
+from kscore.errors import InputError, first_line
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -59,8 +59,9 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address!r}" if address else "(a local instance)"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"--engine ray: cannot connect to the Ray cluster {where}: {first}") from None
+        raise InputError(
+            f"--engine ray: cannot connect to the Ray cluster {where}: {first_line(exc)}"
+        ) from None
     try:
         yield ray
     finally:
@@ -122,9 +123,7 @@ def _read_slice(
     try:
         batch = frame.slice(offset, length).collect() if length is not None else frame.collect()
     except pl.exceptions.PolarsError as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise InputError(f"{label}: cannot read on node {_node()}: {first}") from None
+        raise InputError(f"{label}: cannot read on node {_node()}: {first_line(exc)}") from None
     except OSError as exc:
         raise InputError(f"{label}: cannot read on node {_node()}: {exc.strerror or exc}") from None
     piece = split_batch(batch, standard, ranges, dtype, label, binary)
