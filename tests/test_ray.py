@@ -181,6 +181,32 @@ def test_ray_embed_scores_equal_the_local_engine(
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
 
 
+def _read_elsewhere(*args, **kwargs):
+    """`_read_slice` on a node where the input's path does not exist (it runs in a worker, where
+    `engine._read_slice` is the real one)."""
+    from kscore.engines import ray as engine
+
+    missing = pl.scan_parquet(Path(__file__).parent / "no-such-folder" / "results_b.parquet")
+    return engine._read_slice(missing, *args[1:], **kwargs)
+
+
+def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
+    tmp_path: Path, cluster, small_batches, monkeypatch
+) -> None:
+    import cloudpickle
+
+    from kscore.engines import ray as engine
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(engine, "_read_slice", _read_elsewhere)
+    paths = _write_inputs(tmp_path, "dense")
+    out = tmp_path / "ray.parquet"
+    with pytest.raises(InputError, match=r"results_\w\.parquet: cannot read on node [0-9.]+: ") as error:
+        write_difficulty_scores(paths, _standard("minmax", "per_model", False), out, engine="ray")
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
+    assert not out.exists()
+
+
 def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, cluster) -> None:
     _generate(tmp_path, 1_000_000, models=3)
     files = [f"results_m{m}.parquet" for m in range(3)]

@@ -14,7 +14,7 @@ from kscore.errors import OutputError
 from kscore.io import MANIFEST, read_kscore_metadata
 from kscore.storage import ObjectPath, parse_storage_options, publish, using
 from tests.conftest import run_kscore
-from tests.test_partitioned import _with_config, _write_inputs
+from tests.test_partitioned import _with_config, _write_inputs, tiny_overhead  # noqa: F401 - a fixture
 
 CONFIG = "id_column: id\nmetrics:\n  - {name: recall, direction: higher_is_better, weight: 2}\n" + (
     "  - {name: latency_ms, direction: lower_is_better}\n  - {name: loss, direction: lower_is_better}\n"
@@ -182,3 +182,28 @@ def test_s3_inputs_to_a_local_file_and_a_local_dataset(s3, tmp_path: Path) -> No
     expected = pl.read_parquet(tmp_path / "local.parquet")
     _same_values(expected, pl.read_parquet(tmp_path / "from_s3.parquet"))
     _same_values(expected, pl.read_parquet(sorted((tmp_path / "from_s3_dataset").glob("part-*.parquet"))))
+
+
+@pytest.mark.usefixtures("tiny_overhead")
+def test_s3_inputs_scored_by_the_partitioned_plan_equal_the_in_memory_run(s3, tmp_path: Path) -> None:
+    from kscore.jobs import write_difficulty_scores
+    from tests.test_partitioned import _standard
+
+    urls = _inputs_in_s3(s3, tmp_path, "in-partitioned")
+    names = dict(zip(("a", "b", "c"), urls, strict=True))
+    standard = _standard("rank", "joint", True)
+    local = {name: tmp_path / Path(url).name for name, url in names.items()}
+    write_difficulty_scores(local, standard, tmp_path / "memory.parquet", memory_limit="64GiB")
+    ranges = []
+    write_difficulty_scores(
+        names,
+        standard,
+        tmp_path / "partitioned.parquet",
+        memory_limit=300_000,
+        storage_options=s3.options,
+        progress=lambda stage, done, total: ranges.append(total) if stage == "score id ranges" else None,
+    )
+    assert ranges and ranges[-1] > 1  # it did run by id ranges
+    _same_values(
+        pl.read_parquet(tmp_path / "memory.parquet"), pl.read_parquet(tmp_path / "partitioned.parquet")
+    )
