@@ -68,6 +68,14 @@ EngineOption = Annotated[
         help="Where the work runs: local (this machine's cores) or ray (a Ray cluster; needs kscore[ray]).",
     ),
 ]
+StorageOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="For s3:// gs:// az:// paths: an endpoint, a region... (polars' names); repeatable.",
+    ),
+]
 RayAddressOption = Annotated[
     Optional[str],
     typer.Option(
@@ -210,14 +218,7 @@ def difficulty(
     ] = None,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
-    storage_option: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--storage-option",
-            metavar="KEY=VALUE",
-            help="For s3:// gs:// az:// paths: an endpoint, a region... (polars' names); repeatable.",
-        ),
-    ] = None,
+    storage_option: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
@@ -342,7 +343,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
 @app.command("embed-scores")
 def embed_scores(
     embeddings: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Argument(help="Embeddings table (CSV/Parquet); default: the standard's `embeddings`."),
     ] = None,
     split_col: Annotated[str, typer.Option("--split-col", help="Column holding each row's split.")] = "split",
@@ -354,7 +355,7 @@ def embed_scores(
         typer.Option("--reference-value", help="Split value of reference rows (default: all others)."),
     ] = None,
     difficulty: Annotated[
-        Optional[Path], typer.Option("--difficulty", help="Output of `kscore difficulty`, for the potential.")
+        Optional[str], typer.Option("--difficulty", help="Output of `kscore difficulty`, for the potential.")
     ] = None,
     embedding_col: Annotated[
         Optional[str], typer.Option("--embedding-col", help="The list/array column holding the embedding.")
@@ -379,9 +380,9 @@ def embed_scores(
     plot: PlotOption = None,
     size: SizeOption = "1200x900",
     config: ConfigOption = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")] = Path(
-        "embed_scores.parquet"
-    ),
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output Parquet file; a folder (DIR/) for a Parquet dataset.")
+    ] = "embed_scores.parquet",
     top: Annotated[int, _top_option("least represented / highest-potential train points")] = 10,
     jobs: Annotated[
         Optional[int],
@@ -391,13 +392,17 @@ def embed_scores(
     temp_dir: TempDirOption = None,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
+    storage_option: StorageOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
-    with _errors() as collected:
+    from kscore.storage import as_path, is_remote, parse_storage_options, using
+
+    # the storage options hold for the whole command: its inputs, output and --plot
+    with _errors() as collected, using(storage := parse_storage_options(storage_option or [])):
         from kscore.config import QualityStandard, find_config
         from kscore.errors import InputError
-        from kscore.io import check_output, read_table
+        from kscore.io import check_dataset_output, check_output, read_table, wants_dataset
         from kscore.jobs import write_embed_scores
         from kscore.plan import resolve_memory_limit
 
@@ -410,11 +415,18 @@ def embed_scores(
                 raise InputError(
                     "no embeddings file: pass EMBEDDINGS or set `embeddings:` in the quality standard"
                 )
-            embeddings = (config_path.parent / standard.embeddings) if config_path else None
+            embeddings = str(config_path.parent / standard.embeddings) if config_path else None
         assert embeddings is not None
-        inputs = [embeddings, *([difficulty] if difficulty else []), *([config_path] if config_path else [])]
-        check_output(out, inputs)
-        picture_size = _check_plot(plot, size, [*inputs, out])
+        sources = [as_path(embeddings), *([as_path(difficulty)] if difficulty else [])]
+        inputs = [*sources, *([config_path] if config_path else [])]
+        out_path = as_path(out)
+        if is_remote(out):
+            pass  # checked by the job, before any work
+        elif wants_dataset(out):
+            check_dataset_output(out_path, inputs)
+        else:
+            check_output(out_path, inputs)
+        picture_size = _check_plot(plot, size, [*inputs, out_path])
         seed_value = _parse_seed(seed)
         bandwidth_value = _parse_bandwidth(bandwidth)
         with _progress() as progress:
@@ -444,10 +456,10 @@ def embed_scores(
             )
     summary["warnings"] = [w for ws in collected.values() for w in ws]
     if plot is not None:
-        with _errors():
+        with _errors(), using(storage):
             from kscore.plot import map_data, plot_map
 
-            plot_map(map_data(read_table(out)), plot, size=picture_size)
+            plot_map(map_data(read_table(out_path)), plot, size=picture_size)
         summary["plot"] = str(plot)
     if json_:
         _print_json(summary)

@@ -431,6 +431,7 @@ def write_embed_scores(
     top: int = 10,
     engine: str = "local",
     ray_address: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """The whole embed-scores job: score the embeddings (a path or a frame; see `embed_scores` for
@@ -438,22 +439,62 @@ def write_embed_scores(
 
     Embeddings above the memory limit are spilled to a temporary folder in `temp_dir` (default:
     beside `out`), removed at the end. `engine="ray"`: UMAP's transform batches run on the Ray
-    cluster at `ray_address` (default `$RAY_ADDRESS`, else a local instance); the same map.
+    cluster at `ray_address` (default `$RAY_ADDRESS`, else a local instance); the same map. An `out`
+    ending in a slash is a Parquet dataset (one part and the manifest); paths may be in object
+    storage, as for `write_difficulty_scores`.
     """
+    from kscore.storage import is_remote, using
+
+    job = functools.partial(
+        _write_embed_scores,
+        embeddings,
+        difficulty=difficulty,
+        temp_dir=temp_dir,
+        top=top,
+        engine=engine,
+        ray_address=ray_address,
+        **options,
+    )
+    with using(storage_options):
+        return _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
+
+
+def _write_embed_scores(
+    embeddings: ResultInput,
+    out: str | os.PathLike,
+    *,
+    difficulty: ResultInput | None,
+    temp_dir: str | os.PathLike | None,
+    top: int,
+    engine: str,
+    ray_address: str | None,
+    **options: Any,
+) -> dict[str, Any]:
     from kscore.embed import embed_scores
-    from kscore.io import check_temp_dir, read_table, scan_table, write_parquet_atomic
+    from kscore.io import (
+        check_temp_dir,
+        metadata_tags,
+        part_name,
+        read_table,
+        scan_table,
+        wants_dataset,
+        write_dataset_atomic,
+        write_parquet_atomic,
+    )
     from kscore.report import embed_summary
+    from kscore.storage import as_path
 
     check_engine(engine)
     check_temp_dir(temp_dir)
+    dataset = wants_dataset(out)
     out = Path(out)
     id_col = options.get("id_col", "id")
     table = (
-        embeddings if isinstance(embeddings, pl.DataFrame | pl.LazyFrame) else scan_table(Path(embeddings))
+        embeddings if isinstance(embeddings, pl.DataFrame | pl.LazyFrame) else scan_table(as_path(embeddings))
     )
     difficulty_table = difficulty
     if difficulty is not None and not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
-        difficulty_table = read_table(Path(difficulty), [id_col, "difficulty_score"])
+        difficulty_table = read_table(as_path(difficulty), [id_col, "difficulty_score"])
     if isinstance(difficulty_table, pl.LazyFrame):
         difficulty_table = difficulty_table.collect()
     if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
@@ -484,7 +525,14 @@ def write_embed_scores(
             },
         }
     )
-    write_parquet_atomic(enriched, out, meta)
+    if dataset:
+        write_dataset_atomic(
+            out,
+            lambda folder: enriched.write_parquet(folder / part_name(0), metadata=metadata_tags(meta)),
+            meta,
+        )
+    else:
+        write_parquet_atomic(enriched, out, meta)
     return embed_summary(
         enriched,
         id_col,

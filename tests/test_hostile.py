@@ -739,10 +739,15 @@ CASES.update(
             ["embed-scores", "emb.parquet", "--reducer", "none", "--temp-dir", "nowhere"],
             "--temp-dir nowhere: no such folder",
         ),
-        "embed-scores: output is a folder": Case(
+        "embed-scores: output is a folder of other files": Case(
             ["embed-scores", "emb.parquet", "--reducer", "none", "-o", "folder"],
-            "is a folder",
+            "holds files kscore did not write",
             {"folder/k": "x"},
+        ),
+        "embed-scores: dataset output is a file": Case(
+            ["embed-scores", "emb.parquet", "--reducer", "none", "-o", "taken/"],
+            "exists and is not a folder",
+            {"taken": "x"},
         ),
         "embed-scores: no embeddings and no config entry": Case(
             ["embed-scores", "--reducer", "none", "-o", OUT], "no embeddings file"

@@ -207,3 +207,39 @@ def test_s3_inputs_scored_by_the_partitioned_plan_equal_the_in_memory_run(s3, tm
     _same_values(
         pl.read_parquet(tmp_path / "memory.parquet"), pl.read_parquet(tmp_path / "partitioned.parquet")
     )
+
+
+def test_embed_scores_reads_and_writes_s3_like_local_paths(s3, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    rows = 600
+    table = pl.DataFrame(
+        {
+            "id": np.arange(rows),
+            "split": np.where(rng.random(rows) < 0.6, "train", "val"),
+            "embedding": pl.Series(rng.normal(0, 1, (rows, 2))).reshape((rows, 2)),
+        }
+    )
+    table.write_parquet(tmp_path / "emb.parquet")
+    val = table.filter(pl.col("split") == "val")
+    val.select("id", pl.Series("difficulty_score", rng.random(val.height))).write_parquet(
+        tmp_path / "difficulty.parquet"
+    )
+    emb = s3.upload(tmp_path / "emb.parquet", "embed-in/emb.parquet")
+    diff = s3.upload(tmp_path / "difficulty.parquet", "embed-in/difficulty.parquet")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    common = ["--reducer", "none"]
+    local = run_kscore(
+        "embed-scores", "emb.parquet", "--difficulty", "difficulty.parquet", "-o", "local.parquet", *common,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert local.returncode == 0, local.stderr
+    remote = run_kscore(
+        "embed-scores", emb, "--difficulty", diff, "-o", s3.url("embed-out/"), "--storage-option", option,
+        *common, cwd=tmp_path,
+    )  # fmt: skip
+    assert remote.returncode == 0, remote.stderr
+    assert s3.keys("embed-out") == [f"embed-out/{MANIFEST}", "embed-out/part-00000.parquet"]
+    frame, manifest = _read_dataset(s3, "embed-out")
+    _same_values(pl.read_parquet(tmp_path / "local.parquet"), frame)
+    assert manifest["command"] == "embed-scores"
+    assert manifest["inputs"] == {"embeddings": emb, "difficulty": diff}
