@@ -91,7 +91,14 @@ def test_a_failed_job_leaves_nothing_at_the_output_prefix(s3, tmp_path: Path) ->
     assert s3.keys("failed") == []
 
 
-def test_an_upload_that_fails_midway_removes_what_it_uploaded(s3, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [(OSError("connection reset by peer"), OutputError), (KeyboardInterrupt(), KeyboardInterrupt)],
+)
+def test_an_upload_cut_midway_removes_what_it_uploaded(
+    s3, tmp_path: Path, monkeypatch, failure: BaseException, expected: type[BaseException]
+) -> None:
+    """A network failure, or Ctrl-C, before the manifest is uploaded."""
     folder = tmp_path / "dataset"
     folder.mkdir()
     for number in range(3):
@@ -110,13 +117,14 @@ def test_an_upload_that_fails_midway_removes_what_it_uploaded(s3, tmp_path: Path
 
         def open_output_stream(self, path):
             if path.endswith(MANIFEST):
-                raise OSError("connection reset by peer")
+                raise failure
             return self.system.open_output_stream(path)
 
     monkeypatch.setattr(storage, "filesystem", lambda url: (FailsOnTheManifest(real(url)[0]), real(url)[1]))
-    with using(s3.options), pytest.raises(OutputError, match="connection reset"):
-        publish(folder, ObjectPath(s3.url("midway")), MANIFEST)
-    assert s3.keys("midway") == []
+    prefix = f"midway-{type(failure).__name__}"
+    with using(s3.options), pytest.raises(expected):
+        publish(folder, ObjectPath(s3.url(prefix)), MANIFEST)
+    assert s3.keys(prefix) == []
 
 
 def test_a_second_run_replaces_the_dataset_and_foreign_objects_are_refused(s3, tmp_path: Path) -> None:
