@@ -26,8 +26,9 @@ from kscore.errors import InputError, first_line
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 EXTRA = "pip install 'kscore[ray]'"
-# Environment of kscore's tasks and actors: one thread per library (Ray gives each one CPU), and the
-# driver's numba cache folder (UMAP's compiled functions).
+# Environment of the UMAP actors: one thread per library (Ray gives each one CPU), and the driver's
+# numba cache folder (UMAP's compiled functions). The difficulty tasks run in Ray's default workers:
+# a runtime_env would make Ray start workers of their own for them instead of its prestarted ones.
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -68,7 +69,7 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _options() -> dict[str, Any]:
+def _actor_options() -> dict[str, Any]:
     env = dict.fromkeys(_ONE_THREAD, "1")
     if "NUMBA_CACHE_DIR" in os.environ:
         env["NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
@@ -205,8 +206,7 @@ class RayDifficultyRun:
         dtype = common_id_dtype([m.id_dtype for m in run.models])
         task = standard.task
         binary = task is not None and task.type == "binary_classification"
-        options = _options()
-        read = ray.remote(_read_slice).options(num_returns=count + 1, **options)
+        read = ray.remote(_read_slice).options(num_returns=count + 1)
         # pieces[m][c] = (summary ref, [table ref per range]) of model m's slice c
         pieces: list[list[tuple[Any, list[Any]]]] = []
         for model in run.models:
@@ -250,9 +250,9 @@ class RayDifficultyRun:
         # ranks[m][c][k] = per signal, the rank table ref of model m's slice c in range k
         ranks = None
         if standard.normalization == "rank":
-            ranks = self._ranks(ray, pieces, sizes, options, pending)
+            ranks = self._ranks(ray, pieces, sizes, pending)
         labels = {m.name: m.label for m in run.models}
-        score = ray.remote(_score_slice).options(**options)
+        score = ray.remote(_score_slice)
         window = 2 * cluster_cpus()
         submitted: deque[Any] = deque()
 
@@ -296,7 +296,6 @@ class RayDifficultyRun:
         ray: Any,
         pieces: list[list[tuple[Any, list[Any]]]],
         sizes: list[list[dict[int, int]]],
-        options: dict[str, Any],
         pending: set[Any],
     ) -> list[list[list[list[Any]]]]:
         """One task per signal and group (all models, joint scope; each model, per_model): the
@@ -318,7 +317,7 @@ class RayDifficultyRun:
             ]
             refs = [pieces[m][c][1][k] for m, c, k in order]
             for signal in standard.signals:
-                task = ray.remote(_rank_slices).options(num_returns=len(order), **options)
+                task = ray.remote(_rank_slices).options(num_returns=len(order))
                 result = task.remote(signal, refs)
                 result = [result] if len(order) == 1 else result
                 pending.add(result[0])
@@ -347,7 +346,7 @@ def map_with_shared(
     ray = _ray()
     count = min(cluster_cpus(), jobs) if jobs else cluster_cpus()
     shared_ref = ray.put(shared)
-    actor = ray.remote(num_cpus=1)(_Worker).options(**_options())
+    actor = ray.remote(num_cpus=1)(_Worker).options(**_actor_options())
     actors = [actor.remote(shared_ref) for _ in range(count)]
     waiting: deque[Any] = deque()
     try:
