@@ -222,7 +222,7 @@ def difficulty(
     json_: JsonOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
-    from kscore.storage import as_path, is_remote, parse_storage_options, using
+    from kscore.storage import parse_storage_options, using
 
     # the storage options hold for the whole command: its inputs, output and --plot
     with _errors() as collected, using(storage := parse_storage_options(storage_option or [])):
@@ -234,13 +234,10 @@ def difficulty(
 
         from kscore.config import load_standard
         from kscore.io import (
-            check_dataset_output,
-            check_output,
             read_results,
             read_table,
             resolve_model_files,
             scan_output,
-            wants_dataset,
         )
         from kscore.jobs import write_difficulty_scores
         from kscore.plan import resolve_memory_limit
@@ -251,13 +248,7 @@ def difficulty(
         files = resolve_model_files(files)
         config_file = [Path(standard.source)] if standard.source else []
         inputs = [*files.values(), *([datapoints] if datapoints else []), *config_file]
-        out_path = as_path(out)
-        if is_remote(out):
-            pass  # checked by the job, before any work
-        elif wants_dataset(out):
-            check_dataset_output(out_path, inputs)
-        else:
-            check_output(out_path, inputs)
+        out_path = _checked_output(out, inputs)
         picture_size = _check_plot(plot, size, [*inputs, out_path])
         sources: dict[str, str] = {}
         results: Any = files
@@ -396,13 +387,13 @@ def embed_scores(
     json_: JsonOption = False,
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
-    from kscore.storage import as_path, is_remote, parse_storage_options, using
+    from kscore.storage import as_path, parse_storage_options, using
 
     # the storage options hold for the whole command: its inputs, output and --plot
     with _errors() as collected, using(storage := parse_storage_options(storage_option or [])):
         from kscore.config import QualityStandard, find_config
         from kscore.errors import InputError
-        from kscore.io import check_dataset_output, check_output, read_table, wants_dataset
+        from kscore.io import read_table
         from kscore.jobs import write_embed_scores
         from kscore.plan import resolve_memory_limit
 
@@ -419,13 +410,7 @@ def embed_scores(
         assert embeddings is not None
         sources = [as_path(embeddings), *([as_path(difficulty)] if difficulty else [])]
         inputs = [*sources, *([config_path] if config_path else [])]
-        out_path = as_path(out)
-        if is_remote(out):
-            pass  # checked by the job, before any work
-        elif wants_dataset(out):
-            check_dataset_output(out_path, inputs)
-        else:
-            check_output(out_path, inputs)
+        out_path = _checked_output(out, inputs)
         picture_size = _check_plot(plot, size, [*inputs, out_path])
         seed_value = _parse_seed(seed)
         bandwidth_value = _parse_bandwidth(bandwidth)
@@ -629,6 +614,21 @@ def plot(
         data = map_data(read_table(scores_file), color)  # type: ignore[arg-type]
         plot_map(data, out, title=title, size=picture_size)
     _stderr(f"wrote {out} ({data.n_points} points{', as densities' if data.density else ''})")
+
+
+def _checked_output(out: str, inputs: list[Any]) -> Any:
+    """The output's path, once it is known to be writable (a file, a dataset folder `DIR/`, or an
+    object storage prefix, which the job checks before any work)."""
+    from kscore.io import check_dataset_output, check_output, wants_dataset
+    from kscore.storage import as_path, is_remote
+
+    out_path = as_path(out)
+    if not is_remote(out):
+        if wants_dataset(out):
+            check_dataset_output(out_path, inputs)
+        else:
+            check_output(out_path, inputs)
+    return out_path
 
 
 def _check_plot(out: Path | None, size: str, inputs: list[Path]) -> tuple[int, int]:
