@@ -291,6 +291,15 @@ CASES.update(
         "difficulty: dataset output is a file": Case(
             ["difficulty", "results_a.csv", "-o", "taken/"], "exists and is not a folder", {"taken": "x"}
         ),
+        "difficulty: unknown --engine": Case(
+            _difficulty("results_a.csv", extra=("--engine", "spark")), "unknown engine 'spark'; use one of"
+        ),
+        "difficulty: --storage-option without a value": Case(
+            _difficulty("results_a.csv", extra=("--storage-option", "aws_region")), "expected KEY=VALUE"
+        ),
+        "difficulty: a glob in object storage": Case(
+            _difficulty("s3://bucket/results_*.parquet"), "patterns are not expanded in object storage"
+        ),
         "difficulty: --memory-limit unreadable": Case(
             _difficulty("results_a.csv", extra=("--memory-limit", "4 lots")), "--memory-limit: cannot read"
         ),
@@ -743,6 +752,14 @@ CASES.update(
             ["embed-scores", "emb.parquet", "--reducer", "none", "-o", "folder"],
             "holds files kscore did not write",
             {"folder/k": "x"},
+        ),
+        "embed-scores: --storage-option without a value": Case(
+            ["embed-scores", "emb.parquet", "--reducer", "none", "--storage-option", "=x", "-o", OUT],
+            "expected KEY=VALUE",
+        ),
+        "embed-scores: unknown --engine": Case(
+            ["embed-scores", "emb.parquet", "--reducer", "none", "--engine", "spark", "-o", OUT],
+            "unknown engine 'spark'",
         ),
         "embed-scores: dataset output is a file": Case(
             ["embed-scores", "emb.parquet", "--reducer", "none", "-o", "taken/"],
