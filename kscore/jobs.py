@@ -131,8 +131,6 @@ def write_difficulty_scores(
     under that prefix, published only when complete. `storage_options` (polars' names, such as
     `aws_endpoint_url`) apply to those paths; credentials come from the environment.
     """
-    from kscore.storage import is_remote, using
-
     job = functools.partial(
         _write_difficulty_scores,
         results,
@@ -148,6 +146,18 @@ def write_difficulty_scores(
         engine=engine,
         ray_address=ray_address,
     )
+    return _run_job(out, temp_dir, storage_options, job)
+
+
+def _run_job(
+    out: str | os.PathLike,
+    temp_dir: str | os.PathLike | None,
+    storage_options: Mapping[str, str] | None,
+    job: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """`job(out)` with the storage options in use; an `out` in object storage is staged and published."""
+    from kscore.storage import is_remote, using
+
     with using(storage_options):
         return _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
 
@@ -443,8 +453,6 @@ def write_embed_scores(
     ending in a slash is a Parquet dataset (one part and the manifest); paths may be in object
     storage, as for `write_difficulty_scores`.
     """
-    from kscore.storage import is_remote, using
-
     job = functools.partial(
         _write_embed_scores,
         embeddings,
@@ -455,8 +463,7 @@ def write_embed_scores(
         ray_address=ray_address,
         **options,
     )
-    with using(storage_options):
-        return _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
+    return _run_job(out, temp_dir, storage_options, job)
 
 
 def _write_embed_scores(
