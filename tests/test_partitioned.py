@@ -479,19 +479,26 @@ def test_jobs_caps_polars_threads_and_keeps_the_numbers(tmp_path: Path) -> None:
     _assert_same_file(outputs["1"], outputs["2"])
 
 
-def test_ctrl_c_while_ranges_stream_into_the_output_leaves_nothing(tmp_path: Path) -> None:
-    process = _start_partitioned(tmp_path, "260MiB")
+def interrupt_after_stage(process: subprocess.Popen, stage: str) -> str:
+    """Send SIGINT to a running `kscore` once its stderr reports `stage` done (one line per stage
+    when stderr is not a terminal); check it exited 130 and return the rest of its stderr."""
     assert process.stderr is not None
     lines = []
-    for line in process.stderr:  # one line per stage when stderr is not a terminal
+    for line in process.stderr:
         lines.append(line)
-        if line.startswith("read and spill:"):
+        if line.startswith(stage):
             break
     if process.poll() is not None:
         pytest.skip("the run ended before its ranges were scored: too fast to interrupt here")
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, "".join(lines) + rest
+    return rest
+
+
+def test_ctrl_c_while_ranges_stream_into_the_output_leaves_nothing(tmp_path: Path) -> None:
+    process = _start_partitioned(tmp_path, "260MiB")
+    rest = interrupt_after_stage(process, "read and spill:")
     errors = [line for line in rest.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: interrupted"), rest
     assert not (tmp_path / "difficulty_scores.parquet").exists()
