@@ -194,7 +194,12 @@ class RayDifficultyRun:
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
         except BaseException:
-            for ref in pending:  # Ctrl-C or an error: nothing of the job keeps running
+            # Ctrl-C or an error: nothing of the job keeps running. Only tasks not yet finished are
+            # cancelled: Ray 2.60's driver can abort ("Tried to complete task that was not
+            # pending") when a finished task is cancelled as it completes.
+            refs = list(pending)
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+            for ref in running:
                 ray.cancel(ref, force=True, recursive=True)
             raise
 
