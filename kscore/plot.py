@@ -5,6 +5,7 @@ matplotlib is an optional extra (`pip install 'kscore[plot]'`), imported only wh
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore.errors import InputError, KscoreError
+from kscore.errors import InputError, KscoreError, KscoreWarning, did_you_mean
 
 COLOR_COLUMNS = ("representation_score", "potential_difficulty_score", "local_difficulty", "difficulty_score")
 # Beyond this many points the map draws densities (hexagonal bins), not one marker per point.
 DENSITY_THRESHOLD = 100_000
 OUTLINED = 10  # the least represented train points, outlined on the map
 DPI = 100
+PICTURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
 class PlotExtraMissing(KscoreError):
@@ -45,18 +47,38 @@ def valid_colors(table: pl.DataFrame) -> list[str]:
     return [c for c in COLOR_COLUMNS if c in table.columns]
 
 
+# What to do when no train point has the --color score.
+_COLOR_HINTS = {
+    "difficulty_score": "it is the reference rows' own score; color the train points by local_difficulty "
+    "or potential_difficulty_score",
+    "potential_difficulty_score": "make the file with `kscore embed-scores --difficulty FILE`",
+    "local_difficulty": "make the file with `kscore embed-scores --difficulty FILE`",
+}
+
+
 def map_data(table: pl.DataFrame, color: str = "representation_score", outlined: int = OUTLINED) -> MapData:
     """Split an embed-scores table into the map's layers (train rows: those with a representation score)."""
     for column in ("map_x", "map_y", "representation_score"):
         if column not in table.columns:
             raise InputError(f"missing column {column!r}: expected the output of `kscore embed-scores`")
     if color not in valid_colors(table):
-        raise InputError(f"unknown --color {color!r}; valid: {', '.join(valid_colors(table))}")
+        raise InputError(
+            f"unknown --color {color!r}{did_you_mean(color, valid_colors(table))} (valid: "
+            f"{', '.join(valid_colors(table))})"
+        )
     is_train = table.get_column("representation_score").is_not_null()
     xy = table.select("map_x", "map_y").to_numpy()
     train = table.filter(is_train)
     least = train.sort("representation_score").head(outlined)
-    values = train.get_column(color).cast(pl.Float64).fill_null(np.nan).to_numpy()
+    values = train.get_column(color).cast(pl.Float64).fill_nan(None).fill_null(np.nan).to_numpy()
+    missing = int(np.isnan(values).sum())
+    if missing == len(values):
+        raise InputError(f"--color {color}: no train point has a {color}; {_COLOR_HINTS.get(color, '')}")
+    if missing:
+        warnings.warn(
+            KscoreWarning(f"--color {color}: {missing} of {len(values)} train points have none; drawn grey"),
+            stacklevel=2,
+        )
     return MapData(
         reference_xy=xy[~is_train.to_numpy()],
         train_xy=xy[is_train.to_numpy()],
@@ -80,16 +102,28 @@ def _pyplot() -> Any:
     return plt
 
 
+def picture_format(out: Path) -> str:
+    """The format of a picture, by its extension; any other one is an InputError listing them."""
+    fmt = PICTURE_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{out}: unsupported picture type {out.suffix or '(none)'!r}; name it "
+            f"{', '.join(PICTURE_FORMATS)}"
+        )
+    return fmt
+
+
 def _save(figure: Any, out: Path) -> None:
     from kscore.io import write_atomic
 
-    write_atomic(out, lambda temp: figure.savefig(temp, dpi=DPI, format="png"))
+    fmt = picture_format(out)
+    write_atomic(out, lambda temp: figure.savefig(temp, dpi=DPI, format=fmt))
 
 
 def plot_map(
     data: MapData, out: Path, *, title: str | None = None, size: tuple[int, int] = (1200, 900)
 ) -> None:
-    """Render the map to a PNG of `size` pixels."""
+    """Render the map to a picture of `size` pixels (PNG, SVG or PDF, by `out`'s extension)."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
     if data.density:
@@ -119,12 +153,21 @@ def plot_map(
             label=f"reference ({len(data.reference_xy)})",
             rasterized=True,
         )
+        valued = ~np.isnan(data.train_values)
+        if not valued.all():
+            axes.scatter(
+                *data.train_xy[~valued].T,
+                s=marker_size,
+                c="0.8",
+                label=f"train, no {data.color} ({int((~valued).sum())})",
+                rasterized=True,
+            )
         layer = axes.scatter(
-            *data.train_xy.T,
+            *data.train_xy[valued].T,
             s=marker_size,
-            c=data.train_values,
+            c=data.train_values[valued],
             cmap="viridis",
-            label=f"train ({len(data.train_xy)})",
+            label=f"train ({int(valued.sum())})",
             rasterized=True,
         )
         label = data.color

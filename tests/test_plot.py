@@ -13,7 +13,7 @@ import pytest
 
 from kscore import plot as plotting
 from kscore.embed import embed_scores
-from kscore.errors import InputError
+from kscore.errors import InputError, KscoreWarning
 
 from .conftest import CONFIGS, SAMPLE, run_kscore
 
@@ -41,7 +41,7 @@ def test_map_data_keeps_every_point(scores: pl.DataFrame):
 
 
 def test_unknown_color_lists_the_valid_ones(scores: pl.DataFrame):
-    with pytest.raises(InputError, match="unknown --color 'loss'; valid: representation_score, potential_"):
+    with pytest.raises(InputError, match=r"unknown --color 'loss' \(valid: representation_score, potential_"):
         plotting.map_data(scores, "loss")
 
 
@@ -60,12 +60,16 @@ def test_plot_command_and_unknown_color(tmp_path: Path, scores: pl.DataFrame):
     path = tmp_path / "scores.parquet"
     scores.write_parquet(path)
     out = tmp_path / "m.png"
-    result = run_kscore("plot", str(path), "--color", "local_difficulty", "-o", str(out), "--size", "800x600")
+    result = run_kscore(
+        "plot", str(path), "--color", "representation_score", "-o", str(out), "--size", "800x600"
+    )
     assert result.returncode == 0, result.stderr
     assert png_size(out) == (800, 600)
-    bad = run_kscore("plot", str(path), "--color", "nope", "-o", str(tmp_path / "x.png"))
+    bad = run_kscore("plot", str(path), "--color", "represntation_score", "-o", str(tmp_path / "x.png"))
     assert bad.returncode == 2
-    assert bad.stderr.strip().startswith("error: unknown --color 'nope'; valid: representation_score")
+    assert bad.stderr.strip().startswith(
+        "error: unknown --color 'represntation_score'; did you mean 'representation_score'? (valid: "
+    )
     assert not (tmp_path / "x.png").exists()
     size = run_kscore("plot", str(path), "--size", "big", "-o", str(tmp_path / "x.png"))
     assert size.returncode == 2 and "--size must look like 1200x900" in size.stderr
@@ -123,3 +127,65 @@ def test_a_picture_never_overwrites_an_input_or_the_output(workdir: Path):
     assert (workdir / "results_b.parquet").read_bytes() == before
     same = run_kscore("difficulty", "results_*", "-o", "d.parquet", "--plot", "d.parquet", cwd=workdir)
     assert same.returncode == 2 and not (workdir / "d.parquet").exists()
+
+
+def test_a_color_no_train_point_has_is_exit_2_naming_the_fix(tmp_path: Path, scores: pl.DataFrame):
+    """potential/local difficulty of a file made without --difficulty, or difficulty_score (the
+    reference rows' own): no plotted train point has it, so no picture of invisible points."""
+    path = tmp_path / "scores.parquet"
+    scores.with_columns(difficulty_score=pl.when(pl.col("split") != "train").then(0.5)).write_parquet(path)
+    for color, fix in [
+        ("potential_difficulty_score", "embed-scores --difficulty"),
+        ("difficulty_score", "color the train points by local_difficulty"),
+    ]:
+        result = run_kscore("plot", str(path), "--color", color, "-o", str(tmp_path / "m.png"))
+        assert result.returncode == 2, result.stderr
+        assert (
+            result.stderr.startswith(f"error: --color {color}: no train point has a {color}")
+            and fix in result.stderr
+        )
+        assert not (tmp_path / "m.png").exists()
+
+
+def test_a_color_some_train_points_lack_draws_them_grey_and_warns(tmp_path: Path, scores: pl.DataFrame):
+    half = scores.with_columns(
+        local_difficulty=pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.col("representation_score"))
+    )
+    path = tmp_path / "scores.parquet"
+    half.write_parquet(path)
+    lacking = half.filter(pl.col("representation_score").is_not_null() & pl.col("local_difficulty").is_null())
+    with pytest.warns(KscoreWarning, match="drawn grey"):
+        data = plotting.map_data(half, "local_difficulty")
+    assert int(np.isnan(data.train_values).sum()) == lacking.height > 0
+    result = run_kscore("plot", str(path), "--color", "local_difficulty", "-o", str(tmp_path / "m.png"))
+    assert result.returncode == 0, result.stderr
+    n_train = half.filter(pl.col("representation_score").is_not_null()).height
+    assert f"warning: --color local_difficulty: {lacking.height} of {n_train} train points have none" in (
+        result.stderr
+    )
+    assert png_size(tmp_path / "m.png") == (1200, 900)
+
+
+@pytest.mark.parametrize(("name", "magic"), [("m.svg", b"<?xml"), ("m.pdf", b"%PDF"), ("m.png", b"\x89PNG")])
+def test_the_picture_format_follows_the_extension(
+    tmp_path: Path, scores: pl.DataFrame, name: str, magic: bytes
+):
+    path = tmp_path / "scores.parquet"
+    scores.write_parquet(path)
+    result = run_kscore("plot", str(path), "-o", str(tmp_path / name))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+def test_an_unknown_picture_extension_is_exit_2_listing_the_supported_ones(
+    tmp_path: Path, scores: pl.DataFrame
+):
+    path = tmp_path / "scores.parquet"
+    scores.write_parquet(path)
+    result = run_kscore("plot", str(path), "-o", str(tmp_path / "map.jpg"))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path / 'map.jpg'}: unsupported picture type '.jpg'; name it .png, .svg, .pdf"
+    )
+    assert not (tmp_path / "map.jpg").exists()
