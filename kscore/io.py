@@ -1,4 +1,5 @@
-"""Reading CSV/Parquet inputs (paths, globs, NAME=PATH) and writing Parquet atomically."""
+"""Reading CSV/Parquet/NDJSON inputs (paths, globs, NAME=PATH) and writing tables atomically in the
+format their extension names."""
 
 from __future__ import annotations
 
@@ -19,11 +20,19 @@ from typing import Any
 
 import polars as pl
 
-from kscore.errors import InputError, OutputError, first_line
+from kscore.errors import InputError, OutputError, first_line, missing_column_message
 from kscore.storage import ObjectPath, is_remote, polars_options
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
 METADATA_KEY = "kscore"
+# kscore's metadata beside a CSV or NDJSON output (formats with no place for it): NAME + this.
+SIDECAR_SUFFIX = ".kscore.json"
 # A Parquet dataset kscore wrote: a folder of `part-NNNNN.parquet` files and this manifest, written last.
 MANIFEST = "_kscore.json"
 PART_GLOB = "part-*.parquet"
@@ -50,7 +59,7 @@ def _scan_parquet(sources: Any) -> pl.LazyFrame:
 
 
 def file_format(path: Path) -> str:
-    """'csv' or 'parquet', by extension (a kscore dataset folder is Parquet)."""
+    """'parquet', 'csv' or 'ndjson', by extension (a kscore dataset folder is Parquet)."""
     if is_dataset(path):
         return "parquet"
     fmt = FORMATS.get(path.suffix.lower())
@@ -59,6 +68,23 @@ def file_format(path: Path) -> str:
             f"{path}: unsupported file type {path.suffix or '(none)'!r} (valid: {', '.join(FORMATS)})"
         )
     return fmt
+
+
+def output_format(out: Path) -> str:
+    """The format a table output is written in, by its extension; any other one is an InputError
+    listing the supported ones (SPEC §4)."""
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{out}: unsupported output type {out.suffix or '(none)'!r}; name it .parquet, .pq, .csv, "
+            ".ndjson or .jsonl, or DIR/ for a Parquet dataset"
+        )
+    return fmt
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where a CSV or NDJSON output's metadata goes: its full name plus `.kscore.json`."""
+    return path.parent / f"{path.name}{SIDECAR_SUFFIX}"
 
 
 def expand_paths(patterns: Iterable[str]) -> list[Path]:
@@ -149,6 +175,13 @@ def read_table(
             if lazy:
                 return _scan_parquet(sources).select(wanted)
             frame = _scan_parquet(sources).select(wanted).collect()
+        elif fmt == "ndjson":
+            scan = _scan_ndjson(path)
+            present = list(scan.collect_schema())
+            wanted = present if columns is None else [c for c in columns if c in present]
+            if lazy:
+                return scan.select(wanted)
+            frame = scan.select(wanted).collect()
         else:
             present = _read_csv_header(path)
             _reject_duplicated_header(path)
@@ -179,7 +212,7 @@ def scan_table(path: Path, columns: Sequence[str] | None = None, numeric: Sequen
     columns of a CSV are read as Float64 (text there fails the scan, naming the value)."""
     fmt = _check_file(path)
     try:
-        if fmt == "parquet":
+        if fmt != "csv":
             scan = scan_output(path)
             present = scan.collect_schema()
             return scan if columns is None else scan.select(c for c in columns if c in present)
@@ -192,6 +225,31 @@ def scan_table(path: Path, columns: Sequence[str] | None = None, numeric: Sequen
     wanted = present if columns is None else [c for c in columns if c in present]
     floats = {c: pl.Float64 for c in numeric if c in wanted}
     return pl.scan_csv(_source(path), schema_overrides=floats, **polars_options(path)).select(wanted)
+
+
+def _scan_ndjson(path: Path | ObjectPath) -> pl.LazyFrame:
+    return pl.scan_ndjson(_source(path), **polars_options(path))
+
+
+def file_columns(path: Path) -> list[str]:
+    """The column names of a table file (its header or schema), without reading its rows; a
+    missing or empty file is an InputError."""
+    fmt = _check_file(path)
+    try:
+        if fmt == "csv":
+            return _read_csv_header(path)
+        return scan_output(path).collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{path}: cannot read {fmt.upper()} file: {first_line(exc)}") from None
+
+
+def require_columns(path: Path, required: Sequence[str], what: str = "column") -> None:
+    """InputError naming the first of `required` the file lacks, the file's real columns and the
+    closest name."""
+    present = file_columns(path)
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise InputError(missing_column_message(str(path), missing[0], present, what))
 
 
 def _read_csv_header(path: Path | ObjectPath) -> list[str]:
@@ -243,20 +301,24 @@ def read_results(
     columns: Sequence[str],
     numeric: Sequence[str] = (),
     model_col: str | None = None,
+    required: Sequence[str] = (),
 ) -> tuple[Mapping[str, pl.DataFrame | pl.LazyFrame], dict[str, str]]:
     """Model name -> results frame, and model name -> source file (for messages).
 
     Files are read when their model is scored (see `ResultFiles`). With `model_col`, each file may
-    hold several models in long format, named by that column, and is read at once.
+    hold several models in long format, named by that column, and is read at once. A file that
+    lacks a `required` column is an InputError naming its real columns.
     """
+    for path in files.values():
+        if model_col is not None:
+            require_columns(path, [model_col], "model column")
+        require_columns(path, required)
     if model_col is None:
         return ResultFiles(files, columns, numeric), {name: str(path) for name, path in files.items()}
     frames: dict[str, pl.DataFrame | pl.LazyFrame] = {}
     sources: dict[str, str] = {}
     for path in files.values():
         frame = read_table(path, [*columns, model_col], numeric)
-        if model_col not in frame.columns:
-            raise InputError(f"{path}: missing model column {model_col!r}")
         assert isinstance(frame, pl.DataFrame)
         n_unnamed = frame.get_column(model_col).null_count()
         if n_unnamed:
@@ -433,14 +495,36 @@ def discard(folder: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def write_parquet_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: Mapping[str, Any]) -> None:
-    """Write Parquet atomically (see `write_atomic`) with kscore's metadata as JSON; a LazyFrame is
-    streamed (row group by row group), never held whole."""
-    tags = metadata_tags(metadata)
-    if isinstance(frame, pl.LazyFrame):
-        write_atomic(out, lambda temp: frame.sink_parquet(temp, metadata=tags))
-    else:
-        write_atomic(out, lambda temp: frame.write_parquet(temp, metadata=tags))
+def write_table_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: Mapping[str, Any]) -> None:
+    """Write a table atomically (see `write_atomic`) in the format `out`'s extension names: Parquet
+    with kscore's metadata inside, CSV or NDJSON with it in a sidecar `NAME.kscore.json` (renamed
+    into place just before the table). A LazyFrame is streamed by polars' sinks, never held whole."""
+    fmt = output_format(out)
+    if fmt == "parquet":
+        tags = metadata_tags(metadata)
+        if isinstance(frame, pl.LazyFrame):
+            write_atomic(out, lambda temp: frame.sink_parquet(temp, metadata=tags))
+        else:
+            write_atomic(out, lambda temp: frame.write_parquet(temp, metadata=tags))
+        return
+    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    nested = [name for name, dtype in schema.items() if dtype.is_nested()]
+    if fmt == "csv" and nested:
+        raise InputError(
+            f"{out}: CSV cannot hold the list column {nested[0]!r}; write .parquet or .ndjson instead"
+        )
+    sidecar = sidecar_path(out)
+
+    def write(temp: str) -> None:
+        if isinstance(frame, pl.LazyFrame):
+            (frame.sink_csv if fmt == "csv" else frame.sink_ndjson)(temp)
+        else:
+            (frame.write_csv if fmt == "csv" else frame.write_ndjson)(temp)
+        staged = Path(temp).parent / sidecar.name
+        staged.write_text(json.dumps(metadata, default=str), encoding="utf-8")
+        os.replace(staged, sidecar)
+
+    write_atomic(out, write)
 
 
 def dataset_parts(folder: Path) -> list[Path]:
@@ -449,7 +533,12 @@ def dataset_parts(folder: Path) -> list[Path]:
 
 
 def scan_output(path: Path) -> pl.LazyFrame:
-    """A Parquet output kscore wrote, file or dataset, scanned lazily."""
+    """An output kscore wrote (Parquet file or dataset, CSV, NDJSON), scanned lazily."""
+    fmt = file_format(path)
+    if fmt == "csv":
+        return pl.scan_csv(_source(path), **polars_options(path))
+    if fmt == "ndjson":
+        return _scan_ndjson(path)
     return _scan_parquet(dataset_parts(path) if is_dataset(path) else path)
 
 
@@ -503,14 +592,20 @@ def metadata_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 
 def read_kscore_metadata(path: Path) -> dict[str, Any]:
-    """The metadata kscore recorded in a Parquet file or dataset it wrote ({} if none)."""
-    if is_dataset(path):
+    """The metadata kscore recorded with an output it wrote ({} if none): in a Parquet file, a
+    dataset's manifest, or a CSV or NDJSON file's sidecar."""
+    manifest = path / MANIFEST if is_dataset(path) else None
+    if manifest is None and file_format(path) != "parquet":
+        manifest = sidecar_path(path)
+        if not manifest.is_file():
+            return {}
+    if manifest is not None:
         try:
-            data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            data = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise InputError(f"{path}: kscore's manifest {MANIFEST} is not valid JSON") from None
+            raise InputError(f"{path}: kscore's metadata {manifest.name} is not valid JSON") from None
         if not isinstance(data, dict):
-            raise InputError(f"{path}: kscore's manifest {MANIFEST} is not a JSON object")
+            raise InputError(f"{path}: kscore's metadata {manifest.name} is not a JSON object")
         return data
     try:
         raw = pl.read_parquet_metadata(path).get(METADATA_KEY)

@@ -33,12 +33,14 @@ def _inputs(
 ) -> tuple[Mapping[str, pl.DataFrame | pl.LazyFrame], dict[str, pl.LazyFrame] | None, dict[str, str]]:
     """The models' frames for the in-memory plan (read when scored: see `ResultFiles`), lazy scans of
     them for the partitioned plan (None where a frame is in memory already), and their files."""
-    from kscore.io import ResultFiles, read_table, scan_table
+    from kscore.io import ResultFiles, read_table, require_columns, scan_table
     from kscore.storage import as_path
 
     metric_names = [m.name for m in standard.metrics]
     columns = [standard.id_column, *metric_names, *(standard.task.result_columns if standard.task else ())]
     paths = {n: as_path(v) for n, v in results.items() if not isinstance(v, pl.DataFrame | pl.LazyFrame)}
+    for path in paths.values():
+        require_columns(path, [standard.id_column, *metric_names])  # naming the file's real columns
     sources = {name: str(path) for name, path in paths.items()}
     scans: dict[str, pl.LazyFrame] | None = {}
     for name, value in results.items():
@@ -146,34 +148,51 @@ def write_difficulty_scores(
         engine=engine,
         ray_address=ray_address,
     )
-    return _run_job(out, temp_dir, storage_options, job)
+    return _run_job("difficulty", out, temp_dir, storage_options, job)
 
 
 def _run_job(
+    command: str,
     out: str | os.PathLike,
     temp_dir: str | os.PathLike | None,
     storage_options: Mapping[str, str] | None,
     job: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any]:
-    """`job(out)` with the storage options in use; an `out` in object storage is staged and published."""
+    """`job(out)` with the storage options in use (an `out` in object storage is staged and
+    published); its summary in the shape of every command's (`kscore.report.envelope`)."""
+    from kscore.report import envelope
     from kscore.storage import is_remote, using
 
     with using(storage_options):
-        return _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
+        summary = _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
+    return envelope(command, summary)
 
 
 def _to_object_storage(
     out: str | os.PathLike, temp_dir: str | os.PathLike | None, job: Callable[[str], dict[str, Any]]
 ) -> dict[str, Any]:
-    """Run `job` into a dataset in a local temporary folder (in `temp_dir`, default the system's),
-    then publish it to the object prefix `out` (see `kscore.storage.publish`)."""
-    from kscore.io import MANIFEST, check_temp_dir
-    from kscore.storage import ObjectPath, check_remote_output, publish
+    """Run `job` into a local temporary folder (in `temp_dir`, default the system's), then publish
+    its output to `out`: one object (and a CSV's or NDJSON's sidecar) where `out` has a table
+    extension, else a dataset under the prefix `out` (see `kscore.storage`)."""
+    from kscore.io import FORMATS, MANIFEST, check_temp_dir, output_format, sidecar_path
+    from kscore.storage import ObjectPath, check_remote_output, publish, publish_file
 
     check_temp_dir(temp_dir)
     target = ObjectPath(str(out))
-    check_remote_output(target, MANIFEST)
+    single = target.suffix.lower() in FORMATS
+    if single:
+        output_format(target)
+    else:
+        check_remote_output(target, MANIFEST)
     with tempfile.TemporaryDirectory(prefix=".kscore-", dir=temp_dir) as staging:
+        if single:
+            staged = Path(staging) / target.name
+            summary = job(str(staged))
+            if sidecar_path(staged).exists():  # the metadata first: the table names a complete output
+                publish_file(sidecar_path(staged), sidecar_path(target))  # type: ignore[arg-type]
+            publish_file(staged, target)
+            summary["output"] = str(target)
+            return summary
         staged = Path(staging) / "dataset"
         summary = job(f"{staged}/")
         publish(staged, target, MANIFEST)
@@ -198,7 +217,7 @@ def _write_difficulty_scores(
     ray_address: str | None,
 ) -> dict[str, Any]:
     from kscore.difficulty import score_in_memory
-    from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_parquet_atomic
+    from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_table_atomic
     from kscore.partitioned import in_memory_bytes
     from kscore.plan import resolve_memory_limit
     from kscore.report import difficulty_summary
@@ -261,8 +280,9 @@ def _write_difficulty_scores(
             return _write_partitioned(
                 scans, standard, out, labels, metadata, explain, limit, temp_dir, top, progress, dataset
             )
-    table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
-    accuracy = _accuracy(frames, standard, labels, datapoints)
+    with _stage(progress, "read and score"):
+        table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
+        accuracy = _accuracy(frames, standard, labels, datapoints)
     # The summary is computed while the file is written, in a thread of lower priority: the write
     # is the longer job, and the summary then only takes the cycles it leaves idle.
     with ThreadPoolExecutor(1) as background:
@@ -276,11 +296,22 @@ def _write_difficulty_scores(
             output=str(out),
             accuracy=accuracy,
         )
-        if dataset:
-            write_dataset_atomic(out, lambda folder: _write_slices(table, folder, metadata), metadata)
-        else:
-            write_parquet_atomic(table, out, metadata)
+        with _stage(progress, "write"):
+            if dataset:
+                write_dataset_atomic(out, lambda folder: _write_slices(table, folder, metadata), metadata)
+            else:
+                write_table_atomic(table, out, metadata)
         return summarized.result()
+
+
+@contextlib.contextmanager
+def _stage(progress: Callable[[str, int, int], None] | None, name: str) -> Iterator[None]:
+    """Report a stage of one step to `progress`: started, then done."""
+    if progress is not None:
+        progress(name, 0, 1)
+    yield
+    if progress is not None:
+        progress(name, 1, 1)
 
 
 # Rows per part of a dataset written from memory (about 250 MB of scores).
@@ -319,7 +350,7 @@ def _write_partitioned(
         temporary_folder,
         write_dataset_atomic,
         write_failure,
-        write_parquet_atomic,
+        write_table_atomic,
     )
     from kscore.partitioned import plan_partitions
     from kscore.report import RangeSummary
@@ -356,7 +387,7 @@ def _write_partitioned(
         if dataset:
             write_dataset_atomic(out, lambda target: _move_parts(parts, target), metadata)
         else:
-            write_parquet_atomic(
+            write_table_atomic(
                 _streamed(itertools.chain([first], tables), first.schema, summary), out, metadata
             )
     return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
@@ -463,7 +494,7 @@ def write_embed_scores(
         ray_address=ray_address,
         **options,
     )
-    return _run_job(out, temp_dir, storage_options, job)
+    return _run_job("embed-scores", out, temp_dir, storage_options, job)
 
 
 def _write_embed_scores(
@@ -486,7 +517,7 @@ def _write_embed_scores(
         scan_table,
         wants_dataset,
         write_dataset_atomic,
-        write_parquet_atomic,
+        write_table_atomic,
     )
     from kscore.report import embed_summary
     from kscore.storage import as_path
@@ -532,14 +563,15 @@ def _write_embed_scores(
             },
         }
     )
-    if dataset:
-        write_dataset_atomic(
-            out,
-            lambda folder: enriched.write_parquet(folder / part_name(0), metadata=metadata_tags(meta)),
-            meta,
-        )
-    else:
-        write_parquet_atomic(enriched, out, meta)
+    with _stage(options.get("progress"), "write"):
+        if dataset:
+            write_dataset_atomic(
+                out,
+                lambda folder: enriched.write_parquet(folder / part_name(0), metadata=metadata_tags(meta)),
+                meta,
+            )
+        else:
+            write_table_atomic(enriched, out, meta)
     return embed_summary(
         enriched,
         id_col,

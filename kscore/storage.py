@@ -4,8 +4,10 @@ deleting through pyarrow's file systems.
 Credentials come from the standard environment variables (`AWS_ACCESS_KEY_ID`, ...); anything else (an
 endpoint, a region) from `--storage-option KEY=VALUE`, in polars' names (`aws_endpoint_url`,
 `aws_region`, ...), which are also given to pyarrow where it has them. An output to object storage
-is a Parquet dataset of parts, published only when complete: the parts are uploaded first and the
-manifest last, and a run that fails deletes the parts it uploaded (`publish`).
+is published only when complete: a prefix is a Parquet dataset of parts, uploaded first, with the
+manifest last, and a run that fails deletes the parts it uploaded (`publish`); a name with a table
+extension (`s3://b/x.csv`) is one object, uploaded under a temporary name and then moved (a
+server-side copy) to its own (`publish_file`).
 """
 
 from __future__ import annotations
@@ -267,3 +269,24 @@ def publish(folder: Path, out: ObjectPath, manifest: str) -> None:
         if isinstance(exc, OSError):
             raise OutputError(f"{out}/: cannot write to object storage: {first_line(exc)}") from None
         raise
+
+
+def publish_file(local: Path, out: ObjectPath) -> None:
+    """Upload the local file `local` as the object `out`: under a temporary name beside it first,
+    then moved into place, so that `out` is either the old object or the whole new one; the
+    temporary object is deleted whatever happens."""
+    import secrets
+
+    system, key = filesystem(out.url)
+    temporary = f"{posixpath.dirname(key)}/.{posixpath.basename(key)}.kscore-{secrets.token_hex(4)}.tmp"
+    try:
+        with system.open_output_stream(temporary) as sink, local.open("rb") as source:
+            while chunk := source.read(16 * 2**20):
+                sink.write(chunk)
+        system.move(temporary, key)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write to object storage: {first_line(exc)}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            if system.get_file_info(temporary).type != _pyarrow_fs(out.url).FileType.NotFound:
+                system.delete_file(temporary)

@@ -16,7 +16,7 @@ from kscore.io import (
     temporary_path,
     write_atomic,
     write_failure,
-    write_parquet_atomic,
+    write_table_atomic,
 )
 
 
@@ -97,14 +97,14 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(pl.DataFrame, "write_parquet", boom)
     with pytest.raises(RuntimeError):
-        write_parquet_atomic(pl.DataFrame({"a": [1]}), out, {})
+        write_table_atomic(pl.DataFrame({"a": [1]}), out, {})
     assert out.read_text() == "old"
     assert list(tmp_path.iterdir()) == [out]
 
 
 def test_metadata_round_trip(tmp_path: Path):
     out = tmp_path / "out.parquet"
-    write_parquet_atomic(pl.DataFrame({"a": [1]}), out, {"models": ["a", "b"]})
+    write_table_atomic(pl.DataFrame({"a": [1]}), out, {"models": ["a", "b"]})
     assert read_kscore_metadata(out) == {"models": ["a", "b"]}
 
 
@@ -164,7 +164,7 @@ def test_outputs_get_normal_permissions(tmp_path: Path):
     import os
 
     out = tmp_path / "o.parquet"
-    write_parquet_atomic(pl.DataFrame({"a": [1]}), out, {})
+    write_table_atomic(pl.DataFrame({"a": [1]}), out, {})
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
