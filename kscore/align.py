@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from kscore.engines.local import parallel_map
-from kscore.errors import InputError
+from kscore.errors import DuplicatedIds, InputError
 
 # Direct addressing is used while the id span is at most this many times the largest model's rows.
 DENSE_SPAN_FACTOR = 4
@@ -325,7 +325,7 @@ def _sort_with_order(ids: pl.Series) -> tuple[np.ndarray, pl.Series]:
 def _raise_duplicates(ids: pl.Series, label: str) -> None:
     duplicated = ids.is_duplicated()
     examples = ids.filter(duplicated).unique(maintain_order=True).head(3).to_list()
-    raise InputError(
+    raise DuplicatedIds(
         f"{label}: column {ids.name!r} has {int(duplicated.sum())} rows with a duplicated id "
         f"(e.g. {examples})"
     )

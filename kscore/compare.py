@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from kscore.difficulty import SCORE, model_score_column
-from kscore.errors import InputError
+from kscore.errors import InputError, did_you_mean
 
 STATUSES = ("regression", "improvement", "unchanged", "only_baseline", "only_candidate")
 PER_MODEL_NOTE = (
@@ -62,6 +62,8 @@ class Comparison:
         return regressions.sort(["delta", self.id_column], descending=[True, False]).head(n)
 
     def to_dict(self, top: int = 20, gates: list[Gate] | None = None) -> dict[str, Any]:
+        from kscore.report import rounded
+
         rows = self.top_regressions(top).select(self.id_column, "baseline", "candidate", "delta")
         return {
             "baseline": self.baseline,
@@ -77,8 +79,9 @@ class Comparison:
             "common_failures": self.common_failures,
             "common_failure_threshold": self.common_failure_threshold,
             "gates": [g.to_dict() for g in gates or []],
-            "top": [
-                {"id": r[0], "baseline": r[1], "candidate": r[2], "delta": r[3]} for r in rows.iter_rows()
+            "largest_regressions": [
+                {"id": r[0], "baseline": rounded(r[1]), "candidate": rounded(r[2]), "delta": rounded(r[3])}
+                for r in rows.iter_rows()
             ],
         }
 
@@ -97,6 +100,7 @@ def compare_models(
     margin: float = 0.0,
     common_failure_threshold: float = 0.9,
     id_column: str | None = None,
+    source: str | None = None,
 ) -> Comparison:
     """Compare two models of a `difficulty_scores` table datapoint by datapoint.
 
@@ -110,18 +114,31 @@ def compare_models(
         raise InputError(
             f"--common-failure-threshold must be a finite number, not {common_failure_threshold}"
         )
+    where = f"{source}: " if source else ""
     models = models_in(difficulty)
+    shown = ", ".join(difficulty.columns[:8]) + (", ..." if difficulty.width > 8 else "")
     if not models:
         raise InputError(
-            f"no difficulty_score_<model> column: is this the output of kscore difficulty? "
-            f"(columns: {', '.join(difficulty.columns[:8])})"
+            f"{where}not an output of `kscore difficulty`: it has no {SCORE}_<model> column, so no "
+            f"model to compare (columns: {shown})"
+        )
+    if baseline == candidate:
+        raise InputError(
+            f"--baseline and --candidate are both {baseline!r}: name two different models "
+            f"(this file holds: {', '.join(models)})"
         )
     for name in (baseline, candidate):
         if name not in models:
-            raise InputError(f"unknown model {name!r}; this file holds: {', '.join(models)}")
+            raise InputError(
+                f"{where}unknown model {name!r}{did_you_mean(name, models)} (this file holds: "
+                f"{', '.join(models)})"
+            )
     for column in (SCORE, model_score_column(baseline), model_score_column(candidate)):
         if column not in difficulty.columns:
-            raise InputError(f"missing column {column!r}: is this the output of kscore difficulty?")
+            raise InputError(
+                f"{where}missing column {column!r}: not a complete output of `kscore difficulty` "
+                f"(columns: {shown})"
+            )
         dtype = difficulty.schema[column]
         if not (dtype.is_float() or dtype.is_integer() or dtype == pl.Null):
             raise InputError(

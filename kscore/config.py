@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kscore.errors import ConfigError, short
+from kscore.errors import ConfigError, did_you_mean, short
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 TaskType = Literal["binary_classification", "regression", "multiclass_classification", "object_detection"]
@@ -298,7 +298,8 @@ def _task_to_dict(task: Task) -> dict[str, Any]:
 def _reject_unknown(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in data:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {short(key)} (valid keys: {', '.join(allowed)})")
+            hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
+            raise ConfigError(f"{where}: unknown key {short(key)}{hint} (valid keys: {', '.join(allowed)})")
 
 
 def _choice(value: Any, valid: tuple[str, ...], where: str, key: str) -> str:
@@ -445,8 +446,12 @@ def yaml_scalar(value: str) -> str:
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
+DETECTION_COUNTS = ("tp", "fp", "fn")
+
+
 def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None) -> str:
-    """A commented starter standard; with result columns, one metric per column, direction guessed.
+    """A commented starter standard; with result columns, one metric per column, direction guessed,
+    and an object-detection task where the columns hold `tp`, `fp` and `fn` counts.
 
     Column names are written through the YAML library, so any name reads back as itself.
     """
@@ -454,17 +459,22 @@ def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None
         "# kscore quality standard: which per-datapoint signals measure a model's quality.",
         "# Reference: README.md, section 'The quality standard'. Validate with `kscore check-config`.",
         f"id_column: {yaml_scalar(id_column)}   # unique datapoint key, present in every result file",
-        "metrics:                      # columns of the model-result files",
     ]
+    counts = {c.lower(): c for c in numeric_columns or []}
+    detection = numeric_columns is not None and all(c in counts for c in DETECTION_COUNTS)
+    if detection:
+        numeric_columns = [c for c in numeric_columns or [] if c.lower() not in DETECTION_COUNTS]
     if numeric_columns is None:
         lines += [
+            "metrics:                      # columns of the model-result files",
             "  - name: accuracy",
             "    direction: higher_is_better   # aliases: HIB, higher; or lower_is_better (LIB, lower)",
             "    weight: 1                     # optional, >= 0; weights are divided by their sum",
             "  - name: latency_ms",
             "    direction: lower_is_better",
         ]
-    else:
+    elif numeric_columns or not detection:
+        lines.append("metrics:                      # columns of the model-result files")
         unknown = []
         for column in numeric_columns:
             direction = guess_direction(column)
@@ -478,16 +488,30 @@ def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None
                 f"  # - name: {yaml_scalar(column)}",
                 "  #   direction: higher_is_better",
             ]
-        if len(unknown) == len(numeric_columns):
+        if len(unknown) == len(numeric_columns) and not detection:
             lines.append("  []                            # no metric guessed: add one, or a task below")
+    if detection:
+        lines += [
+            "task:                          # the tp, fp and fn columns: per-datapoint detection counts",
+            "  type: object_detection",
+            *(f"  {key}: {yaml_scalar(counts[key])}" for key in DETECTION_COUNTS),
+            "  signal: f1                    # f1 (default) | recall | precision",
+            "  weight: 1",
+        ]
+    else:
+        lines += [
+            "# task:                        # optional: an error signal from ground truth and inference",
+            "#   type: binary_classification  # regression | multiclass_classification | object_detection",
+            "#   ground_truth: label",
+            "#   inference: score",
+            "#   weight: 1",
+        ]
     lines += [
-        "# task:                        # optional: an error signal from ground truth and inference",
-        "#   type: binary_classification  # regression | multiclass_classification | object_detection",
-        "#   ground_truth: label",
-        "#   inference: score",
-        "#   weight: 1",
         "normalization: minmax          # minmax (default) | rank (percentile rank, robust to outliers)",
-        "scope: per_model               # per_model (default) | joint (scores comparable across models)",
+        "# joint: every model normalized on the same scale, so a datapoint's scores compare across",
+        "# models (what `kscore compare` and CI gates need); per_model (the default when this key is",
+        "# left out) ranks each datapoint within each model only.",
+        "scope: joint",
         "# embeddings: data/embeddings.parquet   # default input of `kscore embed-scores`",
         "",
     ]

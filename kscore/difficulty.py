@@ -20,7 +20,7 @@ import polars as pl
 from kscore.align import Alignment, align_by_id, normalize_ids
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
 from kscore.engines.local import parallel_map
-from kscore.errors import InputError, KscoreWarning, first_line
+from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
 
 MODEL_COLUMN = "__kscore_model"
 SCORE = "difficulty_score"
@@ -243,8 +243,7 @@ def _reject_infinite(values: pl.Series, label: str) -> None:
 def _require_columns(columns: list[str], needed: list[str], label: str) -> None:
     missing = [c for c in needed if c not in columns]
     if missing:
-        shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
-        raise InputError(f"{label}: missing column {missing[0]!r} (columns: {shown})")
+        raise InputError(missing_column_message(label, missing[0], columns))
 
 
 def _oriented(signal: Signal) -> pl.Expr:

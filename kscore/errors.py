@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Iterable, Sequence
 
 # Values echoed in messages are cut to this: a message must never grow with its input.
 _SHORT = reprlib.Repr()
@@ -23,6 +24,22 @@ def short(value: object) -> str:
     return _SHORT.repr(value)
 
 
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """`; did you mean 'x'?` naming the valid name closest to `name` (same but for case first), or ''."""
+    import difflib
+
+    valid = [v for v in valid if isinstance(v, str)]
+    same = [v for v in valid if v.lower() == str(name).lower()]
+    close = same or difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def missing_column_message(label: str, name: str, present: Sequence[str], what: str = "column") -> str:
+    """`FILE: missing column 'x'; did you mean 'y'? (columns: a, b, ...)`."""
+    shown = ", ".join(present[:12]) + (", ..." if len(present) > 12 else "")
+    return f"{label}: missing {what} {name!r}{did_you_mean(name, present)} (columns: {shown or 'none'})"
+
+
 class KscoreError(Exception):
     """Base of every error kscore reports to a user as one line (exit code 2)."""
 
@@ -35,6 +52,10 @@ class ConfigError(KscoreError):
 
 class InputError(KscoreError):
     """An input file or table is missing, unreadable or holds bad values."""
+
+
+class DuplicatedIds(InputError):
+    """An id appears on more than one row of one model's results."""
 
 
 class OutputError(KscoreError):
