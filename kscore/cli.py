@@ -29,6 +29,40 @@ from kscore.errors import KscoreError, KscoreWarning
 
 _R = TypeVar("_R")
 
+
+def _conventional_help() -> None:
+    """Help in the conventions of other command-line tools (`FILES...`, `--out PATH`, `--json`).
+
+    typer 0.2x shows required arguments as `{files}...` and each option's Python type, flags too
+    (`--json <bool>`), ignoring metavars: here a flag shows no value, an option its metavar, an
+    argument its name in capitals. Older typer already does so and is left alone.
+    """
+    core = getattr(typer, "core", None)
+    argument, option = getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)
+    if argument is None or option is None or not hasattr(argument, "_usage_display_name"):
+        return
+    shown = option.display_type_rich
+    names = {"<str>": "TEXT", "<path>": "PATH", "<int>": "N", "<int range>": "N", "<float>": "NUMBER"}
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False):
+            return None
+        if self.metavar:
+            return self.metavar
+        typed = shown(self, ctx)
+        return names.get(typed, typed)
+
+    def usage_name(self: Any) -> str:
+        name = (self.metavar or self.name or "").upper() + ("..." if self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
+
+    option.display_type_rich = display_type_rich
+    argument.display_type_rich = lambda self, ctx: None
+    argument._usage_display_name = usage_name
+
+
+_conventional_help()
+
 app = typer.Typer(
     name="kscore",
     help="Score datapoints for ML data curation: difficulty, representation and potential difficulty.",
@@ -41,31 +75,50 @@ app = typer.Typer(
 ConfigOption = Annotated[
     Optional[Path],
     typer.Option(
-        "--config", "-c", help="Quality standard YAML (default: $KSCORE_CONFIG, then ./kscore.yaml)."
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="Quality standard YAML (default: $KSCORE_CONFIG, then ./kscore.yaml).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 PlotOption = Annotated[
-    Optional[Path], typer.Option("--plot", help="Also draw a PNG picture here (needs kscore[plot]).")
+    Optional[Path],
+    typer.Option(
+        "--plot",
+        metavar="FILE",
+        help="Also draw a picture here: .png, .svg or .pdf (needs kscore\\[plot]).",
+    ),
 ]
-SizeOption = Annotated[str, typer.Option("--size", help="Picture size in pixels, WIDTHxHEIGHT.")]
+SizeOption = Annotated[
+    str, typer.Option("--size", metavar="WxH", help="Picture size in pixels, WIDTHxHEIGHT.")
+]
+# --debug and --quiet are taken before the subcommand and after it (`kscore difficulty ... --debug`).
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No notes, warnings, progress or wrote-lines on stderr.")
+]
 MemoryLimitOption = Annotated[
     Optional[str],
     typer.Option(
         "--memory-limit",
+        metavar="SIZE",
         help="Memory to stay within, e.g. 4GiB (default: half the available memory); larger inputs are "
         "scored by id ranges spilled to a temporary folder.",
     ),
 ]
 TempDirOption = Annotated[
     Optional[Path],
-    typer.Option("--temp-dir", help="Folder for the spilled id ranges (default: the output's folder)."),
+    typer.Option(
+        "--temp-dir", metavar="DIR", help="Folder for the spilled id ranges (default: the output's folder)."
+    ),
 ]
 EngineOption = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="Where the work runs: local (this machine's cores) or ray (a Ray cluster; needs kscore[ray]).",
+        metavar="local|ray",
+        help="Where the work runs: local (this machine's cores) or ray (a Ray cluster; needs kscore\\[ray]).",
     ),
 ]
 StorageOption = Annotated[
@@ -80,6 +133,7 @@ RayAddressOption = Annotated[
     Optional[str],
     typer.Option(
         "--ray-address",
+        metavar="ADDR",
         help="The Ray cluster to use with --engine ray (default: $RAY_ADDRESS; else a local instance).",
     ),
 ]
@@ -94,18 +148,30 @@ def _cap_top(value: int) -> int:
 
 
 def _top_option(what: str) -> Any:
-    return typer.Option("--top", min=0, callback=_cap_top, help=f"How many {what} to list.")
+    return typer.Option("--top", metavar="N", min=0, callback=_cap_top, help=f"How many {what} to list.")
 
 
-_state = {"debug": False}
+_state = {"debug": False, "quiet": False}
 
 
 def _debug() -> bool:
     return _state["debug"] or os.environ.get("KSCORE_DEBUG", "") not in ("", "0")
 
 
+def _common(debug: bool, quiet: bool) -> None:
+    """The options every command takes after its name as well as before it."""
+    _state["debug"] = _state["debug"] or debug
+    _state["quiet"] = _state["quiet"] or quiet
+
+
 def _stderr(line: str) -> None:
     sys.stderr.write(line.rstrip("\n") + "\n")
+
+
+def _note(line: str) -> None:
+    """A note, a wrote-line or a progress line on stderr (silenced by --quiet)."""
+    if not _state["quiet"]:
+        _stderr(line)
 
 
 @contextmanager
@@ -121,7 +187,7 @@ def _errors() -> Iterator[dict[str | None, list[str]]]:
                 for item in caught:
                     if isinstance(item.message, KscoreWarning):
                         collected.setdefault(item.message.model, []).append(str(item.message))
-                        _stderr(f"warning: {item.message}")
+                        _note(f"warning: {item.message}")
     except KscoreError as exc:
         if _debug():
             traceback.print_exc()
@@ -140,10 +206,21 @@ def _stdout_closed() -> None:
     os.close(devnull)
 
 
-def _print(renderables: list[Any] | Any) -> None:
+def _output_console() -> Any:
+    """rich's console for stdout, with a closed stdout (`kscore ... | head`) dropping the rest of
+    the output quietly: rich's own reaction is to exit with code 1, the gate-failed code."""
     from rich.console import Console
 
-    console = Console()
+    class OutputConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _stdout_closed()
+
+    return OutputConsole()
+
+
+def _print(renderables: list[Any] | Any) -> None:
+    console = _output_console()
     try:
         for renderable in renderables if isinstance(renderables, list) else [renderables]:
             console.print(renderable)
@@ -153,6 +230,7 @@ def _print(renderables: list[Any] | Any) -> None:
 
 
 def _print_json(data: Any) -> None:
+    """One JSON object on stdout: floats NaN and +/-inf as null (JSON has no such numbers)."""
     text = json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False)
     try:
         sys.stdout.write(text + "\n")
@@ -180,13 +258,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    debug: DebugOption = False,
+    quiet: QuietOption = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """kscore: which datapoints are hard, which are covered, which sit near the hard ones."""
     _state["debug"] = debug
+    _state["quiet"] = quiet
 
 
 @app.command()
@@ -195,15 +275,16 @@ def difficulty(
         list[str], typer.Argument(help="Result files (CSV/Parquet), globs or NAME=PATH; one model each.")
     ],
     config: ConfigOption = None,
-    out: Annotated[
-        str, typer.Option("--out", "-o", help="Output Parquet file; a folder (DIR/) for a Parquet dataset.")
-    ] = "difficulty_scores.parquet",
+    out: Annotated[str, _out_option()] = "difficulty_scores.parquet",
     model_col: Annotated[
-        Optional[str], typer.Option("--model-col", help="Column naming the model, for long files.")
+        Optional[str],
+        typer.Option("--model-col", metavar="COL", help="Column naming the model, for long files."),
     ] = None,
     datapoints: Annotated[
         Optional[Path],
-        typer.Option("--datapoints", help="Table of all datapoints (e.g. with ground truth) to enrich."),
+        typer.Option(
+            "--datapoints", metavar="FILE", help="Table of all datapoints (e.g. with ground truth) to enrich."
+        ),
     ] = None,
     top: Annotated[int, _top_option("hardest datapoints")] = 10,
     explain: Annotated[
@@ -220,8 +301,11 @@ def difficulty(
     ray_address: RayAddressOption = None,
     storage_option: StorageOption = None,
     json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
+    _common(debug, quiet)
     from kscore.storage import parse_storage_options, using
 
     # the storage options hold for the whole command: its inputs, output and --plot
@@ -256,10 +340,16 @@ def difficulty(
             metric_names = [m.name for m in standard.metrics]
             task_columns = list(standard.task.result_columns) if standard.task else []
             columns = [standard.id_column, *metric_names, *task_columns]
-            results, sources = read_results(files, columns, numeric=metric_names, model_col=model_col)
+            results, sources = read_results(
+                files,
+                columns,
+                numeric=metric_names,
+                model_col=model_col,
+                required=columns[: 1 + len(metric_names)],
+            )
         points = read_table(datapoints) if datapoints else None
         assert not isinstance(points, pl.LazyFrame)
-        with _progress() as progress:
+        with _progress() as progress, _long_file_hint(model_col is None):
             summary = write_difficulty_scores(
                 results,
                 standard,
@@ -279,16 +369,30 @@ def difficulty(
     summary["warnings"] = collected.pop(None, [])
     for model in summary["models"]:
         model["warnings"] = collected.get(model["name"], [])
+    _note(f"wrote {summary['output']}")
     if plot is not None:
         with _errors(), using(storage):
             from kscore.plot import plot_difficulty
 
             plot_difficulty(scan_output(out_path), models, plot, size=picture_size)
         summary["plot"] = str(plot)
-    if json_:
-        _print_json(summary)
-    else:
-        _print(render_difficulty(summary))
+        _note(f"wrote {plot}")
+    _print_json(summary) if json_ else _print(render_difficulty(summary))
+
+
+@contextmanager
+def _long_file_hint(wanted: bool) -> Iterator[None]:
+    """A duplicated id in a file read without --model-col: perhaps a long file of several models."""
+    from kscore.errors import DuplicatedIds
+
+    try:
+        yield
+    except DuplicatedIds as exc:
+        if not wanted:
+            raise
+        raise DuplicatedIds(
+            f"{exc}; is this a long file, one row per model? name the model column with --model-col"
+        ) from None
 
 
 @app.command()
@@ -296,13 +400,18 @@ def init(
     result_file: Annotated[
         Optional[Path], typer.Argument(help="A result file whose numeric columns become metrics.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the standard.")] = Path(
-        "kscore.yaml"
-    ),
-    id_column: Annotated[str, typer.Option("--id-column", help="The datapoint id column.")] = "id",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="PATH", help="Where to write the standard.")
+    ] = Path("kscore.yaml"),
+    id_column: Annotated[
+        str, typer.Option("--id-column", metavar="COL", help="The datapoint id column.")
+    ] = "id",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Write a commented starter quality standard."""
+    _common(debug, quiet)
     with _errors():
         from kscore.config import starter_yaml
         from kscore.errors import InputError
@@ -320,9 +429,13 @@ def init(
                 raise InputError(f"{result_file}: no id column {id_column!r} (choose one with --id-column)")
             # Only columns `difficulty` can score: numbers (booleans and text are not metrics).
             numeric = [c for c, t in frame.schema.items() if c != id_column and t.is_numeric()]
+            if {"tp", "fp", "fn"} <= {c.lower() for c in numeric}:
+                _note(
+                    "note: tp, fp and fn columns found: the standard scores them as an object_detection task"
+                )
         text = starter_yaml(id_column, numeric)
         _write_text_atomic(out, text)
-    _stderr(f"wrote {out}; check it with `kscore check-config {out}`")
+    _note(f"wrote {out}; check it with `kscore check-config {out}`")
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -371,9 +484,7 @@ def embed_scores(
     plot: PlotOption = None,
     size: SizeOption = "1200x900",
     config: ConfigOption = None,
-    out: Annotated[
-        str, typer.Option("--out", "-o", help="Output Parquet file; a folder (DIR/) for a Parquet dataset.")
-    ] = "embed_scores.parquet",
+    out: Annotated[str, _out_option()] = "embed_scores.parquet",
     top: Annotated[int, _top_option("least represented / highest-potential train points")] = 10,
     jobs: Annotated[
         Optional[int],
@@ -385,8 +496,11 @@ def embed_scores(
     ray_address: RayAddressOption = None,
     storage_option: StorageOption = None,
     json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
+    _common(debug, quiet)
     from kscore.storage import as_path, parse_storage_options, using
 
     # the storage options hold for the whole command: its inputs, output and --plot
@@ -440,12 +554,16 @@ def embed_scores(
                 ray_address=ray_address,
             )
     summary["warnings"] = [w for ws in collected.values() for w in ws]
+    for line in summary["notes"]:
+        _note(f"note: {line}")
+    _note(f"wrote {summary['output']}")
     if plot is not None:
         with _errors(), using(storage):
             from kscore.plot import map_data, plot_map
 
             plot_map(map_data(read_table(out_path)), plot, size=picture_size)
         summary["plot"] = str(plot)
+        _note(f"wrote {plot}")
     if json_:
         _print_json(summary)
     else:
@@ -481,22 +599,44 @@ def _parse_bandwidth(text: str) -> str | float:
 
 @contextmanager
 def _progress() -> Iterator[Any]:
-    """Progress on stderr, fed by the library's (stage, done, total) callback: a rich bar with counts
-    in a terminal; elsewhere (CI logs) one line per stage when it ends, with its duration."""
+    """Progress on stderr, fed by the library's (stage, done, total) callback: in a terminal a bar
+    per stage with counts, the time spent and an estimate of the time left (a stage of one step, such
+    as UMAP's fit, has no estimate: a pulsing bar and the time spent); elsewhere (CI logs) one line
+    per stage when it ends, with its duration. Nothing with --quiet."""
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Counts(ProgressColumn):
+        """`done/total` for a stage of several steps; nothing for one of a single step."""
+
+        def render(self, task: Any) -> Text:
+            steps = task.total or 0
+            return Text(f"{int(task.completed)}/{int(steps)}" if steps > 1 else "", style="progress.download")
 
     console = Console(stderr=True)
+    terminal = console.is_terminal and not _state["quiet"]
     bar = Progress(
+        SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        Counts(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not terminal,
     )
     tasks: dict[str, Any] = {}
     started: dict[str, float] = {}
@@ -505,15 +645,19 @@ def _progress() -> Iterator[Any]:
     def update(stage: str, done: int, total: int) -> None:
         if stage not in started:
             started[stage] = time.perf_counter()
-        if console.is_terminal:
+        if terminal:
             if not tasks:
                 bar.start()  # only once there is something to show: no stray output otherwise
+            steps = total if total > 1 else None  # one step: no count, no estimate
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bar.add_task(stage, total=steps)
+            bar.update(tasks[stage], completed=done if steps else 0, total=steps)
+            if done >= total:
+                bar.update(tasks[stage], total=max(total, 1), completed=max(total, 1))
         elif done >= total and stage not in reported:
             reported.add(stage)
-            _stderr(f"{stage}: {done}/{total} done in {time.perf_counter() - started[stage]:.1f} s")
+            counts = f"{done}/{total} " if total > 1 else ""
+            _note(f"{stage}: {counts}done in {time.perf_counter() - started[stage]:.1f} s")
 
     try:
         yield update
@@ -524,38 +668,66 @@ def _progress() -> Iterator[Any]:
 
 @app.command()
 def compare(
-    difficulty_file: Annotated[Path, typer.Argument(help="Output of `kscore difficulty`.")],
-    baseline: Annotated[str, typer.Option("--baseline", help="Model A (the reference).")],
-    candidate: Annotated[str, typer.Option("--candidate", help="Model B (the new one).")],
-    margin: Annotated[float, typer.Option("--margin", help="Score change that counts (default 0).")] = 0.0,
+    difficulty_file: Annotated[
+        str, typer.Argument(metavar="DIFFICULTY_FILE", help="Output of `kscore difficulty`.")
+    ],
+    baseline: Annotated[str, typer.Option("--baseline", metavar="MODEL", help="Model A (the reference).")],
+    candidate: Annotated[str, typer.Option("--candidate", metavar="MODEL", help="Model B (the new one).")],
+    margin: Annotated[float, typer.Option("--margin", metavar="M", help="Score change that counts.")] = 0.0,
     common_failure_threshold: Annotated[
         float,
-        typer.Option("--common-failure-threshold", help="difficulty_score above this is a common failure."),
+        typer.Option(
+            "--common-failure-threshold",
+            metavar="T",
+            help="difficulty_score above this is a common failure.",
+        ),
     ] = 0.9,
     max_regressions: Annotated[
         Optional[int],
-        typer.Option("--max-regressions", min=0, help="Gate: exit 1 above this many regressions."),
+        typer.Option(
+            "--max-regressions", metavar="N", min=0, help="Gate: exit 1 above this many regressions."
+        ),
     ] = None,
     max_common_failures: Annotated[
         Optional[int],
-        typer.Option("--max-common-failures", min=0, help="Gate: exit 1 above this many common failures."),
+        typer.Option(
+            "--max-common-failures", metavar="N", min=0, help="Gate: exit 1 above this many common failures."
+        ),
     ] = None,
     top: Annotated[int, _top_option("largest regressions")] = 20,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Write every compared datapoint (Parquet).")
+        Optional[Path],
+        typer.Option(
+            "--out", "-o", metavar="PATH", help="Write every compared datapoint: .parquet, .csv or .ndjson."
+        ),
     ] = None,
+    storage_option: StorageOption = None,
     json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Datapoints that got worse from one model to another, and CI gates on them."""
-    with _errors():
+    _common(debug, quiet)
+    from kscore.storage import as_path, parse_storage_options, using
+
+    with _errors(), using(parse_storage_options(storage_option or [])):
         from kscore.compare import PER_MODEL_NOTE, compare_models, gates
         from kscore.errors import GateFailed
-        from kscore.io import check_output, read_kscore_metadata, read_table, write_parquet_atomic
+        from kscore.io import (
+            check_output,
+            output_format,
+            read_kscore_metadata,
+            read_table,
+            write_table_atomic,
+        )
+        from kscore.report import envelope
 
+        source = as_path(difficulty_file)
         if out is not None:
-            check_output(out, [difficulty_file])
-        table = read_table(difficulty_file)
-        metadata = read_kscore_metadata(difficulty_file) if difficulty_file.suffix != ".csv" else {}
+            output_format(out)
+            check_output(out, [source])
+        table = read_table(source)
+        metadata = read_kscore_metadata(source)
         standard = metadata.get("standard")
         standard = standard if isinstance(standard, dict) else {}
         if not isinstance(standard.get("id_column"), str):
@@ -567,18 +739,30 @@ def compare(
             margin=margin,
             common_failure_threshold=common_failure_threshold,
             id_column=standard.get("id_column"),
+            source=str(source),
         )
         checked = gates(comparison, max_regressions, max_common_failures)
         if out is not None:
-            write_parquet_atomic(
+            write_table_atomic(
                 comparison.table,
                 out,
-                {"command": "compare", "baseline": baseline, "candidate": candidate, "margin": margin},
+                {
+                    "kscore_version": __version__,
+                    "command": "compare",
+                    "input": str(source),
+                    "baseline": baseline,
+                    "candidate": candidate,
+                    "margin": margin,
+                },
             )
-        summary = comparison.to_dict(top=top, gates=checked)
+        summary = envelope(
+            "compare", {"output": str(out) if out is not None else None, **comparison.to_dict(top, checked)}
+        )
         if standard.get("scope") == "per_model":
-            summary["note"] = PER_MODEL_NOTE
-            _stderr(f"note: {PER_MODEL_NOTE}")
+            summary["notes"].append(PER_MODEL_NOTE)
+            _note(f"note: {PER_MODEL_NOTE}")
+        if out is not None:
+            _note(f"wrote {out}")
         if json_:
             _print_json(summary)
         else:
@@ -597,67 +781,100 @@ def compare(
 
 @app.command()
 def plot(
-    scores_file: Annotated[Path, typer.Argument(help="Output of `kscore embed-scores`.")],
+    scores_file: Annotated[
+        str, typer.Argument(metavar="SCORES_FILE", help="Output of `kscore embed-scores`.")
+    ],
     color: Annotated[
-        str, typer.Option("--color", help="Score that colors the train points.")
+        str, typer.Option("--color", metavar="COL", help="Score that colors the train points.")
     ] = "representation_score",
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("map.png"),
-    title: Annotated[Optional[str], typer.Option("--title", help="Title of the picture.")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="FILE", help="Picture to write: .png, .svg or .pdf.")
+    ] = Path("map.png"),
+    title: Annotated[
+        Optional[str], typer.Option("--title", metavar="T", help="Title of the picture.")
+    ] = None,
     size: SizeOption = "1200x900",
+    storage_option: StorageOption = None,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Draw the 2D embedding map of an embed-scores file."""
-    with _errors():
+    _common(debug, quiet)
+    from kscore.storage import as_path, parse_storage_options, using
+
+    with _errors(), using(parse_storage_options(storage_option or [])):
         from kscore.io import read_table
         from kscore.plot import map_data, plot_map
 
-        picture_size = _check_plot(out, size, [scores_file])
-        data = map_data(read_table(scores_file), color)  # type: ignore[arg-type]
+        source = as_path(scores_file)
+        picture_size = _check_plot(out, size, [source])
+        data = map_data(read_table(source), color)  # type: ignore[arg-type]
         plot_map(data, out, title=title, size=picture_size)
-    _stderr(f"wrote {out} ({data.n_points} points{', as densities' if data.density else ''})")
+    _note(f"wrote {out} ({data.n_points} points{', as densities' if data.density else ''})")
+
+
+def _out_option() -> Any:
+    return typer.Option(
+        "--out",
+        "-o",
+        metavar="PATH",
+        help="Output table, its format by extension: .parquet/.pq, .csv, .ndjson/.jsonl; DIR/ for a "
+        "Parquet dataset.",
+    )
 
 
 def _checked_output(out: str, inputs: list[Any]) -> Any:
     """The output's path, once it is known to be writable (a file, a dataset folder `DIR/`, or an
     object storage prefix, which the job checks before any work)."""
-    from kscore.io import check_dataset_output, check_output, wants_dataset
+    from kscore.io import check_dataset_output, check_output, output_format, wants_dataset
     from kscore.storage import as_path, is_remote
 
     out_path = as_path(out)
-    if not is_remote(out):
-        if wants_dataset(out):
-            check_dataset_output(out_path, inputs)
-        else:
-            check_output(out_path, inputs)
+    if is_remote(out):
+        if out_path.suffix:  # a prefix has none; any other name is one object of a table format
+            output_format(out_path)
+    elif wants_dataset(out):
+        check_dataset_output(out_path, inputs)
+    else:
+        output_format(out_path)
+        check_output(out_path, inputs)
     return out_path
 
 
 def _check_plot(out: Path | None, size: str, inputs: list[Path]) -> tuple[int, int]:
-    """Fail before any work when a picture cannot be made: no matplotlib, bad size or path."""
-    from kscore.plot import _pyplot, parse_size
+    """Fail before any work when a picture cannot be made: no matplotlib, bad size, extension or path."""
+    from kscore.plot import _pyplot, parse_size, picture_format
 
     picture_size = parse_size(size)
     if out is not None:
         from kscore.io import check_output
 
         check_output(out, inputs)
+        picture_format(out)
         _pyplot()
     return picture_size
 
 
 @app.command("check-config")
 def check_config(
-    path: Annotated[Optional[Path], typer.Argument(help="The standard (default: discovered).")] = None,
+    path: Annotated[
+        Optional[Path], typer.Argument(metavar="PATH", help="The standard (default: discovered).")
+    ] = None,
     json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Validate a quality standard and print it resolved (normalized weights)."""
+    _common(debug, quiet)
     with _errors():
         from kscore.config import QualityStandard, find_config
+        from kscore.report import envelope
 
         found = find_config(path)
         assert found is not None
         resolved = QualityStandard.from_yaml(found).to_dict()
     if json_:
-        _print_json(resolved)
+        _print_json(envelope("check-config", {"config": str(found), "standard": resolved}))
     else:
         from kscore.report import render_standard
 
@@ -711,7 +928,7 @@ def run() -> None:
         for caught in (signal.SIGINT, signal.SIGTERM):
             signal.signal(caught, _on_signal)
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="kscore")
     except _usage_error() as exc:
         command = exc.ctx.command.name if exc.ctx is not None else None
         hint = f" (see 'kscore {command} --help')" if command and command != "kscore" else ""

@@ -8,13 +8,25 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore.difficulty import N_MODELS, SCORE, model_score_column
+from kscore.difficulty import N_MODELS, SCORE, model_score_column, top_signal_column
 from kscore.engines.local import parallel_map
 from kscore.selection import exact_quantiles, top_k_candidates
 
 
-def _number(value: Any) -> float | None:
+def rounded(value: Any) -> float | None:
+    """Floats in summaries: rounded to 6 decimals alike in every command."""
     return None if value is None else round(float(value), 6)
+
+
+def envelope(command: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A command's summary in the one shape every `--json` object has: `kscore_version`, `command`
+    and `output` first, then the command's own fields, `warnings` and `notes` (lists of lines)."""
+    from kscore import __version__
+
+    body = {k: v for k, v in summary.items() if k not in ("kscore_version", "command", "output")}
+    body.setdefault("warnings", [])
+    body.setdefault("notes", [])
+    return {"kscore_version": __version__, "command": command, "output": summary.get("output"), **body}
 
 
 def difficulty_summary(
@@ -62,13 +74,18 @@ def _difficulty_dict(
     warnings_by_model = warnings_by_model or {}
     accuracy = accuracy or {}
     model_columns = [model_score_column(m) for m in models]
+    explained = [m for m in models if top_signal_column(m) in hardest.columns]
+
+    def top_signals(row: dict[str, Any]) -> dict[str, Any]:
+        return {"top_signal": {m: row[top_signal_column(m)] for m in explained}} if explained else {}
+
     return {
         "models": [
             {
                 "name": model,
                 **stats,
                 "warnings": warnings_by_model.get(model, []),
-                **({"accuracy": _number(accuracy[model])} if model in accuracy else {}),
+                **({"accuracy": rounded(accuracy[model])} if model in accuracy else {}),
             }
             for model, stats in zip(models, per_model, strict=True)
         ],
@@ -79,9 +96,10 @@ def _difficulty_dict(
         "hardest": [
             {
                 "id": row[id_column],
-                SCORE: _number(row[SCORE]),
+                SCORE: rounded(row[SCORE]),
                 N_MODELS: row[N_MODELS],
-                "scores": {m: _number(row[c]) for m, c in zip(models, model_columns, strict=True)},
+                "scores": {m: rounded(row[c]) for m, c in zip(models, model_columns, strict=True)},
+                **top_signals(row),
             }
             for row in hardest.iter_rows(named=True)
         ],
@@ -133,9 +151,9 @@ class RangeSummary:
             per_model.append(
                 {
                     "rows_scored": count,
-                    "mean": _number(self.sums[column] / count) if count else None,
-                    "median": _number(median),
-                    "p90": _number(p90),
+                    "mean": rounded(self.sums[column] / count) if count else None,
+                    "median": rounded(median),
+                    "p90": rounded(p90),
                 }
             )
         candidates = pl.concat(self.hardest) if self.hardest else pl.DataFrame()
@@ -214,9 +232,9 @@ def _score_stats(scores: pl.Series) -> dict[str, Any]:
     median, p90 = exact_quantiles(scores.to_numpy(), [0.5, 0.9])
     return {
         "rows_scored": len(scores) - scores.null_count(),
-        "mean": _number(scores.mean()),
-        "median": _number(median),
-        "p90": _number(p90),
+        "mean": rounded(scores.mean()),
+        "median": rounded(median),
+        "p90": rounded(p90),
     }
 
 
@@ -253,20 +271,27 @@ def render_difficulty(summary: dict[str, Any]) -> list[Any]:
             *accuracy,
             "; ".join(m["warnings"]) or "-",
         )
-    hardest = Table(title=f"Hardest {len(summary['hardest'])} datapoints")
+    renderables: list[Any] = [models]
+    if not summary["hardest"]:  # --top 0
+        return renderables
+    count = len(summary["hardest"])
+    hardest = Table(title=f"Hardest {count} datapoint{'s' if count > 1 else ''}")
     hardest.add_column("id")
     hardest.add_column(SCORE, justify="right")
     hardest.add_column(N_MODELS, justify="right")
     names = [m["name"] for m in summary["models"]]
     for name in names:
         hardest.add_column(name, justify="right")
+
+    def cell(row: dict[str, Any], model: str) -> str:
+        signal = row.get("top_signal", {}).get(model)  # with --explain: what made it hard
+        return _fmt(row["scores"][model]) + (f" {signal}" if signal else "")
+
     for row in summary["hardest"]:
-        hardest.add_row(
-            str(row["id"]), _fmt(row[SCORE]), str(row[N_MODELS]), *(_fmt(row["scores"][n]) for n in names)
-        )
-    renderables: list[Any] = [models, hardest]
-    if summary.get("output"):
-        renderables.append(f"wrote {summary['output']}")
+        hardest.add_row(str(row["id"]), _fmt(row[SCORE]), str(row[N_MODELS]), *(cell(row, n) for n in names))
+    if any("top_signal" in row for row in summary["hardest"]):
+        hardest.caption = "each model's score and its top signal (the largest weighted contribution)"
+    renderables.append(hardest)
     return renderables
 
 
@@ -312,7 +337,7 @@ def embed_summary(
     probabilities = (0.0, 0.1, 0.5, 0.9, 1.0)
     quantiles = {
         score: {
-            f"p{round(q * 100)}": _number(train.get_column(score).quantile(q, "linear"))
+            f"p{round(q * 100)}": rounded(train.get_column(score).quantile(q, "linear"))
             for q in probabilities
         }
         for score in scores
@@ -321,7 +346,10 @@ def embed_summary(
 
     def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
         return [
-            {k: (_number(v) if isinstance(v, float) else v) for k, v in row.items()}
+            {
+                ("id" if k == id_column else k): (rounded(v) if isinstance(v, float) else v)
+                for k, v in row.items()
+            }
             for row in frame.select(shown).iter_rows(named=True)
         ]
 
@@ -341,10 +369,10 @@ def embed_summary(
             .sort([POTENTIAL, id_column], descending=[True, False])
         )
     else:
-        summary["note"] = (
+        summary["notes"] = [
             "potential_difficulty_score and local_difficulty need difficulty scores: run "
             "`kscore difficulty` on the models' results, then pass its output with --difficulty"
-        )
+        ]
     return summary
 
 
@@ -377,10 +405,6 @@ def render_embed(summary: dict[str, Any]) -> list[Any]:
             for row in rows:
                 table.add_row(*(_fmt(v) if isinstance(v, float) else str(v) for v in row.values()))
         renderables.append(table)
-    if "note" in summary:
-        renderables.append(f"note: {summary['note']}")
-    if summary.get("output"):
-        renderables.append(f"wrote {summary['output']}")
     return renderables
 
 
@@ -413,10 +437,12 @@ def render_compare(summary: dict[str, Any]) -> list[Any]:
             result = "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]"
             gate_table.add_row(gate["name"], str(gate["limit"]), str(gate["value"]), result)
         renderables.append(gate_table)
-    top = Table(title=f"Largest regressions ({len(summary['top'])})")
+    if not summary["largest_regressions"]:
+        return renderables
+    top = Table(title=f"Largest regressions ({len(summary['largest_regressions'])})")
     for header in ("id", "baseline", "candidate", "delta"):
         top.add_column(header, justify="left" if header == "id" else "right")
-    for row in summary["top"]:
+    for row in summary["largest_regressions"]:
         top.add_row(str(row["id"]), _fmt(row["baseline"]), _fmt(row["candidate"]), f"{row['delta']:+.4f}")
     renderables.append(top)
     return renderables

@@ -8,9 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import kscore
 from kscore.compare import compare_models
 from kscore.errors import InputError
-from kscore.io import write_parquet_atomic
+from kscore.io import write_table_atomic
 
 from .conftest import run_kscore
 
@@ -56,14 +57,14 @@ def test_margin_zero_counts_any_increase():
 
 
 def test_unknown_model_lists_the_models():
-    with pytest.raises(InputError, match="unknown model 'c'; this file holds: a, b"):
+    with pytest.raises(InputError, match=r"unknown model 'c' \(this file holds: a, b\)"):
         compare_models(two_models(), "a", "c")
 
 
 @pytest.fixture
 def difficulty_file(tmp_path: Path) -> Path:
     path = tmp_path / "d.parquet"
-    write_parquet_atomic(two_models(), path, {"standard": {"id_column": "id", "scope": "joint"}})
+    write_table_atomic(two_models(), path, {"standard": {"id_column": "id", "scope": "joint"}})
     return path
 
 
@@ -109,7 +110,13 @@ def test_no_gate_exits_0_and_json_equals_the_library(difficulty_file: Path, tmp_
     )
     assert result.returncode == 0, result.stderr
     expected = compare_models(two_models(), "a", "b", margin=0.1).to_dict(top=20)
-    assert json.loads(result.stdout) == json.loads(json.dumps(expected))
+    printed = json.loads(result.stdout)
+    assert {k: printed.pop(k) for k in ("kscore_version", "command", "output")} == {
+        "kscore_version": kscore.__version__,
+        "command": "compare",
+        "output": str(out),
+    }
+    assert printed == json.loads(json.dumps({**expected, "warnings": [], "notes": []}))
     written = pl.read_parquet(out)
     assert written.columns == ["id", "baseline", "candidate", "delta", "status"] and written.height == 8
     assert "note:" not in result.stderr  # scope: joint
@@ -118,7 +125,7 @@ def test_no_gate_exits_0_and_json_equals_the_library(difficulty_file: Path, tmp_
 def test_unknown_model_exits_2(difficulty_file: Path):
     result = run_kscore("compare", str(difficulty_file), "--baseline", "a", "--candidate", "zz")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown model 'zz'; this file holds: a, b"
+    assert result.stderr.strip() == (f"error: {difficulty_file}: unknown model 'zz' (this file holds: a, b)")
 
 
 def test_ci_shell_script_branches_on_the_exit_code(workdir: Path):
@@ -158,4 +165,4 @@ def test_per_model_scope_prints_the_note(workdir: Path):
     result = run_kscore("compare", "s.parquet", "--baseline", "a", "--candidate", "b", "--json", cwd=workdir)
     assert result.returncode == 0
     assert "note: this file was made with scope: per_model" in result.stderr
-    assert "scope: joint" in json.loads(result.stdout)["note"]
+    assert "scope: joint" in json.loads(result.stdout)["notes"][0]

@@ -904,7 +904,9 @@ CASES.update(
                 "1" + "0" * 30,
                 "--json",
             ],
-            check=_json_check(lambda d: len(d["top"]) == d["regressions"] or pytest.fail(str(d))),
+            check=_json_check(
+                lambda d: len(d["largest_regressions"]) == d["regressions"] or pytest.fail(str(d))
+            ),
         ),
     }
 )
