@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 import typer.main
 
@@ -42,3 +46,29 @@ def test_readme_library_example_runs(monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["enriched"].height == 1797
     assert namespace["log_density"].shape == namespace["local"].shape
+
+
+@pytest.mark.slow
+def test_the_readmes_map_commands_make_the_bundled_picture(tmp_path: Path):
+    """The README's picture is the sample's: its own commands, run as they stand, make a picture
+    of the same size (the bundled one is regenerated with them)."""
+    import shutil
+    import struct
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (block,) = [b for b in blocks if "sample_data/map.png" in b]
+    shutil.copytree(ROOT / "sample_data", tmp_path / "sample_data")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    (tmp_path / "sample_data" / "map.png").unlink()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+    def size(path: Path) -> tuple[int, int]:
+        return struct.unpack(">II", path.read_bytes()[16:24])
+
+    assert size(tmp_path / "sample_data" / "map.png") == size(ROOT / "sample_data" / "map.png") == (1000, 750)

@@ -293,6 +293,7 @@ def test_graph_init_is_umaps_bitwise_and_is_used_by_transforms(monkeypatch):
     assert umap_module.init_graph_transform is not embedding.init_graph_transform  # restored
 
 
+@pytest.mark.slow
 def test_seeded_umap_gives_the_same_map_on_one_and_on_two_workers(monkeypatch):
     """Beyond --fit-sample, batches go to worker processes (loky): the same numbers as in one.
 
