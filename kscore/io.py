@@ -608,7 +608,7 @@ def read_kscore_metadata(path: Path) -> dict[str, Any]:
             raise InputError(f"{path}: kscore's metadata {manifest.name} is not a JSON object")
         return data
     try:
-        raw = pl.read_parquet_metadata(path).get(METADATA_KEY)
+        raw = pl.read_parquet_metadata(_source(path), **polars_options(path)).get(METADATA_KEY)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{path}: cannot read Parquet metadata: {str(exc).strip()[:200]}") from None
     if not raw:

@@ -251,3 +251,32 @@ def test_embed_scores_reads_and_writes_s3_like_local_paths(s3, tmp_path: Path) -
     _same_values(pl.read_parquet(tmp_path / "local.parquet"), frame)
     assert manifest["command"] == "embed-scores"
     assert manifest["inputs"] == {"embeddings": emb, "difficulty": diff}
+
+
+@pytest.mark.parametrize("name", ["scores.csv", "scores.parquet"])
+def test_an_object_name_with_a_table_extension_is_one_object_that_compare_reads(
+    s3, tmp_path: Path, name: str
+) -> None:
+    """`-o s3://b/scores.csv` is one CSV (and its sidecar), not a dataset prefix; no temporary object
+    is left beside it; `compare` reads it back from object storage like the local file."""
+    urls = _inputs_in_s3(s3, tmp_path, f"in-one-{name}")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    local = run_kscore(
+        "difficulty", *urls, "-c", "k.yaml", "-o", name, "--storage-option", option, cwd=tmp_path
+    )
+    assert local.returncode == 0, local.stderr
+    out = s3.url(f"one-{name}/{name}")
+    remote = run_kscore(
+        "difficulty", *urls, "-c", "k.yaml", "-o", out, "--storage-option", option, "--json", cwd=tmp_path
+    )
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout)["output"] == out
+    sidecar = [f"one-{name}/{name}.kscore.json"] if name.endswith(".csv") else []
+    assert s3.keys(f"one-{name}") == sorted([f"one-{name}/{name}", *sidecar])
+    with s3.filesystem().open_input_stream(f"{s3.bucket}/one-{name}/{name}") as stream:
+        assert stream.read() == (tmp_path / name).read_bytes()
+    compare = ["--baseline", "a", "--candidate", "b", "--json"]
+    expected = json.loads(run_kscore("compare", name, *compare, cwd=tmp_path).stdout)
+    got = run_kscore("compare", out, *compare, "--storage-option", option, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == expected
