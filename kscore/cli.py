@@ -724,8 +724,8 @@ def compare(
 
         source = as_path(difficulty_file)
         if out is not None:
-            output_format(out)
             check_output(out, [source])
+            output_format(out)
         table = read_table(source)
         metadata = read_kscore_metadata(source)
         standard = metadata.get("standard")
@@ -836,8 +836,8 @@ def _checked_output(out: str, inputs: list[Any]) -> Any:
     elif wants_dataset(out):
         check_dataset_output(out_path, inputs)
     else:
-        output_format(out_path)
         check_output(out_path, inputs)
+        output_format(out_path)
     return out_path
 
 

@@ -862,7 +862,7 @@ CASES.update(
         ),
         "compare: a file kscore did not write": Case(
             _compare(file="d.parquet"),
-            "is this the output of kscore difficulty",
+            "not an output of `kscore difficulty`",
             {"d.parquet": _parquet({"x": [1]})},
         ),
         "compare: corrupt kscore metadata": Case(
@@ -956,6 +956,48 @@ CASES.update(
         ),
         "plot: output is a folder": Case(
             ["plot", "scores.parquet", "-o", "pics"], "is a folder", {"pics/x": "x"}
+        ),
+    }
+)
+
+# Outputs follow their extension (issue 13): any other one is exit 2 before any work, naming the
+# supported ones; so are a list column written as CSV, a colour no plotted train point has, and a
+# model compared with itself.
+UNSUPPORTED_TABLE = "unsupported output type '{}'; name it .parquet, .pq, .csv, .ndjson or .jsonl"
+CASES.update(
+    {
+        "difficulty: output extension .txt": Case(
+            ["difficulty", "results_a.csv", "-o", "scores.txt"], UNSUPPORTED_TABLE.format(".txt")
+        ),
+        "difficulty: output without extension": Case(
+            ["difficulty", "results_a.csv", "-o", "scores"], UNSUPPORTED_TABLE.format("(none)")
+        ),
+        "difficulty: --plot .jpg": Case(
+            _difficulty("results_a.csv", extra=("--plot", "h.jpg")), "unsupported picture type '.jpg'"
+        ),
+        "embed-scores: output extension .xlsx": Case(
+            ["embed-scores", "emb.parquet", "--reducer", "none", "-o", "e.xlsx"],
+            UNSUPPORTED_TABLE.format(".xlsx"),
+        ),
+        "embed-scores: a list column to CSV": Case(
+            ["embed-scores", "emb5.parquet", "--reducer", "pca", "--keep-embedding", "-o", "e.csv"],
+            "CSV cannot hold the list column",
+        ),
+        "compare: output extension .json": Case(
+            ["compare", "diff.parquet", "--baseline", "a", "--candidate", "b", "-o", "c.json"],
+            UNSUPPORTED_TABLE.format(".json"),
+        ),
+        "compare: a model against itself": Case(
+            ["compare", "diff.parquet", "--baseline", "a", "--candidate", "a"],
+            "--baseline and --candidate are both 'a'",
+        ),
+        "plot: unsupported picture type": Case(
+            ["plot", "scores.parquet", "-o", "m.jpg"],
+            "unsupported picture type '.jpg'; name it .png, .svg, .pdf",
+        ),
+        "plot: a colour only reference rows have": Case(
+            ["plot", "scores.parquet", "--color", "difficulty_score", "-o", "m.png"],
+            "no train point has a difficulty_score",
         ),
     }
 )
