@@ -961,8 +961,8 @@ CASES.update(
 )
 
 # Outputs follow their extension (issue 13): any other one is exit 2 before any work, naming the
-# supported ones; so are a list column written as CSV, a colour no plotted train point has, and a
-# model compared with itself.
+# supported ones; so are a list column written as CSV and a model compared with itself (a colour
+# no plotted train point has: tests/test_plot.py).
 UNSUPPORTED_TABLE = "unsupported output type '{}'; name it .parquet, .pq, .csv, .ndjson or .jsonl"
 CASES.update(
     {
@@ -994,10 +994,6 @@ CASES.update(
         "plot: unsupported picture type": Case(
             ["plot", "scores.parquet", "-o", "m.jpg"],
             "unsupported picture type '.jpg'; name it .png, .svg, .pdf",
-        ),
-        "plot: a colour only reference rows have": Case(
-            ["plot", "scores.parquet", "--color", "difficulty_score", "-o", "m.png"],
-            "no train point has a difficulty_score",
         ),
     }
 )
