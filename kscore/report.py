@@ -10,7 +10,7 @@ import polars as pl
 
 from kscore.difficulty import N_MODELS, SCORE, model_score_column, top_signal_column
 from kscore.engines.local import parallel_map
-from kscore.selection import exact_quantiles, top_k_candidates
+from kscore.order_stats import exact_quantiles, top_k_candidates
 
 
 def rounded(value: Any) -> float | None:

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from kscore.report import hardest_rows
-from kscore.selection import exact_quantiles, top_k_candidates
+from kscore.order_stats import exact_quantiles, top_k_candidates
 
 
 def by_sorting(scores: pl.Series, ids: pl.Series, top: int) -> list[int]:
