@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _EXPORTS = {
     "QualityStandard": "kscore.config",
@@ -19,6 +19,8 @@ _EXPORTS = {
     "embed_scores": "kscore.embed",
     "write_difficulty_scores": "kscore.jobs",
     "write_embed_scores": "kscore.jobs",
+    "select": "kscore.selection",
+    "write_selection": "kscore.selection",
     "reduce_to_2d": "kscore.embedding",
     "representation_scores": "kscore.density",
     "potential_difficulty_scores": "kscore.density",
@@ -47,8 +49,10 @@ __all__ = [
     "potential_difficulty_scores",
     "reduce_to_2d",
     "representation_scores",
+    "select",
     "write_difficulty_scores",
     "write_embed_scores",
+    "write_selection",
 ]
 
 if TYPE_CHECKING:
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
     from kscore.embedding import reduce_to_2d
     from kscore.errors import ConfigError, GateFailed, InputError, KscoreError, KscoreWarning
     from kscore.jobs import write_difficulty_scores, write_embed_scores
+    from kscore.selection import select, write_selection
 
 
 def __getattr__(name: str) -> Any:

@@ -813,6 +813,128 @@ def plot(
     _note(f"wrote {out} ({data.n_points} points{', as densities' if data.density else ''})")
 
 
+@app.command()
+def select(
+    scores_file: Annotated[
+        str, typer.Argument(metavar="SCORES_FILE", help="Output of `kscore embed-scores` (or `difficulty`).")
+    ],
+    budget: Annotated[int, typer.Option("--budget", metavar="N", help="How many datapoints to pick.")],
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            metavar="balanced|diverse|top",
+            help="balanced: the score traded against coverage; diverse: coverage only; top: the best scores.",
+        ),
+    ] = "balanced",
+    by: Annotated[
+        Optional[str],
+        typer.Option(
+            "--by",
+            metavar="COL",
+            help="The score (default: potential_difficulty_score, else difficulty_score, else "
+            "representation_score --ascending).",
+        ),
+    ] = None,
+    ascending: Annotated[
+        Optional[bool],
+        typer.Option("--ascending/--descending", help="Low scores first (e.g. representation_score)."),
+    ] = None,
+    labeled: Annotated[
+        Optional[str],
+        typer.Option(
+            "--labeled", metavar="FILE", help="Ids already labeled (CSV/Parquet/NDJSON with the id column)."
+        ),
+    ] = None,
+    split_col: Annotated[
+        str, typer.Option("--split-col", metavar="COL", help="Column holding each row's split.")
+    ] = "split",
+    train_value: Annotated[
+        Optional[list[str]],
+        typer.Option("--train-value", metavar="V", help="Split value of the candidates (repeatable)."),
+    ] = None,
+    embeddings: Annotated[
+        Optional[str],
+        typer.Option(
+            "--embeddings", metavar="FILE", help="Measure coverage in this embedding space, not the map."
+        ),
+    ] = None,
+    embedding_col: Annotated[
+        Optional[str], typer.Option("--embedding-col", metavar="COL", help="The list/array embedding column.")
+    ] = None,
+    embedding_prefix: Annotated[
+        Optional[str],
+        typer.Option("--embedding-prefix", metavar="PREFIX", help="Prefix of the numeric embedding columns."),
+    ] = None,
+    metric: Annotated[
+        str, typer.Option("--metric", metavar="euclidean|cosine", help="Distance in the embedding space.")
+    ] = "euclidean",
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Seed: diverse's first pick, the projection.")
+    ] = 0,
+    out: Annotated[
+        Optional[str],
+        typer.Option(
+            "--out", "-o", metavar="PATH", help="Write the picks: .csv, .parquet/.pq, .ndjson/.jsonl."
+        ),
+    ] = None,
+    plot: PlotOption = None,
+    size: SizeOption = "1200x900",
+    top: Annotated[int, _top_option("picks")] = 20,
+    storage_option: StorageOption = None,
+    json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """The batch of train datapoints to label or train on next."""
+    _common(debug, quiet)
+    from kscore.storage import as_path, parse_storage_options, using
+
+    with _errors() as collected, using(parse_storage_options(storage_option or [])):
+        from kscore.io import check_output, output_format
+        from kscore.selection import write_selection
+
+        source = as_path(scores_file)
+        inputs = [source, *(as_path(p) for p in (labeled, embeddings) if p is not None)]
+        if out is not None:
+            out_path = as_path(out)
+            if isinstance(out_path, Path):
+                check_output(out_path, inputs)
+            output_format(out_path)  # type: ignore[arg-type]
+        picture_size = _check_plot(plot, size, [*inputs, *([as_path(out)] if out else [])])
+        summary = write_selection(
+            scores_file,
+            budget,
+            out,
+            labeled=labeled,
+            embeddings=embeddings,
+            plot=plot,
+            size=picture_size,
+            top=top,
+            strategy=strategy,
+            by=by,
+            ascending=ascending,
+            split_col=split_col,
+            train_values=train_value or ["train"],
+            embedding_col=embedding_col,
+            embedding_prefix=embedding_prefix,
+            metric=metric,
+            seed=seed,
+        )
+    summary["warnings"] = [w for ws in collected.values() for w in ws]
+    for line in summary["notes"]:
+        _note(f"note: {line}")
+    for written in (out, plot):
+        if written is not None:
+            _note(f"wrote {written}")
+    if json_:
+        _print_json(summary)
+    else:
+        from kscore.report import render_select
+
+        _print(render_select(summary))
+
+
 def _out_option() -> Any:
     return typer.Option(
         "--out",

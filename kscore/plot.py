@@ -188,6 +188,45 @@ def plot_map(
     plt.close(figure)
 
 
+def plot_picks(
+    table: pl.DataFrame,
+    picks: pl.DataFrame,
+    id_column: str,
+    labeled: pl.Series | None,
+    out: Path,
+    *,
+    size: tuple[int, int] = (1200, 900),
+) -> None:
+    """The map with every row in grey, the labeled points and the picks marked (needs map_x/y)."""
+    if not all(c in table.columns for c in ("map_x", "map_y")):
+        raise InputError(
+            "--plot draws the picks on the map: give an embed-scores output (this file has no map)"
+        )
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
+    xy = table.select("map_x", "map_y").to_numpy()
+    marker_size = max(1.0, min(8.0, 3e4 / max(len(xy), 1)))
+    axes.scatter(*xy.T, s=marker_size, c="0.8", label=f"all rows ({len(xy)})", rasterized=True)
+    if labeled is not None:
+        known = table.filter(pl.col(id_column).is_in(labeled.cast(table.schema[id_column]).implode()))
+        axes.scatter(
+            *known.select("map_x", "map_y").to_numpy().T, s=40, marker="s", facecolors="none",
+            edgecolors="tab:blue", linewidths=1.2, label=f"labeled ({known.height})",
+        )  # fmt: skip
+    chosen = picks.select(id_column, "rank").join(table, on=id_column, how="left").sort("rank")
+    layer = axes.scatter(
+        *chosen.select("map_x", "map_y").to_numpy().T, s=36, c=chosen.get_column("rank").to_numpy(),
+        cmap="autumn", edgecolors="black", linewidths=0.5, label=f"picks ({chosen.height})",
+    )  # fmt: skip
+    figure.colorbar(layer, ax=axes, label="pick order (rank)")
+    axes.legend(loc="best", fontsize="small", markerscale=1.2)
+    axes.set_xlabel("map_x")
+    axes.set_ylabel("map_y")
+    axes.set_title(f"{chosen.height} picks ({picks.get_column('strategy')[0] if picks.height else ''})")
+    _save(figure, out)
+    plt.close(figure)
+
+
 def plot_difficulty(
     table: pl.DataFrame | pl.LazyFrame,
     models: list[str],

@@ -446,3 +446,38 @@ def render_compare(summary: dict[str, Any]) -> list[Any]:
         top.add_row(str(row["id"]), _fmt(row["baseline"]), _fmt(row["candidate"]), f"{row['delta']:+.4f}")
     renderables.append(top)
     return renderables
+
+
+def render_select(summary: dict[str, Any]) -> list[Any]:
+    """Rich renderables for a select summary: the picks, then what they cover."""
+    from rich.table import Table
+
+    by = summary["by"]
+    picks = Table(title=f"{summary['n_picked']} picks ({summary['strategy']}, by {by}"
+                  f"{' ascending' if summary['ascending'] else ''})")  # fmt: skip
+    for header in ("rank", "id", by, "distance"):
+        picks.add_column(header, justify="left" if header == "id" else "right")
+    for row in summary["picks"]:
+        picks.add_row(str(row["rank"]), str(row["id"]), _fmt(row[by]), _fmt(row["distance"]))
+    shown = len(summary["picks"])
+    if shown < summary["n_picked"]:
+        picks.caption = f"the first {shown} of {summary['n_picked']} (--top)"
+    facts = Table(title="Summary", show_header=False)
+    facts.add_column("")
+    facts.add_column("", justify="right")
+    low, high = summary["score_range"] or (None, None)
+    labeled = summary["labeled"]
+    for label, value in (
+        ("candidates (train rows not labeled, with a score)", str(summary["n_candidates"])),
+        ("picked", str(summary["n_picked"])),
+        (f"{by} of the picks", f"{_fmt(low)} .. {_fmt(high)}"),
+        (
+            "coverage radius (farthest candidate from a pick or labeled point)",
+            _fmt(summary["coverage_radius"]),
+        ),
+        ("distances measured in", summary["space"]),
+        ("labeled ids (given / in the file)", f"{labeled['given']} / {labeled['in_file']}"),
+        ("train rows skipped: no score", str(summary["skipped_null_score"])),
+    ):
+        facts.add_row(label, value)
+    return [picks, facts]

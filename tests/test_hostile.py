@@ -999,6 +999,50 @@ CASES.update(
 )
 
 
+CASES.update(
+    {
+        "select: missing file": Case(
+            ["select", "nope.parquet", "--budget", "3"], "nope.parquet: file not found"
+        ),
+        "select: budget 0": Case(
+            ["select", "scores.parquet", "--budget", "0"], "--budget must be at least 1"
+        ),
+        "select: budget not a number": Case(["select", "scores.parquet", "--budget", "many"], "--budget"),
+        "select: unknown --by": Case(
+            ["select", "scores.parquet", "--budget", "3", "--by", "loss"], "unknown --by column 'loss'"
+        ),
+        "select: no train rows": Case(
+            ["select", "scores.parquet", "--budget", "3", "--train-value", "pool"], "no train rows"
+        ),
+        "select: unknown strategy": Case(
+            ["select", "scores.parquet", "--budget", "3", "--strategy", "best"], "unknown --strategy 'best'"
+        ),
+        "select: labeled file without the id column": Case(
+            ["select", "scores.parquet", "--budget", "3", "--labeled", "lab.csv"],
+            "the labeled file has no id column 'id'",
+            {"lab.csv": "name\nx\n"},
+        ),
+        "select: balanced on a file without a map": Case(
+            ["select", "diff.parquet", "--budget", "3"], "--strategy balanced needs coordinates"
+        ),
+        "select: not a scores file": Case(
+            ["select", "results_a.csv", "--budget", "3"], "none of potential_difficulty_score"
+        ),
+        "select: output is the input": Case(
+            ["select", "scores.parquet", "--budget", "3", "-o", "scores.parquet"], "would overwrite an input"
+        ),
+        "select: output extension": Case(
+            ["select", "scores.parquet", "--budget", "3", "-o", "p.txt"], "unsupported output type '.txt'"
+        ),
+        "select: --embeddings lacking ids": Case(
+            ["select", "scores.parquet", "--budget", "3", "--embeddings", "few.parquet"],
+            "have no embedding",
+            {"few.parquet": _parquet({"id": [0, 1], "embedding": [[0.0, 1.0], [1.0, 0.0]]})},
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_input(name: str, base: Path, tmp_path: Path) -> None:
     case = CASES[name]

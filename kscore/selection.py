@@ -1,0 +1,405 @@
+"""The select job: the batch of train rows to label or train on next (`kscore select`), from an
+`embed-scores` output (the map and the scores) or a `difficulty` output (scores only).
+
+The strategies are `kscore.picks`'; this module finds the candidates, their scores and coordinates,
+the labeled points, and writes and summarizes the picks.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kscore.errors import InputError, KscoreWarning, did_you_mean
+from kscore.picks import STRATEGIES, pick, ranking
+
+MAP = ("map_x", "map_y")
+# --by without one: the first of these the file has (representation: the least covered first)
+DEFAULT_BY = (
+    ("potential_difficulty_score", False),
+    ("difficulty_score", False),
+    ("representation_score", True),
+)
+# Coverage in an embedding space with more dimensions than this, for many candidates and picks, is
+# measured in a PCA projection to this many dimensions (see `_embedding_space`).
+APPROX_DIMENSIONS = 16
+EXACT_WORK = 2e10  # candidates x picks x dimensions above which the projection is used
+
+
+@dataclass
+class Selection:
+    """The picks (id, rank, the score, distance, strategy; in pick order) and what the summary says."""
+
+    picks: pl.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def select(
+    table: pl.DataFrame | pl.LazyFrame,
+    budget: int,
+    *,
+    strategy: str = "balanced",
+    by: str | None = None,
+    ascending: bool | None = None,
+    labeled: Iterable[Any] | pl.Series | None = None,
+    id_column: str = "id",
+    split_col: str = "split",
+    train_values: Sequence[str] = ("train",),
+    embeddings: pl.DataFrame | pl.LazyFrame | None = None,
+    embedding_col: str | None = None,
+    embedding_prefix: str | None = None,
+    metric: str = "euclidean",
+    seed: int = 0,
+) -> pl.DataFrame:
+    """The `budget` train rows of `table` (an embed-scores or difficulty output) to label next.
+
+    `strategy`: `balanced` (the score traded against coverage of the map), `diverse` (coverage
+    alone: k-center greedy) or `top` (the best scores). `by` is the score (default:
+    `potential_difficulty_score`, else `difficulty_score`, else `representation_score` ascending);
+    `ascending` puts low scores first. `labeled` ids are never picked and count as covered.
+    `embeddings` (the embed-scores input) measures coverage in the embedding space instead of the
+    map. Returns id, rank, the score, `distance` (to the nearest earlier pick or labeled point) and
+    `strategy`, in pick order; deterministic for a `seed`, ties broken by id.
+    """
+    return select_batch(
+        table,
+        budget,
+        strategy=strategy,
+        by=by,
+        ascending=ascending,
+        labeled=labeled,
+        id_column=id_column,
+        split_col=split_col,
+        train_values=train_values,
+        embeddings=embeddings,
+        embedding_col=embedding_col,
+        embedding_prefix=embedding_prefix,
+        metric=metric,
+        seed=seed,
+    ).picks
+
+
+def select_batch(
+    table: pl.DataFrame | pl.LazyFrame,
+    budget: int,
+    *,
+    strategy: str = "balanced",
+    by: str | None = None,
+    ascending: bool | None = None,
+    labeled: Iterable[Any] | pl.Series | None = None,
+    id_column: str = "id",
+    split_col: str = "split",
+    train_values: Sequence[str] = ("train",),
+    embeddings: pl.DataFrame | pl.LazyFrame | None = None,
+    embedding_col: str | None = None,
+    embedding_prefix: str | None = None,
+    metric: str = "euclidean",
+    seed: int = 0,
+    source: str = "the scores",
+) -> Selection:
+    """`select`, with what its summary reports (counts, the space, the coverage radius)."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown --strategy {strategy!r}; use one of: {', '.join(STRATEGIES)}")
+    if budget < 1:
+        raise InputError(f"--budget must be at least 1, not {budget}")
+    scan = table.lazy()
+    schema = scan.collect_schema()
+    if id_column not in schema:
+        raise InputError(
+            f"{source}: missing id column {id_column!r}{did_you_mean(id_column, schema.names())}"
+        )
+    by, ascending = _score_column(schema, by, ascending, id_column, source)
+    notes: list[str] = []
+    has_map = all(c in schema for c in MAP)
+    if strategy != "top" and not has_map and embeddings is None:
+        raise InputError(
+            f"{source}: --strategy {strategy} needs coordinates, and this file has no map (map_x, map_y): "
+            "give an embed-scores output, or the embeddings with --embeddings FILE, or use --strategy top"
+        )
+    train = (
+        pl.col(split_col).cast(pl.String).is_in(list(train_values)) if split_col in schema else pl.lit(True)
+    )
+    rows = scan.select(id_column, by, *(MAP if has_map else ()), train.alias("_train")).collect()
+    is_train = rows.get_column("_train")
+    if split_col not in schema:
+        notes.append(f"{source} has no {split_col!r} column: every row is a candidate")
+    elif not is_train.any():
+        values = scan.select(pl.col(split_col).cast(pl.String).unique().sort().head(8)).collect().to_series()
+        raise InputError(
+            f"{source}: no train rows ({split_col!r} has: {', '.join(map(str, values.to_list()))}); "
+            "choose them with --train-value"
+        )
+    ids = rows.get_column(id_column)
+    if ids.null_count():
+        raise InputError(f"{source}: column {id_column!r} has {ids.null_count()} rows with no id")
+    if ids.n_unique() != ids.len():  # a hash count: far cheaper than is_duplicated on 10M ids
+        raise InputError(
+            f"{source}: column {id_column!r} has {int(ids.is_duplicated().sum())} rows with a duplicated id"
+        )
+    labeled_ids = _labeled_ids(labeled, ids.dtype)
+    is_labeled = ids.is_in(labeled_ids) if labeled_ids is not None else pl.Series([False] * rows.height)
+    not_found = 0 if labeled_ids is None else int((~labeled_ids.is_in(ids)).sum())
+    if not_found:
+        warnings.warn(
+            KscoreWarning(f"{not_found} of {labeled_ids.len()} labeled ids are not in {source}"), stacklevel=2
+        )
+    scores = rows.get_column(by).cast(pl.Float64).fill_nan(None)
+    candidate = is_train & ~is_labeled
+    skipped = int((candidate & scores.is_null()).sum())
+    candidate = candidate & scores.is_not_null()
+    frame = rows.with_columns(_candidate=candidate, _labeled=is_labeled, _score=scores).with_row_index("_row")
+    candidates = frame.filter(pl.col("_candidate"))
+    if not candidates.get_column(id_column).is_sorted():  # ties are broken by id: id order
+        candidates = candidates.sort(id_column)
+    n_candidates = candidates.height
+    if n_candidates == 0:
+        raise InputError(
+            f"{source}: no candidate rows: every train row is labeled or has no {by}"
+            if is_train.any()
+            else f"{source}: no train rows"
+        )
+    if budget > n_candidates:
+        warnings.warn(
+            KscoreWarning(
+                f"--budget {budget} is more than the {n_candidates} candidates: picking all of them"
+            ),
+            stacklevel=2,
+        )
+        budget = n_candidates
+    points, labeled_points, space = _coordinates(
+        frame, candidates, id_column, has_map, embeddings, embedding_col, embedding_prefix, metric,
+        budget, seed, source,
+    )  # fmt: skip
+    score_values = candidates.get_column("_score").to_numpy()
+    if points is None:  # top on a file without a map: no distances
+        chosen = ranking(score_values, bool(ascending))[:budget]
+        distance = np.full(len(chosen), np.inf)
+        radius = None
+    else:
+        result = pick(
+            points, budget, strategy=strategy, scores=score_values, ascending=bool(ascending),
+            labeled=labeled_points, seed=seed,
+        )  # fmt: skip
+        chosen, distance, radius = result.order, result.distance, result.radius
+    picked = candidates[chosen]
+    picks = pl.DataFrame(
+        {
+            id_column: picked.get_column(id_column),
+            "rank": np.arange(1, len(chosen) + 1, dtype=np.int64),
+            by: picked.get_column("_score"),
+            # none for a first pick with nothing labeled, or without coordinates
+            "distance": pl.Series(np.where(np.isfinite(distance), distance, np.nan)).fill_nan(None),
+            "strategy": [strategy] * len(chosen),
+        }
+    )
+    info = {
+        "strategy": strategy,
+        "by": by,
+        "ascending": bool(ascending),
+        "budget": budget,
+        "n_candidates": n_candidates,
+        "n_picked": picks.height,
+        "skipped_null_score": skipped,
+        "labeled": {
+            "given": 0 if labeled_ids is None else labeled_ids.len(),
+            "in_file": int(is_labeled.sum()),
+            "not_in_file": not_found,
+        },
+        "space": space,
+        "coverage_radius": None if radius is None or not np.isfinite(radius) else float(radius),
+        "seed": seed,
+        "notes": notes,
+    }
+    return Selection(picks, info)
+
+
+def _score_column(
+    schema: pl.Schema, by: str | None, ascending: bool | None, id_column: str, source: str
+) -> tuple[str, bool]:
+    numeric = [c for c, t in schema.items() if t.is_numeric() and c not in (id_column, *MAP)]
+    if by is None:
+        for name, low_first in DEFAULT_BY:
+            if name in schema:
+                return name, low_first if ascending is None else ascending
+        raise InputError(
+            f"{source}: none of {', '.join(n for n, _ in DEFAULT_BY)}: is it an output of kscore "
+            f"embed-scores or difficulty? (or choose a score with --by; numeric columns: "
+            f"{', '.join(numeric[:8]) or 'none'})"
+        )
+    if by not in numeric:
+        raise InputError(
+            f"unknown --by column {by!r}{did_you_mean(by, numeric)} "
+            f"(valid: {', '.join(numeric[:12]) or 'none'})"
+        )
+    return by, bool(ascending)
+
+
+def _labeled_ids(labeled: Iterable[Any] | pl.Series | None, dtype: pl.DataType) -> pl.Series | None:
+    if labeled is None:
+        return None
+    series = labeled if isinstance(labeled, pl.Series) else pl.Series("labeled", list(labeled))
+    try:
+        return series.cast(dtype).drop_nulls().unique()
+    except pl.exceptions.PolarsError:
+        raise InputError(
+            f"the labeled ids are {series.dtype}, the scores' ids {dtype}: they cannot match"
+        ) from None
+
+
+def _coordinates(
+    frame: pl.DataFrame,
+    candidates: pl.DataFrame,
+    id_column: str,
+    has_map: bool,
+    embeddings: pl.DataFrame | pl.LazyFrame | None,
+    embedding_col: str | None,
+    embedding_prefix: str | None,
+    metric: str,
+    budget: int,
+    seed: int,
+    source: str,
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The candidates' and the labeled points' coordinates: on the map, or in the embedding space."""
+    labeled = frame.filter(pl.col("_labeled")).sort(id_column)
+    if embeddings is None:
+        if not has_map:
+            return None, None, "none"
+        return candidates.select(MAP).to_numpy(), labeled.select(MAP).to_numpy(), "map"
+    from kscore.embed import embedding_columns, embedding_matrix
+
+    scan = embeddings.lazy()
+    columns = embedding_columns(scan, embedding_col, embedding_prefix)
+    schema = scan.collect_schema()
+    if id_column not in schema:
+        raise InputError(f"--embeddings: missing id column {id_column!r}")
+    needed = pl.concat([candidates.get_column(id_column), labeled.get_column(id_column)])
+    table = scan.select(id_column, *columns).filter(pl.col(id_column).is_in(needed.implode())).collect()
+    joined = pl.DataFrame({id_column: needed}).join(table, on=id_column, how="left", maintain_order="left")
+    missing = (
+        int(joined.get_column(columns[0]).is_null().sum())
+        if len(columns) == 1
+        else int(joined.select(pl.any_horizontal(pl.col(columns).is_null())).to_series().sum())
+    )
+    if missing or joined.height != needed.len():
+        raise InputError(
+            f"--embeddings: {missing or abs(joined.height - needed.len())} ids of {source} have no "
+            "embedding (or several)"
+        )
+    matrix = embedding_matrix(joined, columns)
+    if metric == "cosine":
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = matrix / np.where(norms == 0, 1.0, norms)
+    elif metric != "euclidean":
+        raise InputError(f"--metric must be euclidean or cosine, not {metric!r}")
+    space = f"embeddings ({matrix.shape[1]} dimensions, {metric})"
+    if matrix.shape[1] > APPROX_DIMENSIONS and len(matrix) * budget * matrix.shape[1] > EXACT_WORK:
+        from sklearn.decomposition import PCA
+
+        matrix = PCA(APPROX_DIMENSIONS, svd_solver="randomized", random_state=seed).fit_transform(matrix)
+        space += f", approximated in a {APPROX_DIMENSIONS}-dimensional PCA projection"
+    n = candidates.height
+    return matrix[:n], matrix[n:], space
+
+
+def write_selection(
+    scores: str | os.PathLike,
+    budget: int,
+    out: str | os.PathLike | None = None,
+    *,
+    labeled: str | os.PathLike | None = None,
+    embeddings: str | os.PathLike | None = None,
+    id_column: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+    top: int = 20,
+    plot: str | os.PathLike | None = None,
+    size: tuple[int, int] = (1200, 900),
+    **options: Any,
+) -> dict[str, Any]:
+    """The whole `kscore select` job: read the scores file (its id column from kscore's metadata),
+    the labeled ids and the embeddings, pick, write `out` (format by extension) with the parameters
+    as metadata, draw the picks on the map to `plot`, and return the summary (the `--json` object,
+    listing the first `top` picks)."""
+    from kscore import __version__
+    from kscore.io import read_kscore_metadata, read_table, scan_table, write_table_atomic
+    from kscore.report import envelope, rounded
+    from kscore.storage import as_path, using
+
+    with using(storage_options):
+        path = as_path(scores)
+        table = scan_table(path)  # checks the file first
+        metadata = read_kscore_metadata(path)
+        standard = metadata.get("standard") if isinstance(metadata.get("standard"), dict) else {}
+        id_column = id_column or (
+            standard.get("id_column") if isinstance(standard.get("id_column"), str) else "id"
+        )
+        labeled_ids = None
+        if labeled is not None:
+            labeled_path = as_path(labeled)
+            frame = read_table(labeled_path)
+            if id_column not in frame.columns:
+                raise InputError(
+                    f"{labeled_path}: the labeled file has no id column {id_column!r}"
+                    f"{did_you_mean(id_column, frame.columns)} (columns: {', '.join(frame.columns[:8])})"
+                )
+            labeled_ids = frame.get_column(id_column)
+        embedding_table = scan_table(as_path(embeddings)) if embeddings is not None else None
+        selection = select_batch(
+            table, budget, labeled=labeled_ids, id_column=id_column, embeddings=embedding_table,
+            source=str(path), **options,
+        )  # fmt: skip
+        info = selection.info
+        if out is not None:
+            write_table_atomic(
+                selection.picks,
+                as_path(out),
+                {
+                    "kscore_version": __version__,
+                    "command": "select",
+                    "inputs": {
+                        "scores": str(path),
+                        "labeled": _text(labeled),
+                        "embeddings": _text(embeddings),
+                    },
+                    "parameters": {
+                        k: v
+                        for k, v in info.items()
+                        if k in ("strategy", "by", "ascending", "budget", "space", "seed")
+                    },
+                },
+            )
+        if plot is not None:
+            from kscore.plot import plot_picks
+
+            plot_picks(table.collect(), selection.picks, id_column, labeled_ids, plot, size=size)
+    picks = selection.picks
+    by = info["by"]
+    values = picks.get_column(by)
+    rows = [
+        {
+            "id": row[id_column],
+            "rank": row["rank"],
+            by: rounded(row[by]),
+            "distance": rounded(row["distance"]),
+        }
+        for row in picks.head(top).iter_rows(named=True)
+    ]
+    summary = {
+        "output": str(out) if out is not None else None,
+        **{k: v for k, v in info.items() if k != "notes"},
+        "score_range": [rounded(values.min()), rounded(values.max())] if picks.height else None,
+        "coverage_radius": rounded(info["coverage_radius"]) if info["coverage_radius"] is not None else None,
+        "picks": rows,
+        **({"plot": str(plot)} if plot is not None else {}),
+        "notes": info["notes"],
+    }
+    return envelope("select", summary)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
