@@ -179,13 +179,16 @@ class _Coverage:
             self.distance = _distance(points[filled], labeled[nearest]).reshape(n_blocks, BLOCK)
         self.distance[~self.valid] = 0.0
         self.reach = self.distance.max(axis=1)  # per block: the largest distance, what a pick can lower
-        self.value_max = self._values(np.arange(n_blocks)).max(axis=1)
+        if labeled is not None and len(labeled):
+            self.value_max = self._values(slice(None)).max(axis=1)
+        else:  # every distance is inf, every weight > 0
+            self.value_max = np.where(self.valid[:, 0], np.inf, -np.inf)
         starts = np.arange(0, n_blocks, GROUP)
         self.group_low = np.minimum.reduceat(self.low, starts, axis=0)
         self.group_high = np.maximum.reduceat(self.high, starts, axis=0)
         self.group_reach = np.maximum.reduceat(self.reach, starts)
 
-    def _values(self, blocks: np.ndarray) -> np.ndarray:
+    def _values(self, blocks: np.ndarray | slice) -> np.ndarray:
         """`weight x distance` of the blocks' points, -inf where picked (or padding)."""
         with np.errstate(invalid="ignore"):
             values = self.weight[blocks] * self.distance[blocks]
