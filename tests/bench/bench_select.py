@@ -244,7 +244,8 @@ def speed_embeddings(rows: int, dims: int, picks: int, check_rows: int) -> None:
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         print(
-            f"kscore select --embeddings: {rows} x {dims}, {picks} picks (diverse): {time.perf_counter() - started:.1f} s"
+            f"kscore select --embeddings: {rows} x {dims}, {picks} picks (diverse): "
+            f"{time.perf_counter() - started:.1f} s"
         )
     for label, points in (
         (f"{check_rows} of those points", matrix[:check_rows].astype(np.float64)),
@@ -254,9 +255,9 @@ def speed_embeddings(rows: int, dims: int, picks: int, check_rows: int) -> None:
 
 
 def compare_projection(label: str, points: np.ndarray, budget: int) -> None:
-    import kscore.selection as selection
     from scipy.spatial import cKDTree
 
+    import kscore.selection as selection
     from kscore.picks import pick
 
     n = len(points)
@@ -273,8 +274,8 @@ def compare_projection(label: str, points: np.ndarray, budget: int) -> None:
     for name, chosen in (("exact", pick(points, budget, strategy="diverse").order),
                          ("projected", projected.get_column("id").to_numpy())):  # fmt: skip
         distance, _ = cKDTree(points[chosen]).query(points)
-        print(f"{label}, {budget} picks, {name}: radius {distance.max():.3f}, mean distance to the nearest pick "
-              f"{distance.mean():.3f}")  # fmt: skip
+        print(f"{label}, {budget} picks, {name}: radius {distance.max():.3f}, mean distance to the "
+              f"nearest pick {distance.mean():.3f}")  # fmt: skip
 
 
 def main() -> None:
