@@ -99,6 +99,7 @@ def test_difficulty_writes_the_format_its_extension_names(tmp_path: Path, sample
     )
 
 
+@pytest.mark.slow
 def test_compare_and_plot_read_every_format_the_scoring_commands_write(tmp_path: Path):
     jsons = []
     for name in ("d.parquet", "d.csv", "d.ndjson"):
