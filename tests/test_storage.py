@@ -280,3 +280,27 @@ def test_an_object_name_with_a_table_extension_is_one_object_that_compare_reads(
     got = run_kscore("compare", out, *compare, "--storage-option", option, cwd=tmp_path)
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout) == expected
+
+
+def test_select_reads_its_inputs_from_object_storage(s3, tmp_path: Path) -> None:
+    """`kscore select` takes object paths for the scores and the labeled ids, like the local files."""
+    from tests.conftest import SAMPLE
+
+    table = pl.read_parquet(SAMPLE / "embeddings.parquet").drop("embedding")
+    rng = np.random.default_rng(0)
+    scores = table.with_columns(
+        map_x=pl.Series(rng.normal(size=table.height)),
+        map_y=pl.Series(rng.normal(size=table.height)),
+        potential_difficulty_score=pl.Series(rng.random(table.height)),
+    )
+    scores.write_parquet(tmp_path / "e.parquet")
+    pl.DataFrame({"id": scores.get_column("id").head(20)}).write_csv(tmp_path / "labeled.csv")
+    urls = [s3.upload(tmp_path / name, f"select/{name}") for name in ("e.parquet", "labeled.csv")]
+    option = f"aws_endpoint_url={s3.endpoint}"
+    args = ["--budget", "12", "--json"]
+    local = run_kscore("select", "e.parquet", "--labeled", "labeled.csv", *args, cwd=tmp_path)
+    remote = run_kscore(
+        "select", urls[0], "--labeled", urls[1], *args, "--storage-option", option, cwd=tmp_path
+    )
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout)["picks"] == json.loads(local.stdout)["picks"]
