@@ -14,20 +14,21 @@ Three strategies over candidate points (rows of the 2D map, or of an embedding s
 Every pick records its distance to the nearest earlier pick or labeled point. The distances to the
 nearest chosen point are kept in blocks of nearby points (a Morton order on the map, a k-d tree's
 order beyond 2 dimensions) with each block's bounding box: a pick only updates the blocks that hold
-a point it brings closer, which, as picks accumulate, are the few blocks around it.
+a point it brings closer, which, as picks accumulate, are the few blocks around it. That loop, and
+the search for the next pick, are compiled by numba.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 STRATEGIES = ("balanced", "diverse", "top")
-BLOCK = 128  # points per block of the coverage index
+BLOCK = 256  # points per block of the coverage index
 GROUP = 64  # blocks per group: a pick tests the groups' boxes first, then the blocks of those it reaches
 BALANCED_POWER = 0.5  # balanced's weight: the score's percentile rank to this power
-_CHUNK = 4096  # blocks updated at once (about a million points): bounds the temporary arrays
 
 
 @dataclass
@@ -149,6 +150,73 @@ def _top(points: np.ndarray, ranked: np.ndarray, labeled: np.ndarray | None) -> 
     return Picks(ranked.astype(np.int64), distance, radius)
 
 
+def _kernels() -> tuple[Any, Any]:
+    """The two inner loops of `_Coverage`, compiled by numba (umap-learn's dependency, cached in
+    kscore's cache folder): a pick costs microseconds instead of the ~25 numpy calls it took."""
+    global _COMPILED
+    if _COMPILED is None:
+        from kscore.embedding import use_numba_cache
+
+        use_numba_cache()
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def cover(xyz, low, high, reach, distance, weight, picked, value_max, group_low, group_high,
+                  group_reach, at, group):  # fmt: skip
+            """Lower the distances of the points `at` brings closer; keep each block's reach and
+            largest value, and each group's reach."""
+            n_blocks, size, dims = xyz.shape
+            for g in range(group_low.shape[0]):
+                gap = 0.0
+                for k in range(dims):
+                    side = max(group_low[g, k] - at[k], 0.0) + max(at[k] - group_high[g, k], 0.0)
+                    gap += side * side
+                if not np.sqrt(gap) < group_reach[g]:
+                    continue
+                widest = 0.0
+                for b in range(g * group, min((g + 1) * group, n_blocks)):
+                    gap = 0.0
+                    for k in range(dims):
+                        side = max(low[b, k] - at[k], 0.0) + max(at[k] - high[b, k], 0.0)
+                        gap += side * side
+                    if np.sqrt(gap) < reach[b]:
+                        far = 0.0
+                        best = -np.inf
+                        for j in range(size):
+                            total = 0.0
+                            for k in range(dims):  # in order, as `_distance` adds them
+                                offset = xyz[b, j, k] - at[k]
+                                total += offset * offset
+                            current = min(distance[b, j], np.sqrt(total))
+                            distance[b, j] = current
+                            far = max(far, current)
+                            if not picked[b, j]:
+                                best = max(best, weight[b, j] * current)
+                        reach[b] = far
+                        value_max[b] = best
+                    widest = max(widest, reach[b])
+                group_reach[g] = widest
+
+        @numba.njit(cache=True, nogil=True)
+        def best(value_max, weight, distance, picked, index):
+            """The lowest index among the unpicked points of the largest `weight x distance`."""
+            top = value_max.max()
+            chosen = -1
+            for b in range(value_max.shape[0]):
+                if value_max[b] == top:
+                    for j in range(index.shape[1]):
+                        value = weight[b, j] * distance[b, j]
+                        if not picked[b, j] and value == top and (chosen < 0 or index[b, j] < chosen):
+                            chosen = index[b, j]
+            return chosen
+
+        _COMPILED = (cover, best)
+    return _COMPILED
+
+
+_COMPILED: tuple[Any, Any] | None = None
+
+
 class _Coverage:
     """Distances from candidates to their nearest chosen point, in blocks with bounding boxes, and
     each block's largest `weight x distance` among the points not yet picked."""
@@ -197,10 +265,7 @@ class _Coverage:
 
     def best(self) -> int:
         """The candidate with the largest `weight x distance` (the lowest index among equals)."""
-        top = self.value_max.max()
-        blocks = np.flatnonzero(self.value_max == top)
-        rows, cols = np.nonzero(self._values(blocks) == top)
-        return int(self.index[blocks[rows], cols].min())
+        return int(_kernels()[1](self.value_max, self.weight, self.distance, self.picked, self.index))
 
     def take(self, point: int) -> float:
         """Mark `point` picked; its distance to the nearest earlier pick or labeled point."""
@@ -213,36 +278,24 @@ class _Coverage:
         return distance
 
     def _cover(self, at: np.ndarray) -> None:
-        groups = np.flatnonzero(_box_distance(self.group_low, self.group_high, at) < self.group_reach)
-        if len(groups) == 0:
-            return
-        blocks = (groups[:, None] * GROUP + np.arange(GROUP)).ravel()
-        blocks = blocks[blocks < len(self.reach)]
-        # the blocks holding a point this pick brings closer
-        hit = blocks[_box_distance(self.low[blocks], self.high[blocks], at) < self.reach[blocks]]
-        for start in range(0, len(hit), _CHUNK):
-            blocks = hit[start : start + _CHUNK]
-            closer = np.minimum(self.distance[blocks], _distance(self.xyz[blocks], at))
-            self.distance[blocks] = closer
-            self.reach[blocks] = closer.max(axis=1)
-            self.value_max[blocks] = self._values(blocks).max(axis=1)
-        members = groups[:, None] * GROUP + np.arange(GROUP)
-        self.group_reach[groups] = self.reach[np.minimum(members, len(self.reach) - 1)].max(axis=1)
+        _kernels()[0](
+            self.xyz, self.low, self.high, self.reach, self.distance, self.weight, self.picked,
+            self.value_max, self.group_low, self.group_high, self.group_reach, np.ascontiguousarray(at),
+            GROUP,
+        )  # fmt: skip
 
     def radius(self) -> float:
         return float(self.reach.max()) if len(self.reach) else 0.0
 
 
-def _box_distance(low: np.ndarray, high: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Distances from `at` to boxes (0 inside)."""
-    gap = np.maximum(low - at, 0.0) + np.maximum(at - high, 0.0)
-    return np.sqrt(np.einsum("bd,bd->b", gap, gap))
-
-
 def _distance(points: np.ndarray, to: np.ndarray) -> np.ndarray:
-    """Euclidean distances along the last axis, always computed the same way."""
+    """Euclidean distances along the last axis, the squares added in order of the axes (as the
+    compiled kernel adds them: the same numbers whichever computes them)."""
     offset = points - to
-    return np.sqrt(np.einsum("...d,...d->...", offset, offset))
+    total = offset[..., 0] * offset[..., 0]
+    for k in range(1, offset.shape[-1]):
+        total += offset[..., k] * offset[..., k]
+    return np.sqrt(total)
 
 
 def _spatial_order(points: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ from kscore.picks import percentile_weights, pick
 
 
 def distances(points: np.ndarray, to: np.ndarray) -> np.ndarray:
+    """Euclidean distances, the squares added axis by axis."""
     offset = points - to
-    return np.sqrt(np.einsum("...d,...d->...", offset, offset))
+    return np.sqrt(sum(offset[..., k] ** 2 for k in range(offset.shape[-1])))
 
 
 def brute_force(points, budget, strategy, scores, labeled, seed):
