@@ -325,7 +325,7 @@ def difficulty(
         )
         from kscore.jobs import write_difficulty_scores
         from kscore.plan import resolve_memory_limit
-        from kscore.report import render_difficulty
+        from kscore.summaries import render_difficulty
 
         limit = resolve_memory_limit(memory_limit)
         standard = load_standard(config)
@@ -567,7 +567,7 @@ def embed_scores(
     if json_:
         _print_json(summary)
     else:
-        from kscore.report import render_embed
+        from kscore.summaries import render_embed
 
         _print(render_embed(summary))
 
@@ -720,7 +720,7 @@ def compare(
             read_table,
             write_table_atomic,
         )
-        from kscore.report import envelope
+        from kscore.summaries import envelope
 
         source = as_path(difficulty_file)
         if out is not None:
@@ -766,7 +766,7 @@ def compare(
         if json_:
             _print_json(summary)
         else:
-            from kscore.report import render_compare
+            from kscore.summaries import render_compare
 
             _print(render_compare(summary))
         failed = [g for g in checked if not g.passed]
@@ -930,7 +930,7 @@ def select(
     if json_:
         _print_json(summary)
     else:
-        from kscore.report import render_select
+        from kscore.summaries import render_select
 
         _print(render_select(summary))
 
@@ -990,7 +990,7 @@ def check_config(
     _common(debug, quiet)
     with _errors():
         from kscore.config import QualityStandard, find_config
-        from kscore.report import envelope
+        from kscore.summaries import envelope
 
         found = find_config(path)
         assert found is not None
@@ -998,7 +998,7 @@ def check_config(
     if json_:
         _print_json(envelope("check-config", {"config": str(found), "standard": resolved}))
     else:
-        from kscore.report import render_standard
+        from kscore.summaries import render_standard
 
         _print([render_standard(resolved), f"{found}: valid"])
 

@@ -62,7 +62,7 @@ class Comparison:
         return regressions.sort(["delta", self.id_column], descending=[True, False]).head(n)
 
     def to_dict(self, top: int = 20, gates: list[Gate] | None = None) -> dict[str, Any]:
-        from kscore.report import rounded
+        from kscore.summaries import rounded
 
         rows = self.top_regressions(top).select(self.id_column, "baseline", "candidate", "delta")
         return {

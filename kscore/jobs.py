@@ -159,9 +159,9 @@ def _run_job(
     job: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any]:
     """`job(out)` with the storage options in use (an `out` in object storage is staged and
-    published); its summary in the shape of every command's (`kscore.report.envelope`)."""
-    from kscore.report import envelope
+    published); its summary in the shape of every command's (`kscore.summaries.envelope`)."""
     from kscore.storage import is_remote, using
+    from kscore.summaries import envelope
 
     with using(storage_options):
         summary = _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
@@ -220,7 +220,7 @@ def _write_difficulty_scores(
     from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_table_atomic
     from kscore.partitioned import in_memory_bytes
     from kscore.plan import resolve_memory_limit
-    from kscore.report import difficulty_summary
+    from kscore.summaries import difficulty_summary
 
     check_engine(engine)
     check_temp_dir(temp_dir)
@@ -353,7 +353,7 @@ def _write_partitioned(
         write_table_atomic,
     )
     from kscore.partitioned import plan_partitions
-    from kscore.report import RangeSummary
+    from kscore.summaries import RangeSummary
 
     spill = Path(temp_dir) if temp_dir is not None else out.parent
     with temporary_folder(spill / out.name) as folder:
@@ -519,8 +519,8 @@ def _write_embed_scores(
         write_dataset_atomic,
         write_table_atomic,
     )
-    from kscore.report import embed_summary
     from kscore.storage import as_path
+    from kscore.summaries import embed_summary
 
     check_engine(engine)
     check_temp_dir(temp_dir)

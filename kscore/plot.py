@@ -237,7 +237,7 @@ def plot_difficulty(
 ) -> None:
     """Histograms of `difficulty_score` and of each model's score, overlaid in one panel (a
     LazyFrame is read one column at a time)."""
-    from kscore.report import column_of
+    from kscore.summaries import column_of
 
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")

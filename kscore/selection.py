@@ -356,8 +356,8 @@ def write_selection(
     listing the first `top` picks)."""
     from kscore import __version__
     from kscore.io import read_kscore_metadata, read_table, scan_table, write_table_atomic
-    from kscore.report import envelope, rounded
     from kscore.storage import as_path, using
+    from kscore.summaries import envelope, rounded
 
     with using(storage_options):
         path = as_path(scores)

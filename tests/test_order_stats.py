@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from kscore.order_stats import exact_quantiles, top_k_candidates
-from kscore.report import hardest_rows
+from kscore.summaries import hardest_rows
 
 
 def by_sorting(scores: pl.Series, ids: pl.Series, top: int) -> list[int]:

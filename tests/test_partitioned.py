@@ -382,7 +382,7 @@ def test_memory_sizes(text: str, size: int) -> None:
 @pytest.mark.parametrize("layout", ["shuffled", "sorted"])
 def test_streaming_quantiles_are_exact_also_when_the_first_chunk_misleads(layout: str) -> None:
     from kscore.order_stats import exact_quantiles
-    from kscore.report import StreamingQuantiles
+    from kscore.summaries import StreamingQuantiles
 
     rng = np.random.default_rng(3)
     values = rng.gamma(2.0, 1.0, 200_001)
