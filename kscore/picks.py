@@ -1,4 +1,5 @@
-"""Choosing the batch of points to label or train on next (pure numpy; `kscore select` is its job).
+"""Choosing the batch of points to label or train on next (numpy and two numba loops; `kscore
+select` is its job).
 
 Three strategies over candidate points (rows of the 2D map, or of an embedding space):
 - `top`: the best scores first;
@@ -99,14 +100,11 @@ def pick(
         return _top(points, ranking(np.asarray(scores, dtype=np.float64), ascending)[:budget], labeled)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(
-        1
-    ) as background:  # the ranks sort while the points are ordered (numpy frees the GIL)
-        ranked = (
-            background.submit(percentile_weights, np.asarray(scores, dtype=np.float64), ascending)
-            if (strategy == "balanced")
-            else None
-        )
+    # balanced's ranks are sorted while the points are ordered (numpy's sorts release the GIL)
+    with ThreadPoolExecutor(1) as background:
+        ranked = None
+        if strategy == "balanced":
+            ranked = background.submit(percentile_weights, np.asarray(scores, dtype=np.float64), ascending)
         order = _spatial_order(points)
         weights = ranked.result() ** power if ranked is not None else np.ones(n)
     index = _Coverage(points, labeled, weights, order)
@@ -237,17 +235,19 @@ class _Coverage:
         self.position = np.empty(n, dtype=np.int64)
         self.position[order] = np.arange(n)
         self.picked = ~self.valid  # padding counts as picked: never a candidate
+        has_labeled = labeled is not None and len(labeled) > 0
         self.distance = np.full((n_blocks, BLOCK), np.inf)
-        if labeled is not None and len(labeled):
+        if has_labeled:
             from scipy.spatial import cKDTree
 
             labeled = np.asarray(labeled, dtype=np.float64)
-            _, nearest = cKDTree(labeled).query(points[filled])
+            flat = self.xyz.reshape(-1, dims)
+            _, nearest = cKDTree(labeled).query(flat)
             # the same arithmetic as a pick's distances (`_distance`), not the tree's
-            self.distance = _distance(points[filled], labeled[nearest]).reshape(n_blocks, BLOCK)
+            self.distance = _distance(flat, labeled[nearest]).reshape(n_blocks, BLOCK)
         self.distance[~self.valid] = 0.0
         self.reach = self.distance.max(axis=1)  # per block: the largest distance, what a pick can lower
-        if labeled is not None and len(labeled):
+        if has_labeled:
             self.value_max = self._values(slice(None)).max(axis=1)
         else:  # every distance is inf, every weight > 0
             self.value_max = np.where(self.valid[:, 0], np.inf, -np.inf)

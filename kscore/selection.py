@@ -143,7 +143,9 @@ def select_batch(
             f"{source}: column {id_column!r} has {int(ids.is_duplicated().sum())} rows with a duplicated id"
         )
     labeled_ids = _labeled_ids(labeled, ids.dtype)
-    is_labeled = ids.is_in(labeled_ids) if labeled_ids is not None else pl.Series([False] * rows.height)
+    is_labeled = (
+        ids.is_in(labeled_ids) if labeled_ids is not None else pl.repeat(False, rows.height, eager=True)
+    )
     not_found = 0 if labeled_ids is None else int((~labeled_ids.is_in(ids)).sum())
     if not_found:
         warnings.warn(
@@ -153,7 +155,7 @@ def select_batch(
     candidate = is_train & ~is_labeled
     skipped = int((candidate & scores.is_null()).sum())
     candidate = candidate & scores.is_not_null()
-    frame = rows.with_columns(_candidate=candidate, _labeled=is_labeled, _score=scores).with_row_index("_row")
+    frame = rows.with_columns(_candidate=candidate, _labeled=is_labeled, _score=scores)
     candidates = frame.filter(pl.col("_candidate"))
     if not candidates.get_column(id_column).is_sorted():  # ties are broken by id: id order
         candidates = candidates.sort(id_column)
