@@ -977,6 +977,93 @@ def _check_plot(out: Path | None, size: str, inputs: list[Path]) -> tuple[int, i
     return picture_size
 
 
+@app.command()
+def report(
+    files: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            metavar="FILES...",
+            help="Outputs of difficulty, embed-scores, compare and select (default: "
+            "difficulty_scores.parquet and embed_scores.parquet here, where present).",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            "--data", metavar="FILE", help="Your own columns (CSV/Parquet/NDJSON) joined on the id."
+        ),
+    ] = None,
+    columns: Annotated[
+        Optional[str],
+        typer.Option(
+            "--columns",
+            metavar="COL,...",
+            help="Columns of --data for the tooltips (default: up to 8 short ones).",
+        ),
+    ] = None,
+    image_col: Annotated[
+        Optional[str],
+        typer.Option(
+            "--image-col", metavar="COL", help="Column of --data with image paths or URLs (thumbnails)."
+        ),
+    ] = None,
+    color: Annotated[
+        Optional[str], typer.Option("--color", metavar="COL", help="The score the map is coloured by first.")
+    ] = None,
+    top: Annotated[int, _top_option("rows per table")] = 20,
+    max_points: Annotated[
+        int, typer.Option("--max-points", metavar="N", help="Above this, the map shows a seeded sample.")
+    ] = 1_000_000,
+    title: Annotated[Optional[str], typer.Option("--title", metavar="TEXT", help="The page's title.")] = None,
+    id_col: Annotated[
+        Optional[str],
+        typer.Option(
+            "--id-col", metavar="COL", help="The id column (default: the quality standard's, else id)."
+        ),
+    ] = None,
+    out: Annotated[
+        str, typer.Option("--out", "-o", metavar="PATH", help="The page: one self-contained .html file.")
+    ] = "report.html",
+    json_: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """One offline HTML page of the scores: summaries, tables and the map."""
+    _common(debug, quiet)
+    with _errors():
+        from kscore.report import check_report_output, write_report
+
+        check_report_output(out)
+        with _progress() as progress:
+            summary = write_report(
+                files or [],
+                out,
+                data=data,
+                columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+                image_col=image_col,
+                color=color,
+                top=top,
+                max_points=max_points,
+                title=title,
+                id_column=id_col,
+                progress=progress,
+            )
+    from kscore.summaries import envelope
+
+    summary = envelope("report", summary)
+    _note(f"wrote {out}")
+    if json_:
+        _print_json(summary)
+    else:
+        shown = (
+            f"{summary['points_shown']:,} of {summary['points_total']:,} points on the map; "
+            if summary["points_total"]
+            else ""
+        )
+        _print(f"{out}: {summary['bytes'] / 1e6:.1f} MB; {shown}sections: {', '.join(summary['sections'])}")
+
+
 @app.command("check-config")
 def check_config(
     path: Annotated[

@@ -1,0 +1,244 @@
+"""kscore report: the page's numbers against its input files, sampling, determinism, escaping, exit 2."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kscore.report import LEVELS, MISSING, decode, quantise, sample_rows
+from kscore.summaries import difficulty_summary
+
+from .conftest import run_kscore
+from .report_pages import HOSTILE_IDS, make_inputs, page_data, tables_of
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_inputs(tmp_path_factory.mktemp("report"))
+
+
+def report(inputs: dict[str, Path], *args: str, out: Path | None = None, env: dict | None = None):
+    folder = inputs["embed"].parent
+    out = out or folder / "report.html"
+    result = run_kscore("report", *args, "-o", str(out), "--json", cwd=folder, env=env)
+    return result, out
+
+
+def full_report(inputs: dict[str, Path], *args: str, out: Path | None = None, env: dict | None = None):
+    files = [str(inputs[k]) for k in ("difficulty", "embed", "picks", "compare")]
+    return report(inputs, *files, "--data", str(inputs["embed"].parent / "data.csv"), *args, out=out, env=env)
+
+
+def test_the_map_holds_every_point_with_the_files_values(inputs: dict[str, Path]):
+    result, out = full_report(inputs)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    embed = pl.read_parquet(inputs["embed"])
+    difficulty = pl.read_parquet(inputs["difficulty"])
+    header, columns = page_data(out.read_text(encoding="utf-8"))
+    assert summary["points_shown"] == summary["points_total"] == header["map"]["points"] == embed.height
+    assert summary["bytes"] == out.stat().st_size
+    assert columns["id"] == embed.get_column("id").to_list()  # every point, in the file's order
+    for axis in ("map_x", "map_y"):
+        assert np.array_equal(columns[axis], embed.get_column(axis).cast(pl.Float32).to_numpy())
+    assert list(columns["train"]) == (embed.get_column("split") == "train").cast(pl.UInt8).to_list()
+    joined = embed.join(difficulty.drop("difficulty_score"), on="id", how="left", maintain_order="left")
+    specs = {s["name"]: s for s in header["map"]["buffers"]}
+    for name in header["map"]["scores"]:
+        if name == "compare_delta":
+            continue
+        truth = joined.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        shown = decode(columns[name], specs[name]["min"], specs[name]["max"])
+        assert np.array_equal(np.isnan(shown), np.isnan(truth)), name  # missing exactly where missing
+        present = ~np.isnan(truth)
+        step = (specs[name]["max"] - specs[name]["min"]) / LEVELS
+        assert np.nanmax(np.abs(shown[present] - truth[present])) <= step / 2 + 1e-12, name
+        assert specs[name]["min"] == np.nanmin(truth) and specs[name]["max"] == np.nanmax(truth)
+    # --data's columns ride along, as text, for the tooltips
+    data = pl.read_csv(inputs["embed"].parent / "data.csv")
+    assert columns["label"] == data.get_column("label").to_list()
+    assert header["map"]["text"] == ["label", "note"]
+
+
+def test_tables_carry_the_files_numbers(inputs: dict[str, Path]):
+    result, out = full_report(inputs, "--top", "7")
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    tables = tables_of(page)
+    difficulty = pl.read_parquet(inputs["difficulty"])
+    stats = difficulty_summary(difficulty, ["a", "b"], "id", top=7)
+    models = tables.tables["table-models"]
+    for row, model in zip(models, stats["models"], strict=True):
+        assert row[0][0] == model["name"]
+        assert [float(v) for _, v in row[1:]] == [model[k] for k in ("rows_scored", "mean", "median", "p90")]
+    hardest = tables.tables["table-hardest"]
+    assert [r[0][0] for r in hardest] == [h["id"] for h in stats["hardest"]]  # the hostile ids, as text
+    by_id = {r["id"]: r for r in difficulty.iter_rows(named=True)}
+    for row in hardest:
+        truth = by_id[row[0][0]]
+        assert abs(float(row[1][1]) - truth["difficulty_score"]) <= 5e-7  # rounded to 6 places, as --json
+        assert row[-1][0] == truth["top_signal_b"]
+    picks = pl.read_parquet(inputs["picks"]).sort("rank")
+    assert [r[0][0] for r in tables.tables["table-picks"]] == picks.get_column("id").to_list()
+    compare = pl.read_parquet(inputs["compare"])
+    regressions = compare.filter(pl.col("status") == "regression").sort(
+        ["delta", "id"], descending=[True, False]
+    )
+    rows = tables.tables["table-regressions"]
+    assert [r[0][0] for r in rows] == regressions.get_column("id").head(7).to_list()
+    assert [float(r[3][1]) for r in rows] == regressions.get_column("delta").head(7).to_list()
+    # every row that names a point on the map points at that very point
+    _, columns = page_data(page)
+    for name, points in tables.points.items():
+        for row, point in zip(tables.tables[name], points, strict=True):
+            if point is not None:
+                assert columns["id"][int(point)] == row[0][0], name
+    assert all(p is not None for p in tables.points["table-picks"])
+
+
+def test_the_sample_keeps_every_named_point(inputs: dict[str, Path]):
+    result, out = full_report(inputs, "--max-points", "40", "--top", "5")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["points_shown"], summary["points_total"]) == (40, 122)
+    page = out.read_text(encoding="utf-8")
+    _, columns = page_data(page)
+    shown = set(columns["id"])
+    assert len(shown) == 40
+    assert set(pl.read_parquet(inputs["picks"]).get_column("id")) <= shown
+    for name, rows in tables_of(page).tables.items():
+        if name in ("table-hardest", "table-least_represented", "table-highest_potential", "table-picks"):
+            assert {r[0][0] for r in rows} <= shown, name
+    assert "Showing 40 of 122 points" in page
+    embed_ids = pl.read_parquet(inputs["embed"]).get_column("id").to_list()
+    assert columns["id"] == [i for i in embed_ids if i in shown]  # still in the file's order
+
+
+def test_sample_rows_is_seeded_uniform_and_keeps_what_it_must():
+    keep = np.array([5, 999, 5, 123])
+    rows = sample_rows(1000, 50, keep)
+    assert len(rows) == 50 and set(keep) <= set(rows) and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, sample_rows(1000, 50, keep))
+    assert np.array_equal(sample_rows(10, 50, keep[:0]), np.arange(10))
+    # uniform: over many draws each row is shown about equally often
+    counts = np.bincount(
+        np.concatenate([sample_rows(100, 20, keep[:0], seed=s) for s in range(500)]), minlength=100
+    )
+    assert counts.min() > 60 and counts.max() < 140  # expected 100 each
+
+
+def test_quantise_round_trips_within_half_a_step():
+    values = np.array([np.nan, -3.0, 0.25, 7.5, np.inf])
+    codes, low, high = quantise(values)
+    assert codes[0] == MISSING and codes[4] == MISSING and (low, high) == (-3.0, 7.5)
+    back = decode(codes, low, high)
+    assert np.all(np.abs(back[1:4] - values[1:4]) <= (high - low) / LEVELS / 2)
+    codes, low, high = quantise(np.array([2.0, 2.0]))
+    assert list(decode(codes, low, high)) == [2.0, 2.0]
+
+
+def test_reruns_are_byte_identical_and_only_source_date_epoch_adds_a_date(inputs: dict[str, Path]):
+    folder = inputs["embed"].parent
+    first, a = full_report(inputs, out=folder / "a.html")
+    second, b = full_report(inputs, out=folder / "b.html")
+    assert first.returncode == second.returncode == 0
+    assert a.read_bytes() == b.read_bytes()
+    dated, c = full_report(inputs, out=folder / "c.html", env={"SOURCE_DATE_EPOCH": "1767225600"})
+    assert dated.returncode == 0
+    assert "generated 2026-01-01 00:00 UTC" in c.read_text() and "generated" not in a.read_text()
+
+
+def test_data_strings_are_escaped_and_only_kscores_scripts_run(inputs: dict[str, Path]):
+    result, out = full_report(inputs, "--title", "<script>alert('title')</script>")
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    for hostile in (*HOSTILE_IDS, "<script>alert('title')</script>", "<b>bold</b>"):
+        assert hostile not in page
+    # every <script> is kscore's: the header JSON, the payload, the bundle and the page's script
+    assert re.findall(r"<script(?: [^>]*)?>", page) == [
+        '<script type="application/json" id="kscore-header">',
+        '<script type="application/octet-stream" id="kscore-points">',
+        "<script>",
+        "<script>",
+    ]
+    csp = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1))
+    assert (
+        "default-src 'none'" in csp
+        and "connect-src 'none'" in csp
+        and "'unsafe-inline'" not in csp.split(";")[1]
+    )
+    assert "http" not in csp
+
+
+def test_a_report_of_difficulty_alone_has_tables_and_no_map(inputs: dict[str, Path]):
+    result, out = report(inputs, str(inputs["difficulty"]))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["points_total"] == 0 and "map" not in summary["sections"]
+    assert summary["sections"] == ["summary", "hardest"]
+    page = out.read_text(encoding="utf-8")
+    assert 'id="kscore-points"' not in page and "globalThis.createScatterplot" not in page  # no bundle
+
+
+def test_with_no_files_the_default_outputs_here_are_used(inputs: dict[str, Path], tmp_path: Path):
+    for name, key in (("difficulty_scores.parquet", "difficulty"), ("embed_scores.parquet", "embed")):
+        (tmp_path / name).write_bytes(inputs[key].read_bytes())
+    result = run_kscore("report", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["output"] == "report.html" and (tmp_path / "report.html").exists()
+    assert summary["inputs"] == {
+        "difficulty": "difficulty_scores.parquet",
+        "embed-scores": "embed_scores.parquet",
+    }
+
+
+def error_of(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(lines) == 1, (result.returncode, result.stderr)
+    return lines[0]
+
+
+def test_bad_inputs_exit_2_naming_the_file_and_the_fix(inputs: dict[str, Path], tmp_path: Path):
+    folder = inputs["embed"].parent
+    diff, embed = str(inputs["difficulty"]), str(inputs["embed"])
+    pl.DataFrame({"id": ["x"], "score": [1.0]}).write_parquet(tmp_path / "mine.parquet")
+    other = tmp_path / "other.parquet"
+    result = run_kscore(
+        "embed-scores", str(folder / "emb.parquet"), "--reducer", "none", "-o", str(other), "-q"
+    )
+    assert result.returncode == 0
+    renamed = tmp_path / "renamed.parquet"
+    meta = pl.read_parquet_metadata(other)
+    pl.read_parquet(other).with_columns(("other-" + pl.col("id")).alias("id")).write_parquet(
+        renamed, metadata=meta
+    )
+    cases = [
+        ([str(tmp_path / "mine.parquet")], "mine.parquet: not an output of kscore"),
+        ([embed, str(other)], "are both outputs of `kscore embed-scores`: give one of each kind"),
+        ([diff, str(renamed)], "shares no id in 'id' with"),
+        (
+            [diff, "-o", str(tmp_path / "r.pdf")],
+            "the report is one HTML file: give -o a name ending in .html",
+        ),
+        ([embed, "--color", "potential_dificulty"], "did you mean 'potential_difficulty_score'?"),
+        ([embed, "--data", str(tmp_path / "mine.parquet"), "--columns", "labl"], "missing column 'labl'"),
+        ([embed, "--max-points", "0"], "--max-points must be at least 1"),
+        ([str(tmp_path / "missing.parquet")], "missing.parquet: no such file"),
+    ]
+    for args, message in cases:
+        if "-o" not in args:
+            args = [*args, "-o", str(tmp_path / "r.html")]
+        result = run_kscore("report", *args, cwd=tmp_path)
+        assert message in error_of(result), (args, result.stderr)
+        assert not (tmp_path / "r.html").exists() and not (tmp_path / "r.pdf").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no inputs: give the outputs of" in error_of(run_kscore("report", cwd=empty))
+    assert list(empty.iterdir()) == []  # nothing written, nothing left behind

@@ -1,0 +1,203 @@
+"""kscore report in a real browser: Debian's headless Chromium (software WebGL), driven by Playwright,
+offline. Skipped where no Chromium is installed, unless KSCORE_REQUIRE_BROWSER=1 (.ci/run sets it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from .conftest import run_kscore
+from .report_pages import HOSTILE_IDS, group_ids, make_inputs
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# The flags of a closed machine: no background connections, software WebGL (no GPU).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--enable-unsafe-swiftshader",
+    "--use-angle=swiftshader",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _require_browser() -> None:
+    missing = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "playwright is not installed (pip install -e '.[test]')"
+    if CHROMIUM is None:
+        missing = "no chromium on PATH (Debian: apt-get install chromium)"
+    if missing:
+        if os.environ.get("KSCORE_REQUIRE_BROWSER") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("browser")
+    files = make_inputs(folder)
+    out = folder / "report.html"
+    result = run_kscore(
+        "report", *(str(files[k]) for k in ("difficulty", "embed", "picks", "compare")),
+        "--data", str(folder / "data.csv"), "--top", "40", "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+class Opened:
+    """A page opened from file:// with every request, console message and dialog recorded."""
+
+    def __init__(self, browser: Any, path: Path, *, javascript: bool = True) -> None:
+        self.context = browser.new_context(
+            viewport={"width": 1200, "height": 900}, java_script_enabled=javascript, accept_downloads=True
+        )
+        self.context.set_offline(True)
+        self.requests: list[str] = []
+        self.console: list[tuple[str, str]] = []
+        self.dialogs: list[str] = []
+        self.page = self.context.new_page()
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("console", lambda message: self.console.append((message.type, message.text)))
+        self.page.on("pageerror", lambda error: self.console.append(("pageerror", str(error))))
+        self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
+        self.url = path.resolve().as_uri()
+        self.page.goto(self.url)
+        if javascript:
+            self.page.wait_for_function(
+                "window.kscoreReport && (window.kscoreReport.ready || window.kscoreReport.error)",
+                timeout=60_000,
+            )
+            assert self.page.evaluate("window.kscoreReport.error") is None
+
+    def index_of(self, point_id: str) -> int:
+        return self.page.evaluate("(id) => window.kscoreReport.data.id.indexOf(id)", point_id)
+
+    def on_screen(self, index: int) -> tuple[float, float]:
+        """Where point `index` is drawn, in page coordinates."""
+        self.page.locator("#map").scroll_into_view_if_needed()
+        box = self.page.locator("#map-canvas").bounding_box()
+        x, y = self.page.evaluate("(i) => window.kscoreReport.scatterplot.getScreenPosition(i)", index)
+        return box["x"] + x, box["y"] + y
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def opened(browser: Any, page_file: Path) -> Iterator[Opened]:
+    view = Opened(browser, page_file)
+    yield view
+    view.close()
+
+
+def test_the_page_opens_offline_with_no_error_and_no_request(opened: Opened):
+    opened.page.wait_for_timeout(300)
+    assert opened.requests == [opened.url]  # the file itself, nothing else
+    errors = [m for m in opened.console if m[0] in ("error", "pageerror")]
+    assert errors == []
+    assert opened.dialogs == []
+
+
+def test_the_map_is_drawn(opened: Opened, tmp_path: Path):
+    from matplotlib.image import imread
+
+    opened.page.locator("#map").scroll_into_view_if_needed()
+    opened.page.wait_for_timeout(300)
+    shot = tmp_path / "map.png"
+    opened.page.locator("#map-canvas").screenshot(path=str(shot))
+    pixels = imread(shot)[..., :3]
+    drawn = np.any(pixels < 0.9, axis=-1)  # the background is white
+    assert drawn.sum() > 200
+    assert len(np.unique(pixels[drawn].round(2), axis=0)) > 3  # coloured by the score, not one colour
+
+
+def test_hovering_a_point_shows_its_id_scores_and_columns(opened: Opened):
+    index = opened.index_of("g1-07")
+    opened.page.mouse.move(*opened.on_screen(index))
+    tooltip = opened.page.locator("#tooltip")
+    tooltip.wait_for(state="visible", timeout=10_000)
+    text = tooltip.inner_text()
+    assert "g1-07 (train)" in text and "potential_difficulty_score" in text
+    assert "label 1" in text  # a --data column (g1-07 is row 37)
+
+
+def test_a_lasso_around_a_group_downloads_exactly_its_ids(opened: Opened):
+    page = opened.page
+    corners = np.array([opened.on_screen(opened.index_of(i)) for i in group_ids(2)])
+    (x0, y0), (x1, y1) = corners.min(axis=0) - 25, corners.max(axis=0) + 25
+    page.locator("#lasso-mode").click()
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0)):
+        page.mouse.move(x, y, steps=12)
+        page.wait_for_timeout(30)
+    page.mouse.up()
+    page.wait_for_function("(window.kscoreReport.selected || []).length > 0", timeout=10_000)
+    assert "30 points selected" in page.locator("#selection-text").inner_text()
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    path = download.value.path()
+    assert sorted(pl.read_csv(path).get_column("id").to_list()) == group_ids(2)
+
+
+def test_clicking_a_table_row_selects_its_point(opened: Opened):
+    row = opened.page.locator("#table-picks tbody tr").first
+    point = int(row.get_attribute("data-point"))
+    picked = row.locator("td").first.inner_text()
+    row.click()
+    opened.page.wait_for_function("(window.kscoreReport.selected || []).length === 1", timeout=10_000)
+    assert opened.page.evaluate("window.kscoreReport.selected") == [point]
+    assert opened.index_of(picked) == point
+    assert "1 point selected" in opened.page.locator("#selection-text").inner_text()
+
+
+def test_hostile_ids_are_text_everywhere_and_run_nothing(opened: Opened):
+    hardest = opened.page.locator("#table-hardest tbody td:first-child").all_inner_texts()
+    assert set(HOSTILE_IDS) <= set(hardest)
+    index = opened.index_of(HOSTILE_IDS[0])
+    opened.page.mouse.move(*opened.on_screen(index))
+    opened.page.locator("#tooltip").wait_for(state="visible", timeout=10_000)
+    opened.page.wait_for_timeout(200)
+    # the tooltip names the nearest point, which may be a neighbour: both are text either way
+    assert opened.page.locator("#tooltip img").count() == 0
+    assert opened.dialogs == []
+    assert opened.page.evaluate("document.querySelectorAll('script').length") == 4
+
+
+def test_the_tables_are_there_with_javascript_off(browser: Any, page_file: Path):
+    view = Opened(browser, page_file, javascript=False)
+    try:
+        rows = view.page.locator("#table-hardest tbody tr")
+        assert rows.count() == 32  # all 32 reference points (--top 40)
+        assert view.page.locator("#table-picks tbody tr").count() == 5
+        assert view.page.locator("noscript").count() == 1
+        assert view.requests == [view.url] and view.dialogs == []
+    finally:
+        view.close()
