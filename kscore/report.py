@@ -38,6 +38,9 @@ DEFAULT_COLUMNS = 8
 SHORT_TEXT = 60  # characters: the longest value of a column --columns picks by default
 MAX_PICKS_SHOWN = 1000
 HISTOGRAM_BINS = 20
+# While the view moves, a map above twice this many points draws every k-th point (about this many):
+# a million points take about half a second a frame in software WebGL.
+DRAFT_POINTS = 150_000
 Progress = Callable[[str, int, int], None]
 
 
@@ -620,7 +623,9 @@ def _map_section(
     position = np.full(table.height, -1, dtype=np.int64)
     position[map_data.rows] = np.arange(len(map_data.rows))
     index_of = {ids[int(r)]: int(position[r]) for rows in named_rows.values() for r in rows}
-    map_data.header.update({"color": scores[0], "image": image_col, "id_column": id_column})
+    map_data.header.update(
+        {"color": scores[0], "image": image_col, "id_column": id_column, "draft_points": DRAFT_POINTS}
+    )
     shown, total = map_data.header["points"], map_data.header["total"]
     note = (
         f"Showing {shown:,} of {total:,} points: a seeded uniform sample that keeps every point named in a "

@@ -201,3 +201,34 @@ def test_the_tables_are_there_with_javascript_off(browser: Any, page_file: Path)
         assert view.requests == [view.url] and view.dialogs == []
     finally:
         view.close()
+
+
+def test_a_large_map_draws_a_draft_while_moving_and_everything_at_rest(
+    browser: Any, page_file: Path, monkeypatch
+):
+    from kscore import report
+
+    monkeypatch.setattr(report, "DRAFT_POINTS", 20)  # 122 points: a draft of every 7th while moving
+    out = page_file.parent / "draft.html"
+    files = [page_file.parent / name for name in ("diff.parquet", "embed.parquet", "picks.parquet")]
+    report.write_report(files, out)
+    view = Opened(browser, out)
+    try:
+        page = view.page
+        rows = page.locator("#table-hardest tbody tr")
+        # a point the draft (every 7th) leaves out, so that only the restore can bring it back
+        row = next(r for r in rows.all() if int(r.get_attribute("data-point")) % 7)
+        point = int(row.get_attribute("data-point"))
+        row.click()  # selects the point and flies to it: the view moves
+        page.wait_for_function("window.kscoreReport.drafts >= 1", timeout=10_000)
+        box = page.locator("#map-canvas").bounding_box()
+        page.mouse.move(box["x"] + 300, box["y"] + 300)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 500, box["y"] + 400, steps=20)
+        page.mouse.up()
+        page.wait_for_timeout(800)  # at rest: every point again, the selection kept
+        assert page.evaluate("window.kscoreReport.scatterplot.get('isPointsFiltered')") is False
+        assert page.evaluate("window.kscoreReport.scatterplot.get('selectedPoints')") == [point]
+        assert page.evaluate("window.kscoreReport.selected") == [point]
+    finally:
+        view.close()

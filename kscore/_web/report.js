@@ -269,12 +269,36 @@
     });
     document.getElementById("reset-view").addEventListener("click", () => scatterplot.reset());
 
+    // Shown points: all, train or reference; while the view moves over a large map, a draft of
+    // every k-th of them (drawing a million points in software WebGL takes about half a second a
+    // frame), and all of them again once it rests.
     const show = document.getElementById("show");
-    show.addEventListener("change", () => {
-      if (show.value === "all") return scatterplot.unfilter();
-      const wanted = show.value === "train" ? 1 : 0, keep = [];
-      for (let i = 0; i < n; i++) if (data.train[i] === wanted) keep.push(i);
-      scatterplot.filter(keep);
+    function shown(stride) {
+      const wanted = show.value === "train" ? 1 : show.value === "reference" ? 0 : -1, keep = [];
+      for (let i = 0; i < n; i += stride) if (wanted < 0 || data.train[i] === wanted) keep.push(i);
+      return keep;
+    }
+    async function applyShown() {
+      if (show.value === "all") await scatterplot.unfilter({ preventEvent: true });
+      else await scatterplot.filter(shown(1), { preventEvent: true });
+      if (selected.length) scatterplot.select(selected, { preventEvent: true }); // a draft dropped some
+    }
+    show.addEventListener("change", applyShown);
+    const stride = Math.ceil(n / map.draft_points);
+    let drafting = false, rest = null;
+    report.drafts = 0;
+    scatterplot.subscribe("view", () => {
+      if (stride < 2) return;
+      if (!drafting && scatterplot.get("mouseMode") !== "lasso") {
+        drafting = true;
+        report.drafts += 1;
+        scatterplot.filter(shown(stride), { preventEvent: true });
+      }
+      clearTimeout(rest);
+      rest = setTimeout(() => {
+        drafting = false;
+        applyShown();
+      }, 250);
     });
     const highlight = document.getElementById("highlight");
     highlight.addEventListener("change", () => {
