@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 _EXPORTS = {
     "QualityStandard": "kscore.config",
@@ -21,6 +21,7 @@ _EXPORTS = {
     "write_embed_scores": "kscore.jobs",
     "select": "kscore.selection",
     "write_selection": "kscore.selection",
+    "write_report": "kscore.report",
     "reduce_to_2d": "kscore.embedding",
     "representation_scores": "kscore.density",
     "potential_difficulty_scores": "kscore.density",
@@ -52,6 +53,7 @@ __all__ = [
     "select",
     "write_difficulty_scores",
     "write_embed_scores",
+    "write_report",
     "write_selection",
 ]
 
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from kscore.embedding import reduce_to_2d
     from kscore.errors import ConfigError, GateFailed, InputError, KscoreError, KscoreWarning
     from kscore.jobs import write_difficulty_scores, write_embed_scores
+    from kscore.report import write_report
     from kscore.selection import select, write_selection
 
 

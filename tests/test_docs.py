@@ -72,3 +72,27 @@ def test_the_readmes_map_commands_make_the_bundled_picture(tmp_path: Path):
         return struct.unpack(">II", path.read_bytes()[16:24])
 
     assert size(tmp_path / "sample_data" / "map.png") == size(ROOT / "sample_data" / "map.png") == (1000, 750)
+
+
+@pytest.mark.slow
+def test_the_quick_starts_report_commands_write_the_report(tmp_path: Path):
+    """The quick start's road to a first report, run as it stands (the opening command left out:
+    no desktop here)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (block,) = [b for b in blocks if "kscore report && xdg-open" in b]
+    block = block.replace("&& xdg-open report.html", "--json > summary.json")
+    shutil.copytree(ROOT / "sample_data", tmp_path / "sample_data")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["points_total"] == 1797 and summary["bytes"] <= 2_000_000  # the sample's <= 2 MB
+    assert summary["sections"][:3] == ["summary", "map", "hardest"]

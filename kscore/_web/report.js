@@ -200,7 +200,10 @@
         dd.textContent = value;
         list.append(dt, dd);
       };
-      for (const name of map.scores) add(name, format(valueAt(data, name, i)));
+      for (const name of map.scores) {
+        const value = valueAt(data, name, i);
+        if (value !== null) add(name, format(value)); // train points have no difficulty, and so on
+      }
       for (const name of map.text) if (name !== map.image) add(name, data[name][i] ?? "-");
       tooltip.appendChild(list);
       if (map.image && data[map.image] && data[map.image][i]) {

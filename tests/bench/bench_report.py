@@ -113,12 +113,48 @@ def open_times(page_path: Path, repeats: int) -> tuple[list[float], list[float]]
     return drawn, frames
 
 
+def screenshot(out: Path) -> None:
+    """The README's picture: the sample's report, the map coloured by potential difficulty, a point
+    hovered."""
+    from playwright.sync_api import sync_playwright
+
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "kscore-report-screenshot"
+    folder.mkdir(exist_ok=True)
+    files = [str(p) for p in sorted((ROOT / "sample_data").glob("results_*.csv"))]
+    standard = str(ROOT / "configs" / "quality_standard.yaml")
+    kscore("difficulty", *files, "-c", standard, "--explain", cwd=folder)
+    kscore(
+        "embed-scores", str(ROOT / "sample_data" / "embeddings.parquet"), "--difficulty",
+        "difficulty_scores.parquet", cwd=folder,
+    )  # fmt: skip
+    kscore("report", "-o", "report.html", "--title", "kscore report: the sample digits", cwd=folder)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 820})
+        page.goto((folder / "report.html").as_uri())
+        page.wait_for_function("window.kscoreReport && window.kscoreReport.ready")
+        page.evaluate("document.getElementById('map').scrollIntoView()")
+        box = page.locator("#map-canvas").bounding_box()
+        index = page.evaluate("window.kscoreReport.data.id.indexOf(1410)")  # the highest potential
+        x, y = page.evaluate(f"window.kscoreReport.scatterplot.getScreenPosition({index})")
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.locator("#tooltip").wait_for(state="visible")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out))
+        browser.close()
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, default=Path("/tmp/kscore-bench-report"))
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--screenshot", action="store_true", help="Only remake sample_data/report.png.")
     args = parser.parse_args()
+    if args.screenshot:
+        screenshot(ROOT / "sample_data" / "report.png")
+        return
     args.folder.mkdir(parents=True, exist_ok=True)
     make_data(args.folder, args.rows)
     inputs = ["difficulty_scores.parquet", "embed_scores.parquet"]
