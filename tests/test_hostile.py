@@ -1043,6 +1043,131 @@ CASES.update(
 )
 
 
+def _kscore_output(source: str, metadata: dict, change: Callable[[pl.DataFrame], pl.DataFrame] | None = None):
+    """A copy of a base file carrying kscore's metadata (as `kscore COMMAND` writes it)."""
+
+    def write(path: Path) -> None:
+        frame = pl.read_parquet(path.parent / source)
+        frame = change(frame) if change is not None else frame
+        frame.write_parquet(path, metadata={"kscore": json.dumps(metadata)})
+
+    return write
+
+
+REPORT_INPUTS = {
+    "d.parquet": _kscore_output(
+        "diff.parquet", {"command": "difficulty", "models": ["a", "b"], "standard": {"id_column": "id"}}
+    ),
+    "e.parquet": _kscore_output(
+        "scores.parquet", {"command": "embed-scores", "split_col": "split", "train_values": ["train"]}
+    ),
+}
+
+
+def _report(*extra: str, out: str = "r.html") -> list[str]:
+    return ["report", "d.parquet", "e.parquet", "-o", out, *extra]
+
+
+CASES.update(
+    {
+        "report: a file kscore did not write": Case(
+            ["report", "diff.parquet", "-o", "r.html"], "diff.parquet: not an output of kscore"
+        ),
+        "report: metadata that is not JSON": Case(
+            ["report", "m.parquet", "-o", "r.html"],
+            "kscore's metadata in this file is not valid JSON",
+            {"m.parquet": _with_metadata("{not json")},
+        ),
+        "report: metadata of another command": Case(
+            ["report", "m.parquet", "-o", "r.html"],
+            "not an output of kscore",
+            {"m.parquet": _with_metadata('{"command": "train"}')},
+        ),
+        "report: missing file": Case(
+            ["report", "nope.parquet", "-o", "r.html"], "nope.parquet: no such file"
+        ),
+        "report: two files of one kind": Case(
+            ["report", "d.parquet", "d2.parquet", "-o", "r.html"],
+            "are both outputs of `kscore difficulty`: give one of each kind",
+            {**REPORT_INPUTS, "d2.parquet": REPORT_INPUTS["d.parquet"]},
+        ),
+        "report: files that share no id": Case(
+            _report(),
+            "shares no id in 'id' with",
+            {
+                **REPORT_INPUTS,
+                "d.parquet": _kscore_output(
+                    "diff.parquet",
+                    {"command": "difficulty", "models": ["a", "b"]},
+                    lambda f: f.with_columns(pl.col("id") + 1000),
+                ),
+            },
+        ),
+        "report: pdf output": Case(_report(out="r.pdf"), "the report is one HTML file", REPORT_INPUTS),
+        "report: over a previous parquet output": Case(
+            _report(out=OUT), "give -o a name ending in .html", REPORT_INPUTS
+        ),
+        "report: output is a folder": Case(
+            _report(out="sub.html"), "is a folder", {**REPORT_INPUTS, "sub.html/x": "x"}
+        ),
+        "report: unknown --color": Case(
+            _report("--color", "representation"), "did you mean 'representation_score'?", REPORT_INPUTS
+        ),
+        "report: --max-points 0": Case(
+            _report("--max-points", "0"), "--max-points must be at least 1", REPORT_INPUTS
+        ),
+        "report: --top negative": Case(_report("--top", "-1"), "--top", REPORT_INPUTS),
+        "report: unknown id column": Case(
+            _report("--id-col", "key"), "missing id column 'key'", REPORT_INPUTS
+        ),
+        "report: --data missing": Case(_report("--data", "nope.csv"), "nope.csv", REPORT_INPUTS),
+        "report: --data without the id column": Case(
+            _report("--data", "data.csv"),
+            "missing id column 'id'",
+            {**REPORT_INPUTS, "data.csv": "key,text\n1,a\n"},
+        ),
+        "report: --data with duplicated ids": Case(
+            _report("--data", "data.csv"),
+            "duplicated ids",
+            {**REPORT_INPUTS, "data.csv": "id,text\n1,a\n1,b\n"},
+        ),
+        "report: --data sharing no id": Case(
+            _report("--data", "data.csv"),
+            "shares no id with the scores",
+            {**REPORT_INPUTS, "data.csv": "id,text\n900,a\n"},
+        ),
+        "report: --data ids of another type": Case(
+            _report("--data", "data.csv"),
+            "do not match the scores' ids",
+            {**REPORT_INPUTS, "data.csv": "id,text\nx,a\n"},
+        ),
+        "report: unknown --columns": Case(
+            _report("--data", "data.csv", "--columns", "txt"),
+            "missing column 'txt'; did you mean 'text'?",
+            {**REPORT_INPUTS, "data.csv": "id,text\n1,a\n"},
+        ),
+        "report: SOURCE_DATE_EPOCH not a number": Case(
+            _report(),
+            "SOURCE_DATE_EPOCH must be a whole number",
+            REPORT_INPUTS,
+            env={"SOURCE_DATE_EPOCH": "today"},
+        ),
+        "report ok: markup in every string stays text": Case(
+            _report("--data", "data.csv", "--title", "<script>alert(1)</script>"),
+            None,
+            {**REPORT_INPUTS, "data.csv": 'id,"<b>col</b>"\n1,<img src=x onerror=alert(2)>\n'},
+            check=lambda folder, _: _no_markup(folder / "r.html"),
+        ),
+    }
+)
+
+
+def _no_markup(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in text and "<img src=x" not in text and "<b>col</b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # the title, as text
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_input(name: str, base: Path, tmp_path: Path) -> None:
     case = CASES[name]
@@ -1052,7 +1177,16 @@ def test_hostile_input(name: str, base: Path, tmp_path: Path) -> None:
 def test_the_catalogue_is_large_and_spans_every_command() -> None:
     assert len(CASES) >= 150
     commands = {case.args[0] for case in CASES.values()}
-    assert {"difficulty", "embed-scores", "compare", "init", "check-config", "plot"} <= commands
+    assert {
+        "difficulty",
+        "embed-scores",
+        "compare",
+        "init",
+        "check-config",
+        "plot",
+        "select",
+        "report",
+    } <= commands
 
 
 # ---------------------------------------------------------------------------------------------
