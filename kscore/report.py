@@ -82,7 +82,10 @@ def read_inputs(files: Sequence[str | os.PathLike]) -> dict[str, ReportInput]:
                 f"{path} and {found[kind].path} are both outputs of `kscore {kind}`: give one of each kind"
             )
         try:
-            frame = scan_output(path).collect()
+            scan = scan_output(path)
+            if kind == "difficulty":  # the normalised signals are not shown: not read
+                scan = scan.select(pl.exclude("^norm_.*$"))
+            frame = scan.collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise InputError(f"{path}: cannot read: {str(exc).strip()[:200]}") from None
         found[kind] = ReportInput(path, kind, metadata, frame)

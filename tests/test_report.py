@@ -242,3 +242,24 @@ def test_bad_inputs_exit_2_naming_the_file_and_the_fix(inputs: dict[str, Path], 
     empty.mkdir()
     assert "no inputs: give the outputs of" in error_of(run_kscore("report", cwd=empty))
     assert list(empty.iterdir()) == []  # nothing written, nothing left behind
+
+
+def test_histograms_count_the_files_values(inputs: dict[str, Path]):
+    result, out = full_report(inputs)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    figures = dict(
+        re.findall(r'<figure class="histogram"><figcaption>([^<]+)</figcaption>(.*?)</figure>', page)
+    )
+    difficulty = pl.read_parquet(inputs["difficulty"])
+    embed = pl.read_parquet(inputs["embed"])
+    for name, frame, bounds in (
+        ("difficulty_score", difficulty, (0.0, 1.0)),
+        ("difficulty_score_a", difficulty, (0.0, 1.0)),
+        ("representation_score", embed, None),
+    ):
+        values = frame.get_column(name).drop_nulls().to_numpy()
+        expected, _ = np.histogram(values, bins=20, range=bounds or (values.min(), values.max()))
+        shown = [int(c) for c in re.findall(r'data-count="(\d+)"', figures[name])]
+        assert shown == expected.tolist(), name
+        assert sum(shown) == len(values)
