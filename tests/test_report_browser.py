@@ -232,3 +232,36 @@ def test_a_large_map_draws_a_draft_while_moving_and_everything_at_rest(
         assert page.evaluate("window.kscoreReport.selected") == [point]
     finally:
         view.close()
+
+
+def test_image_paths_relative_to_the_report_show_as_thumbnails(browser: Any, page_file: Path):
+    from matplotlib.image import imsave
+
+    folder = page_file.parent
+    (folder / "img").mkdir(exist_ok=True)
+    imsave(folder / "img" / "g0-03.png", np.tile(np.linspace(0, 1, 16), (16, 1)))
+    ids = pl.read_parquet(folder / "embed.parquet").get_column("id")
+    pl.DataFrame({"id": ids, "image": [f"img/{i}.png" if i == "g0-03" else None for i in ids]}).write_csv(
+        folder / "images.csv"
+    )
+    out = folder / "images.html"
+    result = run_kscore(
+        "report", str(folder / "embed.parquet"), "--data", str(folder / "images.csv"), "--image-col", "image",
+        "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert 'src="img/' not in out.read_text()  # the path travels in the data, not as markup
+    view = Opened(browser, out)
+    try:
+        view.page.mouse.move(*view.on_screen(view.index_of("g0-03")))
+        image = view.page.locator("#tooltip img")
+        image.wait_for(state="visible", timeout=10_000)
+        view.page.wait_for_function("document.querySelector('#tooltip img').complete", timeout=10_000)
+        assert view.page.evaluate("document.querySelector('#tooltip img').naturalWidth") == 16
+        assert (
+            view.page.evaluate("document.querySelector('#tooltip img').getAttribute('src')")
+            == "img/g0-03.png"
+        )
+        assert [m for m in view.console if m[0] in ("error", "pageerror")] == []
+    finally:
+        view.close()
