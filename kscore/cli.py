@@ -1121,7 +1121,7 @@ def _fail(message: str, code: int) -> NoReturn:
     if _debug():
         traceback.print_exc()
     _stderr(message)
-    sys.exit(code)
+    _exit_now(code)
 
 
 def run() -> None:
@@ -1144,7 +1144,7 @@ def run() -> None:
         message = exc.format_message()
         if message:  # empty when `kscore` alone printed its help
             _stderr(f"error: {message}{hint}")
-        sys.exit(2)
+        _exit_now(2)
     except (typer.Abort, KeyboardInterrupt):
         _fail(INTERRUPTED, 130)
     except Interrupted as exc:
@@ -1169,4 +1169,25 @@ def run() -> None:
         )
     if code == 130:  # typer turns KeyboardInterrupt into Exit(130) itself
         _stderr(INTERRUPTED)
-    sys.exit(code if isinstance(code, int) else 0)
+    _exit_now(code if isinstance(code, int) else 0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process once the work is done and written: flush the streams, run the exit handlers
+    (Ray's shutdown, logging's), then skip the interpreter's teardown of every module, which after a
+    UMAP run (numba's compiled code, scikit-learn, scipy) takes about a second of nothing."""
+    import atexit
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
+    except (OSError, ValueError):
+        pass
+    with suppress(OSError, ValueError):
+        sys.stderr.flush()
+    atexit._run_exitfuncs()
+    with suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
