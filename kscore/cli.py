@@ -1049,9 +1049,6 @@ def report(
                 id_column=id_col,
                 progress=progress,
             )
-    from kscore.summaries import envelope
-
-    summary = envelope("report", summary)
     _note(f"wrote {out}")
     if json_:
         _print_json(summary)
@@ -1061,7 +1058,9 @@ def report(
             if summary["points_total"]
             else ""
         )
-        _print(f"{out}: {summary['bytes'] / 1e6:.1f} MB; {shown}sections: {', '.join(summary['sections'])}")
+        size = summary["bytes"]
+        written = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+        _print(f"{out}: {written}; {shown}sections: {', '.join(summary['sections'])}")
 
 
 @app.command("check-config")

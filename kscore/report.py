@@ -429,7 +429,8 @@ def write_report(
     id_column: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Write the HTML report of kscore outputs `files` to `out` (atomically); return what was written."""
+    """Write the HTML report of kscore outputs `files` to `out` (atomically); return what was
+    written, as `kscore report --json` prints it."""
     from kscore.io import check_output, write_atomic
     from kscore.jobs import _stage
 
@@ -448,7 +449,9 @@ def write_report(
     encoded = page.encode("utf-8")
     with _stage(progress, "write"):
         write_atomic(out_path, lambda target: Path(target).write_bytes(encoded))
-    return {"output": str(out_path), "bytes": len(encoded), **summary}
+    from kscore.summaries import envelope
+
+    return envelope("report", {"output": str(out_path), "bytes": len(encoded), **summary})
 
 
 @dataclass
