@@ -252,7 +252,7 @@ class MapData:
     """The points the map shows: their rows in the embed-scores table, and the page's payload."""
 
     rows: np.ndarray  # row numbers into the joined table, in the table's order
-    total: int
+    position: np.ndarray  # each table row's index on the map (-1: not shown)
     header: dict[str, Any]
     payload: str  # base64 of the gzip of the buffers the header describes
 
@@ -306,27 +306,24 @@ def _map_data(
 ) -> MapData:
     rows = sample_rows(table.height, max_points, keep)
     shown = table[rows] if len(rows) != table.height else table
-    buffers: list[tuple[dict[str, Any], bytes]] = []
-
-    def add(spec: dict[str, Any], data: bytes) -> None:
-        buffers.append((spec, data))
-
-    for axis in ("map_x", "map_y"):
-        add({"name": axis, "type": "f32"}, shown.get_column(axis).cast(pl.Float32).to_numpy().tobytes())
-    add({"name": "train", "type": "u8"}, train[rows].astype(np.uint8).tobytes())
+    buffers: list[tuple[dict[str, Any], bytes]] = [
+        ({"name": axis, "type": "f32"}, shown.get_column(axis).cast(pl.Float32).to_numpy().tobytes())
+        for axis in ("map_x", "map_y")
+    ]
+    buffers.append(({"name": "train", "type": "u8"}, train[rows].astype(np.uint8).tobytes()))
     for column in score_columns:
         codes, low, high = quantise(shown.get_column(column).cast(pl.Float64).fill_null(np.nan).to_numpy())
-        add({"name": column, "type": "u16", "min": low, "max": high}, codes.tobytes())
+        buffers.append(({"name": column, "type": "u16", "min": low, "max": high}, codes.tobytes()))
     ids = shown.get_column(id_column)
     if ids.dtype.is_integer() and (ids.len() == 0 or (ids.min() >= -(2**31) and ids.max() < 2**31)):  # type: ignore[operator]
-        add({"name": "id", "type": "i32"}, ids.cast(pl.Int32).to_numpy().tobytes())
+        buffers.append(({"name": "id", "type": "i32"}, ids.cast(pl.Int32).to_numpy().tobytes()))
     else:
-        add({"name": "id", "type": "json"}, _json_bytes(ids.cast(pl.String).to_list()))
-    for column in text.columns if text is not None else []:
-        assert text is not None
-        values = text.get_column(column)
-        values = values[rows] if len(rows) != table.height else values
-        add({"name": column, "type": "json", "text": True}, _json_bytes(values.to_list()))
+        buffers.append(({"name": "id", "type": "json"}, _json_bytes(ids.cast(pl.String).to_list())))
+    if text is not None:
+        for column in text.columns:
+            values = text.get_column(column)
+            values = values[rows] if len(rows) != table.height else values
+            buffers.append(({"name": column, "type": "json", "text": True}, _json_bytes(values.to_list())))
 
     offset = 0
     blob = bytearray()
@@ -349,7 +346,7 @@ def _map_data(
         "highlights": {name: [int(p) for p in position[r] if p >= 0] for name, r in highlights.items()},
     }
     payload = base64.b64encode(gzip.compress(bytes(blob), compresslevel=1, mtime=0)).decode("ascii")
-    return MapData(rows=rows, total=table.height, header=header, payload=payload)
+    return MapData(rows=rows, position=position, header=header, payload=payload)
 
 
 def _json_bytes(values: list[Any]) -> bytes:
@@ -391,7 +388,7 @@ def _image_sources(values: pl.Series | None) -> list[str]:
         return []
     sources = {"file:"}
     urls = values.drop_nulls().str.extract(r"^(https?://[^/?#]+)", 1).drop_nulls().unique().sort()
-    sources.update(urls.to_list()[:50])
+    sources.update(urls.to_list())
     return sorted(sources)
 
 
@@ -626,9 +623,7 @@ def _map_section(
     }
     keep = np.concatenate([np.zeros(0, dtype=np.int64), *named_rows.values()])
     map_data = _map_data(table, id_column, train, scores, text, keep, max_points, named_rows)
-    position = np.full(table.height, -1, dtype=np.int64)
-    position[map_data.rows] = np.arange(len(map_data.rows))
-    index_of = {ids[int(r)]: int(position[r]) for rows in named_rows.values() for r in rows}
+    index_of = {ids[int(r)]: int(map_data.position[r]) for rows in named_rows.values() for r in rows}
     map_data.header.update(
         {"color": scores[0], "image": image_col, "id_column": id_column, "draft_points": DRAFT_POINTS}
     )
