@@ -195,8 +195,9 @@ def _cell(value: Any) -> str:
     return f"<td>{_esc(value)}</td>"
 
 
-def _table(table: Table, points: Sequence[int | None] | None = None) -> str:
-    """A sortable HTML table; a row naming a point on the map carries its index (data-point)."""
+def _table(table: Table, points: Sequence[int | None] | None = None, *, caption: bool = True) -> str:
+    """A sortable HTML table; a row naming a point on the map carries its index (data-point).
+    `caption=False` where a section's heading already names it."""
     head = "".join(f'<th scope="col">{_esc(h)}</th>' for h in table.headers)
     body = []
     for row, point in zip(table.rows, points or [None] * len(table.rows), strict=True):
@@ -204,7 +205,8 @@ def _table(table: Table, points: Sequence[int | None] | None = None) -> str:
         body.append(f"<tr{attribute}>{''.join(_cell(v) for v in row)}</tr>")
     return (
         f'<table class="sortable" id="table-{_esc(table.key)}">'
-        f"<caption>{_esc(table.heading)}</caption><thead><tr>{head}</tr></thead>"
+        + (f"<caption>{_esc(table.heading)}</caption>" if caption else "")
+        + f"<thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -720,7 +722,9 @@ def _render(
     def points(table: Table) -> list[int | None]:
         return [index_of.get(row[0]) for row in table.rows]
 
-    tables = "".join(_section(f"section-{t.key}", t.heading, _table(t, points(t))) for t in parts.tables)
+    tables = "".join(
+        _section(f"section-{t.key}", t.heading, _table(t, points(t), caption=False)) for t in parts.tables
+    )
     summary = "".join(parts.summary)
     body = (
         _header(inputs, models, title or "kscore report")

@@ -265,3 +265,26 @@ def test_image_paths_relative_to_the_report_show_as_thumbnails(browser: Any, pag
         assert [m for m in view.console if m[0] in ("error", "pageerror")] == []
     finally:
         view.close()
+
+
+def test_without_webgl_the_page_says_so_and_the_tables_still_sort(page_file: Path):
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--disable-webgl"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(page_file.resolve().as_uri())
+            page.wait_for_function("window.kscoreReport && window.kscoreReport.error", timeout=30_000)
+            assert "The map could not be drawn here (it needs WebGL" in page.locator("#map-note").inner_text()
+            header = page.locator("#table-hardest thead th").nth(1)  # difficulty_score
+            header.click()  # ascending
+            values = [
+                float(v) for v in page.locator("#table-hardest tbody td:nth-child(2)").all_inner_texts()
+            ]
+            assert values == sorted(values) and len(values) == 32
+        finally:
+            browser.close()

@@ -326,7 +326,10 @@
   start().catch((error) => {
     report.error = String(error);
     const note = document.getElementById("map-note");
-    if (note) note.textContent = "The map could not be drawn here: " + String(error);
+    if (note) {
+      note.textContent = "The map could not be drawn here (it needs WebGL and a current browser: " +
+        String(error) + "); the summary and the tables do not need it.";
+    }
     console.error(error);
   });
 })();
