@@ -38,7 +38,7 @@ DEFAULT_COLUMNS = 8
 SHORT_TEXT = 60  # characters: the longest value of a column --columns picks by default
 MAX_PICKS_SHOWN = 1000
 HISTOGRAM_BINS = 20
-# While the view moves, a map above twice this many points draws every k-th point (about this many):
+# While the view moves, a map above this many points draws every k-th point (about this many):
 # a million points take about half a second a frame in software WebGL, 100,000 about 0.1 s.
 DRAFT_POINTS = 100_000
 Progress = Callable[[str, int, int], None]
