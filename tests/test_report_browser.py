@@ -48,14 +48,20 @@ def _require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
+    """One Playwright per module: a second one in the same thread is refused."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with sync_playwright() as instance:
         yield instance
-        instance.close()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield instance
+    instance.close()
 
 
 @pytest.fixture(scope="module")
@@ -267,24 +273,16 @@ def test_image_paths_relative_to_the_report_show_as_thumbnails(browser: Any, pag
         view.close()
 
 
-def test_without_webgl_the_page_says_so_and_the_tables_still_sort(page_file: Path):
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--disable-webgl"]
-        )
-        try:
-            page = browser.new_page()
-            page.goto(page_file.resolve().as_uri())
-            page.wait_for_function("window.kscoreReport && window.kscoreReport.error", timeout=30_000)
-            assert "The map could not be drawn here (it needs WebGL" in page.locator("#map-note").inner_text()
-            header = page.locator("#table-hardest thead th").nth(1)  # difficulty_score
-            header.click()  # ascending
-            values = [
-                float(v) for v in page.locator("#table-hardest tbody td:nth-child(2)").all_inner_texts()
-            ]
-            assert values == sorted(values) and len(values) == 32
-        finally:
-            browser.close()
+def test_without_webgl_the_page_says_so_and_the_tables_still_sort(playwright: Any, page_file: Path):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--disable-webgl"])
+    try:
+        page = browser.new_page()
+        page.goto(page_file.resolve().as_uri())
+        page.wait_for_function("window.kscoreReport && window.kscoreReport.error", timeout=30_000)
+        assert "The map could not be drawn here (it needs WebGL" in page.locator("#map-note").inner_text()
+        header = page.locator("#table-hardest thead th").nth(1)  # difficulty_score
+        header.click()  # ascending
+        values = [float(v) for v in page.locator("#table-hardest tbody td:nth-child(2)").all_inner_texts()]
+        assert values == sorted(values) and len(values) == 32
+    finally:
+        browser.close()
