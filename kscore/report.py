@@ -111,7 +111,9 @@ def _check_overlap(inputs: Mapping[str, ReportInput], id_column: str) -> None:
     (picks are train ids and difficulty reference ids, so each is held against all the others)."""
     if len(inputs) < 2:
         return
-    ids = {kind: item.frame.get_column(id_column).cast(pl.String) for kind, item in inputs.items()}
+    ids = {kind: item.frame.get_column(id_column) for kind, item in inputs.items()}
+    if len({v.dtype for v in ids.values()}) > 1:  # ints in one file, text in another: compare as text
+        ids = {kind: v.cast(pl.String) for kind, v in ids.items()}
     for kind, item in inputs.items():
         others = pl.concat([v for k, v in ids.items() if k != kind])
         if not ids[kind].is_in(others.implode()).any():
@@ -507,6 +509,12 @@ def _embed_parts(item: ReportInput, id_column: str, top: int, parts: Parts) -> N
     stats = embed_summary(item.frame, id_column, split_col, top=top, with_difficulty=with_difficulty)
     rows = [[k, v] for k, v in stats["rows_per_split"].items()]
     parts.summary.append(_table(Table("splits", "Rows per split", ["split", "rows"], rows)))
+    quantiles = ["p0", "p10", "p50", "p90", "p100"]
+    rows = [[score, *(q[k] for k in quantiles)] for score, q in stats["quantiles"].items()]
+    caption = f"Scores of the {stats['n_train']} train rows"
+    parts.summary.append(
+        _table(Table("train-scores", caption, ["score", "min", "p10", "median", "p90", "max"], rows))
+    )
     plots = [_histogram(c, _floats(item.frame, c)) for c in EMBED_SCORES if c in item.frame.columns]
     parts.summary.append(f'<div class="histograms">{"".join(plots)}</div>')
     shown = [c for c in ("split", *EMBED_SCORES) if c in item.frame.columns]

@@ -263,3 +263,19 @@ def test_histograms_count_the_files_values(inputs: dict[str, Path]):
         shown = [int(c) for c in re.findall(r'data-count="(\d+)"', figures[name])]
         assert shown == expected.tolist(), name
         assert sum(shown) == len(values)
+
+
+def test_the_train_scores_table_holds_the_files_quantiles(inputs: dict[str, Path]):
+    result, out = full_report(inputs)
+    assert result.returncode == 0, result.stderr
+    rows = tables_of(out.read_text(encoding="utf-8")).tables["table-train-scores"]
+    train = pl.read_parquet(inputs["embed"]).filter(pl.col("split") == "train")
+    assert [r[0][0] for r in rows] == [
+        "representation_score",
+        "potential_difficulty_score",
+        "local_difficulty",
+    ]
+    for row in rows:
+        values = train.get_column(row[0][0])
+        expected = [values.quantile(q, "linear") for q in (0.0, 0.1, 0.5, 0.9, 1.0)]
+        assert np.allclose([float(v) for _, v in row[1:]], expected, rtol=0, atol=5e-7)  # 6 places
