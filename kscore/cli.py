@@ -1032,9 +1032,8 @@ def report(
     """One offline HTML page of the scores: summaries, tables and the map."""
     _common(debug, quiet)
     with _errors():
-        from kscore.report import check_report_output, write_report
+        from kscore.report import write_report
 
-        check_report_output(out)
         with _progress() as progress:
             summary = write_report(
                 files or [],

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from kscore import __version__
-from kscore.errors import InputError, did_you_mean
+from kscore.errors import InputError, did_you_mean, missing_column_message
 
 KINDS = ("difficulty", "embed-scores", "compare", "select")
 DEFAULT_FILES = ("difficulty_scores.parquet", "embed_scores.parquet")
@@ -99,10 +99,8 @@ def _id_column(inputs: Mapping[str, ReportInput], id_column: str | None) -> str:
         id_column = id_column if isinstance(id_column, str) else "id"
     for item in inputs.values():
         if id_column not in item.frame.columns:
-            raise InputError(
-                f"{item.path}: missing id column {id_column!r}"
-                f"{did_you_mean(id_column, item.frame.columns)}; name it with --id-col"
-            )
+            message = missing_column_message(str(item.path), id_column, item.frame.columns, "id column")
+            raise InputError(f"{message}; name it with --id-col")
     return id_column
 
 
@@ -137,13 +135,11 @@ def _read_data(
     path = Path(data)
     frame = read_table(path)
     if id_column not in frame.columns:
-        raise InputError(
-            f"--data {path}: missing id column {id_column!r}{did_you_mean(id_column, frame.columns)}"
-        )
+        raise InputError(missing_column_message(f"--data {path}", id_column, frame.columns, "id column"))
     wanted = list(columns) if columns is not None else None
     for name in [*(wanted or []), *([image_col] if image_col else [])]:
         if name not in frame.columns:
-            raise InputError(f"--data {path}: missing column {name!r}{did_you_mean(name, frame.columns)}")
+            raise InputError(missing_column_message(f"--data {path}", name, frame.columns))
     if frame.get_column(id_column).is_duplicated().any():
         raise InputError(f"--data {path}: column {id_column!r} has duplicated ids")
     if wanted is None:
