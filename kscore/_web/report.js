@@ -78,8 +78,9 @@
     return colors;
   }
 
+  const specs = Object.fromEntries(map.buffers.map((b) => [b.name, b]));
   function specOf(name) {
-    return map.buffers.find((b) => b.name === name);
+    return specs[name];
   }
 
   function valueAt(data, name, i) {
