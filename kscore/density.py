@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +132,7 @@ def log_gauss_sums(
     queries: np.ndarray,
     jobs: int | None = None,
     outputs: list[tuple[int, Kernel]] | None = None,
+    engine: str = "local",
 ) -> np.ndarray:
     """log sum_i w_ti exp(-|z_q - z_i|^2 / 2), z in the whitened coordinates of the sum's kernel.
 
@@ -139,7 +141,8 @@ def log_gauss_sums(
     `kernel`); the result has one row per output and one column per query. An all-zero weight
     vector gives -inf. The outputs share the transforms: each weight row is spread once, in
     `kernel`'s coordinates, and every output's kernel is applied in Fourier space.
-    `jobs` caps the threads (default: every core).
+    `jobs` caps the threads (default: every core); `engine="ray"` runs the transforms' chunks as
+    tasks on the connected Ray cluster (the same numbers).
     """
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     if outputs is None:
@@ -162,6 +165,7 @@ def log_gauss_sums(
         box=(low, high, margin),
         outputs=[(row, shape) for (row, _), shape in zip(outputs, shapes, strict=True)],
         jobs=jobs,
+        engine=engine,
     )
     # Sums the transforms cannot resolve (below _TAIL of the total; rounding may even make them
     # negative) are computed exactly instead; an all-zero weight vector gives -inf.
@@ -210,8 +214,10 @@ def _nufft_gauss_sums(
     box: tuple[np.ndarray, np.ndarray, float],
     outputs: list[tuple[int, np.ndarray]],
     jobs: int | None,
+    engine: str = "local",
 ) -> np.ndarray:
-    """The Gauss sums at the queries by two non-uniform FFTs, identical for any number of threads.
+    """The Gauss sums at the queries by two non-uniform FFTs, identical for any number of threads
+    and on either engine.
 
     `box` is the reference points' bounds and the margin the widest kernel needs around them;
     `outputs` the (weight row, kernel covariance) of each sum, in these coordinates.
@@ -220,10 +226,9 @@ def _nufft_gauss_sums(
     thread count (the results differ near 1e-8 in the tails), so it runs on one thread per call
     and the parallelism comes from fixed chunks instead: the type-1 sums of each chunk of reference
     points (a partition's share: they add) are added in chunk order, and each chunk of queries is
-    evaluated on its own (a query's value does not depend on its chunk).
+    evaluated on its own (a query's value does not depend on its chunk). The chunks run on threads,
+    or (`engine="ray"`) as tasks on the Ray cluster, their points read from its object store.
     """
-    from kscore.engines.local import parallel_map, resolve_jobs
-
     (x_ref, y_ref), (x_query, y_query), (low, high, margin) = reference, queries, box
     center = (low + high) / 2
     period = float((high - low).max()) + 2 * margin + 1e-9  # a square box, for one mode count
@@ -234,18 +239,14 @@ def _nufft_gauss_sums(
     k = scale * np.arange(-k_max, k_max + 1)
     rows = sorted({row for row, _ in outputs})
 
-    def angles(x: np.ndarray, y: np.ndarray, part: slice) -> tuple[np.ndarray, np.ndarray]:
-        return (x[part] - center[0]) * scale, (y[part] - center[1]) * scale
-
-    def type1(part: slice) -> np.ndarray:
-        return _type1(*angles(x_ref, y_ref, part), weights[rows, part].astype(np.complex128), n_modes)
-
-    threads = resolve_jobs(jobs)
+    workers, over_chunks = _chunk_map(engine, jobs)
     # The type-1 chunks depend on the point count only (their sum's order fixes its rounding).
     reference_chunk = max(_CHUNK, -(-len(x_ref) // _TYPE1_CHUNKS))
-    parts = parallel_map(type1, _chunks(len(x_ref), reference_chunk), threads)
-    spread = parts[0]
-    for part in parts[1:]:  # in chunk order: the same sum for any number of threads
+    grid = (center, scale, n_modes)
+    shared = (x_ref, y_ref, weights, rows, grid)
+    parts = over_chunks(_spread_chunk, shared, _chunks(len(x_ref), reference_chunk))
+    spread = parts[0].copy()  # Ray's results are read-only
+    for part in parts[1:]:  # in chunk order: the same sum for any number of workers
         spread += part
     spread = spread.reshape(len(rows), n_modes, n_modes)
     modes = np.empty((len(outputs), n_modes, n_modes), dtype=np.complex128)
@@ -260,14 +261,47 @@ def _nufft_gauss_sums(
                 2 * math.pi * math.sqrt(np.linalg.det(shape)) / period**2
             )
         modes[o] = spread[rows.index(row)] * coefficients
-    # A query's value does not depend on its chunk: one chunk per thread, each FFT done once.
-    query_chunk = max(_CHUNK, -(-len(x_query) // threads))
-    values = parallel_map(
-        lambda part: _type2(*angles(x_query, y_query, part), modes),
-        _chunks(len(x_query), query_chunk),
-        threads,
-    )
+    # A query's value does not depend on its chunk: one chunk per worker, each FFT done once.
+    query_chunk = max(_CHUNK, -(-len(x_query) // workers))
+    values = over_chunks(_evaluate_chunk, (x_query, y_query, modes, grid), _chunks(len(x_query), query_chunk))
     return np.concatenate([np.atleast_2d(v) for v in values], axis=1)
+
+
+def _chunk_map(engine: str, jobs: int | None) -> tuple[int, Callable[..., list[np.ndarray]]]:
+    """(workers, `map_chunks`) of the engine: this machine's threads, or the Ray cluster's tasks."""
+    if engine == "ray":
+        from kscore.engines.ray import cluster_cpus, map_chunks
+
+        return cluster_cpus(), map_chunks
+    from kscore.engines.local import map_chunks as local_map_chunks
+    from kscore.engines.local import resolve_jobs
+
+    workers = resolve_jobs(jobs)
+    return workers, functools.partial(local_map_chunks, workers=workers)
+
+
+_Grid = tuple[np.ndarray, float, int]  # the box's center, the scale to angles, modes per side
+
+
+def _angles(x: np.ndarray, y: np.ndarray, part: slice, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The points of `part` as FINUFFT's angles on the box's grid (center, scale, modes)."""
+    center, scale, _ = grid
+    return (x[part] - center[0]) * scale, (y[part] - center[1]) * scale
+
+
+def _spread_chunk(
+    shared: tuple[np.ndarray, np.ndarray, np.ndarray, list[int], _Grid], part: slice
+) -> np.ndarray:
+    """The type-1 sums of one chunk of reference points (x, y, weights, the rows wanted, grid):
+    they add."""
+    x, y, weights, rows, grid = shared
+    return _type1(*_angles(x, y, part, grid), weights[rows, part].astype(np.complex128), grid[2])
+
+
+def _evaluate_chunk(shared: tuple[np.ndarray, np.ndarray, np.ndarray, _Grid], part: slice) -> np.ndarray:
+    """The sums at one chunk of queries (x, y, Fourier modes, grid)."""
+    x, y, modes, grid = shared
+    return _type2(*_angles(x, y, part, grid), modes)
 
 
 # Points per FINUFFT call at least: each call does an FFT of its grid (a few ms), so small calls
@@ -488,8 +522,10 @@ def _scores(
     reference_difficulty: np.ndarray | None,
     bandwidth: str | float,
     jobs: int | None = None,
+    engine: str = "local",
 ) -> dict[str, np.ndarray | Kernel | None]:
-    """All three scores at once, sharing the kernel and the transforms."""
+    """All three scores at once, sharing the kernel and the transforms (their chunks as Ray tasks
+    with `engine="ray"`)."""
     train_xy = np.asarray(train_xy, dtype=np.float64)
     reference_xy = np.asarray(reference_xy, dtype=np.float64)
     kernel = Kernel.fit(reference_xy, bandwidth=bandwidth)
@@ -510,7 +546,7 @@ def _scores(
         shared = _potential_kernel(kernel, reference_xy, vectors[1], bandwidth)
         if shared is not None:  # the potential's sum rides on the same transforms
             outputs.append((1, shared))
-    logs = log_gauss_sums(kernel, reference_xy, np.vstack(vectors), train_xy, jobs, outputs)
+    logs = log_gauss_sums(kernel, reference_xy, np.vstack(vectors), train_xy, jobs, outputs, engine)
     out: dict[str, np.ndarray | Kernel | None] = {
         "kernel": kernel,
         "representation": kernel.log_norm + logs[0],
@@ -529,7 +565,7 @@ def _scores(
             out["potential"], out["potential_kernel"] = np.exp(shared.log_norm + logs[-1] - total), shared
         else:
             out["potential"], out["potential_kernel"] = _potential(
-                train_xy, reference_xy, difficulty, bandwidth, jobs
+                train_xy, reference_xy, difficulty, bandwidth, jobs, engine
             )
     return out
 
@@ -565,6 +601,7 @@ def _potential(
     difficulty: np.ndarray,
     bandwidth: str | float,
     jobs: int | None = None,
+    engine: str = "local",
 ) -> tuple[np.ndarray, Kernel | None]:
     """The difficulty-weighted KDE at the train points, and its kernel (None without a density)."""
     weights = np.where(np.isnan(difficulty), 0.0, difficulty)
@@ -577,7 +614,7 @@ def _potential(
         # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
         return np.full(len(train_xy), np.nan), None
     log_sums = log_gauss_sums(
-        kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy, jobs
+        kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy, jobs, engine=engine
     )
     return np.exp(kernel.log_norm + log_sums[0]), kernel
 

@@ -147,7 +147,8 @@ def embed_scores(
     end), batch by batch, and UMAP reads the rows it needs from there: the same map and scores, in
     bounded memory. Every other column, the map and the scores stay in memory (about 70 bytes a row).
 
-    `engine="ray"` transforms the UMAP batches on the connected Ray cluster (the same map).
+    `engine="ray"` transforms the UMAP batches and runs the KDE's transforms on the connected Ray
+    cluster (the same map and scores).
     """
     from kscore.plan import resolve_memory_limit
 
@@ -333,7 +334,7 @@ def _embed_scores(
         progress("KDE scores", 0, 1)
     try:
         scores = _scores(
-            coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs
+            coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs, engine
         )
     except DegenerateError as exc:
         raise InputError(

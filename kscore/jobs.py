@@ -479,8 +479,9 @@ def write_embed_scores(
     `options`), write `out` (Parquet with kscore's metadata) atomically, and return the summary.
 
     Embeddings above the memory limit are spilled to a temporary folder in `temp_dir` (default:
-    beside `out`), removed at the end. `engine="ray"`: UMAP's transform batches run on the Ray
-    cluster at `ray_address` (default `$RAY_ADDRESS`, else a local instance); the same map. An `out`
+    beside `out`), removed at the end. `engine="ray"`: UMAP's transform batches and the KDE's
+    transforms run on the Ray cluster at `ray_address` (default `$RAY_ADDRESS`, else a local
+    instance); the same map and scores. An `out`
     ending in a slash is a Parquet dataset (one part and the manifest); paths may be in object
     storage, as for `write_difficulty_scores`.
     """

@@ -144,12 +144,18 @@ def test_ray_embed_scores_equal_the_local_engine(
 
     sent = []
     original = engine_module.map_with_shared
+    chunked = engine_module.map_chunks
 
     def spy(func, items, shared, jobs):
         sent.append(type(shared).__name__)
         return original(func, items, shared, jobs)
 
+    def spy_chunks(func, shared, parts):
+        sent.append(func.__name__)
+        return chunked(func, shared, parts)
+
     monkeypatch.setattr(engine_module, "map_with_shared", spy)
+    monkeypatch.setattr(engine_module, "map_chunks", spy_chunks)
     rng = np.random.default_rng(3)
     rows = 5000
     centers = rng.normal(0, 4, (6, dim))
@@ -169,7 +175,9 @@ def test_ray_embed_scores_equal_the_local_engine(
         write_embed_scores(
             path, outputs[engine], difficulty=scored, reducer=reducer, fit_sample=1000, engine=engine
         )
-    assert sent == (["UMAP"] if reducer == "umap" else [])  # the transforms ran on the actors
+    # The UMAP transforms ran on the actors, the KDE's transforms as tasks (one kernel: one pair).
+    kde = ["_spread_chunk", "_evaluate_chunk"]
+    assert sent == (["UMAP", *kde] if reducer == "umap" else kde)
     local, on_ray = (pl.read_parquet(outputs[e]) for e in ("local", "ray"))
     assert local.columns == on_ray.columns
     assert "potential_difficulty_score" in local.columns
@@ -179,6 +187,29 @@ def test_ray_embed_scores_equal_the_local_engine(
         x, y = local[column].to_numpy(), on_ray[column].to_numpy()
         assert np.array_equal(np.isnan(x), np.isnan(y)), column
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
+
+
+def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
+    cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The type-1 sums of 6 reference chunks, computed by tasks on two nodes, added in chunk order on
+    the driver: the same scores as one or two local threads, bitwise (far queries included)."""
+    import kscore.density as density
+
+    monkeypatch.setattr(density, "_CHUNK", 1000)  # the chunks are cut on the driver
+    rng = np.random.default_rng(5)
+    reference = np.concatenate([rng.normal(0, 1, (4000, 2)), rng.normal(4, 0.3, (1500, 2))])
+    train = np.concatenate([rng.normal(0, 1.5, (3000, 2)), [[60.0, 60.0], [-25.0, 3.0]]])
+    difficulty = rng.random(len(reference))
+    difficulty[::5] = np.nan
+    runs = [
+        density._scores(train, reference, difficulty, "scott", jobs, engine)
+        for jobs, engine in ((1, "local"), (2, "local"), (None, "ray"))
+    ]
+    for key in ("representation", "local", "potential"):
+        assert np.isfinite(runs[0][key]).all(), key
+        for other in runs[1:]:
+            assert np.array_equal(runs[0][key], other[key]), key
 
 
 def _read_elsewhere(*args, **kwargs):

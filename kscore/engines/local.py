@@ -65,6 +65,14 @@ def parallel_map(func: Callable[[_T], _R], items: Sequence[_T], workers: int | N
         return list(pool.map(func, items))
 
 
+def map_chunks(
+    func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice], workers: int | None = None
+) -> list[_R]:
+    """`func(shared, part)` for every part, in order, on threads (`parallel_map`): the local
+    counterpart of the ray engine's `map_chunks`."""
+    return parallel_map(lambda part: func(shared, part), parts, workers)
+
+
 def map_with_shared(
     func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, jobs: int
 ) -> Iterator[_R]:

@@ -6,7 +6,9 @@ id range as separate objects (a shuffle through Ray's object store, which spills
 itself); the driver merges the statistics; with `normalization: rank` one task per signal ranks
 its column; then one task per id range matches and scores that range's rows, and the driver writes
 the ranges in id order. The numbers are the local engine's, bitwise: the same functions on the same
-rows. UMAP transform batches go to actors that load the fitted model once from the object store.
+rows. UMAP transform batches go to actors that load the fitted model once from the object store;
+the KDE's transforms run as one task per chunk of points (`map_chunks`), their grids added in chunk
+order on the driver, as on one machine.
 
 Ray is imported only here, only when `--engine ray` is asked for.
 """
@@ -87,6 +89,36 @@ def _unwrap(exc: BaseException) -> BaseException:
     """The error a task raised (an InputError is the user's), not Ray's wrapper of it."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, InputError) else exc
+
+
+def _cancel_running(ray: Any, refs: list[Any]) -> None:
+    """After Ctrl-C or an error, nothing of the job keeps running. Only tasks not yet finished are
+    cancelled: Ray 2.60's driver can abort ("Tried to complete task that was not pending") when a
+    finished task is cancelled as it completes."""
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+    for ref in running:
+        ray.cancel(ref, force=True, recursive=True)
+
+
+def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]) -> list[_R]:
+    """`func(shared, part)` for every part, in order, one Ray task a part (the KDE's transforms over
+    chunks of points): `shared` (numpy arrays) goes into the object store once, and each task reads
+    it there in place, on whichever node runs it."""
+    ray = _ray()
+    shared_ref = ray.put(shared)
+    task = ray.remote(num_cpus=1)(_call_chunk)
+    refs = [task.remote(func, shared_ref, part) for part in parts]
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        raise _unwrap(exc) from None
+    except BaseException:
+        _cancel_running(ray, refs)
+        raise
+
+
+def _call_chunk(func: Callable[[Any, slice], _R], shared: Any, part: slice) -> _R:
+    return func(shared, part)
 
 
 def _to_store(frame: pl.DataFrame) -> Any:
@@ -194,13 +226,7 @@ class RayDifficultyRun:
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
         except BaseException:
-            # Ctrl-C or an error: nothing of the job keeps running. Only tasks not yet finished are
-            # cancelled: Ray 2.60's driver can abort ("Tried to complete task that was not
-            # pending") when a finished task is cancelled as it completes.
-            refs = list(pending)
-            _, running = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
-            for ref in running:
-                ray.cancel(ref, force=True, recursive=True)
+            _cancel_running(ray, list(pending))
             raise
 
     def _tables(self, ray: Any, pending: set[Any]) -> Iterator[pl.DataFrame]:

@@ -2,6 +2,8 @@
 
     python tests/bench/bench_density.py kde --rows 1000000 --repeats 3
     python tests/bench/bench_density.py cli --rows 1000000      # 1M train + 1M reference rows
+    # the KDE stage on Ray (simulated nodes of --cpus-per-node CPUs) against this machine's threads
+    python tests/bench/bench_density.py engines --rows 10000000 --nodes 1 2 --cpus-per-node 1
 
 `kde` also checks the accuracy rules on a random subsample against scipy.stats.gaussian_kde and
 measures scipy's cost per (train, reference) pair at a size it finishes, to extrapolate its time.
@@ -131,14 +133,69 @@ def bench_cli(rows: int) -> dict:
     return {"rows_total": 2 * rows, "seconds_median": statistics.median(times), "runs": times}
 
 
+def bench_engines(rows: int, repeats: int, nodes: list[int], cpus_per_node: int, store_mib: int) -> dict:
+    """The KDE stage (`_scores`) on this machine's threads and as Ray tasks on clusters of `nodes`
+    simulated nodes (started before their runs, not timed), alternated; the scores must be equal."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from kscore.density import _scores
+
+    train, reference, difficulty = make_data(rows)
+    local = _scores(train, reference, difficulty, "scott")
+    out: dict = {"rows": rows, "cores": os.cpu_count(), "cpus_per_node": cpus_per_node}
+    threads: list[float] = []
+    for k in nodes:
+        node = {"num_cpus": cpus_per_node, "object_store_memory": store_mib * 2**20}
+        cluster = Cluster(initialize_head=True, head_node_args=node)
+        for _ in range(k - 1):
+            cluster.add_node(**node)
+        cluster.wait_for_nodes(timeout=120)
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+        try:
+            _scores(
+                train[:1000], reference[:1000], difficulty[:1000], "scott", engine="ray"
+            )  # warm the workers
+            times = []
+            for _ in range(repeats):  # alternated with the threads
+                start = time.perf_counter()
+                _scores(train, reference, difficulty, "scott")
+                threads.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                scores = _scores(train, reference, difficulty, "scott", engine="ray")
+                times.append(time.perf_counter() - start)
+                print(k, "nodes", threads[-1], times[-1], file=sys.stderr, flush=True)
+            same = all(
+                np.array_equal(scores[key], local[key]) for key in ("representation", "local", "potential")
+            )
+            out[f"ray_{k}_nodes"] = {
+                "seconds_median": statistics.median(times),
+                "runs": times,
+                "bitwise_equal": same,
+            }
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    out["threads"] = {"seconds_median": statistics.median(threads), "runs": threads}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["kde", "cli"])
+    parser.add_argument("mode", choices=["kde", "cli", "engines"])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--check", type=int, default=400, help="points checked against scipy")
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], help="engines: cluster sizes")
+    parser.add_argument("--cpus-per-node", type=int, default=1)
+    parser.add_argument("--object-store-mib", type=int, default=3072)
     args = parser.parse_args()
-    result = bench_kde(args.rows, args.repeats, args.check) if args.mode == "kde" else bench_cli(args.rows)
+    if args.mode == "engines":
+        result = bench_engines(args.rows, args.repeats, args.nodes, args.cpus_per_node, args.object_store_mib)
+    else:
+        result = (
+            bench_kde(args.rows, args.repeats, args.check) if args.mode == "kde" else bench_cli(args.rows)
+        )
     print(json.dumps(result, indent=1))
 
 
