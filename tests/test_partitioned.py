@@ -398,6 +398,49 @@ def test_streaming_quantiles_are_exact_also_when_the_first_chunk_misleads(layout
     assert bool(reads) == (layout == "sorted")
 
 
+@pytest.mark.parametrize("layout", ["shuffled", "sorted"])
+def test_a_summary_met_range_by_range_equals_the_whole_tables(layout: str) -> None:
+    """Counts, means and exact quantiles of every model's scores, added one range at a time (after
+    the first, one polars query per range), equal those of the whole column; nulls count nowhere,
+    and a range with no value inside a band adds nothing to it."""
+    from kscore.difficulty import N_MODELS, SCORE, model_score_column
+    from kscore.order_stats import exact_quantiles
+    from kscore.summaries import RangeSummary
+
+    rng = np.random.default_rng(11)
+    rows, nulls = 400_000, 4_000
+    columns = {}
+    for model in ("a", "b"):
+        values = rng.gamma(2.0, 1.0, rows)
+        if layout == "sorted":  # the first range holds only the smallest values: the bands miss
+            values = np.sort(values)
+        columns[model_score_column(model)] = pl.Series(values).scatter(
+            rng.choice(rows, nulls, replace=False), None
+        )
+    table = pl.DataFrame({"id": np.arange(rows), **columns}).with_columns(
+        pl.mean_horizontal(*columns).alias(SCORE), pl.lit(2, dtype=pl.UInt32).alias(N_MODELS)
+    )
+    summary = RangeSummary(["a", "b"], "id", top=5)
+    for start in range(0, rows, 100_000):
+        summary.add(table.slice(start, 100_000))
+    # Shuffled, the bands hold every quantile: the written file is never read (an empty frame here).
+    got = summary.result(table.lazy() if layout == "sorted" else pl.LazyFrame())
+    assert got["n_datapoints"] == rows
+    for model, column in zip(got["models"], columns, strict=True):
+        values = table.get_column(column).drop_nulls()
+        median, p90 = exact_quantiles(values.to_numpy(), [0.5, 0.9])
+        assert model["rows_scored"] == rows - nulls
+        assert (model["median"], model["p90"]) == (round(median, 6), round(p90, 6))
+        assert model["mean"] == pytest.approx(values.mean(), abs=1e-6)
+    hardest = (
+        table.sort([SCORE, "id"], descending=[True, False], nulls_last=True)
+        .head(5)
+        .get_column("id")
+        .to_list()
+    )
+    assert [row["id"] for row in got["hardest"]] == hardest
+
+
 def test_null_ids_in_a_natively_spilled_file_are_exit_2(tmp_path: Path, tiny_overhead) -> None:
     paths = _write_inputs(tmp_path, "dense")
     frame = _model_frame("dense", 0)
