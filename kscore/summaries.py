@@ -124,28 +124,26 @@ class RangeSummary:
         self.hardest: list[pl.DataFrame] = []
 
     def add(self, table: pl.DataFrame) -> None:
-        if any(self.quantiles[c].bounds is None for c in self.columns):
-            for column in self.columns:
-                values = table.get_column(column).drop_nulls().to_numpy()
-                self.quantiles[column].add(values)
-                self.sums[column] += float(values.sum())
-                self.counts[column] += len(values)
-        else:
-            # Once the bands are known, every column's count, sum and bands in one query: polars
-            # runs the columns side by side, each in a pass or two (numpy took six, on one core).
-            exprs = []
-            for column in self.columns:
-                exprs += [
-                    pl.col(column).count().alias(f"{column}:count"),
-                    pl.col(column).sum().alias(f"{column}:sum"),
-                    *self.quantiles[column].band_exprs(column),
-                ]
-            found = table.select(exprs)
-            for column in self.columns:
-                count = int(found.get_column(f"{column}:count").item())
-                self.quantiles[column].add_bands(count, found, column)
-                self.sums[column] += float(found.get_column(f"{column}:sum").item())
-                self.counts[column] += count
+        for column in self.columns:
+            if self.quantiles[column].bounds is None:  # the first values met set the bands
+                self.quantiles[column].set_bounds(table.get_column(column).drop_nulls().to_numpy())
+        # Every column's count, sum and bands in one query: polars runs the columns side by side,
+        # each in a pass or two (numpy took six, on one core). A column with no bands yet has no
+        # value here.
+        known = [c for c in self.columns if self.quantiles[c].bounds is not None]
+        exprs = []
+        for column in known:
+            exprs += [
+                pl.col(column).count().alias(f"{column}:count"),
+                pl.col(column).sum().alias(f"{column}:sum"),
+                *self.quantiles[column].band_exprs(column),
+            ]
+        found = table.select(exprs) if exprs else pl.DataFrame()
+        for column in known:
+            count = int(found.get_column(f"{column}:count").item())
+            self.quantiles[column].add_bands(count, found, column)
+            self.sums[column] += float(found.get_column(f"{column}:sum").item())
+            self.counts[column] += count
         scores = table.get_column(SCORE)
         self.rows += table.height
         self.scored += int(scores.count())
@@ -201,19 +199,22 @@ class StreamingQuantiles:
         self.inside: list[list[np.ndarray]] = [[] for _ in self.qs]
         self.n = 0
 
-    def add(self, values: np.ndarray) -> None:
+    def set_bounds(self, values: np.ndarray) -> None:
+        """The bands, from the first values met (NaN left out; none: no bands yet)."""
         values = values[~np.isnan(values)]
-        if len(values) == 0:
-            return
-        if self.bounds is None:  # one selection for every bound (four calls took 4.7x longer)
+        if len(values):  # one selection for every bound (four calls took 4.7x longer)
             edges = [edge for q in self.qs for edge in (max(q - self.BAND, 0.0), min(q + self.BAND, 1.0))]
             found = np.quantile(values, edges).tolist()
             self.bounds = list(zip(found[::2], found[1::2], strict=True))
-        for i, (low, high) in enumerate(self.bounds):
-            below = values < low
-            self.below[i] += int(np.count_nonzero(below))
-            self.inside[i].append(values[~below & (values <= high)])
-        self.n += len(values)
+
+    def add(self, values: np.ndarray) -> None:
+        """Another chunk of values (NaN left out)."""
+        values = values[~np.isnan(values)]
+        if len(values) == 0:
+            return
+        if self.bounds is None:
+            self.set_bounds(values)
+        self.add_bands(len(values), pl.DataFrame({"v": values}).select(self.band_exprs("v")), "v")
 
     def band_exprs(self, column: str) -> list[pl.Expr]:
         """Per wanted quantile, once the bands are known: how many values of `column` fall below
