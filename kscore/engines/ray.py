@@ -106,8 +106,8 @@ def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]
     it there in place, on whichever node runs it."""
     ray = _ray()
     shared_ref = ray.put(shared)
-    task = ray.remote(num_cpus=1)(_call_chunk)
-    refs = [task.remote(func, shared_ref, part) for part in parts]
+    task = ray.remote(num_cpus=1)(func)
+    refs = [task.remote(shared_ref, part) for part in parts]
     try:
         return ray.get(refs)
     except ray.exceptions.RayTaskError as exc:
@@ -115,10 +115,6 @@ def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]
     except BaseException:
         _cancel_running(ray, refs)
         raise
-
-
-def _call_chunk(func: Callable[[Any, slice], _R], shared: Any, part: slice) -> _R:
-    return func(shared, part)
 
 
 def _to_store(frame: pl.DataFrame) -> Any:
