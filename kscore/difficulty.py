@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -27,6 +27,7 @@ SCORE = "difficulty_score"
 N_MODELS = "n_models"
 
 FrameLike = pl.DataFrame | pl.LazyFrame
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def model_score_column(model: str) -> str:
@@ -264,7 +265,7 @@ def column_stats(frame: pl.DataFrame, names: list[str]) -> Stats:
 
 
 def _normalized(
-    frame: pl.DataFrame,
+    frame: FrameLike,
     signals: tuple[Signal, ...],
     method: str,
     model: str | None,
@@ -370,14 +371,14 @@ _TINY_SPAN_SCALE = math.ldexp(1.0, 600)
 
 
 def _with_scores(
-    frame: pl.DataFrame,
+    frame: _Frame,
     signals: tuple[Signal, ...],
     method: str,
     model: str | None,
     explain: bool,
     known: Stats,
     whole: Whole | None = None,
-) -> pl.DataFrame:
+) -> _Frame:
     """Add the model-level score: the weighted mean over the signals a row has (weights renormalized).
 
     With `explain`, also the `norm_<signal>` columns and `top_signal` (index of the largest
@@ -426,17 +427,18 @@ def _kept_columns(standard: QualityStandard, explain: bool) -> list[str]:
 
 
 def score_model(
-    frame: pl.DataFrame,
+    frame: _Frame,
     stats: Stats,
     standard: QualityStandard,
     model: str,
     *,
     explain: bool,
     whole: Whole | None = None,
-) -> pl.DataFrame:
+) -> _Frame:
     """One model's id, model-level score and (with `explain`) normalized signals and top signal.
 
-    `whole`: `frame` is a partition of the model's rows and `stats` are over all of them.
+    `whole`: `frame` is a partition of the model's rows and `stats` are over all of them (then
+    `frame` may be a LazyFrame: the plan scores rows as it spills them).
     """
     scored = _with_scores(frame, standard.signals, standard.normalization, model, explain, stats, whole)
     return scored.select(_kept_columns(standard, explain))

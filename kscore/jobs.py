@@ -367,6 +367,8 @@ def _write_partitioned(
                 folder=folder,
                 progress=progress,
                 min_parts=1 if ray_sliced is None else 2 * _ray_cpus(),
+                # On a cluster the driver reads no rows: the tasks check them as they split them.
+                check_first=ray_sliced is None,
             )
             if ray_sliced is not None:
                 from kscore.engines.ray import RayDifficultyRun

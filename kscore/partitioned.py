@@ -2,15 +2,18 @@
 
 Stages, each over pieces whose results merge:
 1. ids: every model's row count and id bounds (a sample of ids where they are not dense integers)
-   give id ranges small enough to score one at a time within the memory limit;
-2. spill: every model is read in batches; each batch is checked and turned into signals exactly as
-   in memory (`read_signals`), its statistics (min, max, count) merged into the model's, and its
-   rows written to the temporary folder, one file per id range;
+   give id ranges small enough to score one at a time within the memory limit. Where scores can be
+   computed as rows are spilled (min-max normalization, no task, integer ids, numeric metrics), this
+   stage also reads each model whole to check it and take its statistics (min, max, count);
+2. spill: every model is read and its rows written to the temporary folder, one file per id range.
+   With the statistics known, the rows are scored in the same query and only (id, score) is spilled
+   (about 16 bytes a row instead of 8 per signal more); otherwise each batch is checked and turned into
+   signals exactly as in memory (`read_signals`), its statistics merged into the model's;
 3. ranks (`normalization: rank`): each signal's average rank over all rows of a model (of all
    models, joint scope), computed on that one column and spilled per range beside the rows;
-4. score: per id range, the models' rows are scored with the merged statistics, matched by id and
-   averaged, as in memory. The ranges come in id order, so their tables one after another are the
-   in-memory table, bitwise.
+4. score: per id range, the models' rows are scored with the merged statistics (unless the spill
+   holds scores), matched by id and averaged, as in memory. The ranges come in id order, so their
+   tables one after another are the in-memory table, bitwise.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class _Model:
     sizes: dict[int, int] = field(default_factory=dict)  # range -> rows
     correct: int = 0  # binary task: rows right at the threshold, and rows with both columns
     judged: int = 0
+    checks: dict[str, Any] | None = None  # the plan's `_check_exprs` of the model, where it took them
 
 
 @dataclass
@@ -98,12 +102,24 @@ class PartitionedRun:
     batch_rows: int
     progress: Progress | None = None
     accuracy: dict[str, float | None] = field(default_factory=dict)
+    scored: bool = False  # the spilled rows hold their scores (see `scores_in_spill`)
+
+    @property
+    def scores_in_spill(self) -> bool:
+        """Whether the models' scores are computed as they are spilled (min-max normalization with
+        statistics the plan took): the spill then holds each row's id and score, not its signals."""
+        dtype = common_id_dtype([m.id_dtype for m in self.models])
+        return all(m.checks is not None and self._native(m, dtype) for m in self.models)
 
     def tables(self) -> Iterator[pl.DataFrame]:
-        self._spill()
-        whole = self._merge_statistics()
-        if self.standard.normalization == "rank":
-            self._rank()
+        self.scored = self.scores_in_spill
+        if self.scored:
+            whole = self._spill_scores()
+        else:
+            self._spill()
+            whole = self._merge_statistics()
+            if self.standard.normalization == "rank":
+                self._rank()
         total = self.ranges.count
         # A range's spilled files are deleted once it is scored, in a thread (deleting gigabytes
         # takes the file system a while): the next range is scored meanwhile, and the disk holds
@@ -161,8 +177,8 @@ class PartitionedRun:
         return all(schema[m.name].is_numeric() or schema[m.name] == pl.Boolean for m in self.standard.metrics)
 
     def _spill_natively(self, index: int, dtype: pl.DataType) -> None:
-        """Spill one model with polars' partitioned sink (one query, every core), then check the
-        spilled rows and take their statistics in one more query over the Arrow files.
+        """Spill one model's signals with polars' partitioned sink (every core), checking its rows
+        and taking their statistics in the same query: the file is read once, the spill not at all.
 
         The same checks as `read_signals`: null ids and infinite values are errors (with counts),
         NaN reads as null; a duplicated id is found when its range is matched.
@@ -170,46 +186,54 @@ class PartitionedRun:
         model = self.models[index]
         id_col = self.standard.id_column
         names = [m.name for m in self.standard.metrics]
+        selected = model.frame.select(_native_columns(id_col, names, dtype))
+        found = self._sink(index, selected, [selected.select(_check_exprs(id_col, names))])[0]
+        model.stats = _checked_stats(found.row(0, named=True), model.label, id_col, names)
+
+    def _spill_scores(self) -> dict[str | None, tuple[Stats, Whole]]:
+        """Check every model with the statistics the plan took, merge them, and spill each model's
+        ids and scores (computed in the sink's query, as `score_model` computes them in memory)."""
+        id_col = self.standard.id_column
+        names = [m.name for m in self.standard.metrics]
+        for model in self.models:
+            assert model.checks is not None
+            model.stats = _checked_stats(model.checks, model.label, id_col, names)
+        whole = self._merge_statistics()
+        total_rows = sum(m.rows for m in self.models)
+        done = 0
+        for index, model in enumerate(self.models):
+            # Per row, the joint scope's scores are those of the model's rows with the merged stats.
+            stats, all_rows = whole[None if self.standard.scope == "joint" else model.name]
+            selected = model.frame.select(_native_columns(id_col, names, pl.Int64()))
+            scored = score_model(
+                selected, stats, self.standard, model.name, explain=self.explain, whole=all_rows
+            )
+            self._sink(index, scored, [])
+            done += model.rows
+            if self.progress:
+                self.progress("read and spill", done, total_rows)
+        return whole
+
+    def _sink(self, index: int, rows: pl.LazyFrame, also: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+        """Spill `rows` (with the id column) into one folder per id range with polars' partitioned
+        sink, and collect the queries `also` in the same run (reading the input once)."""
+        model = self.models[index]
         target = self.folder / f"rows-m{index}"
-        columns = [pl.col(id_col).cast(dtype), *(pl.col(n).cast(pl.Float64).fill_nan(None) for n in names)]
+        keyed = rows.with_columns(self.ranges.expr(pl.col(self.standard.id_column)).alias(_KEY))
         try:
-            keyed = model.frame.select(columns).with_columns(self.ranges.expr(pl.col(id_col)).alias(_KEY))
-            keyed.sink_ipc(pl.PartitionBy(target, key=_KEY, include_key=False))
+            sink = keyed.sink_ipc(pl.PartitionBy(target, key=_KEY, include_key=False), lazy=True)
+            found = pl.collect_all([sink, *also])[1:]
         except pl.exceptions.PolarsError as exc:
             text = str(exc).strip()
             raise InputError(f"{model.label}: cannot read: {text.splitlines()[0] if text else exc}") from None
-        unkeyed: list[Path] = []
         for folder in sorted(target.iterdir()):
             key = folder.name.split("=", 1)[1]
-            files = sorted(folder.iterdir())
-            if not key.isdigit():  # null ids (hive's default partition): reported below
-                unkeyed += files
+            if not key.isdigit():  # null ids (hive's default partition): the caller's checks refuse them
                 continue
             k = int(key)
-            model.files[k] = files
+            model.files[k] = files = sorted(folder.iterdir())
             model.sizes[k] = int(pl.scan_ipc(files).select(pl.len()).collect().item())
-        every = [path for k in sorted(model.files) for path in model.files[k]]
-        if not every and not unkeyed:
-            raise InputError(f"{model.label}: no rows")
-        exprs = [pl.col(id_col).null_count().alias("ids:null")]
-        for n in names:
-            column = pl.col(n)
-            exprs += [
-                column.min().alias(f"{n}:min"),
-                column.max().alias(f"{n}:max"),
-                column.count().alias(f"{n}:n"),
-                column.is_infinite().sum().alias(f"{n}:inf"),
-            ]
-        found = pl.scan_ipc([*every, *unkeyed]).select(exprs)
-        row = found.collect().row(0, named=True)
-        if row["ids:null"]:
-            raise InputError(f"{model.label}: column {id_col!r} has {row['ids:null']} null ids")
-        for n in names:
-            if row[f"{n}:inf"]:
-                raise InputError(
-                    f"{model.label}: column {n!r} has {row[f'{n}:inf']} infinite values (+/-inf)"
-                )
-        model.stats = {n: (row[f"{n}:min"], row[f"{n}:max"], row[f"{n}:n"]) for n in names}
+        return found
 
     def _spill_batch(
         self, index: int, number: int, batch: pl.DataFrame, dtype: pl.DataType, binary: bool
@@ -264,7 +288,8 @@ class PartitionedRun:
 
     def _score_range(self, k: int, whole: dict[str | None, tuple[Stats, Whole]]) -> pl.DataFrame | None:
         frames = {m.name: frame for m in self.models if (frame := self._read_range(m, k)) is not None}
-        return score_range(frames, self.standard, whole, {m.name: m.label for m in self.models}, self.explain)
+        labels = {m.name: m.label for m in self.models}
+        return score_range(frames, self.standard, whole, labels, self.explain, self.scored)
 
 
 # -- the stages' work on one piece, whichever engine runs it (kscore.engines) -------------------------
@@ -362,24 +387,28 @@ def score_range(
     whole: Mapping[str | None, tuple[Stats, Whole]],
     labels: Mapping[str, str],
     explain: bool,
+    scored: bool = False,
 ) -> pl.DataFrame | None:
     """Stage 4: one id range's table from each model's rows of it (with their ranks), given the
     merged statistics: scored, matched by id and averaged, as in memory. `labels`: every model,
-    in model order; a model with no row in the range is absent from `frames`."""
+    in model order; a model with no row in the range is absent from `frames`. `scored`: the rows
+    hold their scores already (`score_model`'s columns)."""
     if not frames:
         return None
-    if standard.scope == "joint":
+    if scored:
+        scored_frames = dict(frames)
+    elif standard.scope == "joint":
         stats, complete = whole[None]
-        scored = score_jointly(dict(frames), standard, explain=explain, stats=stats, whole=complete)
+        scored_frames = score_jointly(dict(frames), standard, explain=explain, stats=stats, whole=complete)
     else:
-        scored = {
+        scored_frames = {
             name: score_model(frame, whole[name][0], standard, name, explain=explain, whole=whole[name][1])
             for name, frame in frames.items()
         }
-    aligned = align_by_id(scored, standard.id_column, labels)
+    aligned = align_by_id(scored_frames, standard.id_column, labels)
     columns = {}
     for name in labels:
-        columns[name] = aligned.columns.get(name) or _absent(scored, len(aligned.ids))
+        columns[name] = aligned.columns.get(name) or _absent(scored_frames, len(aligned.ids))
     return assemble(Alignment(aligned.ids, columns), [s.name for s in standard.signals])
 
 
@@ -393,11 +422,18 @@ def plan_partitions(
     folder: Path,
     progress: Progress | None = None,
     min_parts: int = 1,
+    check_first: bool = True,
 ) -> PartitionedRun:
     """Stage 1: the id ranges for `results` within `memory_limit` (and `min_parts` at least, to
-    score ranges side by side); InputError if the limit is below what one range needs."""
+    score ranges side by side); InputError if the limit is below what one range needs.
+
+    `check_first`: where the signals allow scores to be computed as rows are spilled (min-max, no
+    task, numeric columns), read each model whole here to check it and take its statistics.
+    """
     id_col = standard.id_column
-    models = [_describe(name, frame, id_col, labels[name]) for name, frame in results.items()]
+    checked = check_first and standard.task is None and standard.normalization == "minmax"
+    names = [m.name for m in standard.metrics] if checked else None
+    models = [_describe(name, frame, id_col, labels[name], names) for name, frame in results.items()]
     dtype = common_id_dtype([m.id_dtype for m in models])
     text_ids = not dtype.is_integer()
     per_row = row_bytes(standard, explain, text_ids)
@@ -425,16 +461,23 @@ def plan_partitions(
     return PartitionedRun(standard, models, ranges, folder, explain, batch_rows, progress)
 
 
-def _describe(name: str, frame: pl.LazyFrame, id_col: str, label: str) -> _Model:
-    """A model's row count and the type and bounds of its ids (after `normalize_ids`)."""
+def _describe(name: str, frame: pl.LazyFrame, id_col: str, label: str, metrics: list[str] | None) -> _Model:
+    """A model's row count and the type and bounds of its ids (after `normalize_ids`); with
+    `metrics`, where its ids are integers and those columns numbers, also its `_check_exprs`."""
     try:
         schema = frame.collect_schema()
         if id_col not in schema:
             shown = ", ".join(schema.names()[:12])
             raise InputError(f"{label}: missing column {id_col!r} (columns: {shown})")
         dtype = schema[id_col]
-        bounds = (pl.col(id_col).min().alias("low"), pl.col(id_col).max().alias("high"))
-        row = frame.select(pl.len(), *bounds).collect().row(0)
+        bounds = [pl.col(id_col).min().alias("low"), pl.col(id_col).max().alias("high")]
+        checks = None
+        if metrics is not None and dtype.is_integer() and all(_numeric(schema.get(n)) for n in metrics):
+            selected = frame.select(_native_columns(id_col, metrics, None))
+            checks = selected.select(*bounds, *_check_exprs(id_col, metrics)).collect().row(0, named=True)
+            row = (checks["rows"], checks["low"], checks["high"])
+        else:
+            row = frame.select(pl.len(), *bounds).collect().row(0)
     except pl.exceptions.PolarsError as exc:
         text = str(exc).strip()
         raise InputError(f"{label}: cannot read: {text.splitlines()[0] if text else exc}") from None
@@ -446,7 +489,7 @@ def _describe(name: str, frame: pl.LazyFrame, id_col: str, label: str) -> _Model
     if dtype.is_integer():
         wide = high is not None and int(high) > _INT64_MAX
         kind = pl.UInt64() if wide else pl.Int64()
-        return _Model(name, label, frame, rows, kind, None if low is None else int(low), high)
+        return _Model(name, label, frame, rows, kind, None if low is None else int(low), high, checks=checks)
     return _Model(name, label, frame, rows, pl.String(), None, None)
 
 
@@ -494,3 +537,40 @@ def _absent(scored: Mapping[str, pl.DataFrame], size: int) -> dict[str, np.ndarr
             continue
         out[name] = np.full(size, np.nan) if dtype.is_float() else np.full(size, -1, dtype=np.int64)
     return out
+
+
+def _numeric(dtype: pl.DataType | None) -> bool:
+    return dtype is not None and (dtype.is_numeric() or dtype == pl.Boolean)
+
+
+def _native_columns(id_col: str, metrics: list[str], dtype: pl.DataType | None) -> list[pl.Expr]:
+    """The id (cast to `dtype` where given) and each metric as Float64 with NaN read as null."""
+    ids = pl.col(id_col) if dtype is None else pl.col(id_col).cast(dtype)
+    return [ids, *(pl.col(n).cast(pl.Float64).fill_nan(None) for n in metrics)]
+
+
+def _check_exprs(id_col: str, metrics: list[str]) -> list[pl.Expr]:
+    """Over `_native_columns`: the rows, null ids, and each metric's min, max, count and +/-inf."""
+    exprs = [pl.len().alias("rows"), pl.col(id_col).null_count().alias("ids:null")]
+    for n in metrics:
+        column = pl.col(n)
+        exprs += [
+            column.min().alias(f"{n}:min"),
+            column.max().alias(f"{n}:max"),
+            column.count().alias(f"{n}:n"),
+            column.is_infinite().sum().alias(f"{n}:inf"),
+        ]
+    return exprs
+
+
+def _checked_stats(found: Mapping[str, Any], label: str, id_col: str, metrics: list[str]) -> Stats:
+    """The checks of `read_signals` on `_check_exprs`' results (no rows, null ids and infinite
+    values are errors), and the metrics' statistics."""
+    if not found["rows"]:
+        raise InputError(f"{label}: no rows")
+    if found["ids:null"]:
+        raise InputError(f"{label}: column {id_col!r} has {found['ids:null']} null ids")
+    for n in metrics:
+        if found[f"{n}:inf"]:
+            raise InputError(f"{label}: column {n!r} has {found[f'{n}:inf']} infinite values (+/-inf)")
+    return {n: (found[f"{n}:min"], found[f"{n}:max"], found[f"{n}:n"]) for n in metrics}

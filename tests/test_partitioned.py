@@ -441,15 +441,49 @@ def test_a_summary_met_range_by_range_equals_the_whole_tables(layout: str) -> No
     assert [row["id"] for row in got["hardest"]] == hardest
 
 
-def test_null_ids_in_a_natively_spilled_file_are_exit_2(tmp_path: Path, tiny_overhead) -> None:
+@pytest.mark.parametrize("normalization", ["minmax", "rank"])  # scores in the spill, signals in it
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [("id", [5, 9], "has 2 null ids"), ("recall", [3, 4, 7], "'recall' has 3 infinite values")],
+)
+def test_null_ids_or_infinite_values_in_a_natively_spilled_file_are_exit_2(
+    tmp_path: Path, tiny_overhead, normalization, column, values, message
+) -> None:
     paths = _write_inputs(tmp_path, "dense")
-    frame = _model_frame("dense", 0)
-    frame.with_columns(frame.get_column("id").scatter([5, 9], None)).write_parquet(paths["a"])
-    with pytest.raises(InputError, match="has 2 null ids"):
+    frame = _model_frame("dense", 1)
+    bad = None if column == "id" else float("-inf")
+    frame.with_columns(frame.get_column(column).scatter(values, bad)).write_parquet(paths["b"])
+    with pytest.raises(InputError, match=message) as raised:
         write_difficulty_scores(
-            paths, _standard("minmax", "per_model", False), tmp_path / "o.parquet", memory_limit=300_000
+            paths, _standard(normalization, "per_model", False), tmp_path / "o.parquet", memory_limit=300_000
         )
+    assert str(raised.value).startswith(str(paths["b"]))
     assert _leftovers(tmp_path) == [] and not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize("scope", ["per_model", "joint"])
+@pytest.mark.parametrize("explain", [False, True])
+def test_scores_computed_as_rows_are_spilled_equal_in_memory(
+    tmp_path: Path, tiny_overhead, monkeypatch, scope, explain
+) -> None:
+    """Min-max scores with the plan's statistics are computed in the spill's query (the spill holds
+    ids and scores): the same file as in memory, NaN and missing signals included."""
+    spilled_scores = []
+    original = partitioned.PartitionedRun._spill_scores
+
+    def spy(self):
+        spilled_scores.append(True)
+        return original(self)
+
+    monkeypatch.setattr(partitioned.PartitionedRun, "_spill_scores", spy)
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "parts").mkdir()
+    paths = _write_inputs(tmp_path, "dense")
+    whole, parts, ranges = _run_both(tmp_path, paths, _standard("minmax", scope, False), explain, 300_000)
+    assert spilled_scores == [True] and ranges and ranges[-1] > 2
+    _assert_same_file(tmp_path / "memory" / "out.parquet", tmp_path / "parts" / "out.parquet")
+    whole.pop("output"), parts.pop("output")
+    assert whole == parts
 
 
 def _read_dataset(folder: Path) -> pl.DataFrame:
