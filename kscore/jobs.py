@@ -278,7 +278,18 @@ def _write_difficulty_scores(
         )
         if in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids) > limit:
             return _write_partitioned(
-                scans, standard, out, labels, metadata, explain, limit, temp_dir, top, progress, dataset
+                scans,
+                standard,
+                out,
+                labels,
+                metadata,
+                explain,
+                limit,
+                temp_dir,
+                top,
+                progress,
+                dataset,
+                footers=_local_parquet(scanned),
             )
     with _stage(progress, "read and score"):
         table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
@@ -340,9 +351,10 @@ def _write_partitioned(
     progress: Callable[[str, int, int], None] | None,
     dataset: bool,
     ray_sliced: Mapping[str, bool] | None = None,
+    footers: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """The partitioned plan, on this machine or (`ray_sliced` given: which models can be read in
-    row slices) on the connected Ray cluster."""
+    row slices) on the connected Ray cluster. `footers`: the models' local Parquet files."""
     from kscore.io import (
         metadata_tags,
         part_name,
@@ -367,8 +379,7 @@ def _write_partitioned(
                 folder=folder,
                 progress=progress,
                 min_parts=1 if ray_sliced is None else 2 * _ray_cpus(),
-                # On a cluster the driver reads no rows: the tasks check them as they split them.
-                check_first=ray_sliced is None,
+                footers=footers,
             )
             if ray_sliced is not None:
                 from kscore.engines.ray import RayDifficultyRun
@@ -408,6 +419,19 @@ def _ray_cpus() -> int:
     from kscore.engines.ray import cluster_cpus
 
     return cluster_cpus()
+
+
+def _local_parquet(sources: Mapping[str, str]) -> dict[str, Path]:
+    """The models read from local Parquet files: their footers' statistics can stand in for a read."""
+    from kscore.io import file_format
+    from kscore.storage import as_path
+
+    paths = {name: as_path(source) for name, source in sources.items()}
+    return {
+        name: path
+        for name, path in paths.items()
+        if isinstance(path, Path) and path.is_file() and file_format(path) == "parquet"
+    }
 
 
 def _streamed(tables: Iterator[pl.DataFrame], schema: pl.Schema, summary: Any) -> pl.LazyFrame:

@@ -19,10 +19,12 @@ Stages, each over pieces whose results merge:
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,8 @@ class PartitionedRun:
         binary = task is not None and task.type == "binary_classification"
         total_rows = sum(m.rows for m in self.models)
         done = 0
+        if self.progress:  # the stage starts now, not when a first model is done
+            self.progress("read and spill", 0, total_rows)
         for index, model in enumerate(self.models):
             if self._native(model, dtype):
                 self._spill_natively(index, dtype)
@@ -187,45 +191,90 @@ class PartitionedRun:
         id_col = self.standard.id_column
         names = [m.name for m in self.standard.metrics]
         selected = model.frame.select(_native_columns(id_col, names, dtype))
-        found = self._sink(index, selected, [selected.select(_check_exprs(id_col, names))])[0]
-        model.stats = _checked_stats(found.row(0, named=True), model.label, id_col, names)
+        model.stats = _checked_stats(
+            self._sink(index, selected, lambda rows: rows), model.label, id_col, names
+        )
 
     def _spill_scores(self) -> dict[str | None, tuple[Stats, Whole]]:
-        """Check every model with the statistics the plan took, merge them, and spill each model's
-        ids and scores (computed in the sink's query, as `score_model` computes them in memory)."""
+        """Spill each model's ids and scores, computed in the sink's query (as `score_model`
+        computes them in memory) with the statistics the plan read in the Parquet footers.
+
+        The same query checks the rows and measures their statistics. Where the footers were not
+        the whole truth (NaN, which they do not count; footers of another writer), the models whose
+        scores used wrong statistics are spilled again with the measured ones.
+        """
         id_col = self.standard.id_column
         names = [m.name for m in self.standard.metrics]
         for model in self.models:
             assert model.checks is not None
             model.stats = _checked_stats(model.checks, model.label, id_col, names)
-        whole = self._merge_statistics()
-        total_rows = sum(m.rows for m in self.models)
-        done = 0
-        for index, model in enumerate(self.models):
-            # Per row, the joint scope's scores are those of the model's rows with the merged stats.
-            stats, all_rows = whole[None if self.standard.scope == "joint" else model.name]
-            selected = model.frame.select(_native_columns(id_col, names, pl.Int64()))
-            scored = score_model(
-                selected, stats, self.standard, model.name, explain=self.explain, whole=all_rows
-            )
-            self._sink(index, scored, [])
-            done += model.rows
+        whole = self._merge_statistics(warn=False)
+        stale = list(range(len(self.models)))
+        for stage in ("read and spill", "spill again"):
+            total_rows = sum(self.models[i].rows for i in stale)
+            done = 0
             if self.progress:
-                self.progress("read and spill", done, total_rows)
-        return whole
+                self.progress(stage, 0, total_rows)
+            for index in stale:
+                model = self.models[index]
+                # Per row, the joint scope's scores are the model's rows' with the merged stats.
+                stats, all_rows = whole[None if self.standard.scope == "joint" else model.name]
+                selected = model.frame.select(_native_columns(id_col, names, pl.Int64()))
+                scored = partial(
+                    score_model,
+                    stats=stats,
+                    standard=self.standard,
+                    model=model.name,
+                    explain=self.explain,
+                    whole=all_rows,
+                )
+                found = self._sink(index, selected, scored)
+                model.stats = _checked_stats(found, model.label, id_col, names)
+                done += model.rows
+                if self.progress:
+                    self.progress(stage, done, total_rows)
+            measured = self._merge_statistics(warn=False)
+            if self.standard.scope == "joint":
+                stale = [] if measured == whole else list(range(len(self.models)))
+            else:
+                stale = [i for i, m in enumerate(self.models) if measured[m.name] != whole[m.name]]
+            whole = measured
+            if not stale:  # the second time, measured with the statistics it measured: always
+                break
+        return self._merge_statistics()
 
-    def _sink(self, index: int, rows: pl.LazyFrame, also: list[pl.LazyFrame]) -> list[pl.DataFrame]:
-        """Spill `rows` (with the id column) into one folder per id range with polars' partitioned
-        sink, and collect the queries `also` in the same run (reading the input once)."""
+    def _sink(
+        self, index: int, selected: pl.LazyFrame, rows: Callable[[pl.LazyFrame], pl.LazyFrame]
+    ) -> dict[str, Any]:
+        """Spill `rows(selected)` (with the id column) into one folder per id range with polars'
+        partitioned sink, and return `_check_exprs` of `selected`, measured batch by batch on the
+        way: the input is read once and nothing is held. (Collecting the checks as a second query
+        beside the sink shares the scan, but polars then buffers the whole input for the slower
+        branch: 3.9 GB for 100M rows.)"""
         model = self.models[index]
         target = self.folder / f"rows-m{index}"
-        keyed = rows.with_columns(self.ranges.expr(pl.col(self.standard.id_column)).alias(_KEY))
+        if target.exists():  # spilled again: the first spill's files go
+            shutil.rmtree(target)
+            model.files.clear()
+            model.sizes.clear()
+        names = [m.name for m in self.standard.metrics]
+        exprs = _check_exprs(self.standard.id_column, names)
+        pieces: list[pl.DataFrame] = []
+
+        def measure(batch: pl.DataFrame) -> pl.DataFrame:
+            pieces.append(batch.select(exprs))
+            return batch
+
+        watched = selected.map_batches(measure, streamable=True, schema=selected.collect_schema())
+        keyed = rows(watched).with_columns(self.ranges.expr(pl.col(self.standard.id_column)).alias(_KEY))
         try:
-            sink = keyed.sink_ipc(pl.PartitionBy(target, key=_KEY, include_key=False), lazy=True)
-            found = pl.collect_all([sink, *also])[1:]
+            keyed.sink_ipc(pl.PartitionBy(target, key=_KEY, include_key=False))
         except pl.exceptions.PolarsError as exc:
             text = str(exc).strip()
             raise InputError(f"{model.label}: cannot read: {text.splitlines()[0] if text else exc}") from None
+        found = _merged_checks(pieces, names)
+        if not found["rows"]:
+            return found
         for folder in sorted(target.iterdir()):
             key = folder.name.split("=", 1)[1]
             if not key.isdigit():  # null ids (hive's default partition): the caller's checks refuse them
@@ -249,14 +298,12 @@ class PartitionedRun:
             model.files.setdefault(k, []).append(path)
             model.sizes[k] = model.sizes.get(k, 0) + rows.height
 
-    def _merge_statistics(self) -> dict[str | None, tuple[Stats, Whole]]:
+    def _merge_statistics(self, warn: bool = True) -> dict[str | None, tuple[Stats, Whole]]:
         task = self.standard.task
         if task is not None and task.type == "binary_classification":
             self.accuracy = {m.name: m.correct / m.judged if m.judged else None for m in self.models}
         return merged_statistics(
-            self.standard,
-            {m.name: m.stats for m in self.models},
-            {m.name: sum(m.sizes.values()) for m in self.models},
+            self.standard, {m.name: m.stats for m in self.models}, {m.name: m.rows for m in self.models}, warn
         )
 
     # -- stage 3: ranks -------------------------------------------------------------------------
@@ -350,22 +397,24 @@ def split_batch(
 
 
 def merged_statistics(
-    standard: QualityStandard, stats: Mapping[str, Stats], rows: Mapping[str, int]
+    standard: QualityStandard, stats: Mapping[str, Stats], rows: Mapping[str, int], warn: bool = True
 ) -> dict[str | None, tuple[Stats, Whole]]:
     """Per model (per_model scope) or for all models together (key None, joint scope): the
     statistics merged over all pieces and whether no signal misses a value; warns about constant or
-    empty signals once. `stats` and `rows` per model name, in model order."""
+    empty signals once (if `warn`). `stats` and `rows` per model name, in model order."""
     names = [s.name for s in standard.signals]
     if standard.scope == "joint":
         merged: Stats = {}
         for one in stats.values():
             merged = merge_stats(merged, one)
         total = sum(rows.values())
-        stat_warnings(merged, standard.signals, None)
+        if warn:
+            stat_warnings(merged, standard.signals, None)
         return {None: (merged, Whole(all(merged[n][2] == total for n in names)))}
     out = {}
     for name, one in stats.items():
-        stat_warnings(one, standard.signals, name)
+        if warn:
+            stat_warnings(one, standard.signals, name)
         out[name] = (one, Whole(all(one[n][2] == rows[name] for n in names)))
     return out
 
@@ -422,18 +471,22 @@ def plan_partitions(
     folder: Path,
     progress: Progress | None = None,
     min_parts: int = 1,
-    check_first: bool = True,
+    footers: Mapping[str, Path] | None = None,
 ) -> PartitionedRun:
     """Stage 1: the id ranges for `results` within `memory_limit` (and `min_parts` at least, to
     score ranges side by side); InputError if the limit is below what one range needs.
 
-    `check_first`: where the signals allow scores to be computed as rows are spilled (min-max, no
-    task, numeric columns), read each model whole here to check it and take its statistics.
+    `footers`: the local Parquet file of each model that has one. Where the signals allow the
+    scores to be computed as rows are spilled (min-max, no task, integer ids, numeric signals), the
+    statistics in those files' footers stand in for a first read.
     """
     id_col = standard.id_column
-    checked = check_first and standard.task is None and standard.normalization == "minmax"
-    names = [m.name for m in standard.metrics] if checked else None
-    models = [_describe(name, frame, id_col, labels[name], names) for name, frame in results.items()]
+    scorable = footers is not None and standard.task is None and standard.normalization == "minmax"
+    names = [m.name for m in standard.metrics]
+    models = [
+        _describe(name, frame, id_col, labels[name], names, (footers or {}).get(name) if scorable else None)
+        for name, frame in results.items()
+    ]
     dtype = common_id_dtype([m.id_dtype for m in models])
     text_ids = not dtype.is_integer()
     per_row = row_bytes(standard, explain, text_ids)
@@ -461,22 +514,25 @@ def plan_partitions(
     return PartitionedRun(standard, models, ranges, folder, explain, batch_rows, progress)
 
 
-def _describe(name: str, frame: pl.LazyFrame, id_col: str, label: str, metrics: list[str] | None) -> _Model:
-    """A model's row count and the type and bounds of its ids (after `normalize_ids`); with
-    `metrics`, where its ids are integers and those columns numbers, also its `_check_exprs`."""
+def _describe(
+    name: str, frame: pl.LazyFrame, id_col: str, label: str, metrics: list[str], footer: Path | None
+) -> _Model:
+    """A model's row count and the type and bounds of its ids (after `normalize_ids`); with the
+    model's Parquet file `footer`, where its ids are integers and `metrics` numbers, what its
+    footer says of `_check_exprs` (then no row is read here)."""
     try:
         schema = frame.collect_schema()
         if id_col not in schema:
             shown = ", ".join(schema.names()[:12])
             raise InputError(f"{label}: missing column {id_col!r} (columns: {shown})")
         dtype = schema[id_col]
-        bounds = [pl.col(id_col).min().alias("low"), pl.col(id_col).max().alias("high")]
         checks = None
-        if metrics is not None and dtype.is_integer() and all(_numeric(schema.get(n)) for n in metrics):
-            selected = frame.select(_native_columns(id_col, metrics, None))
-            checks = selected.select(*bounds, *_check_exprs(id_col, metrics)).collect().row(0, named=True)
+        if footer is not None and dtype.is_integer() and all(_numeric(schema.get(n)) for n in metrics):
+            checks = footer_checks(footer, id_col, metrics)
+        if checks is not None:
             row = (checks["rows"], checks["low"], checks["high"])
         else:
+            bounds = (pl.col(id_col).min().alias("low"), pl.col(id_col).max().alias("high"))
             row = frame.select(pl.len(), *bounds).collect().row(0)
     except pl.exceptions.PolarsError as exc:
         text = str(exc).strip()
@@ -549,6 +605,48 @@ def _native_columns(id_col: str, metrics: list[str], dtype: pl.DataType | None) 
     return [ids, *(pl.col(n).cast(pl.Float64).fill_nan(None) for n in metrics)]
 
 
+def footer_checks(path: Path, id_col: str, metrics: list[str]) -> dict[str, Any] | None:
+    """What `_check_exprs` would find in a Parquet file, read from its footer: the row count, the
+    id bounds and null count, each metric's min, max and non-null count (which counts NaN as a
+    value: the spill measures the rows again). None where the footer cannot tell (a row group
+    without statistics, a NaN or infinite bound, a nested or missing column, an unreadable footer).
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, ValueError):  # a footer pyarrow cannot read (ArrowInvalid): read the rows
+        return None
+    index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    found: dict[str, Any] = {"rows": meta.num_rows}
+    for name in [id_col, *metrics]:
+        if name not in index:
+            return None
+        low = high = None
+        nulls = 0
+        for group in range(meta.num_row_groups):
+            chunk = meta.row_group(group)
+            stats = chunk.column(index[name]).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            nulls += stats.null_count
+            if stats.null_count == chunk.num_rows:
+                continue
+            if not stats.has_min_max:
+                return None
+            bounds = (stats.min, stats.max) if name == id_col else (float(stats.min), float(stats.max))
+            if name != id_col and not all(math.isfinite(b) for b in bounds):
+                return None
+            low = bounds[0] if low is None else min(low, bounds[0])
+            high = bounds[1] if high is None else max(high, bounds[1])
+        if name == id_col:
+            found.update({"low": low, "high": high, "ids:null": nulls})
+        else:
+            found.update({f"{name}:min": low, f"{name}:max": high, f"{name}:n": meta.num_rows - nulls})
+            found[f"{name}:inf"] = 0
+    return found
+
+
 def _check_exprs(id_col: str, metrics: list[str]) -> list[pl.Expr]:
     """Over `_native_columns`: the rows, null ids, and each metric's min, max, count and +/-inf."""
     exprs = [pl.len().alias("rows"), pl.col(id_col).null_count().alias("ids:null")]
@@ -561,6 +659,21 @@ def _check_exprs(id_col: str, metrics: list[str]) -> list[pl.Expr]:
             column.is_infinite().sum().alias(f"{n}:inf"),
         ]
     return exprs
+
+
+def _merged_checks(pieces: list[pl.DataFrame], metrics: list[str]) -> dict[str, Any]:
+    """`_check_exprs` over all rows from their values over each batch."""
+    if not pieces:
+        return {"rows": 0}
+    exprs = [pl.col("rows").cast(pl.Int64).sum(), pl.col("ids:null").cast(pl.Int64).sum()]
+    for n in metrics:
+        exprs += [
+            pl.col(f"{n}:min").min(),
+            pl.col(f"{n}:max").max(),
+            pl.col(f"{n}:n").cast(pl.Int64).sum(),
+            pl.col(f"{n}:inf").cast(pl.Int64).sum(),
+        ]
+    return pl.concat(pieces).select(exprs).row(0, named=True)
 
 
 def _checked_stats(found: Mapping[str, Any], label: str, id_col: str, metrics: list[str]) -> Stats:

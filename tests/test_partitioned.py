@@ -463,27 +463,55 @@ def test_null_ids_or_infinite_values_in_a_natively_spilled_file_are_exit_2(
 
 @pytest.mark.parametrize("scope", ["per_model", "joint"])
 @pytest.mark.parametrize("explain", [False, True])
+@pytest.mark.parametrize("nan", [False, True])
 def test_scores_computed_as_rows_are_spilled_equal_in_memory(
-    tmp_path: Path, tiny_overhead, monkeypatch, scope, explain
+    tmp_path: Path, tiny_overhead, scope, explain, nan
 ) -> None:
-    """Min-max scores with the plan's statistics are computed in the spill's query (the spill holds
-    ids and scores): the same file as in memory, NaN and missing signals included."""
-    spilled_scores = []
-    original = partitioned.PartitionedRun._spill_scores
+    """Min-max scores computed in the spill's query with the statistics of the Parquet footers:
+    the same file as in memory. NaN (read as missing; footers do not count it) in one model's
+    signals: that model (every model, joint scope) is spilled again with the measured statistics."""
+    for number, name in enumerate(MODELS):
+        frame = _model_frame("dense", number)
+        if not (nan and number == 1):
+            frame = frame.with_columns(pl.col("recall").fill_nan(None))
+        frame.write_parquet(tmp_path / f"results_{name}.parquet")
+    paths = {name: tmp_path / f"results_{name}.parquet" for name in MODELS}
+    standard = _standard("minmax", scope, False)
+    stages: dict[str, int] = {}
 
-    def spy(self):
-        spilled_scores.append(True)
-        return original(self)
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total:
+            stages[stage] = total
 
-    monkeypatch.setattr(partitioned.PartitionedRun, "_spill_scores", spy)
-    (tmp_path / "memory").mkdir()
-    (tmp_path / "parts").mkdir()
+    memory = write_difficulty_scores(
+        paths, standard, tmp_path / "m.parquet", explain=explain, memory_limit="64GiB"
+    )
+    parts = write_difficulty_scores(
+        paths, standard, tmp_path / "p.parquet", explain=explain, memory_limit=300_000, progress=progress
+    )
+    assert stages["read and spill"] == 3 * ROWS and stages["score id ranges"] > 2
+    again = {"joint": 3 * ROWS, "per_model": ROWS}[scope] if nan else None
+    assert stages.get("spill again") == again
+    _assert_same_file(tmp_path / "m.parquet", tmp_path / "p.parquet")
+    memory.pop("output"), parts.pop("output")
+    assert memory == parts
+
+
+def test_parquet_without_footer_statistics_or_csv_spill_their_signals(tmp_path: Path, tiny_overhead) -> None:
+    """Without statistics in a footer, the signals are spilled (read once) and scored by range."""
+    import pyarrow.parquet as pq
+
     paths = _write_inputs(tmp_path, "dense")
-    whole, parts, ranges = _run_both(tmp_path, paths, _standard("minmax", scope, False), explain, 300_000)
-    assert spilled_scores == [True] and ranges and ranges[-1] > 2
-    _assert_same_file(tmp_path / "memory" / "out.parquet", tmp_path / "parts" / "out.parquet")
-    whole.pop("output"), parts.pop("output")
-    assert whole == parts
+    pq.write_table(_model_frame("dense", 2).to_arrow(), paths["c"], write_statistics=False)
+    assert partitioned.footer_checks(paths["c"], "id", ["recall"]) is None
+    assert partitioned.footer_checks(paths["a"], "id", ["recall"])["rows"] == ROWS
+    stages: list[str] = []
+    standard = _standard("minmax", "per_model", False)
+    write_difficulty_scores(paths, standard, tmp_path / "m.parquet", memory_limit="64GiB")
+    seen = lambda stage, done, total: stages.append(stage)  # noqa: E731
+    write_difficulty_scores(paths, standard, tmp_path / "p.parquet", memory_limit=300_000, progress=seen)
+    assert "read and spill" in stages and "spill again" not in stages
+    _assert_same_file(tmp_path / "m.parquet", tmp_path / "p.parquet")
 
 
 def _read_dataset(folder: Path) -> pl.DataFrame:
