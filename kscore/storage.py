@@ -147,16 +147,16 @@ class ObjectPath:
             raise InputError(f"{self}: cannot reach the object: {first_line(exc)}") from None
 
     def exists(self) -> bool:
-        fs = _pyarrow_fs(self.url)
+        fs = _pyarrow_fs()
         return self._info().type != fs.FileType.NotFound
 
     def is_file(self) -> bool:
-        fs = _pyarrow_fs(self.url)
+        fs = _pyarrow_fs()
         return self._info().type == fs.FileType.File
 
     def is_dir(self) -> bool:
         """A prefix holding objects (object stores have no folders)."""
-        fs = _pyarrow_fs(self.url)
+        fs = _pyarrow_fs()
         return self._info().type == fs.FileType.Directory
 
     def stat(self) -> Any:
@@ -169,7 +169,7 @@ class ObjectPath:
 
     def listing(self) -> list[ObjectPath]:
         """The objects under this prefix, sorted."""
-        fs = _pyarrow_fs(self.url)
+        fs = _pyarrow_fs()
         system, path = filesystem(self.url)
         try:
             infos = system.get_file_info(fs.FileSelector(path, allow_not_found=True, recursive=True))
@@ -204,20 +204,17 @@ def as_path(text: str | Path) -> Path | ObjectPath:
     return ObjectPath(str(text)) if is_remote(text) else Path(text)
 
 
-def _pyarrow_fs(url: str) -> Any:
-    try:
-        from pyarrow import fs
-    except ImportError:
-        raise InputError(f"{url}: object storage needs pyarrow: pip install 'kscore[cloud]'") from None
+def _pyarrow_fs() -> Any:
+    """pyarrow's file systems module (imported when object storage is used)."""
+    from pyarrow import fs
+
     return fs
 
 
 def filesystem(url: str) -> tuple[Any, str]:
     """pyarrow's file system for `url` with the storage options, and the path within it."""
-    try:
-        from pyarrow import fs
-    except ImportError:
-        raise InputError(f"{url}: object storage needs pyarrow: pip install 'kscore[cloud]'") from None
+    from pyarrow import fs
+
     scheme, _, rest = url.partition("://")
     options = _options.get() or {}
     if scheme.lower() == "s3":
@@ -288,5 +285,5 @@ def publish_file(local: Path, out: ObjectPath) -> None:
         raise OutputError(f"{out}: cannot write to object storage: {first_line(exc)}") from None
     finally:
         with contextlib.suppress(Exception):
-            if system.get_file_info(temporary).type != _pyarrow_fs(out.url).FileType.NotFound:
+            if system.get_file_info(temporary).type != _pyarrow_fs().FileType.NotFound:
                 system.delete_file(temporary)
