@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,14 +155,6 @@ def test_a_missing_object_and_a_bad_storage_option_are_exit_2(s3, tmp_path: Path
     )
     assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr
     assert parse_storage_options(["AWS_Region=eu-west-1"]) == {"aws_region": "eu-west-1"}
-
-
-def test_object_storage_without_pyarrow_names_the_extra(monkeypatch) -> None:
-    from kscore.errors import InputError
-
-    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` fails as where it is missing
-    with pytest.raises(InputError, match=r"pip install 'kscore\[cloud\]'"):
-        ObjectPath("s3://bucket/results.parquet").exists()
 
 
 def test_object_paths_keep_their_double_slash_and_parts() -> None:
