@@ -239,6 +239,19 @@ def _write_difficulty_scores(
         "inputs": sources,
         "datapoints": datapoints_source,
     }
+    partitioned = functools.partial(
+        _write_partitioned,
+        standard=standard,
+        out=out,
+        labels=labels,
+        metadata=metadata,
+        explain=explain,
+        limit=limit,
+        temp_dir=temp_dir,
+        top=top,
+        progress=progress,
+        dataset=dataset,
+    )
     if engine == "ray":
         if scans is None or datapoints is not None:
             raise InputError("--engine ray reads the models from files and does not take --datapoints yet")
@@ -256,20 +269,7 @@ def _write_difficulty_scores(
         scans = _inputs(absolute, standard)[1]
         assert scans is not None
         with ray_session(ray_address):
-            return _write_partitioned(
-                scans,
-                standard,
-                out,
-                labels,
-                metadata,
-                explain,
-                limit,
-                temp_dir,
-                top,
-                progress,
-                dataset,
-                sliced,
-            )
+            return partitioned(scans, ray_sliced=sliced)
     if scans is not None and datapoints is None:
         text_ids = any(
             not f.collect_schema()[standard.id_column].is_numeric()
@@ -277,20 +277,7 @@ def _write_difficulty_scores(
             if standard.id_column in f.collect_schema()
         )
         if in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids) > limit:
-            return _write_partitioned(
-                scans,
-                standard,
-                out,
-                labels,
-                metadata,
-                explain,
-                limit,
-                temp_dir,
-                top,
-                progress,
-                dataset,
-                footers=_local_parquet(scanned),
-            )
+            return partitioned(scans, footers=_local_parquet(scanned))
     with _stage(progress, "read and score"):
         table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
         accuracy = _accuracy(frames, standard, labels, datapoints)
