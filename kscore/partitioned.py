@@ -18,7 +18,9 @@ Stages, each over pieces whose results merge:
 
 from __future__ import annotations
 
+import errno
 import math
+import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,8 @@ from kscore.errors import InputError
 from kscore.plan import BASE_BYTES, IdRanges, dense_ranges, format_size, sampled_ranges
 
 _INT64_MAX = (1 << 63) - 1
+# A polars error from the spill's writes, not the input's reads: a full disk, a quota, read-only.
+_WRITE_FAILURE = re.compile(rf"os error ({errno.ENOSPC}|{errno.EDQUOT}|{errno.EROFS})\b")
 # Ids sampled per model to cut non-dense id spaces into ranges of about equal size.
 _SAMPLE = 20_000
 # Rows per batch of the spill stage, at most (larger batches gain nothing once the cores are busy).
@@ -271,6 +275,8 @@ class PartitionedRun:
             keyed.sink_ipc(pl.PartitionBy(target, key=_KEY, include_key=False))
         except pl.exceptions.PolarsError as exc:
             text = str(exc).strip()
+            if _WRITE_FAILURE.search(text):  # the spill's disk: the caller names the folder
+                raise
             raise InputError(f"{model.label}: cannot read: {text.splitlines()[0] if text else exc}") from None
         found = _merged_checks(pieces, names)
         if not found["rows"]:

@@ -18,7 +18,7 @@ import pytest
 
 import kscore.partitioned as partitioned
 from kscore.config import QualityStandard
-from kscore.errors import InputError
+from kscore.errors import InputError, OutputError
 from kscore.io import read_kscore_metadata
 from kscore.jobs import write_difficulty_scores
 from tests.conftest import run_kscore
@@ -353,6 +353,23 @@ def test_full_temp_disk_is_exit_2_and_leaves_nothing(tmp_path: Path) -> None:
         assert not (tmp_path / "difficulty_scores.parquet").exists() and _leftovers(tmp_path) == []
     finally:
         subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_full_disk_met_inside_polars_spill_is_named_as_the_temp_disk(
+    tmp_path: Path, tiny_overhead, monkeypatch
+) -> None:
+    """polars reports a write failure of its sink's writer tasks as a ComputeError, not an
+    OSError: the error still names the spill's folder and the full disk, not the input."""
+
+    def full(self, *args, **kwargs):
+        raise pl.exceptions.ComputeError("IO error: No space left on device (os error 28)")
+
+    paths = _write_inputs(tmp_path, "dense")
+    monkeypatch.setattr(pl.LazyFrame, "sink_ipc", full)
+    out = tmp_path / "o.parquet"
+    with pytest.raises(OutputError, match="cannot write temporary files: the disk is full"):
+        write_difficulty_scores(paths, _standard("minmax", "per_model", False), out, memory_limit=300_000)
+    assert not out.exists() and _leftovers(tmp_path) == []
 
 
 def test_the_library_takes_paths_and_refuses_an_in_memory_result_above_its_limit(tmp_path: Path) -> None:
