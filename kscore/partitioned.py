@@ -3,12 +3,14 @@
 Stages, each over pieces whose results merge:
 1. ids: every model's row count and id bounds (a sample of ids where they are not dense integers)
    give id ranges small enough to score one at a time within the memory limit. Where scores can be
-   computed as rows are spilled (min-max normalization, no task, integer ids, numeric metrics), this
-   stage also reads each model whole to check it and take its statistics (min, max, count);
-2. spill: every model is read and its rows written to the temporary folder, one file per id range.
-   With the statistics known, the rows are scored in the same query and only (id, score) is spilled
-   (about 16 bytes a row instead of 8 per signal more); otherwise each batch is checked and turned into
-   signals exactly as in memory (`read_signals`), its statistics merged into the model's;
+   computed as rows are spilled (min-max normalization, no task, integer ids, numeric metrics, local
+   Parquet files), the statistics (min, max, count) come from the files' footers, no row read;
+2. spill: every model is read once and its rows written to the temporary folder, one file per id
+   range, by polars' partitioned sink; each batch is checked and measured on its way. With the
+   footers' statistics the rows are scored in the same query and only (id, score) is spilled (16
+   bytes a row instead of 8 per signal more), and models whose measured statistics differ from the
+   footers' (NaN) are spilled again. Otherwise the signals are spilled (the same sink, or batches
+   checked and turned into signals exactly as in memory by `read_signals`), their statistics merged;
 3. ranks (`normalization: rank`): each signal's average rank over all rows of a model (of all
    models, joint scope), computed on that one column and spilled per range beside the rows;
 4. score: per id range, the models' rows are scored with the merged statistics (unless the spill
