@@ -184,7 +184,7 @@ class PartitionedRun:
         schema = model.frame.collect_schema()
         if not schema[self.standard.id_column].is_integer():
             return False
-        return all(schema[m.name].is_numeric() or schema[m.name] == pl.Boolean for m in self.standard.metrics)
+        return all(_numeric(schema[m.name]) for m in self.standard.metrics)
 
     def _spill_natively(self, index: int, dtype: pl.DataType) -> None:
         """Spill one model's signals with polars' partitioned sink (every core), checking its rows
@@ -615,10 +615,9 @@ def _numeric(dtype: pl.DataType | None) -> bool:
     return dtype is not None and (dtype.is_numeric() or dtype == pl.Boolean)
 
 
-def _native_columns(id_col: str, metrics: list[str], dtype: pl.DataType | None) -> list[pl.Expr]:
-    """The id (cast to `dtype` where given) and each metric as Float64 with NaN read as null."""
-    ids = pl.col(id_col) if dtype is None else pl.col(id_col).cast(dtype)
-    return [ids, *(pl.col(n).cast(pl.Float64).fill_nan(None) for n in metrics)]
+def _native_columns(id_col: str, metrics: list[str], dtype: pl.DataType) -> list[pl.Expr]:
+    """The id cast to `dtype` and each metric as Float64 with NaN read as null."""
+    return [pl.col(id_col).cast(dtype), *(pl.col(n).cast(pl.Float64).fill_nan(None) for n in metrics)]
 
 
 def footer_checks(path: Path, id_col: str, metrics: list[str]) -> dict[str, Any] | None:
