@@ -823,8 +823,9 @@ def select(
         str,
         typer.Option(
             "--strategy",
-            metavar="balanced|diverse|top",
-            help="balanced: the score traded against coverage; diverse: coverage only; top: the best scores.",
+            metavar="balanced|typical|diverse|top",
+            help="balanced: typical points of uncovered regions, weighted by the score; typical: the same "
+            "without the score; diverse: the farthest points; top: the best scores.",
         ),
     ] = "balanced",
     by: Annotated[
@@ -870,7 +871,7 @@ def select(
         str, typer.Option("--metric", metavar="euclidean|cosine", help="Distance in the embedding space.")
     ] = "euclidean",
     seed: Annotated[
-        int, typer.Option("--seed", metavar="N", help="Seed: diverse's first pick, the projection.")
+        int, typer.Option("--seed", metavar="N", help="Seed: diverse's first pick, samples, the projection.")
     ] = 0,
     out: Annotated[
         Optional[str],

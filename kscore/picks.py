@@ -1,22 +1,25 @@
-"""Choosing the batch of points to label or train on next (numpy and two numba loops; `kscore
-select` is its job).
+"""Choosing the batch of points to label or train on next (numpy and numba loops; `kscore select`
+is its job).
 
-Three strategies over candidate points (rows of the 2D map, or of an embedding space):
-- `top`: the best scores first;
+Four strategies over candidate points (rows of the 2D map, or of an embedding space):
+- `typical`: the most typical point of each uncovered region (ProbCover's greedy, Yehuda et al.
+  2022; the low-budget idea of TypiClust, Hacohen et al. 2022): each candidate covers the candidates
+  within a radius set by the data and the budget, and each pick is the candidate covering the most
+  candidates that nothing covers yet (labeled points cover theirs first);
+- `balanced` (the default): `typical` with each candidate's count weighted by its score's
+  percentile rank to the power `BALANCED_POWER` (0.25), so that among regions of like size the
+  harder one goes first. The power and the default were chosen by tests/bench/bench_select.py on
+  half of its data sets (and reported on the other half);
 - `diverse`: k-center greedy (farthest-first traversal): each pick is the candidate farthest from
   every earlier pick and every labeled point;
-- `balanced`: the candidate with the largest `weight x distance`, where the weight is the square root
-  of the score's percentile rank in (0, 1] and the distance that of `diverse` (Lightly's weighted
-  diversity: a score-weighted k-center greedy). The first pick without labeled points is the best
-  score. The square root (`BALANCED_POWER`) was chosen by measurement (tests/bench/bench_select.py):
-  the rank itself piles picks into the hard regions at larger budgets and loses to random picks
-  there; its square root beats random and `top` picks at every budget measured.
+- `top`: the best scores first.
 
-Every pick records its distance to the nearest earlier pick or labeled point. The distances to the
-nearest chosen point are kept in blocks of nearby points (a Morton order on the map, a k-d tree's
-order beyond 2 dimensions) with each block's bounding box: a pick only updates the blocks that hold
-a point it brings closer, which, as picks accumulate, are the few blocks around it. That loop, and
-the search for the next pick, are compiled by numba.
+Every pick records its distance to the nearest earlier pick or labeled point. For `diverse`, the
+distances to the nearest chosen point are kept in blocks of nearby points (a Morton order on the
+map, a k-d tree's order beyond 2 dimensions) with each block's bounding box: a pick only updates the
+blocks that hold a point it brings closer. The cover's graph of neighbours is built by a k-d tree;
+its greedy keeps each block's best vertex, so a pick rescans only the blocks it changed. The loops
+are compiled by numba.
 """
 
 from __future__ import annotations
@@ -26,21 +29,28 @@ from typing import Any
 
 import numpy as np
 
-STRATEGIES = ("balanced", "diverse", "top")
+STRATEGIES = ("balanced", "typical", "diverse", "top")
+DEFAULT_STRATEGY = "balanced"
+COVER_PAIRS = 10_000_000  # pairs of neighbours above which typical_cover works on a sample
+RADIUS_QUERIES = 2_000  # points whose neighbours set the cover radius
+TREE_DIMENSIONS = 4  # up to this many dimensions, a k-d tree finds a point's neighbours
+RADIUS_GRID = 512  # cells a side of the grid that bounds the coverage radius on a large map
 BLOCK = 256  # points per block of the coverage index
 GROUP = 64  # blocks per group: a pick tests the groups' boxes first, then the blocks of those it reaches
-BALANCED_POWER = 0.5  # balanced's weight: the score's percentile rank to this power
+BALANCED_POWER = 0.25  # balanced's weight: the score's percentile rank to this power (bench_select.py)
 
 
 @dataclass
 class Picks:
     """Candidate indices in pick order, each pick's distance to the nearest earlier pick or labeled
-    point (inf for a first pick with nothing labeled), and the coverage radius afterwards (the
-    largest distance from a candidate to its nearest pick or labeled point)."""
+    point (inf for a first pick with nothing labeled), the coverage radius afterwards (the
+    largest distance from a candidate to its nearest pick or labeled point), and how many
+    candidates a sampled cover chose among (none when it saw them all)."""
 
     order: np.ndarray
     distance: np.ndarray
     radius: float
+    sample: int | None = None
 
 
 def percentile_weights(scores: np.ndarray, ascending: bool = False) -> np.ndarray:
@@ -75,7 +85,7 @@ def pick(
     points: np.ndarray,
     budget: int,
     *,
-    strategy: str = "balanced",
+    strategy: str = DEFAULT_STRATEGY,
     scores: np.ndarray | None = None,
     ascending: bool = False,
     labeled: np.ndarray | None = None,
@@ -87,35 +97,34 @@ def pick(
     `scores` (n,) rank the candidates for `top` and weigh them for `balanced` (higher is better, or
     lower with `ascending`); `labeled` (m x d) are points already chosen: never picked (they are not
     candidates) and counted as covered. `seed` chooses `diverse`'s first pick when nothing is
-    labeled; `balanced` weighs a candidate by its score's percentile rank to the `power`.
+    labeled, and the sample `typical` and `balanced` cover above `COVER_PAIRS`; `balanced` weighs a
+    candidate by its score's percentile rank to the `power`.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     points = np.ascontiguousarray(points, dtype=np.float64)
     n = len(points)
     budget = min(budget, n)
-    if strategy != "diverse" and scores is None:
+    if strategy in ("top", "balanced") and scores is None:
         raise ValueError(f"the {strategy} strategy needs scores")
+    labeled = np.zeros((0, points.shape[1])) if labeled is None else np.asarray(labeled, dtype=np.float64)
     if strategy == "top":
         return _top(points, ranking(np.asarray(scores, dtype=np.float64), ascending)[:budget], labeled)
-    from concurrent.futures import ThreadPoolExecutor
-
-    # balanced's ranks are sorted while the points are ordered (numpy's sorts release the GIL)
-    with ThreadPoolExecutor(1) as background:
-        ranked = None
-        if strategy == "balanced":
-            ranked = background.submit(percentile_weights, np.asarray(scores, dtype=np.float64), ascending)
-        order = _spatial_order(points)
-        weights = ranked.result() ** power if ranked is not None else np.ones(n)
-    index = _Coverage(points, labeled, weights, order)
+    if strategy in ("typical", "balanced"):
+        weights = (
+            percentile_weights(np.asarray(scores, dtype=np.float64), ascending) ** power
+            if strategy == "balanced"
+            else np.ones(n)
+        )
+        order, sample = typical_cover(points, budget, weights, labeled, seed)
+        picks = _top(points, order, labeled)
+        picks.sample = sample if sample < n else None
+        return picks
+    index = _Coverage(points, labeled, _spatial_order(points))
     chosen: list[int] = []
     distances: list[float] = []
-    if (labeled is None or len(labeled) == 0) and budget:  # every distance is inf: no trade-off yet
-        first = (
-            int(np.argmax(weights))
-            if strategy == "balanced"
-            else int(np.random.default_rng(seed).integers(n))
-        )
+    if len(labeled) == 0 and budget:  # every distance is inf: a seeded first pick
+        first = int(np.random.default_rng(seed).integers(n))
         chosen.append(first)
         distances.append(index.take(first))
     while len(chosen) < budget:
@@ -123,6 +132,148 @@ def pick(
         chosen.append(best)
         distances.append(index.take(best))
     return Picks(np.array(chosen, dtype=np.int64), np.array(distances), index.radius())
+
+
+def cover_radius(points: np.ndarray, regions: int, seed: int = 0) -> float:
+    """The radius of a region: the median distance from a point to its j-th nearest other point,
+    j = len(points) / `regions` (about as many points as a region would hold if the points were cut
+    into `regions` regions), over every point or a seeded `RADIUS_QUERIES` of them."""
+    return _radius(points, regions, seed)[0]
+
+
+def _radius(points: np.ndarray, regions: int, seed: int) -> tuple[float, float]:
+    """`cover_radius`, and the mean number of points within it of a point (len(points) times this,
+    halved, estimates the pairs of neighbours a cover needs). A k-d tree finds the neighbours in a
+    few dimensions; beyond, blocks of distances by matrix products do (a tree visits most of its
+    leaves there; the products round to about 1e-7, which a radius chosen from the data can bear)."""
+    from scipy.spatial import cKDTree
+
+    n, dims = points.shape
+    if n < 2:
+        return 0.0, float(n)
+    j = int(min(max(round(n / max(regions, 1)), 1), n - 1))
+    few = dims <= TREE_DIMENSIONS
+    wanted = RADIUS_QUERIES if few else RADIUS_QUERIES // 4  # a median of 500 is a median still
+    queries = points
+    if n > wanted:
+        queries = points[np.sort(np.random.default_rng(seed).choice(n, wanted, replace=False))]
+    if few:
+        tree = cKDTree(points)
+        radius = float(np.median(tree.query(queries, j + 1)[0][:, j]))
+        return radius, float(np.mean(tree.query_ball_point(queries, radius, return_length=True)))
+    rows = max(1, 20_000_000 // n)  # bounded temporaries
+    blocks = [queries[start : start + rows] for start in range(0, len(queries), rows)]
+    squares = np.einsum("ij,ij->i", points, points)
+
+    def squared(block: np.ndarray) -> np.ndarray:
+        product = block @ points.T
+        product *= -2
+        product += squares
+        product += np.einsum("ij,ij->i", block, block)[:, None]
+        return product
+
+    nearest = np.concatenate([np.partition(squared(b), j, axis=1)[:, j] for b in blocks])
+    radius = float(np.median(np.sqrt(np.maximum(nearest, 0.0))))
+    return radius, float(np.mean(np.concatenate([(squared(b) <= radius**2).sum(axis=1) for b in blocks])))
+
+
+def typical_cover(
+    points: np.ndarray, budget: int, weights: np.ndarray, labeled: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, int]:
+    """The candidates that cover the most uncovered candidates, densest regions first (ProbCover's
+    greedy, Yehuda et al. 2022, with a radius from the data instead of class purity).
+
+    Each candidate covers the candidates within the radius `cover_radius(points, labeled + budget)`
+    of it; labeled points cover theirs before the first pick. Each pick is the candidate with the
+    largest `weight x the number of uncovered candidates it covers`; ties go to the more typical (more
+    candidates within half the radius), then to the lower index. Once every candidate is covered,
+    the radius halves. Where the cover would hold more than `COVER_PAIRS` pairs of neighbours, the
+    picks come from a seeded sample of the candidates sized to hold about that many. Returns
+    candidate indices in pick order, and the size of the sample.
+    """
+    n = len(points)
+    budget = min(budget, n)
+    if budget == 0:
+        return np.zeros(0, dtype=np.int64), n
+    regions = len(labeled) + budget
+    smallest = min(n, 2 * budget)
+    limit = COVER_PAIRS * min(1.0, TREE_DIMENSIONS / points.shape[1])  # a pair costs more in more dimensions
+    size = max(min(n, int(np.sqrt(2 * limit * regions))), smallest)
+    for attempt in range(2):  # pairs grow as the square of the sample: one correction suffices
+        rng = np.random.default_rng(seed)
+        sample = np.arange(n) if size >= n else np.sort(rng.choice(n, size, replace=False))
+        radius, ball = _radius(points[sample], regions, seed)
+        pairs = size * ball / 2
+        if attempt or pairs <= 1.5 * limit or size == smallest:
+            break
+        size = max(int(size * np.sqrt(limit / pairs)), smallest)
+    # one vertex per distinct point: its heaviest copy (ties: the lower index)
+    distinct, first, counts = _distinct(points[sample], weights[sample])
+    candidate = sample[first]
+    chosen: list[int] = []
+    picked = np.zeros(len(distinct), dtype=bool)
+    for _ in range(64):  # each round halves the radius
+        indptr, neighbours, typical = _pairs(distinct, radius, counts)
+        covered = _within(distinct, np.concatenate([labeled, points[candidate[picked]]]), radius)
+        order = _kernels()[3](indptr, neighbours, counts.astype(np.float64), weights[candidate], typical,
+                              candidate, covered, picked, budget - len(chosen))  # fmt: skip
+        chosen.extend(candidate[order].tolist())
+        if len(chosen) == budget or radius == 0 or picked.all():
+            break
+        radius /= 2
+    if len(chosen) < budget:  # every distinct point is picked or sits on a labeled one: by weight
+        left = np.setdiff1d(np.arange(n), np.array(chosen, dtype=np.int64))
+        chosen.extend(left[ranking(weights[left])][: budget - len(chosen)].tolist())
+    return np.array(chosen, dtype=np.int64), len(sample)
+
+
+def _distinct(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The distinct points in a spatial order, the index of each one's heaviest copy (the lowest among
+    equals) and its number of copies."""
+    order = np.lexsort((-weights, *points.T[::-1]))  # by position, then heaviest first
+    ordered = points[order]
+    new = np.ones(len(points), dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(points)))
+    # the heaviest copy with the lowest index: lexsort kept the index order among equal keys
+    distinct, first = ordered[starts], order[starts]
+    near = _spatial_order(distinct) if len(distinct) > 1 else np.arange(len(distinct))
+    return distinct[near], first[near], counts[near]
+
+
+def _pairs(
+    distinct: np.ndarray, radius: float, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The neighbours of each distinct point within `radius` (itself included) as CSR arrays, and how
+    typical it is: the number of candidates within half the radius (copies counted)."""
+    from scipy.spatial import cKDTree
+
+    reach = radius * (1 + 1e-9) + 1e-300  # the tree's rounding; `_distance` decides
+    found = cKDTree(distinct).query_pairs(reach, output_type="ndarray")
+    gap = _distance(distinct[found[:, 0]], distinct[found[:, 1]])
+    found = found[gap <= radius]
+    gap = gap[gap <= radius]
+    m = len(distinct)
+    left, right = found[:, 0], found[:, 1]
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(left, minlength=m) + np.bincount(right, minlength=m) + 1, out=indptr[1:])
+    neighbours = _kernels()[2](indptr, left, right)
+    near = gap <= radius / 2
+    typical = counts.astype(np.float64)
+    typical += np.bincount(left[near], counts[right[near]], minlength=m)
+    typical += np.bincount(right[near], counts[left[near]], minlength=m)
+    return indptr, neighbours, typical
+
+
+def _within(points: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
+    """Whether each point lies within `radius` of a centre."""
+    from scipy.spatial import cKDTree
+
+    if len(centres) == 0:
+        return np.zeros(len(points), dtype=bool)
+    _, nearest = cKDTree(centres).query(points)
+    return _distance(points, centres[nearest]) <= radius
 
 
 def _top(points: np.ndarray, ranked: np.ndarray, labeled: np.ndarray | None) -> Picks:
@@ -143,12 +294,35 @@ def _top(points: np.ndarray, ranked: np.ndarray, labeled: np.ndarray | None) -> 
     centres = np.concatenate([labeled, chosen])
     if len(centres) == 0:
         return Picks(ranked.astype(np.int64), distance, float("inf") if len(points) else 0.0)
-    _, nearest = cKDTree(centres).query(points, workers=-1)
-    radius = float(_distance(points, centres[nearest]).max())
-    return Picks(ranked.astype(np.int64), distance, radius)
+    return Picks(ranked.astype(np.int64), distance, _coverage_radius(points, centres))
 
 
-def _kernels() -> tuple[Any, Any]:
+def _coverage_radius(points: np.ndarray, centres: np.ndarray) -> float:
+    """The largest distance from a point to its nearest centre. On a map of many points, only the
+    points of the grid cells that can hold it are measured: a cell whose centre is within `d` of a
+    centre holds no point farther than `d` plus half the cell's diagonal, and a sample of the points
+    gives a lower bound of the answer (10M points: 1 s instead of 4)."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(centres)
+    if points.shape[1] == 2 and len(points) > RADIUS_GRID**2:
+        low, high = points.min(axis=0), points.max(axis=0)
+        size = np.maximum(high - low, 1e-300) / RADIUS_GRID
+        cell = np.minimum(((points - low) / size).astype(np.int64), RADIUS_GRID - 1)
+        cell = cell[:, 0] * RADIUS_GRID + cell[:, 1]
+        occupied = np.flatnonzero(np.bincount(cell, minlength=RADIUS_GRID**2))
+        middles = low + (np.stack([occupied // RADIUS_GRID, occupied % RADIUS_GRID], axis=1) + 0.5) * size
+        reach = tree.query(middles, workers=-1)[0] + np.hypot(*size) / 2
+        probe = points[:: len(points) // RADIUS_GRID**2]
+        bound = _distance(probe, centres[tree.query(probe, workers=-1)[1]]).max()
+        needed = np.zeros(RADIUS_GRID**2, dtype=bool)
+        needed[occupied[reach >= bound * (1 - 1e-9)]] = True  # the tree rounds: keep cells at the bound
+        points = points[needed[cell]]
+    _, nearest = tree.query(points, workers=-1)
+    return float(_distance(points, centres[nearest]).max())
+
+
+def _kernels() -> tuple[Any, ...]:
     """The two inner loops of `_Coverage`, compiled by numba (umap-learn's dependency, cached in
     kscore's cache folder): a pick costs microseconds instead of the ~25 numpy calls it took."""
     global _COMPILED
@@ -159,8 +333,8 @@ def _kernels() -> tuple[Any, Any]:
         import numba
 
         @numba.njit(cache=True, nogil=True)
-        def cover(xyz, low, high, reach, distance, weight, picked, value_max, group_low, group_high,
-                  group_reach, at, group):  # fmt: skip
+        def cover(xyz, low, high, reach, distance, picked, value_max, group_low, group_high, group_reach,
+                  at, group):  # fmt: skip
             """Lower the distances of the points `at` brings closer; keep each block's reach and
             largest value, and each group's reach."""
             n_blocks, size, dims = xyz.shape
@@ -189,39 +363,111 @@ def _kernels() -> tuple[Any, Any]:
                             distance[b, j] = current
                             far = max(far, current)
                             if not picked[b, j]:
-                                best = max(best, weight[b, j] * current)
+                                best = max(best, current)
                         reach[b] = far
                         value_max[b] = best
                     widest = max(widest, reach[b])
                 group_reach[g] = widest
 
         @numba.njit(cache=True, nogil=True)
-        def best(value_max, weight, distance, picked, index):
-            """The lowest index among the unpicked points of the largest `weight x distance`."""
+        def best(value_max, distance, picked, index):
+            """The lowest index among the unpicked points of the largest distance."""
             top = value_max.max()
             chosen = -1
             for b in range(value_max.shape[0]):
                 if value_max[b] == top:
                     for j in range(index.shape[1]):
-                        value = weight[b, j] * distance[b, j]
+                        value = distance[b, j]
                         if not picked[b, j] and value == top and (chosen < 0 or index[b, j] < chosen):
                             chosen = index[b, j]
             return chosen
 
-        _COMPILED = (cover, best)
+        @numba.njit(cache=True, nogil=True)
+        def neighbour_lists(indptr, left, right):
+            """CSR column indices of the symmetric graph of the pairs, each vertex first in its row."""
+            m = indptr.shape[0] - 1
+            filled = indptr[:-1].copy()
+            neighbours = np.empty(indptr[m], dtype=np.int64)
+            for u in range(m):
+                neighbours[filled[u]] = u
+                filled[u] += 1
+            for p in range(left.shape[0]):
+                a, b = left[p], right[p]
+                neighbours[filled[a]] = b
+                filled[a] += 1
+                neighbours[filled[b]] = a
+                filled[b] += 1
+            return neighbours
+
+        @numba.njit(cache=True, nogil=True)
+        def ahead(u, t, mass, weights, typical, candidate):
+            """Whether vertex u goes before vertex t."""
+            a, b = weights[u] * mass[u], weights[t] * mass[t]
+            if a != b:
+                return a > b
+            if typical[u] != typical[t]:
+                return typical[u] > typical[t]
+            return candidate[u] < candidate[t]
+
+        @numba.njit(cache=True, nogil=True)
+        def greedy(indptr, neighbours, counts, weights, typical, candidate, covered, picked, budget):
+            """Max coverage, greedily: the vertex of the largest weight x uncovered mass of its ball
+            (ties: the more typical, then the lower candidate index), in blocks of vertices with each
+            block's best; a pick rescans only the blocks whose vertices it changed."""
+            m = counts.shape[0]
+            mass = np.zeros(m)
+            for u in range(m):
+                for p in range(indptr[u], indptr[u + 1]):
+                    if not covered[neighbours[p]]:
+                        mass[u] += counts[neighbours[p]]
+            n_blocks = (m + BLOCK - 1) // BLOCK
+            leader = np.full(n_blocks, -1)
+            dirty = np.ones(n_blocks, dtype=np.bool_)
+            out = np.empty(budget, dtype=np.int64)
+            k = 0
+            while k < budget:
+                for b in range(n_blocks):
+                    if dirty[b]:
+                        dirty[b] = False
+                        leader[b] = -1
+                        for u in range(b * BLOCK, min((b + 1) * BLOCK, m)):
+                            if not picked[u] and mass[u] > 0 and weights[u] > 0:
+                                t = leader[b]
+                                if t < 0 or ahead(u, t, mass, weights, typical, candidate):
+                                    leader[b] = u
+                top = -1
+                for b in range(n_blocks):
+                    u = leader[b]
+                    if u >= 0 and (top < 0 or ahead(u, top, mass, weights, typical, candidate)):
+                        top = u
+                if top < 0:
+                    break  # every vertex is covered
+                out[k] = top
+                k += 1
+                picked[top] = True
+                dirty[top // BLOCK] = True
+                for p in range(indptr[top], indptr[top + 1]):
+                    v = neighbours[p]
+                    if not covered[v]:
+                        covered[v] = True
+                        for q in range(indptr[v], indptr[v + 1]):
+                            w = neighbours[q]
+                            mass[w] -= counts[v]
+                            dirty[w // BLOCK] = True
+            return out[:k]
+
+        _COMPILED = (cover, best, neighbour_lists, greedy)
     return _COMPILED
 
 
-_COMPILED: tuple[Any, Any] | None = None
+_COMPILED: tuple[Any, ...] | None = None
 
 
 class _Coverage:
     """Distances from candidates to their nearest chosen point, in blocks with bounding boxes, and
-    each block's largest `weight x distance` among the points not yet picked."""
+    each block's largest distance among the points not yet picked."""
 
-    def __init__(
-        self, points: np.ndarray, labeled: np.ndarray | None, weights: np.ndarray, order: np.ndarray
-    ) -> None:
+    def __init__(self, points: np.ndarray, labeled: np.ndarray, order: np.ndarray) -> None:
         n, dims = points.shape
         n_blocks = -(-n // BLOCK)
         pad = n_blocks * BLOCK - n
@@ -231,11 +477,10 @@ class _Coverage:
         self.xyz = points[filled].reshape(n_blocks, BLOCK, dims)
         self.low = self.xyz.min(axis=1)
         self.high = self.xyz.max(axis=1)
-        self.weight = np.where(self.valid, weights[filled].reshape(n_blocks, BLOCK), 0.0)
         self.position = np.empty(n, dtype=np.int64)
         self.position[order] = np.arange(n)
         self.picked = ~self.valid  # padding counts as picked: never a candidate
-        has_labeled = labeled is not None and len(labeled) > 0
+        has_labeled = len(labeled) > 0
         self.distance = np.full((n_blocks, BLOCK), np.inf)
         if has_labeled:
             from scipy.spatial import cKDTree
@@ -249,7 +494,7 @@ class _Coverage:
         self.reach = self.distance.max(axis=1)  # per block: the largest distance, what a pick can lower
         if has_labeled:
             self.value_max = self._values(slice(None)).max(axis=1)
-        else:  # every distance is inf, every weight > 0
+        else:  # every distance is inf
             self.value_max = np.where(self.valid[:, 0], np.inf, -np.inf)
         starts = np.arange(0, n_blocks, GROUP)
         self.group_low = np.minimum.reduceat(self.low, starts, axis=0)
@@ -257,15 +502,14 @@ class _Coverage:
         self.group_reach = np.maximum.reduceat(self.reach, starts)
 
     def _values(self, blocks: np.ndarray | slice) -> np.ndarray:
-        """`weight x distance` of the blocks' points, -inf where picked (or padding)."""
-        with np.errstate(invalid="ignore"):
-            values = self.weight[blocks] * self.distance[blocks]
+        """The distances of the blocks' points, -inf where picked (or padding)."""
+        values = self.distance[blocks].copy()
         values[self.picked[blocks]] = -np.inf
         return values
 
     def best(self) -> int:
-        """The candidate with the largest `weight x distance` (the lowest index among equals)."""
-        return int(_kernels()[1](self.value_max, self.weight, self.distance, self.picked, self.index))
+        """The candidate farthest from every chosen point (the lowest index among equals)."""
+        return int(_kernels()[1](self.value_max, self.distance, self.picked, self.index))
 
     def take(self, point: int) -> float:
         """Mark `point` picked; its distance to the nearest earlier pick or labeled point."""
@@ -279,9 +523,8 @@ class _Coverage:
 
     def _cover(self, at: np.ndarray) -> None:
         _kernels()[0](
-            self.xyz, self.low, self.high, self.reach, self.distance, self.weight, self.picked,
-            self.value_max, self.group_low, self.group_high, self.group_reach, np.ascontiguousarray(at),
-            GROUP,
+            self.xyz, self.low, self.high, self.reach, self.distance, self.picked, self.value_max,
+            self.group_low, self.group_high, self.group_reach, np.ascontiguousarray(at), GROUP,
         )  # fmt: skip
 
     def radius(self) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from kscore.errors import InputError, KscoreWarning, did_you_mean
-from kscore.picks import STRATEGIES, pick, ranking
+from kscore.picks import DEFAULT_STRATEGY, STRATEGIES, pick, ranking
 
 MAP = ("map_x", "map_y")
 # --by without one: the first of these the file has (representation: the least covered first)
@@ -44,7 +44,7 @@ def select(
     table: pl.DataFrame | pl.LazyFrame,
     budget: int,
     *,
-    strategy: str = "balanced",
+    strategy: str = DEFAULT_STRATEGY,
     by: str | None = None,
     ascending: bool | None = None,
     labeled: Iterable[Any] | pl.Series | None = None,
@@ -59,8 +59,9 @@ def select(
 ) -> pl.DataFrame:
     """The `budget` train rows of `table` (an embed-scores or difficulty output) to label next.
 
-    `strategy`: `balanced` (the score traded against coverage of the map), `diverse` (coverage
-    alone: k-center greedy) or `top` (the best scores). `by` is the score (default:
+    `strategy`: `balanced` (the most typical points of the uncovered regions, weighted by the
+    score), `typical` (the same without the score), `diverse` (the farthest points: k-center
+    greedy) or `top` (the best scores). `by` is the score (default:
     `potential_difficulty_score`, else `difficulty_score`, else `representation_score` ascending);
     `ascending` puts low scores first. `labeled` ids are never picked and count as covered.
     `embeddings` (the embed-scores input) measures coverage in the embedding space instead of the
@@ -89,7 +90,7 @@ def select_batch(
     table: pl.DataFrame | pl.LazyFrame,
     budget: int,
     *,
-    strategy: str = "balanced",
+    strategy: str = DEFAULT_STRATEGY,
     by: str | None = None,
     ascending: bool | None = None,
     labeled: Iterable[Any] | pl.Series | None = None,
@@ -189,6 +190,11 @@ def select_batch(
             labeled=labeled_points, seed=seed,
         )  # fmt: skip
         chosen, distance, radius = result.order, result.distance, result.radius
+        if result.sample is not None:
+            notes.append(
+                f"the cover chose among a seeded sample of {result.sample:,} of the "
+                f"{n_candidates:,} candidates"
+            )
     picked = candidates[chosen]
     picks = pl.DataFrame(
         {

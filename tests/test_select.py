@@ -39,7 +39,7 @@ def select_cli(scored: Path, *args: str) -> tuple[object, pl.DataFrame | None]:
     return result, (pl.read_csv(out) if out.exists() else None)
 
 
-@pytest.mark.parametrize("strategy", ["balanced", "diverse", "top"])
+@pytest.mark.parametrize("strategy", ["balanced", "typical", "diverse", "top"])
 def test_the_cli_writes_what_the_library_picks(scored: Path, strategy: str):
     result, picks = select_cli(scored, "--budget", "25", "--strategy", strategy)
     assert result.returncode == 0, result.stderr
@@ -64,7 +64,7 @@ def test_picks_equal_the_strategies_on_the_map_in_id_order(scored: Path):
     train = table.filter(pl.col("split") == "train").sort("id")
     points = train.select("map_x", "map_y").to_numpy()
     scores = train.get_column("potential_difficulty_score").to_numpy()
-    for strategy in ("balanced", "diverse", "top"):
+    for strategy in ("balanced", "typical", "diverse", "top"):
         expected = pick(points, 30, strategy=strategy, scores=scores, seed=4)
         got = kscore.select(table, 30, strategy=strategy, seed=4)
         assert got.get_column("id").to_list() == train.get_column("id").gather(expected.order).to_list()
@@ -217,7 +217,7 @@ def error_of(result) -> str:
         ),
         (
             ["--budget", "5", "--strategy", "greedy"],
-            "unknown --strategy 'greedy'; use one of: balanced, diverse, top",
+            "unknown --strategy 'greedy'; use one of: balanced, typical, diverse, top",
         ),
         (["--budget", "5", "-o", "picks.txt"], "unsupported output type '.txt'"),
     ],
