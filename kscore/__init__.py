@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.6.2"
+__version__ = "0.6.3"
 
 _EXPORTS = {
     "QualityStandard": "kscore.config",
