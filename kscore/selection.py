@@ -109,6 +109,8 @@ def select_batch(
         raise InputError(f"unknown --strategy {strategy!r}; use one of: {', '.join(STRATEGIES)}")
     if budget < 1:
         raise InputError(f"--budget must be at least 1, not {budget}")
+    if seed < 0:
+        raise InputError(f"--seed must be 0 or more, not {seed}")
     scan = table.lazy()
     schema = scan.collect_schema()
     if id_column not in schema:
@@ -252,6 +254,14 @@ def _labeled_ids(labeled: Iterable[Any] | pl.Series | None, dtype: pl.DataType) 
     if labeled is None:
         return None
     series = labeled if isinstance(labeled, pl.Series) else pl.Series("labeled", list(labeled))
+    if dtype.is_integer() and series.dtype.is_float():
+        values = series.drop_nulls()
+        fractional = values.filter(values != values.floor())
+        if fractional.len():
+            raise InputError(
+                f"{fractional.len()} labeled ids are not whole numbers (such as {fractional[0]}), and the "
+                "scores' ids are integers: they cannot match"
+            )
     try:
         return series.cast(dtype).drop_nulls().unique()
     except pl.exceptions.PolarsError:

@@ -1031,6 +1031,15 @@ CASES.update(
         "select: output is the input": Case(
             ["select", "scores.parquet", "--budget", "3", "-o", "scores.parquet"], "would overwrite an input"
         ),
+        "select: a fractional labeled id": Case(
+            ["select", "scores.parquet", "--budget", "3", "--labeled", "frac.csv"],
+            "1 labeled ids are not whole numbers (such as 1.5)",
+            {"frac.csv": "id\n1.5\n2\n"},
+        ),
+        "select: a negative seed": Case(
+            ["select", "scores.parquet", "--budget", "3", "--strategy", "diverse", "--seed", "-1"],
+            "--seed must be 0 or more, not -1",
+        ),
         "select: output extension": Case(
             ["select", "scores.parquet", "--budget", "3", "-o", "p.txt"], "unsupported output type '.txt'"
         ),

@@ -245,3 +245,22 @@ def test_a_budget_above_the_candidates_is_clamped_with_a_warning(scored: Path):
     assert result.returncode == 0, result.stderr
     assert f"warning: --budget {n_train + 50} is more than the {n_train} candidates" in result.stderr
     assert json.loads(result.stdout)["n_picked"] == n_train
+
+
+def test_fractional_labeled_ids_and_a_negative_seed_are_exit_2(scored: Path):
+    """A labeled id 1.5 must not mark id 1 (a cast truncates); a negative seed is refused up front."""
+    (scored / "fractional.csv").write_text("id\n1.5\n2.0\n")
+    (scored / "whole.csv").write_text("id\n1.0\n2.0\n")
+    result, picks = select_cli(scored, "--budget", "5", "--labeled", str(scored / "fractional.csv"))
+    assert result.returncode == 2 and picks is None
+    assert error_of(result) == (
+        "error: 1 labeled ids are not whole numbers (such as 1.5), and the scores' ids are integers: "
+        "they cannot match"
+    )
+    result, _ = select_cli(scored, "--budget", "5", "--labeled", str(scored / "whole.csv"))
+    assert result.returncode == 0, result.stderr  # integral floats are the same ids
+    assert json.loads(result.stdout)["labeled"]["given"] == 2
+    for strategy in ("diverse", "balanced"):
+        result, picks = select_cli(scored, "--budget", "5", "--strategy", strategy, "--seed", "-1")
+        assert result.returncode == 2 and picks is None
+        assert error_of(result) == "error: --seed must be 0 or more, not -1"
