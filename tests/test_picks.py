@@ -9,6 +9,14 @@ import kscore.picks
 from kscore.picks import BALANCED_POWER, cover_radius, percentile_weights, pick
 
 
+def rank_weights(scores: np.ndarray) -> np.ndarray:
+    """Percentile ranks by their definition: the best score 1, the worst 1/n, ties by index."""
+    n = len(scores)
+    weights = np.empty(n)
+    weights[np.argsort(-scores, kind="stable")] = (n - np.arange(n)) / n
+    return weights
+
+
 def distances(points: np.ndarray, to: np.ndarray) -> np.ndarray:
     """Euclidean distances, the squares added axis by axis."""
     offset = points - to
@@ -19,7 +27,7 @@ def brute_force(points, budget, strategy, scores, labeled, seed):
     """The definitions, one point at a time over every candidate."""
     n = len(points)
     if strategy in ("typical", "balanced"):
-        weights = percentile_weights(scores) ** BALANCED_POWER if strategy == "balanced" else np.ones(n)
+        weights = rank_weights(scores) ** BALANCED_POWER if strategy == "balanced" else np.ones(n)
         order = typical_reference(points, budget, weights, labeled, seed)
         return order, *top_distances(points, order, labeled)
     covered = np.full(n, np.inf)

@@ -126,6 +126,7 @@ def test_without_a_difficulty_score_the_least_represented_come_first(scored: Pat
     result = run_kscore(
         "select", str(scored / "plain.parquet"), "--budget", "5", "--strategy", "top", "--json"
     )
+    assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["by"] == "representation_score" and summary["ascending"] is True
     least = table.filter(pl.col("split") == "train").sort(["representation_score", "id"]).head(5)
@@ -141,6 +142,7 @@ def test_rows_without_a_score_are_skipped_and_counted(scored: Path):
     )
     holes.write_parquet(scored / "holes.parquet")
     result = run_kscore("select", str(scored / "holes.parquet"), "--budget", "50", "--json")
+    assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     skipped = holes.filter(
         (pl.col("split") == "train") & pl.col("potential_difficulty_score").is_null()
