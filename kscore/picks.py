@@ -268,25 +268,29 @@ def _pairs(
 
 def _within(points: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
     """Whether each point lies within `radius` of a centre."""
-    from scipy.spatial import cKDTree
-
     if len(centres) == 0:
         return np.zeros(len(points), dtype=bool)
-    _, nearest = cKDTree(centres).query(points)
-    return _distance(points, centres[nearest]) <= radius
+    return _nearest_distance(points, centres) <= radius
+
+
+def _nearest_distance(points: np.ndarray, centres: Any) -> np.ndarray:
+    """Each point's distance to its nearest centre (an array, or a k-d tree over them), found by a
+    k-d tree and measured as `_distance` measures it (the same numbers whichever path finds them)."""
+    from scipy.spatial import cKDTree
+
+    tree = centres if isinstance(centres, cKDTree) else cKDTree(centres)
+    _, nearest = tree.query(points, workers=-1)
+    return _distance(points, tree.data[nearest])
 
 
 def _top(points: np.ndarray, ranked: np.ndarray, labeled: np.ndarray | None) -> Picks:
     """`top`'s picks with their distances to the nearest earlier pick or labeled point, and the
     coverage radius: a k-d tree over the few chosen points, not an index over every candidate."""
-    from scipy.spatial import cKDTree
-
     chosen = points[ranked]
     labeled = np.zeros((0, points.shape[1])) if labeled is None else np.asarray(labeled, dtype=np.float64)
     covered = np.full(len(ranked), np.inf)
     if len(labeled):
-        _, nearest = cKDTree(labeled).query(chosen)
-        covered = _distance(chosen, labeled[nearest])
+        covered = _nearest_distance(chosen, labeled)
     distance = np.empty(len(ranked))
     for k in range(len(ranked)):
         distance[k] = covered[k]
@@ -313,13 +317,11 @@ def _coverage_radius(points: np.ndarray, centres: np.ndarray) -> float:
         occupied = np.flatnonzero(np.bincount(cell, minlength=RADIUS_GRID**2))
         middles = low + (np.stack([occupied // RADIUS_GRID, occupied % RADIUS_GRID], axis=1) + 0.5) * size
         reach = tree.query(middles, workers=-1)[0] + np.hypot(*size) / 2
-        probe = points[:: len(points) // RADIUS_GRID**2]
-        bound = _distance(probe, centres[tree.query(probe, workers=-1)[1]]).max()
+        bound = _nearest_distance(points[:: len(points) // RADIUS_GRID**2], tree).max()
         needed = np.zeros(RADIUS_GRID**2, dtype=bool)
         needed[occupied[reach >= bound * (1 - 1e-9)]] = True  # the tree rounds: keep cells at the bound
         points = points[needed[cell]]
-    _, nearest = tree.query(points, workers=-1)
-    return float(_distance(points, centres[nearest]).max())
+    return float(_nearest_distance(points, tree).max())
 
 
 def _kernels() -> tuple[Any, ...]:
@@ -483,13 +485,8 @@ class _Coverage:
         has_labeled = len(labeled) > 0
         self.distance = np.full((n_blocks, BLOCK), np.inf)
         if has_labeled:
-            from scipy.spatial import cKDTree
-
-            labeled = np.asarray(labeled, dtype=np.float64)
-            flat = self.xyz.reshape(-1, dims)
-            _, nearest = cKDTree(labeled).query(flat)
-            # the same arithmetic as a pick's distances (`_distance`), not the tree's
-            self.distance = _distance(flat, labeled[nearest]).reshape(n_blocks, BLOCK)
+            nearest = _nearest_distance(self.xyz.reshape(-1, dims), np.asarray(labeled, dtype=np.float64))
+            self.distance = nearest.reshape(n_blocks, BLOCK)
         self.distance[~self.valid] = 0.0
         self.reach = self.distance.max(axis=1)  # per block: the largest distance, what a pick can lower
         if has_labeled:
