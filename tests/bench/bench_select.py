@@ -1,6 +1,6 @@
 """Does `kscore select` choose well? An active-learning grid against random picks, and its speed.
 
-    python tests/bench/bench_select.py grid --seeds 10             # every cell, README figures
+    python tests/bench/bench_select.py grid --seeds 40             # every cell, README figures
     python tests/bench/bench_select.py speed --rows 10000000 --picks 10000
     python tests/bench/bench_select.py speed-embeddings --rows 1000000 --dims 384 --picks 10000
 
