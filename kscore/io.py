@@ -332,12 +332,24 @@ def read_results(
 
 
 def check_output(out: Path, inputs: Iterable[Path]) -> None:
-    """Fail before any work when `out` cannot be written: it is an input or a folder, or its folder
-    is missing or not writable."""
+    """Fail before any work when `out` cannot be written: it or its sidecar is an input, its sidecar
+    name holds a file kscore did not write, it is a folder, or its folder is missing or not
+    writable."""
     target = out.resolve()
-    for path in inputs:
-        if path.resolve() == target:
-            raise InputError(f"{out}: the output would overwrite an input; choose another -o")
+    inputs = [path.resolve() for path in inputs]
+    if target in inputs:
+        raise InputError(f"{out}: the output would overwrite an input; choose another -o")
+    if FORMATS.get(out.suffix.lower()) in ("csv", "ndjson"):
+        sidecar = sidecar_path(out)
+        if sidecar.resolve() in inputs:
+            raise InputError(
+                f"{out}: its metadata file {sidecar.name} would overwrite an input; choose another -o"
+            )
+        if sidecar.exists() and not _written_by_kscore(sidecar):
+            raise OutputError(
+                f"{sidecar}: this file was not written by kscore, and the output's metadata would "
+                "replace it; move it away or choose another -o"
+            )
     if target.is_dir():
         raise OutputError(f"{out}: the output is a folder; give a file name with -o")
     folder = target.parent
@@ -495,6 +507,18 @@ def discard(folder: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
+def _written_by_kscore(sidecar: Path) -> bool:
+    """Whether a sidecar's name holds kscore's metadata (a JSON object naming the kscore version and
+    command), so that a new output may replace it."""
+    try:
+        if sidecar.stat().st_size > 16 * 2**20:
+            return False
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "kscore_version" in data and "command" in data
+
+
 def write_table_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: Mapping[str, Any]) -> None:
     """Write a table atomically (see `write_atomic`) in the format `out`'s extension names: Parquet
     with kscore's metadata inside, CSV or NDJSON with it in a sidecar `NAME.kscore.json` (renamed
@@ -514,6 +538,11 @@ def write_table_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: 
             f"{out}: CSV cannot hold the list column {nested[0]!r}; write .parquet or .ndjson instead"
         )
     sidecar = sidecar_path(out)
+    if sidecar.exists() and not _written_by_kscore(sidecar):
+        raise OutputError(
+            f"{sidecar}: this file was not written by kscore, and the output's metadata would replace "
+            "it; move it away or choose another -o"
+        )
 
     def write(temp: str) -> None:
         if isinstance(frame, pl.LazyFrame):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from .conftest import WORKED_EXAMPLE_YAML, run_kscore, worked_example
 
@@ -1175,6 +1176,42 @@ def _no_markup(page: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert "<script>alert(1)" not in text and "<img src=x" not in text and "<b>col</b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # the title, as text
+
+
+# A sidecar's name: never an input, never a file kscore did not write (both were replaced silently).
+_JSON_STANDARD = json.dumps(yaml.safe_load(WORKED_EXAMPLE_YAML))
+CASES.update(
+    {
+        "difficulty: -c is the CSV output's sidecar": Case(
+            ["difficulty", "results_a.csv", "-o", "o.csv", "-c", "o.csv.kscore.json"],
+            "its metadata file o.csv.kscore.json would overwrite an input",
+            {"o.csv.kscore.json": _JSON_STANDARD},
+        ),
+        "embed-scores: -c is the NDJSON output's sidecar": Case(
+            [
+                *("embed-scores", "emb.parquet", "--reducer", "none"),
+                *("-o", "o.ndjson", "-c", "o.ndjson.kscore.json"),
+            ],
+            "its metadata file o.ndjson.kscore.json would overwrite an input",
+            {"o.ndjson.kscore.json": _JSON_STANDARD},
+        ),
+        "difficulty: a file kscore did not write at the sidecar's name": Case(
+            ["difficulty", "results_a.csv", "-o", "o.csv"],
+            "o.csv.kscore.json: this file was not written by kscore",
+            {"o.csv.kscore.json": "my notes on o.csv\n"},
+        ),
+        "select: a JSON file kscore did not write at the sidecar's name": Case(
+            ["select", "scores.parquet", "--budget", "3", "-o", "p.ndjson"],
+            "p.ndjson.kscore.json: this file was not written by kscore",
+            {"p.ndjson.kscore.json": '{"mine": 1}'},
+        ),
+        "compare: a file kscore did not write at the sidecar's name": Case(
+            ["compare", "diff.parquet", "--baseline", "a", "--candidate", "b", "-o", "c.jsonl"],
+            "c.jsonl.kscore.json: this file was not written by kscore",
+            {"c.jsonl.kscore.json": "[]"},
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -168,3 +168,22 @@ def test_outputs_get_normal_permissions(tmp_path: Path):
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("name", ["o.csv", "o.ndjson"])
+def test_a_sidecar_name_holding_a_file_kscore_did_not_write_is_refused(tmp_path: Path, name: str):
+    """Neither the CLI's up-front check nor the library's writer replaces a user's file at the
+    sidecar's name; kscore's own sidecar is replaced by a new run."""
+    out, sidecar = tmp_path / name, tmp_path / f"{name}.kscore.json"
+    sidecar.write_text("my notes\n")
+    with pytest.raises(OutputError, match="this file was not written by kscore"):
+        check_output(out, [])
+    with pytest.raises(OutputError, match="this file was not written by kscore"):
+        write_table_atomic(pl.DataFrame({"a": [1]}), out, {"kscore_version": "x", "command": "select"})
+    assert sidecar.read_text() == "my notes\n" and not out.exists()
+    sidecar.write_text('{"kscore_version": "0.6.2", "command": "difficulty"}')
+    check_output(out, [])
+    write_table_atomic(pl.DataFrame({"a": [1]}), out, {"kscore_version": "0.6.3", "command": "select"})
+    assert read_kscore_metadata(out) == {"kscore_version": "0.6.3", "command": "select"}
+    with pytest.raises(InputError, match=f"its metadata file {name}.kscore.json would overwrite an input"):
+        check_output(out, [sidecar])
