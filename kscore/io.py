@@ -345,11 +345,7 @@ def check_output(out: Path, inputs: Iterable[Path]) -> None:
             raise InputError(
                 f"{out}: its metadata file {sidecar.name} would overwrite an input; choose another -o"
             )
-        if sidecar.exists() and not _written_by_kscore(sidecar):
-            raise OutputError(
-                f"{sidecar}: this file was not written by kscore, and the output's metadata would "
-                "replace it; move it away or choose another -o"
-            )
+        _check_sidecar(sidecar)
     if target.is_dir():
         raise OutputError(f"{out}: the output is a folder; give a file name with -o")
     folder = target.parent
@@ -507,16 +503,21 @@ def discard(folder: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def _written_by_kscore(sidecar: Path) -> bool:
-    """Whether a sidecar's name holds kscore's metadata (a JSON object naming the kscore version and
-    command), so that a new output may replace it."""
+def _check_sidecar(sidecar: Path) -> None:
+    """Refuse to replace a file at a sidecar's name unless it holds kscore's metadata (a JSON object
+    naming the kscore version and command)."""
+    if not sidecar.exists():
+        return
     try:
-        if sidecar.stat().st_size > 16 * 2**20:
-            return False
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        small = sidecar.stat().st_size <= 16 * 2**20  # kscore's metadata is a few kB
+        data = json.loads(sidecar.read_text(encoding="utf-8")) if small else None
     except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "kscore_version" in data and "command" in data
+        data = None
+    if not (isinstance(data, dict) and "kscore_version" in data and "command" in data):
+        raise OutputError(
+            f"{sidecar}: this file was not written by kscore, and the output's metadata would replace "
+            "it; move it away or choose another -o"
+        )
 
 
 def write_table_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: Mapping[str, Any]) -> None:
@@ -538,11 +539,7 @@ def write_table_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: 
             f"{out}: CSV cannot hold the list column {nested[0]!r}; write .parquet or .ndjson instead"
         )
     sidecar = sidecar_path(out)
-    if sidecar.exists() and not _written_by_kscore(sidecar):
-        raise OutputError(
-            f"{sidecar}: this file was not written by kscore, and the output's metadata would replace "
-            "it; move it away or choose another -o"
-        )
+    _check_sidecar(sidecar)
 
     def write(temp: str) -> None:
         if isinstance(frame, pl.LazyFrame):

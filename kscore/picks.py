@@ -283,11 +283,11 @@ def _nearest_distance(points: np.ndarray, centres: Any) -> np.ndarray:
     return _distance(points, tree.data[nearest])
 
 
-def _top(points: np.ndarray, ranked: np.ndarray, labeled: np.ndarray | None) -> Picks:
-    """`top`'s picks with their distances to the nearest earlier pick or labeled point, and the
-    coverage radius: a k-d tree over the few chosen points, not an index over every candidate."""
+def _top(points: np.ndarray, ranked: np.ndarray, labeled: np.ndarray) -> Picks:
+    """Picks in the given order with their distances to the nearest earlier pick or labeled point,
+    and the coverage radius: a k-d tree over the few chosen points, not an index over every
+    candidate."""
     chosen = points[ranked]
-    labeled = np.zeros((0, points.shape[1])) if labeled is None else np.asarray(labeled, dtype=np.float64)
     covered = np.full(len(ranked), np.inf)
     if len(labeled):
         covered = _nearest_distance(chosen, labeled)
@@ -325,8 +325,8 @@ def _coverage_radius(points: np.ndarray, centres: np.ndarray) -> float:
 
 
 def _kernels() -> tuple[Any, ...]:
-    """The two inner loops of `_Coverage`, compiled by numba (umap-learn's dependency, cached in
-    kscore's cache folder): a pick costs microseconds instead of the ~25 numpy calls it took."""
+    """The inner loops of `_Coverage` and of the cover, compiled by numba (umap-learn's dependency,
+    cached in kscore's cache folder): a pick costs microseconds instead of dozens of numpy calls."""
     global _COMPILED
     if _COMPILED is None:
         from kscore.embedding import use_numba_cache
@@ -485,8 +485,7 @@ class _Coverage:
         has_labeled = len(labeled) > 0
         self.distance = np.full((n_blocks, BLOCK), np.inf)
         if has_labeled:
-            nearest = _nearest_distance(self.xyz.reshape(-1, dims), np.asarray(labeled, dtype=np.float64))
-            self.distance = nearest.reshape(n_blocks, BLOCK)
+            self.distance = _nearest_distance(self.xyz.reshape(-1, dims), labeled).reshape(n_blocks, BLOCK)
         self.distance[~self.valid] = 0.0
         self.reach = self.distance.max(axis=1)  # per block: the largest distance, what a pick can lower
         if has_labeled:
