@@ -14,18 +14,18 @@ _EXPORTS = {
     "QualityStandard": "kscore.config",
     "Metric": "kscore.config",
     "Task": "kscore.config",
-    "difficulty_scores": "kscore.difficulty",
-    "compare_models": "kscore.compare",
-    "embed_scores": "kscore.embed",
-    "write_difficulty_scores": "kscore.jobs",
-    "write_embed_scores": "kscore.jobs",
-    "select": "kscore.selection",
-    "write_selection": "kscore.selection",
-    "write_report": "kscore.report",
-    "reduce_to_2d": "kscore.embedding",
-    "representation_scores": "kscore.density",
-    "potential_difficulty_scores": "kscore.density",
-    "local_difficulty": "kscore.density",
+    "difficulty_scores": "kscore.core.difficulty",
+    "compare_models": "kscore.core.comparison",
+    "embed_scores": "kscore.jobs.embed_scores",
+    "write_difficulty_scores": "kscore.jobs.difficulty",
+    "write_embed_scores": "kscore.jobs.difficulty",
+    "select": "kscore.jobs.select",
+    "write_selection": "kscore.jobs.select",
+    "write_report": "kscore.jobs.report",
+    "reduce_to_2d": "kscore.core.reduction",
+    "representation_scores": "kscore.core.density",
+    "potential_difficulty_scores": "kscore.core.density",
+    "local_difficulty": "kscore.core.density",
     "KscoreError": "kscore.errors",
     "ConfigError": "kscore.errors",
     "InputError": "kscore.errors",
@@ -58,16 +58,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from kscore.compare import compare_models
     from kscore.config import Metric, QualityStandard, Task
-    from kscore.density import local_difficulty, potential_difficulty_scores, representation_scores
-    from kscore.difficulty import difficulty_scores
-    from kscore.embed import embed_scores
-    from kscore.embedding import reduce_to_2d
+    from kscore.core.comparison import compare_models
+    from kscore.core.density import local_difficulty, potential_difficulty_scores, representation_scores
+    from kscore.core.difficulty import difficulty_scores
+    from kscore.core.reduction import reduce_to_2d
     from kscore.errors import ConfigError, GateFailed, InputError, KscoreError, KscoreWarning
-    from kscore.jobs import write_difficulty_scores, write_embed_scores
-    from kscore.report import write_report
-    from kscore.selection import select, write_selection
+    from kscore.jobs.difficulty import write_difficulty_scores, write_embed_scores
+    from kscore.jobs.embed_scores import embed_scores
+    from kscore.jobs.report import write_report
+    from kscore.jobs.select import select, write_selection
 
 
 def __getattr__(name: str) -> Any:

@@ -323,8 +323,8 @@ def difficulty(
             resolve_model_files,
             scan_output,
         )
-        from kscore.jobs import write_difficulty_scores
-        from kscore.plan import resolve_memory_limit
+        from kscore.jobs.difficulty import write_difficulty_scores
+        from kscore.plan.sizing import resolve_memory_limit
         from kscore.summaries import render_difficulty
 
         limit = resolve_memory_limit(memory_limit)
@@ -477,7 +477,7 @@ def embed_scores(
     ] = "scott",
     fit_sample: Annotated[
         int, typer.Option("--fit-sample", min=100, help="Fit UMAP on a sample of this many rows at most.")
-    ] = 20_000,  # kscore.embedding.FIT_SAMPLE (not imported: `kscore --help` stays fast)
+    ] = 20_000,  # kscore.core.reduction.FIT_SAMPLE (not imported: `kscore --help` stays fast)
     keep_embedding: Annotated[
         bool, typer.Option("--keep-embedding", help="Keep the embedding column(s) in the output.")
     ] = False,
@@ -508,8 +508,8 @@ def embed_scores(
         from kscore.config import QualityStandard, find_config
         from kscore.errors import InputError
         from kscore.io import read_table
-        from kscore.jobs import write_embed_scores
-        from kscore.plan import resolve_memory_limit
+        from kscore.jobs.difficulty import write_embed_scores
+        from kscore.plan.sizing import resolve_memory_limit
 
         limit = resolve_memory_limit(memory_limit)
         config_path = find_config(config, required=False)
@@ -711,7 +711,7 @@ def compare(
     from kscore.storage import as_path, parse_storage_options, using
 
     with _errors(), using(parse_storage_options(storage_option or [])):
-        from kscore.compare import PER_MODEL_NOTE, compare_models, gates
+        from kscore.core.comparison import PER_MODEL_NOTE, compare_models, gates
         from kscore.errors import GateFailed
         from kscore.io import (
             check_output,
@@ -893,7 +893,7 @@ def select(
 
     with _errors() as collected, using(parse_storage_options(storage_option or [])):
         from kscore.io import check_output, output_format
-        from kscore.selection import write_selection
+        from kscore.jobs.select import write_selection
 
         source = as_path(scores_file)
         inputs = [source, *(as_path(p) for p in (labeled, embeddings) if p is not None)]
@@ -1033,7 +1033,7 @@ def report(
     """One offline HTML page of the scores: summaries, tables and the map."""
     _common(debug, quiet)
     with _errors():
-        from kscore.report import write_report
+        from kscore.jobs.report import write_report
 
         with _progress() as progress:
             summary = write_report(

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore.difficulty import N_MODELS, SCORE, model_score_column, top_signal_column
+from kscore.core.difficulty import N_MODELS, SCORE, model_score_column, top_signal_column
+from kscore.core.order_stats import exact_quantiles, top_k_candidates
 from kscore.engines.local import parallel_map
-from kscore.order_stats import exact_quantiles, top_k_candidates
 
 
 def rounded(value: Any) -> float | None:
@@ -363,7 +363,7 @@ def embed_summary(
     with_difficulty: bool = False,
 ) -> dict[str, Any]:
     """Rows per split, quantiles of each score over the train rows, and the notable train points."""
-    from kscore.embed import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION
+    from kscore.jobs.embed_scores import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION
 
     splits = table.get_column(split_col).cast(pl.String).value_counts(sort=True)
     train = table.filter(pl.col(REPRESENTATION).is_not_null())

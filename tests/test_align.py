@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kscore.align import _UNWRITTEN, align_by_id, normalize_ids
+from kscore.core.align import _UNWRITTEN, align_by_id, normalize_ids
 from kscore.errors import InputError
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from kscore.config import QualityStandard
-from kscore.difficulty import difficulty_scores
+from kscore.core.difficulty import difficulty_scores
 from kscore.io import read_kscore_metadata
 
 from .conftest import CONFIGS, SAMPLE, WORKED_EXAMPLE_YAML, run_kscore
@@ -292,7 +292,7 @@ def test_task_bad_input_exits_2(tmp_path: Path, case: str):
 
 
 def test_embed_scores_cli_gives_what_the_library_gives(tmp_path: Path):
-    from kscore.embed import embed_scores
+    from kscore.jobs.embed_scores import embed_scores
 
     difficulty = tmp_path / "d.parquet"
     files = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
@@ -410,7 +410,7 @@ def test_background_summary_runs_at_low_priority_without_lowering_the_caller():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from kscore.jobs import LOW_PRIORITY, _at_low_priority
+    from kscore.jobs.difficulty import LOW_PRIORITY, _at_low_priority
 
     def priorities() -> tuple[int, int]:
         """This thread's nice value, and that of a thread it starts (which inherits it)."""

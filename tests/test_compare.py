@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 import kscore
-from kscore.compare import compare_models
+from kscore.core.comparison import compare_models
 from kscore.errors import InputError
 from kscore.io import write_table_atomic
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import gaussian_kde
 
-from kscore.density import (
+from kscore.core.density import (
     DegenerateError,
     Kernel,
     local_difficulty,
@@ -132,7 +132,7 @@ def test_a_bandwidth_factor_beyond_the_float_range_is_an_error(factor):
 
 def test_scores_are_bitwise_identical_on_any_number_of_threads(monkeypatch):
     """FINUFFT's own threads would change the sums near 1e-8; fixed chunks added in order do not."""
-    import kscore.density as density
+    import kscore.core.density as density
 
     monkeypatch.setattr(density, "_CHUNK", 1000)  # several chunks at test size
     rng = np.random.default_rng(11)
@@ -162,7 +162,7 @@ def tilted_clouds(seed: int, hard_width: float) -> tuple[np.ndarray, np.ndarray,
 def test_potential_shares_the_transforms_when_its_kernel_is_close(monkeypatch, hard_width, shared):
     """A tilted potential kernel rides on the representation's transforms (its own Fourier
     coefficients); one far narrower gets transforms of its own. Both are scipy's estimator."""
-    import kscore.density as density
+    import kscore.core.density as density
 
     original, separate = density._potential, []
 
@@ -191,7 +191,7 @@ def test_exact_tail_sums_equal_brute_force(monkeypatch, nearby_weight):
     reach; where the nearby cells carry no weight (no lower bound) the tree holds every point."""
     from scipy.special import logsumexp
 
-    import kscore.density as density
+    import kscore.core.density as density
 
     rng = np.random.default_rng(8)
     reference = np.vstack([rng.normal(size=(20000, 2)) * 2.0, rng.normal(size=(3000, 2)) * 0.5 + [40.0, 0.0]])

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kscore.config import QualityStandard
-from kscore.difficulty import difficulty_scores
+from kscore.core.difficulty import difficulty_scores
 from kscore.errors import InputError, KscoreWarning
 
 from .conftest import worked_example

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kscore.embed import embed_scores
-from kscore.embedding import reduce_to_2d
+from kscore.core.reduction import reduce_to_2d
 from kscore.errors import InputError, KscoreWarning
+from kscore.jobs.embed_scores import embed_scores
 
 from .conftest import SAMPLE
 
@@ -222,7 +222,7 @@ def test_difficulty_on_too_few_points_gives_a_null_potential_and_a_warning():
 
 
 def test_distinct_rows_groups_equal_rows_and_reads_minus_zero_as_zero():
-    from kscore.embedding import distinct_rows
+    from kscore.core.reduction import distinct_rows
 
     rng = np.random.default_rng(1)
     data = rng.normal(size=(300, 6)).astype(np.float32)
@@ -238,7 +238,7 @@ def test_distinct_rows_groups_equal_rows_and_reads_minus_zero_as_zero():
 
 
 def test_a_hash_collision_never_merges_different_rows(monkeypatch):
-    from kscore import embedding
+    from kscore.core import reduction as embedding
 
     data = np.arange(12, dtype=np.float64).reshape(6, 2)
     data[4] = data[1]
@@ -264,7 +264,7 @@ def test_graph_init_is_umaps_bitwise_and_is_used_by_transforms(monkeypatch):
     import scipy.sparse
     import umap.umap_ as umap_module
 
-    from kscore import embedding
+    from kscore.core import reduction as embedding
 
     rng = np.random.default_rng(4)
     positions = rng.normal(size=(300, 2)).astype(np.float32)
@@ -299,7 +299,7 @@ def test_seeded_umap_gives_the_same_map_on_one_and_on_two_workers(monkeypatch):
 
     The fit sample is above umap's small-data limit (4096 rows), so the workers search neighbours
     with kscore's index, pickled with the model."""
-    import kscore.embedding as embedding
+    import kscore.core.reduction as embedding
 
     monkeypatch.setattr(embedding, "TRANSFORM_BATCH", 600)
     rng = np.random.default_rng(0)
@@ -342,7 +342,7 @@ def test_the_command_line_fits_umap_on_the_librarys_default_sample():
     import inspect
 
     from kscore import cli
-    from kscore.embedding import FIT_SAMPLE
+    from kscore.core.reduction import FIT_SAMPLE
 
     assert inspect.signature(cli.embed_scores).parameters["fit_sample"].default == FIT_SAMPLE
 
@@ -355,7 +355,7 @@ def test_umaps_uncached_numba_functions_are_cached():
     import umap.umap_
     from numba.core.caching import NullCache
 
-    from kscore.embedding import cache_umap_kernels
+    from kscore.core.reduction import cache_umap_kernels
 
     cache_umap_kernels("cosine")
     for function in (

@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-import kscore.plan as plan
-from kscore.embed import embed_scores
-from kscore.embedding_store import SpilledRows
+import kscore.plan.sizing as plan
+from kscore.core.spilled_rows import SpilledRows
 from kscore.errors import InputError
+from kscore.jobs.embed_scores import embed_scores
 
 
 def _points(n: int, dim: int, duplicates: int = 0) -> pl.DataFrame:
@@ -110,7 +110,7 @@ def test_spilled_rows_read_back_in_any_order(tmp_path: Path) -> None:
         assert np.array_equal(rows[10:400:3], data[10:400:3])
         subset = rows.subset(np.array([5, 2, 999, 2]))
         assert np.array_equal(subset[np.array([3, 0])], data[[2, 5]])
-        from kscore.embedding import row_hashes
+        from kscore.core.reduction import row_hashes
 
         assert np.array_equal(rows.hashes, row_hashes(data))
     finally:

@@ -64,7 +64,7 @@ def _embeddings(dimensions: int) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Good inputs of every command: results, a standard, embeddings, a difficulty and scores file."""
-    from kscore.embed import embed_scores
+    from kscore.jobs.embed_scores import embed_scores
 
     folder = tmp_path_factory.mktemp("base")
     example = worked_example()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from kscore.neighbors import CellNeighbors
+from kscore.core.neighbors import CellNeighbors
 
 
 def clustered(rows: int, dims: int = 32, clusters: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +58,8 @@ def test_same_seed_same_index():
 def test_umap_transform_uses_it_and_maps_new_points_into_their_cluster(monkeypatch):
     """Beyond umap's small-data path (4096 rows), the fitted model's search index is kscore's, and
     every transformed point lands among fitted points of its own cluster."""
-    import kscore.neighbors as neighbors
-    from kscore.embedding import reduce_to_2d
+    import kscore.core.neighbors as neighbors
+    from kscore.core.reduction import reduce_to_2d
 
     queried = []
     query = neighbors.CellNeighbors.query

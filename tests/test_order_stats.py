@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kscore.order_stats import exact_quantiles, top_k_candidates
+from kscore.core.order_stats import exact_quantiles, top_k_candidates
 from kscore.summaries import hardest_rows
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-import kscore.partitioned as partitioned
+import kscore.plan.difficulty as partitioned
 from kscore.config import QualityStandard
 from kscore.errors import InputError, OutputError
 from kscore.io import read_kscore_metadata
-from kscore.jobs import write_difficulty_scores
+from kscore.jobs.difficulty import write_difficulty_scores
 from tests.conftest import run_kscore
 
 ROWS = 3000
@@ -391,14 +391,14 @@ def test_the_library_takes_paths_and_refuses_an_in_memory_result_above_its_limit
     [("4GiB", 4 * 2**30), ("500MB", 500 * 10**6), ("2g", 2 * 10**9), ("1024", 1024), ("1.5KiB", 1536)],
 )
 def test_memory_sizes(text: str, size: int) -> None:
-    from kscore.plan import parse_size
+    from kscore.plan.sizing import parse_size
 
     assert parse_size(text) == size
 
 
 @pytest.mark.parametrize("layout", ["shuffled", "sorted"])
 def test_streaming_quantiles_are_exact_also_when_the_first_chunk_misleads(layout: str) -> None:
-    from kscore.order_stats import exact_quantiles
+    from kscore.core.order_stats import exact_quantiles
     from kscore.summaries import StreamingQuantiles
 
     rng = np.random.default_rng(3)
@@ -420,8 +420,8 @@ def test_a_summary_met_range_by_range_equals_the_whole_tables(layout: str) -> No
     """Counts, means and exact quantiles of every model's scores, added one range at a time (after
     the first, one polars query per range), equal those of the whole column; nulls count nowhere,
     and a range with no value inside a band adds nothing to it."""
-    from kscore.difficulty import N_MODELS, SCORE, model_score_column
-    from kscore.order_stats import exact_quantiles
+    from kscore.core.difficulty import N_MODELS, SCORE, model_score_column
+    from kscore.core.order_stats import exact_quantiles
     from kscore.summaries import RangeSummary
 
     rng = np.random.default_rng(11)

@@ -1,12 +1,13 @@
-"""kscore.picks against a brute-force reference: every strategy, ties, duplicates, labeled points."""
+"""kscore.core.pick_strategies against a brute-force reference: every strategy, ties, duplicates,
+labeled points."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import kscore.picks
-from kscore.picks import BALANCED_POWER, cover_radius, percentile_weights, pick
+import kscore.core.pick_strategies
+from kscore.core.pick_strategies import BALANCED_POWER, cover_radius, percentile_weights, pick
 
 
 def rank_weights(scores: np.ndarray) -> np.ndarray:
@@ -179,7 +180,7 @@ def test_typical_on_a_sample_above_the_pair_limit(monkeypatch):
     rng = np.random.default_rng(4)
     points = clusters(rng, [3000, 9000, 3000])
     assert pick(points, 30, strategy="typical").sample is None  # every candidate under the limit
-    monkeypatch.setattr(kscore.picks, "COVER_PAIRS", 20_000)
+    monkeypatch.setattr(kscore.core.pick_strategies, "COVER_PAIRS", 20_000)
     picks = pick(points, 30, strategy="typical", seed=5)
     assert picks.sample is not None and 60 <= picks.sample < len(points)
     assert len(set(picks.order.tolist())) == 30
@@ -200,7 +201,7 @@ def test_the_coverage_radius_of_a_large_map_is_the_farthest_point_from_its_centr
     """Above RADIUS_GRID**2 points the radius is measured on the grid cells that can hold it only."""
     rng = np.random.default_rng(7)
     points = np.concatenate([clusters(rng, [150_000, 120_000], spread=1.0), rng.normal(size=(50, 2)) * 30])
-    assert len(points) > kscore.picks.RADIUS_GRID**2
+    assert len(points) > kscore.core.pick_strategies.RADIUS_GRID**2
     for centres in (points[rng.choice(len(points), 40, replace=False)], np.array([[5.0, 0.0]])):
         nearest = np.min([distances(points, c) for c in centres], axis=0)
-        assert kscore.picks._coverage_radius(points, centres) == nearest.max()
+        assert kscore.core.pick_strategies._coverage_radius(points, centres) == nearest.max()

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from kscore import plot as plotting
-from kscore.embed import embed_scores
 from kscore.errors import InputError, KscoreWarning
+from kscore.jobs.embed_scores import embed_scores
 
 from .conftest import CONFIGS, SAMPLE, run_kscore
 

@@ -19,9 +19,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-import kscore.partitioned as partitioned  # noqa: E402
+import kscore.plan.difficulty as partitioned  # noqa: E402
 from kscore.errors import InputError  # noqa: E402
-from kscore.jobs import write_difficulty_scores, write_embed_scores  # noqa: E402
+from kscore.jobs.difficulty import write_difficulty_scores, write_embed_scores  # noqa: E402
 from tests.test_partitioned import (  # noqa: E402
     _assert_same_file,
     _generate,
@@ -194,7 +194,7 @@ def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
 ) -> None:
     """The type-1 sums of 6 reference chunks, computed by tasks on two nodes, added in chunk order on
     the driver: the same scores as one or two local threads, bitwise (far queries included)."""
-    import kscore.density as density
+    import kscore.core.density as density
 
     monkeypatch.setattr(density, "_CHUNK", 1000)  # the chunks are cut on the driver
     rng = np.random.default_rng(5)

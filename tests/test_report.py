@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kscore.report import LEVELS, MISSING, decode, quantise, sample_rows
+from kscore.jobs.report import LEVELS, MISSING, decode, quantise, sample_rows
 from kscore.summaries import difficulty_summary
 
 from .conftest import run_kscore

@@ -212,7 +212,7 @@ def test_the_tables_are_there_with_javascript_off(browser: Any, page_file: Path)
 def test_a_large_map_draws_a_draft_while_moving_and_everything_at_rest(
     browser: Any, page_file: Path, monkeypatch
 ):
-    from kscore import report
+    from kscore.jobs import report
 
     monkeypatch.setattr(report, "DRAFT_POINTS", 20)  # 122 points: a draft of every 7th while moving
     out = page_file.parent / "draft.html"

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 import kscore
+from kscore.core.pick_strategies import pick
 from kscore.io import read_kscore_metadata
-from kscore.picks import pick
 
 from .conftest import CONFIGS, SAMPLE, run_kscore
 

@@ -185,7 +185,7 @@ def test_s3_inputs_to_a_local_file_and_a_local_dataset(s3, tmp_path: Path) -> No
 
 @pytest.mark.usefixtures("tiny_overhead")
 def test_s3_inputs_scored_by_the_partitioned_plan_equal_the_in_memory_run(s3, tmp_path: Path) -> None:
-    from kscore.jobs import write_difficulty_scores
+    from kscore.jobs.difficulty import write_difficulty_scores
     from tests.test_partitioned import _standard
 
     urls = _inputs_in_s3(s3, tmp_path, "in-partitioned")

@@ -1,6 +1,6 @@
 """The ray engine: a plan's tasks on a Ray cluster (the optional extra `kscore[ray]`).
 
-The stages are the partitioned plan's (`kscore.partitioned`), run as Ray tasks: each model is read
+The stages are the partitioned plan's (`kscore.plan.difficulty`), run as Ray tasks: each model is read
 in slices, one task a slice, which checks its rows, takes their statistics and returns them cut by
 id range as separate objects (a shuffle through Ray's object store, which spills to disk by
 itself); the driver merges the statistics; with `normalization: rank` one task per signal ranks
@@ -147,7 +147,7 @@ def _read_slice(
     binary: bool,
 ) -> tuple[Any, ...]:
     """Stage 2 on one slice of a model: (summary, one table or None per id range)."""
-    from kscore.partitioned import split_batch
+    from kscore.plan.difficulty import split_batch
 
     try:
         batch = frame.slice(offset, length).collect() if length is not None else frame.collect()
@@ -166,7 +166,7 @@ def _read_slice(
 def _rank_slices(signal: Any, pieces: list[Any]) -> tuple[pl.DataFrame, ...]:
     """Stage 3: one signal's average ranks over the pieces (object refs of tables, in order), cut
     back into one single-column table per piece."""
-    from kscore.partitioned import average_ranks, oriented_signal
+    from kscore.plan.difficulty import average_ranks, oriented_signal
 
     ray = _ray()
     columns = [_from_store(ray.get(ref)).select(oriented_signal(signal)).to_series() for ref in pieces]
@@ -189,7 +189,7 @@ def _score_slice(
     explain: bool,
 ) -> pl.DataFrame | None:
     """Stage 4: one id range's table from each model's pieces of it (object refs) and their ranks."""
-    from kscore.partitioned import score_range
+    from kscore.plan.difficulty import score_range
 
     ray = _ray()
     frames = {}
@@ -226,8 +226,8 @@ class RayDifficultyRun:
             raise
 
     def _tables(self, ray: Any, pending: set[Any]) -> Iterator[pl.DataFrame]:
-        from kscore.align import common_id_dtype
-        from kscore.partitioned import merge_stats, merged_statistics
+        from kscore.core.align import common_id_dtype
+        from kscore.plan.difficulty import merge_stats, merged_statistics
 
         run, standard, count = self.run, self.run.standard, self.run.ranges.count
         dtype = common_id_dtype([m.id_dtype for m in run.models])

@@ -46,7 +46,7 @@ def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndar
 def bench_kde(rows: int, repeats: int, check: int) -> dict:
     from scipy.stats import gaussian_kde
 
-    from kscore.density import _scores
+    from kscore.core.density import _scores
 
     train, reference, difficulty = make_data(rows)
     times = []
@@ -139,7 +139,7 @@ def bench_engines(rows: int, repeats: int, nodes: list[int], cpus_per_node: int,
     import ray
     from ray.cluster_utils import Cluster
 
-    from kscore.density import _scores
+    from kscore.core.density import _scores
 
     train, reference, difficulty = make_data(rows)
     local = _scores(train, reference, difficulty, "scott")

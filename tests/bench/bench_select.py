@@ -303,8 +303,8 @@ def speed_embeddings(rows: int, dims: int, picks: int, check_rows: int, strategi
 def compare_projection(label: str, points: np.ndarray, budget: int) -> None:
     from scipy.spatial import cKDTree
 
-    import kscore.selection as selection
-    from kscore.picks import pick
+    import kscore.jobs.select as selection
+    from kscore.core.pick_strategies import pick
 
     n = len(points)
     table = pl.DataFrame(

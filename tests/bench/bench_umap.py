@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-import kscore.embedding
+import kscore.core.reduction
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def peak_mib() -> float:
 
 
 def run_reduce(rows: int, fit_sample: int, jobs: int | None = None, kind: str = "text") -> dict:
-    from kscore.embedding import reduce_to_2d
+    from kscore.core.reduction import reduce_to_2d
 
     data = DATA[kind](rows)
     stages: dict[str, float] = {}
@@ -94,7 +94,7 @@ def run_reduce(rows: int, fit_sample: int, jobs: int | None = None, kind: str = 
         "rows": rows,
         "data": kind,
         "fit_sample": min(rows, fit_sample),
-        "transform_epochs": kscore.embedding.TRANSFORM_EPOCHS,
+        "transform_epochs": kscore.core.reduction.TRANSFORM_EPOCHS,
         "jobs": jobs,
         "seconds": end - start,
         "fit_and_index_seconds": transform_start - start,
@@ -110,7 +110,7 @@ def run_trust(
     and transform epoch count (the full fit is made once)."""
     from sklearn.manifold import trustworthiness
 
-    from kscore.embedding import reduce_to_2d
+    from kscore.core.reduction import reduce_to_2d
 
     data = DATA[kind](rows)
     full, _ = reduce_to_2d(data, fit_sample=rows, seed=0)
@@ -119,7 +119,7 @@ def run_trust(
     results = []
     for fit_sample in fit_samples:
         for count in epochs:
-            kscore.embedding.TRANSFORM_EPOCHS = count
+            kscore.core.reduction.TRANSFORM_EPOCHS = count
             start = time.perf_counter()
             sampled, _ = reduce_to_2d(data, fit_sample=fit_sample, seed=0)
             seconds = time.perf_counter() - start
@@ -143,14 +143,14 @@ def run_trust_parts(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
 
     The sample fit uses the UMAP parameters of kscore's seeded runs (see kscore/embedding.py), but
     transforms with umap's own neighbour search: this is the diagnosis that led kscore to its own
-    (kscore.neighbors); `trust` measures what kscore does.
+    (kscore.core.neighbors); `trust` measures what kscore does.
     """
     import pickle
 
     import umap
     from sklearn.manifold import trustworthiness
 
-    from kscore.embedding import reduce_to_2d, use_numba_cache
+    from kscore.core.reduction import reduce_to_2d, use_numba_cache
 
     use_numba_cache()
     data = text_like_embeddings(rows)
@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm"])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument(
-        "--fit-sample", type=int, nargs="+", default=[kscore.embedding.FIT_SAMPLE], help="trust: several"
+        "--fit-sample", type=int, nargs="+", default=[kscore.core.reduction.FIT_SAMPLE], help="trust: several"
     )
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--data", choices=sorted(DATA), default="text")
@@ -235,8 +235,8 @@ def main() -> None:
         "--transform-epochs", type=int, nargs="+", default=None, help="kscore's default if not given"
     )
     args = parser.parse_args()
-    epochs = args.transform_epochs or [kscore.embedding.TRANSFORM_EPOCHS]
-    kscore.embedding.TRANSFORM_EPOCHS = epochs[0]
+    epochs = args.transform_epochs or [kscore.core.reduction.TRANSFORM_EPOCHS]
+    kscore.core.reduction.TRANSFORM_EPOCHS = epochs[0]
     if args.mode == "full":
         result = run_reduce(args.rows, fit_sample=args.rows, kind=args.data)
     elif args.mode == "sampled":

@@ -429,7 +429,7 @@ def write_report(
     """Write the HTML report of kscore outputs `files` to `out` (atomically); return what was
     written, as `kscore report --json` prints it."""
     from kscore.io import check_output, write_atomic
-    from kscore.jobs import _stage
+    from kscore.jobs.difficulty import _stage
 
     out_path = check_report_output(out)
     if max_points < 1:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kscore.embedding import row_hashes
+from kscore.core.reduction import row_hashes
 
 
 class SpilledRows:

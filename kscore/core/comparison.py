@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from kscore.difficulty import SCORE, model_score_column
+from kscore.core.difficulty import SCORE, model_score_column
 from kscore.errors import InputError, did_you_mean
 
 STATUSES = ("regression", "improvement", "unchanged", "only_baseline", "only_candidate")

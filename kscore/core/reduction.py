@@ -297,7 +297,7 @@ def _umap(
         model.n_epochs = 3 * TRANSFORM_EPOCHS  # umap's transform runs n_epochs // 3 epochs
         params["transform_epochs"] = TRANSFORM_EPOCHS
         # umap's own search for the new points' neighbours can strand them in the wrong cluster.
-        from kscore.neighbors import CellNeighbors
+        from kscore.core.neighbors import CellNeighbors
 
         model._knn_search_index = CellNeighbors(model._raw_data, metric, seed)
         params["transform_neighbors"] = "exact among the fit sample's nearest k-means cells"

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore.align import normalize_ids
-from kscore.embedding import FIT_SAMPLE
+from kscore.core.align import normalize_ids
+from kscore.core.reduction import FIT_SAMPLE
 from kscore.errors import InputError, KscoreWarning
 
 MAP_X, MAP_Y = "map_x", "map_y"
@@ -150,7 +150,7 @@ def embed_scores(
     `engine="ray"` transforms the UMAP batches and runs the KDE's transforms on the connected Ray
     cluster (the same map and scores).
     """
-    from kscore.plan import resolve_memory_limit
+    from kscore.plan.sizing import resolve_memory_limit
 
     limit = resolve_memory_limit(memory_limit)
     if isinstance(table, pl.LazyFrame):
@@ -191,7 +191,7 @@ def _embeddings_of(
     """(the table, the embeddings or None to read them from the table, the embedding columns):
     the whole table in memory when it fits, else every other column in memory and the embeddings
     spilled to disk (`SpilledRows`)."""
-    from kscore.plan import BASE_BYTES
+    from kscore.plan.sizing import BASE_BYTES
 
     try:
         columns = embedding_columns(table, embedding_col, embedding_prefix)
@@ -203,7 +203,7 @@ def _embeddings_of(
     if need <= limit:
         yield table.collect(), None, columns
         return
-    from kscore.embedding_store import SpilledRows
+    from kscore.core.spilled_rows import SpilledRows
     from kscore.io import temporary_folder
 
     batch = max(1024, int((limit - BASE_BYTES) * 0.1 // max(dim * _BYTES_PER_ELEMENT, 1)))
@@ -271,8 +271,8 @@ def _embed_scores(
     memory_limit: int,
     engine: str = "local",
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    from kscore.density import DegenerateError, _scores
-    from kscore.embedding import reduce_to_2d
+    from kscore.core.density import DegenerateError, _scores
+    from kscore.core.reduction import reduce_to_2d
 
     if matrix is not None and keep_embedding:
         raise InputError(

@@ -67,8 +67,8 @@ def in_memory_inputs(
 ) -> tuple[Mapping[str, pl.DataFrame | pl.LazyFrame], dict[str, str]]:
     """Frames for `score_in_memory` and their files; a result estimated above the memory limit is
     refused (it would be returned whole)."""
-    from kscore.partitioned import in_memory_bytes
-    from kscore.plan import format_size, resolve_memory_limit
+    from kscore.plan.difficulty import in_memory_bytes
+    from kscore.plan.sizing import format_size, resolve_memory_limit
 
     limit = resolve_memory_limit(memory_limit)
     frames, scans, sources = _inputs(results, standard)
@@ -216,10 +216,10 @@ def _write_difficulty_scores(
     engine: str,
     ray_address: str | None,
 ) -> dict[str, Any]:
-    from kscore.difficulty import score_in_memory
+    from kscore.core.difficulty import score_in_memory
     from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_table_atomic
-    from kscore.partitioned import in_memory_bytes
-    from kscore.plan import resolve_memory_limit
+    from kscore.plan.difficulty import in_memory_bytes
+    from kscore.plan.sizing import resolve_memory_limit
     from kscore.summaries import difficulty_summary
 
     check_engine(engine)
@@ -351,7 +351,7 @@ def _write_partitioned(
         write_failure,
         write_table_atomic,
     )
-    from kscore.partitioned import plan_partitions
+    from kscore.plan.difficulty import plan_partitions
     from kscore.summaries import RangeSummary
 
     spill = Path(temp_dir) if temp_dir is not None else out.parent
@@ -455,7 +455,7 @@ def _accuracy(
     """Binary tasks: each model's accuracy at the task's threshold."""
     if standard.task is None or standard.task.type != "binary_classification":
         return {}
-    from kscore.tasks import threshold_accuracy
+    from kscore.core.tasks import threshold_accuracy
 
     return {
         name: threshold_accuracy(frame, standard.task, standard.id_column, labels[name], datapoints)
@@ -522,7 +522,6 @@ def _write_embed_scores(
     ray_address: str | None,
     **options: Any,
 ) -> dict[str, Any]:
-    from kscore.embed import embed_scores
     from kscore.io import (
         check_temp_dir,
         metadata_tags,
@@ -533,6 +532,7 @@ def _write_embed_scores(
         write_dataset_atomic,
         write_table_atomic,
     )
+    from kscore.jobs.embed_scores import embed_scores
     from kscore.storage import as_path
     from kscore.summaries import embed_summary
 

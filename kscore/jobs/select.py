@@ -1,8 +1,8 @@
 """The select job: the batch of train rows to label or train on next (`kscore select`), from an
 `embed-scores` output (the map and the scores) or a `difficulty` output (scores only).
 
-The strategies are `kscore.picks`'; this module finds the candidates, their scores and coordinates,
-the labeled points, and writes and summarizes the picks.
+The strategies are in `kscore.core.pick_strategies`; this module finds the candidates, their scores
+and coordinates, the labeled points, and writes and summarizes the picks.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kscore.core.pick_strategies import DEFAULT_STRATEGY, STRATEGIES, pick, ranking
 from kscore.errors import InputError, KscoreWarning, did_you_mean
-from kscore.picks import DEFAULT_STRATEGY, STRATEGIES, pick, ranking
 
 MAP = ("map_x", "map_y")
 # --by without one: the first of these the file has (representation: the least covered first)
@@ -289,7 +289,7 @@ def _coordinates(
         if not has_map:
             return None, None, "none"
         return candidates.select(MAP).to_numpy(), labeled.select(MAP).to_numpy(), "map"
-    from kscore.embed import embedding_columns, embedding_matrix
+    from kscore.jobs.embed_scores import embedding_columns, embedding_matrix
 
     scan = embeddings.lazy()
     columns = embedding_columns(scan, embedding_col, embedding_prefix)

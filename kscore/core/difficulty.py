@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import numpy as np
 import polars as pl
 
-from kscore.align import Alignment, align_by_id, normalize_ids
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
+from kscore.core.align import Alignment, align_by_id, normalize_ids
 from kscore.engines.local import parallel_map
 from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
 
@@ -83,13 +83,13 @@ def difficulty_scores(
     (`kscore difficulty --json`).
     """
     if out is not None:
-        from kscore.jobs import write_difficulty_scores
+        from kscore.jobs.difficulty import write_difficulty_scores
 
         return write_difficulty_scores(
             results, standard, out, explain=explain, datapoints=datapoints, sources=sources,
             memory_limit=memory_limit, temp_dir=temp_dir, top=top,
         )  # fmt: skip
-    from kscore.jobs import in_memory_inputs
+    from kscore.jobs.difficulty import in_memory_inputs
 
     frames, scanned = in_memory_inputs(results, standard, memory_limit, explain)
     return score_in_memory(
@@ -129,7 +129,7 @@ def score_in_memory(
     aligned = align_by_id(scored, standard.id_column, labels)
     table = assemble(aligned, [s.name for s in standard.signals])
     if datapoints is not None:
-        from kscore.tasks import enrich_datapoints
+        from kscore.core.tasks import enrich_datapoints
 
         table = enrich_datapoints(datapoints, table, standard.id_column)
     return table
@@ -167,7 +167,7 @@ def read_signals(
     )
     out = selected.with_columns(metrics)
     if standard.task is not None:
-        from kscore.tasks import attach_ground_truth, task_error
+        from kscore.core.tasks import attach_ground_truth, task_error
 
         out = attach_ground_truth(out, standard.task, id_col, label, datapoints)
         out = out.with_columns(task_error(out, standard.task, label).alias(TASK_SIGNAL))

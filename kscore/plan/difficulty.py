@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore.align import Alignment, align_by_id, common_id_dtype, normalize_ids
 from kscore.config import QualityStandard
-from kscore.difficulty import (
+from kscore.core.align import Alignment, align_by_id, common_id_dtype, normalize_ids
+from kscore.core.difficulty import (
     Stats,
     Whole,
     assemble,
@@ -49,7 +49,7 @@ from kscore.difficulty import (
     stat_warnings,
 )
 from kscore.errors import InputError
-from kscore.plan import BASE_BYTES, IdRanges, dense_ranges, format_size, sampled_ranges
+from kscore.plan.sizing import BASE_BYTES, IdRanges, dense_ranges, format_size, sampled_ranges
 
 _INT64_MAX = (1 << 63) - 1
 # A polars error from the spill's writes, not the input's reads: a full disk, a quota, read-only.
@@ -380,7 +380,7 @@ def split_batch(
     id_col = standard.id_column
     correct = judged = 0
     if binary:
-        from kscore.tasks import threshold_counts
+        from kscore.core.tasks import threshold_counts
 
         assert standard.task is not None
         correct, judged = threshold_counts(batch, standard.task, id_col, label)
