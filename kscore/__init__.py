@@ -8,17 +8,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.6.3"
+from kscore._version import __version__
 
 _EXPORTS = {
     "QualityStandard": "kscore.config",
     "Metric": "kscore.config",
     "Task": "kscore.config",
-    "difficulty_scores": "kscore.core.difficulty",
+    "difficulty_scores": "kscore.jobs.difficulty",
     "compare_models": "kscore.core.comparison",
     "embed_scores": "kscore.jobs.embed_scores",
     "write_difficulty_scores": "kscore.jobs.difficulty",
-    "write_embed_scores": "kscore.jobs.difficulty",
+    "write_embed_scores": "kscore.jobs.embed_scores",
     "select": "kscore.jobs.select",
     "write_selection": "kscore.jobs.select",
     "write_report": "kscore.jobs.report",
@@ -61,11 +61,10 @@ if TYPE_CHECKING:
     from kscore.config import Metric, QualityStandard, Task
     from kscore.core.comparison import compare_models
     from kscore.core.density import local_difficulty, potential_difficulty_scores, representation_scores
-    from kscore.core.difficulty import difficulty_scores
     from kscore.core.reduction import reduce_to_2d
     from kscore.errors import ConfigError, GateFailed, InputError, KscoreError, KscoreWarning
-    from kscore.jobs.difficulty import write_difficulty_scores, write_embed_scores
-    from kscore.jobs.embed_scores import embed_scores
+    from kscore.jobs.difficulty import difficulty_scores, write_difficulty_scores
+    from kscore.jobs.embed_scores import embed_scores, write_embed_scores
     from kscore.jobs.report import write_report
     from kscore.jobs.select import select, write_selection
 

@@ -24,7 +24,7 @@ import typer
 # short-lived arrays (10-15% of a 10M-row run here). A user's own setting wins.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
-from kscore import __version__
+from kscore._version import __version__
 from kscore.errors import KscoreError, KscoreWarning
 
 _R = TypeVar("_R")
@@ -508,7 +508,7 @@ def embed_scores(
         from kscore.config import QualityStandard, find_config
         from kscore.errors import InputError
         from kscore.io import read_table
-        from kscore.jobs.difficulty import write_embed_scores
+        from kscore.jobs.embed_scores import write_embed_scores
         from kscore.plan.sizing import resolve_memory_limit
 
         limit = resolve_memory_limit(memory_limit)
@@ -720,7 +720,7 @@ def compare(
             read_table,
             write_table_atomic,
         )
-        from kscore.summaries import envelope
+        from kscore.summaries import compare_summary, envelope
 
         source = as_path(difficulty_file)
         if out is not None:
@@ -756,7 +756,8 @@ def compare(
                 },
             )
         summary = envelope(
-            "compare", {"output": str(out) if out is not None else None, **comparison.to_dict(top, checked)}
+            "compare",
+            {"output": str(out) if out is not None else None, **compare_summary(comparison, top, checked)},
         )
         if standard.get("scope") == "per_model":
             summary["notes"].append(PER_MODEL_NOTE)
@@ -966,7 +967,7 @@ def _checked_output(out: str, inputs: list[Any]) -> Any:
 
 def _check_plot(out: Path | None, size: str, inputs: list[Path]) -> tuple[int, int]:
     """Fail before any work when a picture cannot be made: no matplotlib, bad size, extension or path."""
-    from kscore.plot import _pyplot, parse_size, picture_format
+    from kscore.plot import parse_size, picture_format, pyplot
 
     picture_size = parse_size(size)
     if out is not None:
@@ -974,7 +975,7 @@ def _check_plot(out: Path | None, size: str, inputs: list[Path]) -> tuple[int, i
 
         check_output(out, inputs)
         picture_format(out)
-        _pyplot()
+        pyplot()
     return picture_size
 
 

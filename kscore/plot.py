@@ -89,7 +89,7 @@ def map_data(table: pl.DataFrame, color: str = "representation_score", outlined:
     )
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
@@ -124,7 +124,7 @@ def plot_map(
     data: MapData, out: Path, *, title: str | None = None, size: tuple[int, int] = (1200, 900)
 ) -> None:
     """Render the map to a picture of `size` pixels (PNG, SVG or PDF, by `out`'s extension)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
     if data.density:
         grid = 200
@@ -202,7 +202,7 @@ def plot_picks(
         raise InputError(
             "--plot draws the picks on the map: give an embed-scores output (this file has no map)"
         )
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
     xy = table.select("map_x", "map_y").to_numpy()
     marker_size = max(1.0, min(8.0, 3e4 / max(len(xy), 1)))
@@ -239,7 +239,7 @@ def plot_difficulty(
     LazyFrame is read one column at a time)."""
     from kscore.summaries import column_of
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
     bins = np.linspace(0, 1, 41)
     for model in models:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from kscore.core.difficulty import N_MODELS, SCORE, model_score_column, top_signal_column
+from kscore.columns import N_MODELS, SCORE, model_score_column, top_signal_column
 from kscore.core.order_stats import exact_quantiles, top_k_candidates
 from kscore.engines.local import parallel_map
+
+if TYPE_CHECKING:
+    from kscore.core.comparison import Comparison, Gate
 
 
 def rounded(value: Any) -> float | None:
@@ -21,7 +24,7 @@ def rounded(value: Any) -> float | None:
 def envelope(command: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     """A command's summary in the one shape every `--json` object has: `kscore_version`, `command`
     and `output` first, then the command's own fields, `warnings` and `notes` (lists of lines)."""
-    from kscore import __version__
+    from kscore._version import __version__
 
     body = {k: v for k, v in summary.items() if k not in ("kscore_version", "command", "output")}
     body.setdefault("warnings", [])
@@ -363,7 +366,7 @@ def embed_summary(
     with_difficulty: bool = False,
 ) -> dict[str, Any]:
     """Rows per split, quantiles of each score over the train rows, and the notable train points."""
-    from kscore.jobs.embed_scores import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION
+    from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION
 
     splits = table.get_column(split_col).cast(pl.String).value_counts(sort=True)
     train = table.filter(pl.col(REPRESENTATION).is_not_null())
@@ -515,3 +518,27 @@ def render_select(summary: dict[str, Any]) -> list[Any]:
     ):
         facts.add_row(label, value)
     return [picks, facts]
+
+
+def compare_summary(comparison: Comparison, top: int = 20, gates: list[Gate] | None = None) -> dict[str, Any]:
+    """The summary of `kscore compare` (`--json`): counts, gates and the largest regressions."""
+    rows = comparison.top_regressions(top).select(comparison.id_column, "baseline", "candidate", "delta")
+    return {
+        "baseline": comparison.baseline,
+        "candidate": comparison.candidate,
+        "margin": comparison.margin,
+        "regressions": comparison.counts["regression"],
+        "improvements": comparison.counts["improvement"],
+        "unchanged": comparison.counts["unchanged"],
+        "only_in_one": {
+            "only_baseline": comparison.counts["only_baseline"],
+            "only_candidate": comparison.counts["only_candidate"],
+        },
+        "common_failures": comparison.common_failures,
+        "common_failure_threshold": comparison.common_failure_threshold,
+        "gates": [g.to_dict() for g in gates or []],
+        "largest_regressions": [
+            {"id": r[0], "baseline": rounded(r[1]), "candidate": rounded(r[2]), "delta": rounded(r[3])}
+            for r in rows.iter_rows()
+        ],
+    }

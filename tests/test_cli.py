@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from kscore.config import QualityStandard
-from kscore.core.difficulty import difficulty_scores
 from kscore.io import read_kscore_metadata
+from kscore.jobs.difficulty import difficulty_scores
 
 from .conftest import CONFIGS, SAMPLE, WORKED_EXAMPLE_YAML, run_kscore
 
@@ -410,7 +410,7 @@ def test_background_summary_runs_at_low_priority_without_lowering_the_caller():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from kscore.jobs.difficulty import LOW_PRIORITY, _at_low_priority
+    from kscore.jobs.common import LOW_PRIORITY, at_low_priority
 
     def priorities() -> tuple[int, int]:
         """This thread's nice value, and that of a thread it starts (which inherits it)."""
@@ -421,7 +421,7 @@ def test_background_summary_runs_at_low_priority_without_lowering_the_caller():
 
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     with ThreadPoolExecutor(1) as background:
-        own, child = background.submit(_at_low_priority, priorities).result()
+        own, child = background.submit(at_low_priority, priorities).result()
     assert own == child == max(before, LOW_PRIORITY)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 

@@ -12,6 +12,7 @@ import kscore
 from kscore.core.comparison import compare_models
 from kscore.errors import InputError
 from kscore.io import write_table_atomic
+from kscore.summaries import compare_summary
 
 from .conftest import run_kscore
 
@@ -109,7 +110,7 @@ def test_no_gate_exits_0_and_json_equals_the_library(difficulty_file: Path, tmp_
         str(out),
     )
     assert result.returncode == 0, result.stderr
-    expected = compare_models(two_models(), "a", "b", margin=0.1).to_dict(top=20)
+    expected = compare_summary(compare_models(two_models(), "a", "b", margin=0.1), top=20)
     printed = json.loads(result.stdout)
     assert {k: printed.pop(k) for k in ("kscore_version", "command", "output")} == {
         "kscore_version": kscore.__version__,

@@ -139,7 +139,7 @@ def test_scores_are_bitwise_identical_on_any_number_of_threads(monkeypatch):
     reference = rng.normal(size=(5500, 2)) * [3.0, 1.0]
     train = np.vstack([rng.normal(size=(4200, 2)), rng.uniform(-40, 40, size=(30, 2))])
     difficulty = rng.uniform(size=5500)
-    runs = [density._scores(train, reference, difficulty, "scott", jobs=jobs) for jobs in (1, 2, 3)]
+    runs = [density.kde_scores(train, reference, difficulty, "scott", jobs=jobs) for jobs in (1, 2, 3)]
     for key in ("representation", "potential", "local"):
         assert np.array_equal(runs[0][key], runs[1][key]) and np.array_equal(runs[0][key], runs[2][key])
     expected = gaussian_kde(reference.T).logpdf(train[:200].T)
@@ -172,7 +172,7 @@ def test_potential_shares_the_transforms_when_its_kernel_is_close(monkeypatch, h
 
     monkeypatch.setattr(density, "_potential", spy)
     train, reference, difficulty = tilted_clouds(3, hard_width)
-    scores = density._scores(train, reference, difficulty, "scott")
+    scores = density.kde_scores(train, reference, difficulty, "scott")
     assert bool(separate) is not shared
     exact = gaussian_kde(reference.T, weights=difficulty).pdf(train.T)
     inside = region(exact)

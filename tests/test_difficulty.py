@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kscore.config import QualityStandard
-from kscore.core.difficulty import difficulty_scores
 from kscore.errors import InputError, KscoreWarning
+from kscore.jobs.difficulty import difficulty_scores
 
 from .conftest import worked_example
 

@@ -420,7 +420,7 @@ def test_a_summary_met_range_by_range_equals_the_whole_tables(layout: str) -> No
     """Counts, means and exact quantiles of every model's scores, added one range at a time (after
     the first, one polars query per range), equal those of the whole column; nulls count nowhere,
     and a range with no value inside a band adds nothing to it."""
-    from kscore.core.difficulty import N_MODELS, SCORE, model_score_column
+    from kscore.columns import N_MODELS, SCORE, model_score_column
     from kscore.core.order_stats import exact_quantiles
     from kscore.summaries import RangeSummary
 

@@ -21,7 +21,8 @@ ray = pytest.importorskip("ray")
 
 import kscore.plan.difficulty as partitioned  # noqa: E402
 from kscore.errors import InputError  # noqa: E402
-from kscore.jobs.difficulty import write_difficulty_scores, write_embed_scores  # noqa: E402
+from kscore.jobs.difficulty import write_difficulty_scores  # noqa: E402
+from kscore.jobs.embed_scores import write_embed_scores  # noqa: E402
 from tests.test_partitioned import (  # noqa: E402
     _assert_same_file,
     _generate,
@@ -105,10 +106,10 @@ def test_a_bad_value_read_by_a_ray_task_is_exit_2_naming_the_file_and_node(
 
 
 def _kill_once(marker: str):
-    """`_read_slice` whose first call kills its own worker process (a node losing a worker)."""
-    from kscore.engines import ray as engine
+    """`read_slice` whose first call kills its own worker process (a node losing a worker)."""
+    from kscore.plan import difficulty_ray
 
-    original = engine._read_slice
+    original = difficulty_ray.read_slice
 
     def read_or_die(*args, **kwargs):
         if not os.path.exists(marker):
@@ -124,11 +125,11 @@ def test_a_killed_worker_is_retried_and_the_output_is_the_same(
 ) -> None:
     import cloudpickle
 
-    from kscore.engines import ray as engine
+    from kscore.plan import difficulty_ray
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
     marker = tmp_path / "killed"
-    monkeypatch.setattr(engine, "_read_slice", _kill_once(str(marker)))
+    monkeypatch.setattr(difficulty_ray, "read_slice", _kill_once(str(marker)))
     paths = _write_inputs(tmp_path, "dense")
     local, on_ray = _both(tmp_path, paths, _standard("rank", "joint", False))
     assert marker.exists()  # a worker did die
@@ -195,6 +196,7 @@ def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
     """The type-1 sums of 6 reference chunks, computed by tasks on two nodes, added in chunk order on
     the driver: the same scores as one or two local threads, bitwise (far queries included)."""
     import kscore.core.density as density
+    from kscore.engines import make_executor
 
     monkeypatch.setattr(density, "_CHUNK", 1000)  # the chunks are cut on the driver
     rng = np.random.default_rng(5)
@@ -203,7 +205,7 @@ def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
     difficulty = rng.random(len(reference))
     difficulty[::5] = np.nan
     runs = [
-        density._scores(train, reference, difficulty, "scott", jobs, engine)
+        density.kde_scores(train, reference, difficulty, "scott", jobs, make_executor(engine, jobs))
         for jobs, engine in ((1, "local"), (2, "local"), (None, "ray"))
     ]
     for key in ("representation", "local", "potential"):
@@ -213,12 +215,12 @@ def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
 
 
 def _read_elsewhere(*args, **kwargs):
-    """`_read_slice` on a node where the input's path does not exist (it runs in a worker, where
-    `engine._read_slice` is the real one)."""
-    from kscore.engines import ray as engine
+    """`read_slice` on a node where the input's path does not exist (it runs in a worker, where
+    `difficulty_ray.read_slice` is the real one)."""
+    from kscore.plan import difficulty_ray
 
     missing = pl.scan_parquet(Path(__file__).parent / "no-such-folder" / "results_b.parquet")
-    return engine._read_slice(missing, *args[1:], **kwargs)
+    return difficulty_ray.read_slice(missing, *args[1:], **kwargs)
 
 
 def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
@@ -226,10 +228,10 @@ def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
 ) -> None:
     import cloudpickle
 
-    from kscore.engines import ray as engine
+    from kscore.plan import difficulty_ray
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(engine, "_read_slice", _read_elsewhere)
+    monkeypatch.setattr(difficulty_ray, "read_slice", _read_elsewhere)
     paths = _write_inputs(tmp_path, "dense")
     out = tmp_path / "ray.parquet"
     with pytest.raises(InputError, match=r"results_\w\.parquet: cannot read on node [0-9.]+: ") as error:

@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from kscore.config import QualityStandard
-from kscore.core.difficulty import difficulty_scores
 from kscore.core.tasks import threshold_accuracy
 from kscore.errors import InputError
+from kscore.jobs.difficulty import difficulty_scores
 
 
 def task_standard(metrics=(), **task) -> QualityStandard:

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from kscore.core.difficulty import SCORE, model_score_column
+from kscore.columns import SCORE, model_score_column
 from kscore.errors import InputError, did_you_mean
 
 STATUSES = ("regression", "improvement", "unchanged", "only_baseline", "only_candidate")
@@ -60,30 +60,6 @@ class Comparison:
         """The `n` largest regressions (ties to the smaller id)."""
         regressions = self.table.filter(pl.col("status") == "regression")
         return regressions.sort(["delta", self.id_column], descending=[True, False]).head(n)
-
-    def to_dict(self, top: int = 20, gates: list[Gate] | None = None) -> dict[str, Any]:
-        from kscore.summaries import rounded
-
-        rows = self.top_regressions(top).select(self.id_column, "baseline", "candidate", "delta")
-        return {
-            "baseline": self.baseline,
-            "candidate": self.candidate,
-            "margin": self.margin,
-            "regressions": self.counts["regression"],
-            "improvements": self.counts["improvement"],
-            "unchanged": self.counts["unchanged"],
-            "only_in_one": {
-                "only_baseline": self.counts["only_baseline"],
-                "only_candidate": self.counts["only_candidate"],
-            },
-            "common_failures": self.common_failures,
-            "common_failure_threshold": self.common_failure_threshold,
-            "gates": [g.to_dict() for g in gates or []],
-            "largest_regressions": [
-                {"id": r[0], "baseline": rounded(r[1]), "candidate": rounded(r[2]), "delta": rounded(r[3])}
-                for r in rows.iter_rows()
-            ],
-        }
 
 
 def models_in(difficulty: pl.DataFrame) -> list[str]:

@@ -23,8 +23,12 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kscore.engines import Executor
 
 # Gaussian tails below exp(-R**2 / 2) ~ 1e-17 of the peak are dropped (periodic images, modes).
 _RADIUS = 8.8
@@ -132,7 +136,7 @@ def log_gauss_sums(
     queries: np.ndarray,
     jobs: int | None = None,
     outputs: list[tuple[int, Kernel]] | None = None,
-    engine: str = "local",
+    executor: Executor | None = None,
 ) -> np.ndarray:
     """log sum_i w_ti exp(-|z_q - z_i|^2 / 2), z in the whitened coordinates of the sum's kernel.
 
@@ -141,8 +145,8 @@ def log_gauss_sums(
     `kernel`); the result has one row per output and one column per query. An all-zero weight
     vector gives -inf. The outputs share the transforms: each weight row is spread once, in
     `kernel`'s coordinates, and every output's kernel is applied in Fourier space.
-    `jobs` caps the threads (default: every core); `engine="ray"` runs the transforms' chunks as
-    tasks on the connected Ray cluster (the same numbers).
+    `jobs` caps the threads (default: every core); an `executor` (`kscore.engines`) runs the
+    transforms' chunks its way, e.g. as tasks on a Ray cluster (the same numbers).
     """
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     if outputs is None:
@@ -165,7 +169,7 @@ def log_gauss_sums(
         box=(low, high, margin),
         outputs=[(row, shape) for (row, _), shape in zip(outputs, shapes, strict=True)],
         jobs=jobs,
-        engine=engine,
+        executor=executor,
     )
     # Sums the transforms cannot resolve (below _TAIL of the total; rounding may even make them
     # negative) are computed exactly instead; an all-zero weight vector gives -inf.
@@ -214,7 +218,7 @@ def _nufft_gauss_sums(
     box: tuple[np.ndarray, np.ndarray, float],
     outputs: list[tuple[int, np.ndarray]],
     jobs: int | None,
-    engine: str = "local",
+    executor: Executor | None = None,
 ) -> np.ndarray:
     """The Gauss sums at the queries by two non-uniform FFTs, identical for any number of threads
     and on either engine.
@@ -226,8 +230,8 @@ def _nufft_gauss_sums(
     thread count (the results differ near 1e-8 in the tails), so it runs on one thread per call
     and the parallelism comes from fixed chunks instead: the type-1 sums of each chunk of reference
     points (a partition's share: they add) are added in chunk order, and each chunk of queries is
-    evaluated on its own (a query's value does not depend on its chunk). The chunks run on threads,
-    or (`engine="ray"`) as tasks on the Ray cluster, their points read from its object store.
+    evaluated on its own (a query's value does not depend on its chunk). The chunks run on the
+    executor's workers: threads here, or tasks on a Ray cluster.
     """
     (x_ref, y_ref), (x_query, y_query), (low, high, margin) = reference, queries, box
     center = (low + high) / 2
@@ -239,7 +243,7 @@ def _nufft_gauss_sums(
     k = scale * np.arange(-k_max, k_max + 1)
     rows = sorted({row for row, _ in outputs})
 
-    workers, over_chunks = _chunk_map(engine, jobs)
+    workers, over_chunks = _chunk_map(executor, jobs)
     # The type-1 chunks depend on the point count only (their sum's order fixes its rounding).
     reference_chunk = max(_CHUNK, -(-len(x_ref) // _TYPE1_CHUNKS))
     grid = (center, scale, n_modes)
@@ -267,17 +271,13 @@ def _nufft_gauss_sums(
     return np.concatenate([np.atleast_2d(v) for v in values], axis=1)
 
 
-def _chunk_map(engine: str, jobs: int | None) -> tuple[int, Callable[..., list[np.ndarray]]]:
-    """(workers, `map_chunks`) of the engine: this machine's threads, or the Ray cluster's tasks."""
-    if engine == "ray":
-        from kscore.engines.ray import cluster_cpus, map_chunks
+def _chunk_map(executor: Executor | None, jobs: int | None) -> tuple[int, Callable[..., list[np.ndarray]]]:
+    """(workers, `map_chunks`) of the executor (default: this machine's `jobs` threads)."""
+    if executor is None:
+        from kscore.engines.local import LocalExecutor
 
-        return cluster_cpus(), map_chunks
-    from kscore.engines.local import map_chunks as local_map_chunks
-    from kscore.engines.local import resolve_jobs
-
-    workers = resolve_jobs(jobs)
-    return workers, functools.partial(local_map_chunks, workers=workers)
+        executor = LocalExecutor(jobs)
+    return executor.workers, executor.map_chunks
 
 
 _Grid = tuple[np.ndarray, float, int]  # the box's center, the scale to angles, modes per side
@@ -516,16 +516,16 @@ def _disk_log_sums(
     return out
 
 
-def _scores(
+def kde_scores(
     train_xy: np.ndarray,
     reference_xy: np.ndarray,
     reference_difficulty: np.ndarray | None,
     bandwidth: str | float,
     jobs: int | None = None,
-    engine: str = "local",
+    executor: Executor | None = None,
 ) -> dict[str, np.ndarray | Kernel | None]:
-    """All three scores at once, sharing the kernel and the transforms (their chunks as Ray tasks
-    with `engine="ray"`)."""
+    """All three scores at once, sharing the kernel and the transforms (their chunks run by
+    `executor`)."""
     train_xy = np.asarray(train_xy, dtype=np.float64)
     reference_xy = np.asarray(reference_xy, dtype=np.float64)
     kernel = Kernel.fit(reference_xy, bandwidth=bandwidth)
@@ -546,7 +546,7 @@ def _scores(
         shared = _potential_kernel(kernel, reference_xy, vectors[1], bandwidth)
         if shared is not None:  # the potential's sum rides on the same transforms
             outputs.append((1, shared))
-    logs = log_gauss_sums(kernel, reference_xy, np.vstack(vectors), train_xy, jobs, outputs, engine)
+    logs = log_gauss_sums(kernel, reference_xy, np.vstack(vectors), train_xy, jobs, outputs, executor)
     out: dict[str, np.ndarray | Kernel | None] = {
         "kernel": kernel,
         "representation": kernel.log_norm + logs[0],
@@ -565,7 +565,7 @@ def _scores(
             out["potential"], out["potential_kernel"] = np.exp(shared.log_norm + logs[-1] - total), shared
         else:
             out["potential"], out["potential_kernel"] = _potential(
-                train_xy, reference_xy, difficulty, bandwidth, jobs, engine
+                train_xy, reference_xy, difficulty, bandwidth, jobs, executor
             )
     return out
 
@@ -601,7 +601,7 @@ def _potential(
     difficulty: np.ndarray,
     bandwidth: str | float,
     jobs: int | None = None,
-    engine: str = "local",
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, Kernel | None]:
     """The difficulty-weighted KDE at the train points, and its kernel (None without a density)."""
     weights = np.where(np.isnan(difficulty), 0.0, difficulty)
@@ -614,7 +614,12 @@ def _potential(
         # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
         return np.full(len(train_xy), np.nan), None
     log_sums = log_gauss_sums(
-        kernel, reference_xy[chosen], weights[chosen] / weights[chosen].sum(), train_xy, jobs, engine=engine
+        kernel,
+        reference_xy[chosen],
+        weights[chosen] / weights[chosen].sum(),
+        train_xy,
+        jobs,
+        executor=executor,
     )
     return np.exp(kernel.log_norm + log_sums[0]), kernel
 
@@ -623,7 +628,7 @@ def representation_scores(
     train_xy: np.ndarray, reference_xy: np.ndarray, bandwidth: str | float = "scott"
 ) -> np.ndarray:
     """Natural log of the Gaussian KDE of the reference points at each train point."""
-    return _scores(train_xy, reference_xy, None, bandwidth)["representation"]  # type: ignore[return-value]
+    return kde_scores(train_xy, reference_xy, None, bandwidth)["representation"]  # type: ignore[return-value]
 
 
 def potential_difficulty_scores(
@@ -650,4 +655,4 @@ def local_difficulty(
 ) -> np.ndarray:
     """sum(d_i K(x - x_i)) / sum(K(x - x_i)) over the reference points with a difficulty (not NaN),
     with the representation kernel (its bandwidth from all reference points)."""
-    return _scores(train_xy, reference_xy, reference_difficulty, bandwidth)["local"]  # type: ignore[return-value]
+    return kde_scores(train_xy, reference_xy, reference_difficulty, bandwidth)["local"]  # type: ignore[return-value]

@@ -8,7 +8,6 @@ model-level scores over the models that scored the datapoint.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,84 +16,17 @@ from typing import Any, TypeVar
 import numpy as np
 import polars as pl
 
+from kscore.columns import N_MODELS, SCORE, model_score_column, normalized_column, top_signal_column
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
 from kscore.core.align import Alignment, align_by_id, normalize_ids
+from kscore.core.signals import numeric_values, reject_infinite
 from kscore.engines.local import parallel_map
 from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
 
 MODEL_COLUMN = "__kscore_model"
-SCORE = "difficulty_score"
-N_MODELS = "n_models"
 
 FrameLike = pl.DataFrame | pl.LazyFrame
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
-
-
-def model_score_column(model: str) -> str:
-    return f"{SCORE}_{model}"
-
-
-def normalized_column(signal: str, model: str) -> str:
-    return f"norm_{signal}_{model}"
-
-
-def top_signal_column(model: str) -> str:
-    return f"top_signal_{model}"
-
-
-def difficulty_scores(
-    results: Mapping[str, FrameLike | str | os.PathLike],
-    standard: QualityStandard,
-    *,
-    explain: bool = False,
-    datapoints: pl.DataFrame | None = None,
-    sources: Mapping[str, str] | None = None,
-    out: str | os.PathLike | None = None,
-    memory_limit: int | str | None = None,
-    temp_dir: str | os.PathLike | None = None,
-    top: int = 10,
-) -> pl.DataFrame | dict[str, Any]:
-    """Per-model and datapoint-level difficulty scores.
-
-    Parameters
-    ----------
-    results
-        Model name -> that model's per-datapoint results (id column plus the standard's columns):
-        a DataFrame, a LazyFrame or the path of a CSV/Parquet file.
-    explain
-        Also return each model's normalized signals and the signal that contributed most.
-    datapoints
-        Optional table of every datapoint (e.g. holding the ground truth); the output is then this
-        table enriched with the score columns, in its row order.
-    sources
-        Model name -> the file it came from, used to name the culprit in error messages.
-    out
-        Write the table there (Parquet, with kscore's metadata) and return the summary instead:
-        inputs larger than `memory_limit` are then scored by id ranges spilled to a temporary folder
-        beside `out` (or in `temp_dir`), with the same result.
-    memory_limit
-        Bytes, or a size such as "4GiB"; default half the available memory. Without `out`, a result
-        estimated above it is refused (pass `out` to stream it to a file).
-
-    Returns
-    -------
-    One row per datapoint id (sorted by id, or in `datapoints` order): the id column,
-    `difficulty_score`, `n_models` and `difficulty_score_<model>` per model. With `out`: the summary
-    (`kscore difficulty --json`).
-    """
-    if out is not None:
-        from kscore.jobs.difficulty import write_difficulty_scores
-
-        return write_difficulty_scores(
-            results, standard, out, explain=explain, datapoints=datapoints, sources=sources,
-            memory_limit=memory_limit, temp_dir=temp_dir, top=top,
-        )  # fmt: skip
-    from kscore.jobs.difficulty import in_memory_inputs
-
-    frames, scanned = in_memory_inputs(results, standard, memory_limit, explain)
-    return score_in_memory(
-        frames, standard, explain=explain, datapoints=datapoints, sources={**scanned, **(sources or {})}
-    )
 
 
 def score_in_memory(
@@ -208,37 +140,11 @@ def _numeric_signals(
         values = column.cast(pl.Float64)
         n_nan = int(values.is_nan().sum()) if raw[f"{name}:nan"] else 0
         if low is not None and not (math.isfinite(low) and math.isfinite(high)):
-            _reject_infinite(values, label)
+            reject_infinite(values, label)
         out.append(values.fill_nan(None) if n_nan else values)
         low, high = (None, None) if math.isnan(low if low is not None else 0.0) else (low, high)
         stats[name] = (low, high, raw[f"{name}:n"] - n_nan)
     return out, stats
-
-
-def numeric_values(column: pl.Series, label: str) -> pl.Series:
-    """A column as Float64 with NaN read as null: numbers and booleans cast, text (as CSV readers
-    leave a column with a stray word) parsed; unparsable text and +/-inf are errors naming the rows."""
-    name = column.name
-    if column.dtype.is_numeric() or column.dtype == pl.Boolean:
-        values = column.cast(pl.Float64)
-    elif column.dtype in (pl.String, pl.Categorical):
-        text = column.cast(pl.String).str.strip_chars()
-        values = text.cast(pl.Float64, strict=False)
-        bad = values.is_null() & text.is_not_null() & (text != "")
-        n_bad = int(bad.sum())
-        if n_bad:
-            example = text.filter(bad).head(3).to_list()
-            raise InputError(f"{label}: column {name!r} has {n_bad} non-numeric values (e.g. {example})")
-    else:
-        raise InputError(f"{label}: column {name!r} is {column.dtype}, not numeric")
-    _reject_infinite(values, label)
-    return values.fill_nan(None)
-
-
-def _reject_infinite(values: pl.Series, label: str) -> None:
-    n_inf = int(values.is_infinite().sum())
-    if n_inf:
-        raise InputError(f"{label}: column {values.name!r} has {n_inf} infinite values (+/-inf)")
 
 
 def _require_columns(columns: list[str], needed: list[str], label: str) -> None:

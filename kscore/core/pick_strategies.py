@@ -329,7 +329,7 @@ def _kernels() -> tuple[Any, ...]:
     cached in kscore's cache folder): a pick costs microseconds instead of dozens of numpy calls."""
     global _COMPILED
     if _COMPILED is None:
-        from kscore.core.reduction import use_numba_cache
+        from kscore.cache import use_numba_cache
 
         use_numba_cache()
         import numba

@@ -7,10 +7,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import pairwise
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from kscore.cache import use_numba_cache
+
+if TYPE_CHECKING:
+    from kscore.engines import Executor
 
 REDUCERS = ("umap", "pca", "none")
 METRICS = ("euclidean", "cosine")
@@ -36,28 +40,6 @@ TRANSFORM_EPOCHS = 10
 EXACT_KNN_ROWS = 50_000
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def cache_dir() -> Path:
-    """kscore's cache folder: $KSCORE_CACHE_DIR, else $XDG_CACHE_HOME/kscore, else ~/.cache/kscore."""
-    explicit = os.environ.get("KSCORE_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "kscore"
-
-
-def use_numba_cache() -> None:
-    """Keep numba's compiled functions in kscore's cache folder, so later runs skip compiling.
-
-    Must run before numba is imported; a NUMBA_CACHE_DIR the user set wins.
-    """
-    folder = cache_dir() / "numba"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # an unwritable home: numba then compiles in memory, as without a cache
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(folder))
 
 
 def cache_umap_kernels(metric: str) -> None:
@@ -95,7 +77,7 @@ def reduce_to_2d(
     progress: Progress | None = None,
     jobs: int | None = None,
     memory_limit: int | None = None,
-    engine: str = "local",
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, dict]:
     """2D coordinates of every row, and the parameters used (for the output's metadata).
 
@@ -105,7 +87,7 @@ def reduce_to_2d(
     A 2D input is used as is. UMAP is seeded by default (`seed=None` lets it use every core,
     non-reproducibly). With more rows than `fit_sample`, UMAP is fitted on a seeded random sample and
     the other rows are transformed in batches of `TRANSFORM_BATCH`, on `jobs` worker processes
-    (default: every core; the map does not depend on it), or on Ray actors with `engine="ray"`.
+    (default: every core; the map does not depend on it), or by `executor` (e.g. Ray actors).
     """
     spilled = not isinstance(embeddings, np.ndarray) and hasattr(embeddings, "rows_at")
     if spilled and (reducer != "umap" or embeddings.shape[1] == 2):
@@ -134,13 +116,13 @@ def reduce_to_2d(
     distinct = distinct_rows(data, hashes=getattr(data, "hashes", None))
     if distinct is None:
         return _umap(
-            data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit, engine
+            data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit, executor
         )
     # umap places equal rows at different points: map each distinct row once and copy.
     leaders, index = distinct
     coordinates, params = _umap(
         data.subset(leaders) if spilled else data[leaders], metric, seed, fit_sample, n_neighbors, min_dist,
-        progress, jobs, memory_limit, engine,
+        progress, jobs, memory_limit, executor,
     )  # fmt: skip
     params["distinct_rows"] = len(leaders)
     return coordinates[index], params
@@ -233,7 +215,7 @@ def _umap(
     progress: Progress | None,
     jobs: int,
     memory_limit: int | None = None,
-    engine: str = "local",
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, dict]:
     use_numba_cache()
     import warnings
@@ -305,10 +287,10 @@ def _umap(
         if progress:
             progress(fit_stage, 1, 1)
             progress("UMAP transform", 0, len(chunks))
-        if memory_limit is not None and engine == "local":
+        if memory_limit is not None and (executor is None or executor.on_this_machine):
             jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
         batches = (data[chunk] for chunk in chunks)
-        results = _transform_batches(model, batches, len(chunks), jobs, engine)
+        results = _transform_batches(model, batches, len(chunks), jobs, executor)
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True), start=1):
             coordinates[chunk] = mapped
             if progress:
@@ -317,23 +299,20 @@ def _umap(
 
 
 def _transform_batches(
-    model: Any, batches: Iterator[np.ndarray], count: int, jobs: int, engine: str = "local"
+    model: Any, batches: Iterator[np.ndarray], count: int, jobs: int, executor: Executor | None = None
 ) -> Iterator[np.ndarray]:
-    """`model.transform` of each batch, in order, on `jobs` worker processes (or, `engine="ray"`,
-    on Ray actors: one per CPU of the cluster; `jobs` is this machine's).
+    """`model.transform` of each batch, in order, on the executor's workers (default: `jobs` worker
+    processes here; on a cluster, its own count).
 
     A batch's transform depends only on the batch and the fitted model (umap reseeds every call
     with `transform_seed`), so any number of workers gives the same numbers. A worker costs seconds
-    to start (imports, numba's cache), so each gets at least two batches.
+    to start (imports, numba's cache), so each here gets at least two batches.
     """
-    if engine == "ray":
-        from kscore.engines import ray
+    if executor is None:
+        from kscore.engines.local import LocalExecutor
 
-        return ray.map_with_shared(_transform, batches, shared=model, jobs=None)
-    from kscore.engines.local import map_with_shared
-
-    workers = min(jobs, count // 2)
-    return map_with_shared(_transform, batches, shared=model, jobs=workers)
+        executor = LocalExecutor(jobs)
+    return executor.map_with_shared(_transform, batches, shared=model, most=min(jobs, count // 2))
 
 
 # A transform worker beside its copy of the model: the interpreter with umap and numba loaded, and

@@ -13,7 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from kscore.config import Task
-from kscore.core.difficulty import numeric_values
+from kscore.core.signals import numeric_values
 from kscore.errors import InputError
 
 _EXAMPLES = 3

@@ -1,1 +1,68 @@
-"""Where a plan's tasks run. `local`: this machine's cores (loky processes, threads)."""
+"""Where work runs, behind one interface (`Executor`); the engines know nothing of scores.
+
+- `local` (`engines/local.py`): this machine's threads and loky worker processes.
+- `ray` (`engines/ray.py`): tasks and actors on a Ray cluster, tables in its object store.
+
+A job makes one executor from `--engine/--jobs/--ray-address` (`make_executor`), opens its
+`session()` and passes it down; the math calls `map_chunks` and `map_with_shared` and never asks
+which engine it has. A new engine is a module here with a class of this shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+ENGINES = ("local", "ray")
+
+
+class Executor(Protocol):
+    """How a piece of math runs its parts."""
+
+    #: the workers share this machine's memory (the memory limit caps how many run at once)
+    on_this_machine: bool
+
+    @property
+    def workers(self) -> int:
+        """How many parts run at once."""
+        ...
+
+    def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice]) -> list[_R]:
+        """`func(shared, part)` for every part, in order."""
+        ...
+
+    def map_with_shared(
+        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int
+    ) -> Iterator[_R]:
+        """`func(shared, item)` for every item, in order, `shared` loaded once per worker; at most
+        `most` workers where they share this machine."""
+        ...
+
+    def session(self) -> AbstractContextManager[Any]:
+        """The engine's resources for the length of a job."""
+        ...
+
+
+def check_engine(engine: str) -> None:
+    """InputError for an engine kscore does not have."""
+    from kscore.errors import InputError
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+
+
+def make_executor(engine: str = "local", jobs: int | None = None, address: str | None = None) -> Executor:
+    """The executor of `engine`: `jobs` threads and processes here, or the Ray cluster at `address`
+    (default `$RAY_ADDRESS`, else a local instance). Ray is imported only when asked for."""
+    check_engine(engine)
+    if engine == "ray":
+        from kscore.engines.ray import RayExecutor
+
+        return RayExecutor(address)
+    from kscore.engines.local import LocalExecutor
+
+    return LocalExecutor(jobs)

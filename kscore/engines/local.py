@@ -8,6 +8,7 @@ loaded once per worker, not sent with every task.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
@@ -126,3 +127,24 @@ def _load_shared(path: str) -> None:
 
 def _call_with_shared(func: Callable[[Any, _T], _R], item: _T) -> _R:
     return func(_shared["value"], item)
+
+
+class LocalExecutor:
+    """This machine: chunks on `jobs` threads (default every core), shared-object maps on loky
+    worker processes."""
+
+    on_this_machine = True
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.workers = resolve_jobs(jobs)
+
+    def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice]) -> list[_R]:
+        return map_chunks(func, shared, parts, self.workers)
+
+    def map_with_shared(
+        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int
+    ) -> Iterator[_R]:
+        return map_with_shared(func, items, shared, jobs=min(most, self.workers))
+
+    def session(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()

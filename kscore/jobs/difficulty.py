@@ -3,29 +3,23 @@ atomically with its metadata, and summarize it. The CLI only parses, prints and 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import os
-import sys
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
 
-from kscore import __version__
+from kscore._version import __version__
 from kscore.config import QualityStandard
+from kscore.engines import check_engine
 from kscore.errors import InputError
+from kscore.jobs.common import ResultInput, at_low_priority, run_job, stage
 
 _R = TypeVar("_R")
-# Background work (the summary while the output is written) runs at this niceness.
-LOW_PRIORITY = 10
-ResultInput = pl.DataFrame | pl.LazyFrame | str | os.PathLike
 
 
 def _inputs(
@@ -148,56 +142,7 @@ def write_difficulty_scores(
         engine=engine,
         ray_address=ray_address,
     )
-    return _run_job("difficulty", out, temp_dir, storage_options, job)
-
-
-def _run_job(
-    command: str,
-    out: str | os.PathLike,
-    temp_dir: str | os.PathLike | None,
-    storage_options: Mapping[str, str] | None,
-    job: Callable[[str], dict[str, Any]],
-) -> dict[str, Any]:
-    """`job(out)` with the storage options in use (an `out` in object storage is staged and
-    published); its summary in the shape of every command's (`kscore.summaries.envelope`)."""
-    from kscore.storage import is_remote, using
-    from kscore.summaries import envelope
-
-    with using(storage_options):
-        summary = _to_object_storage(out, temp_dir, job) if is_remote(out) else job(out)
-    return envelope(command, summary)
-
-
-def _to_object_storage(
-    out: str | os.PathLike, temp_dir: str | os.PathLike | None, job: Callable[[str], dict[str, Any]]
-) -> dict[str, Any]:
-    """Run `job` into a local temporary folder (in `temp_dir`, default the system's), then publish
-    its output to `out`: one object (and a CSV's or NDJSON's sidecar) where `out` has a table
-    extension, else a dataset under the prefix `out` (see `kscore.storage`)."""
-    from kscore.io import FORMATS, MANIFEST, check_temp_dir, output_format, sidecar_path
-    from kscore.storage import ObjectPath, check_remote_output, publish, publish_file
-
-    check_temp_dir(temp_dir)
-    target = ObjectPath(str(out))
-    single = target.suffix.lower() in FORMATS
-    if single:
-        output_format(target)
-    else:
-        check_remote_output(target, MANIFEST)
-    with tempfile.TemporaryDirectory(prefix=".kscore-", dir=temp_dir) as staging:
-        if single:
-            staged = Path(staging) / target.name
-            summary = job(str(staged))
-            if sidecar_path(staged).exists():  # the metadata first: the table names a complete output
-                publish_file(sidecar_path(staged), sidecar_path(target))  # type: ignore[arg-type]
-            publish_file(staged, target)
-            summary["output"] = str(target)
-            return summary
-        staged = Path(staging) / "dataset"
-        summary = job(f"{staged}/")
-        publish(staged, target, MANIFEST)
-    summary["output"] = f"{target}/"
-    return summary
+    return run_job("difficulty", out, temp_dir, storage_options, job)
 
 
 def _write_difficulty_scores(
@@ -278,14 +223,14 @@ def _write_difficulty_scores(
         )
         if in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids) > limit:
             return partitioned(scans, footers=_local_parquet(scanned))
-    with _stage(progress, "read and score"):
+    with stage(progress, "read and score"):
         table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
         accuracy = _accuracy(frames, standard, labels, datapoints)
     # The summary is computed while the file is written, in a thread of lower priority: the write
     # is the longer job, and the summary then only takes the cycles it leaves idle.
     with ThreadPoolExecutor(1) as background:
         summarized = background.submit(
-            _at_low_priority,
+            at_low_priority,
             difficulty_summary,
             table,
             models,
@@ -294,22 +239,12 @@ def _write_difficulty_scores(
             output=str(out),
             accuracy=accuracy,
         )
-        with _stage(progress, "write"):
+        with stage(progress, "write"):
             if dataset:
                 write_dataset_atomic(out, lambda folder: _write_slices(table, folder, metadata), metadata)
             else:
                 write_table_atomic(table, out, metadata)
         return summarized.result()
-
-
-@contextlib.contextmanager
-def _stage(progress: Callable[[str, int, int], None] | None, name: str) -> Iterator[None]:
-    """Report a stage of one step to `progress`: started, then done."""
-    if progress is not None:
-        progress(name, 0, 1)
-    yield
-    if progress is not None:
-        progress(name, 1, 1)
 
 
 # Rows per part of a dataset written from memory (about 250 MB of scores).
@@ -369,7 +304,7 @@ def _write_partitioned(
                 footers=footers,
             )
             if ray_sliced is not None:
-                from kscore.engines.ray import RayDifficultyRun
+                from kscore.plan.difficulty_ray import RayDifficultyRun
 
                 run = RayDifficultyRun(run, ray_sliced)
             summary = RangeSummary(list(frames), standard.id_column, top)
@@ -391,15 +326,6 @@ def _write_partitioned(
                 _streamed(itertools.chain([first], tables), first.schema, summary), out, metadata
             )
     return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
-
-
-ENGINES = ("local", "ray")
-
-
-def check_engine(engine: str) -> None:
-    """InputError for an engine kscore does not have."""
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
 
 
 def _ray_cpus() -> int:
@@ -463,138 +389,54 @@ def _accuracy(
     }
 
 
-def _at_low_priority(func: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
-    """Call `func` after lowering the calling thread's priority (threads it starts inherit it).
-
-    Only for a worker thread that ends afterwards. Linux only, where a priority is per thread.
-    """
-    if sys.platform.startswith("linux"):
-        thread = threading.get_native_id()
-        with suppress(OSError):
-            if os.getpriority(os.PRIO_PROCESS, thread) < LOW_PRIORITY:  # lower only, never raise
-                os.setpriority(os.PRIO_PROCESS, thread, LOW_PRIORITY)
-    return func(*args, **kwargs)
-
-
-def write_embed_scores(
-    embeddings: ResultInput,
-    out: str | os.PathLike,
+def difficulty_scores(
+    results: Mapping[str, pl.DataFrame | pl.LazyFrame | str | os.PathLike],
+    standard: QualityStandard,
     *,
-    difficulty: ResultInput | None = None,
+    explain: bool = False,
+    datapoints: pl.DataFrame | None = None,
+    sources: Mapping[str, str] | None = None,
+    out: str | os.PathLike | None = None,
+    memory_limit: int | str | None = None,
     temp_dir: str | os.PathLike | None = None,
     top: int = 10,
-    engine: str = "local",
-    ray_address: str | None = None,
-    storage_options: Mapping[str, str] | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """The whole embed-scores job: score the embeddings (a path or a frame; see `embed_scores` for
-    `options`), write `out` (Parquet with kscore's metadata) atomically, and return the summary.
+) -> pl.DataFrame | dict[str, Any]:
+    """Per-model and datapoint-level difficulty scores.
 
-    Embeddings above the memory limit are spilled to a temporary folder in `temp_dir` (default:
-    beside `out`), removed at the end. `engine="ray"`: UMAP's transform batches and the KDE's
-    transforms run on the Ray cluster at `ray_address` (default `$RAY_ADDRESS`, else a local
-    instance); the same map and scores. An `out`
-    ending in a slash is a Parquet dataset (one part and the manifest); paths may be in object
-    storage, as for `write_difficulty_scores`.
+    Parameters
+    ----------
+    results
+        Model name -> that model's per-datapoint results (id column plus the standard's columns):
+        a DataFrame, a LazyFrame or the path of a CSV/Parquet file.
+    explain
+        Also return each model's normalized signals and the signal that contributed most.
+    datapoints
+        Optional table of every datapoint (e.g. holding the ground truth); the output is then this
+        table enriched with the score columns, in its row order.
+    sources
+        Model name -> the file it came from, used to name the culprit in error messages.
+    out
+        Write the table there (Parquet, with kscore's metadata) and return the summary instead:
+        inputs larger than `memory_limit` are then scored by id ranges spilled to a temporary folder
+        beside `out` (or in `temp_dir`), with the same result.
+    memory_limit
+        Bytes, or a size such as "4GiB"; default half the available memory. Without `out`, a result
+        estimated above it is refused (pass `out` to stream it to a file).
+
+    Returns
+    -------
+    One row per datapoint id (sorted by id, or in `datapoints` order): the id column,
+    `difficulty_score`, `n_models` and `difficulty_score_<model>` per model. With `out`: the summary
+    (`kscore difficulty --json`).
     """
-    job = functools.partial(
-        _write_embed_scores,
-        embeddings,
-        difficulty=difficulty,
-        temp_dir=temp_dir,
-        top=top,
-        engine=engine,
-        ray_address=ray_address,
-        **options,
+    if out is not None:
+        return write_difficulty_scores(
+            results, standard, out, explain=explain, datapoints=datapoints, sources=sources,
+            memory_limit=memory_limit, temp_dir=temp_dir, top=top,
+        )  # fmt: skip
+    from kscore.core.difficulty import score_in_memory
+
+    frames, scanned = in_memory_inputs(results, standard, memory_limit, explain)
+    return score_in_memory(
+        frames, standard, explain=explain, datapoints=datapoints, sources={**scanned, **(sources or {})}
     )
-    return _run_job("embed-scores", out, temp_dir, storage_options, job)
-
-
-def _write_embed_scores(
-    embeddings: ResultInput,
-    out: str | os.PathLike,
-    *,
-    difficulty: ResultInput | None,
-    temp_dir: str | os.PathLike | None,
-    top: int,
-    engine: str,
-    ray_address: str | None,
-    **options: Any,
-) -> dict[str, Any]:
-    from kscore.io import (
-        check_temp_dir,
-        metadata_tags,
-        part_name,
-        read_table,
-        scan_table,
-        wants_dataset,
-        write_dataset_atomic,
-        write_table_atomic,
-    )
-    from kscore.jobs.embed_scores import embed_scores
-    from kscore.storage import as_path
-    from kscore.summaries import embed_summary
-
-    check_engine(engine)
-    check_temp_dir(temp_dir)
-    dataset = wants_dataset(out)
-    out = Path(out)
-    id_col = options.get("id_col", "id")
-    table = (
-        embeddings if isinstance(embeddings, pl.DataFrame | pl.LazyFrame) else scan_table(as_path(embeddings))
-    )
-    difficulty_table = difficulty
-    if difficulty is not None and not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
-        difficulty_table = read_table(as_path(difficulty), [id_col, "difficulty_score"])
-    if isinstance(difficulty_table, pl.LazyFrame):
-        difficulty_table = difficulty_table.collect()
-    if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
-        options.setdefault("source", str(embeddings))
-    session: Any = contextlib.nullcontext()
-    if engine == "ray":
-        from kscore.engines.ray import ray_session
-
-        session = ray_session(ray_address)
-    try:
-        with session:
-            enriched, meta = embed_scores(
-                table,
-                difficulty=difficulty_table,
-                spill_dir=temp_dir if temp_dir is not None else out.parent,
-                engine=engine,
-                **options,
-            )
-    except ValueError as exc:  # an invalid reducer, metric or bandwidth
-        raise InputError(str(exc)) from None
-    meta.update(
-        {
-            "kscore_version": __version__,
-            "command": "embed-scores",
-            "inputs": {
-                "embeddings": _source(embeddings),
-                "difficulty": _source(difficulty) if difficulty is not None else None,
-            },
-        }
-    )
-    with _stage(options.get("progress"), "write"):
-        if dataset:
-            write_dataset_atomic(
-                out,
-                lambda folder: enriched.write_parquet(folder / part_name(0), metadata=metadata_tags(meta)),
-                meta,
-            )
-        else:
-            write_table_atomic(enriched, out, meta)
-    return embed_summary(
-        enriched,
-        id_col,
-        options.get("split_col", "split"),
-        top=top,
-        output=str(out),
-        with_difficulty=difficulty is not None,
-    )
-
-
-def _source(value: Any) -> str:
-    return "(a table in memory)" if isinstance(value, pl.DataFrame | pl.LazyFrame) else str(value)

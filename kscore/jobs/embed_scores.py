@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kscore._version import __version__
+from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
 from kscore.core.align import normalize_ids
 from kscore.core.reduction import FIT_SAMPLE
+from kscore.engines import check_engine, make_executor
 from kscore.errors import InputError, KscoreWarning
-
-MAP_X, MAP_Y = "map_x", "map_y"
-REPRESENTATION = "representation_score"
-POTENTIAL = "potential_difficulty_score"
-LOCAL = "local_difficulty"
-DIFFICULTY = "difficulty_score"
-SCORE_COLUMNS = (REPRESENTATION, POTENTIAL, LOCAL)
+from kscore.jobs.common import ResultInput, run_job, source_name, stage
 
 
 def embedding_columns(
@@ -271,9 +269,10 @@ def _embed_scores(
     memory_limit: int,
     engine: str = "local",
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    from kscore.core.density import DegenerateError, _scores
+    from kscore.core.density import DegenerateError, kde_scores
     from kscore.core.reduction import reduce_to_2d
 
+    executor = make_executor(engine, jobs)
     if matrix is not None and keep_embedding:
         raise InputError(
             "--keep-embedding needs the embeddings in memory, and they do not fit --memory-limit; "
@@ -311,7 +310,7 @@ def _embed_scores(
             progress=progress,
             jobs=jobs,
             memory_limit=memory_limit,
-            engine=engine,
+            executor=executor,
         )
     except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
         raise InputError(str(exc)) from None
@@ -333,8 +332,8 @@ def _embed_scores(
     if progress:
         progress("KDE scores", 0, 1)
     try:
-        scores = _scores(
-            coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs, engine
+        scores = kde_scores(
+            coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs, executor
         )
     except DegenerateError as exc:
         raise InputError(
@@ -359,7 +358,7 @@ def _embed_scores(
         new[name] = column
     series = [pl.Series(name, values, nan_to_null=name not in (MAP_X, MAP_Y)) for name, values in new.items()]
     if difficulty_column is not None:
-        series.append(pl.Series(DIFFICULTY, difficulty_column, nan_to_null=True))
+        series.append(pl.Series(SCORE, difficulty_column, nan_to_null=True))
     out = out.drop([s.name for s in series], strict=False).with_columns(series)
     kernel = scores["kernel"]
     potential_kernel = scores["potential_kernel"]
@@ -384,25 +383,25 @@ def _embed_scores(
 
 def _difficulty_by_row(table: pl.DataFrame, difficulty: pl.DataFrame, id_col: str) -> np.ndarray:
     """Each row's difficulty_score from the difficulty table (NaN where it has none)."""
-    for column in (id_col, DIFFICULTY):
+    for column in (id_col, SCORE):
         if column not in difficulty.columns:
             raise InputError(
                 f"--difficulty: missing column {column!r} (is it the output of kscore difficulty?)"
             )
-    dtype = difficulty.schema[DIFFICULTY]
+    dtype = difficulty.schema[SCORE]
     if not (dtype.is_numeric() or dtype == pl.Null):
-        raise InputError(f"--difficulty: column {DIFFICULTY!r} is {dtype}, not a number")
+        raise InputError(f"--difficulty: column {SCORE!r} is {dtype}, not a number")
     ids = normalize_ids(difficulty.get_column(id_col), "--difficulty")
     n_duplicated = int(ids.is_duplicated().sum())
     if n_duplicated:
         raise InputError(f"--difficulty: column {id_col!r} has {n_duplicated} rows with a duplicated id")
-    values = difficulty.get_column(DIFFICULTY).cast(pl.Float64)
+    values = difficulty.get_column(SCORE).cast(pl.Float64)
     outside = ~values.is_between(0.0, 1.0) & values.is_not_null() & ~values.is_nan()
     n_outside = int(outside.sum())
     if n_outside:
         examples = values.filter(outside).head(3).to_list()
         raise InputError(
-            f"--difficulty: column {DIFFICULTY!r} has {n_outside} values outside [0, 1] (e.g. {examples}); "
+            f"--difficulty: column {SCORE!r} has {n_outside} values outside [0, 1] (e.g. {examples}); "
             "difficulty scores from kscore difficulty lie in [0, 1]"
         )
     scores = pl.DataFrame([ids, values.alias("__difficulty")])
@@ -429,3 +428,118 @@ def _versions() -> dict[str, str]:
 
 def _warn(message: str) -> None:
     warnings.warn(KscoreWarning(message), stacklevel=3)
+
+
+def write_embed_scores(
+    embeddings: ResultInput,
+    out: str | os.PathLike,
+    *,
+    difficulty: ResultInput | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    top: int = 10,
+    engine: str = "local",
+    ray_address: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The whole embed-scores job: score the embeddings (a path or a frame; see `embed_scores` for
+    `options`), write `out` (Parquet with kscore's metadata) atomically, and return the summary.
+
+    Embeddings above the memory limit are spilled to a temporary folder in `temp_dir` (default:
+    beside `out`), removed at the end. `engine="ray"`: UMAP's transform batches and the KDE's
+    transforms run on the Ray cluster at `ray_address` (default `$RAY_ADDRESS`, else a local
+    instance); the same map and scores. An `out`
+    ending in a slash is a Parquet dataset (one part and the manifest); paths may be in object
+    storage, as for `write_difficulty_scores`.
+    """
+    job = functools.partial(
+        _write_embed_scores,
+        embeddings,
+        difficulty=difficulty,
+        temp_dir=temp_dir,
+        top=top,
+        engine=engine,
+        ray_address=ray_address,
+        **options,
+    )
+    return run_job("embed-scores", out, temp_dir, storage_options, job)
+
+
+def _write_embed_scores(
+    embeddings: ResultInput,
+    out: str | os.PathLike,
+    *,
+    difficulty: ResultInput | None,
+    temp_dir: str | os.PathLike | None,
+    top: int,
+    engine: str,
+    ray_address: str | None,
+    **options: Any,
+) -> dict[str, Any]:
+    from kscore.io import (
+        check_temp_dir,
+        metadata_tags,
+        part_name,
+        read_table,
+        scan_table,
+        wants_dataset,
+        write_dataset_atomic,
+        write_table_atomic,
+    )
+    from kscore.jobs.embed_scores import embed_scores
+    from kscore.storage import as_path
+    from kscore.summaries import embed_summary
+
+    check_engine(engine)
+    check_temp_dir(temp_dir)
+    dataset = wants_dataset(out)
+    out = Path(out)
+    id_col = options.get("id_col", "id")
+    table = (
+        embeddings if isinstance(embeddings, pl.DataFrame | pl.LazyFrame) else scan_table(as_path(embeddings))
+    )
+    difficulty_table = difficulty
+    if difficulty is not None and not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
+        difficulty_table = read_table(as_path(difficulty), [id_col, "difficulty_score"])
+    if isinstance(difficulty_table, pl.LazyFrame):
+        difficulty_table = difficulty_table.collect()
+    if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
+        options.setdefault("source", str(embeddings))
+    try:
+        with make_executor(engine, address=ray_address).session():
+            enriched, meta = embed_scores(
+                table,
+                difficulty=difficulty_table,
+                spill_dir=temp_dir if temp_dir is not None else out.parent,
+                engine=engine,
+                **options,
+            )
+    except ValueError as exc:  # an invalid reducer, metric or bandwidth
+        raise InputError(str(exc)) from None
+    meta.update(
+        {
+            "kscore_version": __version__,
+            "command": "embed-scores",
+            "inputs": {
+                "embeddings": source_name(embeddings),
+                "difficulty": source_name(difficulty) if difficulty is not None else None,
+            },
+        }
+    )
+    with stage(options.get("progress"), "write"):
+        if dataset:
+            write_dataset_atomic(
+                out,
+                lambda folder: enriched.write_parquet(folder / part_name(0), metadata=metadata_tags(meta)),
+                meta,
+            )
+        else:
+            write_table_atomic(enriched, out, meta)
+    return embed_summary(
+        enriched,
+        id_col,
+        options.get("split_col", "split"),
+        top=top,
+        output=str(out),
+        with_difficulty=difficulty is not None,
+    )

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kscore import __version__
+from kscore._version import __version__
 from kscore.errors import InputError, did_you_mean, missing_column_message
 
 KINDS = ("difficulty", "embed-scores", "compare", "select")
@@ -429,22 +429,22 @@ def write_report(
     """Write the HTML report of kscore outputs `files` to `out` (atomically); return what was
     written, as `kscore report --json` prints it."""
     from kscore.io import check_output, write_atomic
-    from kscore.jobs.difficulty import _stage
+    from kscore.jobs.common import stage
 
     out_path = check_report_output(out)
     if max_points < 1:
         raise InputError(f"--max-points must be at least 1, not {max_points}")
     if top < 0:
         raise InputError(f"--top must be 0 or more, not {top}")
-    with _stage(progress, "read"):
+    with stage(progress, "read"):
         inputs = read_inputs(files)
     check_output(out_path, [i.path for i in inputs.values()] + ([Path(data)] if data else []))
     id_column = _id_column(inputs, id_column)
     _check_overlap(inputs, id_column)
-    with _stage(progress, "build page"):
+    with stage(progress, "build page"):
         page, summary = _render(inputs, id_column, data, columns, image_col, color, top, max_points, title)
     encoded = page.encode("utf-8")
-    with _stage(progress, "write"):
+    with stage(progress, "write"):
         write_atomic(out_path, lambda target: Path(target).write_bytes(encoded))
     from kscore.summaries import envelope
 

@@ -372,7 +372,7 @@ def write_selection(
     the labeled ids and the embeddings, pick, write `out` (format by extension) with the parameters
     as metadata, draw the picks on the map to `plot`, and return the summary (the `--json` object,
     listing the first `top` picks)."""
-    from kscore import __version__
+    from kscore._version import __version__
     from kscore.io import read_kscore_metadata, read_table, scan_table, write_table_atomic
     from kscore.storage import as_path, using
     from kscore.summaries import envelope, rounded

@@ -46,13 +46,13 @@ def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndar
 def bench_kde(rows: int, repeats: int, check: int) -> dict:
     from scipy.stats import gaussian_kde
 
-    from kscore.core.density import _scores
+    from kscore.core.density import kde_scores
 
     train, reference, difficulty = make_data(rows)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        scores = _scores(train, reference, difficulty, "scott")
+        scores = kde_scores(train, reference, difficulty, "scott")
         times.append(time.perf_counter() - start)
     pick = np.random.default_rng(1).choice(rows, size=check, replace=False)
     pick = np.union1d(pick, np.flatnonzero(np.abs(train).max(axis=1) > 100)[:50])  # far points too
@@ -139,10 +139,10 @@ def bench_engines(rows: int, repeats: int, nodes: list[int], cpus_per_node: int,
     import ray
     from ray.cluster_utils import Cluster
 
-    from kscore.core.density import _scores
+    from kscore.core.density import kde_scores
 
     train, reference, difficulty = make_data(rows)
-    local = _scores(train, reference, difficulty, "scott")
+    local = kde_scores(train, reference, difficulty, "scott")
     out: dict = {"rows": rows, "cores": os.cpu_count(), "cpus_per_node": cpus_per_node}
     threads: list[float] = []
     for k in nodes:
@@ -153,16 +153,16 @@ def bench_engines(rows: int, repeats: int, nodes: list[int], cpus_per_node: int,
         cluster.wait_for_nodes(timeout=120)
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
         try:
-            _scores(
+            kde_scores(
                 train[:1000], reference[:1000], difficulty[:1000], "scott", engine="ray"
             )  # warm the workers
             times = []
             for _ in range(repeats):  # alternated with the threads
                 start = time.perf_counter()
-                _scores(train, reference, difficulty, "scott")
+                kde_scores(train, reference, difficulty, "scott")
                 threads.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                scores = _scores(train, reference, difficulty, "scott", engine="ray")
+                scores = kde_scores(train, reference, difficulty, "scott", engine="ray")
                 times.append(time.perf_counter() - start)
                 print(k, "nodes", threads[-1], times[-1], file=sys.stderr, flush=True)
             same = all(

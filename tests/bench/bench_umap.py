@@ -150,7 +150,8 @@ def run_trust_parts(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
     import umap
     from sklearn.manifold import trustworthiness
 
-    from kscore.core.reduction import reduce_to_2d, use_numba_cache
+    from kscore.cache import use_numba_cache
+    from kscore.core.reduction import reduce_to_2d
 
     use_numba_cache()
     data = text_like_embeddings(rows)
