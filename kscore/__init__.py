@@ -1,27 +1,39 @@
 """kscore: difficulty, representation and potential-difficulty scores for ML data curation.
 
-The public API is imported lazily (PEP 562), so that `kscore --help` does not pay for polars or numpy.
+One call per command, each `(inputs..., out=None, **options)`: without `out` it returns the table,
+with `out` it writes it and returns the summary that `--json` prints:
+
+    kscore.difficulty  kscore.embed_scores  kscore.compare  kscore.select  kscore.report
+    kscore.init        kscore.check_config
+
+plus the building blocks (the quality standard, the scores over arrays, the errors). Imported
+lazily (PEP 562), so that `kscore --help` does not pay for polars or numpy. The layers beneath:
+`kscore/jobs` (one module per command), `plan`, `core` (the math), `engines`, and the base modules.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from kscore._version import __version__
 
 _EXPORTS = {
+    # one call per command
+    "difficulty": "kscore.jobs.difficulty",
+    "embed_scores": "kscore.jobs.embed_scores",
+    "compare": "kscore.jobs.compare",
+    "select": "kscore.jobs.select",
+    "report": "kscore.jobs.report",
+    "init": "kscore.jobs.standard",
+    "check_config": "kscore.jobs.standard",
+    # building blocks
     "QualityStandard": "kscore.config",
     "Metric": "kscore.config",
     "Task": "kscore.config",
-    "difficulty_scores": "kscore.jobs.difficulty",
     "compare_models": "kscore.core.comparison",
-    "embed_scores": "kscore.jobs.embed_scores",
-    "write_difficulty_scores": "kscore.jobs.difficulty",
-    "write_embed_scores": "kscore.jobs.embed_scores",
-    "select": "kscore.jobs.select",
-    "write_selection": "kscore.jobs.select",
-    "write_report": "kscore.jobs.report",
     "reduce_to_2d": "kscore.core.reduction",
     "representation_scores": "kscore.core.density",
     "potential_difficulty_scores": "kscore.core.density",
@@ -31,6 +43,23 @@ _EXPORTS = {
     "InputError": "kscore.errors",
     "GateFailed": "kscore.errors",
     "KscoreWarning": "kscore.errors",
+}
+
+# 0.6's names: they still work for 0.7 and warn (DeprecationWarning); gone in 0.8.
+_DEPRECATED = {
+    "difficulty_scores": ("kscore.jobs.difficulty", "difficulty_scores", "kscore.difficulty"),
+    "write_difficulty_scores": (
+        "kscore.jobs.difficulty",
+        "write_difficulty_scores",
+        "kscore.difficulty(results, standard, out)",
+    ),
+    "write_embed_scores": (
+        "kscore.jobs.embed_scores",
+        "write_embed_scores",
+        "kscore.embed_scores(embeddings, out)",
+    ),
+    "write_selection": ("kscore.jobs.select", "write_selection", "kscore.select(scores, budget, out)"),
+    "write_report": ("kscore.jobs.report", "report", "kscore.report"),
 }
 
 __all__ = [
@@ -43,18 +72,18 @@ __all__ = [
     "QualityStandard",
     "Task",
     "__version__",
+    "check_config",
+    "compare",
     "compare_models",
-    "difficulty_scores",
+    "difficulty",
     "embed_scores",
+    "init",
     "local_difficulty",
     "potential_difficulty_scores",
     "reduce_to_2d",
+    "report",
     "representation_scores",
     "select",
-    "write_difficulty_scores",
-    "write_embed_scores",
-    "write_report",
-    "write_selection",
 ]
 
 if TYPE_CHECKING:
@@ -63,20 +92,38 @@ if TYPE_CHECKING:
     from kscore.core.density import local_difficulty, potential_difficulty_scores, representation_scores
     from kscore.core.reduction import reduce_to_2d
     from kscore.errors import ConfigError, GateFailed, InputError, KscoreError, KscoreWarning
-    from kscore.jobs.difficulty import difficulty_scores, write_difficulty_scores
-    from kscore.jobs.embed_scores import embed_scores, write_embed_scores
-    from kscore.jobs.report import write_report
-    from kscore.jobs.select import select, write_selection
+    from kscore.jobs.compare import compare
+    from kscore.jobs.difficulty import difficulty
+    from kscore.jobs.embed_scores import embed_scores
+    from kscore.jobs.report import report
+    from kscore.jobs.select import select
+    from kscore.jobs.standard import check_config, init
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kscore' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    if name in _DEPRECATED:
+        value = _deprecated(name)
+    else:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'kscore' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
+def _deprecated(name: str) -> Any:
+    module, target, instead = _DEPRECATED[name]
+    func = getattr(importlib.import_module(module), target)
+
+    @functools.wraps(func)
+    def warned(*args: Any, **kwargs: Any) -> Any:
+        message = f"kscore.{name} is deprecated and goes in 0.8; use {instead}"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return func(*args, **kwargs)
+
+    return warned
+
+
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return __all__

@@ -306,93 +306,37 @@ def difficulty(
 ) -> None:
     """Difficulty score of every datapoint, per model and averaged over models."""
     _common(debug, quiet)
-    from kscore.storage import parse_storage_options, using
-
-    # the storage options hold for the whole command: its inputs, output and --plot
-    with _errors() as collected, using(storage := parse_storage_options(storage_option or [])):
+    with _errors():
         if jobs is not None:
             from kscore.engines.local import limit_threads
 
             limit_threads(jobs)  # before polars is imported: its pool size is fixed then
-        import polars as pl
+        import kscore
+        from kscore.storage import parse_storage_options
 
-        from kscore.config import load_standard
-        from kscore.io import (
-            read_results,
-            read_table,
-            resolve_model_files,
-            scan_output,
-        )
-        from kscore.jobs.difficulty import write_difficulty_scores
-        from kscore.plan.sizing import resolve_memory_limit
+        storage = parse_storage_options(storage_option or [])
+        with _progress() as progress:
+            summary = kscore.difficulty(
+                files, config, out, model_col=model_col, datapoints=datapoints, explain=explain, top=top,
+                plot=plot, size=size, memory_limit=memory_limit, temp_dir=temp_dir, jobs=jobs,
+                engine=engine, ray_address=ray_address, storage_options=storage, progress=progress,
+            )  # fmt: skip
+    _wrote(summary)
+    if json_:
+        _print_json(summary)
+    else:
         from kscore.summaries import render_difficulty
 
-        limit = resolve_memory_limit(memory_limit)
-        standard = load_standard(config)
-        files = resolve_model_files(files)
-        config_file = [Path(standard.source)] if standard.source else []
-        inputs = [*files.values(), *([datapoints] if datapoints else []), *config_file]
-        out_path = _checked_output(out, inputs)
-        picture_size = _check_plot(plot, size, [*inputs, out_path])
-        sources: dict[str, str] = {}
-        results: Any = files
-        if model_col is not None:
-            metric_names = [m.name for m in standard.metrics]
-            task_columns = list(standard.task.result_columns) if standard.task else []
-            columns = [standard.id_column, *metric_names, *task_columns]
-            results, sources = read_results(
-                files,
-                columns,
-                numeric=metric_names,
-                model_col=model_col,
-                required=columns[: 1 + len(metric_names)],
-            )
-        points = read_table(datapoints) if datapoints else None
-        assert not isinstance(points, pl.LazyFrame)
-        with _progress() as progress, _long_file_hint(model_col is None):
-            summary = write_difficulty_scores(
-                results,
-                standard,
-                out,
-                explain=explain,
-                datapoints=points,
-                datapoints_source=str(datapoints) if datapoints else None,
-                sources=sources,
-                memory_limit=limit,
-                temp_dir=temp_dir,
-                top=top,
-                progress=progress,
-                engine=engine,
-                ray_address=ray_address,
-            )
-    models = [model["name"] for model in summary["models"]]
-    summary["warnings"] = collected.pop(None, [])
-    for model in summary["models"]:
-        model["warnings"] = collected.get(model["name"], [])
-    _note(f"wrote {summary['output']}")
-    if plot is not None:
-        with _errors(), using(storage):
-            from kscore.plot import plot_difficulty
-
-            plot_difficulty(scan_output(out_path), models, plot, size=picture_size)
-        summary["plot"] = str(plot)
-        _note(f"wrote {plot}")
-    _print_json(summary) if json_ else _print(render_difficulty(summary))
+        _print(render_difficulty(summary))
 
 
-@contextmanager
-def _long_file_hint(wanted: bool) -> Iterator[None]:
-    """A duplicated id in a file read without --model-col: perhaps a long file of several models."""
-    from kscore.errors import DuplicatedIds
-
-    try:
-        yield
-    except DuplicatedIds as exc:
-        if not wanted:
-            raise
-        raise DuplicatedIds(
-            f"{exc}; is this a long file, one row per model? name the model column with --model-col"
-        ) from None
+def _wrote(summary: dict[str, Any]) -> None:
+    """The summary's notes, then a wrote-line for its output and its picture."""
+    for line in summary.get("notes", []):
+        _note(f"note: {line}")
+    for key in ("output", "plot"):
+        if summary.get(key) is not None:
+            _note(f"wrote {summary[key]}")
 
 
 @app.command()
@@ -413,35 +357,12 @@ def init(
     """Write a commented starter quality standard."""
     _common(debug, quiet)
     with _errors():
-        from kscore.config import starter_yaml
-        from kscore.errors import InputError
-        from kscore.io import check_output
+        from kscore.jobs.standard import init as write_starter
 
-        check_output(out, [result_file] if result_file is not None else [])
-        if out.exists() and not force:
-            raise InputError(f"{out}: already exists (use --force to overwrite it)")
-        numeric = None
-        if result_file is not None:
-            from kscore.io import read_table
-
-            frame = read_table(result_file)
-            if id_column not in frame.columns:
-                raise InputError(f"{result_file}: no id column {id_column!r} (choose one with --id-column)")
-            # Only columns `difficulty` can score: numbers (booleans and text are not metrics).
-            numeric = [c for c, t in frame.schema.items() if c != id_column and t.is_numeric()]
-            if {"tp", "fp", "fn"} <= {c.lower() for c in numeric}:
-                _note(
-                    "note: tp, fp and fn columns found: the standard scores them as an object_detection task"
-                )
-        text = starter_yaml(id_column, numeric)
-        _write_text_atomic(out, text)
+        summary = write_starter(result_file, out, id_column=id_column, force=force)
+    for line in summary["notes"]:
+        _note(f"note: {line}")
     _note(f"wrote {out}; check it with `kscore check-config {out}`")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    from kscore.io import write_atomic
-
-    write_atomic(path, lambda temp: Path(temp).write_text(text, encoding="utf-8"))
 
 
 @app.command("embed-scores")
@@ -501,100 +422,28 @@ def embed_scores(
 ) -> None:
     """Representation, potential difficulty and local difficulty of every train row."""
     _common(debug, quiet)
-    from kscore.storage import as_path, parse_storage_options, using
+    with _errors():
+        import kscore
+        from kscore.storage import parse_storage_options
 
-    # the storage options hold for the whole command: its inputs, output and --plot
-    with _errors() as collected, using(storage := parse_storage_options(storage_option or [])):
-        from kscore.config import QualityStandard, find_config
-        from kscore.errors import InputError
-        from kscore.io import read_table
-        from kscore.jobs.embed_scores import write_embed_scores
-        from kscore.plan.sizing import resolve_memory_limit
-
-        limit = resolve_memory_limit(memory_limit)
-        config_path = find_config(config, required=False)
-        standard = QualityStandard.from_yaml(config_path) if config_path else None
-        id_col = standard.id_column if standard else "id"
-        if embeddings is None:
-            if standard is None or standard.embeddings is None:
-                raise InputError(
-                    "no embeddings file: pass EMBEDDINGS or set `embeddings:` in the quality standard"
-                )
-            embeddings = str(config_path.parent / standard.embeddings) if config_path else None
-        assert embeddings is not None
-        sources = [as_path(embeddings), *([as_path(difficulty)] if difficulty else [])]
-        inputs = [*sources, *([config_path] if config_path else [])]
-        out_path = _checked_output(out, inputs)
-        picture_size = _check_plot(plot, size, [*inputs, out_path])
-        seed_value = _parse_seed(seed)
-        bandwidth_value = _parse_bandwidth(bandwidth)
+        storage = parse_storage_options(storage_option or [])
         with _progress() as progress:
-            summary = write_embed_scores(
-                embeddings,
-                out,
-                difficulty=difficulty,
-                temp_dir=temp_dir,
-                top=top,
-                id_col=id_col,
-                split_col=split_col,
-                train_values=train_value or ["train"],
-                reference_values=reference_value,
-                embedding_col=embedding_col,
-                embedding_prefix=embedding_prefix,
-                reducer=reducer,
-                metric=metric,
-                seed=seed_value,
-                bandwidth=bandwidth_value,
-                fit_sample=fit_sample,
-                keep_embedding=keep_embedding,
-                progress=progress,
-                jobs=jobs,
-                memory_limit=limit,
-                engine=engine,
-                ray_address=ray_address,
-            )
-    summary["warnings"] = [w for ws in collected.values() for w in ws]
-    for line in summary["notes"]:
-        _note(f"note: {line}")
-    _note(f"wrote {summary['output']}")
-    if plot is not None:
-        with _errors(), using(storage):
-            from kscore.plot import map_data, plot_map
-
-            plot_map(map_data(read_table(out_path)), plot, size=picture_size)
-        summary["plot"] = str(plot)
-        _note(f"wrote {plot}")
+            summary = kscore.embed_scores(
+                embeddings, out, standard=config, difficulty=difficulty, split_col=split_col,
+                train_values=train_value or ["train"], reference_values=reference_value,
+                embedding_col=embedding_col, embedding_prefix=embedding_prefix, reducer=reducer,
+                metric=metric, seed=seed, bandwidth=bandwidth, fit_sample=fit_sample,
+                keep_embedding=keep_embedding, plot=plot, size=size, top=top, jobs=jobs,
+                memory_limit=memory_limit, temp_dir=temp_dir, engine=engine, ray_address=ray_address,
+                storage_options=storage, progress=progress,
+            )  # fmt: skip
+    _wrote(summary)
     if json_:
         _print_json(summary)
     else:
         from kscore.summaries import render_embed
 
         _print(render_embed(summary))
-
-
-def _parse_seed(text: str) -> int | None:
-    from kscore.errors import InputError
-
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(f"--seed must be an integer or 'none', not {text!r}") from None
-
-
-def _parse_bandwidth(text: str) -> str | float:
-    from kscore.errors import InputError
-
-    if text in ("scott", "silverman"):
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise InputError(f"--bandwidth must be scott, silverman or a positive number, not {text!r}")
-    return value
 
 
 @contextmanager
@@ -708,76 +557,26 @@ def compare(
 ) -> None:
     """Datapoints that got worse from one model to another, and CI gates on them."""
     _common(debug, quiet)
-    from kscore.storage import as_path, parse_storage_options, using
+    with _errors():
+        from kscore.jobs.compare import compared, failed_gates
+        from kscore.storage import parse_storage_options
 
-    with _errors(), using(parse_storage_options(storage_option or [])):
-        from kscore.core.comparison import PER_MODEL_NOTE, compare_models, gates
-        from kscore.errors import GateFailed
-        from kscore.io import (
-            check_output,
-            output_format,
-            read_kscore_metadata,
-            read_table,
-            write_table_atomic,
-        )
-        from kscore.summaries import compare_summary, envelope
-
-        source = as_path(difficulty_file)
-        if out is not None:
-            check_output(out, [source])
-            output_format(out)
-        table = read_table(source)
-        metadata = read_kscore_metadata(source)
-        standard = metadata.get("standard")
-        standard = standard if isinstance(standard, dict) else {}
-        if not isinstance(standard.get("id_column"), str):
-            standard.pop("id_column", None)
-        comparison = compare_models(
-            table,  # type: ignore[arg-type]
-            baseline,
-            candidate,
-            margin=margin,
-            common_failure_threshold=common_failure_threshold,
-            id_column=standard.get("id_column"),
-            source=str(source),
-        )
-        checked = gates(comparison, max_regressions, max_common_failures)
-        if out is not None:
-            write_table_atomic(
-                comparison.table,
-                out,
-                {
-                    "kscore_version": __version__,
-                    "command": "compare",
-                    "input": str(source),
-                    "baseline": baseline,
-                    "candidate": candidate,
-                    "margin": margin,
-                },
-            )
-        summary = envelope(
-            "compare",
-            {"output": str(out) if out is not None else None, **compare_summary(comparison, top, checked)},
-        )
-        if standard.get("scope") == "per_model":
-            summary["notes"].append(PER_MODEL_NOTE)
-            _note(f"note: {PER_MODEL_NOTE}")
-        if out is not None:
-            _note(f"wrote {out}")
+        _, summary = compared(
+            difficulty_file, baseline, candidate, out, margin=margin,
+            common_failure_threshold=common_failure_threshold, max_regressions=max_regressions,
+            max_common_failures=max_common_failures, top=top,
+            storage_options=parse_storage_options(storage_option or []),
+        )  # fmt: skip
+        _wrote(summary)
         if json_:
             _print_json(summary)
         else:
             from kscore.summaries import render_compare
 
             _print(render_compare(summary))
-        failed = [g for g in checked if not g.passed]
-        if failed:
-            raise GateFailed(
-                "; ".join(
-                    f"gate failed: {g.name} {g.value} > max {g.limit} (over by {g.value - g.limit})"
-                    for g in failed
-                )
-            )
+        failed = failed_gates(summary)
+        if failed is not None:
+            raise failed
 
 
 @app.command()
@@ -890,45 +689,18 @@ def select(
 ) -> None:
     """The batch of train datapoints to label or train on next."""
     _common(debug, quiet)
-    from kscore.storage import as_path, parse_storage_options, using
+    with _errors():
+        from kscore.jobs.select import selected
+        from kscore.storage import parse_storage_options
 
-    with _errors() as collected, using(parse_storage_options(storage_option or [])):
-        from kscore.io import check_output, output_format
-        from kscore.jobs.select import write_selection
-
-        source = as_path(scores_file)
-        inputs = [source, *(as_path(p) for p in (labeled, embeddings) if p is not None)]
-        if out is not None:
-            out_path = as_path(out)
-            if isinstance(out_path, Path):
-                check_output(out_path, inputs)
-            output_format(out_path)  # type: ignore[arg-type]
-        picture_size = _check_plot(plot, size, [*inputs, *([as_path(out)] if out else [])])
-        summary = write_selection(
-            scores_file,
-            budget,
-            out,
-            labeled=labeled,
-            embeddings=embeddings,
-            plot=plot,
-            size=picture_size,
-            top=top,
-            strategy=strategy,
-            by=by,
-            ascending=ascending,
-            split_col=split_col,
-            train_values=train_value or ["train"],
-            embedding_col=embedding_col,
-            embedding_prefix=embedding_prefix,
-            metric=metric,
-            seed=seed,
-        )
-    summary["warnings"] = [w for ws in collected.values() for w in ws]
-    for line in summary["notes"]:
-        _note(f"note: {line}")
-    for written in (out, plot):
-        if written is not None:
-            _note(f"wrote {written}")
+        _, summary = selected(
+            scores_file, budget, out, labeled=labeled, embeddings=embeddings, plot=plot, size=size,
+            top=top, strategy=strategy, by=by, ascending=ascending, split_col=split_col,
+            train_values=train_value or ["train"], embedding_col=embedding_col,
+            embedding_prefix=embedding_prefix, metric=metric, seed=seed,
+            storage_options=parse_storage_options(storage_option or []),
+        )  # fmt: skip
+    _wrote(summary)
     if json_:
         _print_json(summary)
     else:
@@ -1034,10 +806,10 @@ def report(
     """One offline HTML page of the scores: summaries, tables and the map."""
     _common(debug, quiet)
     with _errors():
-        from kscore.jobs.report import write_report
+        import kscore
 
         with _progress() as progress:
-            summary = write_report(
+            summary = kscore.report(
                 files or [],
                 out,
                 data=data,
@@ -1076,18 +848,15 @@ def check_config(
     """Validate a quality standard and print it resolved (normalized weights)."""
     _common(debug, quiet)
     with _errors():
-        from kscore.config import QualityStandard, find_config
-        from kscore.summaries import envelope
+        from kscore.jobs.standard import check_config as checked
 
-        found = find_config(path)
-        assert found is not None
-        resolved = QualityStandard.from_yaml(found).to_dict()
+        summary = checked(path)
     if json_:
-        _print_json(envelope("check-config", {"config": str(found), "standard": resolved}))
+        _print_json(summary)
     else:
         from kscore.summaries import render_standard
 
-        _print([render_standard(resolved), f"{found}: valid"])
+        _print([render_standard(summary["standard"]), f"{summary['config']}: valid"])
 
 
 def _usage_error() -> type[Exception]:

@@ -617,9 +617,13 @@ def metadata_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
     return {METADATA_KEY: json.dumps(metadata, default=str)}
 
 
-def read_kscore_metadata(path: Path) -> dict[str, Any]:
+def read_kscore_metadata(path: str | os.PathLike | ObjectPath) -> dict[str, Any]:
     """The metadata kscore recorded with an output it wrote ({} if none): in a Parquet file, a
     dataset's manifest, or a CSV or NDJSON file's sidecar."""
+    if not isinstance(path, Path | ObjectPath):
+        from kscore.storage import as_path
+
+        path = as_path(path)
     manifest = path / MANIFEST if is_dataset(path) else None
     if manifest is None and file_format(path) != "parquet":
         manifest = sidecar_path(path)

@@ -292,7 +292,7 @@ def test_task_bad_input_exits_2(tmp_path: Path, case: str):
 
 
 def test_embed_scores_cli_gives_what_the_library_gives(tmp_path: Path):
-    from kscore.jobs.embed_scores import embed_scores
+    from kscore.jobs.embed_scores import score_embeddings
 
     difficulty = tmp_path / "d.parquet"
     files = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
@@ -318,7 +318,7 @@ def test_embed_scores_cli_gives_what_the_library_gives(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    expected, _ = embed_scores(
+    expected, _ = score_embeddings(
         pl.read_parquet(SAMPLE / "embeddings.parquet"), reducer="pca", difficulty=pl.read_parquet(difficulty)
     )
     assert pl.read_parquet(out).equals(expected)

@@ -36,15 +36,26 @@ def test_readme_starts_with_the_two_quick_start_commands():
 
 
 @pytest.mark.slow
-def test_readme_library_example_runs(monkeypatch):
+def test_readme_library_example_runs(monkeypatch, tmp_path: Path):
+    import shutil
+
+    import polars as pl
+
     readme = (ROOT / "README.md").read_text()
     start = readme.index("```python\nimport polars as pl\nimport kscore")
     code = readme[start + len("```python\n") :]
     code = code[: code.index("```")]
-    monkeypatch.chdir(ROOT)
+    for folder in ("sample_data", "configs"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["enriched"].height == 1797
+    assert namespace["summary"]["command"] == "difficulty"
+    written = pl.read_parquet(tmp_path / "difficulty_scores.parquet")
+    assert written["difficulty_score"].equals(namespace["table"]["difficulty_score"])
+    assert namespace["picks"].height == 20 and not set(namespace["picks"]["id"]) & {0, 1, 2}
+    assert namespace["page"]["output"] == "report.html" and (tmp_path / "report.html").is_file()
     assert namespace["log_density"].shape == namespace["local"].shape
 
 

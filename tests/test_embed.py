@@ -11,7 +11,7 @@ import pytest
 
 from kscore.core.reduction import reduce_to_2d
 from kscore.errors import InputError, KscoreWarning
-from kscore.jobs.embed_scores import embed_scores
+from kscore.jobs.embed_scores import score_embeddings
 
 from .conftest import SAMPLE
 
@@ -31,7 +31,7 @@ def class_means(out: pl.DataFrame, score: str) -> pl.DataFrame:
 @pytest.mark.slow
 def test_a_class_absent_from_the_reference_split_is_least_represented(digits_map):
     table = digits_map.filter((pl.col("split") == "train") | (pl.col("label") != 3))
-    out, _ = embed_scores(table, reducer="none")
+    out, _ = score_embeddings(table, reducer="none")
     assert class_means(out, "representation_score")["label"][0] == 3
     # The score separates the absent class from the others: the chance that a train 3 is less
     # represented than a train point of another class (the AUC of the score).
@@ -47,7 +47,7 @@ def test_a_class_made_hard_in_the_reference_split_has_the_highest_potential(digi
     reference = digits_map.filter(pl.col("split") != "train")
     hard = np.where(reference["label"].to_numpy() == 5, 0.9, 0.05) + rng.uniform(0, 0.05, reference.height)
     difficulty = pl.DataFrame({"id": reference["id"], "difficulty_score": hard})
-    out, _ = embed_scores(digits_map, reducer="none", difficulty=difficulty)
+    out, _ = score_embeddings(digits_map, reducer="none", difficulty=difficulty)
     assert class_means(out, "potential_difficulty_score")["label"][-1] == 5
     assert class_means(out, "local_difficulty")["label"][-1] == 5
     top = (
@@ -83,7 +83,7 @@ def small_table(n: int = 40, dims: int = 2, seed: int = 0) -> pl.DataFrame:
 
 def test_output_keeps_every_row_and_column_and_nulls_reference_scores():
     table = small_table().with_columns(pl.lit("x").alias("note"))
-    out, meta = embed_scores(table, reducer="none")
+    out, meta = score_embeddings(table, reducer="none")
     assert out.height == table.height
     assert out.columns == [
         "id",
@@ -101,7 +101,7 @@ def test_output_keeps_every_row_and_column_and_nulls_reference_scores():
         out.filter(pl.col("split") == "train")["potential_difficulty_score"].null_count() == 20
     )  # no difficulty
     assert meta["rows"] == {"train": 20, "reference": 20, "total": 40}
-    kept, _ = embed_scores(table, reducer="none", keep_embedding=True)
+    kept, _ = score_embeddings(table, reducer="none", keep_embedding=True)
     assert "emb" in kept.columns
 
 
@@ -110,7 +110,7 @@ def test_prefix_columns_in_natural_order_and_pca():
     data = rng.normal(size=(60, 12))
     columns = {f"e_{i}": data[:, i] for i in range(12)}
     table = pl.DataFrame({"id": np.arange(60), "split": ["train", "val", "test"] * 20, **columns})
-    out, meta = embed_scores(table, reducer="pca", embedding_prefix="e_")
+    out, meta = score_embeddings(table, reducer="pca", embedding_prefix="e_")
     assert meta["reducer"]["reducer"] == "pca"
     from sklearn.decomposition import PCA
 
@@ -120,7 +120,9 @@ def test_prefix_columns_in_natural_order_and_pca():
 
 def test_train_and_reference_values():
     table = small_table(60).with_columns(pl.Series("split", ["train", "val", "test"] * 20))
-    _, meta = embed_scores(table, reducer="none", train_values=["train", "val"], reference_values=["test"])
+    _, meta = score_embeddings(
+        table, reducer="none", train_values=["train", "val"], reference_values=["test"]
+    )
     assert meta["rows"]["train"] == 40 and meta["rows"]["reference"] == 20
 
 
@@ -129,7 +131,7 @@ def test_difficulty_warnings():
     reference_ids = table.filter(pl.col("split") == "test")["id"]
     zeros = pl.DataFrame({"id": [*reference_ids.to_list(), 999, 1000], "difficulty_score": [0.0] * 22})
     with pytest.warns(KscoreWarning) as caught:
-        out, _ = embed_scores(table, reducer="none", difficulty=zeros)
+        out, _ = score_embeddings(table, reducer="none", difficulty=zeros)
     assert out.height == table.height
     messages = " | ".join(str(w.message) for w in caught)
     assert "2 ids of the difficulty file are not in the embeddings" in messages
@@ -137,14 +139,14 @@ def test_difficulty_warnings():
     assert out.filter(pl.col("split") == "train")["potential_difficulty_score"].to_list() == [0.0] * 20
     partial = pl.DataFrame({"id": reference_ids.head(10), "difficulty_score": np.linspace(0, 1, 10)})
     with pytest.warns(KscoreWarning, match="10 reference rows have no difficulty score"):
-        embed_scores(table, reducer="none", difficulty=partial)
+        score_embeddings(table, reducer="none", difficulty=partial)
 
 
 def bad(table: pl.DataFrame, message: str, **kwargs) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", KscoreWarning)
         with pytest.raises(InputError, match=message):
-            embed_scores(table, reducer=kwargs.pop("reducer", "none"), **kwargs)
+            score_embeddings(table, reducer=kwargs.pop("reducer", "none"), **kwargs)
 
 
 def test_bad_inputs():
@@ -215,7 +217,7 @@ def test_difficulty_on_too_few_points_gives_a_null_potential_and_a_warning():
     reference_ids = table.filter(pl.col("split") == "test")["id"].to_list()
     difficulty = pl.DataFrame({"id": reference_ids, "difficulty_score": [1.0, 1.0] + [0.0] * 18})
     with pytest.warns(KscoreWarning, match="fewer than 3 points or on a line"):
-        out, _ = embed_scores(table, reducer="none", difficulty=difficulty)
+        out, _ = score_embeddings(table, reducer="none", difficulty=difficulty)
     train = out.filter(pl.col("split") == "train")
     assert train["potential_difficulty_score"].null_count() == 20
     assert train["local_difficulty"].null_count() == 0

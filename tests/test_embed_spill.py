@@ -12,7 +12,7 @@ import pytest
 import kscore.plan.sizing as plan
 from kscore.core.spilled_rows import SpilledRows
 from kscore.errors import InputError
-from kscore.jobs.embed_scores import embed_scores
+from kscore.jobs.embed_scores import score_embeddings
 
 
 def _points(n: int, dim: int, duplicates: int = 0) -> pl.DataFrame:
@@ -63,7 +63,7 @@ def test_spilled_embeddings_give_the_in_memory_output(
     path = tmp_path / "emb.parquet"
     points.write_parquet(path)
     options = {"reducer": reducer, "fit_sample": 1000, "difficulty": _difficulty(points), "jobs": 1}
-    whole, whole_meta = embed_scores(points, **options)
+    whole, whole_meta = score_embeddings(points, **options)
     spill = tmp_path / "spill"
     spill.mkdir()
     seen: list[int] = []
@@ -75,7 +75,7 @@ def test_spilled_embeddings_give_the_in_memory_output(
 
     pytest.MonkeyPatch().setattr(SpilledRows, "append", spy)
     try:
-        parts, parts_meta = embed_scores(
+        parts, parts_meta = score_embeddings(
             pl.scan_parquet(path), memory_limit=100_000, spill_dir=spill, **options
         )
     finally:
@@ -91,7 +91,7 @@ def test_keep_embedding_above_the_limit_is_a_clear_error(tmp_path: Path, no_base
     path = tmp_path / "emb.parquet"
     points.write_parquet(path)
     with pytest.raises(InputError, match="--keep-embedding needs the embeddings in memory"):
-        embed_scores(
+        score_embeddings(
             pl.scan_parquet(path), reducer="none", keep_embedding=True, memory_limit=1000, spill_dir=tmp_path
         )
     assert [p.name for p in tmp_path.iterdir()] == ["emb.parquet"]
@@ -123,7 +123,7 @@ def test_the_whole_job_is_one_library_call(tmp_path: Path) -> None:
 
     points = _points(400, 2)
     points.write_parquet(tmp_path / "emb.parquet")
-    summary = kscore.write_embed_scores(tmp_path / "emb.parquet", tmp_path / "out.parquet", reducer="none")
+    summary = kscore.embed_scores(tmp_path / "emb.parquet", tmp_path / "out.parquet", reducer="none")
     written = pl.read_parquet(tmp_path / "out.parquet")
     assert summary["output"] == str(tmp_path / "out.parquet") and written.height == 400
     metadata = read_kscore_metadata(tmp_path / "out.parquet")
@@ -144,7 +144,7 @@ def test_a_bad_row_in_a_later_batch_leaves_no_spill(tmp_path: Path, no_base) -> 
     spill = tmp_path / "spill"
     spill.mkdir()
     with pytest.raises(InputError, match="NaN, inf or missing values"):
-        embed_scores(
+        score_embeddings(
             pl.scan_parquet(tmp_path / "emb.parquet"), reducer="none", memory_limit=50_000, spill_dir=spill
         )
     assert list(spill.iterdir()) == []

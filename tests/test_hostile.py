@@ -64,7 +64,7 @@ def _embeddings(dimensions: int) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Good inputs of every command: results, a standard, embeddings, a difficulty and scores file."""
-    from kscore.jobs.embed_scores import embed_scores
+    from kscore.jobs.embed_scores import score_embeddings
 
     folder = tmp_path_factory.mktemp("base")
     example = worked_example()
@@ -84,7 +84,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         }
     )
     difficulty.write_parquet(folder / "diff.parquet")
-    scores, _ = embed_scores(_embeddings(2), reducer="none", difficulty=difficulty)
+    scores, _ = score_embeddings(_embeddings(2), reducer="none", difficulty=difficulty)
     scores.write_parquet(folder / "scores.parquet")
     return folder
 

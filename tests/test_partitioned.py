@@ -373,7 +373,7 @@ def test_a_full_disk_met_inside_polars_spill_is_named_as_the_temp_disk(
 
 
 def test_the_library_takes_paths_and_refuses_an_in_memory_result_above_its_limit(tmp_path: Path) -> None:
-    from kscore import difficulty_scores
+    from kscore.jobs.difficulty import difficulty_scores
 
     paths = _write_inputs(tmp_path, "dense")
     standard = _standard("minmax", "per_model", False)

@@ -13,7 +13,7 @@ import pytest
 
 from kscore import plot as plotting
 from kscore.errors import InputError, KscoreWarning
-from kscore.jobs.embed_scores import embed_scores
+from kscore.jobs.embed_scores import score_embeddings
 
 from .conftest import CONFIGS, SAMPLE, run_kscore
 
@@ -27,7 +27,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def scores() -> pl.DataFrame:
     table = pl.read_parquet(SAMPLE / "embeddings.parquet")
-    out, _ = embed_scores(table, reducer="pca")
+    out, _ = score_embeddings(table, reducer="pca")
     return out
 
 

@@ -8,12 +8,15 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
+
+from kscore.errors import InputError
 
 _R = TypeVar("_R")
 
@@ -99,3 +102,97 @@ def source_name(value: Any) -> str:
 
 
 ResultInput = pl.DataFrame | pl.LazyFrame | str | os.PathLike
+
+
+def checked_output(out: str | os.PathLike, inputs: list[Any]) -> Any:
+    """The output's path, once it is known to be writable (a file, a dataset folder `DIR/`, or an
+    object storage prefix, which the job checks before any work)."""
+    from kscore.io import check_dataset_output, check_output, output_format, wants_dataset
+    from kscore.storage import as_path, is_remote
+
+    out_path = as_path(out)
+    if is_remote(out):
+        if out_path.suffix:  # a prefix has none; any other name is one object of a table format
+            output_format(out_path)
+    elif wants_dataset(out):
+        check_dataset_output(out_path, inputs)
+    else:
+        check_output(out_path, inputs)
+        output_format(out_path)
+    return out_path
+
+
+def checked_table_output(out: str | os.PathLike | None, inputs: list[Any]) -> Any:
+    """A single-table output's path (None for none), checked before any work: not an input, a
+    known format."""
+    from kscore.io import check_output, output_format
+    from kscore.storage import as_path
+
+    if out is None:
+        return None
+    out_path = as_path(out)
+    if isinstance(out_path, Path):
+        check_output(out_path, inputs)
+    output_format(out_path)  # type: ignore[arg-type]
+    return out_path
+
+
+def checked_plot(
+    out: str | os.PathLike | None, size: str | tuple[int, int], inputs: list[Any]
+) -> tuple[int, int]:
+    """The picture's size in pixels; fails before any work when a picture cannot be made: no
+    matplotlib, bad size, extension or path."""
+    from kscore.plot import parse_size, picture_format, pyplot
+
+    picture_size = parse_size(size) if isinstance(size, str) else size
+    if out is not None:
+        from kscore.io import check_output
+
+        check_output(Path(out), inputs)
+        picture_format(Path(out))
+        pyplot()
+    return picture_size
+
+
+@contextlib.contextmanager
+def collected_warnings() -> Iterator[dict[str | None, list[str]]]:
+    """The KscoreWarnings raised in the block, by model (None: not a model's), for the job's summary;
+    each is raised again when the block ends, so a caller (the command line) sees it too."""
+    from kscore.errors import KscoreWarning
+
+    collected: dict[str | None, list[str]] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KscoreWarning)
+        try:
+            yield collected
+        finally:
+            kept = [item for item in caught if isinstance(item.message, KscoreWarning)]
+            for item in kept:
+                collected.setdefault(item.message.model, []).append(str(item.message))
+    for item in kept:
+        warnings.warn(item.message, stacklevel=3)
+
+
+def parse_seed(value: int | str | None) -> int | None:
+    """A seed: an integer, or None / 'none' for none (faster, not reproducible)."""
+    if value is None or isinstance(value, int):
+        return value
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"--seed must be an integer or 'none', not {value!r}") from None
+
+
+def parse_bandwidth(value: str | float) -> str | float:
+    """A KDE bandwidth: scott, silverman, or a positive factor."""
+    if value in ("scott", "silverman"):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise InputError(f"--bandwidth must be scott, silverman or a positive number, not {value!r}")
+    return number

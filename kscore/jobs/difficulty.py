@@ -3,10 +3,11 @@ atomically with its metadata, and summarize it. The CLI only parses, prints and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -440,3 +441,120 @@ def difficulty_scores(
     return score_in_memory(
         frames, standard, explain=explain, datapoints=datapoints, sources={**scanned, **(sources or {})}
     )
+
+
+def difficulty(
+    results: Sequence[str | os.PathLike] | Mapping[str, ResultInput],
+    standard: QualityStandard | str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    model_col: str | None = None,
+    datapoints: str | os.PathLike | pl.DataFrame | None = None,
+    explain: bool = False,
+    top: int = 10,
+    plot: str | os.PathLike | None = None,
+    size: str | tuple[int, int] = "1200x900",
+    memory_limit: int | str | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    jobs: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> pl.DataFrame | dict[str, Any]:
+    """`kscore difficulty`: every datapoint's difficulty, per model and averaged over the models.
+
+    `results`: result files (paths, globs, `NAME=PATH`; one model each, or long files with
+    `model_col`), or a mapping of model name to a path or a frame. `standard`: a QualityStandard
+    or its YAML file (default: `$KSCORE_CONFIG`, then `./kscore.yaml`). Without `out`, the table is
+    returned (refused above `memory_limit`); with `out`, it is written there (Parquet, CSV, NDJSON
+    or a dataset `DIR/`, local or in object storage) and the summary is returned: what
+    `kscore difficulty --json` prints, warnings included. `plot` also draws the scores' picture.
+    """
+    from kscore.config import load_standard
+    from kscore.io import read_results, read_table, resolve_model_files, scan_output
+    from kscore.jobs.common import checked_output, checked_plot, collected_warnings
+    from kscore.plan.sizing import resolve_memory_limit
+    from kscore.storage import as_path, using
+
+    del jobs  # threads are set for the whole process (`kscore.engines.local.limit_threads`)
+    with using(storage_options), collected_warnings() as collected:
+        if not isinstance(standard, QualityStandard):
+            standard = load_standard(standard)
+        if isinstance(results, Mapping):
+            files: dict[str, Any] = dict(results)
+        else:
+            files = dict(resolve_model_files([os.fspath(r) for r in results]))
+        limit = resolve_memory_limit(memory_limit)
+        points_file = None if datapoints is None or isinstance(datapoints, pl.DataFrame) else datapoints
+        config_file = [Path(standard.source)] if standard.source else []
+        paths = [as_path(v) for v in files.values() if not isinstance(v, pl.DataFrame | pl.LazyFrame)]
+        inputs = [*paths, *([as_path(points_file)] if points_file else []), *config_file]
+        out_path = checked_output(out, inputs) if out is not None else None
+        picture_size = checked_plot(plot, size, [*inputs, *([out_path] if out_path else [])])
+        sources: dict[str, str] = {}
+        chosen: Any = files
+        if model_col is not None:
+            metric_names = [m.name for m in standard.metrics]
+            task_columns = list(standard.task.result_columns) if standard.task else []
+            columns = [standard.id_column, *metric_names, *task_columns]
+            chosen, sources = read_results(
+                files,
+                columns,
+                numeric=metric_names,
+                model_col=model_col,
+                required=columns[: 1 + len(metric_names)],
+            )
+        points = read_table(as_path(points_file)) if points_file else datapoints
+        assert not isinstance(points, pl.LazyFrame)
+        with _long_file_hint(model_col is None):
+            if out is None:
+                table = difficulty_scores(
+                    chosen, standard, explain=explain, datapoints=points, sources=sources, memory_limit=limit
+                )
+                assert isinstance(table, pl.DataFrame)
+                if plot is not None:
+                    _plot(table, [m for m in _models(table)], plot, picture_size)
+                return table
+            summary = write_difficulty_scores(
+                chosen, standard, out, explain=explain, datapoints=points,
+                datapoints_source=str(points_file) if points_file else None, sources=sources,
+                memory_limit=limit, temp_dir=temp_dir, top=top, progress=progress, engine=engine,
+                ray_address=ray_address,
+            )  # fmt: skip
+        if plot is not None:
+            _plot(scan_output(out_path), [model["name"] for model in summary["models"]], plot, picture_size)
+            summary["plot"] = str(plot)
+    summary["warnings"] = collected.pop(None, [])
+    for model in summary["models"]:
+        model["warnings"] = collected.get(model["name"], [])
+    return summary
+
+
+def _models(table: pl.DataFrame) -> list[str]:
+    from kscore.core.comparison import models_in
+
+    return models_in(table)
+
+
+def _plot(
+    table: pl.DataFrame | pl.LazyFrame, models: list[str], plot: str | os.PathLike, size: tuple[int, int]
+) -> None:
+    from kscore.plot import plot_difficulty
+
+    plot_difficulty(table, models, plot, size=size)
+
+
+@contextlib.contextmanager
+def _long_file_hint(wanted: bool) -> Iterator[None]:
+    """A duplicated id in a file read without `model_col`: perhaps a long file of several models."""
+    from kscore.errors import DuplicatedIds
+
+    try:
+        yield
+    except DuplicatedIds as exc:
+        if not wanted:
+            raise
+        raise DuplicatedIds(
+            f"{exc}; is this a long file, one row per model? name the model column with --model-col"
+        ) from None

@@ -110,7 +110,7 @@ def _finite(matrix: np.ndarray, what: str) -> np.ndarray:
     return matrix
 
 
-def embed_scores(
+def score_embeddings(
     table: pl.DataFrame | pl.LazyFrame,
     *,
     id_col: str = "id",
@@ -442,7 +442,7 @@ def write_embed_scores(
     storage_options: Mapping[str, str] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """The whole embed-scores job: score the embeddings (a path or a frame; see `embed_scores` for
+    """The whole embed-scores job: score the embeddings (a path or a frame; see `score_embeddings` for
     `options`), write `out` (Parquet with kscore's metadata) atomically, and return the summary.
 
     Embeddings above the memory limit are spilled to a temporary folder in `temp_dir` (default:
@@ -480,14 +480,10 @@ def _write_embed_scores(
         check_temp_dir,
         metadata_tags,
         part_name,
-        read_table,
-        scan_table,
         wants_dataset,
         write_dataset_atomic,
         write_table_atomic,
     )
-    from kscore.jobs.embed_scores import embed_scores
-    from kscore.storage import as_path
     from kscore.summaries import embed_summary
 
     check_engine(engine)
@@ -495,19 +491,13 @@ def _write_embed_scores(
     dataset = wants_dataset(out)
     out = Path(out)
     id_col = options.get("id_col", "id")
-    table = (
-        embeddings if isinstance(embeddings, pl.DataFrame | pl.LazyFrame) else scan_table(as_path(embeddings))
-    )
-    difficulty_table = difficulty
-    if difficulty is not None and not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
-        difficulty_table = read_table(as_path(difficulty), [id_col, "difficulty_score"])
-    if isinstance(difficulty_table, pl.LazyFrame):
-        difficulty_table = difficulty_table.collect()
+    table = _table_of(embeddings)
+    difficulty_table = _difficulty_table(difficulty, id_col)
     if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
         options.setdefault("source", str(embeddings))
     try:
         with make_executor(engine, address=ray_address).session():
-            enriched, meta = embed_scores(
+            enriched, meta = score_embeddings(
                 table,
                 difficulty=difficulty_table,
                 spill_dir=temp_dir if temp_dir is not None else out.parent,
@@ -543,3 +533,132 @@ def _write_embed_scores(
         output=str(out),
         with_difficulty=difficulty is not None,
     )
+
+
+def embed_scores(
+    embeddings: ResultInput | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    standard: Any = None,
+    difficulty: ResultInput | None = None,
+    split_col: str = "split",
+    train_values: Sequence[str] = ("train",),
+    reference_values: Sequence[str] | None = None,
+    embedding_col: str | None = None,
+    embedding_prefix: str | None = None,
+    reducer: str = "umap",
+    metric: str = "euclidean",
+    seed: int | str | None = 0,
+    bandwidth: str | float = "scott",
+    fit_sample: int = FIT_SAMPLE,
+    keep_embedding: bool = False,
+    plot: str | os.PathLike | None = None,
+    size: str | tuple[int, int] = "1200x900",
+    top: int = 10,
+    jobs: int | None = None,
+    memory_limit: int | str | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+    progress: Any = None,
+) -> pl.DataFrame | dict[str, Any]:
+    """`kscore embed-scores`: the map and the representation, potential and local difficulty of
+    every train row.
+
+    `embeddings`: a table (path or frame) with an id, a split and the embedding; default: the
+    standard's `embeddings`. `standard`: a QualityStandard or its YAML file (default: discovered,
+    if there is one), for the id column and that default. `difficulty`: a `difficulty` output.
+    Without `out`, the enriched table is returned; with `out`, it is written there and the summary is
+    returned: what `kscore embed-scores --json` prints, warnings included.
+    """
+    from kscore.config import QualityStandard, find_config
+    from kscore.io import read_table
+    from kscore.jobs.common import (
+        checked_output,
+        checked_plot,
+        collected_warnings,
+        parse_bandwidth,
+        parse_seed,
+    )
+    from kscore.plan.sizing import resolve_memory_limit
+    from kscore.storage import as_path, using
+
+    with using(storage_options), collected_warnings() as collected:
+        limit = resolve_memory_limit(memory_limit)
+        config_path = None
+        if not isinstance(standard, QualityStandard):
+            config_path = find_config(standard, required=False)
+            standard = QualityStandard.from_yaml(config_path) if config_path else None
+        elif standard.source:
+            config_path = Path(standard.source)
+        id_col = standard.id_column if standard else "id"
+        if embeddings is None:
+            if standard is None or standard.embeddings is None:
+                raise InputError(
+                    "no embeddings file: pass EMBEDDINGS or set `embeddings:` in the quality standard"
+                )
+            embeddings = str(config_path.parent / standard.embeddings) if config_path else standard.embeddings
+        tables = (embeddings, difficulty)
+        sources = [
+            as_path(t) for t in tables if t is not None and not isinstance(t, pl.DataFrame | pl.LazyFrame)
+        ]
+        inputs = [*sources, *([config_path] if config_path else [])]
+        out_path = checked_output(out, inputs) if out is not None else None
+        picture_size = checked_plot(plot, size, [*inputs, *([out_path] if out_path else [])])
+        options: dict[str, Any] = dict(
+            id_col=id_col, split_col=split_col, train_values=list(train_values),
+            reference_values=list(reference_values) if reference_values is not None else None,
+            embedding_col=embedding_col, embedding_prefix=embedding_prefix, reducer=reducer, metric=metric,
+            seed=parse_seed(seed), bandwidth=parse_bandwidth(bandwidth), fit_sample=fit_sample,
+            keep_embedding=keep_embedding, progress=progress, jobs=jobs, memory_limit=limit,
+        )  # fmt: skip
+        if out is None:
+            table = _table_of(embeddings)
+            difficulty_table = _difficulty_table(difficulty, id_col)
+            if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
+                options["source"] = str(embeddings)
+            try:
+                with make_executor(engine, address=ray_address).session():
+                    enriched, _ = score_embeddings(
+                        table, difficulty=difficulty_table, spill_dir=temp_dir, engine=engine, **options
+                    )
+            except ValueError as exc:  # an invalid reducer, metric or bandwidth
+                raise InputError(str(exc)) from None
+            if plot is not None:
+                from kscore.plot import map_data, plot_map
+
+                plot_map(map_data(enriched), plot, size=picture_size)
+            return enriched
+        summary = write_embed_scores(
+            embeddings, out, difficulty=difficulty, temp_dir=temp_dir, top=top, engine=engine,
+            ray_address=ray_address, **options,
+        )  # fmt: skip
+        if plot is not None:
+            from kscore.plot import map_data, plot_map
+
+            plot_map(map_data(read_table(out_path)), plot, size=picture_size)
+            summary["plot"] = str(plot)
+    summary["warnings"] = [w for ws in collected.values() for w in ws]
+    return summary
+
+
+def _table_of(embeddings: ResultInput) -> pl.DataFrame | pl.LazyFrame:
+    from kscore.io import scan_table
+    from kscore.storage import as_path
+
+    if isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
+        return embeddings
+    return scan_table(as_path(embeddings))
+
+
+def _difficulty_table(difficulty: ResultInput | None, id_col: str) -> pl.DataFrame | None:
+    from kscore.io import read_table
+    from kscore.storage import as_path
+
+    if difficulty is None:
+        return None
+    table = difficulty
+    if not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
+        table = read_table(as_path(difficulty), [id_col, SCORE])
+    return table.collect() if isinstance(table, pl.LazyFrame) else table  # type: ignore[return-value]

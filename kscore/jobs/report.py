@@ -412,7 +412,7 @@ def check_report_output(out: str | os.PathLike) -> Path:
     return path
 
 
-def write_report(
+def report(
     files: Sequence[str | os.PathLike] = (),
     out: str | os.PathLike = "report.html",
     *,
@@ -426,8 +426,9 @@ def write_report(
     id_column: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Write the HTML report of kscore outputs `files` to `out` (atomically); return what was
-    written, as `kscore report --json` prints it."""
+    """`kscore report`: one offline HTML page of kscore outputs `files` (default: the difficulty
+    and embed-scores outputs here), written to `out` atomically; returns what was written, as
+    `kscore report --json` prints it."""
     from kscore.io import check_output, write_atomic
     from kscore.jobs.common import stage
 
@@ -449,6 +450,9 @@ def write_report(
     from kscore.summaries import envelope
 
     return envelope("report", {"output": str(out_path), "bytes": len(encoded), **summary})
+
+
+write_report = report  # 0.6's name
 
 
 @dataclass

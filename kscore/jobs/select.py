@@ -40,7 +40,7 @@ class Selection:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def select(
+def select_rows(
     table: pl.DataFrame | pl.LazyFrame,
     budget: int,
     *,
@@ -354,39 +354,81 @@ def _pca_projection(matrix: np.ndarray, dimensions: int, seed: int) -> np.ndarra
     return projected
 
 
+def select(
+    scores: str | os.PathLike | pl.DataFrame | pl.LazyFrame,
+    budget: int,
+    out: str | os.PathLike | None = None,
+    **options: Any,
+) -> pl.DataFrame | dict[str, Any]:
+    """`kscore select`: the `budget` train rows of an embed-scores (or difficulty) output to label
+    next (see `select_rows` for the strategies and `options`; `labeled` and `embeddings` may be
+    paths or, with a frame of scores, ids and a frame). Without `out`, the picks in pick order; with
+    `out`, they are written there and the summary is returned: what `kscore select --json` prints."""
+    picks, summary = selected(scores, budget, out, **options)
+    return summary if out is not None else picks
+
+
 def write_selection(
-    scores: str | os.PathLike,
+    scores: str | os.PathLike, budget: int, out: str | os.PathLike | None = None, **options: Any
+) -> dict[str, Any]:
+    """The summary of `selected` (kept for 0.6's callers; `kscore.select` is the library call)."""
+    return selected(scores, budget, out, **options)[1]
+
+
+def selected(
+    scores: str | os.PathLike | pl.DataFrame | pl.LazyFrame,
+    budget: int,
+    out: str | os.PathLike | None = None,
+    **options: Any,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The whole `kscore select` job (see `_selected`), its warnings in the summary."""
+    from kscore.jobs.common import collected_warnings
+
+    with collected_warnings() as collected:
+        picks, summary = _selected(scores, budget, out, **options)
+    summary["warnings"] = [line for lines in collected.values() for line in lines]
+    return picks, summary
+
+
+def _selected(
+    scores: str | os.PathLike | pl.DataFrame | pl.LazyFrame,
     budget: int,
     out: str | os.PathLike | None = None,
     *,
-    labeled: str | os.PathLike | None = None,
-    embeddings: str | os.PathLike | None = None,
+    labeled: str | os.PathLike | Iterable[Any] | None = None,
+    embeddings: str | os.PathLike | pl.DataFrame | pl.LazyFrame | None = None,
     id_column: str | None = None,
     storage_options: Mapping[str, str] | None = None,
     top: int = 20,
     plot: str | os.PathLike | None = None,
-    size: tuple[int, int] = (1200, 900),
+    size: str | tuple[int, int] = (1200, 900),
     **options: Any,
-) -> dict[str, Any]:
-    """The whole `kscore select` job: read the scores file (its id column from kscore's metadata),
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The whole `kscore select` job: read the scores (a file's id column from kscore's metadata),
     the labeled ids and the embeddings, pick, write `out` (format by extension) with the parameters
-    as metadata, draw the picks on the map to `plot`, and return the summary (the `--json` object,
-    listing the first `top` picks)."""
+    as metadata, draw the picks on the map to `plot`; return the picks and the summary (the `--json`
+    object, listing the first `top` picks)."""
     from kscore._version import __version__
     from kscore.io import read_kscore_metadata, read_table, scan_table, write_table_atomic
+    from kscore.jobs.common import checked_plot, checked_table_output
     from kscore.storage import as_path, using
     from kscore.summaries import envelope, rounded
 
     with using(storage_options):
-        path = as_path(scores)
-        table = scan_table(path)  # checks the file first
-        metadata = read_kscore_metadata(path)
+        in_memory = isinstance(scores, pl.DataFrame | pl.LazyFrame)
+        path = None if in_memory else as_path(scores)
+        files = [as_path(p) for p in (labeled, embeddings) if isinstance(p, str | os.PathLike)]
+        inputs = [*([path] if path is not None else []), *files]
+        out_path = checked_table_output(out, inputs)
+        picture_size = checked_plot(plot, size, [*inputs, *([out_path] if out_path is not None else [])])
+        table = scores.lazy() if in_memory else scan_table(path)  # type: ignore[union-attr]
+        metadata = {} if path is None else read_kscore_metadata(path)
         standard = metadata.get("standard") if isinstance(metadata.get("standard"), dict) else {}
         id_column = id_column or (
             standard.get("id_column") if isinstance(standard.get("id_column"), str) else "id"
         )
-        labeled_ids = None
-        if labeled is not None:
+        labeled_ids: Any = labeled
+        if isinstance(labeled, str | os.PathLike):
             labeled_path = as_path(labeled)
             frame = read_table(labeled_path)
             if id_column not in frame.columns:
@@ -395,21 +437,24 @@ def write_selection(
                     f"{did_you_mean(id_column, frame.columns)} (columns: {', '.join(frame.columns[:8])})"
                 )
             labeled_ids = frame.get_column(id_column)
-        embedding_table = scan_table(as_path(embeddings)) if embeddings is not None else None
+        embedding_table = embeddings
+        if isinstance(embeddings, str | os.PathLike):
+            embedding_table = scan_table(as_path(embeddings))
+        label = str(path) if path is not None else "the scores table"
         selection = select_batch(
             table, budget, labeled=labeled_ids, id_column=id_column, embeddings=embedding_table,
-            source=str(path), **options,
+            source=label, **options,
         )  # fmt: skip
         info = selection.info
         if out is not None:
             write_table_atomic(
                 selection.picks,
-                as_path(out),
+                out_path,
                 {
                     "kscore_version": __version__,
                     "command": "select",
                     "inputs": {
-                        "scores": str(path),
+                        "scores": str(path) if path is not None else "(a table in memory)",
                         "labeled": _text(labeled),
                         "embeddings": _text(embeddings),
                     },
@@ -423,7 +468,7 @@ def write_selection(
         if plot is not None:
             from kscore.plot import plot_picks
 
-            plot_picks(table.collect(), selection.picks, id_column, labeled_ids, plot, size=size)
+            plot_picks(table.collect(), selection.picks, id_column, labeled_ids, plot, size=picture_size)
     picks = selection.picks
     by = info["by"]
     values = picks.get_column(by)
@@ -445,8 +490,10 @@ def write_selection(
         **({"plot": str(plot)} if plot is not None else {}),
         "notes": info["notes"],
     }
-    return envelope("select", summary)
+    return picks, envelope("select", summary)
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    return str(value) if isinstance(value, str | os.PathLike) else "(in memory)"

@@ -143,8 +143,8 @@ def one_setting(name: str, scaling: str, seeds: int) -> dict:
         table = pl.DataFrame({"id": np.arange(len(y)), "split": split.astype(str), "embedding": xy})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            difficulty = kscore.difficulty_scores(frames, standard)
-            scores, _ = kscore.embed_scores(
+            difficulty = kscore.difficulty(frames, standard)
+            scores = kscore.embed_scores(
                 table.filter(pl.col("split") != "test"), difficulty=difficulty, reducer="none"
             )
         candidates = np.setdiff1d(pool, labeled)
