@@ -340,13 +340,13 @@ def test_workers_are_killed_only_after_an_error(monkeypatch, fails):
 
 
 def test_the_command_line_fits_umap_on_the_librarys_default_sample():
-    """cli.py spells the default out (importing numpy for it would slow `kscore --help`)."""
+    """The command spells the default out (importing numpy for it would slow `kscore --help`)."""
     import inspect
 
-    from kscore import cli
+    from kscore.cli import commands
     from kscore.core.reduction import FIT_SAMPLE
 
-    assert inspect.signature(cli.embed_scores).parameters["fit_sample"].default == FIT_SAMPLE
+    assert inspect.signature(commands.embed_scores).parameters["fit_sample"].default == FIT_SAMPLE
 
 
 def test_umaps_uncached_numba_functions_are_cached():
