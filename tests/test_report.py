@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kscore.jobs.report import LEVELS, MISSING, decode, quantise, sample_rows
+from kscore.html_page import LEVELS, MISSING, quantise, sample_rows
 from kscore.summaries import difficulty_summary
 
 from .conftest import run_kscore
@@ -21,6 +21,15 @@ from .report_pages import HOSTILE_IDS, make_inputs, page_data, tables_of
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_inputs(tmp_path_factory.mktemp("report"))
+
+
+def decode(codes: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
+    """The values a quantised column stands for (NaN where missing): what the page shows."""
+    values = np.full(len(codes), np.nan)
+    present = codes != MISSING
+    if low is not None and high is not None:
+        values[present] = low + codes[present].astype(np.float64) * ((high - low) / LEVELS)
+    return values
 
 
 def report(inputs: dict[str, Path], *args: str, out: Path | None = None, env: dict | None = None):

@@ -212,12 +212,14 @@ def test_the_tables_are_there_with_javascript_off(browser: Any, page_file: Path)
 def test_a_large_map_draws_a_draft_while_moving_and_everything_at_rest(
     browser: Any, page_file: Path, monkeypatch
 ):
-    from kscore.jobs import report
+    import kscore
+    from kscore import html_page
 
-    monkeypatch.setattr(report, "DRAFT_POINTS", 20)  # 122 points: a draft of every 7th while moving
+    monkeypatch.setattr(html_page, "DRAFT_POINTS", 20)  # 122 points: a draft of every 7th while moving
     out = page_file.parent / "draft.html"
     files = [page_file.parent / name for name in ("diff.parquet", "embed.parquet", "picks.parquet")]
-    report.write_report(files, out)
+    kscore.report(files, out)
+    assert '"draft_points":20' in out.read_text()  # the patch took effect
     view = Opened(browser, out)
     try:
         page = view.page
