@@ -27,6 +27,17 @@ import numpy as np
 import polars as pl
 
 from kscore._version import __version__
+from kscore.columns import (
+    LOCAL,
+    MAP_X,
+    MAP_Y,
+    N_MODELS,
+    POTENTIAL,
+    REPRESENTATION,
+    SCORE,
+    model_score_column,
+    top_signal_column,
+)
 from kscore.errors import InputError, did_you_mean, missing_column_message
 
 # A map column is quantised to 16 bits over its range; this code marks a missing value.
@@ -36,7 +47,7 @@ MISSING = 65535
 LEVELS = 65534
 
 
-EMBED_SCORES = ("representation_score", "potential_difficulty_score", "local_difficulty")
+EMBED_SCORES = (REPRESENTATION, POTENTIAL, LOCAL)
 
 
 DEFAULT_COLUMNS = 8
@@ -138,7 +149,7 @@ def _section(anchor: str, heading: str, body: str) -> str:
 
 
 @dataclass
-class MapData:
+class PagePoints:
     """The points the map shows: their rows in the embed-scores table, and the page's payload."""
 
     rows: np.ndarray  # row numbers into the joined table, in the table's order
@@ -184,12 +195,12 @@ def _map_data(
     keep: np.ndarray,
     max_points: int,
     highlights: Mapping[str, np.ndarray],
-) -> MapData:
+) -> PagePoints:
     rows = sample_rows(table.height, max_points, keep)
     shown = table[rows] if len(rows) != table.height else table
     buffers: list[tuple[dict[str, Any], bytes]] = [
         ({"name": axis, "type": "f32"}, shown.get_column(axis).cast(pl.Float32).to_numpy().tobytes())
-        for axis in ("map_x", "map_y")
+        for axis in (MAP_X, MAP_Y)
     ]
     buffers.append(({"name": "train", "type": "u8"}, train[rows].astype(np.uint8).tobytes()))
     for column in score_columns:
@@ -227,7 +238,7 @@ def _map_data(
         "highlights": {name: [int(p) for p in position[r] if p >= 0] for name, r in highlights.items()},
     }
     payload = base64.b64encode(gzip.compress(bytes(blob), compresslevel=1, mtime=0)).decode("ascii")
-    return MapData(rows=rows, position=position, header=header, payload=payload)
+    return PagePoints(rows=rows, position=position, header=header, payload=payload)
 
 
 def _json_bytes(values: list[Any]) -> bytes:
@@ -308,14 +319,14 @@ def _difficulty_parts(item: ReportInput, models: list[str], id_column: str, top:
                   ["model", "rows scored", "mean", "median", "p90"], rows),
         )
     )  # fmt: skip
-    columns = ["difficulty_score", *(f"difficulty_score_{m}" for m in models)]
+    columns = [SCORE, *(model_score_column(m) for m in models)]
     plots = [_histogram(c, _floats(item.frame, c), (0.0, 1.0)) for c in columns]
     parts.summary.append(f'<div class="histograms">{"".join(plots)}</div>')
     hardest = stats["hardest"]
     explained = [m for m in models if hardest and m in hardest[0].get("top_signal", {})]
-    headers = ["id", "difficulty_score", "n_models", *models, *(f"top_signal_{m}" for m in explained)]
+    headers = ["id", SCORE, N_MODELS, *models, *(top_signal_column(m) for m in explained)]
     rows = [
-        [h["id"], h["difficulty_score"], h["n_models"], *(h["scores"][m] for m in models),
+        [h["id"], h[SCORE], h[N_MODELS], *(h["scores"][m] for m in models),
          *(h["top_signal"][m] for m in explained)]
         for h in hardest
     ]  # fmt: skip
@@ -328,7 +339,7 @@ def _embed_parts(item: ReportInput, id_column: str, top: int, parts: Parts) -> N
     from kscore.summaries import embed_summary
 
     split_col = item.metadata.get("split_col", "split")
-    with_difficulty = "potential_difficulty_score" in item.frame.columns
+    with_difficulty = POTENTIAL in item.frame.columns
     stats = embed_summary(item.frame, id_column, split_col, top=top, with_difficulty=with_difficulty)
     rows = [[k, v] for k, v in stats["rows_per_split"].items()]
     parts.summary.append(_table(Table("splits", "Rows per split", ["split", "rows"], rows)))
@@ -415,7 +426,7 @@ def _map_section(
     image_col: str | None,
     color: str | None,
     max_points: int,
-) -> tuple[str, MapData | None, dict[Any, int], pl.DataFrame | None]:
+) -> tuple[str, PagePoints | None, dict[Any, int], pl.DataFrame | None]:
     """The map's HTML and data, the map index of every named id, and --data's columns."""
     if "embed-scores" not in inputs:
         if data is not None:
@@ -429,8 +440,8 @@ def _map_section(
     train_values = embed.metadata.get("train_values", ["train"])
     train = table.get_column(split_col).cast(pl.String).is_in(train_values).fill_null(False).to_numpy()
     candidates = [
-        "difficulty_score",
-        *(f"difficulty_score_{m}" for m in models),
+        SCORE,
+        *(model_score_column(m) for m in models),
         *EMBED_SCORES,
         "compare_delta",
     ]
@@ -441,9 +452,7 @@ def _map_section(
             f"(scores: {', '.join(scores)})"
         )
     # The first colour: --color, else the score of the train points (what to label next).
-    first = color or next(
-        (c for c in ("potential_difficulty_score", "representation_score") if c in scores), None
-    )
+    first = color or next((c for c in (POTENTIAL, REPRESENTATION) if c in scores), None)
     if first is not None:
         scores = [first, *(c for c in scores if c != first)]
     row_of = pl.DataFrame({"__id": ids, "__row": np.arange(table.height, dtype=np.int64)})
@@ -517,7 +526,7 @@ def render_page(
     models: list[str] = []
     if "difficulty" in inputs:
         item = inputs["difficulty"]
-        models = [m for m in item.metadata.get("models", []) if f"difficulty_score_{m}" in item.frame.columns]
+        models = [m for m in item.metadata.get("models", []) if model_score_column(m) in item.frame.columns]
     parts = Parts([], [], {})
     if "difficulty" in inputs and models:
         _difficulty_parts(inputs["difficulty"], models, id_column, top, parts)

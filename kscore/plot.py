@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE, model_score_column
 from kscore.errors import InputError, KscoreError, KscoreWarning, did_you_mean
 
-COLOR_COLUMNS = ("representation_score", "potential_difficulty_score", "local_difficulty", "difficulty_score")
+COLOR_COLUMNS = (REPRESENTATION, POTENTIAL, LOCAL, SCORE)
 # Beyond this many points the map draws densities (hexagonal bins), not one marker per point.
 DENSITY_THRESHOLD = 100_000
 OUTLINED = 10  # the least represented train points, outlined on the map
@@ -49,16 +50,16 @@ def valid_colors(table: pl.DataFrame) -> list[str]:
 
 # What to do when no train point has the --color score.
 _COLOR_HINTS = {
-    "difficulty_score": "it is the reference rows' own score; color the train points by local_difficulty "
+    SCORE: "it is the reference rows' own score; color the train points by local_difficulty "
     "or potential_difficulty_score",
-    "potential_difficulty_score": "make the file with `kscore embed-scores --difficulty FILE`",
-    "local_difficulty": "make the file with `kscore embed-scores --difficulty FILE`",
+    POTENTIAL: "make the file with `kscore embed-scores --difficulty FILE`",
+    LOCAL: "make the file with `kscore embed-scores --difficulty FILE`",
 }
 
 
-def map_data(table: pl.DataFrame, color: str = "representation_score", outlined: int = OUTLINED) -> MapData:
+def map_data(table: pl.DataFrame, color: str = REPRESENTATION, outlined: int = OUTLINED) -> MapData:
     """Split an embed-scores table into the map's layers (train rows: those with a representation score)."""
-    for column in ("map_x", "map_y", "representation_score"):
+    for column in (MAP_X, MAP_Y, REPRESENTATION):
         if column not in table.columns:
             raise InputError(f"missing column {column!r}: expected the output of `kscore embed-scores`")
     if color not in valid_colors(table):
@@ -66,10 +67,10 @@ def map_data(table: pl.DataFrame, color: str = "representation_score", outlined:
             f"unknown --color {color!r}{did_you_mean(color, valid_colors(table))} (valid: "
             f"{', '.join(valid_colors(table))})"
         )
-    is_train = table.get_column("representation_score").is_not_null()
-    xy = table.select("map_x", "map_y").to_numpy()
+    is_train = table.get_column(REPRESENTATION).is_not_null()
+    xy = table.select(MAP_X, MAP_Y).to_numpy()
     train = table.filter(is_train)
-    least = train.sort("representation_score").head(outlined)
+    least = train.sort(REPRESENTATION).head(outlined)
     values = train.get_column(color).cast(pl.Float64).fill_nan(None).fill_null(np.nan).to_numpy()
     missing = int(np.isnan(values).sum())
     if missing == len(values):
@@ -83,7 +84,7 @@ def map_data(table: pl.DataFrame, color: str = "representation_score", outlined:
         reference_xy=xy[~is_train.to_numpy()],
         train_xy=xy[is_train.to_numpy()],
         train_values=values,
-        outlined_xy=least.select("map_x", "map_y").to_numpy(),
+        outlined_xy=least.select(MAP_X, MAP_Y).to_numpy(),
         color=color,
         density=table.height > DENSITY_THRESHOLD,
     )
@@ -181,8 +182,8 @@ def plot_map(
     )
     figure.colorbar(layer, ax=axes, label=label)
     axes.legend(loc="best", fontsize="small", markerscale=1.5)
-    axes.set_xlabel("map_x")
-    axes.set_ylabel("map_y")
+    axes.set_xlabel(MAP_X)
+    axes.set_ylabel(MAP_Y)
     axes.set_title(title or f"Embedding map colored by {data.color}")
     _save(figure, out)
     plt.close(figure)
@@ -198,30 +199,30 @@ def plot_picks(
     size: tuple[int, int] = (1200, 900),
 ) -> None:
     """The map with every row in grey, the labeled points and the picks marked (needs map_x/y)."""
-    if not all(c in table.columns for c in ("map_x", "map_y")):
+    if not all(c in table.columns for c in (MAP_X, MAP_Y)):
         raise InputError(
             "--plot draws the picks on the map: give an embed-scores output (this file has no map)"
         )
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
-    xy = table.select("map_x", "map_y").to_numpy()
+    xy = table.select(MAP_X, MAP_Y).to_numpy()
     marker_size = max(1.0, min(8.0, 3e4 / max(len(xy), 1)))
     axes.scatter(*xy.T, s=marker_size, c="0.8", label=f"all rows ({len(xy)})", rasterized=True)
     if labeled is not None:
         known = table.filter(pl.col(id_column).is_in(labeled.cast(table.schema[id_column]).implode()))
         axes.scatter(
-            *known.select("map_x", "map_y").to_numpy().T, s=40, marker="s", facecolors="none",
+            *known.select(MAP_X, MAP_Y).to_numpy().T, s=40, marker="s", facecolors="none",
             edgecolors="tab:blue", linewidths=1.2, label=f"labeled ({known.height})",
         )  # fmt: skip
     chosen = picks.select(id_column, "rank").join(table, on=id_column, how="left").sort("rank")
     layer = axes.scatter(
-        *chosen.select("map_x", "map_y").to_numpy().T, s=36, c=chosen.get_column("rank").to_numpy(),
+        *chosen.select(MAP_X, MAP_Y).to_numpy().T, s=36, c=chosen.get_column("rank").to_numpy(),
         cmap="autumn", edgecolors="black", linewidths=0.5, label=f"picks ({chosen.height})",
     )  # fmt: skip
     figure.colorbar(layer, ax=axes, label="pick order (rank)")
     axes.legend(loc="best", fontsize="small", markerscale=1.2)
-    axes.set_xlabel("map_x")
-    axes.set_ylabel("map_y")
+    axes.set_xlabel(MAP_X)
+    axes.set_ylabel(MAP_Y)
     axes.set_title(f"{chosen.height} picks ({picks.get_column('strategy')[0] if picks.height else ''})")
     _save(figure, out)
     plt.close(figure)
@@ -243,9 +244,9 @@ def plot_difficulty(
     figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
     bins = np.linspace(0, 1, 41)
     for model in models:
-        values = column_of(table, f"difficulty_score_{model}").drop_nulls().to_numpy()
+        values = column_of(table, model_score_column(model)).drop_nulls().to_numpy()
         axes.hist(values, bins=bins, histtype="step", linewidth=1.2, label=f"{model} ({len(values)})")
-    overall = column_of(table, "difficulty_score").drop_nulls().to_numpy()
+    overall = column_of(table, SCORE).drop_nulls().to_numpy()
     axes.hist(overall, bins=bins, color="0.3", alpha=0.35, label=f"difficulty_score ({len(overall)})")
     axes.set_yscale("log")
     axes.set_xlabel("score")

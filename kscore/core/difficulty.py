@@ -153,7 +153,7 @@ def _require_columns(columns: list[str], needed: list[str], label: str) -> None:
         raise InputError(missing_column_message(label, missing[0], columns))
 
 
-def _oriented(signal: Signal) -> pl.Expr:
+def oriented(signal: Signal) -> pl.Expr:
     """A signal as lower-is-better."""
     column = pl.col(signal.name)
     return -column if signal.higher_is_better else column
@@ -199,7 +199,7 @@ def _normalized(
         if count:
             # +0.0 makes a -0.0 bound 0.0: whichever zero a min met first, the numbers are the same.
             low, high = low + 0.0, high + 0.0
-        x = _oriented(s)
+        x = oriented(s)
         factor = s.weight if weighted else 1.0
         if count == 0:
             if whole is None:

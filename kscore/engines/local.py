@@ -23,7 +23,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 # Thread pools inside a worker: one worker per core already, so each runs its libraries on one.
-_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 # The object of the running map, in a worker process (set by `_load_shared`).
 _shared: dict[str, Any] = {}
 
@@ -103,7 +103,7 @@ def map_with_shared(
             max_workers=jobs,
             initializer=_load_shared,
             initargs=(str(path),),
-            env=dict.fromkeys(_ONE_THREAD, "1"),
+            env=dict.fromkeys(ONE_THREAD, "1"),
         )
         try:
             pending: deque[Any] = deque()

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from kscore.engines.local import ONE_THREAD
 from kscore.errors import InputError, first_line
 
 _T = TypeVar("_T")
@@ -31,7 +32,6 @@ EXTRA = "pip install 'kscore[ray]'"
 # Environment of the UMAP actors: one thread per library (Ray gives each one CPU), and the driver's
 # numba cache folder (UMAP's compiled functions). The difficulty tasks run in Ray's default workers:
 # a runtime_env would make Ray start workers of their own for them instead of its prestarted ones.
-_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def ray_module() -> Any:
@@ -72,7 +72,7 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
 
 
 def _actor_options() -> dict[str, Any]:
-    env = dict.fromkeys(_ONE_THREAD, "1")
+    env = dict.fromkeys(ONE_THREAD, "1")
     if "NUMBA_CACHE_DIR" in os.environ:
         env["NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
     # kscore itself must be importable in the workers: on a cluster it is installed on every node

@@ -17,7 +17,7 @@ import polars as pl
 from kscore._version import __version__
 from kscore.config import QualityStandard
 from kscore.engines import check_engine
-from kscore.errors import InputError
+from kscore.errors import InputError, first_line
 from kscore.jobs.common import ResultInput, at_low_priority, run_job, stage
 
 _R = TypeVar("_R")
@@ -88,10 +88,7 @@ def count_rows(frames: Mapping[str, pl.DataFrame | pl.LazyFrame], labels: Mappin
         try:
             total += int(frame.select(pl.len()).collect().item())
         except pl.exceptions.PolarsError as exc:
-            text = str(exc).strip()
-            raise InputError(
-                f"{labels[name]}: cannot read: {text.splitlines()[0] if text else exc}"
-            ) from None
+            raise InputError(f"{labels[name]}: cannot read: {first_line(exc)}") from None
     return total
 
 

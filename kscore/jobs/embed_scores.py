@@ -21,7 +21,7 @@ from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
 from kscore.core.align import normalize_ids
 from kscore.core.reduction import FIT_SAMPLE
 from kscore.engines import check_engine, make_executor
-from kscore.errors import InputError, KscoreWarning
+from kscore.errors import InputError, KscoreWarning, first_line
 from kscore.jobs.common import ResultInput, run_job, source_name, stage
 
 
@@ -196,7 +196,7 @@ def _embeddings_of(
         others = table.select(pl.exclude(columns)).collect()
         dim = _dimensions(table, columns)
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"{source}: cannot read: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
     need = BASE_BYTES + others.height * dim * _BYTES_PER_ELEMENT
     if need <= limit:
         yield table.collect(), None, columns
@@ -223,7 +223,7 @@ def _embeddings_of(
                         if progress:
                             progress("spill embeddings", len(rows), others.height)
             except pl.exceptions.PolarsError as exc:
-                raise InputError(f"{source}: cannot read: {str(exc).strip().splitlines()[0][:200]}") from None
+                raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
             rows.finish()
             if len(rows) != others.height:
                 raise InputError(

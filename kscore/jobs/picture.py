@@ -8,12 +8,14 @@ from typing import Any
 
 import polars as pl
 
+from kscore.columns import REPRESENTATION
+
 
 def plot_scores(
     scores: str | os.PathLike | pl.DataFrame,
     out: str | os.PathLike = "map.png",
     *,
-    color: str = "representation_score",
+    color: str = REPRESENTATION,
     title: str | None = None,
     size: str | tuple[int, int] = "1200x900",
     storage_options: Mapping[str, str] | None = None,

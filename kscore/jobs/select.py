@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kscore.columns import MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
 from kscore.core.pick_strategies import DEFAULT_STRATEGY, STRATEGIES, pick, ranking
 from kscore.errors import InputError, KscoreWarning, did_you_mean
 
-MAP = ("map_x", "map_y")
+MAP = (MAP_X, MAP_Y)
 # --by without one: the first of these the file has (representation: the least covered first)
 DEFAULT_BY = (
-    ("potential_difficulty_score", False),
-    ("difficulty_score", False),
-    ("representation_score", True),
+    (POTENTIAL, False),
+    (SCORE, False),
+    (REPRESENTATION, True),
 )
 # Coverage in an embedding space with more dimensions than this, for many candidates and picks, is
 # measured in a PCA projection to this many dimensions (see `_embedding_space`).

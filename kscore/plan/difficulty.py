@@ -42,13 +42,14 @@ from kscore.core.difficulty import (
     Whole,
     assemble,
     column_stats,
+    oriented,
     rank_column,
     read_signals,
     score_jointly,
     score_model,
     stat_warnings,
 )
-from kscore.errors import InputError
+from kscore.errors import InputError, first_line
 from kscore.plan.sizing import BASE_BYTES, IdRanges, dense_ranges, format_size, sampled_ranges
 
 _INT64_MAX = (1 << 63) - 1
@@ -168,10 +169,7 @@ class PartitionedRun:
                     if self.progress:
                         self.progress("read and spill", done, total_rows)
             except pl.exceptions.PolarsError as exc:
-                text = str(exc).strip()
-                raise InputError(
-                    f"{model.label}: cannot read: {text.splitlines()[0] if text else exc}"
-                ) from None
+                raise InputError(f"{model.label}: cannot read: {first_line(exc)}") from None
         for model in self.models:
             if not model.files:
                 raise InputError(f"{model.label}: no rows")
@@ -279,7 +277,7 @@ class PartitionedRun:
             text = str(exc).strip()
             if _WRITE_FAILURE.search(text):  # the spill's disk: the caller names the folder
                 raise
-            raise InputError(f"{model.label}: cannot read: {text.splitlines()[0] if text else exc}") from None
+            raise InputError(f"{model.label}: cannot read: {first_line(exc)}") from None
         found = _merged_checks(pieces, names)
         if not found["rows"]:
             return found
@@ -328,8 +326,8 @@ class PartitionedRun:
         for group in groups:
             pieces = [(m, k) for m in group for k in sorted(m.files)]
             for number, signal in enumerate(self.standard.signals):
-                oriented = oriented_signal(signal)
-                values = pl.scan_ipc([p for m, k in pieces for p in m.files[k]]).select(oriented).collect()
+                expr = oriented(signal)
+                values = pl.scan_ipc([p for m, k in pieces for p in m.files[k]]).select(expr).collect()
                 ranks = average_ranks(values.to_series(), signal.name)
                 del values
                 offset = 0
@@ -435,12 +433,6 @@ def merged_statistics(
     return out
 
 
-def oriented_signal(signal: Any) -> pl.Expr:
-    """Stage 3: the signal's column, negated where higher is better (ranks count up from the best)."""
-    column = pl.col(signal.name)
-    return -column if signal.higher_is_better else column
-
-
 def average_ranks(values: pl.Series, signal: str) -> pl.Series:
     """Stage 3: the average ranks of one signal's oriented values over all rows of its group."""
     return values.rank("average").alias(rank_column(signal))
@@ -508,8 +500,6 @@ def plan_partitions(
     per_row = row_bytes(standard, explain, text_ids)
     rows = sum(m.rows for m in models)
     largest = max(m.rows for m in models)
-    # Held at once besides one range: ranks of one signal (values, ranks and sort order), and the
-    # summary's one column of scores (values and a sorted copy).
     # Stages that hold whole columns, each alone: the ranks of one signal (values, ranks and the
     # sort's order), and the summary's one column of scores (values and a sorted copy).
     rank_group = rows if standard.scope == "joint" else largest
@@ -551,8 +541,7 @@ def _describe(
             bounds = (pl.col(id_col).min().alias("low"), pl.col(id_col).max().alias("high"))
             row = frame.select(pl.len(), *bounds).collect().row(0)
     except pl.exceptions.PolarsError as exc:
-        text = str(exc).strip()
-        raise InputError(f"{label}: cannot read: {text.splitlines()[0] if text else exc}") from None
+        raise InputError(f"{label}: cannot read: {first_line(exc)}") from None
     rows, low, high = row
     if dtype.is_float():
         finite = low is not None and math.isfinite(low) and math.isfinite(high)

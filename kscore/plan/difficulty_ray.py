@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from kscore.core.align import common_id_dtype
+from kscore.core.difficulty import oriented
 from kscore.engines.ray import (
     cancel_running,
     cluster_cpus,
@@ -24,7 +25,6 @@ from kscore.plan.difficulty import (
     average_ranks,
     merge_stats,
     merged_statistics,
-    oriented_signal,
     score_range,
     split_batch,
 )
@@ -59,7 +59,7 @@ def rank_slices(signal: Any, pieces: list[Any]) -> tuple[pl.DataFrame, ...]:
     """Stage 3: one signal's average ranks over the pieces (object refs of tables, in order), cut
     back into one single-column table per piece."""
     ray = ray_module()
-    columns = [from_store(ray.get(ref)).select(oriented_signal(signal)).to_series() for ref in pieces]
+    columns = [from_store(ray.get(ref)).select(oriented(signal)).to_series() for ref in pieces]
     sizes = [len(c) for c in columns]
     ranks = average_ranks(pl.concat(columns, rechunk=True), signal.name)
     del columns
