@@ -35,6 +35,16 @@ def worked_example() -> pl.DataFrame:
     )
 
 
+def require(module: str):
+    """`pytest.importorskip`, except under .ci/run (KSCORE_REQUIRE_EXTRAS=1), which installs every
+    extra: there a missing package is a broken install, and the tests fail instead of vanishing."""
+    import importlib
+
+    if os.environ.get("KSCORE_REQUIRE_EXTRAS") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
 def run_kscore(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
     """Run `python -m kscore ARGS` as a user would; returns the CompletedProcess."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
@@ -105,9 +115,9 @@ class S3:
 def s3():
     """An S3 server on 127.0.0.1 for the session, stopped at its end; the credentials set in the
     environment meanwhile."""
-    server_module = pytest.importorskip("moto.server")
+    server_module = require("moto.server")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
-    pytest.importorskip("pyarrow.fs")
+    require("pyarrow.fs")
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     saved = {k: os.environ.get(k) for k in S3.credentials}

@@ -57,7 +57,7 @@ def _difficulty(points: pl.DataFrame) -> pl.DataFrame:
 @pytest.mark.slow
 @pytest.mark.parametrize(("dim", "reducer"), [(2, "none"), (12, "umap")])
 def test_spilled_embeddings_give_the_in_memory_output(
-    tmp_path: Path, no_base, dim: int, reducer: str
+    tmp_path: Path, no_base, dim: int, reducer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     points = _points(3000, dim, duplicates=40)
     path = tmp_path / "emb.parquet"
@@ -73,13 +73,10 @@ def test_spilled_embeddings_give_the_in_memory_output(
         seen.append(len(rows))
         return real(self, rows)
 
-    pytest.MonkeyPatch().setattr(SpilledRows, "append", spy)
-    try:
-        parts, parts_meta = score_embeddings(
-            pl.scan_parquet(path), memory_limit=100_000, spill_dir=spill, **options
-        )
-    finally:
-        pytest.MonkeyPatch().undo()
+    monkeypatch.setattr(SpilledRows, "append", spy)  # undone when the test ends
+    parts, parts_meta = score_embeddings(
+        pl.scan_parquet(path), memory_limit=100_000, spill_dir=spill, **options
+    )
     assert len(seen) > 1, "the embeddings were not spilled in batches"
     _assert_same(whole, parts)
     assert whole_meta == parts_meta

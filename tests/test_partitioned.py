@@ -21,7 +21,7 @@ from kscore.config import QualityStandard
 from kscore.errors import InputError, OutputError
 from kscore.io import read_kscore_metadata
 from kscore.jobs.difficulty import write_difficulty_scores
-from tests.conftest import run_kscore
+from tests.conftest import require, run_kscore
 
 ROWS = 3000
 MODELS = ("a", "b", "c")
@@ -279,7 +279,7 @@ def _generate(folder: Path, rows: int, models: int = 5) -> None:
 
 def _peak_rss(process: subprocess.Popen) -> int:
     """The peak of the summed RSS of a process and its children, sampled every 50 ms (psutil)."""
-    psutil = pytest.importorskip("psutil")
+    psutil = require("psutil")
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:

@@ -17,7 +17,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-ray = pytest.importorskip("ray")
+from tests.conftest import require
+
+ray = require("ray")
 
 import kscore.plan.difficulty as partitioned  # noqa: E402
 from kscore.errors import InputError  # noqa: E402
@@ -61,8 +63,17 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 def _both(tmp_path: Path, paths: dict[str, Path], standard, explain: bool = False, limit: str = "400KB"):
     local = tmp_path / "local.parquet"
     on_ray = tmp_path / "ray.parquet"
+    stages: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        stages[stage] = total
+
     write_difficulty_scores(paths, standard, local, explain=explain, memory_limit="64GiB")
-    write_difficulty_scores(paths, standard, on_ray, explain=explain, memory_limit=limit, engine="ray")
+    write_difficulty_scores(
+        paths, standard, on_ray, explain=explain, memory_limit=limit, engine="ray", progress=progress
+    )
+    if partitioned._MIN_BATCH == 700:  # small_batches took effect: several id ranges ran as tasks
+        assert stages.get("score id ranges (ray)", 0) > 1, stages
     return local, on_ray
 
 
@@ -95,7 +106,6 @@ def test_a_bad_value_read_by_a_ray_task_is_exit_2_naming_the_file_and_node(
 ) -> None:
     paths = _write_inputs(tmp_path, "dense")
     frame = pl.read_parquet(paths["b"])
-    frame.with_columns(pl.when(pl.col("id") == 2500).then(float("inf")).otherwise("recall").alias("recall"))
     frame = frame.with_columns(
         pl.when(pl.col("id") == 2500).then(float("inf")).otherwise(pl.col("recall")).alias("recall")
     )
