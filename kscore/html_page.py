@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +70,7 @@ DRAFT_POINTS = 100_000
 class ReportInput:
     """One kscore output given to the report: its path, kind (the command that wrote it), metadata."""
 
-    path: Path
+    path: Any  # a Path, or an object in object storage (kscore.storage.ObjectPath)
     kind: str
     metadata: dict[str, Any]
     frame: pl.DataFrame

@@ -141,7 +141,7 @@ def resolve_model_files(arguments: Sequence[str]) -> dict[str, Path]:
     return files
 
 
-def _check_file(path: Path) -> str:
+def check_input_file(path: Path) -> str:
     """The file's format; a missing or empty file or an unknown type is an InputError."""
     fmt = file_format(path)
     if is_dataset(path):
@@ -166,7 +166,7 @@ def read_table(
     read as text so that the caller can report the offending rows. With `lazy`, a Parquet file is
     only checked and scanned, to be read when it is used.
     """
-    fmt = _check_file(path)
+    fmt = check_input_file(path)
     try:
         if fmt == "parquet":
             sources = dataset_parts(path) if is_dataset(path) else path
@@ -210,7 +210,7 @@ def read_table(
 def scan_table(path: Path, columns: Sequence[str] | None = None, numeric: Sequence[str] = ()) -> pl.LazyFrame:
     """`columns` (those present; all if None) of a CSV or Parquet file, scanned lazily; `numeric`
     columns of a CSV are read as Float64 (text there fails the scan, naming the value)."""
-    fmt = _check_file(path)
+    fmt = check_input_file(path)
     try:
         if fmt != "csv":
             scan = scan_output(path)
@@ -234,7 +234,7 @@ def _scan_ndjson(path: Path | ObjectPath) -> pl.LazyFrame:
 def file_columns(path: Path) -> list[str]:
     """The column names of a table file (its header or schema), without reading its rows; a
     missing or empty file is an InputError."""
-    fmt = _check_file(path)
+    fmt = check_input_file(path)
     try:
         if fmt == "csv":
             return _read_csv_header(path)
@@ -281,7 +281,7 @@ class ResultFiles(Mapping[str, "pl.DataFrame | pl.LazyFrame"]):
         self, files: Mapping[str, Path], columns: Sequence[str], numeric: Sequence[str] = ()
     ) -> None:
         for path in files.values():
-            _check_file(path)
+            check_input_file(path)
         self.files = dict(files)
         self.columns = list(columns)
         self.numeric = list(numeric)

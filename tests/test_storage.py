@@ -292,3 +292,21 @@ def test_select_reads_its_inputs_from_object_storage(s3, tmp_path: Path) -> None
     )
     assert remote.returncode == 0, remote.stderr
     assert json.loads(remote.stdout)["picks"] == json.loads(local.stdout)["picks"]
+
+
+def test_report_reads_its_inputs_from_object_storage(s3, tmp_path: Path) -> None:
+    """`kscore report --storage-option`: outputs in S3 give the page their local copies give."""
+    from tests.conftest import CONFIGS, SAMPLE
+
+    results = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
+    config = str(CONFIGS / "quality_standard.yaml")
+    assert run_kscore("difficulty", *results, "-c", config, "-o", "d.parquet", cwd=tmp_path).returncode == 0
+    url = s3.upload(tmp_path / "d.parquet", "report/d.parquet")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    local = run_kscore("report", "d.parquet", "-o", "local.html", cwd=tmp_path)
+    remote = run_kscore(
+        "report", url, "-o", "remote.html", "--storage-option", option, "--json", cwd=tmp_path
+    )
+    assert local.returncode == 0 and remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout)["inputs"] == {"difficulty": url}
+    assert (tmp_path / "remote.html").read_bytes() == (tmp_path / "local.html").read_bytes()

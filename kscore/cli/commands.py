@@ -477,6 +477,7 @@ def report(
     out: Annotated[
         str, typer.Option("--out", "-o", metavar="PATH", help="The page: one self-contained .html file.")
     ] = "report.html",
+    storage_option: StorageOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -485,7 +486,9 @@ def report(
     common_options(debug, quiet)
     with reported_errors():
         import kscore
+        from kscore.storage import parse_storage_options
 
+        storage = parse_storage_options(storage_option or [])
         with progress_bar() as progress:
             summary = kscore.report(
                 files or [],
@@ -499,6 +502,7 @@ def report(
                 title=title,
                 id_column=id_col,
                 progress=progress,
+                storage_options=storage,
             )
     note(f"wrote {out}")
     if json_:

@@ -54,7 +54,7 @@ def compared(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The whole compare job: (the compared table, the summary), writing `out` when given."""
     from kscore.core.comparison import PER_MODEL_NOTE, compare_models, gates
-    from kscore.io import read_kscore_metadata, read_table, write_table_atomic
+    from kscore.io import check_input_file, read_kscore_metadata, write_table_atomic
     from kscore.jobs.common import checked_table_output
     from kscore.storage import as_path, using
     from kscore.summaries import compare_summary, envelope
@@ -63,12 +63,16 @@ def compared(
         in_memory = isinstance(scores, pl.DataFrame)
         source = None if in_memory else as_path(scores)
         checked_table_output(out, [source] if source is not None else [])
-        table = scores if in_memory else read_table(source)
+        if source is not None:
+            check_input_file(source)  # missing, empty or of an unknown type: said before anything
         metadata = {} if source is None else read_kscore_metadata(source)
         standard = metadata.get("standard")
         standard = standard if isinstance(standard, dict) else {}
         if not isinstance(standard.get("id_column"), str):
             standard.pop("id_column", None)
+        table = (
+            scores if in_memory else _needed_columns(source, standard.get("id_column"), baseline, candidate)
+        )
         comparison = compare_models(
             table,  # type: ignore[arg-type]
             baseline,
@@ -107,3 +111,20 @@ def failed_gates(summary: Mapping[str, Any]) -> GateFailed | None:
             for g in failed
         )
     )
+
+
+def _needed_columns(source: Any, id_column: str | None, baseline: str, candidate: str) -> pl.DataFrame:
+    """The scores file's id and score columns only (its explain columns are never read); the whole
+    file where those are not all there, so that the error can list what it holds."""
+    from kscore.columns import SCORE, model_score_column
+    from kscore.io import read_table, scan_output
+
+    try:
+        names = scan_output(source).collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError):
+        return read_table(source)  # type: ignore[return-value]  # it names what is wrong
+    needed = (SCORE, model_score_column(baseline), model_score_column(candidate))
+    if not names or not all(n in names for n in needed):
+        return read_table(source)  # type: ignore[return-value]
+    wanted = {names[0], id_column, SCORE, *(n for n in names if n.startswith(f"{SCORE}_"))}
+    return read_table(source, [n for n in names if n in wanted])  # type: ignore[return-value]

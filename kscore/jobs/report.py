@@ -12,6 +12,7 @@ import polars as pl
 
 from kscore.errors import InputError, missing_column_message
 from kscore.html_page import ReportInput, render_page
+from kscore.storage import as_path
 
 KINDS = ("difficulty", "embed-scores", "compare", "select")
 DEFAULT_FILES = ("difficulty_scores.parquet", "embed_scores.parquet")
@@ -32,8 +33,8 @@ def read_inputs(files: Sequence[str | os.PathLike]) -> dict[str, ReportInput]:
             )
     found: dict[str, ReportInput] = {}
     for name in files:
-        path = Path(name)
-        if not path.exists():
+        path = as_path(name)
+        if isinstance(path, Path) and not path.exists():
             raise InputError(f"{path}: no such file")
         metadata = read_kscore_metadata(path)
         kind = metadata.get("command")
@@ -91,7 +92,7 @@ def _read_data(data: str | os.PathLike) -> tuple[pl.DataFrame, str]:
     """The user's own columns (--data) as read, and the name errors give the file."""
     from kscore.io import read_table
 
-    path = Path(data)
+    path = as_path(data)
     return read_table(path), f"--data {path}"  # type: ignore[return-value]
 
 
@@ -118,10 +119,32 @@ def report(
     title: str | None = None,
     id_column: str | None = None,
     progress: Progress | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """`kscore report`: one offline HTML page of kscore outputs `files` (default: the difficulty
-    and embed-scores outputs here), written to `out` atomically; returns what was written, as
-    `kscore report --json` prints it."""
+    and embed-scores outputs here; local or in object storage, with `storage_options`), written to
+    `out` (a local file) atomically; returns what was written, as `kscore report --json` prints it."""
+    from kscore.storage import using
+
+    with using(storage_options):
+        return _report(
+            files, out, data, columns, image_col, color, top, max_points, title, id_column, progress
+        )
+
+
+def _report(
+    files: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    data: str | os.PathLike | None,
+    columns: Sequence[str] | None,
+    image_col: str | None,
+    color: str | None,
+    top: int,
+    max_points: int,
+    title: str | None,
+    id_column: str | None,
+    progress: Progress | None,
+) -> dict[str, Any]:
     from kscore.io import check_output, write_atomic
     from kscore.jobs.common import stage
 
@@ -132,7 +155,12 @@ def report(
         raise InputError(f"--top must be 0 or more, not {top}")
     with stage(progress, "read"):
         inputs = read_inputs(files)
-    check_output(out_path, [i.path for i in inputs.values()] + ([Path(data)] if data else []))
+    local = [
+        p
+        for p in [*(i.path for i in inputs.values()), *([as_path(data)] if data else [])]
+        if isinstance(p, Path)
+    ]
+    check_output(out_path, local)
     id_column = _id_column(inputs, id_column)
     _check_overlap(inputs, id_column)
     if data is not None and "embed-scores" not in inputs:
