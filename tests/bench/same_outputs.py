@@ -10,7 +10,11 @@ sample's 4,096-row batches), and, with `--ray-address`, both commands with `--en
 The old version is a source checkout run by this interpreter (the dependencies are the same):
 
     git worktree add /tmp/kscore-old 53cdd5d          # 0.6.3
-    python tests/bench/same_outputs.py --old-src /tmp/kscore-old [--ray-address ADDR]
+    python tests/bench/same_outputs.py --old-src /tmp/kscore-old [--ray-address ADDR|local]
+
+A cluster's workers import the kscore they were started with, so to compare versions on Ray either
+give `local` (each run starts a Ray instance of its own) or run the script once per version against
+a cluster started with that version.
 """
 
 from __future__ import annotations
@@ -94,7 +98,7 @@ def larger_cases(work: Path, ray_address: str | None) -> list[Case]:
         ),
     ]
     if ray_address:
-        ray = ["--engine", "ray", "--ray-address", ray_address]
+        ray = ["--engine", "ray", *(["--ray-address", ray_address] if ray_address != "local" else [])]
         cases += [
             Case(
                 "ray_difficulty", ["difficulty", *big, *ray, "-o", "ray.parquet", "--json"], ["ray.parquet"]
@@ -147,7 +151,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--old-src", type=Path, required=True, help="a checkout of the older kscore")
-    parser.add_argument("--ray-address", help="also compare --engine ray runs on this cluster")
+    parser.add_argument(
+        "--ray-address",
+        help="also compare --engine ray runs on this cluster; 'local': each run starts its own Ray "
+        "instance, whose workers then import that run's kscore",
+    )
     parser.add_argument("--keep", type=Path, help="keep the recorded outputs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp")) as temp:
