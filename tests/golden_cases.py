@@ -384,7 +384,16 @@ def prepare(work: Path) -> None:
     write_generated_inputs(work)
     stored = GOLDEN / "embed_umap" / UMAP_OUTPUT
     if stored.exists():
-        shutil.copy(stored, work / "golden_umap.parquet")
+        use_map(stored, work)
+
+
+def use_map(stored: Path, work: Path) -> None:
+    """The stored UMAP output as select's and report's input; the version it records is masked too
+    (the report's inputs table shows it)."""
+    from kscore.io import read_kscore_metadata
+
+    shutil.copy(stored, work / "golden_umap.parquet")
+    MASKED_VERSIONS.add(read_kscore_metadata(stored)["kscore_version"])
 
 
 def run(case: Case, work: Path) -> subprocess.CompletedProcess:
@@ -400,8 +409,18 @@ def run(case: Case, work: Path) -> subprocess.CompletedProcess:
     )
 
 
+# Versions masked besides the running kscore's: that of the stored map select and report read.
+MASKED_VERSIONS: set[str] = set()
+# embed-scores records the versions of its libraries: the environment's, not the computation's.
+LIBRARY_VERSIONS = re.compile(r'"versions": \{[^{}]*\}')
+
+
 def without_version(text: str, version: str) -> str:
-    return re.sub(rf"(?<![\d.]){re.escape(version)}(?![\d])", "{VERSION}", text)
+    """TEXT with kscore's versions masked, and the library versions embed-scores records."""
+    text = LIBRARY_VERSIONS.sub('"versions": "(the environment)"', text)
+    for masked in {version, *MASKED_VERSIONS}:
+        text = re.sub(rf"(?<![\d.]){re.escape(masked)}(?![\d])", "{VERSION}", text)
+    return text
 
 
 def parquet_metadata(path: Path, version: str) -> dict[str, Any]:
@@ -530,7 +549,7 @@ def main() -> None:
         prepare(work)
         for case in CASES:
             if case.name.startswith(("select", "report")) and not (work / "golden_umap.parquet").exists():
-                shutil.copy(GOLDEN / "embed_umap" / UMAP_OUTPUT, work / "golden_umap.parquet")
+                use_map(GOLDEN / "embed_umap" / UMAP_OUTPUT, work)
             result = run(case, work)
             if result.returncode != 0:
                 raise SystemExit(f"{case.name}: exit {result.returncode}\n{result.stderr}")

@@ -7,10 +7,12 @@ version masked. The larger cases: a 1M-row partitioned `difficulty` (`--memory-l
 and Parquet outputs), `embed-scores` with UMAP on 6,000 rows (the transform path beyond the fit
 sample's 4,096-row batches), and, with `--ray-address`, both commands with `--engine ray`.
 
-The old version is a source checkout run by this interpreter (the dependencies are the same):
+The old version is installed in a virtual environment of its own (not editable: an editable install
+of this checkout would win over PYTHONPATH, and worker processes import kscore afresh):
 
     git worktree add /tmp/kscore-old 53cdd5d          # 0.6.3
-    python tests/bench/same_outputs.py --old-src /tmp/kscore-old [--ray-address ADDR|local]
+    python -m venv /tmp/old-venv && /tmp/old-venv/bin/pip install /tmp/kscore-old "ray[data]"
+    python tests/bench/same_outputs.py --old-python /tmp/old-venv/bin/python [--ray-address ADDR|local]
 
 A cluster's workers import the kscore they were started with, so to compare versions on Ray either
 give `local` (each run starts a Ray instance of its own) or run the script once per version against
@@ -32,7 +34,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.golden_cases import CASES, UMAP_OUTPUT, Case, prepare, record
+from tests.golden_cases import CASES, UMAP_OUTPUT, Case, prepare, record, use_map
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,34 +125,28 @@ def larger_cases(work: Path, ray_address: str | None) -> list[Case]:
     return cases
 
 
-def run_with(source: Path, case: Case, work: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KSCORE_", "RAY_"))}
-    env.update(
-        {"NO_COLOR": "1", "COLUMNS": "200", "SOURCE_DATE_EPOCH": "1700000000", "PYTHONPATH": str(source)}
-    )
+def run_with(python: str, case: Case, work: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KSCORE_", "RAY_", "PYTHON"))}
+    env.update({"NO_COLOR": "1", "COLUMNS": "200", "SOURCE_DATE_EPOCH": "1700000000"})
     return subprocess.run(
-        [sys.executable, "-m", "kscore", *case.args],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
+        [python, "-m", "kscore", *case.args], cwd=work, env=env, capture_output=True, text=True, timeout=3600
     )
 
 
-def version_of(source: Path) -> str:
-    code = "import kscore; print(kscore.__version__)"
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
+def version_of(python: str) -> str:
+    """The kscore version `python` imports, saying from where (a check that it is the one meant)."""
+    code = "import kscore; print(kscore.__version__, kscore.__file__)"
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    version, where = found.stdout.split()
+    print(f"{python}: kscore {version} from {where}")
+    return version
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--old-src", type=Path, required=True, help="a checkout of the older kscore")
+    parser.add_argument("--old-python", required=True, help="an interpreter with the older kscore installed")
     parser.add_argument(
         "--ray-address",
         help="also compare --engine ray runs on this cluster; 'local': each run starts its own Ray "
@@ -165,15 +161,15 @@ def main() -> None:
         prepare(template)
         cases = [*CASES, *larger_cases(template, args.ray_address)]
         failures = []
-        for label, source in (("old", args.old_src.resolve()), ("new", ROOT)):
-            version = version_of(source)
+        for label, python in (("old", args.old_python), ("new", sys.executable)):
+            version = version_of(python)
             work = base / label
             shutil.copytree(template, work)
             for case in cases:
                 if case.name.startswith(("select", "report")):
                     # Both read the same map: the one the old version wrote in this run.
-                    shutil.copy(base / "old" / UMAP_OUTPUT, work / "golden_umap.parquet")
-                result = run_with(source, case, work)
+                    use_map(base / "old" / UMAP_OUTPUT, work)
+                result = run_with(python, case, work)
                 if result.returncode != 0:
                     failures.append(f"{label} {case.name}: exit {result.returncode}: {result.stderr[-500:]}")
                     continue
