@@ -20,6 +20,7 @@ Stages, each over pieces whose results merge:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import re
@@ -30,7 +31,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -98,6 +99,39 @@ class _Model:
     checks: dict[str, Any] | None = None  # the plan's `_check_exprs` of the model, where it took them
 
 
+class Stages(Protocol):
+    """How an engine runs the plan's stages; `drive` runs them in order, the same for every engine."""
+
+    def running(self) -> contextlib.AbstractContextManager[Any]:
+        """The engine's hold on its work for the whole run (cancelled on an error)."""
+        ...
+
+    def split(self) -> dict[str | None, tuple[Stats, Whole]]:
+        """Stage 2: read every model, check its rows, split them by id range; the merged statistics."""
+        ...
+
+    def rank(self) -> None:
+        """Stage 3 (rank normalization): each signal's average ranks over its group."""
+        ...
+
+    def score(self, whole: dict[str | None, tuple[Stats, Whole]]) -> Iterator[pl.DataFrame | None]:
+        """Stage 4: each id range's table, in range order (None for a range no model holds)."""
+        ...
+
+
+def drive(run: PartitionedRun, stages: Stages) -> Iterator[pl.DataFrame]:
+    """The partitioned difficulty plan, written once for every engine: split (stage 2), rank
+    (stage 3, rank normalization), score (stage 4); the output's id ranges in order. Each stage's
+    work on one piece is one of the functions below, whichever engine runs it."""
+    with stages.running():
+        whole = stages.split()
+        if run.standard.normalization == "rank" and not run.scored:
+            stages.rank()
+        for table in stages.score(whole):
+            if table is not None:
+                yield table
+
+
 @dataclass
 class PartitionedRun:
     """A partitioned run: `tables()` yields the output's id ranges in order; afterwards
@@ -121,14 +155,26 @@ class PartitionedRun:
         return all(m.checks is not None and self._native(m, dtype) for m in self.models)
 
     def tables(self) -> Iterator[pl.DataFrame]:
+        """The output's id ranges in order, the stages run on this machine."""
+        return drive(self, self)
+
+    # This machine's way of running the stages (`Stages`): polars' partitioned sinks into a spill
+    # folder, Parquet footers' statistics where they are the truth, scores computed in the spill
+    # where min-max statistics are known before it.
+    def running(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def split(self) -> dict[str | None, tuple[Stats, Whole]]:
         self.scored = self.scores_in_spill
         if self.scored:
-            whole = self._spill_scores()
-        else:
-            self._spill()
-            whole = self._merge_statistics()
-            if self.standard.normalization == "rank":
-                self._rank()
+            return self._spill_scores()
+        self._spill()
+        return self._merge_statistics()
+
+    def rank(self) -> None:
+        self._rank()
+
+    def score(self, whole: dict[str | None, tuple[Stats, Whole]]) -> Iterator[pl.DataFrame | None]:
         total = self.ranges.count
         # A range's spilled files are deleted once it is scored, in a thread (deleting gigabytes
         # takes the file system a while): the next range is scored meanwhile, and the disk holds
@@ -140,8 +186,7 @@ class PartitionedRun:
                 cleaner.submit(_remove, done)
                 if self.progress:
                     self.progress("score id ranges", k + 1, total)
-                if table is not None:
-                    yield table
+                yield table
 
     # -- stage 2: spill -------------------------------------------------------------------------
     def _spill(self) -> None:

@@ -3,6 +3,7 @@ split, rank, score), each piece a task, the tables kept in Ray's object store.""
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from kscore.engines.ray import (
 from kscore.errors import InputError, first_line
 from kscore.plan.difficulty import (
     average_ranks,
+    drive,
     merge_stats,
     merged_statistics,
     score_range,
@@ -92,35 +94,43 @@ def score_slice(
 
 
 class RayDifficultyRun:
-    """The partitioned plan of `difficulty` on Ray: `tables()` yields the output's id ranges in
-    order (the local `PartitionedRun`'s interface); afterwards `accuracy` holds the binary task's
-    accuracy per model. `sliced`: models whose files can be read in row slices (Parquet); others
-    are read by one task each."""
+    """The partitioned plan of `difficulty` with its stages run as Ray tasks (`Stages`, driven by
+    `kscore.plan.difficulty.drive`): `tables()` yields the output's id ranges in order; afterwards
+    `accuracy` holds the binary task's accuracy per model. `sliced`: models whose files can be read
+    in row slices (Parquet); others are read by one task each. The tables stay in the object store."""
 
     def __init__(self, run: Any, sliced: Mapping[str, bool]) -> None:
         self.run = run
         self.sliced = sliced
         self.accuracy: dict[str, float | None] = {}
+        self.pending: set[Any] = set()  # a ref of every task that may still run, to cancel it
+        # pieces[m][c] = (summary ref, [table ref per range]) of model m's slice c
+        self.pieces: list[list[tuple[Any, list[Any]]]] = []
+        self.sizes: list[list[dict[int, int]]] = []  # [model][slice]: range -> rows
+        self.ranks: list[list[list[list[Any]]]] | None = None  # [model][slice][range][signal]
 
     def tables(self) -> Iterator[pl.DataFrame]:
+        return drive(self.run, self)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
         ray = ray_module()
-        pending: set[Any] = set()  # a ref of every task that may still run, to cancel it
         try:
-            yield from self._tables(ray, pending)
+            yield
         except ray.exceptions.RayTaskError as exc:
             raise unwrap(exc) from None
         except BaseException:
-            cancel_running(ray, list(pending))
+            cancel_running(ray, list(self.pending))
             raise
 
-    def _tables(self, ray: Any, pending: set[Any]) -> Iterator[pl.DataFrame]:
-        run, standard, count = self.run, self.run.standard, self.run.ranges.count
+    def split(self) -> dict[str | None, tuple[Any, Any]]:
+        ray, run, pending = ray_module(), self.run, self.pending
+        standard, count = run.standard, run.ranges.count
         dtype = common_id_dtype([m.id_dtype for m in run.models])
         task = standard.task
         binary = task is not None and task.type == "binary_classification"
         read = ray.remote(read_slice).options(num_returns=count + 1)
-        # pieces[m][c] = (summary ref, [table ref per range]) of model m's slice c
-        pieces: list[list[tuple[Any, list[Any]]]] = []
+        pieces = self.pieces
         for model in run.models:
             slices = [(0, None)]
             if self.sliced.get(model.name) and model.rows > run.batch_rows:
@@ -141,7 +151,7 @@ class RayDifficultyRun:
             summaries[done[0]] = ray.get(done[0])
             if run.progress:
                 run.progress("read and split (ray)", len(summaries), total)
-        stats, rows, sizes = {}, {}, []
+        stats, rows = {}, {}
         for model, model_pieces in zip(run.models, pieces, strict=True):
             merged: Any = {}
             correct = judged = 0
@@ -155,14 +165,18 @@ class RayDifficultyRun:
             if not any(model_sizes):
                 raise InputError(f"{model.label}: no rows")
             stats[model.name], rows[model.name] = merged, sum(sum(s.values()) for s in model_sizes)
-            sizes.append(model_sizes)
+            self.sizes.append(model_sizes)
             if binary:
                 self.accuracy[model.name] = correct / judged if judged else None
-        whole = merged_statistics(standard, stats, rows)
-        # ranks[m][c][k] = per signal, the rank table ref of model m's slice c in range k
-        ranks = None
-        if standard.normalization == "rank":
-            ranks = self._ranks(ray, pieces, sizes, pending)
+        return merged_statistics(standard, stats, rows)
+
+    def rank(self) -> None:
+        self.ranks = self._ranks(ray_module(), self.pieces, self.sizes, self.pending)
+
+    def score(self, whole: dict[str | None, tuple[Any, Any]]) -> Iterator[pl.DataFrame | None]:
+        ray, run, pending = ray_module(), self.run, self.pending
+        standard, count = run.standard, run.ranges.count
+        pieces, sizes, ranks = self.pieces, self.sizes, self.ranks
         labels = {m.name: m.label for m in run.models}
         score = ray.remote(score_slice)
         window = 2 * cluster_cpus()
@@ -200,8 +214,7 @@ class RayDifficultyRun:
             del ref
             if run.progress:
                 run.progress("score id ranges (ray)", k + 1, count)
-            if table is not None:
-                yield table
+            yield table
 
     def _ranks(
         self,
