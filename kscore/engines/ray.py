@@ -1,17 +1,13 @@
-"""The ray engine: a plan's tasks on a Ray cluster (the optional extra `kscore[ray]`).
+"""The ray engine: work on a Ray cluster (the optional extra `kscore[ray]`); it knows nothing of
+scores.
 
-The stages are the partitioned plan's (`kscore.plan.difficulty`), run as Ray tasks: each model is read
-in slices, one task a slice, which checks its rows, takes their statistics and returns them cut by
-id range as separate objects (a shuffle through Ray's object store, which spills to disk by
-itself); the driver merges the statistics; with `normalization: rank` one task per signal ranks
-its column; then one task per id range matches and scores that range's rows, and the driver writes
-the ranges in id order. The numbers are the local engine's, bitwise: the same functions on the same
-rows. UMAP transform batches go to actors that load the fitted model once from the object store;
-the KDE's transforms run as one task per chunk of points (`map_chunks`), their grids added in chunk
-order on the driver, as on one machine.
+The session (`ray_session`: connect, or start a local instance), the cluster's CPUs, the object
+store's tables (`to_store`, `from_store`), and the two shapes of work the math asks for
+(`RayExecutor`): chunks as tasks (`map_chunks`), and items mapped on actors that load one shared
+object once (`map_with_shared`: UMAP's transform batches beside the fitted model). The difficulty
+plan's stages as Ray tasks are `kscore/plan/difficulty_ray.py`.
 
-Ray is imported only here, only when `--engine ray` is asked for.
-"""
+Ray is imported only here, and in that plan, only when `--engine ray` is asked for."""
 
 from __future__ import annotations
 

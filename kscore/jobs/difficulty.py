@@ -1,5 +1,6 @@
-"""Whole jobs behind the commands: choose the in-memory or the partitioned plan, write the output
-atomically with its metadata, and summarize it. The CLI only parses, prints and sets exit codes."""
+"""The difficulty job (`kscore difficulty`, `kscore.difficulty`): read the results, choose the
+in-memory or the partitioned plan and the engine, write the output atomically with its metadata,
+and summarise it. The math is `kscore/core/difficulty.py`; the partitioned plan `kscore/plan/`."""
 
 from __future__ import annotations
 

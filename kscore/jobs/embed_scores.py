@@ -1,4 +1,6 @@
-"""The embed-scores job over polars tables (SPEC §3): map every row to 2D, score the train rows."""
+"""The embed-scores job (`kscore embed-scores`, `kscore.embed_scores`): read the embeddings (spilled
+to disk above the memory limit), map every row to 2D (`kscore/core/reduction.py`), score the train
+rows (`kscore/core/density.py`), write and summarise (SPEC §3)."""
 
 from __future__ import annotations
 
