@@ -208,8 +208,10 @@ def test_help_does_not_import_heavy_libraries():
 
 
 def test_version():
+    from kscore import __version__
+
     result = run_kscore("--version")
-    assert result.returncode == 0 and result.stdout.startswith("kscore ")
+    assert result.returncode == 0 and result.stdout == f"kscore {__version__}\n"
 
 
 def test_multiclass_config_with_datapoints_on_sample_data(tmp_path: Path):

@@ -34,6 +34,15 @@ def sample_scores(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def explained_scores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same with `--explain`: the reference every output format is read against, made once."""
+    out = tmp_path_factory.mktemp("explained") / "d.parquet"
+    result = run_kscore("difficulty", *SAMPLE_RESULTS, "-c", STANDARD, "-o", str(out), "--explain")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 def error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, stderr
@@ -66,18 +75,11 @@ def test_a_missing_metric_names_the_files_real_columns(tmp_path: Path):
 
 
 @pytest.mark.parametrize("name", ["d.csv", "d.ndjson", "d.jsonl", "d.pq"])
-def test_difficulty_writes_the_format_its_extension_names(tmp_path: Path, sample_scores: Path, name: str):
+def test_difficulty_writes_the_format_its_extension_names(tmp_path: Path, explained_scores: Path, name: str):
     out = tmp_path / name
     result = run_kscore("difficulty", *SAMPLE_RESULTS, "-c", STANDARD, "-o", str(out), "--explain")
     assert result.returncode == 0, result.stderr
-    reference = tmp_path / "ref.parquet"
-    assert (
-        run_kscore(
-            "difficulty", *SAMPLE_RESULTS, "-c", STANDARD, "-o", str(reference), "--explain"
-        ).returncode
-        == 0
-    )
-    expected = pl.read_parquet(reference)
+    expected = pl.read_parquet(explained_scores)
     readers = {
         ".csv": pl.read_csv,
         ".ndjson": pl.read_ndjson,
@@ -91,7 +93,7 @@ def test_difficulty_writes_the_format_its_extension_names(tmp_path: Path, sample
             column
         )
     metadata = read_kscore_metadata(out)
-    assert metadata == read_kscore_metadata(reference) | {"inputs": metadata["inputs"]}
+    assert metadata == read_kscore_metadata(explained_scores) | {"inputs": metadata["inputs"]}
     sidecar = tmp_path / f"{name}.kscore.json"
     assert sidecar.is_file() == (out.suffix != ".pq")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("d.")) == sorted(

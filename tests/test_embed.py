@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -181,7 +180,7 @@ def test_reduce_to_2d_passes_2d_through():
     assert np.array_equal(out, data) and params["reducer"].startswith("none")
 
 
-def test_embedding_column_must_be_unambiguous(tmp_path: Path):
+def test_embedding_column_must_be_unambiguous():
     table = small_table().with_columns(pl.col("emb").alias("emb2"))
     bad(table, "expected exactly one list/array column")
 

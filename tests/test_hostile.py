@@ -46,7 +46,6 @@ class Case:
     code: int = 2
     check: Callable[[Path, subprocess.CompletedProcess], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    needs_root: bool = False
 
 
 def _embeddings(dimensions: int) -> pl.DataFrame:
