@@ -43,7 +43,8 @@ class Comparison:
     candidate: str
     margin: float
     common_failure_threshold: float
-    table: pl.DataFrame  # id, baseline, candidate, delta, status for every compared datapoint
+    # id, baseline, candidate, delta, status for every compared datapoint; lazy where the input was
+    table: pl.DataFrame | pl.LazyFrame
     common_failures: int
     id_column: str
     counts: dict[str, int] = field(default_factory=dict)
@@ -59,17 +60,21 @@ class Comparison:
     def top_regressions(self, n: int) -> pl.DataFrame:
         """The `n` largest regressions (ties to the smaller id)."""
         regressions = self.table.filter(pl.col("status") == "regression")
-        return regressions.sort(["delta", self.id_column], descending=[True, False]).head(n)
+        top = regressions.sort(["delta", self.id_column], descending=[True, False]).head(n)
+        return top.collect() if isinstance(top, pl.LazyFrame) else top
 
 
-def models_in(difficulty: pl.DataFrame) -> list[str]:
+def models_in(difficulty: pl.DataFrame | pl.LazyFrame) -> list[str]:
     """The model names of a difficulty table, from its `difficulty_score_<model>` columns."""
     prefix = f"{SCORE}_"
-    return [c[len(prefix) :] for c in difficulty.columns if c.startswith(prefix)]
+    names = (
+        difficulty.collect_schema().names() if isinstance(difficulty, pl.LazyFrame) else difficulty.columns
+    )
+    return [c[len(prefix) :] for c in names if c.startswith(prefix)]
 
 
 def compare_models(
-    difficulty: pl.DataFrame,
+    difficulty: pl.DataFrame | pl.LazyFrame,
     baseline: str,
     candidate: str,
     *,
@@ -83,6 +88,7 @@ def compare_models(
     A regression is a datapoint whose candidate score exceeds its baseline score by more than
     `margin`; an improvement the reverse. Datapoints scored by one model only are counted apart. A
     common failure is a datapoint whose `difficulty_score` (over all models) exceeds the threshold.
+    A LazyFrame is read by streaming queries and its comparison table stays lazy (a sink writes it).
     """
     if not (margin >= 0 and math.isfinite(margin)):
         raise InputError(f"--margin must be a finite number >= 0, not {margin}")
@@ -92,7 +98,9 @@ def compare_models(
         )
     where = f"{source}: " if source else ""
     models = models_in(difficulty)
-    shown = ", ".join(difficulty.columns[:8]) + (", ..." if difficulty.width > 8 else "")
+    schema = difficulty.collect_schema()
+    columns = schema.names()
+    shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
     if not models:
         raise InputError(
             f"{where}not an output of `kscore difficulty`: it has no {SCORE}_<model> column, so no "
@@ -110,18 +118,18 @@ def compare_models(
                 f"{', '.join(models)})"
             )
     for column in (SCORE, model_score_column(baseline), model_score_column(candidate)):
-        if column not in difficulty.columns:
+        if column not in columns:
             raise InputError(
                 f"{where}missing column {column!r}: not a complete output of `kscore difficulty` "
                 f"(columns: {shown})"
             )
-        dtype = difficulty.schema[column]
+        dtype = schema[column]
         if not (dtype.is_float() or dtype.is_integer() or dtype == pl.Null):
             raise InputError(
                 f"column {column!r} is {dtype}, not a number: is this the output of kscore difficulty?"
             )
-    id_column = id_column or difficulty.columns[0]
-    if id_column not in difficulty.columns:
+    id_column = id_column or columns[0]
+    if id_column not in columns:
         raise InputError(f"missing id column {id_column!r}")
     base, cand = pl.col(model_score_column(baseline)), pl.col(model_score_column(candidate))
     delta = cand - base
@@ -143,9 +151,13 @@ def compare_models(
         delta.alias("delta"),
         status.alias("status"),
     )
-    found = dict(table.get_column("status").value_counts().iter_rows())
+    by_status = table.group_by("status").agg(pl.len())
+    by_status = by_status.collect() if isinstance(by_status, pl.LazyFrame) else by_status
+    found = dict(by_status.iter_rows())
     counts = {s: int(found.get(s, 0)) for s in STATUSES}
-    common = int(difficulty.select((pl.col(SCORE) > common_failure_threshold).sum()).item())
+    common_query = difficulty.select((pl.col(SCORE) > common_failure_threshold).sum())
+    common_frame = common_query.collect() if isinstance(common_query, pl.LazyFrame) else common_query
+    common = int(common_frame.item())
     return Comparison(baseline, candidate, margin, common_failure_threshold, table, common, id_column, counts)
 
 

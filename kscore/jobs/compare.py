@@ -36,7 +36,9 @@ def compare(
         max_regressions=max_regressions, max_common_failures=max_common_failures, top=top,
         storage_options=storage_options,
     )  # fmt: skip
-    return summary if out is not None else table
+    if out is not None:
+        return summary
+    return table.collect() if isinstance(table, pl.LazyFrame) else table
 
 
 def compared(
@@ -51,8 +53,9 @@ def compared(
     max_common_failures: int | None = None,
     top: int = 20,
     storage_options: Mapping[str, str] | None = None,
-) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The whole compare job: (the compared table, the summary), writing `out` when given."""
+) -> tuple[pl.DataFrame | pl.LazyFrame, dict[str, Any]]:
+    """The whole compare job: (the compared table, lazy for a Parquet or NDJSON input; the summary),
+    writing `out` when given."""
     from kscore.core.comparison import PER_MODEL_NOTE, compare_models, gates
     from kscore.io import check_input_file, read_kscore_metadata, write_table_atomic
     from kscore.jobs.common import checked_table_output
@@ -113,7 +116,9 @@ def failed_gates(summary: Mapping[str, Any]) -> GateFailed | None:
     )
 
 
-def _needed_columns(source: Any, id_column: str | None, baseline: str, candidate: str) -> pl.DataFrame:
+def _needed_columns(
+    source: Any, id_column: str | None, baseline: str, candidate: str
+) -> pl.DataFrame | pl.LazyFrame:
     """The scores file's id and score columns only (its explain columns are never read); the whole
     file where those are not all there, so that the error can list what it holds."""
     from kscore.columns import SCORE, model_score_column
@@ -127,4 +132,5 @@ def _needed_columns(source: Any, id_column: str | None, baseline: str, candidate
     if not names or not all(n in names for n in needed):
         return read_table(source)  # type: ignore[return-value]
     wanted = {names[0], id_column, SCORE, *(n for n in names if n.startswith(f"{SCORE}_"))}
-    return read_table(source, [n for n in names if n in wanted])  # type: ignore[return-value]
+    # Parquet and NDJSON stay lazy: the comparison streams them (CSV is read, as read_table does)
+    return read_table(source, [n for n in names if n in wanted], lazy=True)  # type: ignore[return-value]
