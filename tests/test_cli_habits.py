@@ -193,7 +193,7 @@ def test_the_partitioned_path_streams_csv_and_ndjson_like_the_in_memory_one(tmp_
     for suffix in (".csv", ".ndjson"):
         small = tmp_path / f"small{suffix}"
         whole = tmp_path / f"whole{suffix}"
-        for out, limit in ((small, "220MB"), (whole, "8GiB")):
+        for out, limit in ((small, "280MB"), (whole, "8GiB")):
             result = run_kscore("difficulty", *files, "-o", str(out), "--memory-limit", limit, cwd=tmp_path)
             assert result.returncode == 0, result.stderr
         assert small.read_bytes() == whole.read_bytes()
@@ -306,7 +306,7 @@ def test_progress_in_a_terminal_shows_bars_with_counts_and_an_estimate(tmp_path:
         frame.write_parquet(tmp_path / f"results_{model}.parquet")
     (tmp_path / "kscore.yaml").write_text("metrics: [{name: f1, direction: HIB}]\n")
     text = run_in_a_terminal(
-        ["difficulty", "results_a.parquet", "results_b.parquet", "--memory-limit", "215MB"], tmp_path
+        ["difficulty", "results_a.parquet", "results_b.parquet", "--memory-limit", "261MiB"], tmp_path
     )
     assert re.search(r"score id ranges .*━ \d+/\d+ +\d:\d\d:\d\d eta \d:\d\d:\d\d", text), text[-3000:]
     assert "wrote difficulty_scores.parquet" in text

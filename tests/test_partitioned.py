@@ -318,7 +318,7 @@ def test_a_forced_partition_run_stays_under_its_memory_limit(tmp_path: Path) -> 
 
 
 def test_ctrl_c_during_a_partitioned_run_leaves_no_spill_and_no_output(tmp_path: Path) -> None:
-    process = _start_partitioned(tmp_path, "300MiB")
+    process = _start_partitioned(tmp_path, "356MiB")
     deadline = time.monotonic() + 60
     while not _spilling(tmp_path) and process.poll() is None:
         if time.monotonic() > deadline:
@@ -344,7 +344,7 @@ def test_full_temp_disk_is_exit_2_and_leaves_nothing(tmp_path: Path) -> None:
     try:
         result = run_kscore(
             "difficulty", "results_m0.parquet", "results_m1.parquet", "-c", "k.yaml",
-            "--memory-limit", "215MiB", "--temp-dir", str(disk), cwd=tmp_path,
+            "--memory-limit", "271MiB", "--temp-dir", str(disk), cwd=tmp_path,
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
         error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -619,7 +619,7 @@ def interrupt_after_stage(process: subprocess.Popen, stage: str) -> str:
 
 
 def test_ctrl_c_while_ranges_stream_into_the_output_leaves_nothing(tmp_path: Path) -> None:
-    process = _start_partitioned(tmp_path, "260MiB")
+    process = _start_partitioned(tmp_path, "316MiB")
     rest = interrupt_after_stage(process, "read and spill:")
     errors = [line for line in rest.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: interrupted"), rest

@@ -255,7 +255,7 @@ def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, clus
     files = [f"results_m{m}.parquet" for m in range(3)]
     args = ["difficulty", *files, "-c", "k.yaml", "--engine", "ray", "--ray-address", cluster.address]
     process = subprocess.Popen(
-        [sys.executable, "-m", "kscore", *args, "--memory-limit", "300MiB"],
+        [sys.executable, "-m", "kscore", *args, "--memory-limit", "356MiB"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -3,7 +3,7 @@
 Runs every golden case (tests/golden_cases.py) plus larger ones with the kscore of this checkout and
 with an older one, side by side on this machine, and compares what they wrote: decoded tables and
 kscore's metadata exactly, every other file byte for byte, the `--json` summaries exactly, kscore's
-version masked. The larger cases: a 1M-row partitioned `difficulty` (`--memory-limit 300MiB`, CSV
+version masked. The larger cases: a 1M-row partitioned `difficulty` (`--memory-limit 356MiB`, CSV
 and Parquet outputs), `embed-scores` with UMAP on 6,000 rows (the transform path beyond the fit
 sample's 4,096-row batches), and, with `--ray-address`, both commands with `--engine ray`.
 
@@ -75,12 +75,12 @@ def larger_cases(work: Path, ray_address: str | None) -> list[Case]:
     cases = [
         Case(
             "big_difficulty_parquet",
-            ["difficulty", *big, "--explain", "--memory-limit", "300MiB", "-o", "big.parquet", "--json"],
+            ["difficulty", *big, "--explain", "--memory-limit", "356MiB", "-o", "big.parquet", "--json"],
             ["big.parquet"],
         ),
         Case(
             "big_difficulty_csv",
-            ["difficulty", *big, "--memory-limit", "300MiB", "-o", "big.csv", "--json"],
+            ["difficulty", *big, "--memory-limit", "356MiB", "-o", "big.csv", "--json"],
             ["big.csv", "big.csv.kscore.json"],
         ),
         Case(
