@@ -18,24 +18,16 @@ def compare(
     baseline: str,
     candidate: str,
     out: str | os.PathLike | None = None,
-    *,
-    margin: float = 0.0,
-    common_failure_threshold: float = 0.9,
-    max_regressions: int | None = None,
-    max_common_failures: int | None = None,
-    top: int = 20,
-    storage_options: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> pl.DataFrame | dict[str, Any]:
     """`kscore compare`: each datapoint's score under `baseline` and `candidate` in a `difficulty`
     output (a path or a frame), its change and status (regression, improvement, unchanged, only in
     one). Without `out`, that table; with `out` (Parquet, CSV or NDJSON), it is written there and the
     summary is returned: what `kscore compare --json` prints, its gates included (`passed` false
-    where a `max_*` is exceeded; `failed_gates` turns that into the CLI's exit code 1)."""
-    table, summary = compared(
-        scores, baseline, candidate, out, margin=margin, common_failure_threshold=common_failure_threshold,
-        max_regressions=max_regressions, max_common_failures=max_common_failures, top=top,
-        storage_options=storage_options,
-    )  # fmt: skip
+    where a `max_*` is exceeded; `failed_gates` turns that into the CLI's exit code 1). `options`
+    are `compared`'s: margin, common_failure_threshold, max_regressions, max_common_failures, top,
+    storage_options."""
+    table, summary = compared(scores, baseline, candidate, out, **options)
     if out is not None:
         return summary
     return table.collect() if isinstance(table, pl.LazyFrame) else table

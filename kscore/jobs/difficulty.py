@@ -512,7 +512,9 @@ def difficulty(
                 )
                 assert isinstance(table, pl.DataFrame)
                 if plot is not None:
-                    _plot(table, [m for m in _models(table)], plot, picture_size)
+                    from kscore.core.comparison import models_in
+
+                    _plot(table, models_in(table), plot, picture_size)
                 return table
             summary = write_difficulty_scores(
                 chosen, standard, out, explain=explain, datapoints=points,
@@ -527,12 +529,6 @@ def difficulty(
     for model in summary["models"]:
         model["warnings"] = collected.get(model["name"], [])
     return summary
-
-
-def _models(table: pl.DataFrame) -> list[str]:
-    from kscore.core.comparison import models_in
-
-    return models_in(table)
 
 
 def _plot(

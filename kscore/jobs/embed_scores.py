@@ -493,21 +493,8 @@ def _write_embed_scores(
     dataset = wants_dataset(out)
     out = Path(out)
     id_col = options.get("id_col", "id")
-    table = _table_of(embeddings)
-    difficulty_table = _difficulty_table(difficulty, id_col)
-    if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
-        options.setdefault("source", str(embeddings))
-    try:
-        with make_executor(engine, address=ray_address).session():
-            enriched, meta = score_embeddings(
-                table,
-                difficulty=difficulty_table,
-                spill_dir=temp_dir if temp_dir is not None else out.parent,
-                engine=engine,
-                **options,
-            )
-    except ValueError as exc:  # an invalid reducer, metric or bandwidth
-        raise InputError(str(exc)) from None
+    spill_dir = temp_dir if temp_dir is not None else out.parent
+    enriched, meta = _scored(embeddings, difficulty, spill_dir, engine, ray_address, options)
     meta.update(
         {
             "kscore_version": __version__,
@@ -616,17 +603,7 @@ def embed_scores(
             keep_embedding=keep_embedding, progress=progress, jobs=jobs, memory_limit=limit,
         )  # fmt: skip
         if out is None:
-            table = _table_of(embeddings)
-            difficulty_table = _difficulty_table(difficulty, id_col)
-            if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
-                options["source"] = str(embeddings)
-            try:
-                with make_executor(engine, address=ray_address).session():
-                    enriched, _ = score_embeddings(
-                        table, difficulty=difficulty_table, spill_dir=temp_dir, engine=engine, **options
-                    )
-            except ValueError as exc:  # an invalid reducer, metric or bandwidth
-                raise InputError(str(exc)) from None
+            enriched, _ = _scored(embeddings, difficulty, temp_dir, engine, ray_address, options)
             if plot is not None:
                 from kscore.plot import map_data, plot_map
 
@@ -643,6 +620,30 @@ def embed_scores(
             summary["plot"] = str(plot)
     summary["warnings"] = [w for ws in collected.values() for w in ws]
     return summary
+
+
+def _scored(
+    embeddings: ResultInput,
+    difficulty: ResultInput | None,
+    spill_dir: str | os.PathLike | None,
+    engine: str,
+    ray_address: str | None,
+    options: dict[str, Any],
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """`score_embeddings` of the inputs (paths or frames) in the engine's session: both the face's
+    in-memory path and the writing job score through here."""
+    id_col = options.get("id_col", "id")
+    table = _table_of(embeddings)
+    difficulty_table = _difficulty_table(difficulty, id_col)
+    if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
+        options.setdefault("source", str(embeddings))
+    try:
+        with make_executor(engine, address=ray_address).session():
+            return score_embeddings(
+                table, difficulty=difficulty_table, spill_dir=spill_dir, engine=engine, **options
+            )
+    except ValueError as exc:  # an invalid reducer, metric or bandwidth
+        raise InputError(str(exc)) from None
 
 
 def _table_of(embeddings: ResultInput) -> pl.DataFrame | pl.LazyFrame:
