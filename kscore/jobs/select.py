@@ -41,52 +41,6 @@ class Selection:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def select_rows(
-    table: pl.DataFrame | pl.LazyFrame,
-    budget: int,
-    *,
-    strategy: str = DEFAULT_STRATEGY,
-    by: str | None = None,
-    ascending: bool | None = None,
-    labeled: Iterable[Any] | pl.Series | None = None,
-    id_column: str = "id",
-    split_col: str = "split",
-    train_values: Sequence[str] = ("train",),
-    embeddings: pl.DataFrame | pl.LazyFrame | None = None,
-    embedding_col: str | None = None,
-    embedding_prefix: str | None = None,
-    metric: str = "euclidean",
-    seed: int = 0,
-) -> pl.DataFrame:
-    """The `budget` train rows of `table` (an embed-scores or difficulty output) to label next.
-
-    `strategy`: `balanced` (the most typical points of the uncovered regions, weighted by the
-    score), `typical` (the same without the score), `diverse` (the farthest points: k-center
-    greedy) or `top` (the best scores). `by` is the score (default:
-    `potential_difficulty_score`, else `difficulty_score`, else `representation_score` ascending);
-    `ascending` puts low scores first. `labeled` ids are never picked and count as covered.
-    `embeddings` (the embed-scores input) measures coverage in the embedding space instead of the
-    map. Returns id, rank, the score, `distance` (to the nearest earlier pick or labeled point) and
-    `strategy`, in pick order; deterministic for a `seed`, ties broken by id.
-    """
-    return select_batch(
-        table,
-        budget,
-        strategy=strategy,
-        by=by,
-        ascending=ascending,
-        labeled=labeled,
-        id_column=id_column,
-        split_col=split_col,
-        train_values=train_values,
-        embeddings=embeddings,
-        embedding_col=embedding_col,
-        embedding_prefix=embedding_prefix,
-        metric=metric,
-        seed=seed,
-    ).picks
-
-
 def select_batch(
     table: pl.DataFrame | pl.LazyFrame,
     budget: int,
@@ -361,10 +315,19 @@ def select(
     out: str | os.PathLike | None = None,
     **options: Any,
 ) -> pl.DataFrame | dict[str, Any]:
-    """`kscore select`: the `budget` train rows of an embed-scores (or difficulty) output to label
-    next (see `select_rows` for the strategies and `options`; `labeled` and `embeddings` may be
-    paths or, with a frame of scores, ids and a frame). Without `out`, the picks in pick order; with
-    `out`, they are written there and the summary is returned: what `kscore select --json` prints."""
+    """`kscore select`: the `budget` train rows of an embed-scores (or difficulty) output (a path
+    or a frame) to label next.
+
+    `strategy`: `balanced` (the most typical points of the uncovered regions, weighted by the
+    score), `typical` (the same without the score), `diverse` (the farthest points: k-center
+    greedy) or `top` (the best scores). `by` is the score (default:
+    `potential_difficulty_score`, else `difficulty_score`, else `representation_score` ascending);
+    `ascending` puts low scores first. `labeled` ids (a file, or ids) are never picked and count as
+    covered. `embeddings` (the embed-scores input: a file or a frame) measures coverage in the
+    embedding space instead of the map. The other `options` are `selected`'s and `select_batch`'s.
+    Without `out`: id, rank, the score, `distance` (to the nearest earlier pick or labeled point)
+    and `strategy`, in pick order, deterministic for a `seed`, ties broken by id; with `out`, they
+    are written there and the summary is returned: what `kscore select --json` prints."""
     picks, summary = selected(scores, budget, out, **options)
     return summary if out is not None else picks
 
