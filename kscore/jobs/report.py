@@ -124,36 +124,16 @@ def report(
     """`kscore report`: one offline HTML page of kscore outputs `files` (default: the difficulty
     and embed-scores outputs here; local or in object storage, with `storage_options`), written to
     `out` (a local file) atomically; returns what was written, as `kscore report --json` prints it."""
-    from kscore.storage import using
-
-    with using(storage_options):
-        return _report(
-            files, out, data, columns, image_col, color, top, max_points, title, id_column, progress
-        )
-
-
-def _report(
-    files: Sequence[str | os.PathLike],
-    out: str | os.PathLike,
-    data: str | os.PathLike | None,
-    columns: Sequence[str] | None,
-    image_col: str | None,
-    color: str | None,
-    top: int,
-    max_points: int,
-    title: str | None,
-    id_column: str | None,
-    progress: Progress | None,
-) -> dict[str, Any]:
     from kscore.io import check_output, write_atomic
     from kscore.jobs.common import stage
+    from kscore.storage import using
 
     out_path = check_report_output(out)
     if max_points < 1:
         raise InputError(f"--max-points must be at least 1, not {max_points}")
     if top < 0:
         raise InputError(f"--top must be 0 or more, not {top}")
-    with stage(progress, "read"):
+    with stage(progress, "read"), using(storage_options):  # the inputs may be in object storage
         inputs = read_inputs(files)
     local = [
         p
@@ -166,7 +146,8 @@ def _report(
     if data is not None and "embed-scores" not in inputs:
         raise InputError("--data needs an embed-scores output: its columns are shown on the map")
     with stage(progress, "build page"):
-        own = _read_data(data) if data is not None else None
+        with using(storage_options):
+            own = _read_data(data) if data is not None else None
         page, summary = render_page(inputs, id_column, own, columns, image_col, color, top, max_points, title)
     encoded = page.encode("utf-8")
     with stage(progress, "write"):
