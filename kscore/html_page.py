@@ -15,12 +15,14 @@ import hashlib
 import html
 import json
 import os
+import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import polars as pl
@@ -37,7 +39,7 @@ from kscore.columns import (
     model_score_column,
     top_signal_column,
 )
-from kscore.errors import InputError, did_you_mean, missing_column_message
+from kscore.errors import InputError, did_you_mean
 
 # A map column is quantised to 16 bits over its range; this code marks a missing value.
 MISSING = 65535
@@ -68,12 +70,61 @@ DRAFT_POINTS = 100_000
 
 @dataclass
 class ReportInput:
-    """One kscore output given to the report: its path, kind (the command that wrote it), metadata."""
+    """One kscore output given to the report: its path, kind (the command that wrote it), metadata,
+    row count and column names (the job reads its rows; the page sees what the job found)."""
 
     path: Any  # a Path, or an object in object storage (kscore.storage.ObjectPath)
     kind: str
     metadata: dict[str, Any]
-    frame: pl.DataFrame
+    rows: int
+    columns: list[str]
+
+
+@dataclass
+class Histogram:
+    """A histogram the job counted: `counts` in HISTOGRAM_BINS equal bins from `low` to `high`."""
+
+    title: str
+    counts: np.ndarray
+    low: float
+    high: float
+
+
+@dataclass
+class CompareFacts:
+    """What the page shows of a compare output: the status counts and the largest changes."""
+
+    counts: list[list[Any]]
+    regressions: pl.DataFrame  # id, baseline, candidate, delta: the largest first
+    improvements: pl.DataFrame
+
+
+@dataclass
+class MapPoints:
+    """The rows the map shows, gathered by the job: embed-scores' columns with difficulty's
+    per-model scores and compare's delta, in the output's row order."""
+
+    table: pl.DataFrame
+    rows: np.ndarray  # their row numbers in the embed-scores output (sorted)
+    total: int  # the output's rows
+    scores: list[str]  # the map's score columns, the first colour first
+    named_rows: dict[str, np.ndarray]  # the row numbers of the ids each table or pick names
+    text: pl.DataFrame | None  # --data's columns, one row per shown point
+
+
+@dataclass
+class Facts:
+    """Everything the page shows, as the job read it from the inputs."""
+
+    inputs: dict[str, ReportInput]
+    models: list[str]
+    id_column: str
+    difficulty: dict[str, Any] | None = None  # the difficulty summary
+    embed: dict[str, Any] | None = None  # the embed-scores summary
+    histograms: dict[str, list[Histogram | None]] = field(default_factory=dict)  # by kind
+    compare: CompareFacts | None = None
+    picks: pl.DataFrame | None = None  # the select output, sorted by rank
+    points: MapPoints | None = None
 
 
 def _esc(value: Any) -> str:
@@ -114,15 +165,12 @@ def _table(table: Table, points: Sequence[int | None] | None = None, *, caption:
     )
 
 
-def _histogram(title: str, values: np.ndarray, bounds: tuple[float, float] | None = None) -> str:
+def _histogram(histogram: Histogram | None) -> str:
     """Inline SVG bars; hovering a bar shows its range and count (an SVG title: no script needed)."""
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
+    if histogram is None:
         return ""
-    low, high = bounds if bounds is not None else (float(values.min()), float(values.max()))
-    if high <= low:
-        high = low + 1.0
-    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(low, high))
+    title, counts, low, high = histogram.title, histogram.counts, histogram.low, histogram.high
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
     width, height, gap = 300, 90, 1
     bar = width / HISTOGRAM_BINS
     peak = max(int(counts.max()), 1)
@@ -143,30 +191,38 @@ def _histogram(title: str, values: np.ndarray, bounds: tuple[float, float] | Non
     )
 
 
+def histogram_bounds(low: float | None, high: float | None) -> tuple[float, float] | None:
+    """A histogram's range over values from `low` to `high` (None: no finite value, no histogram)."""
+    if low is None or high is None:
+        return None
+    return (low, high) if high > low else (low, low + 1.0)
+
+
 def _section(anchor: str, heading: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{_esc(heading)}</h2>{body}</section>'
 
 
 @dataclass
 class PagePoints:
-    """The points the map shows: their rows in the embed-scores table, and the page's payload."""
+    """The map's payload: a header describing the buffers, and the buffers (base64 of their gzip)."""
 
-    rows: np.ndarray  # row numbers into the joined table, in the table's order
-    position: np.ndarray  # each table row's index on the map (-1: not shown)
     header: dict[str, Any]
-    payload: str  # base64 of the gzip of the buffers the header describes
+    payload: str
 
 
 def sample_rows(total: int, max_points: int, keep: np.ndarray, seed: int = 0) -> np.ndarray:
     """Row numbers of the map: all of them up to `max_points`, else a seeded uniform sample that
-    always holds the `keep` rows (those named in a table or picked), in row order."""
+    always holds the `keep` rows (those named in a table or picked), in row order. Memory follows
+    `max_points`, not `total`: the i-th row not kept is found from i, not from a list of them."""
     if total <= max_points:
         return np.arange(total, dtype=np.int64)
     keep = np.unique(keep)
     wanted = max(max_points - len(keep), 0)
-    pool = np.setdiff1d(np.arange(total, dtype=np.int64), keep, assume_unique=True)
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(pool, size=min(wanted, len(pool)), replace=False) if wanted else pool[:0]
+    pool = total - len(keep)
+    chosen = rng.choice(pool, size=min(wanted, pool), replace=False) if wanted else np.zeros(0, np.int64)
+    # the i-th row not in `keep` is i plus the number of kept rows at or before it
+    chosen = chosen + np.searchsorted(keep - np.arange(len(keep)), chosen, side="right")
     return np.sort(np.concatenate([keep, chosen]))
 
 
@@ -185,24 +241,14 @@ def quantise(values: np.ndarray) -> tuple[np.ndarray, float | None, float | None
     return codes, low, high
 
 
-def _map_data(
-    table: pl.DataFrame,
-    id_column: str,
-    train: np.ndarray,
-    score_columns: Sequence[str],
-    text: pl.DataFrame | None,
-    keep: np.ndarray,
-    max_points: int,
-    highlights: Mapping[str, np.ndarray],
-) -> PagePoints:
-    rows = sample_rows(table.height, max_points, keep)
-    shown = table[rows] if len(rows) != table.height else table
+def _map_data(points: MapPoints, id_column: str, train: np.ndarray, image_col: str | None) -> PagePoints:
+    shown, rows, text = points.table, points.rows, points.text
     buffers: list[tuple[dict[str, Any], bytes]] = [
         ({"name": axis, "type": "f32"}, shown.get_column(axis).cast(pl.Float32).to_numpy().tobytes())
         for axis in (MAP_X, MAP_Y)
     ]
-    buffers.append(({"name": "train", "type": "u8"}, train[rows].astype(np.uint8).tobytes()))
-    for column in score_columns:
+    buffers.append(({"name": "train", "type": "u8"}, train.astype(np.uint8).tobytes()))
+    for column in points.scores:
         codes, low, high = quantise(shown.get_column(column).cast(pl.Float64).fill_null(np.nan).to_numpy())
         buffers.append(({"name": column, "type": "u16", "min": low, "max": high}, codes.tobytes()))
     ids = shown.get_column(id_column)
@@ -213,8 +259,12 @@ def _map_data(
     if text is not None:
         for column in text.columns:
             values = text.get_column(column)
-            values = values[rows] if len(rows) != table.height else values
             buffers.append(({"name": column, "type": "json", "text": True}, _json_bytes(values.to_list())))
+        if image_col is not None:  # which values are images; the others are shown as text
+            shown_as_image = [image_origin(v) is not None for v in text.get_column(image_col).to_list()]
+            buffers.append(
+                ({"name": "kscore:image_ok", "type": "u8"}, np.array(shown_as_image, np.uint8).tobytes())
+            )
 
     offset = 0
     blob = bytearray()
@@ -226,18 +276,20 @@ def _map_data(
         specs.append({**spec, "offset": offset, "bytes": len(data)})
         blob.extend(data)
         offset += len(data)
-    position = np.full(table.height, -1, dtype=np.int64)
-    position[rows] = np.arange(len(rows))
     header = {
         "points": len(rows),
-        "total": table.height,
+        "total": points.total,
         "buffers": specs,
-        "scores": list(score_columns),
+        "scores": list(points.scores),
         "text": list(text.columns) if text is not None else [],
-        "highlights": {name: [int(p) for p in position[r] if p >= 0] for name, r in highlights.items()},
+        "highlights": {name: np.searchsorted(rows, r).tolist() for name, r in points.named_rows.items()},
+        "color": points.scores[0] if points.scores else None,
+        "image": image_col,
+        "id_column": id_column,
+        "draft_points": DRAFT_POINTS,
     }
     payload = base64.b64encode(gzip.compress(bytes(blob), compresslevel=1, mtime=0)).decode("ascii")
-    return PagePoints(rows=rows, position=position, header=header, payload=payload)
+    return PagePoints(header=header, payload=payload)
 
 
 def _json_bytes(values: list[Any]) -> bytes:
@@ -267,14 +319,39 @@ def _csp(scripts: Sequence[str], image_sources: Sequence[str]) -> str:
     )
 
 
+_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def image_origin(value: str | None) -> str | None:
+    """What a --image-col value needs in the page's img-src: "file:" for a relative path, its origin
+    (scheme, host, port) for an http(s) URL that a strict parse accepts, "data:" for a data URL;
+    None for anything else (another scheme, credentials, a host or port that is not plain), which
+    the page shows as text, never as an image."""
+    if not value or any(c.isspace() or c in ";,'\"\\" for c in value):
+        return None
+    if value.startswith("data:image/"):
+        return "data:"
+    if ":" not in value.split("/", 1)[0] and not value.startswith("//"):
+        return "file:"  # a relative path: the page's own folder
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or parts.username or parts.password or not _HOST.match(host):
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _image_sources(values: pl.Series | None) -> list[str]:
     """What img-src must allow for --image-col: the files beside the report ('self' does not cover
-    file:// in every browser) and the origins of any http(s) URLs the column names."""
+    file:// in every browser) and the origins of the http(s) URLs the column names that pass
+    `image_origin` (nothing else widens the policy)."""
     if values is None:
         return []
     sources = {"file:"}
-    urls = values.drop_nulls().str.extract(r"^(https?://[^/?#]+)", 1).drop_nulls().unique().sort()
-    sources.update(urls.to_list())
+    sources.update(o for o in map(image_origin, values.drop_nulls().unique().to_list()) if o and o != "data:")
     return sorted(sources)
 
 
@@ -284,8 +361,11 @@ def _generated_at() -> str | None:
         return None
     try:
         return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        raise InputError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {epoch!r}") from None
+    except (ValueError, OverflowError, OSError):
+        raise InputError(
+            f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970 (before the year 10000), "
+            f"not {epoch[:40]!r}"
+        ) from None
 
 
 @dataclass
@@ -300,17 +380,15 @@ class Table:
 
 @dataclass
 class Parts:
-    """What the inputs contribute: summary HTML, tables, and the ids each table or pick names."""
+    """What the inputs contribute: summary HTML and tables."""
 
     summary: list[str]
     tables: list[Table]
-    named: dict[str, list[Any]]
 
 
-def _difficulty_parts(item: ReportInput, models: list[str], id_column: str, top: int, parts: Parts) -> None:
-    from kscore.summaries import difficulty_summary
-
-    stats = difficulty_summary(item.frame, models, id_column, top=top)
+def _difficulty_parts(
+    stats: dict[str, Any], histograms: Sequence[Histogram | None], models: list[str], top: int, parts: Parts
+) -> None:
     rows = [[m["name"], m["rows_scored"], m["mean"], m["median"], m["p90"]] for m in stats["models"]]
     parts.summary.append(
         _table(
@@ -318,9 +396,7 @@ def _difficulty_parts(item: ReportInput, models: list[str], id_column: str, top:
                   ["model", "rows scored", "mean", "median", "p90"], rows),
         )
     )  # fmt: skip
-    columns = [SCORE, *(model_score_column(m) for m in models)]
-    plots = [_histogram(c, _floats(item.frame, c), (0.0, 1.0)) for c in columns]
-    parts.summary.append(f'<div class="histograms">{"".join(plots)}</div>')
+    parts.summary.append(f'<div class="histograms">{"".join(_histogram(h) for h in histograms)}</div>')
     hardest = stats["hardest"]
     explained = [m for m in models if hardest and m in hardest[0].get("top_signal", {})]
     headers = ["id", SCORE, N_MODELS, *models, *(top_signal_column(m) for m in explained)]
@@ -329,17 +405,17 @@ def _difficulty_parts(item: ReportInput, models: list[str], id_column: str, top:
          *(h["top_signal"][m] for m in explained)]
         for h in hardest
     ]  # fmt: skip
-    parts.named["hardest"] = [h["id"] for h in hardest]
     if top:
         parts.tables.append(Table("hardest", f"Hardest {len(rows)} datapoints", headers, rows))
 
 
-def _embed_parts(item: ReportInput, id_column: str, top: int, parts: Parts) -> None:
-    from kscore.summaries import embed_summary
-
-    split_col = item.metadata.get("split_col", "split")
-    with_difficulty = POTENTIAL in item.frame.columns
-    stats = embed_summary(item.frame, id_column, split_col, top=top, with_difficulty=with_difficulty)
+def _embed_parts(
+    stats: dict[str, Any],
+    columns: Sequence[str],
+    histograms: Sequence[Histogram | None],
+    top: int,
+    parts: Parts,
+) -> None:
     rows = [[k, v] for k, v in stats["rows_per_split"].items()]
     parts.summary.append(_table(Table("splits", "Rows per split", ["split", "rows"], rows)))
     quantiles = ["p0", "p10", "p50", "p90", "p100"]
@@ -348,36 +424,28 @@ def _embed_parts(item: ReportInput, id_column: str, top: int, parts: Parts) -> N
     parts.summary.append(
         _table(Table("train-scores", caption, ["score", "min", "p10", "median", "p90", "max"], rows))
     )
-    plots = [_histogram(c, _floats(item.frame, c)) for c in EMBED_SCORES if c in item.frame.columns]
-    parts.summary.append(f'<div class="histograms">{"".join(plots)}</div>')
-    shown = [c for c in ("split", *EMBED_SCORES) if c in item.frame.columns]
+    parts.summary.append(f'<div class="histograms">{"".join(_histogram(h) for h in histograms)}</div>')
+    shown = [c for c in ("split", *EMBED_SCORES) if c in columns]
     for key, heading in (
         ("least_represented", "Least represented train points"),
         ("highest_potential", "Highest potential difficulty"),
     ):
-        if key in stats:
-            parts.named[key] = [r["id"] for r in stats[key]]
-            if top:
-                rows = [[r["id"], *(r.get(c) for c in shown)] for r in stats[key]]
-                parts.tables.append(Table(key, f"{heading} ({len(rows)})", ["id", *shown], rows))
+        if key in stats and top:
+            rows = [[r["id"], *(r.get(c) for c in shown)] for r in stats[key]]
+            parts.tables.append(Table(key, f"{heading} ({len(rows)})", ["id", *shown], rows))
 
 
-def _compare_parts(item: ReportInput, id_column: str, top: int, parts: Parts) -> None:
-    frame = item.frame
-    baseline, candidate = item.metadata.get("baseline"), item.metadata.get("candidate")
-    rows = [list(r) for r in frame.get_column("status").value_counts(sort=True).iter_rows()]
-    caption = f"{baseline} -> {candidate} (margin {item.metadata.get('margin')})"
-    parts.summary.append(_table(Table("compare-counts", caption, ["status", "datapoints"], rows)))
-    regressions = frame.filter(pl.col("status") == "regression").sort(
-        ["delta", id_column], descending=[True, False]
-    )
-    improvements = frame.filter(pl.col("status") == "improvement").sort(["delta", id_column])
+def _compare_parts(
+    facts: CompareFacts, metadata: Mapping[str, Any], id_column: str, top: int, parts: Parts
+) -> None:
+    baseline, candidate = metadata.get("baseline"), metadata.get("candidate")
+    caption = f"{baseline} -> {candidate} (margin {metadata.get('margin')})"
+    parts.summary.append(_table(Table("compare-counts", caption, ["status", "datapoints"], facts.counts)))
     headers = ["id", f"baseline ({baseline})", f"candidate ({candidate})", "delta"]
     for key, heading, part in (
-        ("regressions", "Largest regressions", regressions.head(top)),
-        ("improvements", "Largest improvements", improvements.head(top)),
+        ("regressions", "Largest regressions", facts.regressions),
+        ("improvements", "Largest improvements", facts.improvements),
     ):
-        parts.named[key] = part.get_column(id_column).to_list()
         if top:
             rows = [list(r) for r in part.select(id_column, "baseline", "candidate", "delta").iter_rows()]
             parts.tables.append(
@@ -385,12 +453,10 @@ def _compare_parts(item: ReportInput, id_column: str, top: int, parts: Parts) ->
             )
 
 
-def _select_parts(item: ReportInput, id_column: str, parts: Parts) -> None:
-    frame = item.frame.sort("rank") if "rank" in item.frame.columns else item.frame
-    parts.named["picks"] = frame.get_column(id_column).to_list()
+def _select_parts(frame: pl.DataFrame, metadata: Mapping[str, Any], parts: Parts) -> None:
     headers = [c for c in frame.columns if c != "strategy"]
     rows = [list(r) for r in frame.head(MAX_PICKS_SHOWN).select(headers).iter_rows()]
-    parameters = item.metadata.get("parameters", {})
+    parameters = metadata.get("parameters", {})
     more = f"; the first {MAX_PICKS_SHOWN}" if frame.height > MAX_PICKS_SHOWN else ""
     heading = (
         f"{frame.height} picks ({parameters.get('strategy', '?')}, by {parameters.get('by', '?')}{more})"
@@ -398,76 +464,55 @@ def _select_parts(item: ReportInput, id_column: str, parts: Parts) -> None:
     parts.tables.append(Table("picks", heading, headers, rows))
 
 
-def _points(inputs: Mapping[str, ReportInput], id_column: str) -> pl.DataFrame:
-    """The map's rows: embed-scores' table with difficulty's per-model scores and compare's delta."""
-    table = inputs["embed-scores"].frame
-    key = table.schema[id_column]
-    if "difficulty" in inputs:
-        frame = inputs["difficulty"].frame
-        extra = [c for c in frame.columns if c != id_column and c not in table.columns]
-        right = frame.select(pl.col(id_column).cast(key, strict=False), *extra)
-        table = table.join(right, on=id_column, how="left", maintain_order="left")
-    if "compare" in inputs:
-        right = inputs["compare"].frame.select(
-            pl.col(id_column).cast(key, strict=False), pl.col("delta").alias("compare_delta")
-        )
-        table = table.join(right, on=id_column, how="left", maintain_order="left")
-    return table
+def named_ids(facts: Facts, id_column: str) -> dict[str, list[Any]]:
+    """The ids each table or pick names (the map highlights them and always shows them), in the
+    page's order."""
+    named: dict[str, list[Any]] = {}
+    if facts.difficulty is not None:
+        named["hardest"] = [h["id"] for h in facts.difficulty["hardest"]]
+    if facts.embed is not None:
+        for key in ("least_represented", "highest_potential"):
+            if key in facts.embed:
+                named[key] = [r["id"] for r in facts.embed[key]]
+    if facts.compare is not None:
+        named["regressions"] = facts.compare.regressions.get_column(id_column).to_list()
+        named["improvements"] = facts.compare.improvements.get_column(id_column).to_list()
+    if facts.picks is not None:
+        named["picks"] = facts.picks.get_column(id_column).to_list()
+    return named
 
 
-def _map_section(
-    inputs: Mapping[str, ReportInput],
-    id_column: str,
-    models: Sequence[str],
-    named: Mapping[str, list[Any]],
-    data: tuple[pl.DataFrame, str] | None,
-    columns: Sequence[str] | None,
-    image_col: str | None,
-    color: str | None,
-    max_points: int,
-) -> tuple[str, PagePoints | None, dict[Any, int], pl.DataFrame | None]:
-    """The map's HTML and data, the map index of every named id, and --data's columns."""
-    if "embed-scores" not in inputs:
-        if data is not None:
-            raise InputError("--data needs an embed-scores output: its columns are shown on the map")
-        return "", None, {}, None
-    embed = inputs["embed-scores"]
-    table = _points(inputs, id_column)
-    ids = table.get_column(id_column)
-    text = _data_columns(data, id_column, ids, columns, image_col) if data is not None else None
-    split_col = embed.metadata.get("split_col", "split")
-    train_values = embed.metadata.get("train_values", ["train"])
-    train = table.get_column(split_col).cast(pl.String).is_in(train_values).fill_null(False).to_numpy()
-    candidates = [
-        SCORE,
-        *(model_score_column(m) for m in models),
-        *EMBED_SCORES,
-        "compare_delta",
-    ]
-    scores = [c for c in candidates if c in table.columns]
+def map_scores(columns: Sequence[str], models: Sequence[str], color: str | None) -> list[str]:
+    """The map's score columns among `columns`, the first colour first: --color, else the score of
+    the train points (what to label next); exit 2 for a --color that is not one of them."""
+    candidates = [SCORE, *(model_score_column(m) for m in models), *EMBED_SCORES, "compare_delta"]
+    scores = [c for c in candidates if c in columns]
     if color is not None and color not in scores:
         raise InputError(
             f"--color: no score {color!r} on the map{did_you_mean(color, scores)} "
             f"(scores: {', '.join(scores)})"
         )
-    # The first colour: --color, else the score of the train points (what to label next).
     first = color or next((c for c in (POTENTIAL, REPRESENTATION) if c in scores), None)
     if first is not None:
         scores = [first, *(c for c in scores if c != first)]
-    row_of = pl.DataFrame({"__id": ids, "__row": np.arange(table.height, dtype=np.int64)})
-    named_rows = {
-        key: pl.DataFrame({"__id": pl.Series(values).cast(ids.dtype, strict=False)})
-        .join(row_of, on="__id", how="inner", maintain_order="left")
-        .get_column("__row")
-        .to_numpy()
-        for key, values in named.items()
+    return scores
+
+
+def _map_section(
+    points: MapPoints | None, embed: ReportInput | None, id_column: str, image_col: str | None
+) -> tuple[str, PagePoints | None, dict[Any, int]]:
+    """The map's HTML and data, and the map index of every named id."""
+    if points is None or embed is None:
+        return "", None, {}
+    table = points.table
+    split_col = embed.metadata.get("split_col", "split")
+    train_values = embed.metadata.get("train_values", ["train"])
+    train = table.get_column(split_col).cast(pl.String).is_in(train_values).fill_null(False).to_numpy()
+    map_data = _map_data(points, id_column, train, image_col)
+    ids = table.get_column(id_column)
+    index_of = {
+        ids[int(p)]: int(p) for rows in points.named_rows.values() for p in np.searchsorted(points.rows, rows)
     }
-    keep = np.concatenate([np.zeros(0, dtype=np.int64), *named_rows.values()])
-    map_data = _map_data(table, id_column, train, scores, text, keep, max_points, named_rows)
-    index_of = {ids[int(r)]: int(map_data.position[r]) for rows in named_rows.values() for r in rows}
-    map_data.header.update(
-        {"color": scores[0], "image": image_col, "id_column": id_column, "draft_points": DRAFT_POINTS}
-    )
     shown, total = map_data.header["points"], map_data.header["total"]
     note = (
         f"Showing {shown:,} of {total:,} points: a seeded uniform sample that keeps every point named in a "
@@ -475,20 +520,20 @@ def _map_section(
         if shown < total
         else f"Showing all {total:,} points."
     )
-    options = "".join(f'<option value="{_esc(c)}">{_esc(c)}</option>' for c in scores)
+    options = "".join(f'<option value="{_esc(c)}">{_esc(c)}</option>' for c in points.scores)
     highlights = "".join(
         f'<option value="{_esc(k)}">{_esc(k.replace("_", " "))} ({len(v)})</option>'
         for k, v in map_data.header["highlights"].items()
     )
     body = _template("map.html").substitute(note=_esc(note), options=options, highlights=highlights)
-    return _section("map", "Map", body), map_data, index_of, text
+    return _section("map", "Map", body), map_data, index_of
 
 
 def _header(inputs: Mapping[str, ReportInput], models: Sequence[str]) -> dict[str, str]:
     """The header's values: the models and the time in its meta line, the inputs' rows, the standard."""
     rows = "".join(
         f"<tr><td>{_esc(i.path.name)}</td><td><code>kscore {_esc(i.kind)}</code></td>"
-        f'<td class="num">{i.frame.height}</td><td>{_esc(i.metadata.get("kscore_version", "?"))}</td></tr>'
+        f'<td class="num">{i.rows}</td><td>{_esc(i.metadata.get("kscore_version", "?"))}</td></tr>'
         for i in inputs.values()
     )
     standard = inputs["difficulty"].metadata.get("standard") if "difficulty" in inputs else None
@@ -511,32 +556,22 @@ def _template(name: str) -> string.Template:
 
 
 def render_page(
-    inputs: Mapping[str, ReportInput],
-    id_column: str,
-    data: tuple[pl.DataFrame, str] | None,
-    columns: Sequence[str] | None,
-    image_col: str | None,
-    color: str | None,
-    top: int,
-    max_points: int,
-    title: str | None,
+    facts: Facts, id_column: str, image_col: str | None, top: int, title: str | None
 ) -> tuple[str, dict[str, Any]]:
     """The page, and what it holds (for --json)."""
-    models: list[str] = []
-    if "difficulty" in inputs:
-        item = inputs["difficulty"]
-        models = [m for m in item.metadata.get("models", []) if model_score_column(m) in item.frame.columns]
-    parts = Parts([], [], {})
-    if "difficulty" in inputs and models:
-        _difficulty_parts(inputs["difficulty"], models, id_column, top, parts)
-    if "embed-scores" in inputs:
-        _embed_parts(inputs["embed-scores"], id_column, top, parts)
-    if "compare" in inputs:
-        _compare_parts(inputs["compare"], id_column, top, parts)
-    if "select" in inputs:
-        _select_parts(inputs["select"], id_column, parts)
-    map_html, map_data, index_of, text = _map_section(
-        inputs, id_column, models, parts.named, data, columns, image_col, color, max_points
+    inputs, models = facts.inputs, facts.models
+    parts = Parts([], [])
+    if facts.difficulty is not None:
+        _difficulty_parts(facts.difficulty, facts.histograms["difficulty"], models, top, parts)
+    if facts.embed is not None:
+        embed = inputs["embed-scores"]
+        _embed_parts(facts.embed, embed.columns, facts.histograms["embed-scores"], top, parts)
+    if facts.compare is not None:
+        _compare_parts(facts.compare, inputs["compare"].metadata, id_column, top, parts)
+    if facts.picks is not None:
+        _select_parts(facts.picks, inputs["select"].metadata, parts)
+    map_html, map_data, index_of = _map_section(
+        facts.points, inputs.get("embed-scores"), id_column, image_col
     )
 
     def points(table: Table) -> list[int | None]:
@@ -549,6 +584,7 @@ def render_page(
     scripts = [_asset("report.js")]
     if map_data is not None:
         scripts.insert(0, _asset("vendor/regl-scatterplot.bundle.js"))
+    text = facts.points.text if facts.points is not None else None
     image_sources = _image_sources(text.get_column(image_col) if text is not None and image_col else None)
     page = _template("report.html").substitute(
         csp=_esc(_csp(scripts, image_sources)),
@@ -576,51 +612,3 @@ def render_page(
         "inputs": {kind: str(item.path) for kind, item in inputs.items()},
     }
     return page, info
-
-
-def _floats(frame: pl.DataFrame, column: str) -> np.ndarray:
-    if column not in frame.columns:
-        return np.zeros(0)
-    return frame.get_column(column).cast(pl.Float64).fill_null(np.nan).to_numpy()
-
-
-def _data_columns(
-    data: tuple[pl.DataFrame, str],
-    id_column: str,
-    ids: pl.Series,
-    columns: Sequence[str] | None,
-    image_col: str | None,
-) -> pl.DataFrame:
-    """The user's own columns (--data: the table and its name), one row per map point (nulls where
-    the file has none)."""
-    frame, label = data
-    if id_column not in frame.columns:
-        raise InputError(missing_column_message(label, id_column, frame.columns, "id column"))
-    wanted = list(columns) if columns is not None else None
-    for name in [*(wanted or []), *([image_col] if image_col else [])]:
-        if name not in frame.columns:
-            raise InputError(missing_column_message(label, name, frame.columns))
-    if frame.get_column(id_column).is_duplicated().any():
-        raise InputError(f"{label}: column {id_column!r} has duplicated ids")
-    if wanted is None:
-        wanted = []
-        for name in frame.columns:
-            if name in (id_column, image_col) or len(wanted) == DEFAULT_COLUMNS:
-                continue
-            longest = frame.get_column(name).cast(pl.String).str.len_chars().max()
-            if longest is None or longest <= SHORT_TEXT:  # type: ignore[operator]
-                wanted.append(name)
-    shown = [c for c in [*wanted, *([image_col] if image_col else [])] if c is not None]
-    key = frame.get_column(id_column)
-    if key.dtype != ids.dtype:
-        try:
-            key = key.cast(ids.dtype, strict=True)
-        except pl.exceptions.PolarsError:
-            raise InputError(
-                f"{label}: its ids ({key.dtype}) do not match the scores' ids ({ids.dtype})"
-            ) from None
-    if not ids.is_in(key.implode()).any():
-        raise InputError(f"{label}: shares no id with the scores: is it the same dataset?")
-    table = frame.select(*(pl.col(c).cast(pl.String) for c in shown)).with_columns(key.alias("__id"))
-    joined = pl.DataFrame({"__id": ids}).join(table, on="__id", how="left", maintain_order="left")
-    return joined.drop("__id")

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import polars as pl
 
-from kscore.columns import N_MODELS, SCORE, model_score_column, top_signal_column
+from kscore.columns import (
+    LOCAL,
+    MAP_X,
+    MAP_Y,
+    N_MODELS,
+    POTENTIAL,
+    REPRESENTATION,
+    SCORE,
+    model_score_column,
+    top_signal_column,
+)
 from kscore.core.order_stats import exact_quantiles, top_k_candidates
 from kscore.engines.local import parallel_map
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 if TYPE_CHECKING:
     from kscore.core.comparison import Comparison, Gate
@@ -109,6 +121,9 @@ def _difficulty_dict(
     }
 
 
+PRIME_ROWS = 500_000  # the rows of a scanned table whose quantiles set the bands of all of its rows
+
+
 class RangeSummary:
     """The summary of a difficulty table met one id range at a time (a partitioned run), without
     holding or re-reading it: counts and sums add up; the hardest rows of each range compete at
@@ -126,31 +141,49 @@ class RangeSummary:
         self.scored = 0
         self.hardest: list[pl.DataFrame] = []
 
-    def add(self, table: pl.DataFrame) -> None:
+    def add(self, table: pl.DataFrame | pl.LazyFrame) -> None:
+        """The rows of one range; or, scanned (a LazyFrame), all of a table's rows in streaming
+        queries that hold no more than the quantiles' bands (set from its first PRIME_ROWS
+        values: `prime_scanned`)."""
+        lazy = isinstance(table, pl.LazyFrame)
+        if isinstance(table, pl.LazyFrame):
+            prime_scanned(table, self.quantiles)
         for column in self.columns:
             if self.quantiles[column].bounds is None:  # the first values met set the bands
-                self.quantiles[column].set_bounds(table.get_column(column).drop_nulls().to_numpy())
+                self.quantiles[column].set_bounds(table.get_column(column).drop_nulls().to_numpy())  # type: ignore[union-attr]
         # Every column's count, sum and bands in one query: polars runs the columns side by side,
         # each in a pass or two (numpy took six, on one core). A column with no bands yet has no
         # value here.
         known = [c for c in self.columns if self.quantiles[c].bounds is not None]
-        exprs = []
+        exprs = [pl.len().alias(":rows"), pl.col(SCORE).count().alias(":scored")]
         for column in known:
             exprs += [
                 pl.col(column).count().alias(f"{column}:count"),
                 pl.col(column).sum().alias(f"{column}:sum"),
-                *self.quantiles[column].band_exprs(column),
             ]
-        found = table.select(exprs) if exprs else pl.DataFrame()
+            if not lazy:
+                exprs += self.quantiles[column].band_exprs(column)
+        found = table.select(exprs)
+        found = found.collect(engine="streaming") if isinstance(found, pl.LazyFrame) else found
         for column in known:
             count = int(found.get_column(f"{column}:count").item())
-            self.quantiles[column].add_bands(count, found, column)
+            if isinstance(table, pl.LazyFrame):  # the bands in queries of their own, that stream
+                self.quantiles[column].add_scanned(table, column)
+            else:
+                self.quantiles[column].add_bands(count, found, column)
             self.sums[column] += float(found.get_column(f"{column}:sum").item())
             self.counts[column] += count
-        scores = table.get_column(SCORE)
-        self.rows += table.height
-        self.scored += int(scores.count())
-        self.hardest.append(table[hardest_rows(scores, table.get_column(self.id_column), self.top)])
+        self.rows += int(found.get_column(":rows").item())
+        self.scored += int(found.get_column(":scored").item())
+        if isinstance(table, pl.LazyFrame):
+            hardest = table.filter(pl.col(SCORE).is_not_null()).top_k(
+                self.top, by=[SCORE, self.id_column], reverse=[False, True]
+            )
+            self.hardest.append(hardest.collect(engine="streaming"))
+        else:
+            self.hardest.append(
+                table[hardest_rows(table.get_column(SCORE), table.get_column(self.id_column), self.top)]
+            )
 
     def result(
         self,
@@ -219,6 +252,22 @@ class StreamingQuantiles:
             self.set_bounds(values)
         self.add_bands(len(values), pl.DataFrame({"v": values}).select(self.band_exprs("v")), "v")
 
+    def add_scanned(self, scan: pl.LazyFrame, column: str) -> None:
+        """Every value of `column` in `scan` (nulls and NaN left out), in streaming queries that
+        hold only the values inside the bands (set before: `set_bounds`)."""
+        assert self.bounds is not None
+        values = pl.col(column).cast(pl.Float64)
+        kept = scan.select(values).filter(values.is_not_null() & values.is_not_nan())
+        below = [(pl.col(column) < low).sum().alias(f"below:{i}") for i, (low, _) in enumerate(self.bounds)]
+        insides = [kept.filter(pl.col(column).is_between(low, high)) for low, high in self.bounds]
+        found, *inside = pl.collect_all(
+            [kept.select(pl.len().alias("n"), *below), *insides], engine="streaming"
+        )
+        for i in range(len(self.qs)):
+            self.below[i] += int(found.get_column(f"below:{i}").item())
+            self.inside[i].append(inside[i].to_series().to_numpy())
+        self.n += int(found.get_column("n").item())
+
     def band_exprs(self, column: str) -> list[pl.Expr]:
         """Per wanted quantile, once the bands are known: how many values of `column` fall below
         its band, and those inside it (a list), for `add_bands`. Null values count nowhere; values
@@ -255,6 +304,15 @@ class StreamingQuantiles:
             else:
                 out.append(exact_quantiles(read_all(), [q])[0])
         return out
+
+
+def prime_scanned(scan: pl.LazyFrame, quantiles: Mapping[str, StreamingQuantiles]) -> None:
+    """Set the bands not yet set from the first PRIME_ROWS values of each column of `scan` (a
+    column with no value keeps none)."""
+    unset = [c for c, q in quantiles.items() if q.bounds is None]
+    heads = [scan.select(pl.col(c).cast(pl.Float64)).drop_nulls().drop_nans().head(PRIME_ROWS) for c in unset]
+    for column, head in zip(unset, pl.collect_all(heads, engine="streaming"), strict=True):
+        quantiles[column].set_bounds(head.to_series().to_numpy())
 
 
 def column_of(table: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
@@ -294,51 +352,120 @@ def embed_summary(
     with_difficulty: bool = False,
 ) -> dict[str, Any]:
     """Rows per split, quantiles of each score over the train rows, and the notable train points."""
-    from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION
+    summary = EmbedSummary(id_column, split_col, top=top, with_difficulty=with_difficulty)
+    summary.add(table)
+    return summary.result(
+        lambda column: column_of(table.filter(pl.col(REPRESENTATION).is_not_null()), column).to_numpy(),
+        output=output,
+    )
 
-    splits = table.get_column(split_col).cast(pl.String).value_counts(sort=True)
-    train = table.filter(pl.col(REPRESENTATION).is_not_null())
-    scores = [REPRESENTATION, *([POTENTIAL, LOCAL] if with_difficulty else [])]
-    probabilities = (0.0, 0.1, 0.5, 0.9, 1.0)
-    quantiles = {
-        score: {
-            f"p{round(q * 100)}": rounded(train.get_column(score).quantile(q, "linear"))
-            for q in probabilities
-        }
-        for score in scores
-    }
-    shown = [id_column, split_col, REPRESENTATION, *scores[1:], MAP_X, MAP_Y]
 
-    def rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
-        return [
-            {
-                ("id" if k == id_column else k): (rounded(v) if isinstance(v, float) else v)
-                for k, v in row.items()
+class EmbedSummary:
+    """The summary of an embed-scores table met in chunks (`embed_summary` is one chunk): split
+    counts add up, the notable train points of each chunk compete at the end, and the quantiles are
+    exact (`StreamingQuantiles`)."""
+
+    PROBABILITIES = (0.0, 0.1, 0.5, 0.9, 1.0)
+
+    def __init__(self, id_column: str, split_col: str, *, top: int, with_difficulty: bool) -> None:
+        self.id_column = id_column
+        self.split_col = split_col
+        self.top = top
+        self.with_difficulty = with_difficulty
+        self.scores = [REPRESENTATION, *([POTENTIAL, LOCAL] if with_difficulty else [])]
+        self.quantiles = {s: StreamingQuantiles(self.PROBABILITIES) for s in self.scores}
+        self.splits: dict[Any, int] = {}
+        self.n_train = 0
+        self.least: list[pl.DataFrame] = []
+        self.highest: list[pl.DataFrame] = []
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns `add` reads."""
+        return [self.id_column, self.split_col, *self.scores, MAP_X, MAP_Y]
+
+    def add(self, table: pl.DataFrame | pl.LazyFrame) -> None:
+        """The rows of one chunk; or, scanned (a LazyFrame), all of a table's rows in streaming
+        queries that hold no more than the quantiles' bands (set from its first PRIME_ROWS
+        values: `prime_scanned`)."""
+        if isinstance(table, pl.LazyFrame):
+            self._add_scanned(table)
+            return
+        for value, count in table.get_column(self.split_col).cast(pl.String).value_counts().iter_rows():
+            self.splits[value] = self.splits.get(value, 0) + count
+        train = table.select(self.columns).filter(pl.col(REPRESENTATION).is_not_null())
+        self.n_train += train.height
+        for score in self.scores:
+            self.quantiles[score].add(train.get_column(score).cast(pl.Float64).fill_null(np.nan).to_numpy())
+        self.least.append(self._least(train))
+        if self.with_difficulty:
+            self.highest.append(self._highest(train.drop_nulls(POTENTIAL)))
+
+    def _add_scanned(self, scan: pl.LazyFrame) -> None:
+        train = scan.select(self.columns).filter(pl.col(REPRESENTATION).is_not_null())
+        prime_scanned(train, self.quantiles)
+        splits = scan.group_by(pl.col(self.split_col).cast(pl.String)).len()
+        queries = [splits, train.select(pl.len()), self._least(train)]
+        if self.with_difficulty:
+            queries.append(self._highest(train.drop_nulls(POTENTIAL)))
+        splits, n_train, *ranked = pl.collect_all(queries, engine="streaming")
+        for value, count in splits.iter_rows():
+            self.splits[value] = self.splits.get(value, 0) + count
+        self.n_train += int(n_train.item())
+        for score in self.scores:
+            if self.quantiles[score].bounds is not None:  # else the score has no value
+                self.quantiles[score].add_scanned(train, score)
+        self.least.append(ranked[0])
+        if self.with_difficulty:
+            self.highest.append(ranked[1])
+
+    def _least(self, train: FrameT) -> FrameT:
+        by = [REPRESENTATION, self.id_column]
+        return train.bottom_k(self.top, by=by).sort(by)
+
+    def _highest(self, train: FrameT) -> FrameT:
+        by = [POTENTIAL, self.id_column]
+        return train.top_k(self.top, by=by, reverse=[False, True]).sort(by, descending=[True, False])
+
+    def result(self, read_all: Callable[[str], np.ndarray], *, output: str | None = None) -> dict[str, Any]:
+        """The summary; `read_all(score)` gives every train row's value of a score, read only where
+        a quantile's band missed."""
+
+        def rows(
+            frames: list[pl.DataFrame], pick: Callable[[pl.DataFrame], pl.DataFrame]
+        ) -> list[dict[str, Any]]:
+            if not frames:
+                return []
+            return [
+                {
+                    ("id" if k == self.id_column else k): (rounded(v) if isinstance(v, float) else v)
+                    for k, v in row.items()
+                }
+                for row in pick(pl.concat(frames)).iter_rows(named=True)
+            ]
+
+        quantiles = {}
+        for score in self.scores:
+            found = self.quantiles[score].result(lambda s=score: read_all(s))
+            quantiles[score] = {
+                f"p{round(q * 100)}": rounded(v) for q, v in zip(self.PROBABILITIES, found, strict=True)
             }
-            for row in frame.select(shown).iter_rows(named=True)
-        ]
-
-    summary: dict[str, Any] = {
-        "rows_per_split": dict(splits.iter_rows()),
-        "n_train": train.height,
-        "quantiles": quantiles,
-        "least_represented": rows(
-            train.bottom_k(top, by=[REPRESENTATION, id_column]).sort([REPRESENTATION, id_column])
-        ),
-        "output": output,
-    }
-    if with_difficulty:
-        summary["highest_potential"] = rows(
-            train.drop_nulls(POTENTIAL)
-            .top_k(top, by=[POTENTIAL, id_column], reverse=[False, True])
-            .sort([POTENTIAL, id_column], descending=[True, False])
-        )
-    else:
-        summary["notes"] = [
-            "potential_difficulty_score and local_difficulty need difficulty scores: run "
-            "`kscore difficulty` on the models' results, then pass its output with --difficulty"
-        ]
-    return summary
+        splits = sorted(self.splits.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
+        summary: dict[str, Any] = {
+            "rows_per_split": dict(splits),
+            "n_train": self.n_train,
+            "quantiles": quantiles,
+            "least_represented": rows(self.least, self._least),
+            "output": output,
+        }
+        if self.with_difficulty:
+            summary["highest_potential"] = rows(self.highest, self._highest)
+        else:
+            summary["notes"] = [
+                "potential_difficulty_score and local_difficulty need difficulty scores: run "
+                "`kscore difficulty` on the models' results, then pass its output with --difficulty"
+            ]
+        return summary
 
 
 def compare_summary(comparison: Comparison, top: int = 20, gates: list[Gate] | None = None) -> dict[str, Any]:

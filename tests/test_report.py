@@ -288,3 +288,119 @@ def test_the_train_scores_table_holds_the_files_quantiles(inputs: dict[str, Path
         values = train.get_column(row[0][0])
         expected = [values.quantile(q, "linear") for q in (0.0, 0.1, 0.5, 0.9, 1.0)]
         assert np.allclose([float(v) for _, v in row[1:]], expected, rtol=0, atol=5e-7)  # 6 places
+
+
+@pytest.mark.parametrize("max_points", [1_000_000, 40])
+def test_bands_and_probes_from_a_few_rows_write_the_same_page(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_points: int
+):
+    """The report reads its inputs in streaming queries whose exact quantiles keep a band around
+    each one, set from the first rows, and probes ids with a file's first ids: bands from 7 rows
+    (which miss, so the whole column is read) and a probe of 3 ids give the page, byte for byte,
+    that bands from every row and a probe of every id give."""
+    import kscore
+    from kscore import summaries
+    from kscore.jobs import report as job
+
+    files = [inputs[k] for k in ("difficulty", "embed", "picks", "compare")]
+    data = inputs["embed"].parent / "data.csv"
+    options = {"data": data, "max_points": max_points, "top": 6}
+    whole = kscore.report(files, tmp_path / "whole.html", **options)
+    monkeypatch.setattr(summaries, "PRIME_ROWS", 7)
+    monkeypatch.setattr(job, "PROBE_IDS", 3)
+    pieces = kscore.report(files, tmp_path / "pieces.html", **options)
+    assert (tmp_path / "whole.html").read_bytes() == (tmp_path / "pieces.html").read_bytes()
+    assert {**whole, "output": None} == {**pieces, "output": None}
+    assert whole["points_shown"] == min(max_points, whole["points_total"])
+
+
+def test_ids_found_past_the_first_probe_still_join(inputs: dict[str, Path], tmp_path: Path, monkeypatch):
+    """A file whose first ids are not in the embed-scores output, but later ones are, is joined
+    (the probe is a shortcut, not the check): only a file that shares no id at all is exit 2."""
+    import kscore
+    from kscore.errors import InputError
+    from kscore.jobs import report as job
+
+    monkeypatch.setattr(job, "PROBE_IDS", 2)
+    from kscore.io import read_kscore_metadata, write_table_atomic
+
+    picks = pl.read_parquet(inputs["picks"])
+    metadata = read_kscore_metadata(inputs["picks"])
+    stranger = picks.with_columns(pl.format("stranger-{}", pl.col("id")).cast(picks.schema["id"]).alias("id"))
+    mixed = pl.concat([stranger.head(2), picks])
+    write_table_atomic(mixed, tmp_path / "mixed.parquet", metadata)
+    write_table_atomic(stranger, tmp_path / "stranger.parquet", metadata)
+    summary = kscore.report([inputs["embed"], tmp_path / "mixed.parquet"], tmp_path / "mixed.html")
+    assert "picks" in summary["sections"]
+    with pytest.raises(InputError, match=r"stranger\.parquet shares no id in 'id' with"):
+        kscore.report([inputs["embed"], tmp_path / "stranger.parquet"], tmp_path / "stranger.html")
+    assert not (tmp_path / "stranger.html").exists()
+
+
+@pytest.mark.slow
+def test_a_report_holds_batches_not_its_inputs(tmp_path: Path):
+    """`report` of a difficulty output of 2M and of 4M rows: the second's peak memory (the process
+    tree's summed RSS) is not above the first's by more than a third of what the 2M rows more
+    take in memory (read whole, as before 0.7.1, they would add all of it)."""
+    import subprocess
+    import sys
+
+    from .test_partitioned import _peak_rss
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "k.yaml").write_text(
+        "id_column: id\nmetrics:\n  - {name: recall, direction: higher_is_better}\n"
+        "  - {name: latency_ms, direction: lower_is_better}\n"
+    )
+    peaks, sizes = {}, {}
+    for rows in (2_000_000, 4_000_000):
+        folder = tmp_path / str(rows)
+        folder.mkdir()
+        for m in range(3):
+            results = {
+                "id": rng.permutation(rows),
+                "recall": rng.random(rows),
+                "latency_ms": rng.random(rows),
+            }
+            pl.DataFrame(results).write_parquet(folder / f"results_m{m}.parquet")
+        models = [str(folder / f"results_m{m}.parquet") for m in range(3)]
+        made = run_kscore(
+            "difficulty", *models, "-c", str(tmp_path / "k.yaml"), "--explain", "-q", cwd=folder
+        )
+        assert made.returncode == 0, made.stderr
+        shown = pl.read_parquet(folder / "difficulty_scores.parquet").select(pl.exclude("^norm_.*$"))
+        sizes[rows] = shown.estimated_size()
+        del shown
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kscore", "report", "difficulty_scores.parquet", "-o", "r.html", "-q"],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        peaks[rows] = _peak_rss(process)
+        assert process.wait() == 0, process.stderr.read() if process.stderr else ""
+    growth, more = peaks[4_000_000] - peaks[2_000_000], sizes[4_000_000] - sizes[2_000_000]
+    assert growth < more / 3, f"{growth / 2**20:.0f} MiB more for 2M rows more of {more / 2**20:.0f} MiB"
+
+
+def test_the_histograms_count_as_numpy_does():
+    """The report's histograms are polars aggregations (one streaming pass, nothing held): their
+    counts equal `np.histogram`'s, values on the edges, outside the range, NaN, inf and nulls
+    included."""
+    from kscore.html_page import HISTOGRAM_BINS
+    from kscore.jobs.report import _histogram, _histogram_exprs
+
+    rng = np.random.default_rng(5)
+    for low, high in ((0.0, 1.0), (-8.3, -5.1), (1e-4, 6.4e-3)):
+        edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+        values = np.concatenate(
+            [rng.uniform(low - 0.1, high + 0.1, 5000), edges, np.nextafter(edges, np.inf),
+             np.nextafter(edges, -np.inf), [np.nan, np.inf, -np.inf]]
+        )  # fmt: skip
+        column = pl.Series("v", values).append(pl.Series("v", [None], dtype=pl.Float64))
+        found = pl.DataFrame({"v": column}).lazy().select(_histogram_exprs("v", (low, high))).collect()
+        histogram = _histogram(found, "v", (low, high))
+        finite = values[np.isfinite(values)]
+        assert np.array_equal(histogram.counts, np.histogram(finite, HISTOGRAM_BINS, (low, high))[0])
+    nothing = pl.DataFrame({"v": [np.nan, None]}).select(_histogram_exprs("v", (0.0, 1.0)))
+    assert _histogram(nothing, "v", (0.0, 1.0)) is None

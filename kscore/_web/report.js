@@ -205,9 +205,11 @@
         const value = valueAt(data, name, i);
         if (value !== null) add(name, format(value)); // train points have no difficulty, and so on
       }
-      for (const name of map.text) if (name !== map.image) add(name, data[name][i] ?? "-");
+      const image = map.image && data[map.image] ? data[map.image][i] : null;
+      const asImage = image && data["kscore:image_ok"] && data["kscore:image_ok"][i] === 1;
+      for (const name of map.text) if (name !== map.image || (image && !asImage)) add(name, data[name][i] ?? "-");
       tooltip.appendChild(list);
-      if (map.image && data[map.image] && data[map.image][i]) {
+      if (asImage) {
         const img = document.createElement("img");
         img.alt = String(idOf(i));
         img.src = data[map.image][i];

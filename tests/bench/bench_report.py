@@ -10,6 +10,10 @@ nothing else (one contender):
   wheel zooms, median and p95;
 - the bundled sample's report size.
 
+With --against OLD (a folder holding another kscore's source, e.g. `git archive 56a7db2`): instead,
+the time and peak memory (the process tree's summed RSS, every 50 ms) of `kscore report` with this
+kscore and with OLD, alternated, --repeats times each (on --rows points; 10,000,000 for the README).
+
     python tests/bench/bench_report.py --folder /tmp/kscore-bench-report   # then rm -rf that folder
 """
 
@@ -145,18 +149,46 @@ def screenshot(out: Path) -> None:
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
 
 
+def side_by_side(folder: Path, against: Path, repeats: int) -> None:
+    """`kscore report` of the difficulty and embed-scores outputs with this kscore and `against`."""
+    from tests.bench.peak import run_measured
+
+    command = [sys.executable, "-m", "kscore", "report", "difficulty_scores.parquet", "embed_scores.parquet"]
+    figures: dict[str, list[tuple[float, int]]] = {"this": [], "against": []}
+    for _ in range(repeats):
+        for name, path in (("this", ROOT), ("against", against)):
+            env = {**os.environ, "PYTHONPATH": str(path)}
+            code, seconds, peak = run_measured(
+                [*command, "-o", f"report-{name}.html", "-q"], cwd=folder, env=env
+            )
+            assert code == 0, f"{name}: exit {code}"
+            figures[name].append((seconds, peak))
+            print(f"{name}: {seconds:.2f} s, peak {peak / 2**20:,.0f} MiB", flush=True)
+    for name, runs in figures.items():
+        seconds = statistics.median(s for s, _ in runs)
+        peak = statistics.median(p for _, p in runs)
+        print(f"{name} ({'kscore here' if name == 'this' else against}): median {seconds:.2f} s, "
+              f"peak {peak / 2**20:,.0f} MiB over {repeats} runs")  # fmt: skip
+    same = (folder / "report-this.html").read_bytes() == (folder / "report-against.html").read_bytes()
+    print(f"the same page bytes: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, default=Path("/tmp/kscore-bench-report"))
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--screenshot", action="store_true", help="Only remake sample_data/report.png.")
+    parser.add_argument("--against", type=Path, help="Another kscore's source: time and memory side by side.")
     args = parser.parse_args()
     if args.screenshot:
         screenshot(ROOT / "sample_data" / "report.png")
         return
     args.folder.mkdir(parents=True, exist_ok=True)
     make_data(args.folder, args.rows)
+    if args.against:
+        side_by_side(args.folder, args.against, args.repeats)
+        return
     inputs = ["difficulty_scores.parquet", "embed_scores.parquet"]
     writes = [kscore("report", *inputs, "-o", "report.html", cwd=args.folder) for _ in range(args.repeats)]
     size = (args.folder / "report.html").stat().st_size
