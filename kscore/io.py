@@ -631,12 +631,17 @@ def read_kscore_metadata(path: str | os.PathLike | ObjectPath) -> dict[str, Any]
             return {}
     if manifest is not None:
         try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = manifest.read_text(encoding="utf-8")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise InputError(f"{path}: cannot read kscore's metadata {manifest.name}: {reason}") from None
+        except ValueError:
+            raise InputError(f"{path}: kscore's metadata {manifest.name} is not UTF-8 text") from None
+        try:
+            data = json.loads(text)
+        except ValueError:
             raise InputError(f"{path}: kscore's metadata {manifest.name} is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: kscore's metadata {manifest.name} is not a JSON object")
-        return data
+        return checked_metadata(data, f"{path}: kscore's metadata {manifest.name}")
     try:
         raw = pl.read_parquet_metadata(_source(path), **polars_options(path)).get(METADATA_KEY)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -647,6 +652,59 @@ def read_kscore_metadata(path: str | os.PathLike | ObjectPath) -> dict[str, Any]
         data = json.loads(raw)
     except ValueError:
         raise InputError(f"{path}: kscore's metadata in this file is not valid JSON") from None
+    return checked_metadata(data, f"{path}: kscore's metadata in this file")
+
+
+# What kscore reads back from the metadata it wrote, by key: the types a value must have. A file
+# from another version, or edited by hand, is exit 2 naming the key (never a crash further on).
+COMMANDS = ("difficulty", "embed-scores", "compare", "select")
+_TEXT_LIST = "a list of strings"
+METADATA_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
+    "kscore_version": ((str,), "a string"),
+    "command": ((str,), "one of " + ", ".join(COMMANDS)),
+    "standard": ((dict,), "an object"),
+    "models": ((list,), _TEXT_LIST),
+    "split_col": ((str,), "a string"),
+    "train_values": ((list,), _TEXT_LIST),
+    "parameters": ((dict,), "an object"),
+    "baseline": ((str,), "a string"),
+    "candidate": ((str,), "a string"),
+    "margin": ((int, float), "a number"),
+    "inputs": ((dict,), "an object"),
+    "rows": ((dict,), "an object"),
+}
+NESTED_SCHEMA: dict[tuple[str, str], tuple[tuple[type, ...], str]] = {
+    ("standard", "id_column"): ((str,), "a string"),
+    ("parameters", "strategy"): ((str,), "a string"),
+    ("parameters", "by"): ((str,), "a string"),
+}
+
+
+def checked_metadata(data: Any, where: str) -> dict[str, Any]:
+    """`data` (kscore's metadata, as decoded) checked against METADATA_SCHEMA: a JSON object
+    whose known keys hold values of their types; exit 2 naming the first key that does not."""
     if not isinstance(data, dict):
-        raise InputError(f"{path}: kscore's metadata in this file is not a JSON object")
+        raise InputError(f"{where} is not a JSON object")
+
+    def wrong(key: str, value: Any, what: str) -> InputError:
+        return InputError(
+            f"{where}: {key!r} is {json.dumps(value)[:60]}, not {what}; was it edited, or written by "
+            "another program? Run the kscore command again to write it"
+        )
+
+    for key, (types, what) in METADATA_SCHEMA.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise wrong(key, value, what)
+        if what == _TEXT_LIST and not all(isinstance(v, str) for v in value):
+            raise wrong(key, value, what)
+        if key == "command" and value not in COMMANDS:
+            raise wrong(key, value, what)
+    for (outer, key), (types, what) in NESTED_SCHEMA.items():
+        inner = data.get(outer)
+        value = inner.get(key) if isinstance(inner, dict) else None
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise wrong(f"{outer}.{key}", value, what)
     return data
