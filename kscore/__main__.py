@@ -1,6 +1,6 @@
 """`python -m kscore`."""
 
-from kscore.cli import run
+from kscore.cli import main
 
 if __name__ == "__main__":
-    run()
+    main()

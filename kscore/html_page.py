@@ -327,10 +327,12 @@ def image_origin(value: str | None) -> str | None:
     (scheme, host, port) for an http(s) URL that a strict parse accepts, "data:" for a data URL;
     None for anything else (another scheme, credentials, a host or port that is not plain), which
     the page shows as text, never as an image."""
-    if not value or any(c.isspace() or c in ";,'\"\\" for c in value):
+    if not value:
         return None
-    if value.startswith("data:image/"):
+    if value.startswith("data:image/"):  # already allowed: it names no origin
         return "data:"
+    if any(c.isspace() or c in ";,'\"\\" for c in value):
+        return None
     if ":" not in value.split("/", 1)[0] and not value.startswith("//"):
         return "file:"  # a relative path: the page's own folder
     try:

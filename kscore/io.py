@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from kscore.errors import InputError, OutputError, first_line, missing_column_message
-from kscore.storage import ObjectPath, is_remote, polars_options
+from kscore.storage import ObjectPath, is_remote, polars_options, publishing, signals_deferred
 
 FORMATS = {
     ".parquet": "parquet",
@@ -473,8 +473,9 @@ def temporary_folder(beside: Path) -> Iterator[Path]:
         discard(folder)
 
 
-def write_atomic(out: Path, write: Callable[[str], None]) -> None:
-    """Call `write(path)` for a path inside a temporary folder beside `out`, then rename it to `out`.
+def write_atomic(out: Path, write: Callable[[str], None], also: Sequence[tuple[str, Path]] = ()) -> None:
+    """Call `write(path)` for a path inside a temporary folder beside `out`, then rename it to `out`
+    (and each `also` file `write` put beside it, by name, to its place first: a sidecar).
 
     A failed or interrupted write leaves no temporary file and does not touch an existing `out`;
     an I/O failure (full disk, permissions) becomes an `OutputError`.
@@ -487,7 +488,10 @@ def write_atomic(out: Path, write: Callable[[str], None]) -> None:
         with temporary_folder(out) as folder:
             target = folder / out.name  # the same name: writers that look at the extension see it
             write(str(target))
-            os.replace(target, out)
+            with publishing(out):
+                for name, place in also:
+                    os.replace(folder / name, place)
+                os.replace(target, out)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise write_failure(out, exc) from None
 
@@ -495,12 +499,13 @@ def write_atomic(out: Path, write: Callable[[str], None]) -> None:
 def discard(folder: Path) -> None:
     """Remove a temporary folder for good: renamed away first (so its old path no longer exists
     for a late writer), then deleted."""
-    gone = temporary_path(folder.parent / "discarded")
-    try:
-        folder.rename(gone)
-    except OSError:
-        gone = folder
-    shutil.rmtree(gone, ignore_errors=True)
+    with signals_deferred():  # a Ctrl-C now would leave half of it behind
+        gone = temporary_path(folder.parent / "discarded")
+        try:
+            folder.rename(gone)
+        except OSError:
+            gone = folder
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 def _check_sidecar(sidecar: Path) -> None:
@@ -548,9 +553,8 @@ def write_table_atomic(frame: pl.DataFrame | pl.LazyFrame, out: Path, metadata: 
             (frame.write_csv if fmt == "csv" else frame.write_ndjson)(temp)
         staged = Path(temp).parent / sidecar.name
         staged.write_text(json.dumps(metadata, default=str), encoding="utf-8")
-        os.replace(staged, sidecar)
 
-    write_atomic(out, write)
+    write_atomic(out, write, also=[(sidecar.name, sidecar)])
 
 
 def dataset_parts(folder: Path) -> list[Path]:
@@ -588,6 +592,12 @@ def check_dataset_output(out: Path, inputs: Iterable[Path]) -> None:
             raise OutputError(
                 f"{out}/: the folder holds files kscore did not write; choose a new or empty folder with -o"
             )
+        foreign = sorted(p.name for p in out.iterdir() if not _written_by_kscore(p))
+        if foreign:  # replacing the dataset would delete them (SPEC section 9)
+            raise OutputError(
+                f"{out}/: the dataset folder also holds {foreign[0]!r}, which kscore did not write; "
+                "move it out, or choose another -o"
+            )
     check_output(out.parent / f"{out.name}.parquet", [])
 
 
@@ -601,11 +611,20 @@ def write_dataset_atomic(out: Path, write_parts: Callable[[Path], None], metadat
             target.mkdir()
             write_parts(target)
             (target / MANIFEST).write_text(json.dumps(metadata, default=str), encoding="utf-8")
-            if out.exists():
-                out.rename(folder / "replaced")
-            os.replace(target, out)
+            with publishing(out):  # an old dataset moves away and the new one in, or neither
+                if out.exists():
+                    out.rename(folder / "replaced")
+                os.replace(target, out)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise write_failure(out, exc) from None
+
+
+_PART = re.compile(r"^part-\d{5,}\.parquet$")
+
+
+def _written_by_kscore(path: Path) -> bool:
+    """Whether `path`, in a dataset folder, is one of kscore's own files (a part or the manifest)."""
+    return path.is_file() and (path.name == MANIFEST or bool(_PART.match(path.name)))
 
 
 def part_name(number: int) -> str:

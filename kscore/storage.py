@@ -16,7 +16,7 @@ import contextlib
 import contextvars
 import io
 import posixpath
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,31 +241,81 @@ def check_remote_output(out: ObjectPath, manifest: str) -> None:
         )
 
 
+PUBLISHED: list[str] = []  # the outputs this process put in place under their final names, in order
+_publishing_depth = 0
+_deferred: list[Callable[[], None]] = []
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A block a signal must not cut in two (an output put in place, a temporary folder deleted): a
+    signal handler that calls `defer_while_publishing` waits until the block is done."""
+    global _publishing_depth
+    _publishing_depth += 1
+    try:
+        yield
+    finally:
+        _publishing_depth -= 1
+        if not _publishing_depth and _deferred:
+            actions = list(_deferred)
+            _deferred.clear()
+            for action in actions:
+                action()  # a signal's handler: it raises
+
+
+@contextlib.contextmanager
+def publishing(out: Path | str) -> Iterator[None]:
+    """Put an output in place inside this block (a rename, an old dataset moved away, a manifest
+    uploaded): a signal waits until it is done and `PUBLISHED` names the output, so it never lands
+    between two steps of one publication and the CLI can say truthfully that the output was
+    written."""
+    with signals_deferred():
+        yield
+        PUBLISHED.append(str(out))
+
+
+def defer_while_publishing(action: Callable[[], None]) -> bool:
+    """Run `action` when the block of `signals_deferred` (or `publishing`) that is running ends
+    (True), or now, if none is (False: the caller runs it)."""
+    if _publishing_depth:
+        _deferred.append(action)
+        return True
+    return False
+
+
 def publish(folder: Path, out: ObjectPath, manifest: str) -> None:
     """Upload the local dataset `folder` to the prefix `out`: an old dataset there is unpublished
     (its manifest deleted, then its parts), the parts are uploaded, the manifest last. A failure
     (or Ctrl-C) deletes what this run uploaded, so no half-written dataset is left at `out`."""
     system, prefix = filesystem(out.url)
     uploaded: list[str] = []
+    published = False
     try:
         old = out.listing()
         old_manifest = [p for p in old if p.name == manifest and p.parent == out]
         for item in [*old_manifest, *(p for p in old if p not in old_manifest)]:
             system.delete_file(item.key)
         parts = sorted(p for p in folder.iterdir() if p.name != manifest)
-        for local in [*parts, folder / manifest]:
-            target = f"{prefix}/{local.name}"
-            uploaded.append(target)
-            with system.open_output_stream(target) as sink, local.open("rb") as source:
-                while chunk := source.read(16 * 2**20):
-                    sink.write(chunk)
+        for local in parts:
+            uploaded.append(f"{prefix}/{local.name}")
+            _upload(system, local, uploaded[-1])
+        with publishing(f"{out}/"):  # the manifest, last, publishes the dataset
+            uploaded.append(f"{prefix}/{manifest}")
+            _upload(system, folder / manifest, uploaded[-1])
+            published = True  # a signal held until now leaves the dataset: it is complete
     except BaseException as exc:
-        for target in reversed(uploaded):
+        for target in [] if published else reversed(uploaded):
             with contextlib.suppress(Exception):
                 system.delete_file(target)
         if isinstance(exc, OSError):
             raise OutputError(f"{out}/: cannot write to object storage: {first_line(exc)}") from None
         raise
+
+
+def _upload(system: Any, local: Path, key: str) -> None:
+    with system.open_output_stream(key) as sink, local.open("rb") as source:
+        while chunk := source.read(16 * 2**20):
+            sink.write(chunk)
 
 
 def publish_file(local: Path, out: ObjectPath) -> None:
@@ -277,10 +327,9 @@ def publish_file(local: Path, out: ObjectPath) -> None:
     system, key = filesystem(out.url)
     temporary = f"{posixpath.dirname(key)}/.{posixpath.basename(key)}.kscore-{secrets.token_hex(4)}.tmp"
     try:
-        with system.open_output_stream(temporary) as sink, local.open("rb") as source:
-            while chunk := source.read(16 * 2**20):
-                sink.write(chunk)
-        system.move(temporary, key)
+        _upload(system, local, temporary)
+        with publishing(out):
+            system.move(temporary, key)
     except OSError as exc:
         raise OutputError(f"{out}: cannot write to object storage: {first_line(exc)}") from None
     finally:

@@ -187,3 +187,48 @@ def test_a_sidecar_name_holding_a_file_kscore_did_not_write_is_refused(tmp_path:
     assert read_kscore_metadata(out) == {"kscore_version": "0.6.3", "command": "select"}
     with pytest.raises(InputError, match=f"its metadata file {name}.kscore.json would overwrite an input"):
         check_output(out, [sidecar])
+
+
+def test_a_signal_while_an_output_is_put_in_place_waits_until_it_is_there(tmp_path, monkeypatch):
+    """A CSV output is two renames (its sidecar, then the table): a signal arriving at the first
+    stops the run only once both are done, and the error line says the output was written (SPEC
+    section 9); a signal before any rename leaves nothing and says so."""
+    import os
+    import signal
+
+    from kscore import storage
+    from kscore.cli import signals as cli_exit
+    from kscore.io import read_kscore_metadata, write_table_atomic
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    real_replace = os.replace
+    renames = []
+
+    def replace_and_signal(source, target):  # as if Ctrl-C arrived at the first rename
+        if not renames:
+            cli_exit.on_signal(signal.SIGINT, None)
+        renames.append(target)
+        real_replace(source, target)
+
+    monkeypatch.setattr(storage, "PUBLISHED", [])
+    monkeypatch.setattr(os, "replace", replace_and_signal)
+    out = tmp_path / "o.csv"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_table_atomic(
+                pl.DataFrame({"id": [1, 2]}), out, {"kscore_version": "x", "command": "select"}
+            )
+        assert len(renames) == 2  # the sidecar and the table, both, before the interrupt
+        assert pl.read_csv(out).height == 2 and read_kscore_metadata(out)["command"] == "select"
+        assert cli_exit.interrupted("interrupted (Ctrl-C)") == (
+            f"error: interrupted (Ctrl-C) after the output was written: {out}"
+        )
+        storage.PUBLISHED.clear()
+        assert (
+            cli_exit.interrupted("terminated (SIGTERM)")
+            == "error: terminated (SIGTERM); no output was written"
+        )
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o.csv.kscore.json"]  # no temporary

@@ -636,3 +636,22 @@ def test_an_error_in_a_late_range_comes_out_as_itself(tmp_path: Path, tiny_overh
     with pytest.raises(InputError, match="duplicated id"):
         write_difficulty_scores(paths, _standard("minmax", "per_model", False), out, memory_limit=300_000)
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.catalogue
+@pytest.mark.parametrize("output", ["parquet", "csv", "dataset"])
+def test_signals_at_seeded_moments_leave_the_whole_output_or_nothing(tmp_path: Path, output: str) -> None:
+    """The Ctrl-C probe (tests/signal_probe.py; its 3M-row run is tests/bench/signal_probe.py) at six
+    seeded moments of a partitioned run, SIGINT and SIGTERM alternating: exit 0, 130 or 143, at most
+    the one `error:` line, the complete output (said to be written) or none, no temporary."""
+    from .signal_probe import make_inputs, moments, probe, run_length
+
+    rows = 300_000
+    names = make_inputs(tmp_path, rows)
+    length = run_length(tmp_path, names, output, "271MiB")
+    found = [
+        probe(tmp_path, names, output, number, delay, rows, "271MiB")
+        for number, delay in enumerate(moments(length, 6, seed=len(output)))
+    ]
+    problems = [f"{p.signal} at {p.delay} s: {', '.join(p.problems())}" for p in found if p.problems()]
+    assert not problems, problems

@@ -2,7 +2,8 @@
 
 `commands.py` the commands (parse, one library call, print), `options.py` the shared options,
 `console.py` the two consoles and progress, `tables.py` the terminal tables, `exit.py` the exit
-codes and signals. `run` is the console script's entry point.
+codes, `signals.py` the signals. `main` is the console script's entry point: it handles signals
+before it imports the rest (typer, polars), which `app` and `run` load on first use.
 """
 
 from __future__ import annotations
@@ -14,7 +15,31 @@ import os
 # short-lived arrays (10-15% of a 10M-row run here). A user's own setting wins.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
-from kscore.cli.commands import app
-from kscore.cli.exit import run
+from typing import Any
 
-__all__ = ["app", "run"]
+__all__ = ["app", "main", "run"]
+
+
+def main() -> None:
+    """`kscore`: signals handled from here on, then the command line (`run`)."""
+    from kscore.cli.signals import install, stopped
+    from kscore.errors import Interrupted
+
+    install()
+    try:
+        from kscore.cli.exit import run
+    except (KeyboardInterrupt, Interrupted) as exc:  # stopped while importing
+        stopped(exc)
+    run()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from kscore.cli.commands import app
+
+        return app
+    if name == "run":
+        from kscore.cli.exit import run
+
+        return run
+    raise AttributeError(f"module 'kscore.cli' has no attribute {name!r}")

@@ -4,16 +4,16 @@ stop it cleanly."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import traceback
 from contextlib import suppress
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import typer
 
 from kscore.cli.commands import app
 from kscore.cli.console import debug_enabled, stderr_line, stdout_closed
+from kscore.cli.signals import install, interrupted
 from kscore.errors import KscoreError
 
 
@@ -27,21 +27,6 @@ def usage_error() -> type[Exception]:
         except (ImportError, AttributeError):
             continue
     raise ImportError("neither typer's nor click's UsageError found")  # pragma: no cover
-
-
-INTERRUPTED = "error: interrupted (Ctrl-C); no output was written"
-
-
-def on_signal(signum: int, frame: Any) -> None:
-    """Stop the run with an exception, once: cleanup (`finally`, temporary files) then runs to the
-    end, since a second Ctrl-C, or polars re-raising the interrupt it saw, is ignored from now on."""
-    from kscore.errors import Interrupted
-
-    for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, signal.SIG_IGN)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Interrupted("terminated (SIGTERM)", 143)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -60,9 +45,7 @@ def run() -> None:
     """
     from kscore.errors import Interrupted
 
-    with suppress(ValueError):  # not in the main thread: leave the signals alone
-        for caught in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(caught, on_signal)
+    install()
     try:
         code = app(standalone_mode=False, prog_name="kscore")
     except usage_error() as exc:
@@ -73,9 +56,9 @@ def run() -> None:
             stderr_line(f"error: {message}{hint}")
         exit_now(2)
     except (typer.Abort, KeyboardInterrupt):
-        fail(INTERRUPTED, 130)
+        fail(interrupted("interrupted (Ctrl-C)"), 130)
     except Interrupted as exc:
-        fail(f"error: {exc}; no output was written", 143)
+        fail(interrupted(str(exc)), 143)
     except KscoreError as exc:
         fail(f"error: {exc}", exc.exit_code)
     except BrokenPipeError:
@@ -95,7 +78,7 @@ def run() -> None:
             70,
         )
     if code == 130:  # typer turns KeyboardInterrupt into Exit(130) itself
-        stderr_line(INTERRUPTED)
+        stderr_line(interrupted("interrupted (Ctrl-C)"))
     exit_now(code if isinstance(code, int) else 0)
 
 

@@ -48,14 +48,17 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         yield ray
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        check_reachable(address)
     try:
-        ray.init(
-            address=address,
-            logging_level="ERROR",
-            log_to_driver=False,
-            include_dashboard=False,
-            configure_logging=True,
-        )
+        with _native_stderr_dropped():  # Ray's C++ client logs each retry: the error line says it
+            ray.init(
+                address=address,
+                logging_level="ERROR",
+                log_to_driver=False,
+                include_dashboard=False,
+                configure_logging=True,
+            )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address!r}" if address else "(a local instance)"
         raise InputError(
@@ -65,6 +68,58 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _native_stderr_dropped() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null for the block (what C++ code writes there is lost;
+    Python's own sys.stderr is flushed first and works again after)."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+CONNECT_TIMEOUT = 20.0  # seconds (the promise is 30); KSCORE_RAY_TIMEOUT changes it
+
+
+def check_reachable(address: str) -> None:
+    """Exit 2 naming `address` when nothing listens there, within KSCORE_RAY_TIMEOUT seconds
+    (default 20): Ray itself retries a closed port for minutes. `auto` and `local` are Ray's to
+    resolve."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    text = os.environ.get("KSCORE_RAY_TIMEOUT", "")
+    try:
+        timeout = float(text) if text else CONNECT_TIMEOUT
+        if not timeout > 0:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"KSCORE_RAY_TIMEOUT must be a number of seconds above 0, not {text!r}") from None
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(
+            f"--ray-address {address!r}: give HOST:PORT (the head node's GCS address), auto or local"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise InputError(
+            f"--engine ray: cannot connect to the Ray cluster at {address!r}: {reason} (waited up to "
+            f"{timeout:g} s; KSCORE_RAY_TIMEOUT sets how long)"
+        ) from None
 
 
 def _actor_options() -> dict[str, Any]:

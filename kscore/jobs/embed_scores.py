@@ -300,6 +300,24 @@ def _embed_scores(
         )
     if is_reference.sum() < 3:
         raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
+    reference_difficulty = None
+    difficulty_column = None
+    if difficulty is not None:  # read before the reduction: a wrong file fails before UMAP runs
+        difficulty_column = _difficulty_by_row(table, difficulty, id_col)
+        reference_difficulty = difficulty_column[is_reference]
+        missing = int(np.isnan(reference_difficulty).sum())
+        if missing == len(reference_difficulty):
+            raise InputError(
+                f"--difficulty: none of the {missing} reference rows has a difficulty score: do the "
+                f"difficulty file's ids match the embeddings' ({table.schema[id_col]}) in {id_col!r}?"
+            )
+        if missing:
+            _warn(
+                f"{missing} reference rows have no difficulty score; they are left out of the "
+                "potential and local difficulty"
+            )
+        if np.nansum(reference_difficulty) == 0:
+            _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
     if matrix is None:
         matrix = embedding_matrix(table, columns)
     try:
@@ -318,19 +336,6 @@ def _embed_scores(
         raise InputError(str(exc)) from None
     del matrix
 
-    reference_difficulty = None
-    difficulty_column = None
-    if difficulty is not None:
-        difficulty_column = _difficulty_by_row(table, difficulty, id_col)
-        reference_difficulty = difficulty_column[is_reference]
-        missing = int(np.isnan(reference_difficulty).sum())
-        if missing:
-            _warn(
-                f"{missing} reference rows have no difficulty score; they are left out of the "
-                "potential and local difficulty"
-            )
-        if missing < len(reference_difficulty) and np.nansum(reference_difficulty) == 0:
-            _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
     if progress:
         progress("KDE scores", 0, 1)
     try:

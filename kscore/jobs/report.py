@@ -366,6 +366,14 @@ def _as_text(dtype: pl.DataType) -> bool:
     return not (dtype.is_nested() or dtype in (pl.Binary, pl.Object, pl.Null))
 
 
+def _kind_of(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.List | pl.Array):
+        return "lists"
+    if isinstance(dtype, pl.Struct):
+        return "structs"
+    return "bytes" if dtype == pl.Binary else str(dtype)
+
+
 def _data_columns(
     data: str | os.PathLike,
     embed: Source,
@@ -389,8 +397,8 @@ def _data_columns(
         if not _as_text(frame.schema[name]):
             option = "--image-col" if name == image_col else "--columns"
             raise InputError(
-                f"{label}: column {name!r} holds {frame.schema[name]}; {option} takes columns of "
-                "text or numbers"
+                f"{label}: column {name!r} holds {_kind_of(frame.schema[name])}; {option} takes columns "
+                "of text or numbers"
             )
     if frame.get_column(id_column).is_duplicated().any():
         raise InputError(f"{label}: column {id_column!r} has duplicated ids")
@@ -422,7 +430,14 @@ def _data_columns(
 
 
 def check_report_output(out: str | os.PathLike) -> Path:
-    """The report's path: an .html (or .htm) file; anything else is exit 2."""
+    """The report's path: a local .html (or .htm) file; anything else is exit 2."""
+    from kscore.storage import is_remote
+
+    if is_remote(os.fspath(out)):
+        raise InputError(
+            f"{os.fspath(out)}: the report is written to a local file (it is opened in a browser): give "
+            "-o a local name ending in .html, then copy it where you like"
+        )
     path = Path(out)
     if path.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"{path}: the report is one HTML file: give -o a name ending in .html")

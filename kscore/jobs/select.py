@@ -72,7 +72,7 @@ def select_batch(
         raise InputError(
             f"{source}: missing id column {id_column!r}{did_you_mean(id_column, schema.names())}"
         )
-    by, ascending = _score_column(schema, by, ascending, id_column, source)
+    by, ascending = _score_column(scan, schema, by, ascending, id_column, source)
     notes: list[str] = []
     has_map = all(c in schema for c in MAP)
     if strategy != "top" and not has_map and embeddings is None:
@@ -185,12 +185,17 @@ def select_batch(
 
 
 def _score_column(
-    schema: pl.Schema, by: str | None, ascending: bool | None, id_column: str, source: str
+    scan: pl.LazyFrame, schema: pl.Schema, by: str | None, ascending: bool | None, id_column: str, source: str
 ) -> tuple[str, bool]:
+    """--by, checked; without it the first of DEFAULT_BY the file has with a value (an embed-scores
+    output made without --difficulty has an empty potential_difficulty_score)."""
     numeric = [c for c, t in schema.items() if t.is_numeric() and c not in (id_column, *MAP)]
     if by is None:
         for name, low_first in DEFAULT_BY:
-            if name in schema:
+            if (
+                name in schema
+                and scan.select(pl.col(name).is_not_null().any()).collect(engine="streaming").item()
+            ):
                 return name, low_first if ascending is None else ascending
         raise InputError(
             f"{source}: none of {', '.join(n for n, _ in DEFAULT_BY)}: is it an output of kscore "
@@ -254,6 +259,14 @@ def _coordinates(
     needed = pl.concat([candidates.get_column(id_column), labeled.get_column(id_column)])
     table = scan.select(id_column, *columns).collect()
     rows = table.get_column(id_column)
+    if rows.dtype != needed.dtype:  # ids of one dataset have one type: an integral float is an integer
+        try:
+            rows = rows.cast(needed.dtype, strict=True)
+        except pl.exceptions.PolarsError:
+            raise InputError(
+                f"--embeddings: its ids ({rows.dtype}) do not match the ids of {source} ({needed.dtype}): "
+                "is it the same dataset?"
+            ) from None
     if rows.n_unique() != rows.len():
         raise InputError(f"--embeddings: column {id_column!r} has rows with a duplicated id")
     where = (
@@ -272,6 +285,8 @@ def _coordinates(
         raise InputError(f"--metric must be euclidean or cosine, not {metric!r}")
     at = where.to_numpy()
     matrix = embedding_matrix(table, columns, dtype=np.float32)
+    if matrix.shape[1] == 0:
+        raise InputError("--embeddings: the embeddings are empty (0 dimensions); give vectors of numbers")
     if not np.array_equal(at, np.arange(len(matrix))):  # the file holds other rows, or another order
         matrix = matrix[at]
     dimensions = matrix.shape[1]

@@ -12,22 +12,26 @@ of this checkout would win over PYTHONPATH, and worker processes import kscore a
 
     git worktree add /tmp/kscore-old 53cdd5d          # 0.6.3
     python -m venv /tmp/old-venv && /tmp/old-venv/bin/pip install /tmp/kscore-old "ray[data]"
-    python tests/bench/same_outputs.py --old-python /tmp/old-venv/bin/python [--ray-address ADDR|local]
+    python tests/bench/same_outputs.py --old-python /tmp/old-venv/bin/python \
+        [--ray-address ADDR|local|two-node]
 
-A cluster's workers import the kscore they were started with, so to compare versions on Ray either
-give `local` (each run starts a Ray instance of its own) or run the script once per version against
-a cluster started with that version.
+A cluster's workers import the kscore they were started with, so to compare versions on Ray give
+`local` (each run starts a Ray instance of its own), `two-node` (each version's runs go to a
+two-node `ray.cluster_utils.Cluster` started with that version's interpreter, on this machine), or
+run the script once per version against a cluster started with that version.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +104,7 @@ def larger_cases(work: Path, ray_address: str | None) -> list[Case]:
         ),
     ]
     if ray_address:
-        ray = ["--engine", "ray", *(["--ray-address", ray_address] if ray_address != "local" else [])]
+        ray = ["--engine", "ray", *(["--ray-address", RAY_ADDRESS] if ray_address != "local" else [])]
         cases += [
             Case(
                 "ray_difficulty", ["difficulty", *big, *ray, "-o", "ray.parquet", "--json"], ["ray.parquet"]
@@ -125,11 +129,39 @@ def larger_cases(work: Path, ray_address: str | None) -> list[Case]:
     return cases
 
 
-def run_with(python: str, case: Case, work: Path) -> subprocess.CompletedProcess:
+RAY_ADDRESS = "{ray-address}"  # in a case's arguments: the cluster of the version that runs it
+
+TWO_NODES = """
+from ray.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+print(cluster.address, flush=True)
+input()
+cluster.shutdown()
+"""
+
+
+@contextlib.contextmanager
+def two_node_cluster(python: str) -> Iterator[str]:
+    """A two-node Ray cluster on this machine whose workers run `python` (and its kscore)."""
+    process = subprocess.Popen(
+        [python, "-c", TWO_NODES], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/"
+    )
+    try:
+        address = process.stdout.readline().strip()  # type: ignore[union-attr]
+        print(f"{python}: a two-node cluster at {address}")
+        yield address
+    finally:
+        process.communicate("\n", timeout=120)
+
+
+def run_with(python: str, case: Case, work: Path, address: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KSCORE_", "RAY_", "PYTHON"))}
     env.update({"NO_COLOR": "1", "COLUMNS": "200", "SOURCE_DATE_EPOCH": "1700000000"})
+    args = [address if a == RAY_ADDRESS and address else a for a in case.args]
     return subprocess.run(
-        [python, "-m", "kscore", *case.args], cwd=work, env=env, capture_output=True, text=True, timeout=3600
+        [python, "-m", "kscore", *args], cwd=work, env=env, capture_output=True, text=True, timeout=3600
     )
 
 
@@ -150,7 +182,8 @@ def main() -> None:
     parser.add_argument(
         "--ray-address",
         help="also compare --engine ray runs on this cluster; 'local': each run starts its own Ray "
-        "instance, whose workers then import that run's kscore",
+        "instance, whose workers then import that run's kscore; 'two-node': each version's runs go to "
+        "a two-node cluster started with its interpreter",
     )
     parser.add_argument("--keep", type=Path, help="keep the recorded outputs here")
     args = parser.parse_args()
@@ -165,15 +198,19 @@ def main() -> None:
             version = version_of(python)
             work = base / label
             shutil.copytree(template, work)
+            cluster = two_node_cluster(python) if args.ray_address == "two-node" else None
+            address = cluster.__enter__() if cluster else args.ray_address
             for case in cases:
                 if case.name.startswith(("select", "report")):
                     # Both read the same map: the one the old version wrote in this run.
                     use_map(base / "old" / UMAP_OUTPUT, work)
-                result = run_with(python, case, work)
+                result = run_with(python, case, work, address)
                 if result.returncode != 0:
                     failures.append(f"{label} {case.name}: exit {result.returncode}: {result.stderr[-500:]}")
                     continue
                 record(case, work, result, version, base / f"{label}-out" / case.name)
+            if cluster:
+                cluster.__exit__(None, None, None)
             print(f"{label} ({version}): ran {len(cases)} cases")
         differ = []
         for case in cases:

@@ -1,0 +1,75 @@
+"""Signals, from the first line of the command line on: SIGINT and SIGTERM stop a run with one
+error line that says whether its output was written (SPEC section 9). Imports nothing heavy, so that
+the console script installs them before it imports typer, polars or the commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import suppress
+from typing import Any, NoReturn
+
+from kscore.errors import Interrupted
+from kscore.storage import defer_while_publishing
+
+
+def interrupted(what: str) -> str:
+    """The error line of a run stopped by a signal: whether its output was written (SPEC section 9:
+    an output published under its final name stays)."""
+    from kscore import storage  # the list itself (tests replace it)
+
+    if storage.PUBLISHED:
+        return f"error: {what} after the output was written: {', '.join(storage.PUBLISHED)}"
+    return f"error: {what}; no output was written"
+
+
+def on_signal(signum: int, frame: Any) -> None:
+    """Stop the run with an exception, once: cleanup (`finally`, temporary files) then runs to the
+    end, since a second Ctrl-C, or polars re-raising the interrupt it saw, is ignored from now on.
+    While an output is being put in place, the exception waits until it is there."""
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
+
+    def stop() -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Interrupted("terminated (SIGTERM)", 143)
+
+    if not defer_while_publishing(stop):
+        stop()
+
+
+def on_unraisable(hook: Any) -> None:
+    """An interrupt raised where Python cannot raise it (a finalizer, a weakref callback) is not
+    printed as 'Exception ignored': its signal is sent again, to stop the run at the next line."""
+    if isinstance(hook.exc_value, KeyboardInterrupt | Interrupted):
+        import threading
+
+        signum = signal.SIGINT if isinstance(hook.exc_value, KeyboardInterrupt) else signal.SIGTERM
+        signal.signal(signum, on_signal)
+        # sent from another thread, after this hook returned: raised inside the hook, it would be
+        # ignored again
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        return
+    sys.__unraisablehook__(hook)
+
+
+def install() -> None:
+    """Stop the run on SIGINT and SIGTERM (`on_signal`); not in the main thread: nothing."""
+    with suppress(ValueError):
+        for caught in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(caught, on_signal)
+        sys.unraisablehook = on_unraisable
+
+
+def stopped(exc: BaseException) -> NoReturn:
+    """A signal that stopped the command line before it could run (while it was imported)."""
+    if isinstance(exc, KeyboardInterrupt):
+        line, code = interrupted("interrupted (Ctrl-C)"), 130
+    else:
+        line, code = interrupted(str(exc)), getattr(exc, "exit_code", 143)
+    with suppress(OSError, ValueError):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    os._exit(code)
