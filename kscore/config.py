@@ -177,6 +177,11 @@ class QualityStandard:
     def from_dict(cls, data: Any, source: str | None = None) -> QualityStandard:
         """Validate a parsed standard; every problem names its key."""
         where = source or "quality standard"
+        if data is None:
+            raise ConfigError(
+                f"{where}: the quality standard is empty; it needs id_column and metrics at least "
+                "(`kscore init RESULTS_FILE` writes one to start from)"
+            )
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
         _reject_unknown(data, TOP_LEVEL_KEYS, where)
@@ -449,17 +454,48 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 DETECTION_COUNTS = ("tp", "fp", "fn")
 
 
-def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None) -> str:
+# Column names that hold a datapoint's true class and a model's predicted class (lower case).
+GROUND_TRUTH_NAMES = (
+    "label",
+    "labels",
+    "target",
+    "y",
+    "y_true",
+    "truth",
+    "ground_truth",
+    "true_label",
+    "class",
+)
+INFERENCE_NAMES = ("predicted", "prediction", "pred", "y_pred", "predicted_label", "predicted_class")
+
+
+def class_columns(columns: list[str]) -> tuple[str, str] | None:
+    """The (ground truth, inference) pair of class columns among `columns`, by their names, if one of
+    each is there: `kscore init` proposes a multiclass task for them instead of two metrics."""
+    by_name = {c.lower(): c for c in columns}
+    truth = next((by_name[n] for n in GROUND_TRUTH_NAMES if n in by_name), None)
+    inference = next((by_name[n] for n in INFERENCE_NAMES if n in by_name), None)
+    return (truth, inference) if truth is not None and inference is not None else None
+
+
+def starter_yaml(
+    id_column: str = "id", numeric_columns: list[str] | None = None, classes: tuple[str, str] | None = None
+) -> str:
     """A commented starter standard; with result columns, one metric per column, direction guessed,
-    and an object-detection task where the columns hold `tp`, `fp` and `fn` counts.
+    an object-detection task where the columns hold `tp`, `fp` and `fn` counts, and a multiclass
+    task where `classes` names the true and the predicted class columns.
 
     Column names are written through the YAML library, so any name reads back as itself.
     """
     lines = [
         "# kscore quality standard: which per-datapoint signals measure a model's quality.",
-        "# Reference: README.md, section 'The quality standard'. Validate with `kscore check-config`.",
+        "# Each metric: a column of the results files, which way is better, and its weight (weights",
+        "# are divided by their sum). An optional task turns ground truth and a prediction into an",
+        "# error signal. Validate this file with `kscore check-config`.",
         f"id_column: {yaml_scalar(id_column)}   # unique datapoint key, present in every result file",
     ]
+    if classes is not None and numeric_columns is not None:
+        numeric_columns = [c for c in numeric_columns if c not in classes]
     counts = {c.lower(): c for c in numeric_columns or []}
     detection = numeric_columns is not None and all(c in counts for c in DETECTION_COUNTS)
     if detection:
@@ -488,7 +524,7 @@ def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None
                 f"  # - name: {yaml_scalar(column)}",
                 "  #   direction: higher_is_better",
             ]
-        if len(unknown) == len(numeric_columns) and not detection:
+        if len(unknown) == len(numeric_columns) and not detection and classes is None:
             lines.append("  []                            # no metric guessed: add one, or a task below")
     if detection:
         lines += [
@@ -496,6 +532,14 @@ def starter_yaml(id_column: str = "id", numeric_columns: list[str] | None = None
             "  type: object_detection",
             *(f"  {key}: {yaml_scalar(counts[key])}" for key in DETECTION_COUNTS),
             "  signal: f1                    # f1 (default) | recall | precision",
+            "  weight: 1",
+        ]
+    elif classes is not None:
+        lines += [
+            "task:                          # 1 where the predicted class is not the true one, else 0",
+            "  type: multiclass_classification",
+            f"  ground_truth: {yaml_scalar(classes[0])}",
+            f"  inference: {yaml_scalar(classes[1])}",
             "  weight: 1",
         ]
     else:

@@ -63,6 +63,11 @@ def file_format(path: Path) -> str:
     if is_dataset(path):
         return "parquet"
     fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None and path.is_dir():
+        raise InputError(
+            f"{path}: is a folder, and not a dataset kscore wrote (one holds {MANIFEST}); give a file "
+            f"({', '.join(FORMATS)})"
+        )
     if fmt is None:
         raise InputError(
             f"{path}: unsupported file type {path.suffix or '(none)'!r} (valid: {', '.join(FORMATS)})"

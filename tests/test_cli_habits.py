@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 import kscore
 from kscore.io import read_kscore_metadata
@@ -175,7 +176,9 @@ def test_a_list_column_cannot_go_to_csv(tmp_path: Path):
         "-o", str(tmp_path / "e.csv"),
     )  # fmt: skip
     assert result.returncode == 2
-    assert "CSV cannot hold the list column 'embedding'; write .parquet or .ndjson instead" in result.stderr
+    assert "CSV cannot hold the embedding lists --keep-embedding keeps; write .parquet or .ndjson" in (
+        result.stderr
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -507,3 +510,107 @@ def test_init_on_detection_counts_proposes_the_object_detection_task(tmp_path: P
     text = (tmp_path / "kscore.yaml").read_text()
     assert re.search(r"^task:.*\n  type: object_detection\n  tp: tp\n  fp: fp\n  fn: fn$", text, re.M)
     assert run_kscore("difficulty", *map(str, detections), cwd=tmp_path).returncode == 0
+
+
+def test_init_on_the_sample_proposes_a_multiclass_task_for_label_and_predicted(tmp_path: Path):
+    """The sample's results hold the true and the predicted class: a task, not two metrics whose
+    direction nobody can guess; the standard it writes scores the sample as written."""
+    result = run_kscore("init", SAMPLE_RESULTS[0], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "label and predicted read as the true and the predicted class" in result.stderr
+    standard = yaml.safe_load((tmp_path / "kscore.yaml").read_text())
+    assert [m["name"] for m in standard["metrics"]] == ["correct", "true_class_prob", "log_loss"]
+    assert standard["task"] == {
+        "type": "multiclass_classification",
+        "ground_truth": "label",
+        "inference": "predicted",
+        "weight": 1,
+    }
+    assert "README" not in (tmp_path / "kscore.yaml").read_text()  # pip users have no README
+    scored = run_kscore("difficulty", *SAMPLE_RESULTS, "--json", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["n_scored"] == pl.read_csv(SAMPLE_RESULTS[0]).height
+
+
+# Smaller findings of a newcomer's first hour, each through the real entry point.
+
+
+def test_kscore_alone_prints_its_help_and_says_why_it_failed():
+    result = run_kscore()
+    assert result.returncode == 2
+    assert "Usage: kscore" in result.stdout
+    assert error_line(result.stderr) == (
+        "error: no command given: run `kscore COMMAND ...` (the commands are listed above)"
+    )
+
+
+def test_a_plain_folder_and_an_empty_standard_say_what_they_are(tmp_path: Path):
+    (tmp_path / "results").mkdir()
+    folder = run_kscore("difficulty", "results", "-c", STANDARD, cwd=tmp_path)
+    assert folder.returncode == 2
+    assert "results: is a folder, and not a dataset kscore wrote" in error_line(folder.stderr)
+    (tmp_path / "empty.yaml").write_text("")
+    empty = run_kscore("difficulty", *SAMPLE_RESULTS, "-c", "empty.yaml", cwd=tmp_path)
+    assert empty.returncode == 2
+    assert "empty.yaml: the quality standard is empty; it needs id_column and metrics" in error_line(
+        empty.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.yaml", "results"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--split-col", "splt", "missing split column 'splt'; did you mean 'split'?"),
+        ("--embedding-col", "embeding", "missing embedding column 'embeding'; did you mean 'embedding'?"),
+    ],
+)
+def test_embed_scores_suggests_the_column_meant(tmp_path: Path, option: str, value: str, said: str):
+    embeddings = str(SAMPLE / "embeddings.parquet")
+    result = run_kscore("embed-scores", embeddings, option, value, "--reducer", "pca", cwd=tmp_path)
+    assert result.returncode == 2 and said in error_line(result.stderr)
+
+
+def test_embed_scores_refuses_a_kept_embedding_in_csv_before_any_work(tmp_path: Path):
+    """--keep-embedding -o x.csv cannot be written: said before the map is fitted (no progress line
+    of any stage), not after."""
+    embeddings = str(SAMPLE / "embeddings.parquet")
+    result = run_kscore("embed-scores", embeddings, "--keep-embedding", "-o", "x.csv", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "x.csv: CSV cannot hold the embedding lists --keep-embedding keeps" in error_line(result.stderr)
+    assert "UMAP" not in result.stderr and "read" not in result.stderr.replace(error_line(result.stderr), "")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_embed_scores_reads_a_wrong_difficulty_file_before_the_map(tmp_path: Path):
+    pl.DataFrame({"id": [f"x{i}" for i in range(10)], "difficulty_score": [0.5] * 10}).write_parquet(
+        tmp_path / "d.parquet"
+    )
+    embeddings = str(SAMPLE / "embeddings.parquet")
+    result = run_kscore(
+        "embed-scores", embeddings, "--difficulty", "d.parquet", "-o", "e.parquet", cwd=tmp_path
+    )
+    assert result.returncode == 2 and "--difficulty" in error_line(result.stderr)
+    assert "UMAP" not in result.stderr
+
+
+def test_select_top_0_prints_no_empty_table(tmp_path: Path, sample_scores: Path):
+    embeddings = str(SAMPLE / "embeddings.parquet")
+    made = run_kscore("embed-scores", embeddings, "--reducer", "pca", "-o", "e.parquet", "-q", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    result = run_kscore("select", "e.parquet", "--budget", "3", "--top", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "picks (" not in result.stdout and "Summary" in result.stdout
+
+
+def test_the_reports_line_is_one_line_in_a_narrow_pipe(tmp_path: Path, sample_scores: Path):
+    result = run_kscore("report", str(sample_scores), "-o", "r.html", cwd=tmp_path, env={"COLUMNS": "40"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("r.html: ")
+
+
+def test_help_texts_say_what_each_command_does():
+    embed = run_kscore("embed-scores", "--help", env={"COLUMNS": "200"}).stdout
+    assert "embeddings spilled above --memory-limit" in embed and "id ranges" not in embed
+    assert "[FILES...]" in run_kscore("report", "--help", env={"COLUMNS": "200"}).stdout
+    assert "Parquet, CSV or NDJSON" in run_kscore("difficulty", "--help", env={"COLUMNS": "200"}).stdout

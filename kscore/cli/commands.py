@@ -15,6 +15,7 @@ from kscore.cli.console import (
     common_options,
     note,
     print_json,
+    print_line,
     print_result,
     progress_bar,
     reported_errors,
@@ -24,6 +25,8 @@ from kscore.cli.console import (
 from kscore.cli.options import (
     ConfigOption,
     DebugOption,
+    EmbedMemoryLimitOption,
+    EmbedTempDirOption,
     EngineOption,
     JsonOption,
     MemoryLimitOption,
@@ -71,7 +74,11 @@ def main(
 @app.command()
 def difficulty(
     files: Annotated[
-        list[str], typer.Argument(help="Result files (CSV/Parquet), globs or NAME=PATH; one model each.")
+        list[str],
+        typer.Argument(
+            help="Result files (Parquet, CSV or NDJSON; local or in object storage), globs or NAME=PATH; "
+            "one model each."
+        ),
     ],
     config: ConfigOption = None,
     out: Annotated[str, out_option()] = "difficulty_scores.parquet",
@@ -201,8 +208,8 @@ def embed_scores(
         Optional[int],
         typer.Option("--jobs", "-j", min=1, help="Worker processes and threads (default: every core)."),
     ] = None,
-    memory_limit: MemoryLimitOption = None,
-    temp_dir: TempDirOption = None,
+    memory_limit: EmbedMemoryLimitOption = None,
+    temp_dir: EmbedTempDirOption = None,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
     storage_option: StorageOption = None,
@@ -434,7 +441,7 @@ def report(
     files: Annotated[
         Optional[list[str]],
         typer.Argument(
-            metavar="FILES...",
+            metavar="FILES",
             help="Outputs of difficulty, embed-scores, compare and select (default: "
             "difficulty_scores.parquet and embed_scores.parquet here, where present).",
             show_default=False,
@@ -515,7 +522,7 @@ def report(
         )
         size = summary["bytes"]
         written = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
-        print_result(f"{out}: {written}; {shown}sections: {', '.join(summary['sections'])}")
+        print_line(f"{out}: {written}; {shown}sections: {', '.join(summary['sections'])}")
 
 
 @app.command("check-config")

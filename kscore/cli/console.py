@@ -95,6 +95,15 @@ def print_result(renderables: list[Any] | Any) -> None:
         stdout_closed()
 
 
+def print_line(text: str) -> None:
+    """One line of text on stdout, as it is: never wrapped at the terminal's (or a pipe's 80) columns."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_closed()
+
+
 def print_json(data: Any) -> None:
     """One JSON object on stdout: floats NaN and +/-inf as null (JSON has no such numbers)."""
     text = json.dumps(json_safe(data), indent=2, default=str, allow_nan=False)

@@ -52,8 +52,10 @@ def run() -> None:
         command = exc.ctx.command.name if exc.ctx is not None else None
         hint = f" (see 'kscore {command} --help')" if command and command != "kscore" else ""
         message = exc.format_message()
-        if message:  # empty when `kscore` alone printed its help
+        if message:
             stderr_line(f"error: {message}{hint}")
+        else:  # `kscore` alone: its help went to stdout; a script still reads why it failed
+            stderr_line("error: no command given: run `kscore COMMAND ...` (the commands are listed above)")
         exit_now(2)
     except (typer.Abort, KeyboardInterrupt):
         fail(interrupted("interrupted (Ctrl-C)"), 130)

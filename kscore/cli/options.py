@@ -87,12 +87,29 @@ MemoryLimitOption = Annotated[
         "scored by id ranges spilled to a temporary folder.",
     ),
 ]
+EmbedMemoryLimitOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--memory-limit",
+        metavar="SIZE",
+        help="Memory to stay within, e.g. 4GiB (default: half the available memory); larger embeddings "
+        "are read in batches into a temporary file and mapped batch by batch.",
+    ),
+]
 
 
 TempDirOption = Annotated[
     Optional[Path],
     typer.Option(
         "--temp-dir", metavar="DIR", help="Folder for the spilled id ranges (default: the output's folder)."
+    ),
+]
+EmbedTempDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--temp-dir",
+        metavar="DIR",
+        help="Folder for the embeddings spilled above --memory-limit (default: the output's folder).",
     ),
 ]
 

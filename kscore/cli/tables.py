@@ -187,4 +187,4 @@ def render_select(summary: dict[str, Any]) -> list[Any]:
         ("train rows skipped: no score", str(summary["skipped_null_score"])),
     ):
         facts.add_row(label, value)
-    return [picks, facts]
+    return [picks, facts] if summary["picks"] else [facts]  # --top 0: no empty table

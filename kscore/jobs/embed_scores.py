@@ -23,7 +23,7 @@ from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
 from kscore.core.align import normalize_ids
 from kscore.core.reduction import FIT_SAMPLE
 from kscore.engines import check_engine, make_executor
-from kscore.errors import InputError, KscoreWarning, first_line
+from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
 from kscore.jobs.common import ResultInput, run_job, source_name, stage
 
 
@@ -41,7 +41,10 @@ def embedding_columns(
         return sorted(matching, key=lambda c: _natural_key(c[len(embedding_prefix) :]))
     if embedding_col is not None:
         if embedding_col not in schema:
-            raise InputError(f"missing embedding column {embedding_col!r}")
+            message = missing_column_message(
+                "the embeddings", embedding_col, schema.names(), "embedding column"
+            )
+            raise InputError(f"{message}; name it with --embedding-col")
         return [embedding_col]
     nested = [c for c, t in schema.items() if isinstance(t, (pl.List, pl.Array))]
     if len(nested) != 1:
@@ -280,9 +283,10 @@ def _embed_scores(
             "--keep-embedding needs the embeddings in memory, and they do not fit --memory-limit; "
             "drop --keep-embedding or raise --memory-limit"
         )
-    for column, what in ((id_col, "id"), (split_col, "split")):
+    for column, what, option in ((id_col, "id", "--id-col"), (split_col, "split", "--split-col")):
         if column not in table.columns:
-            raise InputError(f"missing {what} column {column!r} (columns: {', '.join(table.columns[:12])})")
+            message = missing_column_message(source, column, table.columns, f"{what} column")
+            raise InputError(f"{message}; name it with {option}")
     table = table.with_columns(normalize_ids(table.get_column(id_col), source))
     n_duplicated = int(table.get_column(id_col).is_duplicated().sum())
     if n_duplicated:
@@ -567,7 +571,7 @@ def embed_scores(
     returned: what `kscore embed-scores --json` prints, warnings included.
     """
     from kscore.config import QualityStandard, find_config
-    from kscore.io import read_table
+    from kscore.io import output_format, read_table, wants_dataset
     from kscore.jobs.common import (
         checked_output,
         checked_plot,
@@ -599,6 +603,16 @@ def embed_scores(
         ]
         inputs = [*sources, *([config_path] if config_path else [])]
         out_path = checked_output(out, inputs) if out is not None else None
+        if (
+            keep_embedding
+            and out is not None
+            and not wants_dataset(out)
+            and output_format(Path(out)) == "csv"
+        ):
+            raise InputError(  # checked before the work, not when writing after it
+                f"{out}: CSV cannot hold the embedding lists --keep-embedding keeps; "
+                "write .parquet or .ndjson"
+            )
         picture_size = checked_plot(plot, size, [*inputs, *([out_path] if out_path else [])])
         options: dict[str, Any] = dict(
             id_col=id_col, split_col=split_col, train_values=list(train_values),

@@ -21,7 +21,7 @@ def init(
 ) -> dict[str, Any]:
     """`kscore init`: write a commented starter standard to `out` (never over an existing file
     unless `force`); with a results file, one metric per numeric column. Returns the summary."""
-    from kscore.config import starter_yaml
+    from kscore.config import class_columns, starter_yaml
     from kscore.io import check_output, read_table, write_atomic
     from kscore.summaries import envelope
 
@@ -30,6 +30,7 @@ def init(
     if out.exists() and not force:
         raise InputError(f"{out}: already exists (use --force to overwrite it)")
     numeric = None
+    classes = None
     notes = []
     if result_file is not None:
         frame = read_table(Path(result_file))
@@ -39,7 +40,13 @@ def init(
         numeric = [c for c, t in frame.schema.items() if c != id_column and t.is_numeric()]
         if {"tp", "fp", "fn"} <= {c.lower() for c in numeric}:
             notes.append(DETECTION_NOTE)
-    text = starter_yaml(id_column, numeric)
+        elif (classes := class_columns([c for c in frame.columns if c != id_column])) is not None:
+            numeric = [c for c in numeric if c not in classes]
+            notes.append(
+                f"{classes[0]} and {classes[1]} read as the true and the predicted class: the standard "
+                "scores them as a multiclass_classification task"
+            )
+    text = starter_yaml(id_column, numeric, classes)
     write_atomic(out, lambda temp: Path(temp).write_text(text, encoding="utf-8"))
     return envelope("init", {"output": str(out), "metrics": numeric or [], "notes": notes})
 
