@@ -107,3 +107,26 @@ def test_the_quick_starts_report_commands_write_the_report(tmp_path: Path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["points_total"] == 1797 and summary["bytes"] <= 2_000_000  # the sample's <= 2 MB
     assert summary["sections"][:3] == ["summary", "map", "hardest"]
+
+
+def test_the_readme_is_for_users_short_and_without_the_projects_own_words():
+    """At most about 450 lines, and no word of how the project is run (issues, sessions, the spec):
+    measurement notes and their history live in tests/bench/README.md and the CHANGELOG."""
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("\n") <= 450, f"{readme.count(chr(10))} lines"
+    found = re.findall(r"\b(issues?|sessions?|spec|SPEC)\b", readme, re.I)
+    assert found == [], found
+
+
+def test_the_readme_says_what_each_score_means():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## What each score means", 1)[1].split("\n## ", 1)[0]
+    for column in (
+        "difficulty_score",
+        "representation_score",
+        "potential_difficulty_score",
+        "local_difficulty",
+    ):
+        assert f"`{column}`" in section
+    for peer in ("Kolena", "FiftyOne", "cleanlab"):
+        assert peer in section

@@ -22,7 +22,7 @@ N_NEIGHBORS = 15
 MIN_DIST = 0.1
 # UMAP is fitted on a seeded sample of this many rows at most, the rest transformed: measured with
 # trustworthiness against a full fit at 100,000 rows on two kinds of data (tests/bench/bench_umap.py
-# trust; README, Performance), a 20,000-row sample is within 0.00001 on clustered text-like data and
+# trust; tests/bench/README.md), a 20,000-row sample is within 0.00001 on clustered text-like data and
 # better than the full fit on a smooth manifold.
 FIT_SAMPLE = 20_000
 # Rows beyond the fit sample are transformed in batches of this fixed size. umap's transform runs
@@ -32,7 +32,7 @@ TRANSFORM_BATCH = 50_000
 # Layout epochs of each transformed batch (umap's own default for batches above 10,000 rows is 30).
 # Each new point starts at the weighted mean of its neighbours in the fitted map and the epochs
 # refine it against the fixed map: 10 keep trustworthiness within 0.00001 of 30 at 80% transformed
-# (README, Performance) and save 40% of the transform's time.
+# (tests/bench/README.md) and save 40% of the transform's time.
 TRANSFORM_EPOCHS = 10
 # Up to this many fitted rows the UMAP graph uses exact nearest neighbours (umap itself does below
 # 4096): scikit-learn's brute-force search on every core, 5 s for 20,000 x 384 here, where umap's
