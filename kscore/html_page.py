@@ -132,7 +132,7 @@ def _esc(value: Any) -> str:
 
 
 def _num(value: Any, digits: int = 4) -> str:
-    """A number cell's text (rounded like the terminal tables) and its exact value for sorting."""
+    """A number cell's text (`digits` significant digits) and its exact value for sorting."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return '<td class="num" data-value="">-</td>'
     if isinstance(value, (bool, np.bool_)):
@@ -140,12 +140,37 @@ def _num(value: Any, digits: int = 4) -> str:
     if isinstance(value, (int, np.integer)):
         return f'<td class="num" data-value="{int(value)}">{int(value)}</td>'
     exact = repr(float(value))
-    return f'<td class="num" data-value="{exact}">{float(value):.{digits}f}</td>'
+    return f'<td class="num" data-value="{exact}">{_significant(float(value), digits)}</td>'
 
 
-def _cell(value: Any) -> str:
+def _significant(value: float, digits: int) -> str:
+    """`value` to `digits` significant digits, without an exponent between 1e-6 and 1e9."""
+    if value == 0 or not 1e-6 <= abs(value) < 1e9:
+        return f"{value:.{digits}g}"
+    decimals = max(digits - 1 - int(np.floor(np.log10(abs(value)))), 0)
+    return f"{round(value, decimals):.{decimals}f}"
+
+
+MIN_DIGITS, MAX_DIGITS = 4, 10
+
+
+def _digits_apart(values: Sequence[Any]) -> int:
+    """The fewest significant digits (4 to 10) at which a column's distinct numbers stay distinct
+    (rows differ where their values do: 0.00024 and 0.00031, 0.006401 and 0.006437)."""
+    floats = {
+        float(v)
+        for v in values
+        if isinstance(v, (float, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+    }
+    for digits in range(MIN_DIGITS, MAX_DIGITS + 1):
+        if len({_significant(v, digits) for v in floats}) == len(floats):
+            return digits
+    return MAX_DIGITS
+
+
+def _cell(value: Any, digits: int = MIN_DIGITS) -> str:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return _num(value)
+        return _num(value, digits)
     return f"<td>{_esc(value)}</td>"
 
 
@@ -153,10 +178,11 @@ def _table(table: Table, points: Sequence[int | None] | None = None, *, caption:
     """A sortable HTML table; a row naming a point on the map carries its index (data-point).
     `caption=False` where a section's heading already names it."""
     head = "".join(f'<th scope="col">{_esc(h)}</th>' for h in table.headers)
+    digits = [_digits_apart([row[i] for row in table.rows]) for i in range(len(table.headers))]
     body = []
     for row, point in zip(table.rows, points or [None] * len(table.rows), strict=True):
         attribute = f' data-point="{point}" tabindex="0"' if point is not None and point >= 0 else ""
-        body.append(f"<tr{attribute}>{''.join(_cell(v) for v in row)}</tr>")
+        body.append(f"<tr{attribute}>{''.join(_cell(v, d) for v, d in zip(row, digits, strict=True))}</tr>")
     return (
         f'<table class="sortable" id="table-{_esc(table.key)}">'
         + (f"<caption>{_esc(table.heading)}</caption>" if caption else "")
@@ -543,9 +569,40 @@ def _header(inputs: Mapping[str, ReportInput], models: Sequence[str]) -> dict[st
     meta = (f" · models: {_esc(', '.join(models))}" if models else "") + (
         f" · generated {_esc(generated)}" if generated else ""
     )
-    text = _esc(json.dumps(standard, indent=2))
-    shown = f"<details><summary>Quality standard</summary><pre>{text}</pre></details>" if standard else ""
+    shown = _standard_html(standard) if isinstance(standard, dict) else ""
     return {"meta": meta, "inputs": rows, "standard": shown}
+
+
+_DIRECTIONS = {"higher_is_better": "higher is better", "lower_is_better": "lower is better"}
+
+
+def _standard_html(standard: Mapping[str, Any]) -> str:
+    """The quality standard as people read it: one row per signal (which way is better, its weight
+    and its share of the score), then the normalization, the scope, the id column and the task."""
+    shares = (
+        standard.get("normalized_weights") if isinstance(standard.get("normalized_weights"), dict) else {}
+    )
+    rows = []
+    for metric in standard.get("metrics") or []:
+        if isinstance(metric, dict):
+            name = metric.get("name")
+            direction = _DIRECTIONS.get(str(metric.get("direction")), metric.get("direction"))
+            rows.append([name, direction, metric.get("weight"), shares.get(name)])
+    task = standard.get("task") if isinstance(standard.get("task"), dict) else None
+    facts = [
+        f"normalization: {_esc(standard.get('normalization'))}",
+        f"scope: {_esc(standard.get('scope'))}",
+        f"id column: {_esc(standard.get('id_column'))}",
+    ]
+    if task is not None:
+        rows.append(["task_error", "lower is better", task.get("weight"), shares.get("task_error")])
+        columns = ", ".join(f"{k} {v}" for k, v in task.items() if k not in ("type", "weight"))
+        facts.append(f"task: {_esc(task.get('type'))} ({_esc(columns)})")
+    table = _table(Table("standard", "Quality standard", ["signal", "direction", "weight", "share"], rows))
+    return (
+        f'<details><summary>Quality standard</summary>{table}<p class="meta">{" · ".join(facts)}</p>'
+        "</details>"
+    )
 
 
 def _template(name: str) -> string.Template:

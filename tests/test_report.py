@@ -404,3 +404,52 @@ def test_the_histograms_count_as_numpy_does():
         assert np.array_equal(histogram.counts, np.histogram(finite, HISTOGRAM_BINS, (low, high))[0])
     nothing = pl.DataFrame({"v": [np.nan, None]}).select(_histogram_exprs("v", (0.0, 1.0)))
     assert _histogram(nothing, "v", (0.0, 1.0)) is None
+
+
+def test_the_quality_standard_is_a_table_people_read(inputs: dict[str, Path]):
+    """One row per signal: which way is better, its weight and its share of the score (the
+    difficulty file's standard, normalized weights included), then the normalization and scope."""
+    result, out = full_report(inputs)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    standard = json.loads(pl.read_parquet_metadata(inputs["difficulty"])["kscore"])["standard"]
+    rows = tables_of(page).tables["table-standard"]
+    expected = [
+        [m["name"], m["direction"].replace("_", " "), m["weight"], standard["normalized_weights"][m["name"]]]
+        for m in standard["metrics"]
+    ]
+    assert [[c[0][0], c[1][0], float(c[2][1]), float(c[3][1])] for c in rows] == expected
+    assert f"normalization: {standard['normalization']}" in page and f"scope: {standard['scope']}" in page
+    assert "<pre>" not in page  # no raw JSON
+
+
+def test_numbers_are_rounded_so_that_rows_differ_where_their_values_do(inputs: dict[str, Path]):
+    """In every table of the page, two cells of a column whose exact values differ show different
+    text (significant digits, at least 4, as many as that takes), and each text is its value
+    rounded."""
+    result, out = full_report(inputs)
+    assert result.returncode == 0, result.stderr
+    checked = 0
+    for name, rows in tables_of(out.read_text(encoding="utf-8")).tables.items():
+        for column in range(len(rows[0]) if rows else 0):
+            cells = {
+                (value, text) for text, value in (row[column] for row in rows) if value not in (None, "")
+            }
+            numbers = {(float(v), t) for v, t in cells}
+            by_value = {}
+            for value, text in numbers:
+                by_value.setdefault(value, set()).add(text)
+                assert abs(float(text) - value) <= abs(value) * 5e-4 + 1e-12, (name, value, text)
+            texts = [next(iter(t)) for t in by_value.values()]
+            assert len(set(texts)) == len(texts), (name, column, sorted(by_value))
+            checked += len(texts)
+    assert checked > 100
+
+
+def test_significant_digits_grow_only_as_far_as_the_values_need():
+    from kscore.html_page import _digits_apart, _significant
+
+    assert _significant(0.00024312, 4) == "0.0002431" and _significant(-5.74439, 4) == "-5.744"
+    assert _digits_apart([0.0064012, 0.0064371, 0.0064]) == 4
+    assert _digits_apart([0.006401234, 0.006401239]) == 6  # 0.00640123 and 0.00640124
+    assert _digits_apart([0.5, 0.5, None, float("nan"), "text", 3]) == 4

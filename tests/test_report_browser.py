@@ -204,6 +204,10 @@ def test_the_tables_are_there_with_javascript_off(browser: Any, page_file: Path)
         assert rows.count() == 32  # all 32 reference points (--top 40)
         assert view.page.locator("#table-picks tbody tr").count() == 5
         assert view.page.locator("noscript").count() == 1
+        # one line where the map would be: no empty frame, no controls that do nothing
+        assert not view.page.locator("#map-canvas").is_visible()
+        assert not view.page.locator("#color-by").is_visible()
+        assert "The map needs JavaScript" in view.page.locator("#map").inner_text()
         assert view.requests == [view.url] and view.dialogs == []
     finally:
         view.close()
@@ -281,10 +285,29 @@ def test_without_webgl_the_page_says_so_and_the_tables_still_sort(playwright: An
         page = browser.new_page()
         page.goto(page_file.resolve().as_uri())
         page.wait_for_function("window.kscoreReport && window.kscoreReport.error", timeout=30_000)
-        assert "The map could not be drawn here (it needs WebGL" in page.locator("#map-note").inner_text()
+        assert page.locator("#map-note").inner_text() == (
+            "The map needs WebGL, which this browser does not offer here; the summary and the tables "
+            "do not need it."
+        )
+        assert not page.locator("#map-canvas").is_visible() and not page.locator("#color-by").is_visible()
         header = page.locator("#table-hardest thead th").nth(1)  # difficulty_score
         header.click()  # ascending
         values = [float(v) for v in page.locator("#table-hardest tbody td:nth-child(2)").all_inner_texts()]
         assert values == sorted(values) and len(values) == 32
     finally:
         browser.close()
+
+
+def test_the_map_starts_on_the_first_screen(browser: Any, page_file: Path):
+    """At 1400x900 (a laptop's window), the map's canvas starts above the fold: the first thing a
+    newcomer sees is where to look, before the summary's tables."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(page_file.resolve().as_uri())
+        page.wait_for_function("window.kscoreReport && window.kscoreReport.ready", timeout=60_000)
+        box = page.locator("#map-canvas").bounding_box()
+        assert box is not None and box["y"] < 900 - 200, box  # at least 200 px of it on the first screen
+        assert page.locator("#color-by").bounding_box()["y"] < box["y"]
+    finally:
+        context.close()

@@ -97,6 +97,12 @@
   }
 
   async function start() {
+    const body = document.getElementById("map-body");
+    const probe = document.createElement("canvas");
+    if (!probe.getContext("webgl")) {
+      throw new Error("no WebGL");
+    }
+    body.hidden = false; // the map's controls and canvas: shown only where the map can be drawn
     const data = await columns();
     report.data = data;
     const n = map.points;
@@ -328,11 +334,13 @@
 
   start().catch((error) => {
     report.error = String(error);
+    const body = document.getElementById("map-body");
+    if (body) body.hidden = true;
     const note = document.getElementById("map-note");
     if (note) {
-      note.textContent = "The map could not be drawn here (it needs WebGL and a current browser: " +
-        String(error) + "); the summary and the tables do not need it.";
+      note.textContent = "The map needs WebGL, which this browser does not offer here; the summary " +
+        "and the tables do not need it.";
     }
-    console.error(error);
+    console.warn("kscore report: the map was not drawn:", error);
   });
 })();
