@@ -469,7 +469,7 @@ def _alias_bomb(levels: int = 9) -> str:
 
 # Configs: each checked by check-config and by difficulty.
 CONFIGS: dict[str, tuple[str | bytes | Callable[[Path], None], str]] = {
-    "empty": ("", "expected a mapping"),
+    "empty": ("", "the quality standard is empty; it needs id_column and metrics"),
     "a list": ("- a\n- b\n", "expected a mapping"),
     "a scalar": ("hello\n", "expected a mapping"),
     "invalid syntax": ("metrics: [\n", "invalid YAML"),
@@ -982,7 +982,7 @@ CASES.update(
         ),
         "embed-scores: a list column to CSV": Case(
             ["embed-scores", "emb5.parquet", "--reducer", "pca", "--keep-embedding", "-o", "e.csv"],
-            "CSV cannot hold the list column",
+            "CSV cannot hold the embedding lists --keep-embedding keeps",
         ),
         "compare: output extension .json": Case(
             ["compare", "diff.parquet", "--baseline", "a", "--candidate", "b", "-o", "c.json"],
