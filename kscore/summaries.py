@@ -146,8 +146,8 @@ class RangeSummary:
         queries that hold no more than the quantiles' bands (set from its first PRIME_ROWS
         values: `prime_scanned`)."""
         lazy = isinstance(table, pl.LazyFrame)
-        if isinstance(table, pl.LazyFrame):
-            prime_scanned(table, self.quantiles)
+        if lazy:
+            prime_scanned(table, self.quantiles)  # type: ignore[arg-type]
         for column in self.columns:
             if self.quantiles[column].bounds is None:  # the first values met set the bands
                 self.quantiles[column].set_bounds(table.get_column(column).drop_nulls().to_numpy())  # type: ignore[union-attr]
@@ -165,17 +165,17 @@ class RangeSummary:
                 exprs += self.quantiles[column].band_exprs(column)
         found = table.select(exprs)
         found = found.collect(engine="streaming") if isinstance(found, pl.LazyFrame) else found
+        if lazy:  # the bands in queries of their own, that stream
+            add_scanned(table, {c: self.quantiles[c] for c in known})  # type: ignore[arg-type]
         for column in known:
             count = int(found.get_column(f"{column}:count").item())
-            if isinstance(table, pl.LazyFrame):  # the bands in queries of their own, that stream
-                self.quantiles[column].add_scanned(table, column)
-            else:
+            if not lazy:
                 self.quantiles[column].add_bands(count, found, column)
             self.sums[column] += float(found.get_column(f"{column}:sum").item())
             self.counts[column] += count
         self.rows += int(found.get_column(":rows").item())
         self.scored += int(found.get_column(":scored").item())
-        if isinstance(table, pl.LazyFrame):
+        if isinstance(table, pl.LazyFrame):  # (a `lazy` check mypy can follow)
             hardest = table.filter(pl.col(SCORE).is_not_null()).top_k(
                 self.top, by=[SCORE, self.id_column], reverse=[False, True]
             )
@@ -252,21 +252,23 @@ class StreamingQuantiles:
             self.set_bounds(values)
         self.add_bands(len(values), pl.DataFrame({"v": values}).select(self.band_exprs("v")), "v")
 
-    def add_scanned(self, scan: pl.LazyFrame, column: str) -> None:
-        """Every value of `column` in `scan` (nulls and NaN left out), in streaming queries that
-        hold only the values inside the bands (set before: `set_bounds`)."""
+    def scanned_queries(self, scan: pl.LazyFrame, column: str) -> list[pl.LazyFrame]:
+        """Streaming queries over every value of `column` in `scan` (nulls and NaN left out) that
+        hold only the values inside the bands (set before: `set_bounds`); `add_found` takes what
+        they found."""
         assert self.bounds is not None
         values = pl.col(column).cast(pl.Float64)
         kept = scan.select(values).filter(values.is_not_null() & values.is_not_nan())
         below = [(pl.col(column) < low).sum().alias(f"below:{i}") for i, (low, _) in enumerate(self.bounds)]
         insides = [kept.filter(pl.col(column).is_between(low, high)) for low, high in self.bounds]
-        found, *inside = pl.collect_all(
-            [kept.select(pl.len().alias("n"), *below), *insides], engine="streaming"
-        )
+        return [kept.select(pl.len().alias("n"), *below), *insides]
+
+    def add_found(self, found: Sequence[pl.DataFrame]) -> None:
+        counts, *inside = found
         for i in range(len(self.qs)):
-            self.below[i] += int(found.get_column(f"below:{i}").item())
+            self.below[i] += int(counts.get_column(f"below:{i}").item())
             self.inside[i].append(inside[i].to_series().to_numpy())
-        self.n += int(found.get_column("n").item())
+        self.n += int(counts.get_column("n").item())
 
     def band_exprs(self, column: str) -> list[pl.Expr]:
         """Per wanted quantile, once the bands are known: how many values of `column` fall below
@@ -313,6 +315,18 @@ def prime_scanned(scan: pl.LazyFrame, quantiles: Mapping[str, StreamingQuantiles
     heads = [scan.select(pl.col(c).cast(pl.Float64)).drop_nulls().drop_nans().head(PRIME_ROWS) for c in unset]
     for column, head in zip(unset, pl.collect_all(heads, engine="streaming"), strict=True):
         quantiles[column].set_bounds(head.to_series().to_numpy())
+
+
+def add_scanned(scan: pl.LazyFrame, quantiles: Mapping[str, StreamingQuantiles]) -> None:
+    """Every value of each column of `quantiles` with bands (a column without has no value) in
+    `scan`: all the columns' band queries in one `pl.collect_all`."""
+    known = [c for c, q in quantiles.items() if q.bounds is not None]
+    queries = [quantiles[c].scanned_queries(scan, c) for c in known]
+    found = pl.collect_all([q for column in queries for q in column], engine="streaming")
+    start = 0
+    for column, its in zip(known, queries, strict=True):
+        quantiles[column].add_found(found[start : start + len(its)])
+        start += len(its)
 
 
 def column_of(table: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
@@ -412,9 +426,7 @@ class EmbedSummary:
         for value, count in splits.iter_rows():
             self.splits[value] = self.splits.get(value, 0) + count
         self.n_train += int(n_train.item())
-        for score in self.scores:
-            if self.quantiles[score].bounds is not None:  # else the score has no value
-                self.quantiles[score].add_scanned(train, score)
+        add_scanned(train, self.quantiles)
         self.least.append(ranked[0])
         if self.with_difficulty:
             self.highest.append(ranked[1])
