@@ -36,9 +36,10 @@ from kscore.html_page import (
     render_page,
     sample_rows,
 )
+from kscore.io import COMMANDS
 from kscore.storage import as_path
 
-KINDS = ("difficulty", "embed-scores", "compare", "select")
+KINDS = COMMANDS  # the outputs the page shows: those of every command that writes kscore's metadata
 DEFAULT_FILES = ("difficulty_scores.parquet", "embed_scores.parquet")
 MAX_POINTS = 1_000_000
 PROBE_IDS = 100_000  # ids of one file looked for in another before all of its ids are
