@@ -39,6 +39,7 @@ from kscore.columns import (
     model_score_column,
     top_signal_column,
 )
+from kscore.config import TASK_SIGNAL
 from kscore.errors import InputError, did_you_mean
 
 # A map column is quantised to 16 bits over its range; this code marks a missing value.
@@ -110,6 +111,7 @@ class MapPoints:
     scores: list[str]  # the map's score columns, the first colour first
     named_rows: dict[str, np.ndarray]  # the row numbers of the ids each table or pick names
     text: pl.DataFrame | None  # --data's columns, one row per shown point
+    models: list[str] = field(default_factory=list)  # difficulty's models (their score columns' names)
 
 
 @dataclass
@@ -192,24 +194,26 @@ def _table(table: Table, points: Sequence[int | None] | None = None, *, caption:
 
 
 def _histogram(histogram: Histogram | None) -> str:
-    """Inline SVG bars; hovering a bar shows its range and count (an SVG title: no script needed)."""
+    """Inline SVG bars on a log scale of the count (a tail of a few hard datapoints stays visible
+    beside a bin of thousands); hovering a bar shows its range and count (an SVG title: no script
+    needed)."""
     if histogram is None:
         return ""
     title, counts, low, high = histogram.title, histogram.counts, histogram.low, histogram.high
     edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
     width, height, gap = 300, 90, 1
     bar = width / HISTOGRAM_BINS
-    peak = max(int(counts.max()), 1)
+    peak = np.log1p(max(int(counts.max()), 1))
     bars = []
     for i, count in enumerate(counts):
-        h = 0 if count == 0 else max(1.0, height * count / peak)
+        h = 0 if count == 0 else max(1.0, height * np.log1p(count) / peak)
         bars.append(
             f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{bar - gap:.1f}" height="{h:.1f}" '
             f'data-count="{int(count)}"><title>{edges[i]:.4g} to {edges[i + 1]:.4g}: '
             f"{int(count)} datapoints</title></rect>"
         )
     return (
-        f'<figure class="histogram"><figcaption>{_esc(title)}</figcaption>'
+        f'<figure class="histogram"><figcaption>{_esc(title)} (bar height: log count)</figcaption>'
         f'<svg viewBox="0 0 {width} {height + 14}" width="{width}" height="{height + 14}" role="img" '
         f'aria-label="{_esc(title)}">{"".join(bars)}'
         f'<text x="0" y="{height + 12}">{low:.4g}</text>'
@@ -310,6 +314,7 @@ def _map_data(points: MapPoints, id_column: str, train: np.ndarray, image_col: s
         "text": list(text.columns) if text is not None else [],
         "highlights": {name: np.searchsorted(rows, r).tolist() for name, r in points.named_rows.items()},
         "color": points.scores[0] if points.scores else None,
+        "meanings": {c: score_meaning(c, points.models) for c in points.scores},
         "image": image_col,
         "id_column": id_column,
         "draft_points": DRAFT_POINTS,
@@ -404,6 +409,7 @@ class Table:
     heading: str
     headers: list[str]
     rows: list[list[Any]]
+    note: str = ""  # a line under the heading
 
 
 @dataclass
@@ -427,14 +433,33 @@ def _difficulty_parts(
     parts.summary.append(f'<div class="histograms">{"".join(_histogram(h) for h in histograms)}</div>')
     hardest = stats["hardest"]
     explained = [m for m in models if hardest and m in hardest[0].get("top_signal", {})]
-    headers = ["id", SCORE, N_MODELS, *models, *(top_signal_column(m) for m in explained)]
+    classes = stats.get("classes") or {"label": {}, "predicted": {}, "missing": []}
+    labels, predicted = classes["label"], classes["predicted"]
+    predicting = [m for m in models if m in predicted]
+    headers = [
+        "id", SCORE, *(["label"] if labels else []), *(f"predicted ({m})" for m in predicting), N_MODELS,
+        *models, *(top_signal_column(m) for m in explained),
+    ]  # fmt: skip
     rows = [
-        [h["id"], h[SCORE], h[N_MODELS], *(h["scores"][m] for m in models),
-         *(h["top_signal"][m] for m in explained)]
+        [h["id"], h[SCORE], *([labels.get(str(h["id"]))] if labels else []),
+         *(predicted[m].get(str(h["id"])) for m in predicting), h[N_MODELS],
+         *(h["scores"][m] for m in models), *(_signal_name(h["top_signal"][m]) for m in explained)]
         for h in hardest
     ]  # fmt: skip
     if top:
-        parts.tables.append(Table("hardest", f"Hardest {len(rows)} datapoints", headers, rows))
+        note = ""
+        if classes["missing"]:
+            note = "label and predictions not shown for results files not found: " + ", ".join(
+                classes["missing"]
+            )
+        parts.tables.append(Table("hardest", f"Hardest {len(rows)} datapoints", headers, rows, note))
+
+
+def _signal_name(signal: Any) -> Any:
+    """A top signal as the standard names it: `metric: correct`, or `task error`."""
+    if signal is None:
+        return None
+    return "task error" if signal == TASK_SIGNAL else f"metric: {signal}"
 
 
 def _embed_parts(
@@ -508,6 +533,55 @@ def named_ids(facts: Facts, id_column: str) -> dict[str, list[Any]]:
     if facts.picks is not None:
         named["picks"] = facts.picks.get_column(id_column).to_list()
     return named
+
+
+# What each map score means, which end is worse, and the words for its two ends (the legend's
+# direction). The page shows the line of the score the map is coloured by.
+SCORE_MEANINGS: dict[str, tuple[str, str, str]] = {
+    SCORE: (
+        "difficulty: how badly the models did on this validation/test point, averaged over them "
+        "(0 to 1); higher is harder",
+        "easier",
+        "harder",
+    ),
+    REPRESENTATION: (
+        "representation: how densely the validation/test points surround this train point (a "
+        "log-density); lower is less covered, the worse end",
+        "less covered",
+        "well covered",
+    ),
+    POTENTIAL: (
+        "potential difficulty: how close this train point sits to hard validation/test points (a "
+        "difficulty-weighted density); higher is nearer to where models fail",
+        "far from hard points",
+        "near hard points",
+    ),
+    LOCAL: (
+        "local difficulty: the mean difficulty of the validation/test points around this train point "
+        "(0 to 1); higher is harder",
+        "easier",
+        "harder",
+    ),
+    "compare_delta": (
+        "change in difficulty from the baseline model to the candidate; above 0 the candidate does "
+        "worse (a regression)",
+        "improved",
+        "regressed",
+    ),
+}
+
+
+def score_meaning(column: str, models: Sequence[str]) -> dict[str, str]:
+    """The page's words for a map score: what it means, and its low and high ends."""
+    for model in models:
+        if column == model_score_column(model):
+            return {
+                "means": f"difficulty for the model {model} alone (0 to 1); higher is harder",
+                "low": "easier",
+                "high": "harder",
+            }
+    means, low, high = SCORE_MEANINGS.get(column, (column, "low", "high"))
+    return {"means": means, "low": low, "high": high}
 
 
 def map_scores(columns: Sequence[str], models: Sequence[str], color: str | None) -> list[str]:
@@ -637,7 +711,12 @@ def render_page(
         return [index_of.get(row[0]) for row in table.rows]
 
     tables = "".join(
-        _section(f"section-{t.key}", t.heading, _table(t, points(t), caption=False)) for t in parts.tables
+        _section(
+            f"section-{t.key}",
+            t.heading,
+            (f'<p class="note">{_esc(t.note)}</p>' if t.note else "") + _table(t, points(t), caption=False),
+        )
+        for t in parts.tables
     )
     summary = "".join(parts.summary)
     scripts = [_asset("report.js")]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -28,9 +30,26 @@ if TYPE_CHECKING:
     from kscore.core.comparison import Comparison, Gate
 
 
+_EXACT: ContextVar[bool] = ContextVar("kscore_exact_summaries", default=False)
+
+
 def rounded(value: Any) -> float | None:
-    """Floats in summaries: rounded to 6 decimals alike in every command."""
-    return None if value is None else round(float(value), 6)
+    """Floats in summaries: rounded to 6 decimals alike in every command (whole within
+    `exact_values`)."""
+    if value is None:
+        return None
+    return float(value) if _EXACT.get() else round(float(value), 6)
+
+
+@contextmanager
+def exact_values() -> Iterator[None]:
+    """Within it, summaries keep their floats whole: the report's page rounds each column itself,
+    to the digits that keep its rows apart (0.0002431 and 0.0002434 are not both 0.000243)."""
+    token = _EXACT.set(True)
+    try:
+        yield
+    finally:
+        _EXACT.reset(token)
 
 
 def envelope(command: str, summary: Mapping[str, Any]) -> dict[str, Any]:

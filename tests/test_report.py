@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from kscore.html_page import LEVELS, MISSING, quantise, sample_rows
-from kscore.summaries import difficulty_summary
+from kscore.summaries import difficulty_summary, exact_values
 
 from .conftest import run_kscore
 from .report_pages import HOSTILE_IDS, make_inputs, page_data, tables_of
@@ -81,18 +81,21 @@ def test_tables_carry_the_files_numbers(inputs: dict[str, Path]):
     page = out.read_text(encoding="utf-8")
     tables = tables_of(page)
     difficulty = pl.read_parquet(inputs["difficulty"])
-    stats = difficulty_summary(difficulty, ["a", "b"], "id", top=7)
+    with exact_values():  # the page shows the exact values, to the digits that keep rows apart
+        stats = difficulty_summary(difficulty, ["a", "b"], "id", top=7)
     models = tables.tables["table-models"]
     for row, model in zip(models, stats["models"], strict=True):
         assert row[0][0] == model["name"]
-        assert [float(v) for _, v in row[1:]] == [model[k] for k in ("rows_scored", "mean", "median", "p90")]
+        shown = [float(v) for _, v in row[1:]]  # a streamed sum: the mean to the last bits
+        assert shown == pytest.approx([model[k] for k in ("rows_scored", "mean", "median", "p90")], rel=1e-12)
     hardest = tables.tables["table-hardest"]
     assert [r[0][0] for r in hardest] == [h["id"] for h in stats["hardest"]]  # the hostile ids, as text
     by_id = {r["id"]: r for r in difficulty.iter_rows(named=True)}
     for row in hardest:
         truth = by_id[row[0][0]]
-        assert abs(float(row[1][1]) - truth["difficulty_score"]) <= 5e-7  # rounded to 6 places, as --json
-        assert row[-1][0] == truth["top_signal_b"]
+        assert float(row[1][1]) == truth["difficulty_score"]  # the cell's exact value
+        assert abs(float(row[1][0]) - truth["difficulty_score"]) <= 5e-4 * truth["difficulty_score"]
+        assert row[-1][0] == f"metric: {truth['top_signal_b']}"  # named as the standard names it
     picks = pl.read_parquet(inputs["picks"]).sort("rank")
     assert [r[0][0] for r in tables.tables["table-picks"]] == picks.get_column("id").to_list()
     compare = pl.read_parquet(inputs["compare"])
@@ -258,7 +261,11 @@ def test_histograms_count_the_files_values(inputs: dict[str, Path]):
     assert result.returncode == 0, result.stderr
     page = out.read_text(encoding="utf-8")
     figures = dict(
-        re.findall(r'<figure class="histogram"><figcaption>([^<]+)</figcaption>(.*?)</figure>', page)
+        re.findall(
+            r'<figure class="histogram"><figcaption>([^<]+) \(bar height: log count\)'
+            r"</figcaption>(.*?)</figure>",
+            page,
+        )
     )
     difficulty = pl.read_parquet(inputs["difficulty"])
     embed = pl.read_parquet(inputs["embed"])
@@ -272,6 +279,15 @@ def test_histograms_count_the_files_values(inputs: dict[str, Path]):
         shown = [int(c) for c in re.findall(r'data-count="(\d+)"', figures[name])]
         assert shown == expected.tolist(), name
         assert sum(shown) == len(values)
+        # the bars' heights follow the log of the count: a tail of one or two datapoints shows
+        heights = np.array([float(h) for h in re.findall(r'height="([\d.]+)" data-count', figures[name])])
+        counts = np.array(shown)
+        assert np.allclose(
+            heights[counts > 0],
+            np.maximum(1.0, 90 * np.log1p(counts[counts > 0]) / np.log1p(counts.max())),
+            atol=0.051,
+        )
+        assert (heights[counts == 0] == 0).all()
 
 
 def test_the_train_scores_table_holds_the_files_quantiles(inputs: dict[str, Path]):
@@ -453,3 +469,51 @@ def test_significant_digits_grow_only_as_far_as_the_values_need():
     assert _digits_apart([0.0064012, 0.0064371, 0.0064]) == 4
     assert _digits_apart([0.006401234, 0.006401239]) == 6  # 0.00640123 and 0.00640124
     assert _digits_apart([0.5, 0.5, None, float("nan"), "text", 3]) == 4
+
+
+def test_the_hardest_table_shows_the_label_and_each_models_prediction(tmp_path: Path):
+    """On the sample, the hardest datapoints carry the label and every model's prediction, read for
+    those rows from the results files the difficulty output names; a results file that is gone is
+    named in a line above the table, and its model's column is left out."""
+    from .conftest import ROOT
+
+    for model in ("forest", "knn", "logreg"):
+        (tmp_path / f"results_{model}.csv").write_bytes(
+            (ROOT / f"sample_data/results_{model}.csv").read_bytes()
+        )
+    files = [f"results_{m}.csv" for m in ("forest", "knn", "logreg")]
+    config = str(ROOT / "configs/quality_standard.yaml")
+    result = run_kscore(
+        "difficulty", *files, "-c", config, "--explain", "-o", "d.parquet", "-q", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert run_kscore("report", "d.parquet", "-o", "r.html", "-q", cwd=tmp_path).returncode == 0
+    rows = tables_of((tmp_path / "r.html").read_text(encoding="utf-8")).tables["table-hardest"]
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    headers = re.search(r'<table class="sortable" id="table-hardest">.*?<thead><tr>(.*?)</tr>', page).group(1)
+    names = re.findall(r"<th[^>]*>([^<]*)</th>", headers)
+    assert names[:6] == [
+        "id",
+        "difficulty_score",
+        "label",
+        "predicted (forest)",
+        "predicted (knn)",
+        "predicted (logreg)",
+    ]
+    results = {m: pl.read_csv(tmp_path / f"results_{m}.csv") for m in ("forest", "knn", "logreg")}
+    for row in rows:
+        point = int(row[0][0])
+        truth = {m: r.filter(pl.col("id") == point).row(0, named=True) for m, r in results.items()}
+        assert int(row[2][0]) == truth["forest"]["label"]
+        assert [int(c[0]) for c in row[3:6]] == [truth[m]["predicted"] for m in ("forest", "knn", "logreg")]
+        assert all(c[0].startswith("metric: ") for c in row[-3:])  # each model's top signal, named
+    (tmp_path / "results_knn.csv").unlink()
+    assert run_kscore("report", "d.parquet", "-o", "r2.html", "-q", cwd=tmp_path).returncode == 0
+    page = (tmp_path / "r2.html").read_text(encoding="utf-8")
+    assert "label and predictions not shown for results files not found: results_knn.csv" in page
+    headers = re.search(r'<table class="sortable" id="table-hardest">.*?<thead><tr>(.*?)</tr>', page).group(1)
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", headers)[2:5] == [
+        "label",
+        "predicted (forest)",
+        "predicted (logreg)",
+    ]

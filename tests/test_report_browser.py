@@ -311,3 +311,116 @@ def test_the_map_starts_on_the_first_screen(browser: Any, page_file: Path):
         assert page.locator("#color-by").bounding_box()["y"] < box["y"]
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def sample_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's report, as the README's tour makes it (PCA for the map: the page is the same
+    whatever the reducer)."""
+    from .conftest import ROOT
+
+    folder = tmp_path_factory.mktemp("sample")
+    for model in ("forest", "knn", "logreg"):
+        (folder / f"results_{model}.csv").write_bytes(
+            (ROOT / f"sample_data/results_{model}.csv").read_bytes()
+        )
+    steps = [
+        ["difficulty", "results_forest.csv", "results_knn.csv", "results_logreg.csv", "-c",
+         str(ROOT / "configs/quality_standard.yaml"), "-o", "difficulty_scores.parquet"],
+        ["embed-scores", str(ROOT / "sample_data/embeddings.parquet"), "--reducer", "pca", "--difficulty",
+         "difficulty_scores.parquet", "-o", "embed_scores.parquet"],
+        ["report", "-o", "report.html"],
+    ]  # fmt: skip
+    for step in steps:
+        result = run_kscore(*step, "-q", cwd=folder)
+        assert result.returncode == 0, result.stderr
+    return folder / "report.html"
+
+
+@pytest.fixture
+def sample(browser: Any, sample_page: Path) -> Iterator[Opened]:
+    view = Opened(browser, sample_page)
+    view.page.set_viewport_size({"width": 1400, "height": 900})
+    yield view
+    view.close()
+
+
+def test_the_colour_selector_says_what_its_score_means_and_which_end_is_worse(sample: Opened):
+    page = sample.page
+    meanings = page.evaluate("JSON.parse(document.getElementById('kscore-header').textContent).map.meanings")
+    options = page.locator("#color-by option").all_inner_texts()
+    assert set(options) == set(meanings) and len(options) >= 6
+    seen = set()
+    for name in options:
+        page.select_option("#color-by", name)
+        page.wait_for_function("(n) => window.kscoreReport.colour.name === n", arg=name)
+        line = page.locator("#color-meaning").inner_text()
+        assert line == meanings[name]["means"] and line not in seen
+        seen.add(line)
+        legend = page.locator("#legend").inner_text()
+        assert f"\u2190 {meanings[name]['low']}" in legend and f"{meanings[name]['high']} \u2192" in legend
+    page.select_option("#color-by", "difficulty_score")
+    page.wait_for_function("window.kscoreReport.colour.name === 'difficulty_score'")
+    assert "higher is harder" in page.locator("#color-meaning").inner_text()
+    assert "harder \u2192" in page.locator("#legend").inner_text()
+    page.select_option("#color-by", "representation_score")
+    page.wait_for_function("window.kscoreReport.colour.name === 'representation_score'")
+    assert "\u2190 less covered" in page.locator("#legend").inner_text()
+
+
+def test_reference_points_are_drawn_grey_and_named_as_such(sample: Opened, tmp_path: Path):
+    from matplotlib.image import imread
+
+    page = sample.page
+    page.select_option("#color-by", "potential_difficulty_score")
+    page.wait_for_function("window.kscoreReport.colour.name === 'potential_difficulty_score'")
+    reference = page.evaluate("window.kscoreReport.data.train.filter((t) => t === 0).length")
+    assert reference == 719 and page.evaluate("window.kscoreReport.colour.grey") == reference
+    legend = page.locator("#legend").inner_text()
+    assert "grey: reference points (validation/test); this score is for train points" in legend
+    assert "no value" not in legend
+    page.wait_for_timeout(300)
+    shot = tmp_path / "map.png"
+    page.locator("#map-canvas").screenshot(path=str(shot))
+    pixels = (imread(shot)[..., :3] * 255).round()
+    grey = np.all(np.abs(pixels - np.array([0xA3, 0xAA, 0xB2])) <= 6, axis=-1)
+    assert grey.sum() > 200  # the reference points are there, in the neutral grey
+
+
+def test_the_colour_scale_is_clipped_to_the_middle_96_percent(sample: Opened):
+    page = sample.page
+    page.select_option("#color-by", "representation_score")
+    page.wait_for_function("window.kscoreReport.colour.name === 'representation_score'")
+    values = np.array(
+        page.evaluate(
+            """() => { const r = window.kscoreReport, d = r.data, out = [];
+            const spec = JSON.parse(document.getElementById('kscore-header').textContent).map.buffers
+              .find((b) => b.name === 'representation_score');
+            for (let i = 0; i < d.train.length; i++) if (d.representation_score[i] !== 65535)
+              out.push(spec.min + d.representation_score[i] * (spec.max - spec.min) / 65534);
+            return out; }"""
+        )
+    )
+    colour = page.evaluate("window.kscoreReport.colour")
+    low, high = (float(colour[k].split(" ")[-1]) for k in ("low", "high"))
+    assert colour["low"].startswith("\u2264") and colour["high"].startswith("\u2265")
+    ordered = np.sort(values)
+    assert low == pytest.approx(ordered[round(0.02 * (len(values) - 1))], rel=1e-3)
+    assert high == pytest.approx(ordered[round(0.98 * (len(values) - 1))], rel=1e-3)
+    assert values.min() < low and high < values.max()  # an outlier no longer sets the scale
+
+
+def test_the_sample_tables_keep_differing_values_apart_and_show_label_and_predictions(sample: Opened):
+    page = sample.page
+    for table in ("least_represented", "highest_potential"):
+        cells = page.locator(f"#table-{table} tbody td.num")
+        texts, exact = cells.all_inner_texts(), [c.get_attribute("data-value") for c in cells.all()]
+        columns = len(page.locator(f"#table-{table} thead th").all()) - 2  # id and split are text
+        for column in range(columns):
+            shown = texts[column::columns]
+            values = exact[column::columns]
+            assert len(set(shown)) == len(set(values)), (table, column, shown)
+    headers = page.locator("#table-hardest thead th").all_inner_texts()
+    assert headers[2:6] == ["label", "predicted (forest)", "predicted (knn)", "predicted (logreg)"]
+    first = page.locator("#table-hardest tbody tr").first.locator("td").all_inner_texts()
+    assert first[2] != "-" and all(p != "-" for p in first[3:6])

@@ -65,11 +65,12 @@
 
   const MISSING = 65535, LEVELS = 65534;
   const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
-  const GREY = "#c8c8c8";
+  const NEUTRAL = "#a3aab2"; // points the chosen score does not cover (a visible grey, named in the legend)
+  const CLIP = 0.02; // the colour scale runs from the 2nd to the 98th percentile: outliers do not wash it out
 
   function palette() {
     const rgb = VIRIDIS.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
-    const colors = [GREY];
+    const colors = [NEUTRAL];
     for (let i = 0; i < 255; i++) {
       const t = (i / 254) * (rgb.length - 1), k = Math.min(Math.floor(t), rgb.length - 2), f = t - k;
       const c = rgb[k].map((v, j) => Math.round(v + (rgb[k + 1][j] - v) * f));
@@ -93,7 +94,8 @@
   function format(value) {
     if (value === null || value === undefined) return "-";
     if (typeof value !== "number") return String(value);
-    return Math.abs(value) >= 1e4 || (Math.abs(value) < 1e-3 && value !== 0) ? value.toExponential(3) : value.toFixed(4);
+    // four significant digits: 0.0009657 and 0.0063 read alike, and small scores keep their digits
+    return Math.abs(value) >= 1e6 ? value.toExponential(3) : String(Number(value.toPrecision(4)));
   }
 
   async function start() {
@@ -119,7 +121,6 @@
     for (let i = 0; i < n; i++) {
       x[i] = (xs[i] - cx) / half;
       y[i] = (ys[i] - cy) / half;
-      z[i] = data.train[i];
     }
     const canvas = document.getElementById("map-canvas");
     const size = n > 200000 ? 2 : n > 20000 ? 3 : 5;
@@ -131,7 +132,7 @@
       pointColor: palette(),
       pointColorActive: "#e4572e",
       pointColorHover: "#111111",
-      pointSize: [size + 2, size],
+      pointSize: [Math.max(size - 1, 2), size + 1], // the grey points the colour does not cover, the coloured ones
       sizeBy: "valueA",
       colorBy: "valueB",
       pointSizeSelected: 3,
@@ -143,10 +144,36 @@
 
     const colorBy = document.getElementById("color-by");
     const legend = document.getElementById("legend");
+    const meaning = document.getElementById("color-meaning");
+    // The codes at the scale's two ends: the CLIP and 1 - CLIP quantiles of the shown points' codes.
+    function clipped(codes) {
+      const present = [];
+      for (let i = 0; i < n; i++) if (codes[i] !== MISSING) present.push(codes[i]);
+      if (!present.length) return [0, LEVELS];
+      present.sort((a, b) => a - b);
+      const at = (q) => present[Math.min(present.length - 1, Math.floor(q * (present.length - 1) + 0.5))];
+      return [at(CLIP), at(1 - CLIP)];
+    }
     function colour(name) {
       const codes = data[name];
-      for (let i = 0; i < n; i++) w[i] = codes[i] === MISSING ? 0 : (1.5 + (codes[i] / LEVELS) * 253.99) / 255;
+      const [lowCode, highCode] = clipped(codes);
+      const span = Math.max(highCode - lowCode, 1);
+      let missingTrain = 0, missingReference = 0;
+      for (let i = 0; i < n; i++) {
+        z[i] = codes[i] === MISSING ? 0 : 1;
+        if (codes[i] === MISSING) {
+          w[i] = 0;
+          if (data.train[i]) missingTrain++;
+          else missingReference++;
+          continue;
+        }
+        const t = Math.min(Math.max((codes[i] - lowCode) / span, 0), 1);
+        w[i] = (1.5 + t * 253.99) / 255;
+      }
       const spec = specOf(name);
+      const words = (map.meanings && map.meanings[name]) || { means: name, low: "low", high: "high" };
+      meaning.textContent = words.means;
+      const codeValue = (code) => (spec.min === null ? null : spec.min + code * ((spec.max - spec.min) / LEVELS));
       legend.textContent = "";
       const label = document.createElement("div");
       label.textContent = name;
@@ -155,13 +182,30 @@
       const ends = document.createElement("div");
       ends.className = "ends";
       const low = document.createElement("span"), high = document.createElement("span");
-      low.textContent = format(spec.min);
-      high.textContent = format(spec.max);
+      low.textContent = (lowCode > 0 ? "\u2264 " : "") + format(codeValue(lowCode));
+      high.textContent = (highCode < LEVELS ? "\u2265 " : "") + format(codeValue(highCode));
       ends.append(low, high);
-      const none = document.createElement("div");
-      none.className = "none";
-      none.textContent = "grey: no value";
-      legend.append(label, bar, ends, none);
+      const direction = document.createElement("div");
+      direction.className = "direction";
+      const lowWord = document.createElement("span"), highWord = document.createElement("span");
+      lowWord.textContent = "\u2190 " + words.low;
+      highWord.textContent = words.high + " \u2192";
+      direction.append(lowWord, highWord);
+      legend.append(label, bar, ends, direction);
+      if (missingTrain + missingReference) {
+        const none = document.createElement("div");
+        none.className = "none";
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        const what = !missingTrain
+          ? "grey: reference points (validation/test); this score is for train points"
+          : !missingReference
+            ? "grey: train points; this score is for reference points (validation/test)"
+            : "grey: no value";
+        none.append(swatch, document.createTextNode(what));
+        legend.append(none);
+      }
+      report.colour = { name, low: low.textContent, high: high.textContent, grey: missingTrain + missingReference };
     }
     let spatialIndex;
     async function draw() {

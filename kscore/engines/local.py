@@ -9,6 +9,7 @@ loaded once per worker, not sent with every task.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import pickle
 import tempfile
@@ -62,8 +63,13 @@ def parallel_map(func: Callable[[_T], _R], items: Sequence[_T], workers: int | N
     workers = min(len(items), workers or default)
     if workers <= 1:
         return [func(item) for item in items]
+    context = contextvars.copy_context()  # each call sees the caller's context variables
+
+    def call(item: _T) -> _R:
+        return context.copy().run(func, item)
+
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(func, items))
+        return list(pool.map(call, items))
 
 
 def map_chunks(

@@ -196,7 +196,49 @@ def _difficulty_facts(
             for hardest in stats["hardest"]:
                 row = by_id[hardest["id"]]
                 hardest["top_signal"] = {m: row[top_signal_column(m)] for m in explained}
+    if ids:
+        stats["classes"] = _labels_and_predictions(source.item, models, id_column, ids)
     return stats, [_histogram(found, c, bounds[c]) for c in scores]
+
+
+def _labels_and_predictions(
+    item: ReportInput, models: Sequence[str], id_column: str, ids: list[Any]
+) -> dict[str, Any]:
+    """The label and each model's prediction of the hardest `ids`, read (those rows alone) from the
+    results files the difficulty output names in its metadata: the task's ground truth and inference
+    columns, else the columns named like a class and a predicted class (`label`, `predicted`).
+    A results file that is gone or unreadable is named in `missing`; the page shows the rest."""
+    from kscore.config import class_columns
+    from kscore.io import file_columns, scan_table
+
+    standard = item.metadata.get("standard") or {}
+    task = standard.get("task") if isinstance(standard.get("task"), dict) else {}
+    files = item.metadata.get("inputs") or {}
+    wanted = [str(i) for i in ids]
+    found: dict[str, Any] = {"label": {}, "predicted": {}, "missing": []}
+    for model in models:
+        path = files.get(model)
+        if not isinstance(path, str):
+            continue
+        try:
+            results = as_path(path)
+            present = file_columns(results)
+            pair = (task.get("ground_truth"), task.get("inference")) if task else class_columns(present)
+            if pair is None or any(c not in present for c in (id_column, *pair)):
+                continue
+            with reading(results):
+                rows = (
+                    scan_table(results, [id_column, *pair])
+                    .filter(pl.col(id_column).cast(pl.String).is_in(wanted))
+                    .collect(engine="streaming")
+                )
+        except (InputError, pl.exceptions.PolarsError, OSError):
+            found["missing"].append(path)
+            continue
+        for key, truth, predicted in rows.select(pl.col(id_column).cast(pl.String), *pair).iter_rows():
+            found["label"].setdefault(key, truth)
+            found["predicted"].setdefault(model, {})[key] = predicted
+    return found
 
 
 def _embed_facts(source: Source, id_column: str, top: int) -> tuple[dict[str, Any], list[Histogram | None]]:
@@ -359,7 +401,7 @@ def _map_points(
             .join(data, on="__id", how="left", maintain_order="left")
             .drop("__id")
         )
-    return MapPoints(table, rows, embed.item.rows, scores, named_rows, text)
+    return MapPoints(table, rows, embed.item.rows, scores, named_rows, text, list(models))
 
 
 def _as_text(dtype: pl.DataType) -> bool:
@@ -511,6 +553,7 @@ def report(
     from kscore.io import check_output, write_atomic
     from kscore.jobs.common import stage
     from kscore.storage import using
+    from kscore.summaries import exact_values
 
     out_path = check_report_output(out)
     if max_points < 1:
@@ -528,7 +571,8 @@ def report(
     if data is not None and "embed-scores" not in sources:
         raise InputError("--data needs an embed-scores output: its columns are shown on the map")
     with stage(progress, "build page"), using(storage_options):
-        facts = _facts(sources, id_column, data, columns, image_col, color, top, max_points)
+        with exact_values():  # the page rounds each column to the digits that keep its rows apart
+            facts = _facts(sources, id_column, data, columns, image_col, color, top, max_points)
         page, summary = render_page(facts, facts.id_column, image_col, top, title)
     encoded = page.encode("utf-8")
     with stage(progress, "write"):
