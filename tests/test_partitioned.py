@@ -655,3 +655,45 @@ def test_signals_at_seeded_moments_leave_the_whole_output_or_nothing(tmp_path: P
     ]
     problems = [f"{p.signal} at {p.delay} s: {', '.join(p.problems())}" for p in found if p.problems()]
     assert not problems, problems
+
+
+@pytest.mark.parametrize("lie", ["low", "high", "both"])
+def test_a_footer_that_lies_about_the_ids_bounds_changes_no_score(
+    tmp_path: Path, tiny_overhead, monkeypatch, lie
+) -> None:
+    """A Parquet footer claiming a higher minimum id (or a lower maximum) than its rows hold: the
+    rows outside the claimed bounds go to the first (or last) id range, and the file is the one the
+    in-memory path writes (it was 'conversion from i64 to u16 failed')."""
+    for number, name in enumerate(MODELS):
+        _model_frame("dense", number).write_parquet(tmp_path / f"results_{name}.parquet")
+    paths = {name: tmp_path / f"results_{name}.parquet" for name in MODELS}
+    honest = partitioned.footer_checks
+
+    def lying(path: Path, id_col: str, metrics: list[str]):
+        found = honest(path, id_col, metrics)
+        if found is not None:
+            found["low"] += 700 if lie in ("low", "both") else 0
+            found["high"] -= 700 if lie in ("high", "both") else 0
+        return found
+
+    monkeypatch.setattr(partitioned, "footer_checks", lying)
+    standard = _standard("minmax", "per_model", False)
+    stages: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        stages[stage] = total
+
+    write_difficulty_scores(paths, standard, tmp_path / "m.parquet", memory_limit="64GiB")
+    write_difficulty_scores(paths, standard, tmp_path / "p.parquet", memory_limit=300_000, progress=progress)
+    assert stages["score id ranges"] > 2  # partitioned
+    _assert_same_file(tmp_path / "m.parquet", tmp_path / "p.parquet")
+
+
+def test_id_ranges_put_ids_outside_their_bounds_in_the_end_ranges() -> None:
+    from kscore.plan.sizing import dense_ranges
+
+    ranges = dense_ranges(100, 199, 4, pl.Int64())
+    ids = pl.Series("id", [-5, 0, 99, 100, 124, 125, 199, 200, 10_000], dtype=pl.Int64)
+    expected = [0, 0, 0, 0, 0, 1, 3, 3, 3]
+    assert ranges.of(ids).tolist() == expected
+    assert pl.select(ranges.expr(pl.lit(ids))).to_series().to_list() == expected

@@ -114,8 +114,8 @@ class IdRanges:
         if len(self.bounds) == 0:
             return np.zeros(len(ids), dtype=np.uint16)
         if self.width:
-            values = ids.to_numpy()
-            return np.minimum((values - self.low) // self.width, self.count - 1).astype(np.uint16)
+            values = ids.to_numpy()  # an id below `low` (a footer that claimed too high a minimum): 0
+            return np.clip((values - self.low) // self.width, 0, self.count - 1).astype(np.uint16)
         if ids.dtype.is_integer():
             return np.searchsorted(self.bounds.to_numpy(), ids.to_numpy(), side="right").astype(np.uint16)
         return self.bounds.search_sorted(ids, side="right").to_numpy().astype(np.uint16)
@@ -125,7 +125,7 @@ class IdRanges:
         if len(self.bounds) == 0:
             return pl.lit(0, dtype=pl.UInt16)
         if self.width:
-            return ((ids - self.low) // self.width).clip(upper_bound=self.count - 1).cast(pl.UInt16)
+            return ((ids - self.low) // self.width).clip(0, self.count - 1).cast(pl.UInt16)
         return pl.lit(self.bounds).search_sorted(ids, side="right").cast(pl.UInt16)
 
 
