@@ -371,3 +371,61 @@ def test_umaps_uncached_numba_functions_are_cached():
         umap.distances.named_distances["cosine"],
     ):
         assert not isinstance(function._cache, NullCache), function
+
+
+LAZY_PROBE = """
+import numba, numpy as np
+from kscore.core.reduction import compiled_when_used
+with compiled_when_used():
+    import umap
+import pynndescent.rp_trees as trees, umap.utils as utils
+never_called = [trees.make_euclidean_tree, trees.make_angular_tree, trees.make_hub_euclidean_tree]
+assert all(not f.overloads for f in never_called), "compiled at import"
+assert not utils.tau_rand_int.overloads and not utils.tau_rand.overloads
+eager_int = numba.njit("i4(i8[:])")(utils.tau_rand_int.py_func)
+eager_float = numba.njit("f4(i8[:])")(utils.tau_rand.py_func)
+
+@numba.njit
+def draws(state, n):  # a numba caller: typed through the lazy function's declared signature
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = utils.tau_rand_int(state)
+    return out
+
+@numba.njit
+def eager_draws(state, n):
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = eager_int(state)
+    return out
+
+seeds = np.array([-7, 2**40 + 3, 12345], dtype=np.int64)
+a, b = seeds.copy(), seeds.copy()
+assert np.array_equal(draws(a, 1000), eager_draws(b, 1000)) and np.array_equal(a, b)
+assert [utils.tau_rand(a) for _ in range(50)] == [eager_float(b) for _ in range(50)]
+for lazy, eager in ((utils.tau_rand_int, eager_int), (utils.tau_rand, eager_float)):
+    assert lazy.nopython_signatures == eager.nopython_signatures, lazy.nopython_signatures
+    try:
+        lazy(np.zeros(3, np.float64))  # another type: refused, as for numba's own declared signatures
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("compiled a new signature")
+assert all(not f.overloads for f in never_called), "compiled though never called"
+print("ok")
+"""
+
+
+def test_umap_imports_without_compiling_and_compiles_its_declared_signatures_when_used(tmp_path):
+    """compiled_when_used: pynndescent's tree builders (never called on small inputs) are not
+    compiled at import; umap's random integers compile at first use for exactly the declared
+    signature, and draw the same numbers as numba's eager compile, from Python and from numba."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KSCORE_CACHE_DIR": str(tmp_path), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

@@ -34,12 +34,89 @@ TRANSFORM_BATCH = 50_000
 # refine it against the fixed map: 10 keep trustworthiness within 0.00001 of 30 at 80% transformed
 # (tests/bench/README.md) and save 40% of the transform's time.
 TRANSFORM_EPOCHS = 10
+# Layout epochs of the fit (None: umap's default, 500 up to 10,000 rows and 200 above).
+FIT_EPOCHS: int | None = 200
 # Up to this many fitted rows the UMAP graph uses exact nearest neighbours (umap itself does below
 # 4096): scikit-learn's brute-force search on every core, 5 s for 20,000 x 384 here, where umap's
 # approximate search (pynndescent) first compiles its numba functions in every process, 40-60 s.
 EXACT_KNN_ROWS = 50_000
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@contextmanager
+def compiled_when_used() -> Iterator[None]:
+    """While umap is imported: a numba function declared with explicit signatures (pynndescent's
+    tree builders, umap's random integers) is compiled for exactly those signatures when first
+    used, not at import, and kept in kscore's cache folder. The same machine code as numba's eager
+    compile, typed alike; but a run compiles only what it calls (a first run on a small input never
+    calls pynndescent's trees: about 15 s of its 26 s were their compiling), and a later run loads
+    the rest from the cache (umap's two eager functions were compiled again in every process)."""
+    from numba.core import decorators
+
+    eager = decorators._jit
+
+    def lazy(sigs: Any, locals: Any, target: str, cache: bool, targetoptions: Any, **kwargs: Any) -> Any:
+        if sigs is None or target != "cpu":
+            return eager(sigs, locals, target, cache, targetoptions, **kwargs)
+        wrap = eager(None, locals, target, True, targetoptions, **kwargs)
+
+        def wrapper(func: Any) -> Any:
+            dispatcher = wrap(func)
+            if not hasattr(dispatcher, "__dict__"):
+                return eager(sigs, locals, target, cache, targetoptions, **kwargs)(func)
+            dispatcher.__class__ = _typed_on_first_use(type(dispatcher))
+            dispatcher._kscore_signatures = list(sigs)
+            return dispatcher
+
+        return wrapper
+
+    decorators._jit = lazy
+    try:
+        yield
+    finally:
+        decorators._jit = eager
+
+
+_LAZY_DISPATCHERS: dict[type, type] = {}
+
+
+def _typed_on_first_use(base: type) -> type:
+    """A subclass of numba's dispatcher `base` that compiles its declared signatures (and then no
+    other, as numba does for a function declared with signatures) at its first call from Python
+    or from another numba function's typing."""
+    if base in _LAZY_DISPATCHERS:
+        return _LAZY_DISPATCHERS[base]
+
+    from numba.core import typeinfer
+    from numba.core.compiler_lock import global_compiler_lock
+
+    class TypedOnFirstUse(base):  # type: ignore[valid-type,misc]
+        def _compile_signatures(self) -> None:
+            with global_compiler_lock:  # one thread compiles; the others then find the overloads
+                signatures = self.__dict__.pop("_kscore_signatures", None)
+                if signatures is None:
+                    return
+                with typeinfer.register_dispatcher(self):  # a recursive function finds itself
+                    for signature in signatures:
+                        self.compile(signature)
+                    self.disable_compile()
+
+        def _compile_for_args(self, *args: Any, **kws: Any) -> Any:
+            # numba calls what this returns with the arguments: after the declared signatures are
+            # compiled, the dispatcher itself picks one of them (or refuses another type)
+            if "_kscore_signatures" in self.__dict__:
+                self._compile_signatures()
+                return self
+            return super()._compile_for_args(*args, **kws)
+
+        def get_call_template(self, args: Any, kws: Any) -> Any:
+            self._compile_signatures()
+            return super().get_call_template(args, kws)
+
+    TypedOnFirstUse.__name__ = TypedOnFirstUse.__qualname__ = f"TypedOnFirstUse{base.__name__}"
+    _LAZY_DISPATCHERS[base] = TypedOnFirstUse
+    return TypedOnFirstUse
 
 
 def cache_umap_kernels(metric: str) -> None:
@@ -220,7 +297,7 @@ def _umap(
     use_numba_cache()
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), compiled_when_used():
         warnings.simplefilter("ignore")  # umap's notes on n_jobs with a seed, numba's on threads
         import umap
     cache_umap_kernels(metric)
@@ -254,6 +331,7 @@ def _umap(
         transform_seed=seed if seed is not None else 42,
         n_jobs=1 if seed is not None else jobs,
         low_memory=True,
+        n_epochs=FIT_EPOCHS,
         precomputed_knn=precomputed or (None, None, None),
     )
     params = {
@@ -264,6 +342,7 @@ def _umap(
         "metric": metric,
         "seed": seed,
         "fit_rows": min(n, fit_sample),
+        "fit_epochs": FIT_EPOCHS,
         "transform_batch": TRANSFORM_BATCH,
     }
     with warnings.catch_warnings():

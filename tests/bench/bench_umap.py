@@ -6,7 +6,8 @@
         --transform-epochs 30 10 [--data manifold]
     python tests/bench/bench_umap.py sampled --rows 1000000 --fit-sample 20000 --transform-epochs 10
     python tests/bench/bench_umap.py trust-parts --rows 100000 --fit-sample 50000  # umap's own transform
-    python tests/bench/bench_umap.py cold-warm                 # embed-scores on sample_data/
+    python tests/bench/bench_umap.py cold-warm [--against OLD]  # the sample's first picture, cold and warm
+    python tests/bench/bench_umap.py fit-epochs --fit-epochs 200 100 --seeds 5  # small inputs' fit epochs
 
 Each mode runs in its own process; peak memory is that process's maximum resident size.
 """
@@ -197,35 +198,101 @@ def run_trust_parts(rows: int, fit_sample: int, subsample: int = 5000) -> dict:
     return result
 
 
-def run_cold_warm(repeats: int = 3) -> dict:
-    """embed-scores (UMAP) on sample_data/, with an empty numba cache, then warm."""
-    cache = Path(tempfile.mkdtemp(prefix="kscore-cache-"))
-    env = {**os.environ, "KSCORE_CACHE_DIR": str(cache)}
-    kscore = Path(sys.executable).with_name("kscore")
-    out = cache / "e.parquet"
-    command = [
-        str(kscore),
-        "embed-scores",
-        str(ROOT / "sample_data" / "embeddings.parquet"),
-        "-o",
-        str(out),
-        "--json",
-    ]
+def fit_epoch_sets() -> dict[str, tuple[str, np.ndarray]]:
+    """The small inputs the fit's epochs are chosen and reported on: (role, vectors). The count is
+    chosen on the first two (the sample; 60 clusters of text-like vectors) and reported on the other
+    two (digits standardised; breast cancer standardised), which the choice never saw."""
+    import polars as pl
+    from sklearn.datasets import load_breast_cancer, load_digits
+    from sklearn.preprocessing import StandardScaler
 
-    def timed() -> float:
-        start = time.perf_counter()
-        subprocess.run(command, env=env, check=True, capture_output=True)
-        return time.perf_counter() - start
+    sample = pl.read_parquet(ROOT / "sample_data" / "embeddings.parquet").get_column("embedding")
+    return {
+        "sample": ("choose", np.asarray(sample.to_list(), dtype=np.float32)),
+        "clusters60": ("choose", text_like_embeddings(5000, dims=384, clusters=60, seed=3)),
+        "digits_standardised": ("report", StandardScaler().fit_transform(load_digits().data)),
+        "breast_cancer_standardised": ("report", StandardScaler().fit_transform(load_breast_cancer().data)),
+    }
 
-    cold = timed()
-    warm = [timed() for _ in range(repeats)]
-    shutil.rmtree(cache)
-    return {"cold_s": cold, "warm_s_median": float(np.median(warm)), "warm_runs": warm}
+
+def run_fit_epochs(epochs: list[int], seeds: int = 3) -> dict:
+    """Trustworthiness (15 neighbours) and fit time of UMAP on small inputs for several numbers of
+    fit epochs, against umap's own default for them (500 below 10,000 rows): kscore's fit for each
+    count and seed (0 to `seeds` - 1), counts alternated; the mean trustworthiness over the seeds
+    and the median time."""
+    from sklearn.manifold import trustworthiness
+
+    from kscore.core.reduction import reduce_to_2d
+
+    reduce_to_2d(np.random.default_rng(0).normal(size=(200, 8)))  # import and compile first
+    results = {}
+    for name, (role, data) in fit_epoch_sets().items():
+        counts = [500, *epochs]
+        times: dict[int, list[float]] = {e: [] for e in counts}
+        trust: dict[int, list[float]] = {e: [] for e in counts}
+        for seed in range(seeds):
+            for count in counts:
+                kscore.core.reduction.FIT_EPOCHS = count
+                start = time.perf_counter()
+                mapped, _ = reduce_to_2d(data, seed=seed)
+                times[count].append(time.perf_counter() - start)
+                trust[count].append(float(trustworthiness(data, mapped, n_neighbors=15)))
+        mean = {e: float(np.mean(t)) for e, t in trust.items()}
+        results[name] = {
+            "role": role,
+            "rows": len(data),
+            "trust_mean": mean,
+            "trust_loss_vs_500": {e: mean[500] - mean[e] for e in epochs},
+            "worst_seed_loss_vs_500": {
+                e: float(max(a - b for a, b in zip(trust[500], trust[e], strict=True))) for e in epochs
+            },
+            "median_s": {e: float(np.median(t)) for e, t in times.items()},
+        }
+    return results
+
+
+def run_cold_warm(repeats: int = 3, against: Path | None = None) -> dict:
+    """The sample's first picture: `embed-scores` as the README's tour runs it, with an empty cache
+    folder (cold: numba compiles what the run uses) and then twice with that folder (warm); with
+    `against` (another kscore's source folder), alternated with it, each with its own cache."""
+    versions = {"this": ROOT, **({"against": against} if against else {})}
+    folder = Path(tempfile.mkdtemp(prefix="kscore-first-"))
+    standard = ROOT / "configs" / "quality_standard.yaml"
+    results = sorted(str(p) for p in (ROOT / "sample_data").glob("results_*.csv"))
+    base = [sys.executable, "-m", "kscore"]
+    env = {**os.environ, "KSCORE_CACHE_DIR": str(folder / "cache-setup"), "PYTHONPATH": str(ROOT)}
+    difficulty = folder / "difficulty_scores.parquet"
+    subprocess.run([*base, "difficulty", *results, "-c", str(standard), "-o", str(difficulty), "-q"],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    figures: dict[str, dict[str, list[float]]] = {n: {"cold": [], "warm": []} for n in versions}
+    for repeat in range(repeats):
+        for name, source in versions.items():
+            cache = folder / f"cache-{name}-{repeat}"
+            run_env = {**os.environ, "KSCORE_CACHE_DIR": str(cache), "PYTHONPATH": str(source)}
+            command = [*base, "embed-scores", "-c", str(standard), "--difficulty", str(difficulty),
+                       "-o", str(folder / f"embed-{name}.parquet"), "-q"]  # fmt: skip
+
+            def timed(command: list[str] = command, run_env: dict = run_env) -> float:
+                start = time.perf_counter()
+                subprocess.run(command, env=run_env, check=True, capture_output=True, cwd=folder)
+                return time.perf_counter() - start
+
+            figures[name]["cold"].append(timed())
+            figures[name]["warm"] += [timed(), timed()]
+            shutil.rmtree(cache)
+            print(name, {k: round(v[-1], 2) for k, v in figures[name].items()}, file=sys.stderr, flush=True)
+    shutil.rmtree(folder)
+    return {
+        name: {f"{kind}_s_median": float(np.median(runs)) for kind, runs in kinds.items()} | {"runs": kinds}
+        for name, kinds in figures.items()
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm"])
+    parser.add_argument(
+        "mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm", "fit-epochs"]
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument(
         "--fit-sample", type=int, nargs="+", default=[kscore.core.reduction.FIT_SAMPLE], help="trust: several"
@@ -235,6 +302,10 @@ def main() -> None:
     parser.add_argument(
         "--transform-epochs", type=int, nargs="+", default=None, help="kscore's default if not given"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="cold-warm: alternated rounds")
+    parser.add_argument("--against", type=Path, default=None, help="cold-warm: another kscore's source")
+    parser.add_argument("--fit-epochs", type=int, nargs="+", default=[200, 100], help="fit-epochs")
+    parser.add_argument("--seeds", type=int, default=5, help="fit-epochs: seeds 0 to N-1")
     args = parser.parse_args()
     epochs = args.transform_epochs or [kscore.core.reduction.TRANSFORM_EPOCHS]
     kscore.core.reduction.TRANSFORM_EPOCHS = epochs[0]
@@ -246,8 +317,10 @@ def main() -> None:
         result = run_trust(args.rows, args.fit_sample, epochs, kind=args.data)
     elif args.mode == "trust-parts":
         result = run_trust_parts(args.rows, args.fit_sample[0])
+    elif args.mode == "fit-epochs":
+        result = run_fit_epochs(args.fit_epochs, args.seeds)
     else:
-        result = run_cold_warm()
+        result = run_cold_warm(args.repeats, args.against)
     print(json.dumps(result))
 
 
