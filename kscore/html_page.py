@@ -449,7 +449,7 @@ def _difficulty_parts(
     if top:
         note = ""
         if classes["missing"]:
-            note = "label and predictions not shown for results files not found: " + ", ".join(
+            note = "label and predictions not shown for results files not found or unreadable: " + ", ".join(
                 classes["missing"]
             )
         parts.tables.append(Table("hardest", f"Hardest {len(rows)} datapoints", headers, rows, note))

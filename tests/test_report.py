@@ -510,7 +510,9 @@ def test_the_hardest_table_shows_the_label_and_each_models_prediction(tmp_path: 
     (tmp_path / "results_knn.csv").unlink()
     assert run_kscore("report", "d.parquet", "-o", "r2.html", "-q", cwd=tmp_path).returncode == 0
     page = (tmp_path / "r2.html").read_text(encoding="utf-8")
-    assert "label and predictions not shown for results files not found: results_knn.csv" in page
+    assert (
+        "label and predictions not shown for results files not found or unreadable: results_knn.csv" in page
+    )
     headers = re.search(r'<table class="sortable" id="table-hardest">.*?<thead><tr>(.*?)</tr>', page).group(1)
     assert re.findall(r"<th[^>]*>([^<]*)</th>", headers)[2:5] == [
         "label",

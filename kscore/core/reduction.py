@@ -63,8 +63,6 @@ def compiled_when_used() -> Iterator[None]:
 
         def wrapper(func: Any) -> Any:
             dispatcher = wrap(func)
-            if not hasattr(dispatcher, "__dict__"):
-                return eager(sigs, locals, target, cache, targetoptions, **kwargs)(func)
             dispatcher.__class__ = _typed_on_first_use(type(dispatcher))
             dispatcher._kscore_signatures = list(sigs)
             return dispatcher
