@@ -30,6 +30,8 @@ FORMATS = {
     ".ndjson": "ndjson",
     ".jsonl": "ndjson",
 }
+# A CSV or NDJSON input may be compressed (`results.csv.gz`): polars reads it as it decompresses.
+COMPRESSIONS = (".gz", ".zst")
 METADATA_KEY = "kscore"
 # kscore's metadata beside a CSV or NDJSON output (formats with no place for it): NAME + this.
 SIDECAR_SUFFIX = ".kscore.json"
@@ -58,20 +60,37 @@ def _scan_parquet(sources: Any) -> pl.LazyFrame:
     return pl.scan_parquet(_source(sources), **polars_options(first))
 
 
+def _input_suffixes(path: Path) -> tuple[str, str]:
+    """An input's format suffix and its compression suffix ('' if none): ('.csv', '.gz')."""
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSIONS:
+        inner = Path(path.name[: -len(suffix)]).suffix.lower()
+        return inner, suffix
+    return suffix, ""
+
+
+def _valid_inputs() -> str:
+    text = [f"{s}{c}" for s, f in FORMATS.items() if f != "parquet" for c in COMPRESSIONS]
+    return ", ".join([*FORMATS, *text])
+
+
 def file_format(path: Path) -> str:
-    """'parquet', 'csv' or 'ndjson', by extension (a kscore dataset folder is Parquet)."""
+    """'parquet', 'csv' or 'ndjson', by extension (a kscore dataset folder is Parquet; a CSV or
+    NDJSON file may be compressed: `.csv.gz`, `.ndjson.zst`)."""
     if is_dataset(path):
         return "parquet"
-    fmt = FORMATS.get(path.suffix.lower())
+    suffix, compression = _input_suffixes(path)
+    fmt = FORMATS.get(suffix)
+    if compression and fmt == "parquet":
+        fmt = None  # Parquet compresses inside the file
     if fmt is None and path.is_dir():
         raise InputError(
             f"{path}: is a folder, and not a dataset kscore wrote (one holds {MANIFEST}); give a file "
-            f"({', '.join(FORMATS)})"
+            f"({_valid_inputs()})"
         )
     if fmt is None:
-        raise InputError(
-            f"{path}: unsupported file type {path.suffix or '(none)'!r} (valid: {', '.join(FORMATS)})"
-        )
+        shown = suffix + compression
+        raise InputError(f"{path}: unsupported file type {shown or '(none)'!r} (valid: {_valid_inputs()})")
     return fmt
 
 
@@ -110,9 +129,18 @@ def expand_paths(patterns: Iterable[str]) -> list[Path]:
     return paths
 
 
+def _stem(path: Path) -> str:
+    """A file's name without its format suffix, and without its compression suffix if it has one."""
+    name = path.name
+    suffix, compression = _input_suffixes(path)
+    if compression:
+        name = name[: -len(compression)]
+    return name[: -len(suffix)] if suffix else name
+
+
 def model_names(paths: Sequence[Path]) -> list[str]:
     """Model names from file stems, dropping the prefix all stems share up to a `_`, `-` or `.`."""
-    stems = [p.name[: -len(p.suffix)] if p.suffix else p.name for p in paths]
+    stems = [_stem(p) for p in paths]
     if len(stems) < 2:
         return stems
     prefix = os.path.commonprefix(stems)  # noqa: RUF071 - a prefix of names, not of paths
@@ -263,11 +291,15 @@ def _read_csv_header(path: Path | ObjectPath) -> list[str]:
 
 def _reject_duplicated_header(path: Path) -> None:
     """polars renames a repeated CSV column (`a`, `a_duplicated_0`): say so instead of using one."""
-    try:
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-            header = next(csv.reader(handle), [])
-    except csv.Error:  # a header polars could read but the csv module cannot (a huge field)
-        return
+    if _input_suffixes(path)[1]:  # compressed: polars reads the header line as a row
+        row = pl.read_csv(_source(path), has_header=False, n_rows=1, **polars_options(path))
+        header = [str(v) for v in row.row(0)] if row.height else []
+    else:
+        try:
+            with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+                header = next(csv.reader(handle), [])
+        except csv.Error:  # a header polars could read but the csv module cannot (a huge field)
+            return
     seen: set[str] = set()
     for name in header:
         if name in seen:

@@ -614,3 +614,84 @@ def test_help_texts_say_what_each_command_does():
     assert "embeddings spilled above --memory-limit" in embed and "id ranges" not in embed
     assert "[FILES...]" in run_kscore("report", "--help", env={"COLUMNS": "200"}).stdout
     assert "Parquet, CSV or NDJSON" in run_kscore("difficulty", "--help", env={"COLUMNS": "200"}).stdout
+
+
+def zstd_frame(data: bytes) -> bytes:
+    """`data` as one zstd frame of raw (stored) blocks: what `zstd` writes for data it cannot
+    shrink, made here so that no zstd module or binary is needed."""
+    frame = bytearray(b"\x28\xb5\x2f\xfd")  # magic number
+    frame.append(0x00)  # frame header: no content size, no checksum, a window descriptor follows
+    frame.append(0x58)  # window descriptor: a 16 MiB window (exponent 11), enough for any block
+    blocks = [data[i : i + 128 * 1024] for i in range(0, len(data), 128 * 1024)] or [b""]
+    for number, block in enumerate(blocks):
+        last = number == len(blocks) - 1
+        header = (len(block) << 3) | int(last)  # block type 0: raw
+        frame += header.to_bytes(3, "little") + block
+    return bytes(frame)
+
+
+def test_compressed_csv_and_ndjson_inputs_give_the_scores_of_the_plain_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`.csv.gz`, `.csv.zst` and `.ndjson.gz` are read as they are (the model named as for `.csv`),
+    in memory and by the partitioned plan, and score exactly as the uncompressed files."""
+    import gzip
+
+    import kscore.plan.difficulty as plan
+    from kscore.config import load_standard
+    from kscore.jobs.difficulty import write_difficulty_scores
+
+    config = str(CONFIGS / "quality_standard.yaml")
+    plain = [str(SAMPLE / f"results_{m}.csv") for m in ("forest", "knn", "logreg")]
+    assert (
+        run_kscore("difficulty", *plain, "-c", config, "-o", "plain.parquet", "-q", cwd=tmp_path).returncode
+        == 0
+    )
+    forest = (SAMPLE / "results_forest.csv").read_bytes()
+    (tmp_path / "results_forest.csv.gz").write_bytes(gzip.compress(forest, mtime=0))
+    (tmp_path / "results_knn.csv.zst").write_bytes(zstd_frame((SAMPLE / "results_knn.csv").read_bytes()))
+    ndjson = pl.read_csv(SAMPLE / "results_logreg.csv").write_ndjson().encode()
+    (tmp_path / "results_logreg.ndjson.gz").write_bytes(gzip.compress(ndjson, mtime=0))
+    compressed = ["results_forest.csv.gz", "results_knn.csv.zst", "results_logreg.ndjson.gz"]
+    want = pl.read_parquet(tmp_path / "plain.parquet")
+    result = run_kscore("difficulty", *compressed, "-c", config, "-o", "memory.parquet", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert pl.read_parquet(tmp_path / "memory.parquet").equals(want)  # same columns: the same model names
+    assert read_kscore_metadata(tmp_path / "memory.parquet")["inputs"] == {
+        "forest": "results_forest.csv.gz",
+        "knn": "results_knn.csv.zst",
+        "logreg": "results_logreg.ndjson.gz",
+    }
+    # the partitioned plan, as a few hundred KB cut these 719 rows into several id ranges
+    monkeypatch.setattr(plan, "BASE_BYTES", 0)
+    monkeypatch.setattr(plan, "_MIN_BATCH", 100)
+    ranges: list[int] = []
+    files = {name.split(".")[0].removeprefix("results_"): tmp_path / name for name in compressed}
+    write_difficulty_scores(
+        files,
+        load_standard(config),
+        tmp_path / "parts.parquet",
+        memory_limit=60_000,
+        progress=lambda stage, done, total: ranges.append(total) if stage == "score id ranges" else None,
+    )
+    assert ranges and ranges[-1] > 2
+    assert pl.read_parquet(tmp_path / "parts.parquet").equals(want)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("results_b.csv.gz", lambda: __import__("gzip").compress(b"id,f1\n1,0.5\n2,0.7\n")[:20],
+         "results_b.csv.gz: cannot read CSV file: unexpected end of file"),
+        ("results_b.parquet.gz", lambda: b"x", "results_b.parquet.gz: unsupported file type '.parquet.gz'"),
+        ("results_b.csv.bz2", lambda: b"x", "results_b.csv.bz2: unsupported file type '.bz2'"),
+    ],
+)  # fmt: skip
+def test_a_broken_or_unknown_compressed_input_is_exit_2_naming_it(tmp_path: Path, name, content, message):
+    (tmp_path / name).write_bytes(content())
+    good = str(SAMPLE / "results_forest.csv")
+    config = str(CONFIGS / "quality_standard.yaml")
+    result = run_kscore("difficulty", good, name, "-c", config, "-o", "o.parquet", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_line(result.stderr).startswith(f"error: {message}"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written, nothing left

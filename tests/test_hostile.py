@@ -10,6 +10,7 @@ Marked `catalogue`: `.ci/run` runs it; `python -m pytest -m catalogue` here.
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import math
@@ -261,6 +262,21 @@ CASES.update(
         ),
         "difficulty: unknown extension": Case(
             _difficulty("r.txt"), "unsupported file type '.txt'", {"r.txt": "id\n1\n"}
+        ),
+        "difficulty: truncated .csv.gz": Case(
+            _difficulty("results_a.csv", "results_x.csv.gz"),
+            "results_x.csv.gz: cannot read CSV file: unexpected end of file",
+            {"results_x.csv.gz": gzip.compress(b"id,f1,latency_ms\n1,0.1,2\n2,0.3,4\n", mtime=0)[:24]},
+        ),
+        "difficulty: compressed parquet": Case(
+            _difficulty("results_a.csv", "results_x.parquet.gz"),
+            "results_x.parquet.gz: unsupported file type '.parquet.gz'",
+            {"results_x.parquet.gz": b"PAR1"},
+        ),
+        "difficulty: unknown compression": Case(
+            _difficulty("results_a.csv", "results_x.csv.xz"),
+            "results_x.csv.xz: unsupported file type '.xz'",
+            {"results_x.csv.xz": b"\xfd7zXZ\x00"},
         ),
         "difficulty: no extension": Case(
             _difficulty("results"), "unsupported file type", {"results": "id\n"}
