@@ -429,3 +429,24 @@ def test_umap_imports_without_compiling_and_compiles_its_declared_signatures_whe
         [sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, env=env, timeout=600
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_compiled_when_used_leaves_a_numba_it_does_not_know_alone(monkeypatch):
+    """A numba whose `_jit` takes other parameters is not patched: its functions compile as numba
+    decides, never through a wrapper written for another signature."""
+    from numba.core import decorators
+
+    from kscore.core.reduction import compiled_when_used
+
+    def other_jit(sigs, options):  # not the signature the wrapper was written for
+        raise AssertionError("not called here")
+
+    monkeypatch.setattr(decorators, "_jit", other_jit)
+    with compiled_when_used():
+        assert decorators._jit is other_jit
+    assert decorators._jit is other_jit
+    monkeypatch.undo()
+    real = decorators._jit
+    with compiled_when_used():
+        assert decorators._jit is not real  # the numba it was written for: patched while inside
+    assert decorators._jit is real

@@ -52,9 +52,14 @@ def compiled_when_used() -> Iterator[None]:
     compile, typed alike; but a run compiles only what it calls (a first run on a small input never
     calls pynndescent's trees: about 15 s of its 26 s were their compiling), and a later run loads
     the rest from the cache (umap's two eager functions were compiled again in every process)."""
+    import inspect
+
     from numba.core import decorators
 
-    eager = decorators._jit
+    eager = getattr(decorators, "_jit", None)
+    if eager is None or list(inspect.signature(eager).parameters) != _JIT_PARAMETERS:
+        yield  # another numba than the one this was written for: it compiles as it always did
+        return
 
     def lazy(sigs: Any, locals: Any, target: str, cache: bool, targetoptions: Any, **kwargs: Any) -> Any:
         if sigs is None or target != "cpu":
@@ -76,6 +81,8 @@ def compiled_when_used() -> Iterator[None]:
         decorators._jit = eager
 
 
+# numba's `decorators._jit(sigs, locals, target, cache, targetoptions, **dispatcher_args)` (numba 0.68).
+_JIT_PARAMETERS = ["sigs", "locals", "target", "cache", "targetoptions", "dispatcher_args"]
 _LAZY_DISPATCHERS: dict[type, type] = {}
 
 
