@@ -24,8 +24,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -122,8 +124,12 @@ def screenshot(out: Path) -> None:
     hovered."""
     from playwright.sync_api import sync_playwright
 
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "kscore-report-screenshot"
-    folder.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kscore-report-screenshot-") as folder:
+        _screenshot(Path(folder), out, sync_playwright)
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
+
+
+def _screenshot(folder: Path, out: Path, sync_playwright: Any) -> None:
     files = [str(p) for p in sorted((ROOT / "sample_data").glob("results_*.csv"))]
     standard = str(ROOT / "configs" / "quality_standard.yaml")
     kscore("difficulty", *files, "-c", standard, "--explain", cwd=folder)
@@ -139,14 +145,18 @@ def screenshot(out: Path) -> None:
         page.wait_for_function("window.kscoreReport && window.kscoreReport.ready")
         page.evaluate("document.getElementById('map').scrollIntoView()")
         box = page.locator("#map-canvas").bounding_box()
-        index = page.evaluate("window.kscoreReport.data.id.indexOf(1410)")  # the highest potential
-        x, y = page.evaluate(f"window.kscoreReport.scatterplot.getScreenPosition({index})")
-        page.mouse.move(box["x"] + x, box["y"] + y)
-        page.locator("#tooltip").wait_for(state="visible")
+        codes = page.evaluate("Array.from(window.kscoreReport.data.potential_difficulty_score)")
+        highest = sorted(((c, i) for i, c in enumerate(codes) if c != 65535), reverse=True)
+        for _, index in highest[:50]:  # the highest potential that no other point covers
+            x, y = page.evaluate(f"window.kscoreReport.scatterplot.getScreenPosition({index})")
+            page.mouse.move(box["x"] + x, box["y"] + y)
+            page.locator("#tooltip").wait_for(state="visible")
+            page.wait_for_timeout(100)
+            if page.evaluate("window.kscoreReport.hovered") == index:
+                break
         page.wait_for_timeout(300)
         page.screenshot(path=str(out))
         browser.close()
-    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
 
 
 def side_by_side(folder: Path, against: Path, repeats: int) -> None:
