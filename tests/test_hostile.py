@@ -281,8 +281,11 @@ CASES.update(
         "difficulty: no extension": Case(
             _difficulty("results"), "unsupported file type", {"results": "id\n"}
         ),
-        "difficulty: gzip extension": Case(
-            _difficulty("r.csv.gz"), "unsupported file type '.gz'", {"r.csv.gz": "x"}
+        "difficulty: gzip extension on plain text": Case(
+            _difficulty("r.csv.gz"), "r.csv.gz: missing column 'id'", {"r.csv.gz": "x"}
+        ),
+        "difficulty: gzip extension alone": Case(
+            _difficulty("r.gz"), "unsupported file type '.gz'", {"r.gz": "x"}
         ),
         "difficulty: glob without match": Case(_difficulty("zzz_*.csv"), "no file matches"),
         "difficulty: two files, one model name": Case(
