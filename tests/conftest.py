@@ -45,19 +45,34 @@ def require(module: str):
     return pytest.importorskip(module)
 
 
-def run_kscore(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
-    """Run `python -m kscore ARGS` as a user would; returns the CompletedProcess."""
+def run_kscore(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: bytes | None = None
+):
+    """Run `python -m kscore ARGS` as a user would (`stdin`: the bytes piped into it); returns the
+    CompletedProcess, its stdout and stderr as text."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
     full_env.update({"NO_COLOR": "1", "COLUMNS": "200"})
     full_env.update(env or {})
-    return subprocess.run(
+    if stdin is None:
+        return subprocess.run(
+            [sys.executable, "-m", "kscore", *args],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    done = subprocess.run(
         [sys.executable, "-m", "kscore", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
-        text=True,
+        input=stdin,
         timeout=300,
     )
+    done.stdout = done.stdout.decode("utf-8", "replace")
+    done.stderr = done.stderr.decode("utf-8", "replace")
+    return done
 
 
 @pytest.fixture

@@ -695,3 +695,89 @@ def test_a_broken_or_unknown_compressed_input_is_exit_2_naming_it(tmp_path: Path
     assert result.returncode == 2
     assert error_line(result.stderr).startswith(f"error: {message}"), result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written, nothing left
+
+
+def test_a_pipeline_through_stdin_and_stdout_gives_the_files_tables(tmp_path: Path):
+    """`-` (stdin: CSV, or NDJSON sniffed) and `-o -` (stdout: CSV, NDJSON, Parquet into a pipe)
+    give the same table as files, for difficulty, embed-scores, select and compare. The result
+    tables go to stderr with one note on the dropped metadata; no temporary is left."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    config = str(CONFIGS / "quality_standard.yaml")
+    forest, knn = str(SAMPLE / "results_forest.csv"), SAMPLE / "results_knn.csv"
+    ndjson = pl.read_csv(knn).write_ndjson().encode()
+
+    def piped(*args: str, stdin: bytes) -> str:
+        result = run_kscore(*args, cwd=tmp_path, env=env, stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count("kscore's metadata is not written to stdout") == 1, result.stderr
+        assert list(temp.iterdir()) == []
+        return result.stdout
+
+    def filed(*args: str, out: str) -> bytes:
+        assert run_kscore(*args, "-o", out, "-q", cwd=tmp_path, env=env).returncode == 0
+        return (tmp_path / out).read_bytes()
+
+    want = filed("difficulty", f"forest={forest}", f"knn={knn}", "-c", config, out="d.csv")
+    got = piped("difficulty", f"forest={forest}", "knn=-", "-c", config, "-o", "-", stdin=knn.read_bytes())
+    assert got.encode() == want
+    got = piped("difficulty", f"forest={forest}", "knn=-", "-c", config, "-o", "-", stdin=ndjson)  # sniffed
+    assert got.encode() == want
+    as_ndjson = filed("difficulty", f"forest={forest}", f"knn={knn}", "-c", config, out="d.ndjson")
+    got = piped(
+        "difficulty", f"forest={forest}", "knn=-", "-c", config, "-o", "-", "--output-format", "ndjson",
+        stdin=knn.read_bytes(),
+    )  # fmt: skip
+    assert got.encode() == as_ndjson
+    parquet = run_kscore(
+        "difficulty", f"forest={forest}", "knn=-", "-c", config, "-o", "-", "--output-format", "parquet",
+        cwd=tmp_path, env=env, stdin=knn.read_bytes(),
+    )  # fmt: skip
+    assert parquet.returncode == 0
+    # embed-scores from NDJSON on stdin, select and compare from CSV on stdin
+    embeddings = pl.read_parquet(SAMPLE / "embeddings.parquet")
+    embeddings.write_ndjson(tmp_path / "emb.ndjson")
+    want = filed("embed-scores", "emb.ndjson", "--reducer", "pca", "--difficulty", "d.csv", out="e.csv")
+    stdin = (tmp_path / "emb.ndjson").read_bytes()
+    got = piped("embed-scores", "-", "--reducer", "pca", "--difficulty", "d.csv", "-o", "-", stdin=stdin)
+    assert got.encode() == want
+    want = filed("select", "e.csv", "--budget", "7", out="p.csv")
+    assert (
+        piped("select", "-", "--budget", "7", "-o", "-", stdin=(tmp_path / "e.csv").read_bytes())
+        == want.decode()
+    )
+    want = filed("compare", "d.csv", "--baseline", "forest", "--candidate", "knn", out="c.csv")
+    got = piped(
+        "compare",
+        "-",
+        "--baseline",
+        "forest",
+        "--candidate",
+        "knn",
+        "-o",
+        "-",
+        stdin=(tmp_path / "d.csv").read_bytes(),
+    )
+    assert got == want.decode()
+
+
+def test_parquet_is_not_written_into_a_terminal(tmp_path: Path):
+    """`-o - --output-format parquet` with stdout a terminal: exit 2 before any work, the terminal
+    spared the bytes."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kscore", "difficulty", str(SAMPLE / "results_knn.csv"), "-c",
+             str(CONFIGS / "quality_standard.yaml"), "-o", "-", "--output-format", "parquet"],
+            stdout=follower, stderr=subprocess.PIPE, cwd=tmp_path, timeout=120, text=True,
+        )  # fmt: skip
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 2
+    assert error_line(done.stderr) == (
+        "error: -o - --output-format parquet: stdout is a terminal; pipe it or give -o FILE.parquet"
+    )

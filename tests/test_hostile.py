@@ -48,6 +48,7 @@ class Case:
     code: int = 2
     check: Callable[[Path, subprocess.CompletedProcess], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    stdin: bytes | None = None  # piped into the run (`-` as an input)
 
 
 def _embeddings(dimensions: int) -> pl.DataFrame:
@@ -119,7 +120,7 @@ def run_case(case: Case, base: Path, folder: Path) -> subprocess.CompletedProces
         else:
             path.write_text(content)
     before = _snapshot(folder)
-    result = run_kscore(*case.args, cwd=folder, env=case.env)
+    result = run_kscore(*case.args, cwd=folder, env=case.env, stdin=case.stdin)
     assert "Traceback" not in result.stderr, result.stderr
     assert _temporaries(folder) == []
     if case.error is None:
@@ -238,6 +239,53 @@ def _duplicated_parquet(path: Path) -> None:
     pq.write_table(table, path)
 
 
+# Streams: `-` (stdin) and `-o -` (stdout). A run's temporary folder goes in ./tmp, which must be
+# as empty after the run as before it.
+_PIPED = {"TMPDIR": "tmp"}
+_RESULTS = b"id,f1,latency_ms\n1,0.1,2\n2,0.3,4\n3,0.2,1\n"
+STREAM_CASES: dict[str, Case] = {
+    "difficulty: stdin twice": Case(
+        ["difficulty", "a=-", "b=-", "-o", "-"], "stdin can be read once", {"tmp/.keep": ""}, env=_PIPED,
+        stdin=_RESULTS,
+    ),
+    "difficulty: empty stdin": Case(
+        ["difficulty", "-", "-o", "-"], "stdin: no data", {"tmp/.keep": ""}, env=_PIPED, stdin=b""
+    ),
+    "difficulty: Parquet on stdin": Case(
+        ["difficulty", "-", "-o", "-"], "stdin: Parquet cannot be read from stdin", {"tmp/.keep": ""},
+        env=_PIPED, stdin=b"PAR1\x00\x00",
+    ),
+    "difficulty: gzip on stdin": Case(
+        ["difficulty", "-", "-o", "-"], "stdin: compressed data", {"tmp/.keep": ""}, env=_PIPED,
+        stdin=gzip.compress(_RESULTS),
+    ),
+    "difficulty: stdin lacks a metric": Case(
+        ["difficulty", "-", "-o", "-"], "stdin: missing column 'latency_ms'", {"tmp/.keep": ""},
+        env=_PIPED, stdin=b"id,f1\n1,0.5\n",
+    ),
+    "difficulty: unknown --input-format": Case(
+        ["difficulty", "-", "--input-format", "tsv"], "--input-format must be one of csv, ndjson",
+        {"tmp/.keep": ""}, env=_PIPED, stdin=_RESULTS,
+    ),
+    "difficulty: --output-format with a file": Case(
+        ["difficulty", "results_a.csv", "-o", "x.csv", "--output-format", "csv"],
+        "--output-format is for -o - (stdout)",
+    ),
+    "select: stdin is not kscore's output": Case(
+        ["select", "-", "--budget", "2", "-o", "-"], "stdin: missing id column 'id'", {"tmp/.keep": ""},
+        env=_PIPED, stdin=b"a,b\n1,2\n",
+    ),
+    "compare: stdin without the models": Case(
+        ["compare", "-", "--baseline", "a", "--candidate", "b", "-o", "-"],
+        "stdin: not an output of `kscore difficulty`", {"tmp/.keep": ""},
+        env=_PIPED, stdin=b"id,difficulty_score\n1,0.5\n",
+    ),
+    "embed-scores: NDJSON on stdin without a split": Case(
+        ["embed-scores", "-", "--reducer", "none", "-o", "-"], "stdin: missing split column 'split'",
+        {"tmp/.keep": ""}, env=_PIPED, stdin=b'{"id": 1, "embedding": [0.1, 0.2]}\n',
+    ),
+}  # fmt: skip
+
 CASES: dict[str, Case] = {}
 for _name, (_content, _message) in DIFFICULTY_FILES.items():
     CASES[f"difficulty: {_name}"] = _file_case(_content, _message)
@@ -263,6 +311,7 @@ CASES.update(
         "difficulty: unknown extension": Case(
             _difficulty("r.txt"), "unsupported file type '.txt'", {"r.txt": "id\n1\n"}
         ),
+        **STREAM_CASES,
         "difficulty: truncated .csv.gz": Case(
             _difficulty("results_a.csv", "results_x.csv.gz"),
             "results_x.csv.gz: cannot read CSV file: unexpected end of file",

@@ -28,8 +28,10 @@ from kscore.cli.options import (
     EmbedMemoryLimitOption,
     EmbedTempDirOption,
     EngineOption,
+    InputFormatOption,
     JsonOption,
     MemoryLimitOption,
+    OutputFormatOption,
     PlotOption,
     QuietOption,
     RayAddressOption,
@@ -106,6 +108,8 @@ def difficulty(
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
     storage_option: StorageOption = None,
+    input_format: InputFormatOption = None,
+    output_format: OutputFormatOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -118,15 +122,23 @@ def difficulty(
 
             limit_threads(jobs)  # before polars is imported: its pool size is fixed then
         import kscore
+        from kscore.cli.streams import standard_streams, streamed
         from kscore.storage import parse_storage_options
 
         storage = parse_storage_options(storage_option or [])
-        with progress_bar() as progress:
+        with (
+            standard_streams(
+                files, out, input_format=input_format, output_format=output_format, temp_dir=temp_dir
+            ) as streams,
+            progress_bar() as progress,
+        ):
             summary = kscore.difficulty(
-                files, config, out, model_col=model_col, datapoints=datapoints, explain=explain, top=top,
-                plot=plot, size=size, memory_limit=memory_limit, temp_dir=temp_dir, jobs=jobs,
-                engine=engine, ray_address=ray_address, storage_options=storage, progress=progress,
+                streams.inputs, config, streams.out, model_col=model_col, datapoints=datapoints,
+                explain=explain, top=top, plot=plot, size=size, memory_limit=memory_limit,
+                temp_dir=temp_dir, jobs=jobs, engine=engine, ray_address=ray_address,
+                storage_options=storage, progress=progress,
             )  # fmt: skip
+        summary = streamed(summary, streams)
     wrote(summary)
     if json_:
         print_json(summary)
@@ -213,6 +225,8 @@ def embed_scores(
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
     storage_option: StorageOption = None,
+    input_format: InputFormatOption = None,
+    output_format: OutputFormatOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -221,19 +235,27 @@ def embed_scores(
     common_options(debug, quiet)
     with reported_errors():
         import kscore
+        from kscore.cli.streams import standard_streams, streamed
         from kscore.storage import parse_storage_options
 
         storage = parse_storage_options(storage_option or [])
-        with progress_bar() as progress:
+        given = [embeddings] if embeddings is not None else []
+        with (
+            standard_streams(
+                given, out, input_format=input_format, output_format=output_format, temp_dir=temp_dir
+            ) as streams,
+            progress_bar() as progress,
+        ):
             summary = kscore.embed_scores(
-                embeddings, out, standard=config, difficulty=difficulty, split_col=split_col,
-                train_values=train_value or ["train"], reference_values=reference_value,
+                streams.inputs[0] if given else None, streams.out, standard=config, difficulty=difficulty,
+                split_col=split_col, train_values=train_value or ["train"], reference_values=reference_value,
                 embedding_col=embedding_col, embedding_prefix=embedding_prefix, reducer=reducer,
                 metric=metric, seed=seed, bandwidth=bandwidth, fit_sample=fit_sample,
                 keep_embedding=keep_embedding, plot=plot, size=size, top=top, jobs=jobs,
                 memory_limit=memory_limit, temp_dir=temp_dir, engine=engine, ray_address=ray_address,
                 storage_options=storage, progress=progress,
             )  # fmt: skip
+        summary = streamed(summary, streams)
     wrote(summary)
     if json_:
         print_json(summary)
@@ -273,12 +295,17 @@ def compare(
     ] = None,
     top: Annotated[int, top_option("largest regressions")] = 20,
     out: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
-            "--out", "-o", metavar="PATH", help="Write every compared datapoint: .parquet, .csv or .ndjson."
+            "--out",
+            "-o",
+            metavar="PATH",
+            help="Write every compared datapoint: .parquet, .csv or .ndjson; - for stdout.",
         ),
     ] = None,
     storage_option: StorageOption = None,
+    input_format: InputFormatOption = None,
+    output_format: OutputFormatOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -286,15 +313,20 @@ def compare(
     """Datapoints that got worse from one model to another, and CI gates on them."""
     common_options(debug, quiet)
     with reported_errors():
+        from kscore.cli.streams import standard_streams, streamed
         from kscore.jobs.compare import compared, failed_gates
         from kscore.storage import parse_storage_options
 
-        _, summary = compared(
-            difficulty_file, baseline, candidate, out, margin=margin,
-            common_failure_threshold=common_failure_threshold, max_regressions=max_regressions,
-            max_common_failures=max_common_failures, top=top,
-            storage_options=parse_storage_options(storage_option or []),
-        )  # fmt: skip
+        with standard_streams(
+            [difficulty_file], out, input_format=input_format, output_format=output_format
+        ) as streams:
+            _, summary = compared(
+                streams.inputs[0], baseline, candidate, streams.out, margin=margin,
+                common_failure_threshold=common_failure_threshold, max_regressions=max_regressions,
+                max_common_failures=max_common_failures, top=top,
+                storage_options=parse_storage_options(storage_option or []),
+            )  # fmt: skip
+        summary = streamed(summary, streams)
         wrote(summary)
         if json_:
             print_json(summary)
@@ -403,13 +435,18 @@ def select(
     out: Annotated[
         Optional[str],
         typer.Option(
-            "--out", "-o", metavar="PATH", help="Write the picks: .csv, .parquet/.pq, .ndjson/.jsonl."
+            "--out",
+            "-o",
+            metavar="PATH",
+            help="Write the picks: .csv, .parquet/.pq, .ndjson/.jsonl; - for stdout.",
         ),
     ] = None,
     plot: PlotOption = None,
     size: SizeOption = "1200x900",
     top: Annotated[int, top_option("picks")] = 20,
     storage_option: StorageOption = None,
+    input_format: InputFormatOption = None,
+    output_format: OutputFormatOption = None,
     json_: JsonOption = False,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -417,16 +454,21 @@ def select(
     """The batch of train datapoints to label or train on next."""
     common_options(debug, quiet)
     with reported_errors():
+        from kscore.cli.streams import standard_streams, streamed
         from kscore.jobs.select import selected
         from kscore.storage import parse_storage_options
 
-        _, summary = selected(
-            scores_file, budget, out, labeled=labeled, embeddings=embeddings, plot=plot, size=size,
-            top=top, strategy=strategy, by=by, ascending=ascending, split_col=split_col,
-            train_values=train_value or ["train"], embedding_col=embedding_col,
-            embedding_prefix=embedding_prefix, metric=metric, seed=seed,
-            storage_options=parse_storage_options(storage_option or []),
-        )  # fmt: skip
+        with standard_streams(
+            [scores_file], out, input_format=input_format, output_format=output_format
+        ) as streams:
+            _, summary = selected(
+                streams.inputs[0], budget, streams.out, labeled=labeled, embeddings=embeddings, plot=plot,
+                size=size, top=top, strategy=strategy, by=by, ascending=ascending, split_col=split_col,
+                train_values=train_value or ["train"], embedding_col=embedding_col,
+                embedding_prefix=embedding_prefix, metric=metric, seed=seed,
+                storage_options=parse_storage_options(storage_option or []),
+            )  # fmt: skip
+        summary = streamed(summary, streams)
     wrote(summary)
     if json_:
         print_json(summary)

@@ -17,7 +17,16 @@ import typer
 
 from kscore.errors import KscoreError, KscoreWarning
 
-state = {"debug": False, "quiet": False}
+state = {"debug": False, "quiet": False, "results_on_stderr": False}
+
+
+def results_on_stderr() -> None:
+    """stdout carries the output table (`-o -`): results (tables, JSON) go to stderr instead."""
+    state["results_on_stderr"] = True
+
+
+def _results_stream() -> Any:
+    return sys.stderr if state["results_on_stderr"] else sys.stdout
 
 
 def debug_enabled() -> bool:
@@ -82,7 +91,7 @@ def output_console() -> Any:
             self.quiet = True
             stdout_closed()
 
-    return OutputConsole()
+    return OutputConsole(file=_results_stream())
 
 
 def print_result(renderables: list[Any] | Any) -> None:
@@ -90,7 +99,7 @@ def print_result(renderables: list[Any] | Any) -> None:
     try:
         for renderable in renderables if isinstance(renderables, list) else [renderables]:
             console.print(renderable)
-        sys.stdout.flush()
+        _results_stream().flush()
     except BrokenPipeError:
         stdout_closed()
 
@@ -98,8 +107,8 @@ def print_result(renderables: list[Any] | Any) -> None:
 def print_line(text: str) -> None:
     """One line of text on stdout, as it is: never wrapped at the terminal's (or a pipe's 80) columns."""
     try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        _results_stream().write(text + "\n")
+        _results_stream().flush()
     except BrokenPipeError:
         stdout_closed()
 
@@ -108,8 +117,8 @@ def print_json(data: Any) -> None:
     """One JSON object on stdout: floats NaN and +/-inf as null (JSON has no such numbers)."""
     text = json.dumps(json_safe(data), indent=2, default=str, allow_nan=False)
     try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        _results_stream().write(text + "\n")
+        _results_stream().flush()
     except BrokenPipeError:
         stdout_closed()
 
@@ -130,7 +139,7 @@ def wrote(summary: dict[str, Any]) -> None:
     for line in summary.get("notes", []):
         note(f"note: {line}")
     for key in ("output", "plot"):
-        if summary.get(key) is not None:
+        if summary.get(key) not in (None, "-"):  # `-o -`: the output went to stdout
             note(f"wrote {summary[key]}")
 
 

@@ -124,6 +124,22 @@ EngineOption = Annotated[
 ]
 
 
+InputFormatOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--input-format",
+        metavar="csv|ndjson",
+        help="The format of '-' (stdin); without it, sniffed (NDJSON if it starts with '{').",
+    ),
+]
+OutputFormatOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--output-format",
+        metavar="csv|ndjson|parquet",
+        help="The format of -o - (stdout): csv if not given, ndjson, or parquet (into a pipe only).",
+    ),
+]
 StorageOption = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -162,5 +178,5 @@ def out_option() -> Any:
         "-o",
         metavar="PATH",
         help="Output table, its format by extension: .parquet/.pq, .csv, .ndjson/.jsonl; DIR/ for a "
-        "Parquet dataset.",
+        "Parquet dataset; - for stdout.",
     )
