@@ -53,25 +53,18 @@ def run_kscore(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
     full_env.update({"NO_COLOR": "1", "COLUMNS": "200"})
     full_env.update(env or {})
-    if stdin is None:
-        return subprocess.run(
-            [sys.executable, "-m", "kscore", *args],
-            cwd=cwd,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
     done = subprocess.run(
         [sys.executable, "-m", "kscore", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
+        text=stdin is None,  # piped bytes in: the output is read as bytes and decoded here
         input=stdin,
         timeout=300,
     )
-    done.stdout = done.stdout.decode("utf-8", "replace")
-    done.stderr = done.stderr.decode("utf-8", "replace")
+    if stdin is not None:
+        done.stdout = done.stdout.decode("utf-8", "replace")
+        done.stderr = done.stderr.decode("utf-8", "replace")
     return done
 
 
