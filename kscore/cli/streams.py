@@ -106,12 +106,11 @@ def standard_streams(
                     i[: -len(STDIN)] + str(streams.stdin_file) if i in reading else i for i in inputs
                 ]
             if out == STDIN:
+                from kscore.cli.console import results_on_stderr
+
                 streams.stdout_file = folder / f"stdout.{output_format or 'csv'}"
                 streams.out = str(streams.stdout_file)
                 streams.notes.append(METADATA_NOTE)
-            if out == STDIN:
-                from kscore.cli.console import results_on_stderr
-
                 results_on_stderr()
             yield streams
         except KscoreError as exc:
