@@ -728,6 +728,9 @@ METADATA_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "margin": ((int, float), "a number"),
     "inputs": ((dict,), "an object"),
     "rows": ((dict,), "an object"),
+    "scale": ((dict,), "an object"),
+    "scale_from": ((str,), "a string"),
+    "map": ((dict,), "an object"),
 }
 NESTED_SCHEMA: dict[tuple[str, str], tuple[tuple[type, ...], str]] = {
     ("standard", "id_column"): ((str,), "a string"),

@@ -501,7 +501,10 @@ class EmbedSummary:
 
 def compare_summary(comparison: Comparison, top: int = 20, gates: list[Gate] | None = None) -> dict[str, Any]:
     """The summary of `kscore compare` (`--json`): counts, gates and the largest regressions."""
-    rows = comparison.top_regressions(top).select(comparison.id_column, "baseline", "candidate", "delta")
+    picked = comparison.top_regressions(top)
+    by_model = "model" in picked.columns  # two files compared model by model
+    columns = [comparison.id_column, "baseline", "candidate", "delta", *(["model"] if by_model else [])]
+    rows = picked.select(columns)
     return {
         "baseline": comparison.baseline,
         "candidate": comparison.candidate,
@@ -517,7 +520,13 @@ def compare_summary(comparison: Comparison, top: int = 20, gates: list[Gate] | N
         "common_failure_threshold": comparison.common_failure_threshold,
         "gates": [g.to_dict() for g in gates or []],
         "largest_regressions": [
-            {"id": r[0], "baseline": rounded(r[1]), "candidate": rounded(r[2]), "delta": rounded(r[3])}
+            {
+                "id": r[0],
+                "baseline": rounded(r[1]),
+                "candidate": rounded(r[2]),
+                "delta": rounded(r[3]),
+                **({"model": r[4]} if by_model else {}),
+            }
             for r in rows.iter_rows()
         ],
     }

@@ -69,6 +69,16 @@ def run_kscore(
 
 
 @pytest.fixture
+def tiny_overhead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan as if the interpreter took no memory and batches could be tiny: a limit of a few hundred
+    KB then cuts 3000-row inputs into many id ranges and many batches, as 4 GiB cuts 100M rows."""
+    import kscore.plan.difficulty as partitioned
+
+    monkeypatch.setattr(partitioned, "BASE_BYTES", 0)
+    monkeypatch.setattr(partitioned, "_MIN_BATCH", 100)
+
+
+@pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A folder with the worked example as two model files and its standard as kscore.yaml."""
     example = worked_example()

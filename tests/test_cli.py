@@ -395,7 +395,7 @@ def test_embed_scores_without_embeddings_file(tmp_path: Path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["compare", "x.parquet", "--baseline", "a"], "error: Missing option '--candidate'."),
+        (["compare", "x.parquet", "--baseline", "a"], "error: name the two models to compare in one file"),
         (["difficulty", "--bogus"], "error: No such option: --bogus"),
         (["embed-scores", "--top", "x"], "error: Invalid value for '--top'"),
         (["nocmd"], "error: No such command 'nocmd'."),

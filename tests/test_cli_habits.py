@@ -20,7 +20,7 @@ import yaml
 import kscore
 from kscore.io import read_kscore_metadata
 
-from .conftest import CONFIGS, ROOT, SAMPLE, run_kscore
+from .conftest import CONFIGS, SAMPLE, run_kscore
 
 SAMPLE_RESULTS = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
 STANDARD = str(CONFIGS / "quality_standard.yaml")
@@ -344,35 +344,7 @@ def test_the_bundled_standard_and_the_template_use_joint_scope(tmp_path: Path, s
     assert "scope: joint" in (CONFIGS / "quality_standard.yaml").read_text()
 
 
-# 9. the README's CI snippet, run by bash as it stands
-
-
-def readme_ci_snippet() -> str:
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    (snippet,) = [b for b in blocks if "set -euo pipefail" in b]
-    return snippet
-
-
-@pytest.mark.parametrize("regressed", [0, 150])
-def test_the_readmes_ci_snippet_branches_under_set_e(tmp_path: Path, regressed: int):
-    rng = np.random.default_rng(1)
-    main = pl.DataFrame({"id": np.arange(400), "f1": rng.random(400), "latency_ms": rng.random(400)})
-    worse = main.with_columns(
-        f1=pl.when(pl.col("id") < regressed).then(pl.col("f1") - 0.5).otherwise(pl.col("f1"))
-    )
-    main.write_parquet(tmp_path / "results_main.parquet")
-    worse.write_parquet(tmp_path / "results_branch.parquet")
-    (tmp_path / "kscore.yaml").write_text(
-        "metrics: [{name: f1, direction: HIB, weight: 2}, {name: latency_ms, direction: LIB}]\nscope: joint\n"
-    )
-    (tmp_path / "ci.sh").write_text(readme_ci_snippet())
-    result = shell("bash ci.sh", tmp_path)
-    if regressed:
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert result.stdout.strip().splitlines()[-1] == "kscore: too many regressions"
-    else:
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.strip().splitlines()[-1] == "kscore: no more regressions than the gate allows"
+# 9. the README's CI snippets: run by tests/test_docs.py
 
 
 # 10. compare on the wrong file, or a model against itself

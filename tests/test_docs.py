@@ -130,3 +130,91 @@ def test_the_readme_says_what_each_score_means():
         assert f"`{column}`" in section
     for peer in ("Kolena", "FiftyOne", "cleanlab"):
         assert peer in section
+
+
+def readme_ci_scripts() -> list[str]:
+    section = (ROOT / "README.md").read_text().split("## In CI", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.S)
+
+
+def test_the_readme_has_both_ci_recipes():
+    scripts = readme_ci_scripts()
+    assert len(scripts) == 2 and all("set -euo pipefail" in s for s in scripts)
+    assert "--scale-from scores_main.parquet" in scripts[0]
+    assert "kscore compare scores_main.parquet scores_branch.parquet" in scripts[0]
+
+
+@pytest.mark.parametrize("recipe", [0, 1])
+@pytest.mark.parametrize("regressed", [0, 150])
+def test_the_readmes_ci_recipes_run_as_written_and_gate(tmp_path: Path, recipe: int, regressed: int):
+    """Each bash block of the README's "In CI" section, run by bash as it stands (kscore on the
+    path): main's model, and a branch whose f1 dropped on `regressed` datapoints."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(1)
+    main = pl.DataFrame({"id": np.arange(400), "f1": rng.random(400), "latency_ms": rng.random(400)})
+    worse = main.with_columns(
+        f1=pl.when(pl.col("id") < regressed).then(pl.col("f1") - 0.5).otherwise(pl.col("f1"))
+    )
+    main.write_parquet(tmp_path / "results_main.parquet")
+    worse.write_parquet(tmp_path / "results_branch.parquet")
+    (tmp_path / "kscore.yaml").write_text(
+        "metrics: [{name: f1, direction: HIB, weight: 2}, {name: latency_ms, direction: LIB}]\nscope: joint\n"
+    )
+    (tmp_path / "ci.sh").write_text(readme_ci_scripts()[recipe])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(
+        ["bash", "ci.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if regressed:
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert last == "kscore: too many regressions"
+    else:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert last == "kscore: no more regressions than the gate allows"
+
+
+@pytest.mark.slow
+def test_the_readmes_labelling_rounds_run_as_written(tmp_path: Path):
+    """The README's "Labelling rounds" block, run by bash on the sample split in two rounds: round 2
+    places round 1's rows where round 1 had them, and selects around the labeled batch."""
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    section = (ROOT / "README.md").read_text().split("## Labelling rounds", 1)[1].split("\n## ", 1)[0]
+    (script,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    embeddings = pl.read_parquet(ROOT / "sample_data" / "embeddings.parquet")
+    later = (pl.col("split") == "train") & (pl.col("id") % 3 == 0)  # train rows that arrive in round 2
+    embeddings.filter(~later).write_parquet(tmp_path / "round1.parquet")
+    embeddings.write_parquet(tmp_path / "round2.parquet")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSCORE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    results = sorted(str(p) for p in (ROOT / "sample_data").glob("results_*.csv"))
+    config = str(ROOT / "configs" / "quality_standard.yaml")
+    subprocess.run(
+        ["kscore", "difficulty", *results, "-c", config, "-o", "difficulty_scores.parquet", "-q"],
+        cwd=tmp_path, env=env, check=True, timeout=300,
+    )  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = pl.read_parquet(tmp_path / "round1_scores.parquet").select("id", "map_x", "map_y")
+    second = pl.read_parquet(tmp_path / "round2_scores.parquet").select("id", "map_x", "map_y")
+    joined = first.join(second, on="id", suffix="_2")
+    assert joined.height == first.height
+    assert joined.select(
+        ((pl.col("map_x") == pl.col("map_x_2")) & (pl.col("map_y") == pl.col("map_y_2"))).all()
+    ).item()
+    picks1 = set(pl.read_csv(tmp_path / "picks1.csv").get_column("id").to_list())
+    picks2 = set(pl.read_csv(tmp_path / "picks2.csv").get_column("id").to_list())
+    assert len(picks1) == len(picks2) == 50 and not picks1 & picks2
+    assert (tmp_path / "round2.html").stat().st_size > 10_000

@@ -239,6 +239,218 @@ def _duplicated_parquet(path: Path) -> None:
     pq.write_table(table, path)
 
 
+# Saved scales (`difficulty --scale-from`) and two-file compares (`compare OLD NEW`).
+def _scored(
+    path: Path, edit: Callable[[dict], None] | None = None, standard: str = WORKED_EXAMPLE_YAML
+) -> None:
+    """A difficulty output of the base folder's two models at `path`, its metadata edited by `edit`."""
+    from kscore.config import QualityStandard, parse_yaml
+    from kscore.jobs.difficulty import write_difficulty_scores
+
+    folder = path.parent
+    models = {"a": folder / "results_a.csv", "b": folder / "results_b.parquet"}
+    config = QualityStandard.from_dict(parse_yaml(standard, "test"))
+    write_difficulty_scores(models, config, path)
+    if edit is not None:
+        import pyarrow.parquet as pq
+
+        metadata = json.loads(pq.read_metadata(path).metadata[b"kscore"])
+        edit(metadata)
+        pl.read_parquet(path).write_parquet(path, metadata={"kscore": json.dumps(metadata)})
+
+
+def _scored_with(edit: Callable[[dict], None] | None = None, standard: str = WORKED_EXAMPLE_YAML):
+    return lambda path: _scored(path, edit, standard)
+
+
+def _scale_from(scale: str, *extra: str) -> list[str]:
+    return _difficulty("results_a.csv", "results_b.parquet", extra=("--scale-from", scale, *extra))
+
+
+_OTHER_WEIGHT = WORKED_EXAMPLE_YAML.replace("weight: 2", "weight: 3")
+SCALE_CASES: dict[str, Case] = {
+    "scale: missing file": Case(_scale_from("nope.parquet"), "nope.parquet: file not found"),
+    "scale: a results file": Case(_scale_from("results_a.csv"), "no kscore output, not of kscore difficulty"),
+    "scale: a file without kscore's metadata": Case(_scale_from("diff.parquet"), "no kscore output"),
+    "scale: truncated parquet": Case(
+        _scale_from("main.parquet"), "main.parquet: cannot read", {"main.parquet": b"PAR1" + b"\x00" * 50}
+    ),
+    "scale: written before scales were kept": Case(
+        _scale_from("main.parquet"),
+        "records no scale",
+        {"main.parquet": _scored_with(lambda m: m.pop("scale"))},
+    ),
+    "scale: another command's output": Case(
+        _scale_from("main.parquet"),
+        "an output of kscore compare, not of kscore difficulty",
+        {"main.parquet": _scored_with(lambda m: m.update(command="compare"))},
+    ),
+    "scale: another weight": Case(
+        _scale_from("main.parquet", "-c", "other.yaml"),
+        "signal 'f1' weighs",
+        {"main.parquet": _scored_with(), "other.yaml": _OTHER_WEIGHT},
+    ),
+    "scale: rank normalization": Case(
+        _scale_from("main.parquet", "-c", "rank.yaml"),
+        "--scale-from needs normalization: minmax",
+        {"main.parquet": _scored_with(), "rank.yaml": WORKED_EXAMPLE_YAML + "normalization: rank\n"},
+    ),
+    "scale: min above max": Case(
+        _scale_from("main.parquet"),
+        "'scale.models.a.f1' is [1.0, 0.0, 5]",
+        {"main.parquet": _scored_with(lambda m: m["scale"]["models"]["a"].update(f1=[1.0, 0.0, 5]))},
+    ),
+    "scale: a string for a count": Case(
+        _scale_from("main.parquet"),
+        "not [min, max, count]",
+        {"main.parquet": _scored_with(lambda m: m["scale"]["models"]["b"].update(f1=[0, 1, "5"]))},
+    ),
+    "scale: scale of another type": Case(
+        _scale_from("main.parquet"),
+        "'scale' is \"x\", not an object",
+        {"main.parquet": _scored_with(lambda m: m.update(scale="x"))},
+    ),
+    "scale: a model it does not hold": Case(
+        ["difficulty", "z=results_a.csv", "-o", OUT, "--scale-from", "main.parquet"],
+        "model 'z' has no scale in main.parquet (it holds: a, b)",
+        {"main.parquet": _scored_with()},
+    ),
+    "scale: the output itself": Case(
+        [
+            "difficulty",
+            "results_a.csv",
+            "results_b.parquet",
+            "-o",
+            "main.parquet",
+            "--scale-from",
+            "main.parquet",
+        ],
+        "would overwrite an input",
+        {"main.parquet": _scored_with()},
+    ),
+    "compare: two files on their own scales": Case(
+        ["compare", "main.parquet", "own.parquet"],
+        "are not on one scale",
+        {
+            "main.parquet": _scored_with(),
+            "own.parquet": _scored_with(lambda m: m["scale"]["models"]["a"].update(f1=[0.0, 2.0, 5])),
+        },
+    ),
+    "compare: two files of different standards": Case(
+        ["compare", "main.parquet", "other.parquet"],
+        "were scored with different standards",
+        {"main.parquet": _scored_with(), "other.parquet": _scored_with(standard=_OTHER_WEIGHT)},
+    ),
+    "compare: a file without metadata": Case(
+        ["compare", "main.parquet", "diff.parquet"],
+        "diff.parquet: has no kscore metadata",
+        {"main.parquet": _scored_with()},
+    ),
+    "compare: the same file twice": Case(
+        ["compare", "main.parquet", "main.parquet"], "OLD and NEW are both", {"main.parquet": _scored_with()}
+    ),
+    "compare: three files": Case(
+        ["compare", "main.parquet", "diff.parquet", "diff.parquet"], "not 3", {"main.parquet": _scored_with()}
+    ),
+    "compare: one file, no models named": Case(["compare", "diff.parquet"], "--baseline A --candidate B"),
+    "compare: a stream as OLD": Case(
+        ["compare", "-", "main.parquet"],
+        "stdin: has no kscore metadata",
+        {"main.parquet": _scored_with(), "tmp/.keep": ""},
+        env={"TMPDIR": "tmp"},
+        stdin=b"id,difficulty_score,difficulty_score_a\n1,0.5,0.5\n",
+    ),
+}
+
+
+# Saved maps (`embed-scores --save-map`, `--map`).
+def _map_of(path: Path, edit: Callable[[dict], None] | None = None, metric: str = "euclidean") -> None:
+    """A map saved from the base folder's 5-dimensional embeddings at `path`, its JSON edited by `edit`."""
+    import kscore
+
+    kscore.embed_scores(path.parent / "emb5.parquet", save_map=path, metric=metric)
+    if edit is not None:
+        import pyarrow.parquet as pq
+
+        metadata = json.loads(pq.read_metadata(path).metadata[b"kscore"])
+        edit(metadata)
+        pl.read_parquet(path).write_parquet(path, metadata={"kscore": json.dumps(metadata)})
+
+
+def _saved_map(edit: Callable[[dict], None] | None = None, metric: str = "euclidean"):
+    return lambda path: _map_of(path, edit, metric)
+
+
+def _map_with_float64_vectors(path: Path) -> None:
+    _map_of(path)
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_metadata(path).metadata[b"kscore"].decode()
+    table = pl.read_parquet(path).with_columns(pl.col("vector").cast(pl.Array(pl.Float64, 5)))
+    table.write_parquet(path, metadata={"kscore": metadata})
+
+
+def _embed(*extra: str, embeddings: str = "emb5.parquet") -> list[str]:
+    return ["embed-scores", embeddings, "-o", OUT, *extra]
+
+
+MAP_CASES: dict[str, Case] = {
+    "map: missing file": Case(_embed("--map", "nope.parquet"), "nope.parquet: file not found"),
+    "map: truncated": Case(
+        _embed("--map", "m.parquet"), "m.parquet: cannot read", {"m.parquet": b"PAR1\x00\x01"}
+    ),
+    "map: a CSV": Case(_embed("--map", "m.csv"), "a saved map is one Parquet file", {"m.csv": "a,b\n1,2\n"}),
+    "map: an embed-scores output": Case(_embed("--map", "scores.parquet"), "not a saved map"),
+    "map: of another width": Case(
+        _embed("--map", "m.parquet", embeddings="emb.parquet"),
+        "the map was fitted on embeddings of 5 dimensions",
+        {"m.parquet": _saved_map()},
+    ),
+    "map: of another metric": Case(
+        _embed("--map", "m.parquet", "--metric", "euclidean"),
+        "the map measures cosine distances",
+        {"m.parquet": _saved_map(metric="cosine")},
+    ),
+    "map: of another format": Case(
+        _embed("--map", "m.parquet"),
+        "a map of format 99; this kscore reads format 1",
+        {"m.parquet": _saved_map(lambda m: m["map"].update(format=99))},
+    ),
+    "map: lacks a parameter": Case(
+        _embed("--map", "m.parquet"),
+        "the map lacks 'seed'",
+        {"m.parquet": _saved_map(lambda m: m["map"]["parameters"].pop("seed"))},
+    ),
+    "map: a non-finite constant": Case(
+        _embed("--map", "m.parquet"),
+        "are not finite numbers",
+        {"m.parquet": _saved_map(lambda m: m["map"]["derived"].update(a="x"))},
+    ),
+    "map: rows it does not hold": Case(
+        _embed("--map", "m.parquet"),
+        "not what it says",
+        {"m.parquet": _saved_map(lambda m: m["map"].update(rows=7))},
+    ),
+    "map: float64 vectors": Case(
+        _embed("--map", "m.parquet"),
+        "its 'vector' column is Array(Float64",
+        {"m.parquet": _map_with_float64_vectors},
+    ),
+    "map: with --reducer pca": Case(
+        _embed("--map", "m.parquet", "--reducer", "pca"), "drop --reducer pca", {"m.parquet": _saved_map()}
+    ),
+    "save-map: with --reducer pca": Case(
+        _embed("--save-map", "m.parquet", "--reducer", "pca"), "not one of --reducer pca"
+    ),
+    "save-map: not Parquet": Case(_embed("--save-map", "m.csv"), "name it NAME.parquet"),
+    "save-map: onto the input": Case(_embed("--save-map", "emb5.parquet"), "emb5.parquet"),
+    "save-map: onto the output": Case(_embed("--save-map", OUT), OUT),
+    "save-map: 2D embeddings": Case(
+        _embed("--save-map", "m.parquet", embeddings="emb.parquet"), "the embeddings are 2D already"
+    ),
+}
+
+
 # Streams: `-` (stdin) and `-o -` (stdout). A run's temporary folder goes in ./tmp, which must be
 # as empty after the run as before it.
 _PIPED = {"TMPDIR": "tmp"}
@@ -312,6 +524,8 @@ CASES.update(
             _difficulty("r.txt"), "unsupported file type '.txt'", {"r.txt": "id\n1\n"}
         ),
         **STREAM_CASES,
+        **SCALE_CASES,
+        **MAP_CASES,
         "difficulty: truncated .csv.gz": Case(
             _difficulty("results_a.csv", "results_x.csv.gz"),
             "results_x.csv.gz: cannot read CSV file: unexpected end of file",

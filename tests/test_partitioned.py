@@ -82,14 +82,6 @@ def _standard(normalization: str, scope: str, task: bool) -> QualityStandard:
     return QualityStandard.from_dict(data)
 
 
-@pytest.fixture
-def tiny_overhead(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plan as if the interpreter took no memory and batches could be tiny: a limit of a few hundred
-    KB then cuts 3000-row inputs into many id ranges and many batches, as 4 GiB cuts 100M rows."""
-    monkeypatch.setattr(partitioned, "BASE_BYTES", 0)
-    monkeypatch.setattr(partitioned, "_MIN_BATCH", 100)
-
-
 def _write_inputs(folder: Path, kind: str, fmt: str = "parquet") -> dict[str, Path]:
     paths = {}
     for number, name in enumerate(MODELS):

@@ -101,6 +101,35 @@ def test_ray_difficulty_of_csv_inputs_read_whole_equals_local(tmp_path: Path, cl
     _assert_same_file(local, on_ray)
 
 
+@pytest.mark.parametrize("scope", ["joint", "per_model"])
+def test_ray_difficulty_on_a_saved_scale_equals_local_clamped_values_included(
+    tmp_path: Path, cluster, small_batches, scope: str
+) -> None:
+    import warnings
+
+    standard = _standard("minmax", scope, True)
+    first = tmp_path / "first.parquet"
+    write_difficulty_scores(_write_inputs(tmp_path, "dense"), standard, first)
+    later = tmp_path / "later"
+    later.mkdir()
+    paths = {}
+    for name, path in _write_inputs(later, "dense").items():  # the next round: larger losses
+        pl.read_parquet(path).with_columns(pl.col("loss") * 2).write_parquet(path)
+        paths[name] = path
+    outs, messages = {}, {}
+    for engine in ("local", "ray"):
+        outs[engine] = tmp_path / f"{engine}.parquet"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            write_difficulty_scores(
+                paths, standard, outs[engine], memory_limit="400KB", engine=engine, scale_from=first
+            )
+        messages[engine] = sorted(str(w.message) for w in caught)
+    assert [m for m in messages["ray"] if "'loss'" in m and "clamped" in m]
+    assert messages["local"] == messages["ray"]
+    _assert_same_file(outs["local"], outs["ray"])
+
+
 def test_a_bad_value_read_by_a_ray_task_is_exit_2_naming_the_file_and_node(
     tmp_path: Path, cluster, small_batches
 ) -> None:
@@ -198,6 +227,31 @@ def test_ray_embed_scores_equal_the_local_engine(
         x, y = local[column].to_numpy(), on_ray[column].to_numpy()
         assert np.array_equal(np.isnan(x), np.isnan(y)), column
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
+
+
+def test_a_saved_map_places_rows_on_ray_as_on_the_local_engine(tmp_path: Path, cluster) -> None:
+    """Rows beyond the map's fit sample are transformed by Ray actors from the loaded map: the same
+    coordinates as the local engine's, and as the run that saved the map."""
+    rng = np.random.default_rng(4)
+    rows, dim = 5000, 8
+    centers = rng.normal(0, 4, (6, dim))
+    data = centers[rng.integers(0, 6, rows)] + rng.normal(0, 1, (rows, dim))
+    split = np.where(rng.random(rows) < 0.6, "train", "val")
+    table = pl.DataFrame({"id": np.arange(rows), "split": split, "embedding": pl.Series(data)})
+    path = tmp_path / "emb.parquet"
+    table.write_parquet(path)
+    map_file = tmp_path / "map.parquet"
+    saving = tmp_path / "saving.parquet"
+    write_embed_scores(path, saving, fit_sample=1000, on_fit=None)  # the plain run, for reference
+    import kscore
+
+    kscore.embed_scores(path, tmp_path / "saved.parquet", fit_sample=1000, save_map=map_file)
+    outputs = {}
+    for engine in ("local", "ray"):
+        outputs[engine] = tmp_path / f"{engine}.parquet"
+        kscore.embed_scores(path, outputs[engine], saved_map=map_file, engine=engine)
+    maps = [pl.read_parquet(p).select("map_x", "map_y") for p in (saving, outputs["local"], outputs["ray"])]
+    assert maps[0].equals(maps[1]) and maps[1].equals(maps[2])
 
 
 def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(

@@ -13,7 +13,7 @@ from kscore.errors import OutputError
 from kscore.io import MANIFEST, read_kscore_metadata
 from kscore.storage import ObjectPath, parse_storage_options, publish, using
 from tests.conftest import run_kscore
-from tests.test_partitioned import _with_config, _write_inputs, tiny_overhead  # noqa: F401 - a fixture
+from tests.test_partitioned import _with_config, _write_inputs
 
 CONFIG = "id_column: id\nmetrics:\n  - {name: recall, direction: higher_is_better, weight: 2}\n" + (
     "  - {name: latency_ms, direction: lower_is_better}\n  - {name: loss, direction: lower_is_better}\n"
@@ -239,6 +239,30 @@ def test_embed_scores_reads_and_writes_s3_like_local_paths(s3, tmp_path: Path) -
     _same_values(pl.read_parquet(tmp_path / "local.parquet"), frame)
     assert manifest["command"] == "embed-scores"
     assert manifest["inputs"] == {"embeddings": emb, "difficulty": diff}
+
+
+def test_a_map_saved_to_and_read_from_s3_equals_the_local_round_trip(s3, tmp_path: Path) -> None:
+    embeddings = str(Path(__file__).resolve().parents[1] / "sample_data" / "embeddings.parquet")
+    option = f"aws_endpoint_url={s3.endpoint}"
+    local = run_kscore(
+        "embed-scores", embeddings, "-o", "a.parquet", "--save-map", "map.parquet", cwd=tmp_path
+    )
+    assert local.returncode == 0, local.stderr
+    remote_map = s3.url("maps/map.parquet")
+    saved = run_kscore(
+        "embed-scores", embeddings, "-o", "b.parquet", "--save-map", remote_map, "--storage-option", option,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    assert s3.keys("maps") == ["maps/map.parquet"]  # no temporary object left beside it
+    used = run_kscore(
+        "embed-scores", embeddings, "-o", "c.parquet", "--map", remote_map, "--storage-option", option,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert used.returncode == 0, used.stderr
+    first = pl.read_parquet(tmp_path / "a.parquet")
+    assert first.equals(pl.read_parquet(tmp_path / "b.parquet"))
+    assert first.equals(pl.read_parquet(tmp_path / "c.parquet"))
 
 
 @pytest.mark.parametrize("name", ["scores.csv", "scores.parquet"])

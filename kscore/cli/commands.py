@@ -98,6 +98,14 @@ def difficulty(
     explain: Annotated[
         bool, typer.Option("--explain", help="Add normalized signals and the top signal per model.")
     ] = False,
+    scale_from: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scale-from",
+            metavar="FILE",
+            help="An earlier difficulty output: normalize on its scale, so the two outputs compare.",
+        ),
+    ] = None,
     plot: PlotOption = None,
     size: SizeOption = "1200x900",
     memory_limit: MemoryLimitOption = None,
@@ -136,7 +144,7 @@ def difficulty(
                 streams.inputs, config, streams.out, model_col=model_col, datapoints=datapoints,
                 explain=explain, top=top, plot=plot, size=size, memory_limit=memory_limit,
                 temp_dir=temp_dir, jobs=jobs, engine=engine, ray_address=ray_address,
-                storage_options=storage, progress=progress,
+                storage_options=storage, progress=progress, scale_from=scale_from,
             )  # fmt: skip
         summary = streamed(summary, streams)
     wrote(summary)
@@ -198,10 +206,21 @@ def embed_scores(
         Optional[str], typer.Option("--embedding-prefix", help="Prefix of the numeric embedding columns.")
     ] = None,
     reducer: Annotated[str, typer.Option("--reducer", help="umap, pca, or none (2D input).")] = "umap",
-    metric: Annotated[str, typer.Option("--metric", help="euclidean or cosine (UMAP, PCA).")] = "euclidean",
+    metric: Annotated[
+        Optional[str],
+        typer.Option("--metric", help="euclidean (default) or cosine (UMAP, PCA); with --map, the map's."),
+    ] = None,
     seed: Annotated[
         str, typer.Option("--seed", help="Random seed, or 'none' (faster, not reproducible).")
     ] = "0",
+    save_map: Annotated[
+        Optional[str],
+        typer.Option("--save-map", metavar="FILE", help="Also write the fitted map (.parquet), to reuse."),
+    ] = None,
+    map_file: Annotated[
+        Optional[str],
+        typer.Option("--map", metavar="FILE", help="Place the rows on a saved map instead of fitting one."),
+    ] = None,
     bandwidth: Annotated[
         str, typer.Option("--bandwidth", help="KDE bandwidth: scott, silverman, or a factor.")
     ] = "scott",
@@ -253,7 +272,7 @@ def embed_scores(
                 metric=metric, seed=seed, bandwidth=bandwidth, fit_sample=fit_sample,
                 keep_embedding=keep_embedding, plot=plot, size=size, top=top, jobs=jobs,
                 memory_limit=memory_limit, temp_dir=temp_dir, engine=engine, ray_address=ray_address,
-                storage_options=storage, progress=progress,
+                storage_options=storage, progress=progress, save_map=save_map, saved_map=map_file,
             )  # fmt: skip
         summary = streamed(summary, streams)
     wrote(summary)
@@ -267,11 +286,21 @@ def embed_scores(
 
 @app.command()
 def compare(
-    difficulty_file: Annotated[
-        str, typer.Argument(metavar="DIFFICULTY_FILE", help="Output of `kscore difficulty`.")
+    difficulty_files: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="DIFFICULTY_FILE [NEW_FILE]",
+            help="Output of `kscore difficulty`; or two, OLD NEW, on one scale (NEW --scale-from OLD).",
+        ),
     ],
-    baseline: Annotated[str, typer.Option("--baseline", metavar="MODEL", help="Model A (the reference).")],
-    candidate: Annotated[str, typer.Option("--candidate", metavar="MODEL", help="Model B (the new one).")],
+    baseline: Annotated[
+        Optional[str],
+        typer.Option("--baseline", metavar="MODEL", help="Model A (the reference; with two files, OLD's)."),
+    ] = None,
+    candidate: Annotated[
+        Optional[str],
+        typer.Option("--candidate", metavar="MODEL", help="Model B (the new one; with two files, NEW's)."),
+    ] = None,
     margin: Annotated[float, typer.Option("--margin", metavar="M", help="Score change that counts.")] = 0.0,
     common_failure_threshold: Annotated[
         float,
@@ -310,7 +339,7 @@ def compare(
     quiet: QuietOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Datapoints that got worse from one model to another, and CI gates on them."""
+    """Datapoints that got worse from one model (or run) to another, and CI gates on them."""
     common_options(debug, quiet)
     with reported_errors():
         from kscore.cli.streams import standard_streams, streamed
@@ -318,10 +347,10 @@ def compare(
         from kscore.storage import parse_storage_options
 
         with standard_streams(
-            [difficulty_file], out, input_format=input_format, output_format=output_format
+            difficulty_files, out, input_format=input_format, output_format=output_format
         ) as streams:
             _, summary = compared(
-                streams.inputs[0], baseline, candidate, streams.out, margin=margin,
+                streams.inputs, baseline, candidate, streams.out, margin=margin,
                 common_failure_threshold=common_failure_threshold, max_regressions=max_regressions,
                 max_common_failures=max_common_failures, top=top,
                 storage_options=parse_storage_options(storage_option or []),

@@ -138,7 +138,7 @@ def wrote(summary: dict[str, Any]) -> None:
     """The summary's notes, then a wrote-line for its output and its picture."""
     for line in summary.get("notes", []):
         note(f"note: {line}")
-    for key in ("output", "plot"):
+    for key in ("output", "map", "plot"):
         if summary.get(key) not in (None, "-"):  # `-o -`: the output went to stdout
             note(f"wrote {summary[key]}")
 

@@ -145,12 +145,14 @@ def render_compare(summary: dict[str, Any]) -> list[Any]:
     if not summary["largest_regressions"]:
         return renderables
     top = Table(title=f"Largest regressions ({len(summary['largest_regressions'])})")
-    for header in ("id", "baseline", "candidate", "delta"):
-        top.add_column(header, justify="left" if header == "id" else "right")
+    by_model = "model" in summary["largest_regressions"][0]
+    for header in ("id", *(["model"] if by_model else []), "baseline", "candidate", "delta"):
+        top.add_column(header, justify="left" if header in ("id", "model") else "right")
     for row in summary["largest_regressions"]:
         top.add_row(
-            str(row["id"]), cell_text(row["baseline"]), cell_text(row["candidate"]), f"{row['delta']:+.4f}"
-        )
+            str(row["id"]), *([str(row["model"])] if by_model else []), cell_text(row["baseline"]),
+            cell_text(row["candidate"]), f"{row['delta']:+.4f}",
+        )  # fmt: skip
     renderables.append(top)
     return renderables
 

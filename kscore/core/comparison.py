@@ -171,3 +171,71 @@ def gates(
     if max_common_failures is not None:
         out.append(Gate("common_failures", max_common_failures, comparison.common_failures))
     return out
+
+
+def compare_across(
+    old: pl.DataFrame | pl.LazyFrame,
+    new: pl.DataFrame | pl.LazyFrame,
+    pairs: list[tuple[str, str]],
+    *,
+    id_column: str,
+    margin: float = 0.0,
+    common_failure_threshold: float = 0.9,
+    sources: tuple[str, str] = ("OLD", "NEW"),
+) -> Comparison:
+    """Compare two difficulty tables on one scale, joined on the id: for each (model in `old`, model in
+    `new`) pair, each datapoint's score then and now, as `compare_models` compares two models of one
+    table (the same statuses and margin). Common failures are `new`'s (its `difficulty_score` above
+    the threshold). The table gets a `model` column naming the pair (the name, where it is one)."""
+    named = ((old, [a for a, _ in pairs], sources[0]), (new, [b for _, b in pairs], sources[1]))
+    for table, names, source in named:
+        held = models_in(table)
+        for name in names:
+            if name not in held:
+                raise InputError(
+                    f"{source}: unknown model {name!r}{did_you_mean(name, held)} (this file holds: "
+                    f"{', '.join(held) or 'no model'})"
+                )
+        if id_column not in table.collect_schema():
+            raise InputError(f"{source}: missing id column {id_column!r}")
+    old_ids, new_ids = old.collect_schema()[id_column], new.collect_schema()[id_column]
+    if old_ids != new_ids and not (old_ids.is_numeric() and new_ids.is_numeric()):
+        raise InputError(
+            f"the id column {id_column!r} is {old_ids} in {sources[0]} and {new_ids} in {sources[1]}"
+        )
+    tables, counts = [], dict.fromkeys(STATUSES, 0)
+    comparison = None
+    for baseline, candidate in pairs:
+        then = pl.col(model_score_column(baseline)).alias(model_score_column("old"))
+        before = old.lazy().select(id_column, then)
+        after = new.lazy().select(
+            id_column, SCORE, pl.col(model_score_column(candidate)).alias(model_score_column("new"))
+        )
+        joined = before.join(after, on=id_column, how="full", coalesce=True, maintain_order="left_right")
+        comparison = compare_models(
+            joined,
+            "old",
+            "new",
+            margin=margin,
+            common_failure_threshold=common_failure_threshold,
+            id_column=id_column,
+            source=f"{sources[0]} and {sources[1]}",
+        )
+        name = baseline if baseline == candidate else f"{baseline} -> {candidate}"
+        tables.append(comparison.table.with_columns(pl.lit(name).alias("model")))
+        for status, count in comparison.counts.items():
+            counts[status] += count
+    assert comparison is not None
+    baselines = ", ".join(dict.fromkeys(a for a, _ in pairs))
+    candidates = ", ".join(dict.fromkeys(b for _, b in pairs))
+    table = pl.concat(tables) if len(tables) > 1 else tables[0]
+    return Comparison(
+        f"{baselines} ({sources[0]})",
+        f"{candidates} ({sources[1]})",
+        margin,
+        common_failure_threshold,
+        table,
+        comparison.common_failures,
+        id_column,
+        counts,
+    )

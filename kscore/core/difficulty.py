@@ -19,6 +19,7 @@ import polars as pl
 from kscore.columns import N_MODELS, SCORE, model_score_column, normalized_column, top_signal_column
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
 from kscore.core.align import Alignment, align_by_id, normalize_ids
+from kscore.core.scale import Scale, Stats, add_counts, clamped_counts, merge_stats, scaled, warn_clamped
 from kscore.core.signals import numeric_values, reject_infinite
 from kscore.engines.local import parallel_map
 from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
@@ -36,8 +37,11 @@ def score_in_memory(
     explain: bool = False,
     datapoints: pl.DataFrame | None = None,
     sources: Mapping[str, str] | None = None,
-) -> pl.DataFrame:
-    """`difficulty_scores` of frames, in memory: every model's id and scores at once."""
+    scale: Scale | None = None,
+    scale_source: str = "",
+) -> tuple[pl.DataFrame, Scale]:
+    """`difficulty_scores` of frames, in memory: every model's id and scores at once; and the scale
+    they were normalized with. With `scale` (a stored one, from `scale_source`), on that scale."""
     if not results:
         raise InputError("no model results given")
     if datapoints is not None and standard.id_column in datapoints.columns:
@@ -45,29 +49,73 @@ def score_in_memory(
             normalize_ids(datapoints.get_column(standard.id_column), "--datapoints")
         )
     labels = {name: (sources or {}).get(name) or f"model {name!r}" for name in results}
+    names = [s.name for s in standard.signals]
+    measured: Scale = {}
+    clamped: dict[str, int] = {}
+
+    def signals_of(name: str, frame: FrameLike) -> tuple[pl.DataFrame, Stats]:
+        signals, stats = read_signals(frame, standard, labels[name], datapoints)
+        # The task's error (and text signals) are measured here: `_normalized` would otherwise.
+        stats.update(column_stats(signals, [n for n in names if n not in stats]))
+        measured[name] = stats
+        return signals, stats
+
     # Models are read (LazyFrames) and reduced to id and score one at a time to keep memory low;
     # the joint scope needs every model's signals at once.
-    signals = (
-        (name, read_signals(frame, standard, labels[name], datapoints)) for name, frame in results.items()
-    )
+    read = ((name, *signals_of(name, frame)) for name, frame in results.items())
     if standard.scope == "joint":
-        frames = {name: frame for name, (frame, _) in signals}
-        scored = score_jointly(frames, standard, explain=explain)
+        frames = {name: frame for name, frame, _ in read}
+        if scale is None:
+            scored = score_jointly(frames, standard, explain=explain)
+        else:
+            own: Stats = {}
+            for stats in measured.values():
+                own = merge_stats(own, stats)
+            used = scaled(own, scale[None], standard.signals, "all models (joint scope)", scale_source)
+            rows = sum(f.height for f in frames.values())
+            whole = Whole(all(used[n][2] == rows for n in names), clamp=True)
+            stat_warnings(used, standard.signals, None)
+            scored = score_jointly(frames, standard, explain=explain, stats=used, whole=whole)
+            for frame in frames.values():
+                add_counts(clamped, clamped_counts(frame, scale[None], names))
     else:
-        scored = {
-            name: score_model(frame, stats, standard, name, explain=explain)
-            for name, (frame, stats) in signals
-        }
+        scored = {}
+        for name, frame, stats in read:
+            if scale is None:
+                scored[name] = score_model(frame, stats, standard, name, explain=explain)
+                continue
+            stored = stored_stats(scale, name, scale_source)
+            used = scaled(stats, stored, standard.signals, labels[name], scale_source)
+            whole = Whole(all(used[n][2] == frame.height for n in names), clamp=True)
+            stat_warnings(used, standard.signals, name)
+            scored[name] = score_model(frame, used, standard, name, explain=explain, whole=whole)
+            add_counts(clamped, clamped_counts(frame, scale[name], names))
+    warn_clamped(clamped, scale_source)
     aligned = align_by_id(scored, standard.id_column, labels)
-    table = assemble(aligned, [s.name for s in standard.signals])
+    table = assemble(aligned, names)
     if datapoints is not None:
         from kscore.core.tasks import enrich_datapoints
 
         table = enrich_datapoints(datapoints, table, standard.id_column)
-    return table
+    if scale is not None:
+        return table, {key: scale[key] for key in ([None] if None in scale else results)}
+    if standard.scope == "joint":
+        joint: Stats = {}
+        for stats in measured.values():
+            joint = merge_stats(joint, stats)
+        return table, {None: joint}
+    return table, measured
 
 
-Stats = dict[str, tuple[float | None, float | None, int]]  # signal -> (min, max, non-null count)
+def stored_stats(scale: Scale, model: str, source: str) -> Stats:
+    """A model's statistics in a stored per_model scale; exit 2 where it has none."""
+    if model not in scale:
+        held = ", ".join(str(k) for k in scale)
+        raise InputError(
+            f"model {model!r} has no scale in {source} (it holds: {held}); with scope: per_model each "
+            "model keeps its own scale: name the models as there, or use scope: joint"
+        )
+    return scale[model]
 
 
 def read_signals(
@@ -219,6 +267,8 @@ def _normalized(
             expr = (ranks - 1.0) * (factor / (count - 1.0))
         else:
             expr = _min_max(pl.col(s.name), low, high, factor, s.higher_is_better)
+            if whole is not None and whole.clamp:
+                expr = _clamped(pl.col(s.name), expr, stats[s.name], factor, s.higher_is_better)
         exprs.append(expr.cast(pl.Float64).alias(f"norm_{s.name}"))
     if whole is not None:
         return exprs, whole.complete
@@ -237,6 +287,7 @@ class Whole:
     signal (then weights are not renormalized; the choice must be the same in every partition)."""
 
     complete: bool
+    clamp: bool = False  # the statistics are a stored scale's: values beyond it are clamped
 
 
 def stat_warnings(stats: Stats, signals: tuple[Signal, ...], model: str | None) -> None:
@@ -270,6 +321,16 @@ def _min_max(raw: pl.Expr, low: float, high: float, factor: float, negate: bool)
     if scale != 1.0:
         raw, low, span = raw * scale, low * scale, high * scale - low * scale
     return ((-low) - raw if negate else raw - low) * (factor / span)
+
+
+def _clamped(
+    raw: pl.Expr, normalized: pl.Expr, stats: tuple[Any, Any, int], factor: float, negate: bool
+) -> pl.Expr:
+    """`normalized` with the raw values beyond a stored scale's range clamped to 0 or `factor`;
+    values within it keep exactly the numbers the run that stored the scale gave them."""
+    low, high, _ = stats
+    below, above = (factor, 0.0) if negate else (0.0, factor)
+    return pl.when(raw < low).then(pl.lit(below)).when(raw > high).then(pl.lit(above)).otherwise(normalized)
 
 
 # 2**600: brings values whose span is subnormal into the normal range, far from overflow.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kscore.cache import use_numba_cache
+from kscore.core.saved_map import SavedMap
 
 if TYPE_CHECKING:
     from kscore.engines import Executor
@@ -160,8 +161,11 @@ def reduce_to_2d(
     jobs: int | None = None,
     memory_limit: int | None = None,
     executor: Executor | None = None,
+    on_fit: Callable[[SavedMap], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """2D coordinates of every row, and the parameters used (for the output's metadata).
+
+    `on_fit`: called with the fitted UMAP map (`SavedMap`), to save it.
 
     `memory_limit` (bytes): fewer transform workers where each one's copy of the fitted model would
     not fit beside this process (the map does not depend on the number of workers).
@@ -198,13 +202,14 @@ def reduce_to_2d(
     distinct = distinct_rows(data, hashes=getattr(data, "hashes", None))
     if distinct is None:
         return _umap(
-            data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit, executor
-        )
+            data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit, executor,
+            on_fit,
+        )  # fmt: skip
     # umap places equal rows at different points: map each distinct row once and copy.
     leaders, index = distinct
     coordinates, params = _umap(
         data.subset(leaders) if spilled else data[leaders], metric, seed, fit_sample, n_neighbors, min_dist,
-        progress, jobs, memory_limit, executor,
+        progress, jobs, memory_limit, executor, on_fit,
     )  # fmt: skip
     params["distinct_rows"] = len(leaders)
     return coordinates[index], params
@@ -298,6 +303,7 @@ def _umap(
     jobs: int,
     memory_limit: int | None = None,
     executor: Executor | None = None,
+    on_fit: Callable[[SavedMap], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     use_numba_cache()
     import warnings
@@ -356,6 +362,8 @@ def _umap(
             coordinates = model.fit_transform(data)
             if progress:
                 progress(fit_stage, 1, 1)
+            if on_fit is not None:
+                on_fit(SavedMap.of(model, {**params, "transform_epochs": TRANSFORM_EPOCHS}))
             return coordinates.astype(np.float64), params
         rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
         coordinates = np.empty((n, 2))
@@ -366,20 +374,134 @@ def _umap(
         from kscore.core.neighbors import CellNeighbors
 
         model._knn_search_index = CellNeighbors(model._raw_data, metric, seed)
-        params["transform_neighbors"] = "exact among the fit sample's nearest k-means cells"
-        chunks = [rest[start : start + TRANSFORM_BATCH] for start in range(0, len(rest), TRANSFORM_BATCH)]
+        params["transform_neighbors"] = TRANSFORM_NEIGHBORS
         if progress:
             progress(fit_stage, 1, 1)
-            progress("UMAP transform", 0, len(chunks))
-        if memory_limit is not None and (executor is None or executor.on_this_machine):
-            jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
-        batches = (data[chunk] for chunk in chunks)
-        results = _transform_batches(model, batches, len(chunks), jobs, executor)
+        if on_fit is not None:
+            on_fit(SavedMap.of(model, params))
+    _transform_rows(model, data, rest, coordinates, progress, jobs, memory_limit, executor)
+    return coordinates, params
+
+
+TRANSFORM_NEIGHBORS = "exact among the fit sample's nearest k-means cells"
+
+
+def _transform_rows(
+    model: Any,
+    data: Any,
+    rows: np.ndarray,
+    coordinates: np.ndarray,
+    progress: Progress | None,
+    jobs: int,
+    memory_limit: int | None,
+    executor: Executor | None,
+) -> None:
+    """`coordinates[rows]`: the fitted `model`'s transform of `data[rows]`, in batches of
+    `TRANSFORM_BATCH` rows taken in the order of `rows` (the batches, and so the numbers, do not
+    depend on the workers)."""
+    chunks = [rows[start : start + TRANSFORM_BATCH] for start in range(0, len(rows), TRANSFORM_BATCH)]
+    if progress:
+        progress("UMAP transform", 0, len(chunks))
+    if not chunks:
+        return
+    if memory_limit is not None and (executor is None or executor.on_this_machine):
+        jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
+    batches = (data[chunk] for chunk in chunks)
+    results = _transform_batches(model, batches, len(chunks), jobs, executor)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True), start=1):
             coordinates[chunk] = mapped
             if progress:
                 progress("UMAP transform", done, len(chunks))
+
+
+def place_on_map(
+    embeddings: Any,
+    saved: SavedMap,
+    *,
+    progress: Progress | None = None,
+    jobs: int | None = None,
+    memory_limit: int | None = None,
+    executor: Executor | None = None,
+) -> tuple[np.ndarray, dict]:
+    """2D coordinates of every row on a saved map, without fitting, and the parameters (for the
+    output's metadata).
+
+    A row equal to one of the map's fit sample gets that row's coordinates, bitwise; every other
+    distinct row is transformed as the run that saved the map transformed the rows outside its fit
+    sample (the same model, batches of `TRANSFORM_BATCH` in the same order), and equal rows get
+    equal coordinates. So the input a map was saved from gets the same map again.
+    """
+    from kscore.engines.local import resolve_jobs
+
+    spilled = not isinstance(embeddings, np.ndarray) and hasattr(embeddings, "rows_at")
+    data = embeddings if spilled else np.asarray(embeddings, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError("embeddings must be a 2D array (rows x dimensions)")
+    jobs = resolve_jobs(jobs)
+    use_numba_cache()
+    with warnings_ignored(), compiled_when_used():
+        import umap  # noqa: F401  (compiled lazily, as for a fit)
+    cache_umap_kernels(saved.metric)
+    if progress:
+        progress("load the map", 0, 1)
+    model = saved.umap_model()
+    if progress:
+        progress("load the map", 1, 1)
+    hashes = getattr(data, "hashes", None)
+    if hashes is None:
+        hashes = row_hashes(data)
+    distinct = distinct_rows(data, hashes=hashes)
+    leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
+    rows = data if distinct is None else data.subset(leaders) if spilled else data[leaders]
+    found = _fit_rows_in(rows, hashes[leaders], saved)
+    coordinates = np.empty((len(leaders), 2))
+    matched = found >= 0
+    coordinates[matched] = saved.coordinates[found[matched]]
+    _transform_rows(
+        model, rows, np.flatnonzero(~matched), coordinates, progress, jobs, memory_limit, executor
+    )
+    params = {
+        "reducer": "umap",
+        "map": "saved",
+        **saved.parameters,
+        "fit_rows": len(saved.vectors),
+        "fit_rows_found": int(matched.sum()),
+        "transform_neighbors": TRANSFORM_NEIGHBORS,
+        "transform_batch": TRANSFORM_BATCH,
+    }
+    if distinct is not None:
+        params["distinct_rows"] = len(leaders)
+        return coordinates[index], params
     return coordinates, params
+
+
+def _fit_rows_in(rows: Any, hashes: np.ndarray, saved: SavedMap) -> np.ndarray:
+    """For each row, the index of the equal row of the map's fit sample, else -1 (equal hashes are
+    compared exactly: a collision never matches different rows)."""
+    fit_hashes = row_hashes(saved.vectors)
+    order = np.argsort(fit_hashes, kind="stable")
+    sorted_hashes = fit_hashes[order]
+    at = np.clip(np.searchsorted(sorted_hashes, hashes), 0, max(len(order) - 1, 0))
+    candidates = np.flatnonzero(sorted_hashes[at] == hashes)
+    found = np.full(len(hashes), -1, dtype=np.int64)
+    if len(candidates):
+        fit_index = order[at[candidates]]
+        same = np.all(rows[candidates] + np.float32(0) == saved.vectors[fit_index] + np.float32(0), axis=1)
+        found[candidates[same]] = fit_index[same]
+    return found
+
+
+@contextmanager
+def warnings_ignored() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _transform_batches(

@@ -109,6 +109,7 @@ def write_difficulty_scores(
     engine: str = "local",
     ray_address: str | None = None,
     storage_options: Mapping[str, str] | None = None,
+    scale_from: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Score `results` and write the table to `out` (Parquet) with kscore's metadata; the summary.
 
@@ -125,6 +126,9 @@ def write_difficulty_scores(
     Inputs and `out` may be in object storage (`s3://bucket/key`); `out` there is a dataset of parts
     under that prefix, published only when complete. `storage_options` (polars' names, such as
     `aws_endpoint_url`) apply to those paths; credentials come from the environment.
+
+    `scale_from`: an earlier difficulty output whose recorded scale this run normalizes with (see
+    `load_scale`); the output records the scale it was scored on either way.
     """
     job = functools.partial(
         _write_difficulty_scores,
@@ -140,6 +144,7 @@ def write_difficulty_scores(
         progress=progress,
         engine=engine,
         ray_address=ray_address,
+        scale_from=scale_from,
     )
     return run_job("difficulty", out, temp_dir, storage_options, job)
 
@@ -159,8 +164,10 @@ def _write_difficulty_scores(
     progress: Callable[[str, int, int], None] | None,
     engine: str,
     ray_address: str | None,
+    scale_from: str | os.PathLike | None,
 ) -> dict[str, Any]:
     from kscore.core.difficulty import score_in_memory
+    from kscore.core.scale import scale_record
     from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_table_atomic
     from kscore.plan.difficulty import in_memory_bytes
     from kscore.plan.sizing import resolve_memory_limit
@@ -168,6 +175,7 @@ def _write_difficulty_scores(
 
     check_engine(engine)
     check_temp_dir(temp_dir)
+    scale, scale_source = load_scale(scale_from, standard) if scale_from is not None else (None, "")
     dataset = wants_dataset(out)
     out = Path(out)
     limit = resolve_memory_limit(memory_limit)
@@ -183,6 +191,8 @@ def _write_difficulty_scores(
         "inputs": sources,
         "datapoints": datapoints_source,
     }
+    if scale_source:
+        metadata["scale_from"] = scale_source
     partitioned = functools.partial(
         _write_partitioned,
         standard=standard,
@@ -195,6 +205,8 @@ def _write_difficulty_scores(
         top=top,
         progress=progress,
         dataset=dataset,
+        scale=scale,
+        scale_source=scale_source,
     )
     if engine == "ray":
         if scans is None or datapoints is not None:
@@ -223,7 +235,11 @@ def _write_difficulty_scores(
         if in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids) > limit:
             return partitioned(scans, footers=_local_parquet(scanned))
     with stage(progress, "read and score"):
-        table = score_in_memory(frames, standard, explain=explain, datapoints=datapoints, sources=sources)
+        table, used = score_in_memory(
+            frames, standard, explain=explain, datapoints=datapoints, sources=sources, scale=scale,
+            scale_source=scale_source,
+        )  # fmt: skip
+        metadata["scale"] = scale_record(used)
         accuracy = _accuracy(frames, standard, labels, datapoints)
     # The summary is computed while the file is written, in a thread of lower priority: the write
     # is the longer job, and the summary then only takes the cycles it leaves idle.
@@ -273,9 +289,12 @@ def _write_partitioned(
     dataset: bool,
     ray_sliced: Mapping[str, bool] | None = None,
     footers: Mapping[str, Path] | None = None,
+    scale: Any = None,
+    scale_source: str = "",
 ) -> dict[str, Any]:
     """The partitioned plan, on this machine or (`ray_sliced` given: which models can be read in
     row slices) on the connected Ray cluster. `footers`: the models' local Parquet files."""
+    from kscore.core.scale import scale_record
     from kscore.io import (
         metadata_tags,
         part_name,
@@ -301,14 +320,18 @@ def _write_partitioned(
                 progress=progress,
                 min_parts=1 if ray_sliced is None else 2 * _ray_cpus(),
                 footers=footers,
+                scale=scale,
+                scale_source=scale_source,
             )
+            planned = run
             if ray_sliced is not None:
                 from kscore.plan.difficulty_ray import RayDifficultyRun
 
-                run = RayDifficultyRun(run, ray_sliced)
+                run = RayDifficultyRun(planned, ray_sliced)
             summary = RangeSummary(list(frames), standard.id_column, top)
             tables = run.tables()
             first = next(tables)  # the spill, and the first range
+            metadata["scale"] = scale_record(planned.statistics)
             parts: list[Path] = []
             if dataset:  # each range is a part of the dataset as it is
                 for number, table in enumerate(itertools.chain([first], tables)):
@@ -399,6 +422,7 @@ def difficulty_scores(
     memory_limit: int | str | None = None,
     temp_dir: str | os.PathLike | None = None,
     top: int = 10,
+    scale_from: str | os.PathLike | None = None,
 ) -> pl.DataFrame | dict[str, Any]:
     """Per-model and datapoint-level difficulty scores.
 
@@ -421,6 +445,8 @@ def difficulty_scores(
     memory_limit
         Bytes, or a size such as "4GiB"; default half the available memory. Without `out`, a result
         estimated above it is refused (pass `out` to stream it to a file).
+    scale_from
+        An earlier difficulty output: normalize on the scale it recorded (`load_scale`).
 
     Returns
     -------
@@ -431,14 +457,54 @@ def difficulty_scores(
     if out is not None:
         return write_difficulty_scores(
             results, standard, out, explain=explain, datapoints=datapoints, sources=sources,
-            memory_limit=memory_limit, temp_dir=temp_dir, top=top,
+            memory_limit=memory_limit, temp_dir=temp_dir, top=top, scale_from=scale_from,
         )  # fmt: skip
     from kscore.core.difficulty import score_in_memory
 
+    scale, scale_source = load_scale(scale_from, standard) if scale_from is not None else (None, "")
     frames, scanned = in_memory_inputs(results, standard, memory_limit, explain)
-    return score_in_memory(
-        frames, standard, explain=explain, datapoints=datapoints, sources={**scanned, **(sources or {})}
-    )
+    table, _ = score_in_memory(
+        frames, standard, explain=explain, datapoints=datapoints, sources={**scanned, **(sources or {})},
+        scale=scale, scale_source=scale_source,
+    )  # fmt: skip
+    return table
+
+
+def load_scale(path: str | os.PathLike, standard: QualityStandard) -> tuple[Any, str]:
+    """The scale an earlier difficulty output recorded, and its path as shown in messages.
+
+    Exit 2 where the file records none (not a difficulty output; written before 0.8), where its
+    standard differs from `standard` in what scores depend on (metrics, directions, weights, task,
+    scope), or where the normalization is `rank`: a rank is a datapoint's place among one run's
+    rows, and keeping it would mean keeping every earlier value, so only min-max scales are kept.
+    """
+    from kscore.core.scale import read_scale, standard_difference
+    from kscore.io import check_input_file, read_kscore_metadata
+    from kscore.storage import as_path
+
+    source = as_path(path)
+    shown = str(source)
+    if standard.normalization != "minmax":
+        raise InputError(
+            "--scale-from needs normalization: minmax; a rank scale is the run's own order of its rows "
+            "and cannot be kept apart from them"
+        )
+    check_input_file(source)  # type: ignore[arg-type]
+    metadata = read_kscore_metadata(source)
+    if metadata.get("command") != "difficulty":
+        what = f"an output of kscore {metadata['command']}" if metadata.get("command") else "no kscore output"
+        raise InputError(f"--scale-from {shown}: {what}, not of kscore difficulty; give a difficulty output")
+    if "scale" not in metadata:
+        version = metadata.get("kscore_version", "an earlier version")
+        raise InputError(
+            f"--scale-from {shown}: records no scale (written by kscore {version}; scales are recorded "
+            "from 0.8.0); score it again"
+        )
+    stored = metadata.get("standard")
+    difference = standard_difference(stored if isinstance(stored, dict) else {}, standard.to_dict())
+    if difference is not None:
+        raise InputError(f"--scale-from {shown} was scored with another quality standard: {difference}")
+    return read_scale(metadata["scale"], standard, f"--scale-from {shown}"), shown
 
 
 def difficulty(
@@ -459,6 +525,7 @@ def difficulty(
     ray_address: str | None = None,
     storage_options: Mapping[str, str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    scale_from: str | os.PathLike | None = None,
 ) -> pl.DataFrame | dict[str, Any]:
     """`kscore difficulty`: every datapoint's difficulty, per model and averaged over the models.
 
@@ -468,6 +535,8 @@ def difficulty(
     returned (refused above `memory_limit`); with `out`, it is written there (Parquet, CSV, NDJSON
     or a dataset `DIR/`, local or in object storage) and the summary is returned: what
     `kscore difficulty --json` prints, warnings included. `plot` also draws the scores' picture.
+    `scale_from`: an earlier difficulty output; this run is normalized on the scale it recorded, so
+    that the two outputs' scores compare (`kscore compare OLD NEW`).
     """
     from kscore.config import load_standard
     from kscore.io import read_results, read_table, resolve_model_files, scan_output
@@ -487,7 +556,8 @@ def difficulty(
         points_file = None if datapoints is None or isinstance(datapoints, pl.DataFrame) else datapoints
         config_file = [Path(standard.source)] if standard.source else []
         paths = [as_path(v) for v in files.values() if not isinstance(v, pl.DataFrame | pl.LazyFrame)]
-        inputs = [*paths, *([as_path(points_file)] if points_file else []), *config_file]
+        scale_file = [as_path(scale_from)] if scale_from is not None else []
+        inputs = [*paths, *([as_path(points_file)] if points_file else []), *config_file, *scale_file]
         out_path = checked_output(out, inputs) if out is not None else None
         picture_size = checked_plot(plot, size, [*inputs, *([out_path] if out_path else [])])
         sources: dict[str, str] = {}
@@ -508,8 +578,9 @@ def difficulty(
         with _long_file_hint(model_col is None):
             if out is None:
                 table = difficulty_scores(
-                    chosen, standard, explain=explain, datapoints=points, sources=sources, memory_limit=limit
-                )
+                    chosen, standard, explain=explain, datapoints=points, sources=sources, memory_limit=limit,
+                    scale_from=scale_from,
+                )  # fmt: skip
                 assert isinstance(table, pl.DataFrame)
                 if plot is not None:
                     from kscore.core.comparison import models_in
@@ -520,7 +591,7 @@ def difficulty(
                 chosen, standard, out, explain=explain, datapoints=points,
                 datapoints_source=str(points_file) if points_file else None, sources=sources,
                 memory_limit=limit, temp_dir=temp_dir, top=top, progress=progress, engine=engine,
-                ray_address=ray_address,
+                ray_address=ray_address, scale_from=scale_from,
             )  # fmt: skip
         if plot is not None:
             _plot(scan_output(out_path), [model["name"] for model in summary["models"]], plot, picture_size)

@@ -137,6 +137,8 @@ def score_embeddings(
     memory_limit: int | str | None = None,
     spill_dir: str | os.PathLike | None = None,
     engine: str = "local",
+    saved_map: Any = None,
+    on_fit: Any = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The input table enriched with `map_x`, `map_y` and the three scores of the train rows.
 
@@ -152,6 +154,9 @@ def score_embeddings(
 
     `engine="ray"` transforms the UMAP batches and runs the KDE's transforms on the connected Ray
     cluster (the same map and scores).
+
+    `saved_map` (a `SavedMap`): place the rows on that map instead of fitting one. `on_fit`: called
+    with the fitted map (`SavedMap`), to save it.
     """
     from kscore.plan.sizing import resolve_memory_limit
 
@@ -165,13 +170,14 @@ def score_embeddings(
                 reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
                 seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
                 progress=progress, source=source, jobs=jobs, memory_limit=limit, engine=engine,
+                saved_map=saved_map, on_fit=on_fit,
             )  # fmt: skip
     columns = embedding_columns(table, embedding_col, embedding_prefix)
     return _embed_scores(
         table, None, columns, id_col=id_col, split_col=split_col, train_values=train_values,
         reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric, seed=seed,
         bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding, progress=progress,
-        source=source, jobs=jobs, memory_limit=limit, engine=engine,
+        source=source, jobs=jobs, memory_limit=limit, engine=engine, saved_map=saved_map, on_fit=on_fit,
     )  # fmt: skip
 
 
@@ -273,9 +279,11 @@ def _embed_scores(
     jobs: int | None,
     memory_limit: int,
     engine: str = "local",
+    saved_map: Any = None,
+    on_fit: Any = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     from kscore.core.density import DegenerateError, kde_scores
-    from kscore.core.reduction import reduce_to_2d
+    from kscore.core.reduction import place_on_map, reduce_to_2d
 
     executor = make_executor(engine, jobs)
     if matrix is not None and keep_embedding:
@@ -325,17 +333,30 @@ def _embed_scores(
     if matrix is None:
         matrix = embedding_matrix(table, columns)
     try:
-        coordinates, reducer_params = reduce_to_2d(
-            matrix,
-            reducer=reducer,
-            metric=metric,
-            seed=seed,
-            fit_sample=fit_sample,
-            progress=progress,
-            jobs=jobs,
-            memory_limit=memory_limit,
-            executor=executor,
-        )
+        if saved_map is not None:
+            if matrix.shape[1] != saved_map.width:
+                raise InputError(
+                    f"--map: the map was fitted on embeddings of {saved_map.width} dimensions; "
+                    f"{source} has {matrix.shape[1]}"
+                )
+            coordinates, reducer_params = place_on_map(
+                matrix, saved_map, progress=progress, jobs=jobs, memory_limit=memory_limit, executor=executor
+            )
+        else:
+            if on_fit is not None and matrix.shape[1] == 2:
+                raise InputError("--save-map: the embeddings are 2D already: there is no map to fit or save")
+            coordinates, reducer_params = reduce_to_2d(
+                matrix,
+                reducer=reducer,
+                metric=metric,
+                seed=seed,
+                fit_sample=fit_sample,
+                progress=progress,
+                jobs=jobs,
+                memory_limit=memory_limit,
+                executor=executor,
+                on_fit=on_fit,
+            )
     except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
         raise InputError(str(exc)) from None
     del matrix
@@ -545,7 +566,7 @@ def embed_scores(
     embedding_col: str | None = None,
     embedding_prefix: str | None = None,
     reducer: str = "umap",
-    metric: str = "euclidean",
+    metric: str | None = None,
     seed: int | str | None = 0,
     bandwidth: str | float = "scott",
     fit_sample: int = FIT_SAMPLE,
@@ -560,6 +581,8 @@ def embed_scores(
     ray_address: str | None = None,
     storage_options: Mapping[str, str] | None = None,
     progress: Any = None,
+    save_map: str | os.PathLike | None = None,
+    saved_map: str | os.PathLike | None = None,
 ) -> pl.DataFrame | dict[str, Any]:
     """`kscore embed-scores`: the map and the representation, potential and local difficulty of
     every train row.
@@ -569,6 +592,11 @@ def embed_scores(
     if there is one), for the id column and that default. `difficulty`: a `difficulty` output.
     Without `out`, the enriched table is returned; with `out`, it is written there and the summary is
     returned: what `kscore embed-scores --json` prints, warnings included.
+
+    `save_map`: also write the fitted UMAP map there (Parquet: the fit sample's vectors and
+    coordinates, UMAP's parameters; see `kscore.core.saved_map`). `saved_map`: a map saved so: place
+    every row on it without fitting (its metric, seed and fit sample are the map's), then score.
+    `metric` defaults to euclidean, or the map's.
     """
     from kscore.config import QualityStandard, find_config
     from kscore.io import output_format, read_table, wants_dataset
@@ -597,12 +625,15 @@ def embed_scores(
                     "no embeddings file: pass EMBEDDINGS or set `embeddings:` in the quality standard"
                 )
             embeddings = str(config_path.parent / standard.embeddings) if config_path else standard.embeddings
-        tables = (embeddings, difficulty)
+        tables = (embeddings, difficulty, saved_map)
         sources = [
             as_path(t) for t in tables if t is not None and not isinstance(t, pl.DataFrame | pl.LazyFrame)
         ]
         inputs = [*sources, *([config_path] if config_path else [])]
         out_path = checked_output(out, inputs) if out is not None else None
+        loaded = read_map(as_path(saved_map)) if saved_map is not None else None
+        metric, reducer = _map_choices(loaded, metric, reducer, save_map)
+        map_path = checked_map_output(save_map, [*inputs, *([out_path] if out_path else [])])
         if (
             keep_embedding
             and out is not None
@@ -620,9 +651,15 @@ def embed_scores(
             embedding_col=embedding_col, embedding_prefix=embedding_prefix, reducer=reducer, metric=metric,
             seed=parse_seed(seed), bandwidth=parse_bandwidth(bandwidth), fit_sample=fit_sample,
             keep_embedding=keep_embedding, progress=progress, jobs=jobs, memory_limit=limit,
+            saved_map=loaded,
         )  # fmt: skip
+        fitted: list[Any] = []
+        if map_path is not None:
+            options["on_fit"] = fitted.append
         if out is None:
             enriched, _ = _scored(embeddings, difficulty, temp_dir, engine, ray_address, options)
+            if map_path is not None:
+                write_map(fitted, map_path, temp_dir)
             if plot is not None:
                 from kscore.plot import map_data, plot_map
 
@@ -632,6 +669,9 @@ def embed_scores(
             embeddings, out, difficulty=difficulty, temp_dir=temp_dir, top=top, engine=engine,
             ray_address=ray_address, **options,
         )  # fmt: skip
+        if map_path is not None:
+            write_map(fitted, map_path, temp_dir, written=str(out))
+            summary["map"] = str(map_path)
         if plot is not None:
             from kscore.plot import map_data, plot_map
 
@@ -684,3 +724,88 @@ def _difficulty_table(difficulty: ResultInput | None, id_col: str) -> pl.DataFra
     if not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
         table = read_table(as_path(difficulty), [id_col, SCORE])
     return table.collect() if isinstance(table, pl.LazyFrame) else table  # type: ignore[return-value]
+
+
+def _map_choices(loaded: Any, metric: str | None, reducer: str, save_map: Any) -> tuple[str, str]:
+    """The metric and reducer of a run with a saved map (`loaded`) or one saving it; exit 2 where
+    they do not fit it."""
+    if save_map is not None and reducer != "umap":
+        raise InputError(f"--save-map saves a UMAP map, not one of --reducer {reducer}")
+    if loaded is None:
+        return metric or "euclidean", reducer
+    if reducer != "umap":
+        raise InputError(f"--map places rows on a UMAP map; drop --reducer {reducer}")
+    if metric is not None and metric != loaded.metric:
+        raise InputError(f"--map: the map measures {loaded.metric} distances, not --metric {metric}")
+    return loaded.metric, reducer
+
+
+def checked_map_output(save_map: str | os.PathLike | None, inputs: list[Any]) -> Any:
+    """Where `--save-map` writes (None for nowhere): a Parquet file that is no input nor the output."""
+    from kscore.io import check_output
+    from kscore.storage import as_path
+
+    if save_map is None:
+        return None
+    path = as_path(save_map)
+    if path.suffix.lower() != ".parquet" or str(save_map).endswith("/"):
+        raise InputError(f"--save-map {save_map}: a saved map is one Parquet file: name it NAME.parquet")
+    if isinstance(path, Path):
+        check_output(path, inputs)
+    elif any(str(path) == str(i) for i in inputs):
+        raise InputError(f"{path}: the map would overwrite an input or the output; choose another --save-map")
+    return path
+
+
+def read_map(path: Any) -> Any:
+    """A map saved by `--save-map`, checked (exit 2 naming the file and what is wrong)."""
+    from kscore.core.saved_map import SavedMap
+    from kscore.io import check_input_file, is_dataset, read_kscore_metadata, read_table
+
+    if check_input_file(path) != "parquet" or is_dataset(path):
+        raise InputError(
+            f"--map {path}: a saved map is one Parquet file (save one with embed-scores --save-map)"
+        )
+    metadata = read_kscore_metadata(path)
+    if "map" not in metadata:
+        raise InputError(f"--map {path}: not a saved map (save one with embed-scores --save-map)")
+    try:
+        table = read_table(path, ["vector", "map_x", "map_y"])
+        assert isinstance(table, pl.DataFrame)
+        vector = table.get_column("vector")
+        if not isinstance(vector.dtype, pl.Array) or vector.dtype.inner != pl.Float32:
+            raise InputError(f"--map {path}: its 'vector' column is {vector.dtype}, not float32 arrays")
+        vectors = np.ascontiguousarray(vector.to_numpy(), dtype=np.float32)
+        coordinates = np.ascontiguousarray(table.select("map_x", "map_y").to_numpy(), dtype=np.float32)
+    except pl.exceptions.ColumnNotFoundError:
+        raise InputError(f"--map {path}: not a saved map (no vector, map_x, map_y)") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"--map {path}: cannot read: {first_line(exc)}") from None
+    return SavedMap.from_parts(metadata["map"], vectors, coordinates, f"--map {path}")
+
+
+def write_map(fitted: list[Any], path: Any, temp_dir: Any, written: str | None = None) -> None:
+    """Write the fitted map (`fitted`: what `on_fit` received) to `path`, atomically; exit 2 where
+    no map was fitted (2D embeddings)."""
+    from kscore.io import write_table_atomic
+    from kscore.storage import ObjectPath, publish_file
+
+    done = f" ({written} was written)" if written else ""
+    if not fitted:
+        raise InputError(f"--save-map: the embeddings are 2D, so no map was fitted and none saved{done}")
+    saved = fitted[-1]
+    frame = pl.DataFrame(
+        [
+            pl.Series("vector", saved.vectors),
+            pl.Series("map_x", saved.coordinates[:, 0]),
+            pl.Series("map_y", saved.coordinates[:, 1]),
+        ]
+    )
+    metadata = {"kscore_version": __version__, "command": "embed-scores", "map": saved.record()}
+    if not isinstance(path, ObjectPath):
+        write_table_atomic(frame, path, metadata)
+        return
+    with tempfile.TemporaryDirectory(prefix=".kscore-", dir=temp_dir) as staging:
+        staged = Path(staging) / path.name
+        write_table_atomic(frame, staged, metadata)
+        publish_file(staged, path)

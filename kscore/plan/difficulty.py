@@ -50,6 +50,7 @@ from kscore.core.difficulty import (
     score_model,
     stat_warnings,
 )
+from kscore.core.scale import Scale, add_counts, beyond, clamped_counts, merge_stats, scaled, warn_clamped
 from kscore.errors import InputError, first_line
 from kscore.plan.sizing import BASE_BYTES, IdRanges, dense_ranges, format_size, sampled_ranges
 
@@ -125,6 +126,9 @@ def drive(run: PartitionedRun, stages: Stages) -> Iterator[pl.DataFrame]:
     work on one piece is one of the functions below, whichever engine runs it."""
     with stages.running():
         whole = stages.split()
+        run.statistics = run.recorded_scale(whole)
+        if run.scale is not None:
+            run.warn_clamped()
         if run.standard.normalization == "rank" and not run.scored:
             stages.rank()
         for table in stages.score(whole):
@@ -146,6 +150,33 @@ class PartitionedRun:
     progress: Progress | None = None
     accuracy: dict[str, float | None] = field(default_factory=dict)
     scored: bool = False  # the spilled rows hold their scores (see `scores_in_spill`)
+    scale: Scale | None = None  # a stored scale to score on (`difficulty --scale-from`)
+    scale_source: str = ""
+    statistics: Scale = field(default_factory=dict)  # the scale the run normalized with
+
+    def recorded_scale(self, whole: Mapping[str | None, tuple[Stats, Whole]]) -> Scale:
+        """The scale the output records: the stored one where given, else the run's own."""
+        if self.scale is not None:
+            return {key: self.scale[key] for key in whole}
+        return {key: stats for key, (stats, _) in whole.items()}
+
+    def warn_clamped(self) -> None:
+        """One warning per signal with values beyond the stored scale, counted by a second read of
+        the models that have such values (their statistics tell which; most runs read nothing)."""
+        assert self.scale is not None
+        counts: dict[str, int] = {}
+        for model in self.models:
+            stored = self.scale[None if self.standard.scope == "joint" else model.name]
+            names = beyond(model.stats, stored)
+            if not names:
+                continue
+            try:
+                for batch in model.frame.collect_batches(chunk_size=self.batch_rows):
+                    signals, _ = read_signals(batch, self.standard, model.label, None)
+                    add_counts(counts, clamped_counts(signals, stored, names))
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"{model.label}: cannot read: {first_line(exc)}") from None
+        warn_clamped(counts, self.scale_source)
 
     @property
     def scores_in_spill(self) -> bool:
@@ -362,7 +393,12 @@ class PartitionedRun:
         if task is not None and task.type == "binary_classification":
             self.accuracy = {m.name: m.correct / m.judged if m.judged else None for m in self.models}
         return merged_statistics(
-            self.standard, {m.name: m.stats for m in self.models}, {m.name: m.rows for m in self.models}, warn
+            self.standard,
+            {m.name: m.stats for m in self.models},
+            {m.name: m.rows for m in self.models},
+            warn,
+            self.scale,
+            self.scale_source,
         )
 
     # -- stage 3: ranks -------------------------------------------------------------------------
@@ -456,25 +492,35 @@ def split_batch(
 
 
 def merged_statistics(
-    standard: QualityStandard, stats: Mapping[str, Stats], rows: Mapping[str, int], warn: bool = True
+    standard: QualityStandard,
+    stats: Mapping[str, Stats],
+    rows: Mapping[str, int],
+    warn: bool = True,
+    scale: Scale | None = None,
+    scale_source: str = "",
 ) -> dict[str | None, tuple[Stats, Whole]]:
     """Per model (per_model scope) or for all models together (key None, joint scope): the
     statistics merged over all pieces and whether no signal misses a value; warns about constant or
-    empty signals once (if `warn`). `stats` and `rows` per model name, in model order."""
+    empty signals once (if `warn`). `stats` and `rows` per model name, in model order. With `scale`
+    (a stored one, from `scale_source`), its min and max with the rows' own counts."""
+    from kscore.core.difficulty import stored_stats
+
     names = [s.name for s in standard.signals]
     if standard.scope == "joint":
         merged: Stats = {}
         for one in stats.values():
             merged = merge_stats(merged, one)
-        total = sum(rows.values())
-        if warn:
-            stat_warnings(merged, standard.signals, None)
-        return {None: (merged, Whole(all(merged[n][2] == total for n in names)))}
+        groups = {None: (merged, sum(rows.values()), "all models (joint scope)")}
+    else:
+        groups = {name: (one, rows[name], f"model {name!r}") for name, one in stats.items()}
     out = {}
-    for name, one in stats.items():
+    for key, (own, count, where) in groups.items():
+        if scale is not None:
+            stored = scale[None] if key is None else stored_stats(scale, key, scale_source)
+            own = scaled(own, stored, standard.signals, where, scale_source)
         if warn:
-            stat_warnings(one, standard.signals, name)
-        out[name] = (one, Whole(all(one[n][2] == rows[name] for n in names)))
+            stat_warnings(own, standard.signals, key)
+        out[key] = (own, Whole(all(own[n][2] == count for n in names), clamp=scale is not None))
     return out
 
 
@@ -525,6 +571,8 @@ def plan_partitions(
     progress: Progress | None = None,
     min_parts: int = 1,
     footers: Mapping[str, Path] | None = None,
+    scale: Scale | None = None,
+    scale_source: str = "",
 ) -> PartitionedRun:
     """Stage 1: the id ranges for `results` within `memory_limit` (and `min_parts` at least, to
     score ranges side by side); InputError if the limit is below what one range needs.
@@ -562,7 +610,9 @@ def plan_partitions(
     # A batch is read, checked and split (about three copies of its columns) beside nothing else.
     batch_rows = int(min(_MAX_BATCH, max(_MIN_BATCH, room * 0.25 // (3 * per_row))))
     ranges = _ranges(models, dtype, parts, id_col)
-    return PartitionedRun(standard, models, ranges, folder, explain, batch_rows, progress)
+    run = PartitionedRun(standard, models, ranges, folder, explain, batch_rows, progress)
+    run.scale, run.scale_source = scale, scale_source
+    return run
 
 
 def _describe(
@@ -620,18 +670,6 @@ def _remove(paths: list[Path]) -> None:
     for path in paths:
         with suppress(OSError):  # what is left goes with the temporary folder
             path.unlink()
-
-
-def merge_stats(a: Stats, b: Stats) -> Stats:
-    """Statistics of two sets of rows from those of each (exact: min, max and counts)."""
-    out = dict(a)
-    for name, (low, high, count) in b.items():
-        if name not in out or out[name][2] == 0:
-            out[name] = (low, high, count)
-        elif count:
-            old_low, old_high, old_count = out[name]
-            out[name] = (min(old_low, low), max(old_high, high), old_count + count)
-    return out
 
 
 def _absent(scored: Mapping[str, pl.DataFrame], size: int) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ import polars as pl
 
 from kscore.core.align import common_id_dtype
 from kscore.core.difficulty import oriented
+from kscore.core.scale import merge_stats
 from kscore.engines.ray import (
     cancel_running,
     cluster_cpus,
@@ -25,7 +26,6 @@ from kscore.errors import InputError, first_line
 from kscore.plan.difficulty import (
     average_ranks,
     drive,
-    merge_stats,
     merged_statistics,
     score_range,
     split_batch,
@@ -164,11 +164,12 @@ class RayDifficultyRun:
                 model_sizes.append(piece_sizes)
             if not any(model_sizes):
                 raise InputError(f"{model.label}: no rows")
-            stats[model.name], rows[model.name] = merged, sum(sum(s.values()) for s in model_sizes)
+            model.stats = stats[model.name] = merged
+            rows[model.name] = sum(sum(s.values()) for s in model_sizes)
             self.sizes.append(model_sizes)
             if binary:
                 self.accuracy[model.name] = correct / judged if judged else None
-        return merged_statistics(standard, stats, rows)
+        return merged_statistics(standard, stats, rows, scale=run.scale, scale_source=run.scale_source)
 
     def rank(self) -> None:
         self.ranks = self._ranks(ray_module(), self.pieces, self.sizes, self.pending)

@@ -8,6 +8,7 @@
     python tests/bench/bench_umap.py trust-parts --rows 100000 --fit-sample 50000  # umap's own transform
     python tests/bench/bench_umap.py cold-warm [--against OLD]  # the sample's first picture, cold and warm
     python tests/bench/bench_umap.py fit-epochs --fit-epochs 200 100 --seeds 5  # small inputs' fit epochs
+    python tests/bench/bench_umap.py saved-map --rows 1000000 --repeats 2  # --map against a full fit
 
 Each mode runs in its own process; peak memory is that process's maximum resident size.
 """
@@ -288,10 +289,77 @@ def run_cold_warm(repeats: int = 3, against: Path | None = None) -> dict:
     }
 
 
+def run_saved_map(rows: int, repeats: int = 2, folder: Path | None = None) -> dict:
+    """`embed-scores --map` against a full run (fit on the sample, transform the rest) on the same
+    input, through the CLI, alternated: the total and each stage (from the progress lines on stderr).
+
+    The input: `rows` text-like 384-d embeddings in a Parquet list column, a fifth of them `test`
+    (the reference), written once under `folder` (default: a temporary folder, removed at the end).
+    The map is saved by a first full run (`--save-map`), not timed."""
+    import re
+
+    import polars as pl
+
+    own = folder is None
+    folder = Path(tempfile.mkdtemp(prefix="kscore-map-")) if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    emb = folder / "emb.parquet"
+    if not emb.exists():
+        data = text_like_embeddings(rows)
+        ids = np.arange(rows)
+        pl.DataFrame(
+            {"id": ids, "split": np.where(ids % 5 == 0, "test", "train"), "embedding": pl.Series(data)}
+        ).write_parquet(emb)
+        del data
+    base = [sys.executable, "-m", "kscore", "embed-scores", str(emb)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(name: str, *extra: str) -> dict[str, float]:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [*base, "-o", str(folder / f"{name}.parquet"), *extra], env=env, check=True, capture_output=True,
+            text=True,
+        )  # fmt: skip
+        stages = {m[0]: float(m[1]) for m in re.findall(r"^(.+?): done in ([\d.]+) s$", done.stderr, re.M)}
+        stages["total"] = time.perf_counter() - start
+        print(name, stages, file=sys.stderr, flush=True)
+        return stages
+
+    map_file = folder / "saved_map.parquet"
+    if not map_file.exists():
+        run("save", "--save-map", str(map_file))
+    figures: dict[str, list[dict[str, float]]] = {"full": [], "map": []}
+    for _ in range(repeats):
+        figures["full"].append(run("full"))
+        figures["map"].append(run("map", "--map", str(map_file)))
+    same = pl.read_parquet(folder / "full.parquet").equals(pl.read_parquet(folder / "map.parquet"))
+    if own:
+        shutil.rmtree(folder)
+
+    def median(kind: str, *stages: str) -> float:
+        return float(np.median([sum(run.get(s, 0.0) for s in stages) for run in figures[kind]]))
+
+    full_rest = median("full", "UMAP transform", "KDE scores")
+    return {
+        "rows": rows,
+        "same_output": same,
+        "full_total_s": median("full", "total"),
+        "full_fit_s": median("full", "UMAP fit on a sample"),
+        "full_transform_and_scoring_s": full_rest,
+        "map_total_s": median("map", "total"),
+        "map_load_s": median("map", "load the map"),
+        "map_transform_and_scoring_s": median("map", "UMAP transform", "KDE scores"),
+        "map_total_over_full_transform_and_scoring": median("map", "total") / full_rest,
+        "map_total_over_full_total_less_fit": median("map", "total")
+        / float(np.median([r["total"] - r.get("UMAP fit on a sample", 0.0) for r in figures["full"]])),
+        "runs": figures,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm", "fit-epochs"]
+        "mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm", "fit-epochs", "saved-map"]
     )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument(
@@ -306,6 +374,7 @@ def main() -> None:
     parser.add_argument("--against", type=Path, default=None, help="cold-warm: another kscore's source")
     parser.add_argument("--fit-epochs", type=int, nargs="+", default=[200, 100], help="fit-epochs")
     parser.add_argument("--seeds", type=int, default=5, help="fit-epochs: seeds 0 to N-1")
+    parser.add_argument("--folder", type=Path, default=None, help="saved-map: keep the input there")
     args = parser.parse_args()
     epochs = args.transform_epochs or [kscore.core.reduction.TRANSFORM_EPOCHS]
     kscore.core.reduction.TRANSFORM_EPOCHS = epochs[0]
@@ -319,6 +388,8 @@ def main() -> None:
         result = run_trust_parts(args.rows, args.fit_sample[0])
     elif args.mode == "fit-epochs":
         result = run_fit_epochs(args.fit_epochs, args.seeds)
+    elif args.mode == "saved-map":
+        result = run_saved_map(args.rows, args.repeats, args.folder)
     else:
         result = run_cold_warm(args.repeats, args.against)
     print(json.dumps(result))

@@ -1,0 +1,156 @@
+"""A saved map (`embed-scores --save-map`, `--map`): saved, loaded and used to place rows without a
+fit; the input it was saved from gets the same map bitwise; new rows land where their kind was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+import kscore
+from kscore.core.reduction import place_on_map, reduce_to_2d
+from kscore.core.saved_map import SavedMap
+from kscore.errors import InputError
+from tests.conftest import SAMPLE, run_kscore
+
+
+def _clusters(rows: int, dim: int = 24, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(12, dim)) * 4
+    return (centers[rng.integers(0, 12, rows)] + rng.normal(size=(rows, dim))).astype(np.float32)
+
+
+def _round_trip(saved: SavedMap) -> SavedMap:
+    """The map through its JSON and arrays, as a file holds them."""
+    record = json.loads(json.dumps(saved.record()))
+    return SavedMap.from_parts(record, saved.vectors.copy(), saved.coordinates.copy(), "test")
+
+
+@pytest.mark.parametrize(("rows", "fit_sample"), [(1500, 20_000), (12_000, 3000)])
+def test_the_input_a_map_was_saved_from_gets_the_same_map_bitwise(rows: int, fit_sample: int) -> None:
+    data = _clusters(rows)
+    data[7] = data[3]  # equal rows keep equal coordinates
+    fitted: list[SavedMap] = []
+    first, _ = reduce_to_2d(data, fit_sample=fit_sample, on_fit=fitted.append, jobs=1)
+    again, params = place_on_map(data, _round_trip(fitted[0]), jobs=1)
+    assert np.array_equal(first, again)
+    assert np.array_equal(again[7], again[3])
+    assert params["fit_rows_found"] == min(rows, fit_sample) - (rows <= fit_sample)
+
+
+def test_fit_rows_keep_their_coordinates_among_new_rows() -> None:
+    data = _clusters(6000)
+    fitted: list[SavedMap] = []
+    first, _ = reduce_to_2d(data, fit_sample=2000, on_fit=fitted.append, jobs=1)
+    saved = fitted[0]
+    new = _clusters(3000, seed=5)
+    mixed = np.concatenate([new[:1500], saved.vectors[::2], new[1500:]])
+    placed, params = place_on_map(mixed, _round_trip(saved), jobs=1)
+    assert params["fit_rows_found"] == len(saved.vectors[::2])
+    assert np.array_equal(
+        placed[1500 : 1500 + len(saved.vectors[::2])], saved.coordinates[::2].astype(np.float64)
+    )
+    # the saving run's fit rows, bitwise, are those coordinates
+    sample_rows = {row.tobytes(): i for i, row in enumerate(data)}
+    index = [sample_rows[row.tobytes()] for row in saved.vectors[::2]]
+    assert np.array_equal(first[index], saved.coordinates[::2].astype(np.float64))
+    assert np.isfinite(placed).all()
+
+
+def test_a_new_split_of_digits_lands_where_its_class_was() -> None:
+    """Round 1 fits the map on half of digits; round 2 places the other half on it. Each new digit's
+    nearest round-1 neighbour on the map has its class in at least 90% of cases."""
+    from sklearn.datasets import load_digits
+    from sklearn.neighbors import KNeighborsClassifier
+
+    digits = load_digits()
+    rng = np.random.default_rng(1)
+    order = rng.permutation(len(digits.target))
+    first, second = order[: len(order) // 2], order[len(order) // 2 :]
+    data = (digits.data / 16).astype(np.float32)
+    fitted: list[SavedMap] = []
+    round_one, _ = reduce_to_2d(data[first], on_fit=fitted.append, jobs=1)
+    round_two, params = place_on_map(data[second], _round_trip(fitted[0]), jobs=1)
+    assert params["fit_rows_found"] == 0
+    nearest = KNeighborsClassifier(n_neighbors=1).fit(round_one, digits.target[first])
+    agreeing = float((nearest.predict(round_two) == digits.target[second]).mean())
+    assert agreeing >= 0.9, agreeing
+
+
+def _sample_table() -> pl.DataFrame:
+    return pl.read_parquet(SAMPLE / "embeddings.parquet")
+
+
+def test_embed_scores_with_a_saved_map_equals_the_run_that_saved_it(tmp_path: Path) -> None:
+    table = _sample_table()
+    saved_out, map_file, placed_out = tmp_path / "a.parquet", tmp_path / "map.parquet", tmp_path / "b.parquet"
+    summary = kscore.embed_scores(table, saved_out, save_map=map_file)
+    assert summary["map"] == str(map_file)
+    kscore.embed_scores(table, placed_out, saved_map=map_file)
+    assert pl.read_parquet(saved_out).equals(pl.read_parquet(placed_out))
+    metadata = json.loads(pq.read_metadata(map_file).metadata[b"kscore"])
+    assert metadata["map"]["rows"] == table.height and metadata["map"]["width"] == 64
+    # A map is data: arrays and JSON, no pickle anywhere.
+    assert b"pickle" not in map_file.read_bytes() and b"\x80\x04\x95" not in map_file.read_bytes()
+
+
+def test_the_library_without_out_saves_and_uses_a_map(tmp_path: Path) -> None:
+    table = _sample_table()
+    map_file = tmp_path / "map.parquet"
+    first = kscore.embed_scores(table, save_map=map_file)
+    second = kscore.embed_scores(table.sample(fraction=1.0, shuffle=True, seed=3), saved_map=map_file)
+    joined = first.select("id", "map_x", "map_y").join(second.select("id", "map_x", "map_y"), on="id")
+    assert joined.height == table.height
+    assert joined.select((pl.col("map_x") == pl.col("map_x_right")).all()).item()
+
+
+def test_a_map_of_other_embeddings_is_exit_2(tmp_path: Path) -> None:
+    table = _sample_table()
+    map_file = tmp_path / "map.parquet"
+    kscore.embed_scores(table, save_map=map_file)
+    narrower = table.with_columns(pl.col("embedding").arr.head(32))
+    with pytest.raises(InputError, match=r"the map was fitted on embeddings of 64 dimensions; .* has 32"):
+        kscore.embed_scores(narrower, saved_map=map_file)
+    with pytest.raises(InputError, match="the map measures euclidean distances, not --metric cosine"):
+        kscore.embed_scores(table, saved_map=map_file, metric="cosine")
+
+
+@pytest.mark.slow
+def test_a_saved_map_on_100000_rows(tmp_path: Path) -> None:
+    """Save, load and transform at 100,000 rows (a 20,000-row fit sample): the same input gets the
+    same map bitwise through the file, and the saving run's fit rows are the map's coordinates."""
+    rows = 100_000
+    data = _clusters(rows, dim=32, seed=2)
+    ids = np.arange(rows)
+    table = pl.DataFrame(
+        {"id": ids, "split": np.where(ids % 5 == 0, "test", "train"), "embedding": pl.Series(data)}
+    )
+    map_file = tmp_path / "map.parquet"
+    first = kscore.embed_scores(table, save_map=map_file, jobs=2)
+    second = kscore.embed_scores(table, saved_map=map_file, jobs=2)
+    assert first.select("map_x", "map_y").equals(second.select("map_x", "map_y"))
+    saved = pl.read_parquet(map_file)
+    assert saved.height == 20_000
+    vectors = saved.get_column("vector").to_numpy()
+    where = {row.tobytes(): i for i, row in enumerate(data)}
+    index = np.array([where[row.tobytes()] for row in vectors])
+    coordinates = first.select("map_x", "map_y").to_numpy()[index]
+    assert np.array_equal(coordinates, saved.select("map_x", "map_y").to_numpy().astype(np.float64))
+
+
+def test_the_cli_saves_and_uses_a_map(tmp_path: Path) -> None:
+    embeddings = str(SAMPLE / "embeddings.parquet")
+    done = run_kscore(
+        "embed-scores", embeddings, "-o", "a.parquet", "--save-map", "map.parquet", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote map.parquet" in done.stderr
+    done = run_kscore(
+        "embed-scores", embeddings, "-o", "b.parquet", "--map", "map.parquet", "--json", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
