@@ -320,7 +320,10 @@ def run_saved_map(rows: int, repeats: int = 2, folder: Path | None = None) -> di
             [*base, "-o", str(folder / f"{name}.parquet"), *extra], env=env, check=True, capture_output=True,
             text=True,
         )  # fmt: skip
-        stages = {m[0]: float(m[1]) for m in re.findall(r"^(.+?): done in ([\d.]+) s$", done.stderr, re.M)}
+        stages = {
+            m[0]: float(m[1])
+            for m in re.findall(r"^(.+?): (?:\d+/\d+ )?done in ([\d.]+) s$", done.stderr, re.M)
+        }
         stages["total"] = time.perf_counter() - start
         print(name, stages, file=sys.stderr, flush=True)
         return stages
