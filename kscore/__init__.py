@@ -13,9 +13,7 @@ lazily (PEP 562), so that `kscore --help` does not pay for polars or numpy. The 
 
 from __future__ import annotations
 
-import functools
 import importlib
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from kscore._version import __version__
@@ -45,21 +43,13 @@ _EXPORTS = {
     "KscoreWarning": "kscore.errors",
 }
 
-# 0.6's names: they still work for 0.7 and warn (DeprecationWarning); gone in 0.8.
-_DEPRECATED = {
-    "difficulty_scores": ("kscore.jobs.difficulty", "difficulty_scores", "kscore.difficulty"),
-    "write_difficulty_scores": (
-        "kscore.jobs.difficulty",
-        "write_difficulty_scores",
-        "kscore.difficulty(results, standard, out)",
-    ),
-    "write_embed_scores": (
-        "kscore.jobs.embed_scores",
-        "write_embed_scores",
-        "kscore.embed_scores(embeddings, out)",
-    ),
-    "write_selection": ("kscore.jobs.select", "write_selection", "kscore.select(scores, budget, out)"),
-    "write_report": ("kscore.jobs.report", "report", "kscore.report"),
+# 0.6's names, deprecated in 0.7 and removed in 0.8: what replaces each, for the error.
+_REMOVED = {
+    "difficulty_scores": "kscore.difficulty",
+    "write_difficulty_scores": "kscore.difficulty(results, standard, out)",
+    "write_embed_scores": "kscore.embed_scores(embeddings, out)",
+    "write_selection": "kscore.select(scores, budget, out)",
+    "write_report": "kscore.report",
 }
 
 __all__ = [
@@ -101,28 +91,14 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _DEPRECATED:
-        value = _deprecated(name)
-    else:
-        module = _EXPORTS.get(name)
-        if module is None:
-            raise AttributeError(f"module 'kscore' has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+    if name in _REMOVED:
+        raise AttributeError(f"kscore.{name} was removed in 0.8; use {_REMOVED[name]}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kscore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
-
-
-def _deprecated(name: str) -> Any:
-    module, target, instead = _DEPRECATED[name]
-    func = getattr(importlib.import_module(module), target)
-
-    @functools.wraps(func)
-    def warned(*args: Any, **kwargs: Any) -> Any:
-        message = f"kscore.{name} is deprecated and goes in 0.8; use {instead}"
-        warnings.warn(message, DeprecationWarning, stacklevel=2)
-        return func(*args, **kwargs)
-
-    return warned
 
 
 def __dir__() -> list[str]:

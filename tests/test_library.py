@@ -4,6 +4,7 @@ call returns on the same inputs, and 0.6's names still work and warn."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -109,16 +110,14 @@ def test_without_out_each_call_returns_its_table(two_folders: tuple[Path, Path])
     )
 
 
-def test_0_6_names_warn_and_still_work(two_folders: tuple[Path, Path]):
-    standard = kscore.QualityStandard.from_yaml(STANDARD)
-    files = {Path(f).stem.removeprefix("results_"): f for f in RESULTS}
-    with pytest.warns(DeprecationWarning, match="kscore.difficulty_scores is deprecated.*kscore.difficulty"):
-        old = kscore.difficulty_scores(files, standard)
-    assert old.equals(kscore.difficulty(files, standard))
-    kscore.difficulty(files, standard, "d.parquet")
-    with pytest.warns(DeprecationWarning, match="write_report is deprecated.*kscore.report"):
-        summary = kscore.write_report(["d.parquet"], "r.html")
-    assert summary["command"] == "report"
+@pytest.mark.parametrize(
+    ("old", "instead"),
+    [("difficulty_scores", "kscore.difficulty"), ("write_report", "kscore.report"),
+     ("write_selection", "kscore.select(scores, budget, out)")],
+)  # fmt: skip
+def test_0_6_names_are_gone_in_0_8_naming_their_replacement(old: str, instead: str):
+    with pytest.raises(AttributeError, match=rf"kscore.{old} was removed in 0.8; use {re.escape(instead)}"):
+        getattr(kscore, old)
 
 
 def test_paths_may_be_str_everywhere(two_folders: tuple[Path, Path]):
