@@ -290,6 +290,37 @@ SCALE_CASES: dict[str, Case] = {
         "signal 'f1' weighs",
         {"main.parquet": _scored_with(), "other.yaml": _OTHER_WEIGHT},
     ),
+    "scale: another direction": Case(
+        _scale_from("main.parquet", "-c", "other.yaml"),
+        "metric 'latency_ms' is lower_is_better there",
+        {
+            "main.parquet": _scored_with(),
+            "other.yaml": WORKED_EXAMPLE_YAML.replace("lower_is_better", "higher"),
+        },
+    ),
+    "scale: another scope": Case(
+        _scale_from("main.parquet", "-c", "other.yaml"),
+        "scope is 'per_model' there, 'joint' here",
+        {"main.parquet": _scored_with(), "other.yaml": WORKED_EXAMPLE_YAML + "scope: joint\n"},
+    ),
+    "scale: a metric it lacks": Case(
+        _scale_from("main.parquet", "-c", "other.yaml"),
+        "its metric 'latency_ms' is not in this standard",
+        {
+            "main.parquet": _scored_with(),
+            "other.yaml": "id_column: id\nmetrics:\n  - {name: f1, direction: HIB}\n",
+        },
+    ),
+    "scale: a signal missing from it": Case(
+        _scale_from("main.parquet"),
+        "'scale.models.a.latency_ms' is missing",
+        {"main.parquet": _scored_with(lambda m: m["scale"]["models"]["a"].pop("latency_ms"))},
+    ),
+    "scale: a joint scale for a per_model standard": Case(
+        _scale_from("main.parquet"),
+        "'scale' is not a per_model scale",
+        {"main.parquet": _scored_with(lambda m: m.update(scale={"joint": m["scale"]["models"]["a"]}))},
+    ),
     "scale: rank normalization": Case(
         _scale_from("main.parquet", "-c", "rank.yaml"),
         "--scale-from needs normalization: minmax",
@@ -445,6 +476,11 @@ MAP_CASES: dict[str, Case] = {
     "save-map: not Parquet": Case(_embed("--save-map", "m.csv"), "name it NAME.parquet"),
     "save-map: onto the input": Case(_embed("--save-map", "emb5.parquet"), "emb5.parquet"),
     "save-map: onto the output": Case(_embed("--save-map", OUT), OUT),
+    "save-map: with --map": Case(
+        _embed("--save-map", "n.parquet", "--map", "m.parquet"),
+        "the map is saved already",
+        {"m.parquet": _saved_map()},
+    ),
     "save-map: 2D embeddings": Case(
         _embed("--save-map", "m.parquet", embeddings="emb.parquet"), "the embeddings are 2D already"
     ),

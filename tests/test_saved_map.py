@@ -17,6 +17,8 @@ from kscore.core.saved_map import SavedMap
 from kscore.errors import InputError
 from tests.conftest import SAMPLE, run_kscore
 
+pytestmark = pytest.mark.slow  # UMAP fits: run by CI's second pass (`-m "slow or catalogue"`)
+
 
 def _clusters(rows: int, dim: int = 24, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -119,7 +121,6 @@ def test_a_map_of_other_embeddings_is_exit_2(tmp_path: Path) -> None:
         kscore.embed_scores(table, saved_map=map_file, metric="cosine")
 
 
-@pytest.mark.slow
 def test_a_saved_map_on_100000_rows(tmp_path: Path) -> None:
     """Save, load and transform at 100,000 rows (a 20,000-row fit sample): the same input gets the
     same map bitwise through the file, and the saving run's fit rows are the map's coordinates."""

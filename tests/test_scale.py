@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 
 from kscore.config import QualityStandard
@@ -164,60 +163,6 @@ def saved(tmp_path: Path) -> tuple[Path, Path]:
     done = run_kscore(*_sample_args("-c", str(config), "-o", str(out), "-q"))
     assert done.returncode == 0, done.stderr
     return out, config
-
-
-@pytest.mark.parametrize(
-    "edit, named",
-    [
-        (("weight: 2", "weight: 3"), "signal 'correct' weighs 0.5 there (normalized), 0.6 here"),
-        (
-            ("direction: lower_is_better", "direction: higher_is_better"),
-            "metric 'log_loss' is lower_is_better",
-        ),
-        (("scope: joint", "scope: per_model"), "scope is 'joint' there, 'per_model' here"),
-        (("  - name: log_loss", "  - name: log_loss_renamed"), "metric 'log_loss_renamed' is not in it"),
-        (("normalization: minmax", "normalization: rank"), "--scale-from needs normalization: minmax"),
-    ],
-)
-def test_another_standard_is_exit_2_naming_the_difference(tmp_path: Path, saved, edit, named) -> None:
-    out, config = saved
-    config.write_text(config.read_text().replace(*edit))
-    assert edit[1] in config.read_text()
-    target = tmp_path / "branch.parquet"
-    done = run_kscore(*_sample_args("-c", str(config), "-o", str(target), "--scale-from", str(out)))
-    assert done.returncode == 2, done.stderr
-    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and named in error[0], done.stderr
-    assert not target.exists()
-
-
-def _rewrite_metadata(path: Path, change) -> None:
-    metadata = json.loads(pq.read_metadata(path).metadata[b"kscore"])
-    change(metadata)
-    pl.read_parquet(path).write_parquet(path, metadata={"kscore": json.dumps(metadata)})
-
-
-@pytest.mark.parametrize(
-    "change, named",
-    [
-        (lambda m: m.pop("scale"), "records no scale (written by kscore"),
-        (lambda m: m.update(command="select"), "an output of kscore select, not of kscore difficulty"),
-        (lambda m: m.update(scale=[1, 2]), "'scale' is [1, 2], not an object"),
-        (lambda m: m.update(scale={"models": {}}), "'scale' is not a joint scale"),
-        (lambda m: m["scale"]["joint"].pop("log_loss"), "'scale.joint.log_loss' is missing"),
-        (lambda m: m["scale"]["joint"].update(correct=[1.0, 0.0, 5]), "'scale.joint.correct' is [1.0, 0.0"),
-        (lambda m: m["scale"]["joint"].update(correct=[0, 1, "x"]), "not [min, max, count]"),
-    ],
-)
-def test_a_file_without_a_usable_scale_is_exit_2(tmp_path: Path, saved, change, named) -> None:
-    out, config = saved
-    _rewrite_metadata(out, change)
-    target = tmp_path / "branch.parquet"
-    done = run_kscore(*_sample_args("-c", str(config), "-o", str(target), "--scale-from", str(out)))
-    assert done.returncode == 2, done.stderr
-    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and named in error[0], done.stderr
-    assert not target.exists()
 
 
 def test_a_results_file_given_as_the_scale_is_exit_2(tmp_path: Path, saved) -> None:

