@@ -353,3 +353,37 @@ def test_compare_across_files_needs_their_metadata_and_a_model_in_both(tmp_path:
     main, scaled = str(two_runs["main"]), str(two_runs["scaled"])
     assert "would overwrite an input" in _error(run_kscore("compare", main, scaled, "-o", main))
     assert two_runs["main"].read_bytes() == before
+
+
+def test_compare_across_files_row_by_row_equals_the_join_and_handles_new_and_dropped_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files listing the same ids compare row by row (no join); the join gives the same table.
+    Rows dropped from NEW or new in it are `only_baseline` / `only_candidate`."""
+    import kscore
+    import kscore.core.comparison as comparison
+
+    results, standard = _sample_results(), _sample_standard()
+    old, new, changed = (tmp_path / f"{n}.parquet" for n in ("old", "new", "changed"))
+    kscore.difficulty({"m": results["forest"]}, standard, old)
+    kscore.difficulty({"m": results["knn"]}, standard, new, scale_from=old)
+    assert comparison.same_ids(pl.scan_parquet(old), pl.scan_parquet(new), "id")
+    row_by_row = kscore.compare([old, new], margin=0.01)
+    monkeypatch.setattr(comparison, "same_ids", lambda *args: False)
+    joined = kscore.compare([old, new], margin=0.01)
+    assert row_by_row.equals(joined)
+    monkeypatch.undo()
+    knn = pl.read_csv(results["knn"])
+    shifted = knn.filter(pl.col("id") % 10 != 0).with_columns(
+        pl.when(pl.col("id") % 7 == 0).then(pl.col("id") + 100_000).otherwise(pl.col("id")).alias("id")
+    )
+    shifted.write_csv(tmp_path / "shifted.csv")
+    kscore.difficulty({"m": tmp_path / "shifted.csv"}, standard, changed, scale_from=old)
+    assert not comparison.same_ids(pl.scan_parquet(old), pl.scan_parquet(changed), "id")
+    table = kscore.compare([old, changed])
+    counts = dict(table.group_by("status").len().iter_rows())
+    old_ids = set(pl.read_parquet(old).get_column("id").to_list())
+    new_ids = set(pl.read_parquet(changed).get_column("id").to_list())
+    assert counts["only_baseline"] == len(old_ids - new_ids) > 0
+    assert counts["only_candidate"] == len(new_ids - old_ids) > 0
+    assert table.height == len(old_ids | new_ids)

@@ -205,13 +205,16 @@ def compare_across(
         )
     tables, counts = [], dict.fromkeys(STATUSES, 0)
     comparison = None
+    aligned = same_ids(old, new, id_column)
     for baseline, candidate in pairs:
         then = pl.col(model_score_column(baseline)).alias(model_score_column("old"))
         before = old.lazy().select(id_column, then)
-        after = new.lazy().select(
-            id_column, SCORE, pl.col(model_score_column(candidate)).alias(model_score_column("new"))
-        )
-        joined = before.join(after, on=id_column, how="full", coalesce=True, maintain_order="left_right")
+        now = pl.col(model_score_column(candidate)).alias(model_score_column("new"))
+        if aligned:  # row by row: a streaming read of both files, no hash table of either
+            joined = pl.concat([before, new.lazy().select(SCORE, now)], how="horizontal")
+        else:
+            after = new.lazy().select(id_column, SCORE, now)
+            joined = before.join(after, on=id_column, how="full", coalesce=True, maintain_order="left_right")
         comparison = compare_models(
             joined,
             "old",
@@ -239,3 +242,18 @@ def compare_across(
         id_column,
         counts,
     )
+
+
+def same_ids(old: pl.DataFrame | pl.LazyFrame, new: pl.DataFrame | pl.LazyFrame, id_column: str) -> bool:
+    """Whether two tables list the same ids in the same order (two runs on one data set: the
+    common case), found by one streaming read of their id columns. Then they compare row by row
+    instead of through a join, which would hold one side's ids and scores in memory."""
+    counts = [t.lazy().select(pl.len()).collect(engine="streaming").item() for t in (old, new)]
+    if counts[0] != counts[1]:
+        return False
+    ids = pl.concat(
+        [old.lazy().select(pl.col(id_column)), new.lazy().select(pl.col(id_column).alias("__kscore_new_id"))],
+        how="horizontal",
+    )
+    differ = ids.select((pl.col(id_column) != pl.col("__kscore_new_id")).fill_null(True).sum())
+    return int(differ.collect(engine="streaming").item()) == 0
