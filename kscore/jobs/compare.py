@@ -50,11 +50,10 @@ def compared(
 ) -> tuple[pl.DataFrame | pl.LazyFrame, dict[str, Any]]:
     """The whole compare job: (the compared table, lazy for a Parquet or NDJSON input; the summary),
     writing `out` when given."""
-    from kscore.core.comparison import PER_MODEL_NOTE, compare_models, gates
-    from kscore.io import check_input_file, read_kscore_metadata, write_table_atomic
+    from kscore.core.comparison import compare_models, gates
+    from kscore.io import check_input_file, read_kscore_metadata
     from kscore.jobs.common import checked_table_output
     from kscore.storage import as_path, using
-    from kscore.summaries import compare_summary, envelope
 
     files = [scores] if isinstance(scores, str | os.PathLike | pl.DataFrame) else list(scores)
     if len(files) == 2:
@@ -92,20 +91,8 @@ def compared(
             source=str(source) if source is not None else "the table",
         )
         checked = gates(comparison, max_regressions, max_common_failures)
-        if out is not None:
-            metadata_out = {
-                "kscore_version": __version__,
-                "command": "compare",
-                "input": str(source) if source is not None else "(a table in memory)",
-                "baseline": baseline,
-                "candidate": candidate,
-                "margin": margin,
-            }
-            write_table_atomic(comparison.table, as_path(out), metadata_out)
-    output = str(out) if out is not None else None
-    summary = envelope("compare", {"output": output, **compare_summary(comparison, top, checked)})
-    if standard.get("scope") == "per_model":
-        summary["notes"].append(PER_MODEL_NOTE)
+        given = {"input": str(source) if source is not None else "(a table in memory)"}
+        summary = _written(comparison, out, given, top, checked, standard)
     return comparison.table, summary
 
 
@@ -123,11 +110,10 @@ def _compared_files(
     storage_options: Mapping[str, str] | None,
 ) -> tuple[pl.DataFrame | pl.LazyFrame, dict[str, Any]]:
     """`compare OLD NEW`: two difficulty outputs on one scale, model by model."""
-    from kscore.core.comparison import PER_MODEL_NOTE, compare_across, gates, models_in
-    from kscore.io import check_input_file, read_kscore_metadata, scan_output, write_table_atomic
+    from kscore.core.comparison import compare_across, gates, models_in
+    from kscore.io import check_input_file, read_kscore_metadata, scan_output
     from kscore.jobs.common import checked_table_output
     from kscore.storage import as_path, using
-    from kscore.summaries import compare_summary, envelope
 
     if any(isinstance(f, pl.DataFrame | pl.LazyFrame) for f in files):
         raise InputError(
@@ -164,22 +150,42 @@ def _compared_files(
             sources=(sources[0].name, sources[1].name),
         )  # fmt: skip
         checked = gates(comparison, max_regressions, max_common_failures)
-        if out is not None:
-            metadata_out = {
-                "kscore_version": __version__,
-                "command": "compare",
-                "inputs": {"old": str(sources[0]), "new": str(sources[1])},
-                "baseline": comparison.baseline,
-                "candidate": comparison.candidate,
-                "margin": margin,
-            }
-            write_table_atomic(comparison.table, as_path(out), metadata_out)
+        given = {"inputs": {"old": str(sources[0]), "new": str(sources[1])}}
+        summary = _written(comparison, out, given, top, checked, standard)
+    summary["old"], summary["new"] = str(sources[0]), str(sources[1])
+    return comparison.table, summary
+
+
+def _written(
+    comparison: Any,
+    out: str | os.PathLike | None,
+    inputs: dict[str, Any],
+    top: int,
+    checked: list[Any],
+    standard: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write the comparison's table to `out` (when given) with its metadata (`inputs`: what it read),
+    and return the summary."""
+    from kscore.core.comparison import PER_MODEL_NOTE
+    from kscore.io import write_table_atomic
+    from kscore.storage import as_path
+    from kscore.summaries import compare_summary, envelope
+
+    if out is not None:
+        metadata = {
+            "kscore_version": __version__,
+            "command": "compare",
+            **inputs,
+            "baseline": comparison.baseline,
+            "candidate": comparison.candidate,
+            "margin": comparison.margin,
+        }
+        write_table_atomic(comparison.table, as_path(out), metadata)
     output = str(out) if out is not None else None
     summary = envelope("compare", {"output": output, **compare_summary(comparison, top, checked)})
-    summary["old"], summary["new"] = str(sources[0]), str(sources[1])
     if standard.get("scope") == "per_model":
         summary["notes"].append(PER_MODEL_NOTE)
-    return comparison.table, summary
+    return summary
 
 
 def _on_one_scale(
