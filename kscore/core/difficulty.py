@@ -60,6 +60,11 @@ def score_in_memory(
         measured[name] = stats
         return signals, stats
 
+    def on_scale(
+        stats: Mapping[str, Stats], rows: Mapping[str, int]
+    ) -> dict[str | None, tuple[Stats, Whole]]:
+        return merged_statistics(standard, stats, rows, scale=scale, scale_source=scale_source)
+
     # Models are read (LazyFrames) and reduced to id and score one at a time to keep memory low;
     # the joint scope needs every model's signals at once.
     read = ((name, *signals_of(name, frame)) for name, frame in results.items())
@@ -68,13 +73,7 @@ def score_in_memory(
         if scale is None:
             scored = score_jointly(frames, standard, explain=explain)
         else:
-            own: Stats = {}
-            for stats in measured.values():
-                own = merge_stats(own, stats)
-            used = scaled(own, scale[None], standard.signals, "all models (joint scope)", scale_source)
-            rows = sum(f.height for f in frames.values())
-            whole = Whole(all(used[n][2] == rows for n in names), clamp=True)
-            stat_warnings(used, standard.signals, None)
+            used, whole = on_scale(measured, {name: f.height for name, f in frames.items()})[None]
             scored = score_jointly(frames, standard, explain=explain, stats=used, whole=whole)
             for frame in frames.values():
                 add_counts(clamped, clamped_counts(frame, scale[None], names))
@@ -84,10 +83,7 @@ def score_in_memory(
             if scale is None:
                 scored[name] = score_model(frame, stats, standard, name, explain=explain)
                 continue
-            stored = stored_stats(scale, name, scale_source)
-            used = scaled(stats, stored, standard.signals, labels[name], scale_source)
-            whole = Whole(all(used[n][2] == frame.height for n in names), clamp=True)
-            stat_warnings(used, standard.signals, name)
+            used, whole = on_scale({name: stats}, {name: frame.height})[name]
             scored[name] = score_model(frame, used, standard, name, explain=explain, whole=whole)
             add_counts(clamped, clamped_counts(frame, scale[name], names))
     warn_clamped(clamped, scale_source)
@@ -105,6 +101,40 @@ def score_in_memory(
             joint = merge_stats(joint, stats)
         return table, {None: joint}
     return table, measured
+
+
+Normalizing = tuple[Stats, "Whole"]  # the statistics a group of rows normalizes with, and its `Whole`
+
+
+def merged_statistics(
+    standard: QualityStandard,
+    stats: Mapping[str, Stats],
+    rows: Mapping[str, int],
+    warn: bool = True,
+    scale: Scale | None = None,
+    scale_source: str = "",
+) -> dict[str | None, Normalizing]:
+    """Per model (per_model scope) or for all models together (key None, joint scope): the
+    statistics merged over all pieces and whether no signal misses a value; warns about constant or
+    empty signals once (if `warn`). `stats` and `rows` per model name, in model order. With `scale`
+    (a stored one, from `scale_source`), its min and max with the rows' own counts."""
+    names = [s.name for s in standard.signals]
+    if standard.scope == "joint":
+        merged: Stats = {}
+        for one in stats.values():
+            merged = merge_stats(merged, one)
+        groups = {None: (merged, sum(rows.values()), "all models (joint scope)")}
+    else:
+        groups = {name: (one, rows[name], f"model {name!r}") for name, one in stats.items()}
+    out = {}
+    for key, (own, count, where) in groups.items():
+        if scale is not None:
+            stored = scale[None] if key is None else stored_stats(scale, key, scale_source)
+            own = scaled(own, stored, standard.signals, where, scale_source)
+        if warn:
+            stat_warnings(own, standard.signals, key)
+        out[key] = (own, Whole(all(own[n][2] == count for n in names), clamp=scale is not None))
+    return out
 
 
 def stored_stats(scale: Scale, model: str, source: str) -> Stats:

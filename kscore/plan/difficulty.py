@@ -43,14 +43,14 @@ from kscore.core.difficulty import (
     Whole,
     assemble,
     column_stats,
+    merged_statistics,
     oriented,
     rank_column,
     read_signals,
     score_jointly,
     score_model,
-    stat_warnings,
 )
-from kscore.core.scale import Scale, add_counts, beyond, clamped_counts, merge_stats, scaled, warn_clamped
+from kscore.core.scale import Scale, add_counts, beyond, clamped_counts, merge_stats, warn_clamped
 from kscore.errors import InputError, first_line
 from kscore.plan.sizing import BASE_BYTES, IdRanges, dense_ranges, format_size, sampled_ranges
 
@@ -489,39 +489,6 @@ def split_batch(
         pieces.append((int(k), signals.slice(offset, size)))
         offset += size
     return SplitBatch(stats, correct, judged, pieces)
-
-
-def merged_statistics(
-    standard: QualityStandard,
-    stats: Mapping[str, Stats],
-    rows: Mapping[str, int],
-    warn: bool = True,
-    scale: Scale | None = None,
-    scale_source: str = "",
-) -> dict[str | None, tuple[Stats, Whole]]:
-    """Per model (per_model scope) or for all models together (key None, joint scope): the
-    statistics merged over all pieces and whether no signal misses a value; warns about constant or
-    empty signals once (if `warn`). `stats` and `rows` per model name, in model order. With `scale`
-    (a stored one, from `scale_source`), its min and max with the rows' own counts."""
-    from kscore.core.difficulty import stored_stats
-
-    names = [s.name for s in standard.signals]
-    if standard.scope == "joint":
-        merged: Stats = {}
-        for one in stats.values():
-            merged = merge_stats(merged, one)
-        groups = {None: (merged, sum(rows.values()), "all models (joint scope)")}
-    else:
-        groups = {name: (one, rows[name], f"model {name!r}") for name, one in stats.items()}
-    out = {}
-    for key, (own, count, where) in groups.items():
-        if scale is not None:
-            stored = scale[None] if key is None else stored_stats(scale, key, scale_source)
-            own = scaled(own, stored, standard.signals, where, scale_source)
-        if warn:
-            stat_warnings(own, standard.signals, key)
-        out[key] = (own, Whole(all(own[n][2] == count for n in names), clamp=scale is not None))
-    return out
 
 
 def average_ranks(values: pl.Series, signal: str) -> pl.Series:

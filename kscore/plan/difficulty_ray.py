@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from kscore.core.align import common_id_dtype
-from kscore.core.difficulty import oriented
+from kscore.core.difficulty import merged_statistics, oriented
 from kscore.core.scale import merge_stats
 from kscore.engines.ray import (
     cancel_running,
@@ -26,7 +26,6 @@ from kscore.errors import InputError, first_line
 from kscore.plan.difficulty import (
     average_ranks,
     drive,
-    merged_statistics,
     score_range,
     split_batch,
 )
