@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kscore.core.align import _UNWRITTEN, align_by_id, normalize_ids
+from kscore.core.align import _UNWRITTEN, align_by_id, normalize_ids, place_dense
 from kscore.errors import InputError
 
 
@@ -30,8 +30,11 @@ def expected(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     return joined.sort("id")
 
 
-def aligned_table(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    alignment = align_by_id(frames, "id")
+def aligned_table(frames: dict[str, pl.DataFrame], placed: frozenset[str] = frozenset()) -> pl.DataFrame:
+    """The alignment as a table; the models in `placed` placed on their own ids first, where
+    `place_dense` takes them."""
+    ready = {name: (place_dense(f, "id", name) or f) if name in placed else f for name, f in frames.items()}
+    alignment = align_by_id(ready, "id")
     columns = [alignment.ids]
     for name, placed in alignment.columns.items():
         for column, values in placed.items():
@@ -55,6 +58,33 @@ def test_matches_an_outer_join(id_sets, pieces, data):
     got = aligned_table(frames)
     want = expected(frames).select(got.columns).with_columns(pl.col("^code_.*$").fill_null(-1))
     assert got.equals(want)
+
+
+sparse_rows = st.lists(st.integers(0, 10_000), min_size=1, max_size=30, unique=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(model_rows | sparse_rows, min_size=1, max_size=4), st.integers(1, 4), st.data())
+def test_models_placed_one_by_one_match_an_outer_join(id_sets, pieces, data):
+    """Models placed on their own spans (as the in-memory plan places each model after reading
+    it), beside frames, on other spans, or with ids too sparse for direct addressing."""
+    frames = {}
+    for m, ids in enumerate(id_sets):
+        scores = data.draw(st.lists(st.none() | st.floats(0, 1), min_size=len(ids), max_size=len(ids)))
+        frame = pl.DataFrame({"id": ids, "score": scores, "code": list(range(len(ids)))}).cast(
+            {"id": pl.Int64, "score": pl.Float64, "code": pl.Int16}
+        )
+        frames[f"m{m}"] = chunked(frame, pieces)
+    placed = frozenset(data.draw(st.sets(st.sampled_from(sorted(frames)))))
+    got = aligned_table(frames, placed)
+    want = expected(frames).select(got.columns).with_columns(pl.col("^code_.*$").fill_null(-1))
+    assert got.equals(want)
+
+
+def test_a_placed_model_with_a_duplicate_names_its_file():
+    gappy = pl.DataFrame({"id": [0, 1, 1, 2], "score": [0.5, 0.6, 0.7, 0.8]})
+    with pytest.raises(InputError, match=r"b\.csv: column 'id' has 2 rows with a duplicated id"):
+        place_dense(gappy, "id", "b.csv")
 
 
 def test_ids_and_values_chunked_differently():

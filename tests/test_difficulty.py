@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -308,3 +309,75 @@ def test_integer_and_integral_float_ids_are_one_id():
     out = difficulty_scores({"i": ints, "f": floats}, standard)
     assert out["id"].to_list() == [1, 2, 3] and out["n_models"].to_list() == [2, 2, 2]
     assert out["difficulty_score"].to_list() == pytest.approx([0.5, 0.5, 0.5])
+
+
+wide_finite = st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=6).flatmap(
+        lambda k: st.tuples(
+            st.lists(
+                st.tuples(st.sampled_from(["HIB", "LIB"]), st.floats(min_value=0.01, max_value=10)),
+                min_size=k,
+                max_size=k,
+            ),
+            st.lists(st.lists(wide_finite, min_size=k, max_size=k), min_size=2, max_size=40),
+        )
+    ),
+    st.integers(min_value=1, max_value=7),
+)
+def test_linear_score_gives_the_polars_expressions_bits(spec, pieces):
+    """The numpy evaluation of a plain min-max score (`LinearScore`) against the polars
+    expression every plan uses, bit for bit, over chunked frames; where the score is not that
+    simple (a constant column, a span beyond the float range) there is no `LinearScore`."""
+    from kscore.core.align import align_by_id, place_dense
+    from kscore.core.difficulty import column_stats, linear_score, score_model
+
+    directions, rows = spec
+    names = [f"s{i}" for i in range(len(directions))]
+    standard = make_standard(*((n, d, w) for n, (d, w) in zip(names, directions, strict=True)))
+    values = np.array(rows, dtype=np.float64)
+    cut = np.linspace(0, len(rows), pieces + 1).astype(int)
+    ids = np.random.default_rng(len(rows)).permutation(len(rows)) + 5  # scattered, not in order
+    frame = pl.concat(
+        [
+            pl.DataFrame({"id": ids[a:b], **{n: values[a:b, i] for i, n in enumerate(names)}})
+            for a, b in itertools.pairwise(cut)
+        ],
+        rechunk=False,
+    )
+    stats = column_stats(frame, names)
+    linear = linear_score(frame, stats, standard)
+    spans = [values[:, i].max() - values[:, i].min() for i in range(len(names))]
+    if any(span == 0 or not np.isfinite(span) for span in spans):
+        assert linear is None
+        return
+    if linear is None:  # the span's inverse overflows (values near the smallest normal numbers)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KscoreWarning)
+        expected = score_model(frame, stats, standard, "m", explain=False)
+    placed = place_dense(frame.select("id", *linear.columns), "id", "m", linear)
+    assert placed is not None
+    got, want = align_by_id({"m": placed}, "id"), align_by_id({"m": expected}, "id")
+    assert got.ids.equals(want.ids)
+    assert np.array_equal(
+        got.columns["m"]["difficulty_score"].view(np.int64),
+        want.columns["m"]["difficulty_score"].view(np.int64),
+    )
+
+
+def test_no_linear_score_for_nulls_nan_ranks_or_text():
+    from kscore.core.difficulty import column_stats, linear_score
+
+    frame = pl.DataFrame({"id": [1, 2, 3], "x": [0.0, 1.0, 2.0], "y": [3.0, None, 1.0]})
+    standard = make_standard(("x", "HIB", 1))
+    assert linear_score(frame, column_stats(frame, ["x"]), standard) is not None
+    with_nulls = make_standard(("x", "HIB", 1), ("y", "LIB", 1))
+    assert linear_score(frame, column_stats(frame, ["x", "y"]), with_nulls) is None
+    ranked = make_standard(("x", "HIB", 1), normalization="rank")
+    assert linear_score(frame, column_stats(frame, ["x"]), ranked) is None
+    integers = frame.with_columns(pl.col("x").cast(pl.Int64))
+    assert linear_score(integers, column_stats(integers, ["x"]), standard) is None

@@ -8,7 +8,7 @@ search in the sorted union of all ids. Either way the output rows are sorted by 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -94,17 +94,70 @@ def normalize_ids(ids: pl.Series, label: str) -> pl.Series:
     return ids
 
 
+Derive = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass
+class Placed:
+    """One model's rows placed on the slots of the ids `low .. low + size - 1` (direct addressing),
+    its frame no longer needed: what `place_dense` gives and `align_by_id` lines up.
+
+    `columns` as in `Alignment`; `present` marks the slots holding a row, None where all do.
+    """
+
+    low: int
+    size: int
+    columns: dict[str, np.ndarray]
+    present: np.ndarray | None
+    id_dtype: pl.DataType
+    rows: int
+
+    def frame(self, id_col: str) -> pl.DataFrame:
+        """The rows again, as a frame sorted by id."""
+        if self.present is None:
+            ids, columns = np.arange(self.low, self.low + self.size, dtype=np.int64), self.columns
+        else:
+            slots = np.flatnonzero(self.present)
+            ids, columns = slots + self.low, {c: v[slots] for c, v in self.columns.items()}
+        return pl.DataFrame(
+            [pl.Series(id_col, ids).cast(self.id_dtype), *(pl.Series(c, v) for c, v in columns.items())]
+        )
+
+
+def place_dense(frame: pl.DataFrame, id_col: str, label: str, derive: Derive | None = None) -> Placed | None:
+    """One model's rows on the slots of its own Int64 ids, where they are compact enough for direct
+    addressing; else None (`align_by_id` then takes the frame).
+
+    With `derive`, the placed columns are `derive(block)` of blocks of the frame's other columns
+    (numpy, by name), computed while scattering: a score never needs a column of its own.
+    A duplicated id raises InputError naming `label`.
+    """
+    ids = frame.get_column(id_col)
+    if ids.dtype != pl.Int64 or not len(ids):
+        return None
+    low, high = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
+    if high - low + 1 > DENSE_SPAN_FACTOR * len(ids) + 1024:
+        return None
+    return _placed_rows(frame, ids, id_col, label, (low, high - low + 1), derive)
+
+
 def align_by_id(
-    frames: Mapping[str, pl.DataFrame], id_col: str, labels: Mapping[str, str] | None = None
+    frames: Mapping[str, pl.DataFrame | Placed], id_col: str, labels: Mapping[str, str] | None = None
 ) -> Alignment:
     """Place every non-id column of every frame on one row per distinct id (sorted by id).
 
-    A duplicated id within one frame raises InputError naming `labels[model]` and the row count.
+    A frame may be `Placed` already. A duplicated id within one frame raises InputError naming
+    `labels[model]` and the row count.
     """
     labels = {name: (labels or {}).get(name, f"model {name!r}") for name in frames}
-    dtype = common_id_dtype([f.schema[id_col] for f in frames.values()])
+    placed = {name: f for name, f in frames.items() if isinstance(f, Placed)}
+    dtype = common_id_dtype(
+        [f.id_dtype if isinstance(f, Placed) else f.schema[id_col] for f in frames.values()]
+    )
     ids = {}
     for name, frame in frames.items():
+        if isinstance(frame, Placed):
+            continue
         column = frame.get_column(id_col)
         ids[name] = column.cast(dtype, strict=False)
         if ids[name].null_count():  # negative ids beside ids above 2**63 - 1
@@ -112,50 +165,75 @@ def align_by_id(
                 f"{labels[name]}: column {id_col!r} holds ids that do not fit one 64-bit integer type "
                 "with the other files' ids; store ids as text"
             )
-    span = _dense_span(ids) if dtype.is_integer() else None
+    span = _dense_span(ids, placed.values()) if dtype.is_integer() else None
     if span is None:
-        return _align_sorted(frames, ids, id_col, labels)
-    return _align_dense(frames, ids, id_col, labels, span, dtype)
+        unplaced = {name: f.frame(id_col) if isinstance(f, Placed) else f for name, f in frames.items()}
+        for name in placed:
+            ids[name] = unplaced[name].get_column(id_col).cast(dtype)
+        return _align_sorted(unplaced, ids, id_col, labels)
+    for name, frame in frames.items():
+        if not isinstance(frame, Placed):
+            placed[name] = _placed_rows(frame, ids[name], id_col, labels[name], span)
+    return _combined([placed[name] for name in frames], list(frames), span, dtype, id_col)
 
 
-def _align_dense(
-    frames: Mapping[str, pl.DataFrame],
-    ids: dict[str, pl.Series],
+def _placed_rows(
+    frame: pl.DataFrame,
+    ids: pl.Series,
     id_col: str,
-    labels: Mapping[str, str],
+    label: str,
     span: tuple[int, int],
-    dtype: pl.DataType,
-) -> Alignment:
-    """Direct addressing: the row of id `i` goes to slot `i - low`; `span` is (low, slots).
-
-    Every model's rows are scattered in two halves, so both threads stay busy to the end also for
-    an odd number of models.
-    """
+    derive: Derive | None = None,
+) -> Placed:
+    """Direct addressing: the row of id `i` goes to slot `i - low`; `span` is (low, slots). The
+    rows are scattered in two halves on two threads."""
     low, size = span
-    placements = parallel_map(
-        lambda name: _Placement.start(frames[name], ids[name], id_col, low, size), list(frames)
-    )
-    parallel_map(lambda task: task[0].scatter(task[1]), [(p, half) for p in placements for half in (0, 1)])
-    presents = parallel_map(
-        lambda named: named[1].finish(labels[named[0]]), list(zip(frames, placements, strict=True))
-    )
-    placed = {name: p.out for name, p in zip(frames, placements, strict=True)}
+    placement = _Placement.start(frame, ids, id_col, low, size, derive)
+    parallel_map(placement.fill, [0, 1])
+    parallel_map(placement.scatter, [0, 1])
+    present = placement.finish(label)
+    return Placed(low, size, placement.out, present, ids.dtype, len(ids))
+
+
+def _combined(
+    placed: list[Placed], names: list[str], span: tuple[int, int], dtype: pl.DataType, id_col: str
+) -> Alignment:
+    """The models' placed columns on the slots of `span`, less the slots no model has."""
+    low, size = span
+    presents = []
+    columns = {}
+    for name, one in zip(names, placed, strict=True):
+        if (one.low, one.size) == span:
+            columns[name], present = one.columns, one.present
+        else:  # the model's own span lies within the common one
+            at = slice(one.low - low, one.low - low + one.size)
+            columns[name] = {}
+            for c, values in one.columns.items():
+                wide = np.empty(size, dtype=values.dtype)
+                _mark_missing(wide, slice(None))
+                wide[at] = values
+                columns[name][c] = wide
+            present = np.zeros(size, dtype=np.bool_)
+            present[at] = True if one.present is None else one.present
+        presents.append(present)
     slot_ids = pl.Series(id_col, np.arange(low, low + size, dtype=np.int64)).cast(dtype)
     if any(present is None for present in presents):  # a model has every id: no slot is empty
-        return Alignment(slot_ids, placed)
+        return Alignment(slot_ids, columns)
     filled = np.logical_or.reduce(presents)
     if filled.all():
-        return Alignment(slot_ids, placed)
+        return Alignment(slot_ids, columns)
     slots = np.flatnonzero(filled)  # drop the slots of ids that no model has
     return Alignment(
         slot_ids.gather(slots),
-        {name: {c: v[slots] for c, v in cols.items()} for name, cols in placed.items()},
+        {name: {c: v[slots] for c, v in cols.items()} for name, cols in columns.items()},
     )
 
 
 # A signalling-NaN bit pattern that arithmetic never produces (the NaNs it makes are quiet ones).
 # Being a NaN, it also reads as "missing" where it stays.
 _UNWRITTEN = np.int64(0x7FF0_0000_0000_0BAD)
+# Rows a `Derive` gets at once: their columns stay in the core's cache.
+_BLOCK_ROWS = 1 << 16
 
 
 @dataclass
@@ -165,7 +243,8 @@ class _Placement:
     The first Float64 column is scattered onto `_UNWRITTEN`, so the slots still holding it are the
     ones no row wrote: this spares a second pass of random writes just to mark the others (the
     slowest part of matching). Without such a column, or if it holds that bit pattern itself,
-    a separate present-slot mask is scattered too.
+    a separate present-slot mask is scattered too. With `derive`, the placed columns are computed
+    from blocks of the frame's (arithmetic never yields the marker).
     """
 
     model_ids: pl.Series
@@ -174,9 +253,12 @@ class _Placement:
     out: dict[str, np.ndarray]
     marked: str | None  # the column scattered onto `_UNWRITTEN`
     present: np.ndarray | None  # the present-slot mask, where no column is marked
+    derive: Derive | None
 
     @classmethod
-    def start(cls, frame: pl.DataFrame, ids: pl.Series, id_col: str, low: int, size: int) -> _Placement:
+    def start(
+        cls, frame: pl.DataFrame, ids: pl.Series, id_col: str, low: int, size: int, derive: Derive | None
+    ) -> _Placement:
         frame, ids = _same_chunks(frame, ids, id_col)
         where = [chunk.to_numpy() - low if low else chunk.to_numpy() for chunk in ids.get_chunks()]
         parts = {
@@ -184,25 +266,53 @@ class _Placement:
             for c in frame.columns
             if c != id_col
         }
-        out = {c: np.empty(size, dtype=chunks[0].dtype) for c, chunks in parts.items()}
-        marked = next((c for c in parts if frame.schema[c] == pl.Float64), None)
-        if marked is not None and any((part.view(np.int64) == _UNWRITTEN).any() for part in parts[marked]):
-            marked = None
-        present = None
-        if marked is None:
-            present = np.zeros(size, dtype=np.bool_)
+        if derive is None:
+            kinds = {c: chunks[0].dtype for c, chunks in parts.items()}
+            floats = [c for c in parts if frame.schema[c] == pl.Float64]
         else:
-            out[marked].view(np.int64).fill(_UNWRITTEN)
-        return cls(ids, where, parts, out, marked, present)
+            probe = derive({c: chunks[0][:0] for c, chunks in parts.items()})
+            kinds = {c: v.dtype for c, v in probe.items()}
+            floats = [c for c, kind in kinds.items() if kind == np.float64]
+        out = {c: np.empty(size, dtype=kind) for c, kind in kinds.items()}
+        marked = floats[0] if floats else None
+        if (
+            derive is None
+            and marked is not None
+            and any((part.view(np.int64) == _UNWRITTEN).any() for part in parts[marked])
+        ):
+            marked = None
+        present = np.zeros(size, dtype=np.bool_) if marked is None else None
+        return cls(ids, where, parts, out, marked, present, derive)
+
+    def fill(self, half: int) -> None:
+        """Write the marker into one half of the marked column's slots."""
+        if self.marked is not None:
+            slots = self.out[self.marked].view(np.int64)
+            middle = len(slots) // 2
+            (slots[:middle] if half == 0 else slots[middle:]).fill(_UNWRITTEN)
 
     def scatter(self, half: int) -> None:
         """Scatter one half of every chunk's rows (halves write disjoint slots)."""
         for i, slots in enumerate(self.where):
-            rows = slice(0, len(slots) // 2) if half == 0 else slice(len(slots) // 2, None)
-            for c, chunks in self.parts.items():
-                self.out[c][slots[rows]] = chunks[i][rows]
-            if self.present is not None:
-                self.present[slots[rows]] = True
+            middle = len(slots) // 2
+            rows = range(0, middle) if half == 0 else range(middle, len(slots))
+            if self.derive is None:
+                self._put(
+                    slots[rows.start : rows.stop],
+                    {c: p[i][rows.start : rows.stop] for c, p in self.parts.items()},
+                )
+                continue
+            for start in range(rows.start, rows.stop, _BLOCK_ROWS):
+                stop = min(start + _BLOCK_ROWS, rows.stop)
+                self._put(
+                    slots[start:stop], self.derive({c: p[i][start:stop] for c, p in self.parts.items()})
+                )
+
+    def _put(self, slots: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        for c, v in values.items():
+            self.out[c][slots] = v
+        if self.present is not None:
+            self.present[slots] = True
 
     def finish(self, label: str) -> np.ndarray | None:
         """Check for duplicated ids and fill the slots no row wrote; the present-slot mask, or None
@@ -267,18 +377,21 @@ def common_id_dtype(dtypes: list[pl.DataType]) -> pl.DataType:
     return pl.String()
 
 
-def _dense_span(ids: Mapping[str, pl.Series]) -> tuple[int, int] | None:
-    """(smallest id, number of slots) if the ids are compact enough for direct addressing, else None."""
+def _dense_span(ids: Mapping[str, pl.Series], placed: Iterable[Placed] = ()) -> tuple[int, int] | None:
+    """(smallest id, number of slots) if the ids, and those `placed` already, are compact enough
+    for direct addressing, else None."""
     # Each model's min and max in one parallel pass.
     bounds = [
         s.to_frame().select(pl.all().min().alias("low"), pl.all().max().alias("high")).row(0)
         for s in ids.values()
     ]
+    placed = list(placed)
+    bounds += [(p.low, p.low + p.size - 1) for p in placed]
     low = min(int(b[0]) for b in bounds)
     high = max(int(b[1]) for b in bounds)
     if high > _INT64_MAX:  # slots are numbered in Int64
         return None
-    largest = max(len(s) for s in ids.values())
+    largest = max([len(s) for s in ids.values()] + [p.rows for p in placed])
     return (low, high - low + 1) if high - low + 1 <= DENSE_SPAN_FACTOR * largest + 1024 else None
 
 
@@ -297,7 +410,7 @@ def _place(values: np.ndarray, where: np.ndarray, size: int, holes: np.ndarray |
     return out
 
 
-def _mark_missing(values: np.ndarray, holes: np.ndarray) -> None:
+def _mark_missing(values: np.ndarray, holes: np.ndarray | slice) -> None:
     """Slots without a row: NaN in float columns, -1 in integer ones (see `Alignment`)."""
     values[holes] = np.nan if values.dtype.kind == "f" else -1
 

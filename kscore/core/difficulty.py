@@ -7,7 +7,9 @@ model-level scores over the models that scored the datapoint.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import polars as pl
 
 from kscore.columns import N_MODELS, SCORE, model_score_column, normalized_column, top_signal_column
 from kscore.config import TASK_SIGNAL, QualityStandard, Signal
-from kscore.core.align import Alignment, align_by_id, normalize_ids
+from kscore.core.align import Alignment, Placed, align_by_id, normalize_ids, place_dense
 from kscore.core.scale import Scale, Stats, add_counts, clamped_counts, merge_stats, scaled, warn_clamped
 from kscore.core.signals import numeric_values, reject_infinite
 from kscore.engines.local import parallel_map
@@ -28,6 +30,7 @@ MODEL_COLUMN = "__kscore_model"
 
 FrameLike = pl.DataFrame | pl.LazyFrame
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
+_T = TypeVar("_T")
 
 
 def score_in_memory(
@@ -81,11 +84,12 @@ def score_in_memory(
         scored = {}
         for name, frame, stats in read:
             if scale is None:
-                scored[name] = score_model(frame, stats, standard, name, explain=explain)
-                continue
-            used, whole = on_scale({name: stats}, {name: frame.height})[name]
-            scored[name] = score_model(frame, used, standard, name, explain=explain, whole=whole)
-            add_counts(clamped, clamped_counts(frame, scale[name], names))
+                scored[name] = _scored_and_placed(frame, stats, standard, name, labels[name], explain)
+            else:
+                used, whole = on_scale({name: stats}, {name: frame.height})[name]
+                scored[name] = score_model(frame, used, standard, name, explain=explain, whole=whole)
+                add_counts(clamped, clamped_counts(frame, scale[name], names))
+            del frame  # before the next model is read
     warn_clamped(clamped, scale_source)
     aligned = align_by_id(scored, standard.id_column, labels)
     table = assemble(aligned, names)
@@ -101,6 +105,22 @@ def score_in_memory(
             joint = merge_stats(joint, stats)
         return table, {None: joint}
     return table, measured
+
+
+def _scored_and_placed(
+    frame: pl.DataFrame, stats: Stats, standard: QualityStandard, name: str, label: str, explain: bool
+) -> pl.DataFrame | Placed:
+    """One model's `score_model` columns, placed on the slots of its ids where they are compact
+    (its signals are no longer needed: the next model is read into their memory); a plain score is
+    computed while it is placed."""
+    id_col = standard.id_column
+    linear = None if explain else linear_score(frame, stats, standard)
+    if linear is not None:
+        placed = place_dense(frame.select(id_col, *linear.columns), id_col, label, linear)
+        if placed is not None:
+            return placed
+    scored = score_model(frame, stats, standard, name, explain=explain)
+    return place_dense(scored, id_col, label) or scored
 
 
 Normalizing = tuple[Stats, "Whole"]  # the statistics a group of rows normalizes with, and its `Whole`
@@ -271,12 +291,7 @@ def _normalized(
     stats = {**column_stats(frame, [s.name for s in signals if s.name not in known]), **known}
     exprs = []
     for s in signals:
-        low, high, count = stats[s.name]
-        if s.higher_is_better and count:
-            low, high = -high, -low
-        if count:
-            # +0.0 makes a -0.0 bound 0.0: whichever zero a min met first, the numbers are the same.
-            low, high = low + 0.0, high + 0.0
+        low, high, count = _oriented_bounds(stats[s.name], s)
         x = oriented(s)
         factor = s.weight if weighted else 1.0
         if count == 0:
@@ -304,6 +319,74 @@ def _normalized(
         return exprs, whole.complete
     complete = all(stats[s.name][2] == frame.height for s in signals)
     return exprs, complete
+
+
+def _oriented_bounds(stats: tuple[Any, Any, int], signal: Signal) -> tuple[Any, Any, int]:
+    """A signal's min, max and count, its min and max as lower-is-better."""
+    low, high, count = stats
+    if signal.higher_is_better and count:
+        low, high = -high, -low
+    if count:
+        # +0.0 makes a -0.0 bound 0.0: whichever zero a min met first, the numbers are the same.
+        low, high = low + 0.0, high + 0.0
+    return low, high, count
+
+
+@dataclass(frozen=True)
+class LinearScore:
+    """A model's score where every row has every signal, each normalized by min and max: the sum
+    in signal order of `(raw - low) * multiplier` (`((-low) - raw) * multiplier` for a negated
+    signal), clipped to [0, 1].
+
+    These are the operations, in the same order, of the polars expression `_with_scores` builds for
+    such a model, so both give the same bits. numpy evaluates them on cache-sized blocks while
+    `place_dense` scatters the scores: no column is made for the score or its intermediates.
+    """
+
+    terms: tuple[tuple[str, float, float, bool], ...]  # (column, low, multiplier, negate)
+
+    @property
+    def columns(self) -> list[str]:
+        return [name for name, *_ in self.terms]
+
+    def __call__(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The score of a block of rows, from its signal columns (a `Derive` of `place_dense`)."""
+        total = term = None
+        for name, low, multiplier, negate in self.terms:
+            x = values[name]
+            if total is None:
+                target = total = np.empty_like(x)
+            else:
+                target = term = term if term is not None else np.empty_like(x)
+            if negate:
+                np.subtract(-low, x, out=target)
+            else:
+                np.subtract(x, low, out=target)
+            np.multiply(target, multiplier, out=target)
+            if target is not total:
+                np.add(total, target, out=total)
+        assert total is not None
+        np.clip(total, 0.0, 1.0, out=total)
+        return {SCORE: total}
+
+
+def linear_score(frame: pl.DataFrame, stats: Stats, standard: QualityStandard) -> LinearScore | None:
+    """The `LinearScore` that scores `frame` as `score_model` does (without `explain`), where the
+    model's scores are that simple: min-max normalization, every signal a Float64 column with a
+    value in every row and a span of values; else None."""
+    if standard.normalization != "minmax":
+        return None
+    terms = []
+    for s in standard.signals:
+        column = frame.get_column(s.name)
+        low, high, count = _oriented_bounds(stats[s.name], s)
+        if column.dtype != pl.Float64 or count != frame.height or column.null_count() or high == low:
+            return None
+        scale, low, multiplier = _min_max_plan(low, high, s.weight)
+        if scale != 1.0:
+            return None
+        terms.append((s.name, low, multiplier, s.higher_is_better))
+    return LinearScore(tuple(terms))
 
 
 def rank_column(signal: str) -> str:
@@ -341,16 +424,21 @@ def _min_max(raw: pl.Expr, low: float, high: float, factor: float, negate: bool)
     whose inverse overflows (subnormal values, all below 1e-290) on values times 2**600. Scaling by
     a power of two is exact, so these give the same numbers the plain formula would if it could.
     """
+    scale, low, multiplier = _min_max_plan(low, high, factor)
+    if scale != 1.0:
+        raw = raw * scale
+    return ((-low) - raw if negate else raw - low) * multiplier
+
+
+def _min_max_plan(low: float, high: float, factor: float) -> tuple[float, float, float]:
+    """(scale, low, multiplier) of `_min_max`: the raw values times `scale`, less `low`, times
+    `multiplier`."""
     span = high - low
     if math.isfinite(span) and math.isfinite(factor / span):
-        scale = 1.0
-    elif not math.isfinite(span):
-        scale = 0.5
-    else:
-        scale = _TINY_SPAN_SCALE
-    if scale != 1.0:
-        raw, low, span = raw * scale, low * scale, high * scale - low * scale
-    return ((-low) - raw if negate else raw - low) * (factor / span)
+        return 1.0, low, factor / span
+    scale = 0.5 if not math.isfinite(span) else _TINY_SPAN_SCALE
+    low, span = low * scale, high * scale - low * scale
+    return scale, low, factor / span
 
 
 def _clamped(
@@ -388,12 +476,14 @@ def _with_scores(
         contributions = [pl.col(f"norm_{s.name}") * s.weight for s in signals]
     else:
         contributions, complete = _normalized(frame, signals, method, model, known, True, whole)
-    numerator = pl.sum_horizontal(contributions)
     if complete:
-        # Every row has every signal, and the weights sum to 1: no renormalization needed.
+        # Every row has every signal, and the weights sum to 1: no renormalization needed. Added in
+        # signal order, as `LinearScore` adds them.
         present: pl.Expr = pl.lit(1.0)
+        numerator = functools.reduce(operator.add, contributions)
         score = numerator
     else:
+        numerator = pl.sum_horizontal(contributions)
         present = pl.sum_horizontal(
             [c.is_not_null().cast(pl.Float64) * s.weight for c, s in zip(contributions, signals, strict=True)]
         )
