@@ -242,6 +242,29 @@ def test_distinct_rows_groups_equal_rows_and_reads_minus_zero_as_zero():
     assert distinct_rows(rng.normal(size=(100, 3))) is None
 
 
+@pytest.mark.parametrize(("width", "dtype"), [(384, np.float32), (3, np.float32), (5, np.float64)])
+def test_row_hashes_are_the_random_linear_hash_of_each_rows_words(width, dtype):
+    """Oracle: each row's bytes (-0.0 as 0.0, zero-padded to 8-byte words) times the seeded odd
+    multipliers, summed in Python integers modulo 2**64."""
+    from kscore.core.reduction import row_hashes
+
+    rng = np.random.default_rng(7)
+    rows = rng.normal(size=(40, width)).astype(dtype)
+    rows[::5, 0] = -0.0
+    raw = (rows + dtype(0)).tobytes()
+    row_bytes = width * np.dtype(dtype).itemsize
+    pad = (-row_bytes) % 8
+    multipliers = (
+        np.random.default_rng(0x5EED).integers(1, 2**63, size=(row_bytes + pad) // 8, dtype=np.uint64) | 1
+    )
+    expected = []
+    for r in range(len(rows)):
+        padded = raw[r * row_bytes : (r + 1) * row_bytes] + bytes(pad)
+        words = np.frombuffer(padded, dtype=np.uint64)
+        expected.append(sum(int(w) * int(m) for w, m in zip(words, multipliers, strict=True)) % 2**64)
+    assert row_hashes(rows, block=16).tolist() == expected
+
+
 def test_a_hash_collision_never_merges_different_rows(monkeypatch):
     from kscore.core import reduction as embedding
 
@@ -450,3 +473,21 @@ def test_compiled_when_used_leaves_a_numba_it_does_not_know_alone(monkeypatch):
     with compiled_when_used():
         assert decorators._jit is not real  # the numba it was written for: patched while inside
     assert decorators._jit is real
+
+
+def test_an_array_column_in_several_chunks_is_read_whole_and_checked_in_every_chunk():
+    from kscore.errors import InputError
+    from kscore.jobs.embed_scores import embedding_matrix
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(300, 4)).astype(np.float32)
+    parts = [pl.DataFrame({"e": pl.Series(values[a:b])}) for a, b in ((0, 100), (100, 250), (250, 300))]
+    table = pl.concat(parts, rechunk=False)
+    assert table.n_chunks() == 3
+    got = embedding_matrix(table, ["e"], np.float32)
+    assert got.dtype == np.float32 and np.array_equal(got, values)
+    assert np.array_equal(embedding_matrix(table, ["e"]), values.astype(np.float64))
+    values[260, 2] = np.inf
+    bad = pl.concat([parts[0], parts[1], pl.DataFrame({"e": pl.Series(values[250:])})], rechunk=False)
+    with pytest.raises(InputError, match="1 rows have NaN, inf or missing values"):
+        embedding_matrix(bad, ["e"], np.float32)

@@ -319,7 +319,8 @@ def row_hashes(rows: Any, block: int = 65_536) -> np.ndarray:
         if pad:
             raw = np.concatenate([raw, np.zeros((len(chunk), pad), dtype=np.uint8)], axis=1)
         words = np.ascontiguousarray(raw).view(np.uint64)
-        hashes[start : start + block] = (words * multipliers).sum(axis=1, dtype=np.uint64)
+        # The sum of words x multipliers modulo 2**64, as a product: no temporary the block's size.
+        hashes[start : start + block] = words @ multipliers
 
     starts = list(range(0, n, block))
     if isinstance(rows, np.ndarray):  # blocks on threads (numpy releases the GIL); rows on disk in order

