@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -159,6 +160,7 @@ class RangeSummary:
         self.rows = 0
         self.scored = 0
         self.hardest: list[pl.DataFrame] = []
+        self.samples: dict[str, list[np.ndarray]] = {}  # pieces' samples (`add_piece`)
 
     def add(self, table: pl.DataFrame | pl.LazyFrame) -> None:
         """The rows of one range; or, scanned (a LazyFrame), all of a table's rows in streaming
@@ -204,6 +206,30 @@ class RangeSummary:
                 table[hardest_rows(table.get_column(SCORE), table.get_column(self.id_column), self.top)]
             )
 
+    def add_piece(self, piece: RangePiece) -> None:
+        """A range summed up where it was written; its scores' quantiles come from `bounds` and
+        `add_found_bands` once every piece is in."""
+        self.rows += piece.rows
+        self.scored += piece.scored
+        for column in self.columns:
+            self.counts[column] += piece.counts[column]
+            self.sums[column] += piece.sums[column]
+            self.samples.setdefault(column, []).append(piece.samples[column])
+        self.hardest.append(piece.hardest)
+
+    def bounds(self) -> dict[str, list[tuple[float, float]]]:
+        """Each model's quantile bands, set from the pieces' samples (a model without a score has
+        none)."""
+        for column, samples in self.samples.items():
+            if self.quantiles[column].bounds is None:
+                self.quantiles[column].set_bounds(np.concatenate(samples))
+        return {c: q.bounds for c, q in self.quantiles.items() if q.bounds is not None}
+
+    def add_found_bands(self, found: Mapping[str, Sequence[pl.DataFrame]]) -> None:
+        """What `scanned_bands` found in one part."""
+        for column, frames in found.items():
+            self.quantiles[column].add_found(frames)
+
     def result(
         self,
         written: pl.LazyFrame,
@@ -234,6 +260,73 @@ class RangeSummary:
             self.models, per_model, candidates, self.id_column, self.rows, self.scored, output,
             warnings_by_model, accuracy,
         )  # fmt: skip
+
+
+@dataclass
+class RangePiece:
+    """One id range of a difficulty output summed up where it was written (a Ray task writes its
+    own part): its counts and sums, its hardest rows, and a sample of each model's scores from which
+    the quantiles' bands are set. What `RangeSummary.add_piece` takes."""
+
+    rows: int
+    scored: int
+    counts: dict[str, int]
+    sums: dict[str, float]
+    hardest: pl.DataFrame
+    samples: dict[str, np.ndarray]
+
+
+# Scores sampled over all the id ranges of a run (per model), to set the quantiles' bands: each
+# wanted rank then lies within its band with a margin of about ten standard errors.
+SAMPLED_SCORES = 1 << 20
+
+
+def range_piece(
+    table: pl.DataFrame, models: Sequence[str], id_column: str, top: int, ranges: int
+) -> RangePiece:
+    """The `RangePiece` of one of a run's `ranges` id ranges' table."""
+    columns = [model_score_column(m) for m in models]
+    exprs = [pl.len().alias(":rows"), pl.col(SCORE).count().alias(":scored")]
+    for column in columns:
+        exprs += [
+            pl.col(column).count().alias(f"{column}:count"),
+            pl.col(column).sum().alias(f"{column}:sum"),
+        ]
+    found = table.select(exprs).row(0, named=True)
+    size = max(1024, -(-SAMPLED_SCORES // max(ranges, 1)))
+    samples = {}
+    for column in columns:
+        values = table.get_column(column).drop_nulls().drop_nans().to_numpy()
+        if len(values) > size:
+            values = np.random.default_rng(len(values)).choice(values, size, replace=False)
+        samples[column] = values
+    return RangePiece(
+        rows=int(found[":rows"]),
+        scored=int(found[":scored"]),
+        counts={c: int(found[f"{c}:count"]) for c in columns},
+        sums={c: float(found[f"{c}:sum"] or 0.0) for c in columns},
+        hardest=table[hardest_rows(table.get_column(SCORE), table.get_column(id_column), top)],
+        samples=samples,
+    )
+
+
+def scanned_bands(
+    scan: pl.LazyFrame, bounds: Mapping[str, list[tuple[float, float]]]
+) -> dict[str, list[pl.DataFrame]]:
+    """For each column of `bounds`, what `StreamingQuantiles.scanned_queries` finds in `scan` with
+    those bands (the values inside them, the counts below): run where a part was written, for
+    `RangeSummary.add_found_bands`."""
+    queries = {}
+    for column, bands in bounds.items():
+        quantiles = StreamingQuantiles((0.5, 0.9))
+        quantiles.bounds = list(bands)
+        queries[column] = quantiles.scanned_queries(scan, column)
+    found = pl.collect_all([q for its in queries.values() for q in its], engine="streaming")
+    out, start = {}, 0
+    for column, its in queries.items():
+        out[column] = found[start : start + len(its)]
+        start += len(its)
+    return out
 
 
 class StreamingQuantiles:

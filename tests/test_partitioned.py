@@ -94,7 +94,12 @@ def _write_inputs(folder: Path, kind: str, fmt: str = "parquet") -> dict[str, Pa
 
 def _assert_same_file(a: Path, b: Path) -> None:
     """Same rows, order, dtypes and values (floats compared bit for bit) and the same metadata."""
-    left, right = pl.read_parquet(a), pl.read_parquet(b)
+    _assert_same_rows(pl.read_parquet(a), pl.read_parquet(b))
+    assert read_kscore_metadata(a) == read_kscore_metadata(b)
+
+
+def _assert_same_rows(left: pl.DataFrame, right: pl.DataFrame) -> None:
+    """Same rows, order, dtypes and values (floats compared bit for bit)."""
     assert left.schema == right.schema
     assert left.height == right.height
     for name in left.columns:
@@ -105,7 +110,6 @@ def _assert_same_file(a: Path, b: Path) -> None:
             assert np.array_equal(*bits), f"{name}: values differ"
         else:
             assert x.equals(y), name
-    assert read_kscore_metadata(a) == read_kscore_metadata(b)
 
 
 def _run_both(tmp_path: Path, paths: dict[str, Path], standard: QualityStandard, explain: bool, limit: int):
@@ -448,6 +452,46 @@ def test_a_summary_met_range_by_range_equals_the_whole_tables(layout: str) -> No
         .to_list()
     )
     assert [row["id"] for row in got["hardest"]] == hardest
+
+
+def test_a_summary_of_pieces_written_apart_equals_the_whole_tables(tmp_path: Path) -> None:
+    """As a Ray run sums up the parts its tasks wrote: each range's `RangePiece` (counts, sums,
+    hardest rows, a sample of each model's scores, even where the ranges' values differ in kind),
+    the bands set from the pooled samples, each part read for the values inside them. Exact without
+    reading the output whole (`result` is given an empty frame), as the whole table's figures."""
+    from kscore.columns import N_MODELS, SCORE, model_score_column
+    from kscore.core.order_stats import exact_quantiles
+    from kscore.summaries import RangeSummary, range_piece, scanned_bands
+
+    rng = np.random.default_rng(12)
+    rows, ranges = 300_000, 6
+    columns = {}
+    for model in ("a", "b"):
+        values = np.sort(rng.gamma(2.0, 1.0, rows))  # each range's scores unlike the others'
+        columns[model_score_column(model)] = pl.Series(values).scatter(
+            rng.choice(rows, 3_000, replace=False), None
+        )
+    table = pl.DataFrame({"id": np.arange(rows), **columns}).with_columns(
+        pl.mean_horizontal(*columns).alias(SCORE), pl.lit(2, dtype=pl.UInt32).alias(N_MODELS)
+    )
+    summary = RangeSummary(["a", "b"], "id", top=5)
+    for k, start in enumerate(range(0, rows, rows // ranges)):
+        part = table.slice(start, rows // ranges)
+        part.write_parquet(tmp_path / f"part-{k:05d}.parquet")
+        summary.add_piece(range_piece(part, ["a", "b"], "id", 5, ranges))
+    bounds = summary.bounds()
+    for path in sorted(tmp_path.glob("part-*.parquet")):
+        summary.add_found_bands(scanned_bands(pl.scan_parquet(path), bounds))
+    got = summary.result(pl.LazyFrame())
+    assert got["n_datapoints"] == rows
+    for model, column in zip(got["models"], columns, strict=True):
+        values = table.get_column(column).drop_nulls()
+        median, p90 = exact_quantiles(values.to_numpy(), [0.5, 0.9])
+        assert model["rows_scored"] == rows - 3_000
+        assert (model["median"], model["p90"]) == (round(median, 6), round(p90, 6))
+        assert model["mean"] == pytest.approx(values.mean(), abs=1e-6)
+    hardest = table.sort([SCORE, "id"], descending=[True, False], nulls_last=True).head(5)
+    assert [row["id"] for row in got["hardest"]] == hardest.get_column("id").to_list()
 
 
 @pytest.mark.parametrize("normalization", ["minmax", "rank"])  # scores in the spill, signals in it

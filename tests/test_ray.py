@@ -27,6 +27,7 @@ from kscore.jobs.difficulty import write_difficulty_scores  # noqa: E402
 from kscore.jobs.embed_scores import write_embed_scores  # noqa: E402
 from tests.test_partitioned import (  # noqa: E402
     _assert_same_file,
+    _assert_same_rows,
     _generate,
     _leftovers,
     _standard,
@@ -93,6 +94,39 @@ def test_ray_difficulty_equals_the_local_engine(
     standard = _standard(normalization, scope, task)
     local, on_ray = _both(tmp_path, paths, standard, explain=task)
     _assert_same_file(local, on_ray)
+
+
+@pytest.mark.parametrize(
+    ("kind", "normalization", "scope"), [("dense", "minmax", "per_model"), ("sparse", "rank", "joint")]
+)
+def test_ray_tasks_write_a_datasets_parts_and_the_driver_only_its_manifest(
+    tmp_path: Path, cluster, small_batches, monkeypatch, kind, normalization, scope
+) -> None:
+    """`-o DIR/` on Ray: each score task writes its id range's part and sums it up; the driver
+    writes no part (its Parquet writer fails here) and builds the summary from the tasks' pieces.
+    The rows equal the local engine's file bitwise, the manifest its metadata, and the summary
+    (exact quantiles, the hardest rows, the accuracy) the local engine's."""
+    paths = _write_inputs(tmp_path, kind)
+    standard = _standard(normalization, scope, True)
+    local = tmp_path / "local.parquet"
+    expected = write_difficulty_scores(paths, standard, local, memory_limit="64GiB", top=5)
+
+    def no_part_here(*args, **kwargs):
+        raise AssertionError("the driver wrote a Parquet file")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", no_part_here)
+    out = tmp_path / "on_ray"
+    got = write_difficulty_scores(paths, standard, f"{out}/", memory_limit="400KB", engine="ray", top=5)
+    monkeypatch.undo()
+    parts = sorted(out.glob("part-*.parquet"))
+    assert len(parts) > 1
+    _assert_same_rows(pl.read_parquet(local), pl.read_parquet(parts))
+    from kscore.io import read_kscore_metadata
+
+    assert read_kscore_metadata(out) == read_kscore_metadata(local)
+    assert {k: v for k, v in got.items() if k != "output"} == {
+        k: v for k, v in expected.items() if k != "output"
+    }
 
 
 def test_ray_difficulty_of_csv_inputs_read_whole_equals_local(tmp_path: Path, cluster, small_batches) -> None:
@@ -304,10 +338,14 @@ def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
     assert not out.exists()
 
 
-def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, cluster) -> None:
+@pytest.mark.parametrize("output", ["difficulty_scores.parquet", "scores/"])
+def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, cluster, output) -> None:
+    """Also while the tasks write a dataset's parts (`scores/`): they are stopped before the
+    driver removes the folder they write into."""
     _generate(tmp_path, 1_000_000, models=3)
     files = [f"results_m{m}.parquet" for m in range(3)]
     args = ["difficulty", *files, "-c", "k.yaml", "--engine", "ray", "--ray-address", cluster.address]
+    args += ["-o", output]
     process = subprocess.Popen(
         [sys.executable, "-m", "kscore", *args, "--memory-limit", "356MiB"],
         cwd=tmp_path,
@@ -316,7 +354,7 @@ def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, clus
         text=True,
     )
     interrupt_after_stage(process, "read and split (ray)")
-    assert not (tmp_path / "difficulty_scores.parquet").exists()
+    assert not (tmp_path / output.rstrip("/")).exists()
     assert _leftovers(tmp_path) == []
     deadline = time.monotonic() + 60  # the job's tasks stop: the cluster's CPUs come back
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:

@@ -149,6 +149,12 @@ def cancel_running(ray: Any, refs: list[Any]) -> None:
     _, running = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
     for ref in running:
         ray.cancel(ref, force=True, recursive=True)
+    if running:  # their workers gone before the caller removes what they were writing into
+        ray.wait(running, num_returns=len(running), timeout=CANCEL_WAIT_S)
+
+
+# Seconds to wait for cancelled tasks to end (a killed worker's task ends at once).
+CANCEL_WAIT_S = 10.0
 
 
 def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]) -> list[_R]:

@@ -11,6 +11,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,14 +43,24 @@ def run_job(
     return envelope(command, summary)
 
 
+# Whether the running job writes into a local staging folder that `to_object_storage` publishes
+# afterwards: then only this process sees the folder (Ray's tasks must not write into it).
+_STAGED: ContextVar[bool] = ContextVar("kscore_staged_for_object_storage", default=False)
+
+
+def staged_for_object_storage() -> bool:
+    """Whether the running job's output is a local staging folder, published to object storage."""
+    return _STAGED.get()
+
+
 def to_object_storage(
     out: str | os.PathLike, temp_dir: str | os.PathLike | None, job: Callable[[str], dict[str, Any]]
 ) -> dict[str, Any]:
     """Run `job` into a local temporary folder (in `temp_dir`, default the system's), then publish
     its output to `out`: one object (and a CSV's or NDJSON's sidecar) where `out` has a table
     extension, else a dataset under the prefix `out` (see `kscore.storage`)."""
-    from kscore.io import FORMATS, MANIFEST, check_temp_dir, output_format, sidecar_path
-    from kscore.storage import ObjectPath, check_remote_output, publish, publish_file
+    from kscore.io import FORMATS, MANIFEST, check_temp_dir, output_format
+    from kscore.storage import ObjectPath, check_remote_output
 
     check_temp_dir(temp_dir)
     target = ObjectPath(str(out))
@@ -58,6 +69,19 @@ def to_object_storage(
         output_format(target)
     else:
         check_remote_output(target, MANIFEST)
+    token = _STAGED.set(True)
+    try:
+        return _staged_and_published(target, single, temp_dir, job)
+    finally:
+        _STAGED.reset(token)
+
+
+def _staged_and_published(
+    target: Any, single: bool, temp_dir: str | os.PathLike | None, job: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    from kscore.io import MANIFEST, sidecar_path
+    from kscore.storage import publish, publish_file
+
     with tempfile.TemporaryDirectory(prefix=".kscore-", dir=temp_dir) as staging:
         if single:
             staged = Path(staging) / target.name

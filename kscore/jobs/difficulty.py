@@ -19,7 +19,7 @@ from kscore._version import __version__
 from kscore.config import QualityStandard
 from kscore.engines import check_engine
 from kscore.errors import InputError, first_line
-from kscore.jobs.common import ResultInput, at_low_priority, run_job, stage
+from kscore.jobs.common import ResultInput, at_low_priority, run_job, stage, staged_for_object_storage
 
 _R = TypeVar("_R")
 
@@ -329,6 +329,12 @@ def _write_partitioned(
 
                 run = RayDifficultyRun(planned, ray_sliced)
             summary = RangeSummary(list(frames), standard.id_column, top)
+            if dataset and ray_sliced is not None and not staged_for_object_storage():
+                # The tasks write the parts themselves, into a folder every node sees.
+                write_dataset_atomic(
+                    out, lambda target: _parts_by_tasks(run, target, metadata, summary, top), metadata
+                )
+                return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
             tables = run.tables()
             first = next(tables)  # the spill, and the first range
             metadata["scale"] = scale_record(planned.statistics)
@@ -348,6 +354,21 @@ def _write_partitioned(
                 _streamed(itertools.chain([first], tables), first.schema, summary), out, metadata
             )
     return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
+
+
+def _parts_by_tasks(run: Any, folder: Path, metadata: dict[str, Any], summary: Any, top: int) -> None:
+    """The Ray plan with each score task writing its id range into `folder` (a part of the
+    dataset) and summing it up; then the quantiles' bands, read from the parts by tasks too.
+    Nothing of the output passes through this process but the summary's few values."""
+    from kscore.plan.difficulty_ray import PartWrites
+
+    run.writes = PartWrites(folder, metadata, top)
+    for piece in run.tables():
+        summary.add_piece(piece)
+    bounds = summary.bounds()
+    if bounds:
+        for found in run.bands(bounds):
+            summary.add_found_bands(found)
 
 
 def _ray_cpus() -> int:

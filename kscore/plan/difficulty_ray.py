@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from kscore.core.align import common_id_dtype
 from kscore.core.difficulty import merged_statistics, oriented
-from kscore.core.scale import merge_stats
+from kscore.core.scale import merge_stats, scale_record
 from kscore.engines.ray import (
     cancel_running,
     cluster_cpus,
@@ -23,12 +25,14 @@ from kscore.engines.ray import (
     unwrap,
 )
 from kscore.errors import InputError, first_line
+from kscore.io import metadata_tags, part_name
 from kscore.plan.difficulty import (
     average_ranks,
     drive,
     score_range,
     split_batch,
 )
+from kscore.summaries import RangePiece, range_piece, scanned_bands
 
 
 def read_slice(
@@ -71,6 +75,17 @@ def rank_slices(signal: Any, pieces: list[Any]) -> tuple[pl.DataFrame, ...]:
     return tuple(out) if len(out) > 1 else out[0]
 
 
+@dataclass
+class PartWrites:
+    """Where the score tasks write their id ranges themselves: a dataset's folder that every node
+    sees (a part per range, `part_name(range)`), and the metadata each part records (its scale set
+    once the plan has it). The tasks then return `RangePiece`s, not tables."""
+
+    folder: Path
+    metadata: dict[str, Any]
+    top: int
+
+
 def score_slice(
     tables: dict[str, list[Any]],
     ranks: dict[str, list[list[Any]]],
@@ -78,8 +93,11 @@ def score_slice(
     whole: Any,
     labels: Mapping[str, str],
     explain: bool,
-) -> pl.DataFrame | None:
-    """Stage 4: one id range's table from each model's pieces of it (object refs) and their ranks."""
+    write: tuple[str, dict[str, str], int, int] | None = None,
+) -> pl.DataFrame | RangePiece | None:
+    """Stage 4: one id range's table from each model's pieces of it (object refs) and their ranks.
+    With `write` (the part's path, its metadata tags, the summary's hardest rows and the run's
+    range count), the task writes the table there and returns its `RangePiece`."""
     ray = ray_module()
     frames = {}
     for name, refs in tables.items():
@@ -89,7 +107,23 @@ def score_slice(
             for r in ranks.get(name, [])
         ]
         frames[name] = frame.hstack(per_signal) if per_signal else frame
-    return score_range(frames, standard, whole, labels, explain)
+    table = score_range(frames, standard, whole, labels, explain)
+    if write is None or table is None:
+        return table
+    path, tags, top, count = write
+    try:
+        table.write_parquet(path, metadata=tags)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
+    return range_piece(table, list(labels), standard.id_column, top, count)
+
+
+def part_bands(path: str, bounds: dict[str, list[tuple[float, float]]]) -> dict[str, list[pl.DataFrame]]:
+    """The summary's second look at one written part: the scores inside the quantiles' bands."""
+    try:
+        return scanned_bands(pl.scan_parquet(path), bounds)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{path}: cannot read on node {node_name()}: {first_line(exc)}") from None
 
 
 class RayDifficultyRun:
@@ -107,6 +141,7 @@ class RayDifficultyRun:
         self.pieces: list[list[tuple[Any, list[Any]]]] = []
         self.sizes: list[list[dict[int, int]]] = []  # [model][slice]: range -> rows
         self.ranks: list[list[list[list[Any]]]] | None = None  # [model][slice][range][signal]
+        self.writes: PartWrites | None = None  # the score tasks write the parts (`PartWrites`)
 
     def tables(self) -> Iterator[pl.DataFrame]:
         return drive(self.run, self)
@@ -179,6 +214,10 @@ class RayDifficultyRun:
         pieces, sizes, ranks = self.pieces, self.sizes, self.ranks
         labels = {m.name: m.label for m in run.models}
         score = ray.remote(score_slice)
+        tags = None
+        if self.writes is not None:
+            self.writes.metadata["scale"] = scale_record(run.statistics)
+            tags = metadata_tags(self.writes.metadata)
         window = 2 * cluster_cpus()
         submitted: deque[Any] = deque()
 
@@ -199,7 +238,10 @@ class RayDifficultyRun:
                     pieces[m][c][1][k] = None
                     if ranks is not None:
                         ranks[m][c][k] = None
-            ref = score.remote(tables, range_ranks, standard, whole, labels, run.explain)
+            write = None
+            if self.writes is not None and tags is not None:
+                write = (str(self.writes.folder / part_name(k)), tags, self.writes.top, count)
+            ref = score.remote(tables, range_ranks, standard, whole, labels, run.explain, write)
             pending.add(ref)
             submitted.append(ref)
 
@@ -215,6 +257,22 @@ class RayDifficultyRun:
             if run.progress:
                 run.progress("score id ranges (ray)", k + 1, count)
             yield table
+
+    def bands(self, bounds: dict[str, list[tuple[float, float]]]) -> Iterator[dict[str, list[pl.DataFrame]]]:
+        """`part_bands` of every part the tasks wrote, each read by a task, in order."""
+        assert self.writes is not None
+        ray, pending = ray_module(), self.pending
+        paths = sorted(str(path) for path in self.writes.folder.glob("part-*.parquet"))
+        task = ray.remote(part_bands)
+        refs = [task.remote(path, bounds) for path in paths]
+        pending.update(refs)
+        with self.running():
+            for done, ref in enumerate(refs, start=1):
+                found = ray.get(ref)
+                pending.discard(ref)
+                if self.run.progress:
+                    self.run.progress("summary (ray)", done, len(refs))
+                yield found
 
     def _ranks(
         self,

@@ -10,6 +10,9 @@ engine's file is checked bitwise against the local engine's.
     # against the local engine on the same partitioned plan (--memory-limit 1GiB)
     python tests/bench/bench_ray.py /tmp/bench10m --contenders local_partitioned ray --repeats 3
     # scaling: simulated nodes of --cpus-per-node CPUs each (ray.cluster_utils.Cluster on this machine)
+    # the driver's own memory on a running two-node cluster: one output file (the driver writes it)
+    # against a dataset DIR/ (each task writes its part)
+    python tests/bench/bench_ray.py /tmp/bench100m --driver --nodes 2 --repeats 1 --memory-limit 4GiB
     python tests/bench/bench_ray.py /tmp/bench30m --nodes 1 2 --cpus-per-node 1 --repeats 3
 
 With --nodes, each cluster is started before its runs (not timed) and kscore connects to it with
@@ -93,6 +96,53 @@ def _scaling(args: argparse.Namespace, tmp: Path) -> None:
         print(f"| {k} | {wall:.1f} | {listed} | {one / (k * wall):.2f} |")
 
 
+def _driver(args: argparse.Namespace, tmp: Path) -> None:
+    """The driver process's own peak memory (the cluster's workers apart) on a cluster started
+    before the runs, writing one Parquet file (through the driver) and a dataset `DIR/` (written
+    by the tasks), alternated; the two outputs' rows compared."""
+    import polars as pl
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": args.cpus_per_node, "object_store_memory": args.object_store_mib * 2**20}
+    cluster = Cluster(initialize_head=True, head_node_args=node)
+    for _ in range(args.nodes[0] - 1):
+        cluster.add_node(**node)
+    cluster.wait_for_nodes(timeout=120)
+    runs: dict[str, list[tuple[float, float]]] = {"file": [], "DIR/": []}
+    try:
+        for _ in range(args.repeats):
+            for kind in runs:
+                out = tmp / ("out.parquet" if kind == "file" else "out")
+                command = [*kscore_command(args.data_dir, out, args.memory_limit), "--engine", "ray"]
+                command[command.index(str(out))] = str(out) + ("/" if kind == "DIR/" else "")
+                command += ["--ray-address", cluster.address]
+                code, wall, peak = run_measured(command, root_only=True, stdout=subprocess.DEVNULL)
+                if code != 0:
+                    raise SystemExit(f"{kind} failed with exit code {code}")
+                runs[kind].append((wall, peak / 2**20))
+                print(kind, runs[kind][-1], file=sys.stderr, flush=True)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    same = (
+        pl.scan_parquet(tmp / "out.parquet")
+        .collect()
+        .equals(pl.scan_parquet(tmp / "out" / "*.parquet").collect())
+    )
+    print(
+        f"\n{args.data_dir.name}: {args.nodes[0]} nodes of {args.cpus_per_node} CPU(s), "
+        f"{os.cpu_count()} cores"
+    )
+    print("| output | median s | driver peak MiB (max) | runs (s, MiB) |")
+    print("|---|---|---|---|")
+    for kind, measured in runs.items():
+        listed = ", ".join(f"{w:.1f} s {m:.0f}" for w, m in measured)
+        wall = statistics.median(w for w, _ in measured)
+        print(f"| `{kind}` | {wall:.1f} | {max(m for _, m in measured):.0f} | {listed} |")
+    print(f"\nthe same rows: {same}")
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -103,12 +153,16 @@ def main() -> None:
         "--contenders", nargs="+", default=["local", "ray"], choices=["local", "local_partitioned", "ray"]
     )
     parser.add_argument("--nodes", type=int, nargs="+", help="scaling: cluster sizes to compare")
+    parser.add_argument("--driver", action="store_true", help="the driver's own memory, file against DIR/")
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--object-store-mib", type=int, default=2048)
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the outputs (default: /tmp)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
-        (_scaling if args.nodes else _engine_cost)(args, Path(folder))
+        if args.driver:
+            _driver(args, Path(folder))
+        else:
+            (_scaling if args.nodes else _engine_cost)(args, Path(folder))
 
 
 if __name__ == "__main__":

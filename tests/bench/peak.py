@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 
-def run_measured(command: list[str], **popen: Any) -> tuple[int, float, int]:
-    """(exit code, wall seconds, peak bytes) of `command`."""
+def run_measured(command: list[str], root_only: bool = False, **popen: Any) -> tuple[int, float, int]:
+    """(exit code, wall seconds, peak bytes) of `command`; with `root_only`, the peak of its own
+    process alone (a Ray driver, the cluster's workers apart)."""
     import psutil
 
     start = time.perf_counter()
@@ -19,6 +20,7 @@ def run_measured(command: list[str], **popen: Any) -> tuple[int, float, int]:
     peak = 0
     while process.poll() is None:
         with contextlib.suppress(psutil.Error):
-            peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+            tree = [root] if root_only else [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
         time.sleep(0.05)
     return process.returncode, time.perf_counter() - start, peak
