@@ -7,6 +7,8 @@ engine's file is checked bitwise against the local engine's.
     python tests/bench/make_difficulty_data.py /tmp/bench10m --rows 10000000
     # the cost of the engine: a local Ray instance (started by kscore) against the local engine
     python tests/bench/bench_ray.py /tmp/bench10m --repeats 3
+    # against an instance started before the timing (`ray start --head`, then --ray-address)
+    python tests/bench/bench_ray.py /tmp/bench10m --started --repeats 5
     # against the local engine on the same partitioned plan (--memory-limit 1GiB)
     python tests/bench/bench_ray.py /tmp/bench10m --contenders local_partitioned ray --repeats 3
     # scaling: simulated nodes of --cpus-per-node CPUs each (ray.cluster_utils.Cluster on this machine)
@@ -28,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench_difficulty import _bitwise_equal, kscore_command
@@ -48,11 +51,31 @@ def _run(data_dir: Path, out: Path, engine: str, address: str | None, memory_lim
 
 def _engine_cost(args: argparse.Namespace, tmp: Path) -> None:
     times: dict[str, list[dict]] = {engine: [] for engine in args.contenders}
-    for _ in range(args.repeats):
-        for engine in times:  # alternated: the machine's noise falls on both
-            out = tmp / f"{engine}.parquet"
-            times[engine].append(_run(args.data_dir, out, engine, None, args.memory_limit))
-            print(engine, times[engine][-1], file=sys.stderr, flush=True)
+    address, started = None, None
+    if args.started:  # a Ray instance of this machine's cores, started before the timing (as
+        # `ray start --head`), kscore connecting to it; its start and stop are not timed
+        import ray
+        from ray.cluster_utils import Cluster
+
+        began = time.perf_counter()
+        node = {"num_cpus": os.cpu_count(), "object_store_memory": args.object_store_mib * 2**20}
+        started = Cluster(initialize_head=True, head_node_args=node)
+        started.wait_for_nodes(timeout=120)
+        address = started.address
+        print(f"Ray instance started in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    try:
+        for _ in range(args.repeats):
+            for engine in times:  # alternated: the machine's noise falls on both
+                out = tmp / f"{engine}.parquet"
+                on = address if engine == "ray" else None
+                times[engine].append(_run(args.data_dir, out, engine, on, args.memory_limit))
+                print(engine, times[engine][-1], file=sys.stderr, flush=True)
+    finally:
+        if started is not None:
+            began = time.perf_counter()
+            ray.shutdown()
+            started.shutdown()
+            print(f"Ray instance stopped in {time.perf_counter() - began:.1f} s", file=sys.stderr)
     same = _bitwise_equal(tmp / f"{args.contenders[0]}.parquet", tmp / "ray.parquet")
     local = statistics.median(t["wall_s"] for t in times[args.contenders[0]])
     print(f"\n{args.data_dir.name}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
@@ -154,6 +177,9 @@ def main() -> None:
     )
     parser.add_argument("--nodes", type=int, nargs="+", help="scaling: cluster sizes to compare")
     parser.add_argument("--driver", action="store_true", help="the driver's own memory, file against DIR/")
+    parser.add_argument(
+        "--started", action="store_true", help="ray: against an instance started before the timing"
+    )
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--object-store-mib", type=int, default=2048)
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the outputs (default: /tmp)")
