@@ -30,7 +30,6 @@ MODEL_COLUMN = "__kscore_model"
 
 FrameLike = pl.DataFrame | pl.LazyFrame
 _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
-_T = TypeVar("_T")
 
 
 def score_in_memory(
