@@ -176,14 +176,9 @@ class RangeSummary:
         # each in a pass or two (numpy took six, on one core). A column with no bands yet has no
         # value here.
         known = [c for c in self.columns if self.quantiles[c].bounds is not None]
-        exprs = [pl.len().alias(":rows"), pl.col(SCORE).count().alias(":scored")]
-        for column in known:
-            exprs += [
-                pl.col(column).count().alias(f"{column}:count"),
-                pl.col(column).sum().alias(f"{column}:sum"),
-            ]
-            if not lazy:
-                exprs += self.quantiles[column].band_exprs(column)
+        exprs = _count_exprs(known)
+        if not lazy:
+            exprs += [e for column in known for e in self.quantiles[column].band_exprs(column)]
         found = table.select(exprs)
         found = found.collect(engine="streaming") if isinstance(found, pl.LazyFrame) else found
         if lazy:  # the bands in queries of their own, that stream
@@ -281,18 +276,23 @@ class RangePiece:
 SAMPLED_SCORES = 1 << 20
 
 
-def range_piece(
-    table: pl.DataFrame, models: Sequence[str], id_column: str, top: int, ranges: int
-) -> RangePiece:
-    """The `RangePiece` of one of a run's `ranges` id ranges' table."""
-    columns = [model_score_column(m) for m in models]
+def _count_exprs(columns: Sequence[str]) -> list[pl.Expr]:
+    """A difficulty table's rows, its scored rows, and each of `columns`' count and sum."""
     exprs = [pl.len().alias(":rows"), pl.col(SCORE).count().alias(":scored")]
     for column in columns:
         exprs += [
             pl.col(column).count().alias(f"{column}:count"),
             pl.col(column).sum().alias(f"{column}:sum"),
         ]
-    found = table.select(exprs).row(0, named=True)
+    return exprs
+
+
+def range_piece(
+    table: pl.DataFrame, models: Sequence[str], id_column: str, top: int, ranges: int
+) -> RangePiece:
+    """The `RangePiece` of one of a run's `ranges` id ranges' table."""
+    columns = [model_score_column(m) for m in models]
+    found = table.select(_count_exprs(columns)).row(0, named=True)
     size = max(1024, -(-SAMPLED_SCORES // max(ranges, 1)))
     samples = {}
     for column in columns:
@@ -310,17 +310,25 @@ def range_piece(
     )
 
 
+def band_queries(
+    scan: pl.LazyFrame, column: str, bounds: Sequence[tuple[float, float]]
+) -> list[pl.LazyFrame]:
+    """`StreamingQuantiles.scanned_queries` for the bands `bounds`: how many values of `column`
+    there are and how many fall below each band, then the values inside each."""
+    values = pl.col(column).cast(pl.Float64)
+    kept = scan.select(values).filter(values.is_not_null() & values.is_not_nan())
+    below = [(pl.col(column) < low).sum().alias(f"below:{i}") for i, (low, _) in enumerate(bounds)]
+    insides = [kept.filter(pl.col(column).is_between(low, high)) for low, high in bounds]
+    return [kept.select(pl.len().alias("n"), *below), *insides]
+
+
 def scanned_bands(
-    scan: pl.LazyFrame, bounds: Mapping[str, list[tuple[float, float]]]
+    scan: pl.LazyFrame, bounds: Mapping[str, Sequence[tuple[float, float]]]
 ) -> dict[str, list[pl.DataFrame]]:
-    """For each column of `bounds`, what `StreamingQuantiles.scanned_queries` finds in `scan` with
-    those bands (the values inside them, the counts below): run where a part was written, for
-    `RangeSummary.add_found_bands`."""
-    queries = {}
-    for column, bands in bounds.items():
-        quantiles = StreamingQuantiles((0.5, 0.9))
-        quantiles.bounds = list(bands)
-        queries[column] = quantiles.scanned_queries(scan, column)
+    """For each column of `bounds`, what `band_queries` find in `scan` (all in one streaming
+    `pl.collect_all`), for `StreamingQuantiles.add_found`: run where a part was written (a Ray
+    task), and by `add_scanned`."""
+    queries = {column: band_queries(scan, column, bands) for column, bands in bounds.items()}
     found = pl.collect_all([q for its in queries.values() for q in its], engine="streaming")
     out, start = {}, 0
     for column, its in queries.items():
@@ -369,11 +377,7 @@ class StreamingQuantiles:
         hold only the values inside the bands (set before: `set_bounds`); `add_found` takes what
         they found."""
         assert self.bounds is not None
-        values = pl.col(column).cast(pl.Float64)
-        kept = scan.select(values).filter(values.is_not_null() & values.is_not_nan())
-        below = [(pl.col(column) < low).sum().alias(f"below:{i}") for i, (low, _) in enumerate(self.bounds)]
-        insides = [kept.filter(pl.col(column).is_between(low, high)) for low, high in self.bounds]
-        return [kept.select(pl.len().alias("n"), *below), *insides]
+        return band_queries(scan, column, self.bounds)
 
     def add_found(self, found: Sequence[pl.DataFrame]) -> None:
         counts, *inside = found
@@ -432,13 +436,9 @@ def prime_scanned(scan: pl.LazyFrame, quantiles: Mapping[str, StreamingQuantiles
 def add_scanned(scan: pl.LazyFrame, quantiles: Mapping[str, StreamingQuantiles]) -> None:
     """Every value of each column of `quantiles` with bands (a column without has no value) in
     `scan`: all the columns' band queries in one `pl.collect_all`."""
-    known = [c for c, q in quantiles.items() if q.bounds is not None]
-    queries = [quantiles[c].scanned_queries(scan, c) for c in known]
-    found = pl.collect_all([q for column in queries for q in column], engine="streaming")
-    start = 0
-    for column, its in zip(known, queries, strict=True):
-        quantiles[column].add_found(found[start : start + len(its)])
-        start += len(its)
+    bounds = {c: q.bounds for c, q in quantiles.items() if q.bounds is not None}
+    for column, found in scanned_bands(scan, bounds).items():
+        quantiles[column].add_found(found)
 
 
 def column_of(table: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
