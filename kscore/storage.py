@@ -70,6 +70,13 @@ def using(options: Mapping[str, str] | None) -> Iterator[None]:
             _options.reset(token)
 
 
+def options_in_use() -> dict[str, str] | None:
+    """The storage options of the running block (`using`), for work that runs elsewhere (Ray's
+    tasks), which does not see this process's context."""
+    options = _options.get()
+    return dict(options) if options is not None else None
+
+
 def polars_options(path: object) -> dict[str, Any]:
     """Keyword arguments that give polars the storage options, for an object path ({} otherwise)."""
     if not is_remote(path):
@@ -291,10 +298,7 @@ def publish(folder: Path, out: ObjectPath, manifest: str) -> None:
     uploaded: list[str] = []
     published = False
     try:
-        old = out.listing()
-        old_manifest = [p for p in old if p.name == manifest and p.parent == out]
-        for item in [*old_manifest, *(p for p in old if p not in old_manifest)]:
-            system.delete_file(item.key)
+        _unpublish(system, out, manifest)
         parts = sorted(p for p in folder.iterdir() if p.name != manifest)
         for local in parts:
             uploaded.append(f"{prefix}/{local.name}")
@@ -310,6 +314,43 @@ def publish(folder: Path, out: ObjectPath, manifest: str) -> None:
         if isinstance(exc, OSError):
             raise OutputError(f"{out}/: cannot write to object storage: {first_line(exc)}") from None
         raise
+
+
+def publish_written(
+    out: ObjectPath, manifest: str, write_parts: Callable[[str], None], text: Callable[[], str]
+) -> None:
+    """Publish a dataset whose parts others write straight under the prefix `out` (Ray's tasks):
+    an old dataset there is unpublished (its manifest deleted, then its parts), `write_parts(url)`
+    writes the new parts, and the manifest (`text()`, once they are written) goes last. A failure
+    (or Ctrl-C) deletes every object then under the prefix, so no half-written dataset is left at
+    `out` (the prefix held only a kscore dataset, `check_remote_output`)."""
+    system, prefix = filesystem(out.url)
+    published = False
+    try:
+        _unpublish(system, out, manifest)
+        write_parts(out.url)
+        with publishing(f"{out}/"):  # the manifest, last, publishes the dataset
+            with system.open_output_stream(f"{prefix}/{manifest}") as sink:
+                sink.write(text().encode("utf-8"))
+            published = True
+    except BaseException as exc:
+        if not published:
+            with contextlib.suppress(Exception):
+                for item in out.listing():
+                    with contextlib.suppress(Exception):
+                        system.delete_file(item.key)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{out}/: cannot write to object storage: {first_line(exc)}") from None
+        raise
+
+
+def _unpublish(system: Any, out: ObjectPath, manifest: str) -> None:
+    """Delete the dataset under the prefix `out`: its manifest first, so that it is never seen
+    without some of its parts."""
+    old = out.listing()
+    old_manifest = [p for p in old if p.name == manifest and p.parent == out]
+    for item in [*old_manifest, *(p for p in old if p not in old_manifest)]:
+        system.delete_file(item.key)
 
 
 def _upload(system: Any, local: Path, key: str) -> None:

@@ -338,21 +338,25 @@ def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("output", ["difficulty_scores.parquet", "scores/"])
-def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, cluster, output) -> None:
-    """Also while the tasks write a dataset's parts (`scores/`): they are stopped before the
-    driver removes the folder they write into."""
+def _start_ray_difficulty(tmp_path: Path, cluster, extra: list[str]) -> subprocess.Popen:
+    """`kscore difficulty` of 3 models x 1M rows on the cluster, in a process of its own."""
     _generate(tmp_path, 1_000_000, models=3)
     files = [f"results_m{m}.parquet" for m in range(3)]
     args = ["difficulty", *files, "-c", "k.yaml", "--engine", "ray", "--ray-address", cluster.address]
-    args += ["-o", output]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kscore", *args, "--memory-limit", "356MiB"],
+    return subprocess.Popen(
+        [sys.executable, "-m", "kscore", *args, *extra, "--memory-limit", "356MiB"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("output", ["difficulty_scores.parquet", "scores/"])
+def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, cluster, output) -> None:
+    """Also while the tasks write a dataset's parts (`scores/`): they are stopped before the
+    driver removes the folder they write into."""
+    process = _start_ray_difficulty(tmp_path, cluster, ["-o", output])
     interrupt_after_stage(process, "read and split (ray)")
     assert not (tmp_path / output.rstrip("/")).exists()
     assert _leftovers(tmp_path) == []
@@ -362,27 +366,106 @@ def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, clus
         time.sleep(0.5)
 
 
-def test_ray_difficulty_reads_and_writes_s3_like_the_local_engine(tmp_path: Path, cluster, s3) -> None:
-    from kscore.io import MANIFEST
+def test_ctrl_c_while_the_tasks_write_an_s3_dataset_leaves_nothing_under_the_prefix(
+    tmp_path: Path, cluster, s3
+) -> None:
+    options = [f"--storage-option={key}={value}" for key, value in _s3_options(s3).items()]
+    process = _start_ray_difficulty(tmp_path, cluster, ["-o", s3.url("ctrl-c/"), *options])
+    interrupt_after_stage(process, "score id ranges (ray)")
+    assert s3.keys("ctrl-c") == []
+    assert _leftovers(tmp_path) == []
+
+
+def _s3_options(s3) -> dict[str, str]:
+    # the workers get the credentials from the options: the nodes' own environment is not the test's
+    return {**s3.options, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _no_driver_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the driver fail if it writes a Parquet file or uploads a staged one."""
+    import kscore.storage
+
+    def no_part_here(*args, **kwargs):
+        raise AssertionError("the driver wrote or uploaded a part")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", no_part_here)
+    monkeypatch.setattr(kscore.storage, "_upload", no_part_here)
+
+
+def test_ray_tasks_write_an_s3_datasets_parts_and_the_driver_only_its_manifest(
+    tmp_path: Path, cluster, small_batches, s3, monkeypatch
+) -> None:
+    """`-o s3://.../prefix/` on Ray, inputs in S3 too: the tasks write the parts under the prefix
+    (the driver neither writes nor uploads one), the manifest goes last; the rows equal the local
+    engine's bitwise, the manifest its metadata, the summary its summary. A dataset already there
+    (more parts than the new one) is replaced whole."""
+    from kscore.io import MANIFEST, read_kscore_metadata
+    from kscore.storage import ObjectPath, using
 
     paths = _write_inputs(tmp_path, "dense")
     urls = {name: s3.upload(path, f"ray-in/{path.name}") for name, path in paths.items()}
-    standard = _standard("rank", "joint", False)
+    standard = _standard("rank", "joint", True)
     local = tmp_path / "local.parquet"
-    write_difficulty_scores(paths, standard, local)
-    # the workers get the credentials from the options: the nodes' own environment is not the test's
-    options = {**s3.options, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    expected = write_difficulty_scores(paths, standard, local, memory_limit="64GiB", top=5)
+    options = _s3_options(s3)
     out = s3.url("ray-out/")
-    summary = write_difficulty_scores(urls, standard, out, engine="ray", storage_options=options)
+    write_difficulty_scores(urls, standard, out, engine="ray", storage_options=options, memory_limit="250KB")
+    before = s3.keys("ray-out")
+    _no_driver_writes(monkeypatch)
+    summary = write_difficulty_scores(
+        urls, standard, out, engine="ray", storage_options=options, memory_limit="1MB", top=5
+    )
+    monkeypatch.undo()
     assert summary["output"] == out
     keys = s3.keys("ray-out")
-    assert keys[0] == f"ray-out/{MANIFEST}" and len(keys) > 1
+    assert keys[0] == f"ray-out/{MANIFEST}" and len(keys) > 2
+    assert len(before) > len(keys)  # the old dataset's extra parts are gone
     parts = [s3.url(k) for k in keys[1:]]
-    frame = pl.read_parquet(parts, storage_options={**options, "aws_allow_http": "true"})
-    expected = pl.read_parquet(local)
-    assert frame.schema == expected.schema
-    for name in expected.columns:
-        assert frame[name].equals(expected[name]), name
+    _assert_same_rows(
+        pl.read_parquet(local), pl.read_parquet(parts, storage_options={**options, "aws_allow_http": "true"})
+    )
+    with using(options):
+        manifest = read_kscore_metadata(ObjectPath(out))
+    assert manifest.pop("inputs") == urls
+    assert manifest == {k: v for k, v in read_kscore_metadata(local).items() if k != "inputs"}
+    assert {k: v for k, v in summary.items() if k != "output"} == {
+        k: v for k, v in expected.items() if k != "output"
+    }
+
+
+def test_a_failure_before_the_manifest_leaves_nothing_under_the_s3_prefix(
+    tmp_path: Path, cluster, small_batches, s3, monkeypatch
+) -> None:
+    """The tasks have written their parts when the manifest cannot be written: exit 2 naming the
+    prefix, and every part the tasks wrote is deleted."""
+    import kscore.storage
+    from kscore.errors import OutputError
+
+    paths = _write_inputs(tmp_path, "dense")
+    urls = {name: s3.upload(path, f"ray-in/{path.name}") for name, path in paths.items()}
+    written: list[list[str]] = []
+
+    def refused(run_parts):
+        def write_parts(prefix: str) -> None:
+            run_parts(prefix)
+            written.append(s3.keys("ray-fail"))
+            raise OSError("AccessDenied: the manifest")
+
+        return write_parts
+
+    original = kscore.storage.publish_written
+    monkeypatch.setattr(
+        kscore.storage,
+        "publish_written",
+        lambda out, manifest, write_parts, text: original(out, manifest, refused(write_parts), text),
+    )
+    with pytest.raises(OutputError, match=r"s3://.*/ray-fail/: cannot write to object storage: AccessDenied"):
+        write_difficulty_scores(
+            urls, _standard("minmax", "per_model", False), s3.url("ray-fail/"), engine="ray",
+            storage_options=_s3_options(s3), memory_limit="400KB",
+        )  # fmt: skip
+    assert written and len(written[0]) > 1  # the tasks had written parts
+    assert s3.keys("ray-fail") == []
 
 
 def test_an_unknown_engine_is_an_input_error(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +54,26 @@ def staged_for_object_storage() -> bool:
     return _STAGED.get()
 
 
+@dataclass
+class ObjectStorageDataset:
+    """The object-storage prefix a running job's dataset output goes to. A job that writes it
+    itself (its parts from Ray's tasks, `kscore.storage.publish_written`) sets `published`; else
+    its staging folder is uploaded afterwards."""
+
+    target: Any  # kscore.storage.ObjectPath
+    published: bool = False
+
+
+_OBJECT_STORAGE_DATASET: ContextVar[ObjectStorageDataset | None] = ContextVar(
+    "kscore_object_storage_dataset", default=None
+)
+
+
+def object_storage_dataset() -> ObjectStorageDataset | None:
+    """The object-storage dataset the running job's output is staged for, if it is one."""
+    return _OBJECT_STORAGE_DATASET.get()
+
+
 def to_object_storage(
     out: str | os.PathLike, temp_dir: str | os.PathLike | None, job: Callable[[str], dict[str, Any]]
 ) -> dict[str, Any]:
@@ -92,8 +113,14 @@ def _staged_and_published(
             summary["output"] = str(target)
             return summary
         staged = Path(staging) / "dataset"
-        summary = job(f"{staged}/")
-        publish(staged, target, MANIFEST)
+        direct = ObjectStorageDataset(target)
+        token = _OBJECT_STORAGE_DATASET.set(direct)
+        try:
+            summary = job(f"{staged}/")
+        finally:
+            _OBJECT_STORAGE_DATASET.reset(token)
+        if not direct.published:
+            publish(staged, target, MANIFEST)
     summary["output"] = f"{target}/"
     return summary
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,14 @@ from kscore._version import __version__
 from kscore.config import QualityStandard
 from kscore.engines import check_engine
 from kscore.errors import InputError, first_line
-from kscore.jobs.common import ResultInput, at_low_priority, run_job, stage, staged_for_object_storage
+from kscore.jobs.common import (
+    ResultInput,
+    at_low_priority,
+    object_storage_dataset,
+    run_job,
+    stage,
+    staged_for_object_storage,
+)
 
 _R = TypeVar("_R")
 
@@ -296,6 +304,7 @@ def _write_partitioned(
     row slices) on the connected Ray cluster. `footers`: the models' local Parquet files."""
     from kscore.core.scale import scale_record
     from kscore.io import (
+        MANIFEST,
         metadata_tags,
         part_name,
         scan_output,
@@ -329,10 +338,25 @@ def _write_partitioned(
 
                 run = RayDifficultyRun(planned, ray_sliced)
             summary = RangeSummary(list(frames), standard.id_column, top)
+            remote = object_storage_dataset()
+            if dataset and ray_sliced is not None and remote is not None:
+                # The tasks write the parts under the prefix; the manifest goes last, from here.
+                from kscore.storage import options_in_use, publish_written
+
+                publish_written(
+                    remote.target,
+                    MANIFEST,
+                    lambda prefix: _parts_by_tasks(run, prefix, metadata, summary, top, options_in_use()),
+                    lambda: json.dumps(metadata, default=str),
+                )
+                remote.published = True
+                return summary.result(
+                    scan_output(remote.target), output=f"{remote.target}/", accuracy=run.accuracy
+                )
             if dataset and ray_sliced is not None and not staged_for_object_storage():
                 # The tasks write the parts themselves, into a folder every node sees.
                 write_dataset_atomic(
-                    out, lambda target: _parts_by_tasks(run, target, metadata, summary, top), metadata
+                    out, lambda target: _parts_by_tasks(run, str(target), metadata, summary, top), metadata
                 )
                 return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
             tables = run.tables()
@@ -356,13 +380,21 @@ def _write_partitioned(
     return summary.result(scan_output(out), output=str(out), accuracy=run.accuracy)
 
 
-def _parts_by_tasks(run: Any, folder: Path, metadata: dict[str, Any], summary: Any, top: int) -> None:
+def _parts_by_tasks(
+    run: Any,
+    folder: str,
+    metadata: dict[str, Any],
+    summary: Any,
+    top: int,
+    storage_options: dict[str, str] | None = None,
+) -> None:
     """The Ray plan with each score task writing its id range into `folder` (a part of the
-    dataset) and summing it up; then the quantiles' bands, read from the parts by tasks too.
-    Nothing of the output passes through this process but the summary's few values."""
+    dataset; a local folder every node sees, or an object-storage prefix) and summing it up; then
+    the quantiles' bands, read from the parts by tasks too. Nothing of the output passes through
+    this process but the summary's few values."""
     from kscore.plan.difficulty_ray import PartWrites
 
-    run.writes = PartWrites(folder, metadata, top)
+    run.writes = PartWrites(folder, metadata, top, storage_options)
     for piece in run.tables():
         summary.add_piece(piece)
     bounds = summary.bounds()

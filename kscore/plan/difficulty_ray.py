@@ -6,8 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -24,7 +23,7 @@ from kscore.engines.ray import (
     to_store,
     unwrap,
 )
-from kscore.errors import InputError, first_line
+from kscore.errors import InputError, OutputError, first_line
 from kscore.io import metadata_tags, part_name
 from kscore.plan.difficulty import (
     average_ranks,
@@ -32,6 +31,7 @@ from kscore.plan.difficulty import (
     score_range,
     split_batch,
 )
+from kscore.storage import polars_options, using
 from kscore.summaries import RangePiece, range_piece, scanned_bands
 
 
@@ -78,12 +78,18 @@ def rank_slices(signal: Any, pieces: list[Any]) -> tuple[pl.DataFrame, ...]:
 @dataclass
 class PartWrites:
     """Where the score tasks write their id ranges themselves: a dataset's folder that every node
-    sees (a part per range, `part_name(range)`), and the metadata each part records (its scale set
-    once the plan has it). The tasks then return `RangePiece`s, not tables."""
+    sees, or its object-storage prefix with the storage options (a part per range,
+    `part_name(range)`), and the metadata each part records (its scale set once the plan has it).
+    The tasks then return `RangePiece`s, not tables; `parts` lists those written, in order."""
 
-    folder: Path
+    folder: str
     metadata: dict[str, Any]
     top: int
+    storage_options: dict[str, str] | None = None
+    parts: list[str] = field(default_factory=list)
+
+    def part(self, number: int) -> str:
+        return f"{self.folder.rstrip('/')}/{part_name(number)}"
 
 
 def score_slice(
@@ -110,18 +116,24 @@ def score_slice(
     table = score_range(frames, standard, whole, labels, explain)
     if write is None or table is None:
         return table
-    path, tags, top, count = write
+    path, tags, top, count, options = write
     try:
-        table.write_parquet(path, metadata=tags)
+        with using(options):
+            table.write_parquet(path, metadata=tags, **polars_options(path))
     except OSError as exc:
-        raise InputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
+        raise OutputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
+    except pl.exceptions.PolarsError as exc:  # object storage's failures come as polars errors
+        raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
     return range_piece(table, list(labels), standard.id_column, top, count)
 
 
-def part_bands(path: str, bounds: dict[str, list[tuple[float, float]]]) -> dict[str, list[pl.DataFrame]]:
+def part_bands(
+    path: str, bounds: dict[str, list[tuple[float, float]]], options: dict[str, str] | None = None
+) -> dict[str, list[pl.DataFrame]]:
     """The summary's second look at one written part: the scores inside the quantiles' bands."""
     try:
-        return scanned_bands(pl.scan_parquet(path), bounds)
+        with using(options):
+            return scanned_bands(pl.scan_parquet(path, **polars_options(path)), bounds)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{path}: cannot read on node {node_name()}: {first_line(exc)}") from None
 
@@ -240,7 +252,7 @@ class RayDifficultyRun:
                         ranks[m][c][k] = None
             write = None
             if self.writes is not None and tags is not None:
-                write = (str(self.writes.folder / part_name(k)), tags, self.writes.top, count)
+                write = (self.writes.part(k), tags, self.writes.top, count, self.writes.storage_options)
             ref = score.remote(tables, range_ranks, standard, whole, labels, run.explain, write)
             pending.add(ref)
             submitted.append(ref)
@@ -256,15 +268,16 @@ class RayDifficultyRun:
             del ref
             if run.progress:
                 run.progress("score id ranges (ray)", k + 1, count)
+            if self.writes is not None and table is not None:
+                self.writes.parts.append(self.writes.part(k))
             yield table
 
     def bands(self, bounds: dict[str, list[tuple[float, float]]]) -> Iterator[dict[str, list[pl.DataFrame]]]:
         """`part_bands` of every part the tasks wrote, each read by a task, in order."""
         assert self.writes is not None
         ray, pending = ray_module(), self.pending
-        paths = sorted(str(path) for path in self.writes.folder.glob("part-*.parquet"))
         task = ray.remote(part_bands)
-        refs = [task.remote(path, bounds) for path in paths]
+        refs = [task.remote(path, bounds, self.writes.storage_options) for path in self.writes.parts]
         pending.update(refs)
         with self.running():
             for done, ref in enumerate(refs, start=1):

@@ -15,6 +15,8 @@ engine's file is checked bitwise against the local engine's.
     # the driver's own memory on a running two-node cluster: one output file (the driver writes it)
     # against a dataset DIR/ (each task writes its part)
     python tests/bench/bench_ray.py /tmp/bench100m --driver --nodes 2 --repeats 1 --memory-limit 4GiB
+    # the same with outputs in object storage too (one object; a prefix, each task writing its part)
+    python tests/bench/bench_ray.py /tmp/bench10m --driver --s3 --nodes 2 --repeats 3 --memory-limit 4GiB
     python tests/bench/bench_ray.py /tmp/bench30m --nodes 1 2 --cpus-per-node 1 --repeats 3
 
 With --nodes, each cluster is started before its runs (not timed) and kscore connects to it with
@@ -122,7 +124,8 @@ def _scaling(args: argparse.Namespace, tmp: Path) -> None:
 def _driver(args: argparse.Namespace, tmp: Path) -> None:
     """The driver process's own peak memory (the cluster's workers apart) on a cluster started
     before the runs, writing one Parquet file (through the driver) and a dataset `DIR/` (written
-    by the tasks), alternated; the two outputs' rows compared."""
+    by the tasks), alternated; the outputs' rows compared. With --s3, also one object and a
+    dataset prefix in an S3 stand-in (moto, on 127.0.0.1, holding the objects in this process)."""
     import polars as pl
     import ray
     from ray.cluster_utils import Cluster
@@ -132,27 +135,51 @@ def _driver(args: argparse.Namespace, tmp: Path) -> None:
     for _ in range(args.nodes[0] - 1):
         cluster.add_node(**node)
     cluster.wait_for_nodes(timeout=120)
-    runs: dict[str, list[tuple[float, float]]] = {"file": [], "DIR/": []}
+    outputs = {"file": str(tmp / "out.parquet"), "DIR/": f"{tmp / 'out'}/"}
+    options: dict[str, str] = {}
+    server = None
+    if args.s3:
+        from moto.server import ThreadedMotoServer
+        from pyarrow import fs
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        options = {
+            "aws_endpoint_url": f"http://{host}:{port}", "aws_region": "us-east-1",
+            "aws_access_key_id": "bench", "aws_secret_access_key": "bench",
+        }  # fmt: skip
+        s3 = fs.S3FileSystem(
+            endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1", access_key="bench",
+            secret_key="bench", allow_bucket_creation=True,
+        )  # fmt: skip
+        s3.create_dir("bench")
+        outputs |= {"s3 object": "s3://bench/out.parquet", "s3 prefix/": "s3://bench/out/"}
+    runs: dict[str, list[tuple[float, float]]] = {kind: [] for kind in outputs}
     try:
         for _ in range(args.repeats):
-            for kind in runs:
-                out = tmp / ("out.parquet" if kind == "file" else "out")
-                command = [*kscore_command(args.data_dir, out, args.memory_limit), "--engine", "ray"]
-                command[command.index(str(out))] = str(out) + ("/" if kind == "DIR/" else "")
+            for kind, out in outputs.items():
+                command = [*kscore_command(args.data_dir, Path("OUT"), args.memory_limit), "--engine", "ray"]
+                command[command.index("OUT")] = out
                 command += ["--ray-address", cluster.address]
+                if out.startswith("s3://"):
+                    command += [f"--storage-option={key}={value}" for key, value in options.items()]
                 code, wall, peak = run_measured(command, root_only=True, stdout=subprocess.DEVNULL)
                 if code != 0:
                     raise SystemExit(f"{kind} failed with exit code {code}")
                 runs[kind].append((wall, peak / 2**20))
                 print(kind, runs[kind][-1], file=sys.stderr, flush=True)
+        expected = pl.scan_parquet(tmp / "out.parquet").collect()
+        same = expected.equals(pl.scan_parquet(tmp / "out" / "*.parquet").collect())
+        if server is not None:
+            read = {**options, "aws_allow_http": "true"}
+            for out in ("s3://bench/out.parquet", "s3://bench/out/*.parquet"):
+                same = same and expected.equals(pl.scan_parquet(out, storage_options=read).collect())
     finally:
         ray.shutdown()
         cluster.shutdown()
-    same = (
-        pl.scan_parquet(tmp / "out.parquet")
-        .collect()
-        .equals(pl.scan_parquet(tmp / "out" / "*.parquet").collect())
-    )
+        if server is not None:
+            server.stop()
     print(
         f"\n{args.data_dir.name}: {args.nodes[0]} nodes of {args.cpus_per_node} CPU(s), "
         f"{os.cpu_count()} cores"
@@ -180,6 +207,7 @@ def main() -> None:
     parser.add_argument(
         "--started", action="store_true", help="ray: against an instance started before the timing"
     )
+    parser.add_argument("--s3", action="store_true", help="--driver: also S3 outputs (a moto server)")
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--object-store-mib", type=int, default=2048)
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the outputs (default: /tmp)")
