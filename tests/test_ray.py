@@ -221,7 +221,7 @@ def test_ray_embed_scores_equal_the_local_engine(
     chunked = engine_module.map_chunks
 
     def spy(func, items, shared, jobs):
-        sent.append(type(shared).__name__)
+        sent.append(type(getattr(shared, "model", shared)).__name__)  # the fitted model, in its wrapper
         return original(func, items, shared, jobs)
 
     def spy_chunks(func, shared, parts):

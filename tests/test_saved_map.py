@@ -155,3 +155,39 @@ def test_the_cli_saves_and_uses_a_map(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
+
+
+def test_a_saved_maps_workers_get_arrays_and_import_umap_themselves(tmp_path: Path) -> None:
+    """What a map run sends its transform workers: the map and its neighbour index, pickled as
+    arrays. Unpickled in a fresh process it has not imported umap (the process that reads the input
+    never does); its first batch builds the model, and places rows bitwise as the model built from
+    the map directly."""
+    import pickle
+    import subprocess
+    import sys
+
+    from kscore.core.reduction import _MapTransform
+
+    data = _clusters(3000)
+    fitted: list[SavedMap] = []
+    reduce_to_2d(data, fit_sample=1000, on_fit=fitted.append, jobs=1)
+    saved = _round_trip(fitted[0])
+    batch = _clusters(300, seed=5)
+    (tmp_path / "shared.pickle").write_bytes(pickle.dumps(_MapTransform(saved, saved.search_index())))
+    np.save(tmp_path / "batch.npy", batch)
+    script = (
+        "import pickle, sys, numpy as np\n"
+        "from kscore.core.reduction import _transform\n"
+        f"shared = pickle.loads(open({str(tmp_path / 'shared.pickle')!r}, 'rb').read())\n"
+        "assert 'umap' not in sys.modules and 'numba' not in sys.modules, 'imported on unpickling'\n"
+        f"batch = np.load({str(tmp_path / 'batch.npy')!r})\n"
+        f"np.save({str(tmp_path / 'placed.npy')!r}, _transform(shared, batch))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = saved.umap_model().transform(batch)
+    assert np.array_equal(np.load(tmp_path / "placed.npy"), expected)

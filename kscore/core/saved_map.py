@@ -11,6 +11,7 @@ fitted one did.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,12 +113,39 @@ class SavedMap:
         derived = {**derived, "disconnection_distance": math.inf if distance is None else float(distance)}
         return cls(vectors, coordinates, parameters, derived)
 
-    def umap_model(self) -> Any:
-        """A `umap.UMAP` that transforms new rows exactly as the model this map was saved from: its
-        parameters, its fit sample and embedding, and the values its fit derived."""
-        import umap
+    def search_index(self) -> Any:
+        """The neighbour index the map's transform searches (`CellNeighbors` of the fit sample),
+        built once: by a thread `build_index_meanwhile` started, or here."""
+        if self.__dict__.get("_index") is None:
+            self.build_index_meanwhile()
+        return self.__dict__["_index"].result()
 
-        from kscore.core.neighbors import CellNeighbors
+    def build_index_meanwhile(self) -> None:
+        """Start building `search_index()` in a thread (scikit-learn's import and a k-means, about
+        1 s), so that it overlaps the reading of the embeddings, which releases the GIL."""
+        from concurrent.futures import Future
+
+        future: Future = Future()
+
+        def build() -> None:
+            try:
+                from kscore.core.neighbors import CellNeighbors
+
+                future.set_result(CellNeighbors(self.vectors, self.metric, self.parameters["seed"]))
+            except BaseException as exc:  # handed to `search_index`'s caller
+                future.set_exception(exc)
+
+        self.__dict__["_index"] = future
+        threading.Thread(target=build, name="kscore-map-index", daemon=True).start()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_index"}  # no thread's future
+
+    def umap_model(self, index: Any = None) -> Any:
+        """A `umap.UMAP` that transforms new rows exactly as the model this map was saved from: its
+        parameters, its fit sample and embedding, and the values its fit derived; `index` is
+        `search_index()`, built here if not given."""
+        import umap
 
         p, d = self.parameters, self.derived
         seed = p["seed"]
@@ -141,5 +169,5 @@ class SavedMap:
         model._disconnection_distance = d["disconnection_distance"]
         model._n_neighbors = d["n_neighbors_fitted"]
         model._input_hash = None
-        model._knn_search_index = CellNeighbors(self.vectors, p["metric"], seed)
+        model._knn_search_index = self.search_index() if index is None else index
         return model

@@ -122,8 +122,9 @@ def map_with_shared(
             finished = True
         finally:
             # Killing workers that are done leaks their semaphores (a warning at exit): only on an
-            # error or an interrupt, when they may still be busy.
-            executor.shutdown(wait=finished, kill_workers=not finished)
+            # error or an interrupt, when they may still be busy. Done, they exit while the caller
+            # goes on (0.4 s here), not before it does.
+            executor.shutdown(wait=False, kill_workers=not finished)
 
 
 def _load_shared(path: str) -> None:

@@ -182,7 +182,9 @@ def score_embeddings(
     """
     from kscore.plan.sizing import resolve_memory_limit
 
-    if reducer == "umap" or saved_map is not None:
+    if saved_map is not None:  # its workers import umap, not this process
+        saved_map.build_index_meanwhile()  # while the embeddings are read
+    elif reducer == "umap":
         from kscore.core.reduction import import_umap_meanwhile
 
         import_umap_meanwhile()  # while the embeddings are read
