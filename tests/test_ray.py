@@ -352,6 +352,35 @@ def _start_ray_difficulty(tmp_path: Path, cluster, extra: list[str]) -> subproce
     )
 
 
+def _score_into_nowhere(*args, **kwargs):
+    """`score_slice` writing its part where nothing can be written (a node whose folder is gone)."""
+    from kscore.plan import difficulty_ray
+
+    _, *rest = args[6]
+    return difficulty_ray.score_slice(*args[:6], ("/proc/kscore-no-such-folder/part.parquet", *rest))
+
+
+def test_a_task_that_cannot_write_its_part_is_exit_2_naming_the_path_and_node(
+    tmp_path: Path, cluster, small_batches, monkeypatch
+) -> None:
+    import cloudpickle
+
+    from kscore.errors import OutputError
+    from kscore.plan import difficulty_ray
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(difficulty_ray, "score_slice", _score_into_nowhere)
+    paths = _write_inputs(tmp_path, "dense")
+    out = tmp_path / "scores"
+    with pytest.raises(OutputError, match=r"part\.parquet: cannot write on node [0-9.]+: ") as error:
+        write_difficulty_scores(
+            paths, _standard("minmax", "per_model", False), f"{out}/", engine="ray", memory_limit="400KB"
+        )
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
+    assert not out.exists()
+    assert _leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("output", ["difficulty_scores.parquet", "scores/"])
 def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, cluster, output) -> None:
     """Also while the tasks write a dataset's parts (`scores/`): they are stopped before the

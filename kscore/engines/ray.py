@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from kscore.engines.local import ONE_THREAD
-from kscore.errors import InputError, first_line
+from kscore.errors import InputError, OutputError, first_line
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -137,9 +137,9 @@ def cluster_cpus() -> int:
 
 
 def unwrap(exc: BaseException) -> BaseException:
-    """The error a task raised (an InputError is the user's), not Ray's wrapper of it."""
+    """The error a task raised (an InputError or OutputError is the user's), not Ray's wrapper of it."""
     cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, InputError) else exc
+    return cause if isinstance(cause, InputError | OutputError) else exc
 
 
 def cancel_running(ray: Any, refs: list[Any]) -> None:
