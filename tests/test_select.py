@@ -4,6 +4,7 @@ the default score, --embeddings, and every bad input of the issue."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -59,17 +60,72 @@ def test_the_cli_writes_what_the_library_picks(scored: Path, strategy: str):
     assert metadata["command"] == "select" and metadata["parameters"]["strategy"] == strategy
 
 
+def _reference_power(table: pl.DataFrame) -> float:
+    """balanced's power by its definition: 0.25 times the odds that the models were right (difficulty
+    below 0.5) on a reference row, between 0.25 and 4."""
+    reference = table.filter((pl.col("split") != "train") & pl.col("difficulty_score").is_not_null())
+    right = float((reference.get_column("difficulty_score") < 0.5).mean())
+    return 0.25 if right <= 0.5 else min(4.0, 0.25 * right / (1 - right)) if right < 1 else 4.0
+
+
 def test_picks_equal_the_strategies_on_the_map_in_id_order(scored: Path):
     table = pl.read_parquet(scored / "e.parquet")
     train = table.filter(pl.col("split") == "train").sort("id")
     points = train.select("map_x", "map_y").to_numpy()
     scores = train.get_column("potential_difficulty_score").to_numpy()
+    power = _reference_power(table)
     for strategy in ("balanced", "typical", "diverse", "top"):
-        expected = pick(points, 30, strategy=strategy, scores=scores, seed=4)
+        expected = pick(points, 30, strategy=strategy, scores=scores, seed=4, power=power)
         got = kscore.select(table, 30, strategy=strategy, seed=4)
         assert got.get_column("id").to_list() == train.get_column("id").gather(expected.order).to_list()
         distance = got.get_column("distance").fill_null(np.inf).to_numpy()
         assert np.array_equal(distance, expected.distance)
+
+
+def test_balanced_power_follows_the_models_odds_of_being_right():
+    from kscore.core.pick_strategies import BALANCED_POWER, MAX_BALANCED_POWER, balanced_power
+
+    assert balanced_power(None) == balanced_power(float("nan")) == BALANCED_POWER
+    assert balanced_power(0.2) == balanced_power(0.5) == BALANCED_POWER
+    assert balanced_power(0.8) == pytest.approx(1.0) and balanced_power(0.6) == pytest.approx(0.375)
+    assert balanced_power(0.95) == balanced_power(1.0) == MAX_BALANCED_POWER
+    grid = [balanced_power(c) for c in np.linspace(0, 1, 201)]
+    assert all(a <= b for a, b in pairwise(grid))
+
+
+@pytest.mark.parametrize(("difficulty", "power"), [(0.1, 4.0), (0.9, 0.25), (None, 0.25)])
+def test_balanced_weighs_the_score_by_the_reference_rows_the_models_got_right(difficulty, power):
+    """Easy reference rows everywhere: the hard train points go first (power 4); hard ones, or no
+    difficulty: the typical ones (0.25). The summary says which, and the picks are `pick`'s."""
+    from kscore.jobs.select import select_batch
+
+    rng = np.random.default_rng(2)
+    n = 600
+    split = np.where(np.arange(n) % 3 == 0, "validation", "train")
+    table = pl.DataFrame(
+        {
+            "id": np.arange(n),
+            "split": split,
+            "map_x": rng.normal(size=n),
+            "map_y": rng.normal(size=n),
+            "potential_difficulty_score": np.where(split == "train", rng.random(n), np.nan),
+        }
+    )
+    if difficulty is not None:
+        table = table.with_columns(
+            difficulty_score=pl.when(pl.col("split") == "train").then(None).otherwise(pl.lit(difficulty))
+        )
+    selection = select_batch(table, 20)
+    assert selection.info["score_power"] == power
+    assert selection.info["reference_right"] == (None if difficulty is None else float(difficulty < 0.5))
+    train = table.filter(pl.col("split") == "train")
+    points = train.select("map_x", "map_y").to_numpy()
+    scores = train.get_column("potential_difficulty_score").to_numpy()
+    expected = pick(points, 20, scores=scores, power=power)
+    picked = selection.picks.get_column("id").to_list()
+    assert picked == train.get_column("id").gather(expected.order).to_list()
+    if power == 4.0:  # the score matters more than at the base power: the picks differ
+        assert pick(points, 20, scores=scores, power=0.25).order.tolist() != expected.order.tolist()
 
 
 def test_top_is_a_sort_by_the_score_with_ties_by_id(scored: Path):
@@ -102,6 +158,7 @@ def test_labeled_points_are_never_picked_and_count_as_covered(scored: Path):
     expected = pick(
         others.select("map_x", "map_y").to_numpy(), 30,
         scores=others.get_column("potential_difficulty_score").to_numpy(), labeled=marked,
+        power=_reference_power(table),
     )  # fmt: skip
     assert picks.get_column("id").to_list() == others.get_column("id").gather(expected.order).to_list()
     first = others.filter(pl.col("id") == picks.get_column("id")[0]).select("map_x", "map_y").to_numpy()

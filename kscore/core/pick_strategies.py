@@ -7,9 +7,11 @@ Four strategies over candidate points (rows of the 2D map, or of an embedding sp
   within a radius set by the data and the budget, and each pick is the candidate covering the most
   candidates that nothing covers yet (labeled points cover theirs first);
 - `balanced` (the default): `typical` with each candidate's count weighted by its score's
-  percentile rank to the power `BALANCED_POWER` (0.25), so that among regions of like size the
-  harder one goes first. The power and the default were chosen by tests/bench/bench_select.py on
-  half of its data sets (and reported on the other half);
+  percentile rank to a power (`balanced_power`): 0.25 where the models fail on half the reference
+  rows or more, so that among regions of like size the harder one goes first, rising with the
+  models' odds of being right to 4, where the hard points near their boundaries go first. The
+  rule and the default were chosen by tests/bench/bench_select.py on half of its data sets (and
+  reported on the other half);
 - `diverse`: k-center greedy (farthest-first traversal): each pick is the candidate farthest from
   every earlier pick and every labeled point;
 - `top`: the best scores first.
@@ -38,6 +40,7 @@ RADIUS_GRID = 512  # cells a side of the grid that bounds the coverage radius on
 BLOCK = 256  # points per block of the coverage index
 GROUP = 64  # blocks per group: a pick tests the groups' boxes first, then the blocks of those it reaches
 BALANCED_POWER = 0.25  # balanced's weight: the score's percentile rank to this power (bench_select.py)
+MAX_BALANCED_POWER = 4.0  # the power where the models are right on nearly every reference row
 
 
 @dataclass
@@ -132,6 +135,20 @@ def pick(
         chosen.append(best)
         distances.append(index.take(best))
     return Picks(np.array(chosen, dtype=np.int64), np.array(distances), index.radius())
+
+
+def balanced_power(competence: float | None) -> float:
+    """`balanced`'s power for models right on a share `competence` of the reference rows: the
+    base power times their odds of being right, c / (1 - c), between `BALANCED_POWER` (at even odds
+    and below, or with no reference difficulty) and `MAX_BALANCED_POWER`. Models that already
+    get most rows right fail near their decision boundaries, where the hard points are the ones to
+    label (uncertainty's regime); models that fail everywhere need the typical points first
+    (typicality's, at low budgets). Chosen by tests/bench/bench_select.py on half its data sets."""
+    if competence is None or not np.isfinite(competence) or competence <= 0.5:
+        return BALANCED_POWER
+    if competence >= 1.0:
+        return MAX_BALANCED_POWER
+    return float(min(MAX_BALANCED_POWER, BALANCED_POWER * competence / (1.0 - competence)))
 
 
 def cover_radius(points: np.ndarray, regions: int, seed: int = 0) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from kscore.columns import MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
-from kscore.core.pick_strategies import DEFAULT_STRATEGY, STRATEGIES, pick, ranking
+from kscore.core.pick_strategies import DEFAULT_STRATEGY, STRATEGIES, balanced_power, pick, ranking
 from kscore.errors import InputError, KscoreWarning, did_you_mean
 
 MAP = (MAP_X, MAP_Y)
@@ -137,6 +137,8 @@ def select_batch(
         budget, seed, source,
     )  # fmt: skip
     score_values = candidates.get_column("_score").to_numpy()
+    competence = _competence(scan, schema, train) if strategy == "balanced" and by == POTENTIAL else None
+    power = balanced_power(competence)
     if points is None:  # top on a file without a map: no distances
         chosen = ranking(score_values, bool(ascending))[:budget]
         distance = np.full(len(chosen), np.inf)
@@ -144,7 +146,7 @@ def select_batch(
     else:
         result = pick(
             points, budget, strategy=strategy, scores=score_values, ascending=bool(ascending),
-            labeled=labeled_points, seed=seed,
+            labeled=labeled_points, seed=seed, power=power,
         )  # fmt: skip
         chosen, distance, radius = result.order, result.distance, result.radius
         if result.sample is not None:
@@ -178,10 +180,23 @@ def select_batch(
         },
         "space": space,
         "coverage_radius": None if radius is None or not np.isfinite(radius) else float(radius),
+        "reference_right": competence,
+        "score_power": power if strategy == "balanced" else None,
         "seed": seed,
         "notes": notes,
     }
     return Selection(picks, info)
+
+
+def _competence(scan: pl.LazyFrame, schema: pl.Schema, train: pl.Expr) -> float | None:
+    """The share of the reference rows (not train, with a difficulty score) whose difficulty is
+    below 0.5, where the models were mostly right; None without any."""
+    if SCORE not in schema:
+        return None
+    score = pl.col(SCORE).cast(pl.Float64).fill_nan(None)
+    reference = scan.filter(~train & score.is_not_null())
+    share, count = reference.select((score < 0.5).mean(), pl.len()).collect().row(0)
+    return float(share) if count else None
 
 
 def _score_column(

@@ -35,8 +35,12 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import polars as pl
 
-CHOICE = ("digits", "wine", "clusters4")  # the default was chosen on these
-HELD_OUT = ("breast_cancer", "iris", "clusters6")  # and is reported on these
+# The default (`balanced`, its power rising with the models' share right on the reference rows)
+# was chosen on these six; the first three chose 0.7's fixed power, the next three then showed it
+# losing to `top` on breast cancer, so all six chose 0.8.4's rule.
+CHOICE = ("digits", "wine", "clusters4", "breast_cancer", "iris", "clusters6")
+# It is reported on these six, fixed before anything ran on them and run once.
+HELD_OUT = ("hastie", "binary_clusters", "blobs5", "quantiles3", "clusters8", "binary_hard")
 SCALINGS = ("minmax", "standard")
 SPACES = ("map", "embeddings")
 STRATEGIES = ("balanced", "typical", "diverse", "top")
@@ -57,6 +61,29 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
             n_samples=2000, n_features=30, n_informative=10, n_redundant=5, n_classes=6,
             n_clusters_per_class=2, class_sep=2.0, random_state=1,
         )  # fmt: skip
+    generated = {
+        "hastie": lambda: datasets.make_hastie_10_2(n_samples=2000, random_state=2),
+        "binary_clusters": lambda: datasets.make_classification(
+            n_samples=2000, n_features=20, n_informative=6, n_redundant=2, n_classes=2,
+            n_clusters_per_class=2, class_sep=1.0, random_state=3,
+        ),
+        "blobs5": lambda: datasets.make_blobs(
+            n_samples=1500, centers=5, n_features=10, cluster_std=2.5, random_state=4
+        ),
+        "quantiles3": lambda: datasets.make_gaussian_quantiles(
+            n_samples=1500, n_features=6, n_classes=3, random_state=5
+        ),
+        "clusters8": lambda: datasets.make_classification(
+            n_samples=2500, n_features=40, n_informative=12, n_redundant=6, n_classes=8,
+            n_clusters_per_class=1, class_sep=1.5, random_state=6,
+        ),
+        "binary_hard": lambda: datasets.make_classification(
+            n_samples=2000, n_features=30, n_informative=4, n_redundant=0, n_classes=2,
+            n_clusters_per_class=3, class_sep=0.8, flip_y=0.05, random_state=7,
+        ),
+    }  # fmt: skip
+    if name in generated:
+        return generated[name]()
     loaded = getattr(datasets, f"load_{name}")()
     return loaded.data, loaded.target
 
