@@ -321,15 +321,21 @@ def _read_elsewhere(*args, **kwargs):
     return difficulty_ray.read_slice(missing, *args[1:], **kwargs)
 
 
-def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
-    tmp_path: Path, cluster, small_batches, monkeypatch
-) -> None:
+def _tasks_run(monkeypatch: pytest.MonkeyPatch, name: str, replacement) -> None:
+    """Ray's tasks run `replacement` for `kscore.plan.difficulty_ray`'s `name` (this module goes to
+    the workers by value; there, `difficulty_ray` is the real one)."""
     import cloudpickle
 
     from kscore.plan import difficulty_ray
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(difficulty_ray, "read_slice", _read_elsewhere)
+    monkeypatch.setattr(difficulty_ray, name, replacement)
+
+
+def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
+    tmp_path: Path, cluster, small_batches, monkeypatch
+) -> None:
+    _tasks_run(monkeypatch, "read_slice", _read_elsewhere)
     paths = _write_inputs(tmp_path, "dense")
     out = tmp_path / "ray.parquet"
     with pytest.raises(InputError, match=r"results_\w\.parquet: cannot read on node [0-9.]+: ") as error:
@@ -363,13 +369,9 @@ def _score_into_nowhere(*args, **kwargs):
 def test_a_task_that_cannot_write_its_part_is_exit_2_naming_the_path_and_node(
     tmp_path: Path, cluster, small_batches, monkeypatch
 ) -> None:
-    import cloudpickle
-
     from kscore.errors import OutputError
-    from kscore.plan import difficulty_ray
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(difficulty_ray, "score_slice", _score_into_nowhere)
+    _tasks_run(monkeypatch, "score_slice", _score_into_nowhere)
     paths = _write_inputs(tmp_path, "dense")
     out = tmp_path / "scores"
     with pytest.raises(OutputError, match=r"part\.parquet: cannot write on node [0-9.]+: ") as error:
