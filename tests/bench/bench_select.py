@@ -41,6 +41,8 @@ import polars as pl
 CHOICE = ("digits", "wine", "clusters4", "breast_cancer", "iris", "clusters6")
 # It is reported on these six, fixed before anything ran on them and run once.
 HELD_OUT = ("hastie", "binary_clusters", "blobs5", "quantiles3", "clusters8", "binary_hard")
+# The next choice's held-out half: fixed before anything ran on them, and not run yet.
+NEXT_HELD_OUT = ("moons10", "circles8", "imbalanced4", "blobs_uneven", "diabetes3", "clusters3x4")
 SCALINGS = ("minmax", "standard")
 SPACES = ("map", "embeddings")
 STRATEGIES = ("balanced", "typical", "diverse", "top")
@@ -84,8 +86,42 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     }  # fmt: skip
     if name in generated:
         return generated[name]()
+    if name in NEXT_HELD_OUT:
+        return _next_held_out(name)
     loaded = getattr(datasets, f"load_{name}")()
     return loaded.data, loaded.target
+
+
+def _next_held_out(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets
+
+    def with_noise(xy: tuple, features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = xy
+        noise = np.random.default_rng(seed).normal(0.0, 0.5, (len(y), features))
+        return np.hstack([x, noise]), y
+
+    if name == "moons10":
+        return with_noise(datasets.make_moons(n_samples=1500, noise=0.2, random_state=11), 8, 11)
+    if name == "circles8":
+        circles = datasets.make_circles(n_samples=1500, noise=0.1, factor=0.5, random_state=12)
+        return with_noise(circles, 6, 12)
+    if name == "imbalanced4":
+        return datasets.make_classification(
+            n_samples=2000, n_features=20, n_informative=6, n_redundant=2, n_classes=4,
+            n_clusters_per_class=2, weights=[0.55, 0.25, 0.12, 0.08], class_sep=1.2, random_state=13,
+        )  # fmt: skip
+    if name == "blobs_uneven":
+        return datasets.make_blobs(
+            n_samples=2000, centers=6, n_features=8, cluster_std=[1.0, 1.5, 2.0, 2.5, 3.0, 3.5],
+            random_state=14,
+        )  # fmt: skip
+    if name == "diabetes3":
+        loaded = datasets.load_diabetes()
+        return loaded.data, np.digitize(loaded.target, np.quantile(loaded.target, [1 / 3, 2 / 3]))
+    return datasets.make_classification(
+        n_samples=2400, n_features=25, n_informative=8, n_redundant=4, n_classes=3,
+        n_clusters_per_class=4, class_sep=1.0, random_state=15,
+    )  # fmt: skip
 
 
 def scaled(x: np.ndarray, scaling: str) -> np.ndarray:
