@@ -164,6 +164,66 @@ def test_ray_difficulty_on_a_saved_scale_equals_local_clamped_values_included(
     _assert_same_file(outs["local"], outs["ray"])
 
 
+def _datapoints_case(tmp_path: Path) -> tuple[dict[str, Path], pl.DataFrame]:
+    """The models' files without their ground truth, and a datapoints table holding it: every
+    scored id and 50 unscored ones, shuffled, with a column of its own."""
+    paths = _write_inputs(tmp_path, "dense")
+    for path in paths.values():
+        pl.read_parquet(path).drop("label").write_parquet(path)
+    rng = np.random.default_rng(7)
+    ids = rng.permutation(
+        pl.concat([pl.read_parquet(p, columns=["id"]) for p in paths.values()])["id"].unique().to_numpy()
+    )
+    ids = np.concatenate([ids, np.arange(50) + 10**6])
+    order = rng.permutation(len(ids))
+    datapoints = pl.DataFrame(
+        {"id": ids[order], "label": rng.integers(0, 2, len(ids)), "group": [f"g{i % 7}" for i in order]}
+    )
+    return paths, datapoints
+
+
+def test_ray_difficulty_with_datapoints_runs_in_a_task_and_equals_the_local_engine(
+    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --datapoints the job runs in memory as one task on a node (the driver's scoring fails
+    here): the ground truth taken from the datapoints, their rows, order and columns, bitwise the
+    local engine's file, and the same summary."""
+    import kscore.core.difficulty
+
+    paths, datapoints = _datapoints_case(tmp_path)
+    standard = _standard("rank", "joint", True)
+    options = {"datapoints": datapoints, "datapoints_source": "points.parquet", "top": 5}
+    local, on_ray = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    expected = write_difficulty_scores(paths, standard, local, **options)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the driver scored the models")
+
+    monkeypatch.setattr(kscore.core.difficulty, "score_in_memory", not_here)
+    got = write_difficulty_scores(paths, standard, on_ray, engine="ray", **options)
+    _assert_same_file(local, on_ray)
+    assert pl.read_parquet(on_ray)["id"].to_list() == datapoints["id"].to_list()
+    assert {k: v for k, v in got.items() if k != "output"} == {
+        k: v for k, v in expected.items() if k != "output"
+    }
+
+
+def test_datapoints_missing_a_scored_id_on_ray_is_an_input_error_and_writes_nothing(
+    tmp_path: Path, cluster
+) -> None:
+    paths, datapoints = _datapoints_case(tmp_path)
+    missing = datapoints.filter(pl.col("id") != 17)
+    with pytest.raises(
+        InputError, match=r"results_a\.parquet: 1 ids are missing from --datapoints \(e\.g\. \[17\]\)"
+    ):
+        write_difficulty_scores(
+            paths, _standard("minmax", "per_model", True), tmp_path / "ray.parquet", engine="ray",
+            datapoints=missing,
+        )  # fmt: skip
+    assert not (tmp_path / "ray.parquet").exists()
+    assert not _leftovers(tmp_path)
+
+
 def test_a_bad_value_read_by_a_ray_task_is_exit_2_naming_the_file_and_node(
     tmp_path: Path, cluster, small_batches
 ) -> None:

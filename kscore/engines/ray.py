@@ -174,6 +174,20 @@ def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]
         raise
 
 
+def run_task(func: Callable[..., _R], *args: Any) -> _R:
+    """`func(*args)` as one Ray task, on whichever node has a CPU free; a user's error it raises
+    reaches the caller as itself, and Ctrl-C cancels it."""
+    ray = ray_module()
+    ref = ray.remote(num_cpus=1)(func).remote(*args)
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        raise unwrap(exc) from None
+    except BaseException:
+        cancel_running(ray, [ref])
+        raise
+
+
 def to_store(frame: pl.DataFrame) -> Any:
     """A table as Ray's object store keeps it best: Arrow, whose buffers Ray writes without a copy
     and reads back in place (a polars frame would be pickled through an IPC copy each way)."""

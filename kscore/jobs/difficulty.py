@@ -129,7 +129,8 @@ def write_difficulty_scores(
     `_kscore.json` manifest written last).
 
     `engine="ray"` runs the partitioned plan's tasks on the Ray cluster at `ray_address` (default
-    `$RAY_ADDRESS`, else a local instance; `kscore[ray]`), whatever the size: the same file.
+    `$RAY_ADDRESS`, else a local instance; `kscore[ray]`), whatever the size: the same file. With
+    `datapoints` the job runs in memory there too, as one task on a node.
 
     Inputs and `out` may be in object storage (`s3://bucket/key`); `out` there is a dataset of parts
     under that prefix, published only when complete. `storage_options` (polars' names, such as
@@ -176,10 +177,9 @@ def _write_difficulty_scores(
 ) -> dict[str, Any]:
     from kscore.core.difficulty import score_in_memory
     from kscore.core.scale import scale_record
-    from kscore.io import check_temp_dir, wants_dataset, write_dataset_atomic, write_table_atomic
+    from kscore.io import check_temp_dir, wants_dataset
     from kscore.plan.difficulty import in_memory_bytes
     from kscore.plan.sizing import resolve_memory_limit
-    from kscore.summaries import difficulty_summary
 
     check_engine(engine)
     check_temp_dir(temp_dir)
@@ -217,9 +217,9 @@ def _write_difficulty_scores(
         scale_source=scale_source,
     )
     if engine == "ray":
-        if scans is None or datapoints is not None:
-            raise InputError("--engine ray reads the models from files and does not take --datapoints yet")
-        from kscore.engines.ray import ray_session
+        if scans is None:
+            raise InputError("--engine ray reads the models from files, not from tables in memory")
+        from kscore.engines.ray import ray_session, run_task
         from kscore.io import file_format
         from kscore.storage import as_path
 
@@ -230,10 +230,18 @@ def _write_difficulty_scores(
         absolute = {
             name: as_path(scanned[name]).absolute() if name in scanned else results[name] for name in results
         }
-        scans = _inputs(absolute, standard)[1]
-        assert scans is not None
-        with ray_session(ray_address):
-            return partitioned(scans, ray_sliced=sliced)
+        if datapoints is None:
+            scans = _inputs(absolute, standard)[1]
+            assert scans is not None
+            with ray_session(ray_address):
+                return partitioned(scans, ray_sliced=sliced)
+        # With --datapoints the job runs in memory, as on this machine: one task, on a node.
+        with ray_session(ray_address), stage(progress, "read and score (ray)"):
+            table, used, accuracy = run_task(
+                score_on_a_node, absolute, standard, explain, datapoints, sources, scale, scale_source
+            )
+        metadata["scale"] = scale_record(used)
+        return _written(table, out, metadata, models, standard, top, accuracy, dataset, progress)
     if scans is not None and datapoints is None:
         text_ids = any(
             not f.collect_schema()[standard.id_column].is_numeric()
@@ -249,6 +257,46 @@ def _write_difficulty_scores(
         )  # fmt: skip
         metadata["scale"] = scale_record(used)
         accuracy = _accuracy(frames, standard, labels, datapoints)
+    return _written(table, out, metadata, models, standard, top, accuracy, dataset, progress)
+
+
+def score_on_a_node(
+    paths: Mapping[str, ResultInput],
+    standard: QualityStandard,
+    explain: bool,
+    datapoints: pl.DataFrame | None,
+    sources: Mapping[str, str],
+    scale: Any,
+    scale_source: str,
+) -> tuple[pl.DataFrame, Any, dict[str, float | None]]:
+    """The in-memory job on a Ray node: the models read there from `paths` (named in messages as
+    `sources` name them), scored; (the table, the scale used, the accuracy)."""
+    from kscore.core.difficulty import score_in_memory
+
+    frames = _inputs(paths, standard)[0]
+    labels = {name: sources.get(name) or f"model {name!r}" for name in frames}
+    table, used = score_in_memory(
+        frames, standard, explain=explain, datapoints=datapoints, sources=sources, scale=scale,
+        scale_source=scale_source,
+    )  # fmt: skip
+    return table, used, _accuracy(frames, standard, labels, datapoints)
+
+
+def _written(
+    table: pl.DataFrame,
+    out: Path,
+    metadata: dict[str, Any],
+    models: list[str],
+    standard: QualityStandard,
+    top: int,
+    accuracy: dict[str, float | None],
+    dataset: bool,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, Any]:
+    """`table` written to `out` (a file, or a dataset of parts) with `metadata`; the summary."""
+    from kscore.io import write_dataset_atomic, write_table_atomic
+    from kscore.summaries import difficulty_summary
+
     # The summary is computed while the file is written, in a thread of lower priority: the write
     # is the longer job, and the summary then only takes the cycles it leaves idle.
     with ThreadPoolExecutor(1) as background:
