@@ -164,6 +164,58 @@ def test_ray_difficulty_on_a_saved_scale_equals_local_clamped_values_included(
     _assert_same_file(outs["local"], outs["ray"])
 
 
+def _stages_of(paths, standard, out, **options) -> dict[str, int]:
+    stages: dict[str, int] = {}
+    write_difficulty_scores(
+        paths, standard, out, engine="ray", progress=lambda s, d, t: stages.update({s: t}), **options
+    )
+    return stages
+
+
+def test_a_single_file_output_that_fits_memory_is_scored_in_one_task_as_locally(
+    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its rows pass through the driver either way: the job runs in memory on a node (the driver's
+    scoring fails here), bitwise the local engine's file and summary."""
+    import kscore.core.difficulty
+
+    paths = _write_inputs(tmp_path, "mixed")
+    standard = _standard("rank", "per_model", True)
+    local, on_ray = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    expected = write_difficulty_scores(paths, standard, local, top=5)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the driver scored the models")
+
+    monkeypatch.setattr(kscore.core.difficulty, "score_in_memory", not_here)
+    stages: dict[str, int] = {}
+    got = write_difficulty_scores(
+        paths, standard, on_ray, engine="ray", top=5, progress=lambda s, d, t: stages.update({s: t})
+    )
+    assert "read and score (ray)" in stages and "score id ranges (ray)" not in stages, stages
+    _assert_same_file(local, on_ray)
+    assert {k: v for k, v in got.items() if k != "output"} == {
+        k: v for k, v in expected.items() if k != "output"
+    }
+
+
+def test_a_dataset_output_above_the_limit_or_beyond_every_node_takes_the_partitioned_plan(
+    tmp_path: Path, cluster, small_batches, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kscore.engines.ray
+
+    paths = _write_inputs(tmp_path, "dense")
+    standard = _standard("minmax", "per_model", False)
+    ranged = "score id ranges (ray)"
+    assert ranged in _stages_of(paths, standard, f"{tmp_path / 'scores'}/")  # the tasks write parts
+    assert ranged in _stages_of(paths, standard, tmp_path / "small.parquet", memory_limit="400KB")
+    assert ranged not in _stages_of(paths, standard, tmp_path / "fits.parquet")
+    monkeypatch.setattr(kscore.engines.ray, "largest_task_memory", lambda: 1024)
+    assert ranged in _stages_of(paths, standard, tmp_path / "no_node.parquet")
+    for name in ("small.parquet", "fits.parquet", "no_node.parquet"):
+        _assert_same_rows(pl.read_parquet(tmp_path / "fits.parquet"), pl.read_parquet(tmp_path / name))
+
+
 def _datapoints_case(tmp_path: Path) -> tuple[dict[str, Path], pl.DataFrame]:
     """The models' files without their ground truth, and a datapoints table holding it: every
     scored id and 50 unscored ones, shuffled, with a column of its own."""
@@ -399,7 +451,9 @@ def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
     paths = _write_inputs(tmp_path, "dense")
     out = tmp_path / "ray.parquet"
     with pytest.raises(InputError, match=r"results_\w\.parquet: cannot read on node [0-9.]+: ") as error:
-        write_difficulty_scores(paths, _standard("minmax", "per_model", False), out, engine="ray")
+        write_difficulty_scores(
+            paths, _standard("minmax", "per_model", False), out, engine="ray", memory_limit="400KB"
+        )
     assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
     assert not out.exists()
 

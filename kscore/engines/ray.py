@@ -131,6 +131,12 @@ def _actor_options() -> dict[str, Any]:
     return {"runtime_env": {"env_vars": env}}
 
 
+def largest_task_memory() -> int:
+    """The most memory (bytes) Ray can reserve for one task on a single live node of the cluster."""
+    nodes = ray_module().nodes()
+    return max((int(n.get("Resources", {}).get("memory", 0)) for n in nodes if n.get("Alive")), default=0)
+
+
 def cluster_cpus() -> int:
     """The CPUs of the connected cluster (at least 1)."""
     return max(int(ray_module().cluster_resources().get("CPU", 1)), 1)
@@ -174,11 +180,13 @@ def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]
         raise
 
 
-def run_task(func: Callable[..., _R], *args: Any) -> _R:
-    """`func(*args)` as one Ray task, on whichever node has a CPU free; a user's error it raises
-    reaches the caller as itself, and Ctrl-C cancels it."""
+def run_task(func: Callable[..., _R], *args: Any, memory: int = 0) -> _R:
+    """`func(*args)` as one Ray task, on a node with a CPU and `memory` bytes free (Ray's `memory`
+    resource; none reserved with 0); a user's error it raises reaches the caller as itself, and
+    Ctrl-C cancels it."""
     ray = ray_module()
-    ref = ray.remote(num_cpus=1)(func).remote(*args)
+    task = ray.remote(num_cpus=1)(func)
+    ref = (task.options(memory=memory) if memory else task).remote(*args)
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:

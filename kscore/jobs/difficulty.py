@@ -129,8 +129,9 @@ def write_difficulty_scores(
     `_kscore.json` manifest written last).
 
     `engine="ray"` runs the partitioned plan's tasks on the Ray cluster at `ray_address` (default
-    `$RAY_ADDRESS`, else a local instance; `kscore[ray]`), whatever the size: the same file. With
-    `datapoints` the job runs in memory there too, as one task on a node.
+    `$RAY_ADDRESS`, else a local instance; `kscore[ray]`): the same file. A single-file `out` whose
+    job fits `memory_limit` and a node's memory, or any job with `datapoints`, runs in memory as
+    one task on a node instead.
 
     Inputs and `out` may be in object storage (`s3://bucket/key`); `out` there is a dataset of parts
     under that prefix, published only when complete. `storage_options` (polars' names, such as
@@ -178,7 +179,6 @@ def _write_difficulty_scores(
     from kscore.core.difficulty import score_in_memory
     from kscore.core.scale import scale_record
     from kscore.io import check_temp_dir, wants_dataset
-    from kscore.plan.difficulty import in_memory_bytes
     from kscore.plan.sizing import resolve_memory_limit
 
     check_engine(engine)
@@ -219,7 +219,7 @@ def _write_difficulty_scores(
     if engine == "ray":
         if scans is None:
             raise InputError("--engine ray reads the models from files, not from tables in memory")
-        from kscore.engines.ray import ray_session, run_task
+        from kscore.engines.ray import largest_task_memory, ray_session, run_task
         from kscore.io import file_format
         from kscore.storage import as_path
 
@@ -230,26 +230,27 @@ def _write_difficulty_scores(
         absolute = {
             name: as_path(scanned[name]).absolute() if name in scanned else results[name] for name in results
         }
-        if datapoints is None:
-            scans = _inputs(absolute, standard)[1]
-            assert scans is not None
-            with ray_session(ray_address):
+        need = 0 if datapoints is not None else _in_memory_need(scans, standard, labels, explain)
+        with ray_session(ray_address):
+            # In memory as one task where a single file is written (its rows pass through here
+            # either way) and the job fits the memory limit and a node; --datapoints always.
+            if datapoints is None and (dataset or need > limit or need > largest_task_memory()):
+                scans = _inputs(absolute, standard)[1]
+                assert scans is not None
                 return partitioned(scans, ray_sliced=sliced)
-        # With --datapoints the job runs in memory, as on this machine: one task, on a node.
-        with ray_session(ray_address), stage(progress, "read and score (ray)"):
-            table, used, accuracy = run_task(
-                score_on_a_node, absolute, standard, explain, datapoints, sources, scale, scale_source
-            )
+            with stage(progress, "read and score (ray)"):
+                table, used, accuracy = run_task(
+                    score_on_a_node, absolute, standard, explain, datapoints, sources, scale, scale_source,
+                    memory=need,
+                )  # fmt: skip
+        if not isinstance(table, pl.DataFrame):
+            from kscore.engines.ray import from_store
+
+            table = from_store(table)
         metadata["scale"] = scale_record(used)
         return _written(table, out, metadata, models, standard, top, accuracy, dataset, progress)
-    if scans is not None and datapoints is None:
-        text_ids = any(
-            not f.collect_schema()[standard.id_column].is_numeric()
-            for f in scans.values()
-            if standard.id_column in f.collect_schema()
-        )
-        if in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids) > limit:
-            return partitioned(scans, footers=_local_parquet(scanned))
+    if scans is not None and datapoints is None and _in_memory_need(scans, standard, labels, explain) > limit:
+        return partitioned(scans, footers=_local_parquet(scanned))
     with stage(progress, "read and score"):
         table, used = score_in_memory(
             frames, standard, explain=explain, datapoints=datapoints, sources=sources, scale=scale,
@@ -258,6 +259,20 @@ def _write_difficulty_scores(
         metadata["scale"] = scale_record(used)
         accuracy = _accuracy(frames, standard, labels, datapoints)
     return _written(table, out, metadata, models, standard, top, accuracy, dataset, progress)
+
+
+def _in_memory_need(
+    scans: Mapping[str, pl.LazyFrame], standard: QualityStandard, labels: Mapping[str, str], explain: bool
+) -> int:
+    """The estimated peak memory of scoring the models in memory (bytes)."""
+    from kscore.plan.difficulty import in_memory_bytes
+
+    text_ids = any(
+        not f.collect_schema()[standard.id_column].is_numeric()
+        for f in scans.values()
+        if standard.id_column in f.collect_schema()
+    )
+    return in_memory_bytes(count_rows(scans, labels), standard, explain, text_ids)
 
 
 def score_on_a_node(
@@ -279,7 +294,12 @@ def score_on_a_node(
         frames, standard, explain=explain, datapoints=datapoints, sources=sources, scale=scale,
         scale_source=scale_source,
     )  # fmt: skip
-    return table, used, _accuracy(frames, standard, labels, datapoints)
+    accuracy = _accuracy(frames, standard, labels, datapoints)
+    if datapoints is None:  # kscore's own columns: as Arrow, which Ray moves without a copy
+        from kscore.engines.ray import to_store
+
+        return to_store(table), used, accuracy
+    return table, used, accuracy  # a datapoints table's columns may be any of polars' types
 
 
 def _written(
