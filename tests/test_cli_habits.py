@@ -669,6 +669,8 @@ def test_a_broken_or_unknown_compressed_input_is_exit_2_naming_it(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written, nothing left
 
 
+# ten processes in a shell pipeline: 10 s, run with the slow tests
+@pytest.mark.slow
 def test_a_pipeline_through_stdin_and_stdout_gives_the_files_tables(tmp_path: Path):
     """`-` (stdin: CSV, or NDJSON sniffed) and `-o -` (stdout: CSV, NDJSON, Parquet into a pipe)
     give the same table as files, for difficulty, embed-scores, select and compare. The result

@@ -241,6 +241,8 @@ def test_embed_scores_reads_and_writes_s3_like_local_paths(s3, tmp_path: Path) -
     assert manifest["inputs"] == {"embeddings": emb, "difficulty": diff}
 
 
+# UMAP fits through moto: 8 s, run with the slow tests
+@pytest.mark.slow
 def test_a_map_saved_to_and_read_from_s3_equals_the_local_round_trip(s3, tmp_path: Path) -> None:
     embeddings = str(Path(__file__).resolve().parents[1] / "sample_data" / "embeddings.parquet")
     option = f"aws_endpoint_url={s3.endpoint}"
