@@ -5,6 +5,12 @@ console script with --memory-limit, sampling the summed RSS of its process tree 
 The stage lines kscore prints on stderr give the split of the time.
 
     python tests/bench/bench_embed_memory.py /tmp/emb1m --rows 1000000 --dim 384 --memory-limit 3GiB
+
+With `--ray-nodes N`, a local cluster of N nodes (`ray.cluster_utils.Cluster`, `--cpus-per-node`
+each) is started first and kscore runs on it (`--engine ray`), writing a dataset `DIR/`; the peak
+is then the driver process's own (the cluster's workers apart):
+
+    python tests/bench/bench_embed_memory.py /tmp/emb5m --rows 5000000 --memory-limit 2GiB --ray-nodes 2
 """
 
 from __future__ import annotations
@@ -53,17 +59,39 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--memory-limit", default="3GiB")
     parser.add_argument("--reducer", default="umap")
+    parser.add_argument("--ray-nodes", type=int, default=0, help="run on a local cluster of N nodes")
+    parser.add_argument("--cpus-per-node", type=int, default=1)
+    parser.add_argument("--object-store-mib", type=int, default=2048)
     args = parser.parse_args()
     path = make(args.folder, args.rows, args.dim)
     kscore = Path(sys.executable).with_name("kscore")
+    out = f"{args.folder / 'out'}/" if args.ray_nodes else str(args.folder / "out.parquet")
     command = [
         str(kscore), "embed-scores", str(path), "--reducer", args.reducer,
-        "--memory-limit", args.memory_limit, "-o", str(args.folder / "out.parquet"), "--json",
+        "--memory-limit", args.memory_limit, "-o", out, "--json",
     ]  # fmt: skip
-    code, wall, peak = run_measured(command, stdout=subprocess.DEVNULL)
+    if not args.ray_nodes:
+        code, wall, peak = run_measured(command, stdout=subprocess.DEVNULL)
+        where = "the process tree"
+    else:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        node = {"num_cpus": args.cpus_per_node, "object_store_memory": args.object_store_mib * 2**20}
+        cluster = Cluster(initialize_head=True, head_node_args=node)
+        for _ in range(args.ray_nodes - 1):
+            cluster.add_node(**node)
+        cluster.wait_for_nodes(timeout=120)
+        try:
+            command += ["--engine", "ray", "--ray-address", cluster.address]
+            code, wall, peak = run_measured(command, root_only=True, stdout=subprocess.DEVNULL)
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+        where = f"the driver alone ({args.ray_nodes} nodes of {args.cpus_per_node} CPU)"
     print(
         f"{args.rows} x {args.dim}, --memory-limit {args.memory_limit}, reducer {args.reducer}: "
-        f"exit {code}, {wall:.1f} s, peak RSS of the process tree {peak / 2**20:.0f} MiB"
+        f"exit {code}, {wall:.1f} s, peak RSS of {where} {peak / 2**20:.0f} MiB"
     )
 
 
