@@ -145,3 +145,52 @@ def test_a_bad_row_in_a_later_batch_leaves_no_spill(tmp_path: Path, no_base) -> 
             pl.scan_parquet(tmp_path / "emb.parquet"), reducer="none", memory_limit=50_000, spill_dir=spill
         )
     assert list(spill.iterdir()) == []
+
+
+def test_a_local_parquet_file_is_spilled_by_a_streaming_reader_within_its_row_groups(
+    tmp_path: Path, no_base, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One row group of every row, spilled in batches smaller than it by pyarrow's streaming reader
+    (polars would decode the group whole first): the in-memory output. A file cut short is a
+    one-line error naming it, with nothing left in the spill folder."""
+    points = _points(3000, 2)
+    path = tmp_path / "emb.parquet"
+    points.write_parquet(path, row_group_size=points.height)
+    options = {"reducer": "none", "difficulty": _difficulty(points), "jobs": 1}
+    whole, _ = score_embeddings(points, **options)
+
+    def not_polars(*args, **kwargs):
+        raise AssertionError("polars read the embeddings")
+
+    seen: list[int] = []
+    real = SpilledRows.append
+    monkeypatch.setattr(pl.LazyFrame, "collect_batches", not_polars)
+    monkeypatch.setattr(SpilledRows, "append", lambda self, rows: (seen.append(len(rows)), real(self, rows)))
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    parts, _ = score_embeddings(
+        pl.scan_parquet(path), memory_limit=50_000, spill_dir=spill, source=str(path), **options
+    )
+    assert len(seen) > 1 and max(seen) < points.height
+    _assert_same(whole, parts)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(data[: len(data) // 2] + data[-8:])  # the footer's length and magic kept
+    with pytest.raises(InputError, match=r"cut\.parquet: ") as error:
+        score_embeddings(
+            pl.scan_parquet(cut), memory_limit=50_000, spill_dir=spill, source=str(cut), **options
+        )
+    assert "\n" not in str(error.value)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def broken(*args, **kwargs):
+        raise pa.ArrowInvalid("Couldn't deserialize thrift: TProtocolException: Invalid data\nmore")
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", broken)  # the embeddings' read fails alone
+    with pytest.raises(InputError, match=r"emb\.parquet: cannot read: Couldn't deserialize thrift") as error:
+        score_embeddings(
+            pl.scan_parquet(path), memory_limit=50_000, spill_dir=spill, source=str(path), **options
+        )
+    assert "\n" not in str(error.value)
+    assert list(spill.iterdir()) == []
