@@ -458,13 +458,16 @@ def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
     assert not out.exists()
 
 
-def _start_ray_difficulty(tmp_path: Path, cluster, extra: list[str]) -> subprocess.Popen:
-    """`kscore difficulty` of 3 models x 1M rows on the cluster, in a process of its own."""
+def _start_ray_difficulty(
+    tmp_path: Path, cluster, extra: list[str], limit: str = "356MiB"
+) -> subprocess.Popen:
+    """`kscore difficulty` of 3 models x 1M rows on the cluster, in a process of its own (the
+    partitioned plan at the default `limit`)."""
     _generate(tmp_path, 1_000_000, models=3)
     files = [f"results_m{m}.parquet" for m in range(3)]
     args = ["difficulty", *files, "-c", "k.yaml", "--engine", "ray", "--ray-address", cluster.address]
     return subprocess.Popen(
-        [sys.executable, "-m", "kscore", *args, *extra, "--memory-limit", "356MiB"],
+        [sys.executable, "-m", "kscore", *args, *extra, "--memory-limit", limit],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -505,10 +508,36 @@ def test_ctrl_c_cancels_the_jobs_tasks_and_leaves_no_output(tmp_path: Path, clus
     interrupt_after_stage(process, "read and split (ray)")
     assert not (tmp_path / output.rstrip("/")).exists()
     assert _leftovers(tmp_path) == []
+    _cluster_cpus_back()
+
+
+def _cluster_cpus_back() -> None:
     deadline = time.monotonic() + 60  # the job's tasks stop: the cluster's CPUs come back
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
         assert time.monotonic() < deadline, ray.available_resources()
         time.sleep(0.5)
+
+
+def test_ctrl_c_while_one_task_scores_in_memory_cancels_it_and_leaves_no_output(
+    tmp_path: Path, cluster
+) -> None:
+    import signal
+
+    process = _start_ray_difficulty(tmp_path, cluster, ["-o", "scores.parquet"], limit="8GiB")
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]:  # not started
+        if process.poll() is not None:
+            pytest.skip("the run ended before its task was seen running: too fast to interrupt here")
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    errors = [line for line in rest.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: interrupted"), rest
+    assert not (tmp_path / "scores.parquet").exists()
+    assert _leftovers(tmp_path) == []
+    _cluster_cpus_back()
 
 
 def test_ctrl_c_while_the_tasks_write_an_s3_dataset_leaves_nothing_under_the_prefix(
