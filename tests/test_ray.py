@@ -290,19 +290,16 @@ def test_a_bad_value_read_by_a_ray_task_is_exit_2_naming_the_file_and_node(
     assert not (tmp_path / "ray.parquet").exists()
 
 
-def _kill_once(marker: str):
-    """`read_slice` whose first call kills its own worker process (a node losing a worker)."""
-    from kscore.plan import difficulty_ray
+def _kill_once(marker: str, original):
+    """`original` whose first call kills its own worker process (a node losing a worker)."""
 
-    original = difficulty_ray.read_slice
-
-    def read_or_die(*args, **kwargs):
+    def call_or_die(*args, **kwargs):
         if not os.path.exists(marker):
             Path(marker).touch()
             os._exit(1)
         return original(*args, **kwargs)
 
-    return read_or_die
+    return call_or_die
 
 
 def test_a_killed_worker_is_retried_and_the_output_is_the_same(
@@ -314,11 +311,30 @@ def test_a_killed_worker_is_retried_and_the_output_is_the_same(
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
     marker = tmp_path / "killed"
-    monkeypatch.setattr(difficulty_ray, "read_slice", _kill_once(str(marker)))
+    monkeypatch.setattr(difficulty_ray, "read_slice", _kill_once(str(marker), difficulty_ray.read_slice))
     paths = _write_inputs(tmp_path, "dense")
     local, on_ray = _both(tmp_path, paths, _standard("rank", "joint", False))
     assert marker.exists()  # a worker did die
     _assert_same_file(local, on_ray)
+
+
+def test_a_worker_killed_under_the_single_task_is_retried_and_the_output_is_the_same(
+    tmp_path: Path, cluster, monkeypatch
+) -> None:
+    import cloudpickle
+
+    from kscore.jobs import difficulty as job
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = tmp_path / "killed"
+    monkeypatch.setattr(job, "score_on_a_node", _kill_once(str(marker), job.score_on_a_node))
+    paths = _write_inputs(tmp_path, "sparse")
+    standard = _standard("rank", "joint", True)
+    local = tmp_path / "local.parquet"
+    write_difficulty_scores(paths, standard, local)
+    stages = _stages_of(paths, standard, tmp_path / "ray.parquet")
+    assert "read and score (ray)" in stages and marker.exists()  # one task, and its worker did die
+    _assert_same_file(local, tmp_path / "ray.parquet")
 
 
 @pytest.mark.parametrize(("reducer", "dim"), [("umap", 8), ("none", 2)])
