@@ -460,20 +460,6 @@ def _tasks_run(monkeypatch: pytest.MonkeyPatch, name: str, replacement) -> None:
     monkeypatch.setattr(difficulty_ray, name, replacement)
 
 
-def test_a_node_that_cannot_read_an_input_names_the_file_and_the_node(
-    tmp_path: Path, cluster, small_batches, monkeypatch
-) -> None:
-    _tasks_run(monkeypatch, "read_slice", _read_elsewhere)
-    paths = _write_inputs(tmp_path, "dense")
-    out = tmp_path / "ray.parquet"
-    with pytest.raises(InputError, match=r"results_\w\.parquet: cannot read on node [0-9.]+: ") as error:
-        write_difficulty_scores(
-            paths, _standard("minmax", "per_model", False), out, engine="ray", memory_limit="400KB"
-        )
-    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
-    assert not out.exists()
-
-
 def _start_ray_difficulty(
     tmp_path: Path, cluster, extra: list[str], limit: str = "356MiB"
 ) -> subprocess.Popen:
@@ -499,20 +485,29 @@ def _score_into_nowhere(*args, **kwargs):
     return difficulty_ray.score_slice(*args[:6], ("/proc/kscore-no-such-folder/part.parquet", *rest))
 
 
-def test_a_task_that_cannot_write_its_part_is_exit_2_naming_the_path_and_node(
-    tmp_path: Path, cluster, small_batches, monkeypatch
+@pytest.mark.parametrize(
+    ("task", "replacement", "pattern", "output"),
+    [
+        ("read_slice", _read_elsewhere, r"results_\w\.parquet: cannot read on node [0-9.]+: ", "ray.parquet"),
+        ("score_slice", _score_into_nowhere, r"part\.parquet: cannot write on node [0-9.]+: ", "scores/"),
+    ],
+)
+def test_a_node_that_cannot_read_an_input_or_write_its_part_is_exit_2_naming_the_path_and_node(
+    tmp_path: Path, cluster, small_batches, monkeypatch, task, replacement, pattern, output
 ) -> None:
+    """An InputError (a read) or OutputError (a part's write) raised in a task comes out as itself:
+    one line naming the path and the node, and nothing written or left behind."""
     from kscore.errors import OutputError
 
-    _tasks_run(monkeypatch, "score_slice", _score_into_nowhere)
+    _tasks_run(monkeypatch, task, replacement)
     paths = _write_inputs(tmp_path, "dense")
-    out = tmp_path / "scores"
-    with pytest.raises(OutputError, match=r"part\.parquet: cannot write on node [0-9.]+: ") as error:
+    out = f"{tmp_path}/{output}"  # a trailing slash kept: a dataset
+    with pytest.raises(InputError if task == "read_slice" else OutputError, match=pattern) as error:
         write_difficulty_scores(
-            paths, _standard("minmax", "per_model", False), f"{out}/", engine="ray", memory_limit="400KB"
+            paths, _standard("minmax", "per_model", False), out, engine="ray", memory_limit="400KB"
         )
     assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
-    assert not out.exists()
+    assert not Path(out.rstrip("/")).exists()
     assert _leftovers(tmp_path) == []
 
 
