@@ -230,7 +230,8 @@ def _write_difficulty_scores(
         absolute = {
             name: as_path(scanned[name]).absolute() if name in scanned else results[name] for name in results
         }
-        need = 0 if datapoints is not None else _in_memory_need(scans, standard, labels, explain)
+        # (a dataset output keeps the plan whose tasks write its parts: no count of its rows)
+        need = 0 if datapoints is not None or dataset else _in_memory_need(scans, standard, labels, explain)
         with ray_session(ray_address):
             # In memory as one task where a single file is written (its rows pass through here
             # either way) and the job fits the memory limit and a node; --datapoints always.
