@@ -170,7 +170,12 @@ def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]
     ray = ray_module()
     shared_ref = ray.put(shared)
     task = ray.remote(num_cpus=1)(func)
-    refs = [task.remote(shared_ref, part) for part in parts]
+    return _gathered(ray, [task.remote(shared_ref, part) for part in parts])
+
+
+def _gathered(ray: Any, refs: list[Any]) -> list[Any]:
+    """The tasks' results, in order; a user's error one raised comes out as itself, and on any
+    error or Ctrl-C the tasks still running are cancelled."""
     try:
         return ray.get(refs)
     except ray.exceptions.RayTaskError as exc:
@@ -186,14 +191,7 @@ def run_task(func: Callable[..., _R], *args: Any, memory: int = 0) -> _R:
     Ctrl-C cancels it."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(func)
-    ref = (task.options(memory=memory) if memory else task).remote(*args)
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as exc:
-        raise unwrap(exc) from None
-    except BaseException:
-        cancel_running(ray, [ref])
-        raise
+    return _gathered(ray, [(task.options(memory=memory) if memory else task).remote(*args)])[0]
 
 
 def to_store(frame: pl.DataFrame) -> Any:
