@@ -1363,7 +1363,16 @@ CASES.update(
             ["select", "scores.parquet", "--budget", "3", "-o", "p.txt"], "unsupported output type '.txt'"
         ),
         "select: --embeddings lacking ids": Case(
-            ["select", "scores.parquet", "--budget", "3", "--embeddings", "few.parquet"],
+            [
+                "select",
+                "scores.parquet",
+                "--budget",
+                "3",
+                "--strategy",
+                "typical",
+                "--embeddings",
+                "few.parquet",
+            ],
             "have no embedding",
             {"few.parquet": _parquet({"id": [0, 1], "embedding": [[0.0, 1.0], [1.0, 0.0]]})},
         ),
@@ -1814,17 +1823,20 @@ def _embeddings_file(ids: list, vectors: list) -> Callable[[Path], None]:
 SECOND_PASS.update(
     {
         "select: --embeddings of empty vectors": Case(
-            ["select", "scores.parquet", "--budget", "3", "--embeddings", "v.parquet", "-o", OUT],
+            ["select", "scores.parquet", "--budget", "3", "--strategy", "typical", "--embeddings",
+             "v.parquet", "-o", OUT],
             "the embeddings are empty (0 dimensions)",
             {"v.parquet": _embeddings_file(list(range(60)), [[]] * 60)},
         ),
         "select: --embeddings with text ids against integer ids": Case(
-            ["select", "scores.parquet", "--budget", "3", "--embeddings", "v.parquet", "-o", OUT],
+            ["select", "scores.parquet", "--budget", "3", "--strategy", "typical", "--embeddings",
+             "v.parquet", "-o", OUT],
             "its ids (String) do not match the ids of scores.parquet (Int64)",
             {"v.parquet": _embeddings_file([f"x{i}" for i in range(60)], [[0.0, 1.0]] * 60)},
         ),
         "select ok: --embeddings with integral float ids": Case(
-            ["select", "scores.parquet", "--budget", "3", "--embeddings", "v.parquet", "-o", "p.parquet"],
+            ["select", "scores.parquet", "--budget", "3", "--strategy", "typical", "--embeddings",
+             "v.parquet", "-o", "p.parquet"],
             None,
             {"v.parquet": _embeddings_file([float(i) for i in range(60)],
                                             [[float(i), float(i % 7)] for i in range(60)])},
@@ -1843,7 +1855,7 @@ SECOND_PASS.update(
         ),
         "embed-scores: --difficulty whose ids match no reference row": Case(
             ["embed-scores", "emb5.parquet", "--reducer", "pca", "--difficulty", "textdiff.parquet",
-             "-o", OUT],
+             "v.parquet", "-o", OUT],
             "none of the 24 reference rows has a difficulty score",
             {"textdiff.parquet": lambda p: pl.read_parquet(p.parent / "diff.parquet")
              .with_columns(pl.format("x{}", "id").alias("id")).write_parquet(p)},

@@ -14,6 +14,7 @@ import pytest
 import kscore
 from kscore.core.pick_strategies import pick
 from kscore.io import read_kscore_metadata
+from kscore.jobs.select import selected
 
 from .conftest import CONFIGS, SAMPLE, run_kscore
 
@@ -223,10 +224,29 @@ def test_embeddings_measure_coverage_in_the_embedding_space(scored: Path):
         "5",
         "--embeddings",
         str(SAMPLE / "embeddings.parquet"),
+        "--strategy",
+        "typical",
         "--json",
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["space"].startswith("embeddings (64 dimensions, euclidean)")
+
+
+def test_balanced_picks_on_the_map_even_with_embeddings(scored: Path):
+    """The default covers the map (chosen by tests/bench/bench_select.py); --embeddings is said to be
+    for typical and diverse, and a file without a map still covers the embedding space."""
+    table = pl.read_parquet(scored / "e.parquet")
+    embeddings = pl.read_parquet(SAMPLE / "embeddings.parquet")
+    labeled = [2, 3, 5]
+    on_map = kscore.select(table, 12, labeled=labeled)
+    picks, summary = selected(table, 12, labeled=labeled, embeddings=embeddings)
+    assert picks.equals(on_map) and summary["space"] == "map"
+    assert any("--embeddings is used by --strategy typical and diverse" in n for n in summary["notes"])
+    typical = kscore.select(table, 12, strategy="typical", labeled=labeled, embeddings=embeddings)
+    assert not typical.equals(kscore.select(table, 12, strategy="typical", labeled=labeled))
+    no_map = table.drop("map_x", "map_y")
+    _, without = selected(no_map, 12, labeled=labeled, embeddings=embeddings)
+    assert without["space"].startswith("embeddings (64 dimensions")
 
 
 def test_plot_draws_the_picks_on_the_map(scored: Path):

@@ -445,7 +445,10 @@ def select(
     embeddings: Annotated[
         Optional[str],
         typer.Option(
-            "--embeddings", metavar="FILE", help="Measure coverage in this embedding space, not the map."
+            "--embeddings",
+            metavar="FILE",
+            help="Measure coverage in this embedding space, not the map (typical, diverse; balanced "
+            "where the file has no map).",
         ),
     ] = None,
     embedding_col: Annotated[

@@ -132,6 +132,12 @@ def select_batch(
             stacklevel=2,
         )
         budget = n_candidates
+    if strategy == "balanced" and has_map and embeddings is not None:
+        notes.append(
+            "balanced picks on the map (its regions and their typical points); --embeddings is used "
+            "by --strategy typical and diverse"
+        )
+        embeddings = None
     points, labeled_points, space = _coordinates(
         frame, candidates, id_column, has_map, embeddings, embedding_col, embedding_prefix, metric,
         budget, seed, source,
@@ -354,7 +360,9 @@ def select(
     `potential_difficulty_score`, else `difficulty_score`, else `representation_score` ascending);
     `ascending` puts low scores first. `labeled` ids (a file, or ids) are never picked and count as
     covered. `embeddings` (the embed-scores input: a file or a frame) measures coverage in the
-    embedding space instead of the map. The other `options` are `selected`'s and `select_batch`'s.
+    embedding space instead of the map, for `typical` and `diverse` (`balanced` picks on the map
+    where the file has one: on raw features its typical points crowd the middle of the data). The
+    other `options` are `selected`'s and `select_batch`'s.
     Without `out`: id, rank, the score, `distance` (to the nearest earlier pick or labeled point)
     and `strategy`, in pick order, deterministic for a `seed`, ties broken by id; with `out`, they
     are written there and the summary is returned: what `kscore select --json` prints."""
