@@ -497,11 +497,20 @@ def write_failure(
     return OutputError(f"{out}: {what}: {reason}")
 
 
+# Folders where this process made temporary folders: swept once more at exit (`_sweep_own`).
+_OWN_PLACES: set[Path] = set()
+
+
 @contextlib.contextmanager
 def temporary_folder(beside: Path) -> Iterator[Path]:
     """A fresh temporary folder named after `beside` (see `temporary_path`), removed at the end
     whatever happens; stale ones of dead runs in the same place are removed first."""
     remove_stale_temporaries(beside.parent)
+    if not _OWN_PLACES:
+        import atexit
+
+        atexit.register(_sweep_own)
+    _OWN_PLACES.add(beside.parent)
     folder = temporary_path(beside)
     folder.mkdir()
     try:
@@ -531,6 +540,25 @@ def write_atomic(out: Path, write: Callable[[str], None], also: Sequence[tuple[s
                 os.replace(target, out)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise write_failure(out, exc) from None
+
+
+def _sweep_own() -> None:
+    """At exit, remove this process's temporary folders that came back after they were discarded:
+    a failed query's sink can still be closing a file in its folder (a full disk), and recreate it."""
+    own = f".kscore-{_run_tag()}-"
+    for place in _OWN_PLACES:
+        try:
+            entries = list(os.scandir(place))
+        except OSError:
+            continue
+        for entry in entries:
+            if own in entry.name and _TEMPORARY.search(entry.name):
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
 
 
 def discard(folder: Path) -> None:

@@ -160,6 +160,34 @@ def test_stale_temporaries_of_dead_runs_are_removed_and_only_those(tmp_path: Pat
     assert mine.exists() and other_host.exists() and user_file.exists()
 
 
+def test_a_temporary_folder_a_late_writer_recreates_is_removed_at_exit(tmp_path: Path):
+    """A failed query's sink may still be closing a file when its folder is discarded (a full disk)
+    and create the folder again: the process removes its own such folders as it exits, and no
+    other run's (this test's own live one) or anything else."""
+    import subprocess
+    import sys
+
+    theirs = temporary_path(tmp_path / "o.parquet")  # a live run's: this process's
+    theirs.mkdir()
+    user_file = tmp_path / "notes.tmp"
+    user_file.write_text("x")
+    late = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from kscore.io import temporary_folder\n"
+        "with temporary_folder(Path(sys.argv[1]) / 'o.parquet') as folder:\n"
+        "    pass\n"
+        "assert not folder.exists()\n"
+        "(folder / 'rows-m0' / 'k=0').mkdir(parents=True)\n"  # what the late writer does
+        "(folder / 'rows-m0' / 'k=0' / '0.ipc').write_bytes(b'x')\n"
+        "print(folder)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", late, str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not Path(done.stdout.strip()).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([theirs.name, user_file.name])
+
+
 def test_outputs_get_normal_permissions(tmp_path: Path):
     import os
 
