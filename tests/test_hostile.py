@@ -1855,7 +1855,7 @@ SECOND_PASS.update(
         ),
         "embed-scores: --difficulty whose ids match no reference row": Case(
             ["embed-scores", "emb5.parquet", "--reducer", "pca", "--difficulty", "textdiff.parquet",
-             "v.parquet", "-o", OUT],
+             "-o", OUT],
             "none of the 24 reference rows has a difficulty score",
             {"textdiff.parquet": lambda p: pl.read_parquet(p.parent / "diff.parquet")
              .with_columns(pl.format("x{}", "id").alias("id")).write_parquet(p)},
