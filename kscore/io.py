@@ -441,15 +441,22 @@ def _is_alive(pid: int, start: str) -> bool:
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove kscore's temporary files and folders in `folder` left by runs on this host that are
     no longer alive (killed with SIGKILL, a power cut); never those of a live run or of others."""
-    removed = []
     host = _host()
+    return _remove_temporaries(
+        folder, lambda found: found["host"] == host and not _is_alive(int(found["pid"]), found["start"])
+    )
+
+
+def _remove_temporaries(folder: Path, whose: Callable[[re.Match[str]], bool]) -> list[Path]:
+    """Remove the temporary files and folders in `folder` whose name's match `whose` accepts."""
+    removed = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
         match = _TEMPORARY.search(entry.name)
-        if match is None or match["host"] != host or _is_alive(int(match["pid"]), match["start"]):
+        if match is None or not whose(match):
             continue
         path = Path(entry.path)
         try:
@@ -545,20 +552,11 @@ def write_atomic(out: Path, write: Callable[[str], None], also: Sequence[tuple[s
 def _sweep_own() -> None:
     """At exit, remove this process's temporary folders that came back after they were discarded:
     a failed query's sink can still be closing a file in its folder (a full disk), and recreate it."""
-    own = f".kscore-{_run_tag()}-"
+    host, pid, start = _run_tag().rsplit("-", 2)
     for place in _OWN_PLACES:
-        try:
-            entries = list(os.scandir(place))
-        except OSError:
-            continue
-        for entry in entries:
-            if own in entry.name and _TEMPORARY.search(entry.name):
-                path = Path(entry.path)
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+        _remove_temporaries(
+            place, lambda found: (found["host"], found["pid"], found["start"]) == (host, pid, start)
+        )
 
 
 def discard(folder: Path) -> None:
