@@ -32,6 +32,11 @@ from kscore.jobs.common import (
 _R = TypeVar("_R")
 
 
+def _labels(frames: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, str]:
+    """Each model's name in messages: its file, else `model 'name'`."""
+    return {name: sources.get(name) or f"model {name!r}" for name in frames}
+
+
 def _inputs(
     results: Mapping[str, ResultInput], standard: QualityStandard
 ) -> tuple[Mapping[str, pl.DataFrame | pl.LazyFrame], dict[str, pl.LazyFrame] | None, dict[str, str]]:
@@ -76,7 +81,7 @@ def in_memory_inputs(
 
     limit = resolve_memory_limit(memory_limit)
     frames, scans, sources = _inputs(results, standard)
-    labels = {name: sources.get(name) or f"model {name!r}" for name in frames}
+    labels = _labels(frames, sources)
     rows = count_rows(scans, labels) if scans is not None else None
     need = in_memory_bytes(rows, standard, explain) if rows is not None else 0
     if need > limit:
@@ -189,7 +194,7 @@ def _write_difficulty_scores(
     limit = resolve_memory_limit(memory_limit)
     frames, scans, scanned = _inputs(results, standard)
     sources = {**scanned, **(sources or {})}
-    labels = {name: sources.get(name) or f"model {name!r}" for name in frames}
+    labels = _labels(frames, sources)
     models = list(frames)
     metadata = {
         "kscore_version": __version__,
@@ -290,7 +295,7 @@ def score_on_a_node(
     from kscore.core.difficulty import score_in_memory
 
     frames = _inputs(paths, standard)[0]
-    labels = {name: sources.get(name) or f"model {name!r}" for name in frames}
+    labels = _labels(frames, sources)
     table, used = score_in_memory(
         frames, standard, explain=explain, datapoints=datapoints, sources=sources, scale=scale,
         scale_source=scale_source,
