@@ -144,8 +144,12 @@ def cluster_cpus() -> int:
 
 def unwrap(exc: BaseException) -> BaseException:
     """The error a task raised (an InputError or OutputError is the user's), not Ray's wrapper of it."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, InputError | OutputError) else exc
+    inner = getattr(exc, "cause", None)
+    while inner is not None:  # a task's error inside another's (an actor reading a task's rows)
+        if isinstance(inner, InputError | OutputError):
+            return inner
+        inner = getattr(inner, "cause", None)
+    return exc
 
 
 def cancel_running(ray: Any, refs: list[Any]) -> None:
@@ -170,10 +174,10 @@ def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]
     ray = ray_module()
     shared_ref = ray.put(shared)
     task = ray.remote(num_cpus=1)(func)
-    return _gathered(ray, [task.remote(shared_ref, part) for part in parts])
+    return gathered(ray, [task.remote(shared_ref, part) for part in parts])
 
 
-def _gathered(ray: Any, refs: list[Any]) -> list[Any]:
+def gathered(ray: Any, refs: list[Any]) -> list[Any]:
     """The tasks' results, in order; a user's error one raised comes out as itself, and on any
     error or Ctrl-C the tasks still running are cancelled."""
     try:
@@ -191,7 +195,7 @@ def run_task(func: Callable[..., _R], *args: Any, memory: int = 0) -> _R:
     Ctrl-C cancels it."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(func)
-    return _gathered(ray, [(task.options(memory=memory) if memory else task).remote(*args)])[0]
+    return gathered(ray, [(task.options(memory=memory) if memory else task).remote(*args)])[0]
 
 
 def to_store(frame: pl.DataFrame) -> Any:
@@ -219,7 +223,9 @@ class _Worker:
     def __init__(self, shared: Any) -> None:
         self.shared = shared
 
-    def call(self, func: Callable[[Any, Any], Any], item: Any) -> Any:
+    def call(self, func: Callable[[Any, Any], Any], item: Any, *values: Any) -> Any:
+        if values:  # the item's objects, fetched by Ray before the call (see `map_with_shared`)
+            item = item.with_values(values)
         return func(self.shared, item)
 
 
@@ -228,7 +234,10 @@ def map_with_shared(
 ) -> Iterator[_R]:
     """`func(shared, item)` for every item, in order, on Ray actors (one per cluster CPU, or `jobs`
     at most): `shared` is put in the object store once and each actor loads it once. Items are sent
-    as actors need them (two per actor waiting at most), so a generator is never held whole."""
+    as actors need them (two per actor waiting at most), so a generator is never held whole. An
+    item with `object_refs` (objects in the store it is made of) gets their values through
+    `with_values(values)` on the actor: Ray fetches them to its node while it works on the one
+    before."""
     ray = ray_module()
     count = min(cluster_cpus(), jobs) if jobs else cluster_cpus()
     shared_ref = ray.put(shared)
@@ -237,7 +246,8 @@ def map_with_shared(
     waiting: deque[Any] = deque()
     try:
         for number, item in enumerate(items):
-            waiting.append(actors[number % count].call.remote(func, item))
+            refs = getattr(item, "object_refs", ())
+            waiting.append(actors[number % count].call.remote(func, item, *refs))
             if len(waiting) >= 2 * count:
                 yield ray.get(waiting.popleft())
         while waiting:
