@@ -283,11 +283,13 @@ def distinct_rows(
     if len(first) == n:
         return None
     index = inverse.reshape(-1).astype(np.int64)
-    # Only the rows that are not their group's first are compared (-0.0 == 0.0 here too).
+    # Only the rows that are not their group's first are compared (-0.0 == 0.0 here too), each
+    # block's rows and their firsts read at once (`compare_block`: rows read by cluster tasks).
     followers = np.flatnonzero(first[index] != np.arange(n))
+    block = getattr(rows, "compare_block", block)
     same = np.concatenate(
         [
-            np.all(rows[part] == rows[first[index[part]]], axis=1)
+            _equal_halves(rows[np.concatenate([part, first[index[part]]])])
             for part in np.array_split(followers, max(1, -(-len(followers) // block)))
         ]
     )
@@ -302,6 +304,12 @@ def distinct_rows(
     if len(leaders) == n:
         return None
     return leaders, index
+
+
+def _equal_halves(pairs: np.ndarray) -> np.ndarray:
+    """Whether each row of the first half equals the row at the same place in the second."""
+    half = len(pairs) // 2
+    return np.all(pairs[:half] == pairs[half:], axis=1)
 
 
 def row_hashes(rows: Any, block: int = 65_536) -> np.ndarray:
@@ -442,7 +450,12 @@ def _transform_rows(
         return
     if memory_limit is not None and (executor is None or executor.on_this_machine):
         jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
-    batches = (data[chunk] for chunk in chunks)
+    # Rows read by cluster tasks are routed to their batches there (`TaskRows.batches`).
+    batches = (
+        iter(data.batches(chunks, progress))
+        if hasattr(data, "batches")
+        else (data[chunk] for chunk in chunks)
+    )
     results = _transform_batches(model, batches, len(chunks), jobs, executor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -623,8 +636,10 @@ def resident_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def _transform(model: Any, batch: np.ndarray) -> np.ndarray:
+def _transform(model: Any, batch: Any) -> np.ndarray:
     import_umap()  # with numba's cache, before anything imports umap here
+    if not isinstance(batch, np.ndarray):  # a batch whose rows wait where it runs (`RoutedBatch`)
+        batch = batch.rows()
     with warnings.catch_warnings(), _fast_graph_init():
         warnings.simplefilter("ignore")
         cache_umap_kernels(getattr(model, "metric", "euclidean"))
