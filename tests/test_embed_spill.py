@@ -194,3 +194,26 @@ def test_a_local_parquet_file_is_spilled_by_a_streaming_reader_within_its_row_gr
         )
     assert "\n" not in str(error.value)
     assert list(spill.iterdir()) == []
+
+
+def test_ray_tasks_read_runs_of_whole_row_groups_or_slices_within_their_size() -> None:
+    """The parts Ray tasks read (`kscore.plan.embeddings_ray`): every row once, in order; a part
+    holds consecutive row groups up to PART_BYTES of embeddings, a larger row group alone."""
+    from kscore.plan import embeddings_ray as plan_ray
+
+    per_row = 8 * 4
+    groups = [1000, 1000, 3000, 500, 500, 500, 0, 7000]
+    limit = plan_ray.PART_BYTES // per_row
+    parts = plan_ray.parts_of_groups([limit // 2, limit // 2, 3 * limit, *groups], 8)
+    sizes = [limit // 2, limit // 2, 3 * limit, *groups]
+    assert [g for p in parts for g in p.groups] == list(range(len(sizes)))  # each once, in order
+    assert [p.groups for p in parts][:2] == [(0, 1), (2,)]  # two halves fill a part; 3x is alone
+    offset = 0
+    for part in parts:
+        assert part.offset == offset and part.length == sum(sizes[g] for g in part.groups)
+        assert part.length * per_row <= plan_ray.PART_BYTES or len(part.groups) == 1
+        offset += part.length
+    assert offset == sum(sizes)
+    slices = plan_ray.parts_of_slices(10 * limit + 7, 8)
+    assert [s.offset for s in slices] == list(range(0, 10 * limit + 7, limit))
+    assert sum(s.length for s in slices) == 10 * limit + 7 and all(s.groups is None for s in slices)

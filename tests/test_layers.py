@@ -28,7 +28,7 @@ LAYERS = [
     ("engines",),
     ("config", "io", "storage", "columns", "cache", "errors", "_version"),
 ]
-RAY_ALLOWED = ("kscore.engines.ray", "kscore.plan.difficulty_ray")
+RAY_ALLOWED = ("kscore.engines.ray", "kscore.plan.difficulty_ray", "kscore.plan.embeddings_ray")
 
 
 def module_name(path: Path, root: Path) -> str:

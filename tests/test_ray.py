@@ -416,6 +416,107 @@ def test_a_saved_map_places_rows_on_ray_as_on_the_local_engine(tmp_path: Path, c
     assert maps[0].equals(maps[1]) and maps[1].equals(maps[2])
 
 
+def _embeddings_with_duplicates(tmp_path: Path, rows: int = 6000, dim: int = 8) -> Path:
+    """Clustered embeddings with 300 rows repeated elsewhere (some of them in the fit sample), in
+    a Parquet file of 800-row groups."""
+    rng = np.random.default_rng(5)
+    centers = rng.normal(0, 4, (6, dim))
+    data = (centers[rng.integers(0, 6, rows)] + rng.normal(0, 1, (rows, dim))).astype(np.float32)
+    data[rng.choice(rows, 300, replace=False)] = data[rng.choice(rows, 300, replace=False)]
+    split = np.where(rng.random(rows) < 0.6, "train", "val")
+    table = pl.DataFrame({"id": np.arange(rows), "split": split, "embedding": pl.Series(data)})
+    path = tmp_path / "emb.parquet"
+    table.write_parquet(path, row_group_size=800)
+    return path
+
+
+@pytest.fixture
+def small_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """6000 rows as if they were many: 700-row transform batches, parts of two 800-row groups."""
+    from kscore.core import reduction
+    from kscore.plan import embeddings_ray
+
+    monkeypatch.setattr(reduction, "TRANSFORM_BATCH", 700)
+    monkeypatch.setattr(embeddings_ray, "PART_BYTES", 1600 * 8 * 4)
+
+
+@pytest.mark.parametrize("read", ["row groups", "slices"])
+def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
+    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """The driver never builds the embedding matrix: tasks hash the rows, send it the fit sample and
+    route each transform batch to its actor; the map is bitwise the local engine's."""
+    from kscore.jobs import embed_scores as job
+
+    path = _embeddings_with_duplicates(tmp_path)
+    local = tmp_path / "local.parquet"
+    write_embed_scores(path, local, fit_sample=1000)
+    built, stages = [], set()
+    original = job.embedding_matrix
+    monkeypatch.setattr(job, "embedding_matrix", lambda *a, **k: built.append(1) or original(*a, **k))
+    if read == "slices":  # as a dataset or an object in storage is read
+        monkeypatch.setattr(job, "_local_parquet_file", lambda source: None)
+    on_ray = tmp_path / "ray.parquet"
+    write_embed_scores(
+        path, on_ray, fit_sample=1000, engine="ray", progress=lambda stage, done, total: stages.add(stage)
+    )
+    assert not built  # on the driver
+    assert {"read embeddings (ray)", "route embeddings (ray)", "UMAP transform"} <= stages
+    a, b = pl.read_parquet(local), pl.read_parquet(on_ray)
+    meta = pl.read_parquet_metadata(on_ray)
+    assert '"distinct_rows": 5' in meta["kscore"]  # the repeated rows were found
+    assert a.select("id", "map_x", "map_y").equals(b.select("id", "map_x", "map_y"))
+    for column in ("representation_score", "local_difficulty"):
+        np.testing.assert_allclose(a[column].to_numpy(), b[column].to_numpy(), rtol=1e-12, equal_nan=True)
+
+
+def test_a_saved_map_places_task_read_rows_as_the_run_that_saved_it(
+    tmp_path: Path, cluster, small_routes
+) -> None:
+    import kscore
+
+    path = _embeddings_with_duplicates(tmp_path)
+    map_file = tmp_path / "map.parquet"
+    kscore.embed_scores(path, tmp_path / "saving.parquet", fit_sample=1000, save_map=map_file)
+    kscore.embed_scores(path, tmp_path / "ray.parquet", saved_map=map_file, engine="ray")
+    maps = [pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in ("saving", "ray")]
+    assert maps[0].equals(maps[1])
+
+
+def test_a_bad_embedding_a_task_reads_is_an_input_error_and_writes_nothing(
+    tmp_path: Path, cluster, small_routes
+) -> None:
+    path = _embeddings_with_duplicates(tmp_path)
+    frame = pl.read_parquet(path)
+    bad = frame.get_column("embedding").to_list()
+    bad[4321][3] = float("nan")
+    frame.with_columns(pl.Series("embedding", bad, dtype=pl.List(pl.Float32))).write_parquet(
+        path, row_group_size=800
+    )
+    with pytest.raises(InputError, match=r"column 'embedding': 1 rows have NaN, inf or missing values"):
+        write_embed_scores(path, tmp_path / "ray.parquet", fit_sample=1000, engine="ray")
+    assert not (tmp_path / "ray.parquet").exists()
+    assert not _leftovers(tmp_path)
+
+
+def test_a_worker_killed_while_routing_embeddings_is_retried_and_the_map_is_the_same(
+    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cloudpickle
+
+    from kscore.plan import embeddings_ray
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    path = _embeddings_with_duplicates(tmp_path)
+    write_embed_scores(path, tmp_path / "local.parquet", fit_sample=1000)
+    marker = tmp_path / "killed"
+    monkeypatch.setattr(embeddings_ray, "_route_part", _kill_once(str(marker), embeddings_ray._route_part))
+    write_embed_scores(path, tmp_path / "ray.parquet", fit_sample=1000, engine="ray")
+    assert marker.exists()
+    a, b = (pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in ("local", "ray"))
+    assert a.equals(b)
+
+
 def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
     cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:

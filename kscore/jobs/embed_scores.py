@@ -175,7 +175,8 @@ def score_embeddings(
     bounded memory. Every other column, the map and the scores stay in memory (about 70 bytes a row).
 
     `engine="ray"` transforms the UMAP batches and runs the KDE's transforms on the connected Ray
-    cluster (the same map and scores).
+    cluster (the same map and scores); the embeddings of a Parquet input are then read by its tasks,
+    never by this process (`kscore.plan.embeddings_ray`).
 
     `saved_map` (a `SavedMap`): place the rows on that map instead of fitting one. `on_fit`: called
     with the fitted map (`SavedMap`), to save it.
@@ -190,8 +191,8 @@ def score_embeddings(
         import_umap_meanwhile()  # while the embeddings are read
     limit = resolve_memory_limit(memory_limit)
     if isinstance(table, pl.LazyFrame):
-        spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress)
-        with _embeddings_of(table, *spill) as loaded:
+        spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress, engine)
+        with _embeddings_of(table, *spill, keep_embedding) as loaded:
             frame, matrix, columns = loaded
             return _embed_scores(
                 frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
@@ -224,10 +225,13 @@ def _embeddings_of(
     spill_dir: str | os.PathLike | None,
     source: str,
     progress: Any,
+    engine: str = "local",
+    keep_embedding: bool = False,
 ) -> Iterator[tuple[pl.DataFrame, Any, list[str]]]:
     """(the table, the embeddings or None to read them from the table, the embedding columns):
     the whole table in memory when it fits, else every other column in memory and the embeddings
-    spilled to disk (`SpilledRows`)."""
+    spilled to disk (`SpilledRows`). On Ray, a Parquet input's embeddings for UMAP are read by the
+    cluster's tasks (`TaskRows`), whatever their size: they never pass through this process."""
     from kscore.plan.sizing import BASE_BYTES
 
     try:
@@ -236,6 +240,11 @@ def _embeddings_of(
         dim = _dimensions(table, columns)
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
+    if engine == "ray" and reducer == "umap" and dim > 2 and not keep_embedding:
+        rows = _task_rows(table, columns, dim, others.height, source, progress)
+        if rows is not None:
+            yield others, rows, columns
+            return
     need = BASE_BYTES + others.height * dim * _BYTES_PER_ELEMENT
     if need <= limit:
         yield _collected(table, others, columns, source), None, columns
@@ -293,6 +302,68 @@ def _embedding_batches(
             yield pl.DataFrame(pl.from_arrow(record_batch))
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
+
+
+def _task_rows(
+    table: pl.LazyFrame, columns: list[str], dim: int, height: int, source: str, progress: Any
+) -> Any:
+    """The embeddings as Ray tasks read them (`TaskRows`, hashed), or None where the input is not
+    Parquet (a CSV is read here, as on one machine). A local Parquet file is cut at its row groups;
+    a dataset or an object in storage into slices of rows."""
+    from kscore.io import file_format
+    from kscore.plan.embeddings_ray import TaskRows, parts_of_groups, parts_of_slices
+    from kscore.storage import as_path
+
+    try:
+        if file_format(as_path(source)) != "parquet":  # type: ignore[arg-type]
+            return None
+    except InputError:
+        return None
+    path = _local_parquet_file(source)
+    parts = None
+    if path is not None:
+        import pyarrow.parquet as pq
+
+        try:
+            metadata = pq.ParquetFile(path).metadata
+            parts = parts_of_groups(
+                [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)], dim
+            )
+        except Exception:  # read as slices by polars, which names what is wrong
+            parts = None
+    if parts is None or sum(part.length for part in parts) != height:
+        path, parts = None, parts_of_slices(height, dim)
+    reader = functools.partial(
+        read_embedding_part, table.select(columns), str(path) if path else None, columns, dim, source
+    )
+    return TaskRows(reader, parts, dim).hash_rows(progress)
+
+
+def read_embedding_part(
+    table: pl.LazyFrame, path: str | None, columns: list[str], dim: int, source: str, part: Any
+) -> np.ndarray:
+    """A part's embeddings as float32 rows, checked as on one machine; run by a Ray task. `path`: a
+    local Parquet file, read by pyarrow a row group at a time; else `table` (the embedding columns,
+    scanned) is sliced."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kscore.engines.ray import node_name
+
+    try:
+        if path is not None and part.groups is not None:
+            arrow = pq.ParquetFile(path).read_row_groups(list(part.groups), columns=columns)
+            frame = pl.DataFrame(pl.from_arrow(arrow))
+        else:
+            frame = table.slice(part.offset, part.length).collect()
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
+        raise InputError(f"{source}: cannot read on node {node_name()}: {first_line(exc)}") from None
+    if frame.height == 0:
+        return np.empty((0, dim), dtype=np.float32)
+    matrix = embedding_matrix(frame, columns, np.float32)
+    if matrix.shape[1] != dim:
+        raise InputError(f"{source}: embeddings of unequal length ({dim} and {matrix.shape[1]})")
+    return np.ascontiguousarray(matrix, dtype=np.float32)
 
 
 def _local_parquet_file(source: str) -> Path | None:

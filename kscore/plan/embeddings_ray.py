@@ -1,0 +1,291 @@
+"""Embeddings read by Ray tasks: the rows of a Parquet input's embedding column stay on the nodes.
+
+`TaskRows` stands where `SpilledRows` stands on one machine. UMAP's stage asks it for the rows'
+hashes, for some rows (the fit sample, rows to compare exactly), and for its transform batches; the
+driver holds only the hashes (8 bytes a row) and the rows it asked for. Tasks read the input part by
+part with the job's reader (`read_part`: the same float32 matrix the local engine reads) and
+
+- hash every row (the reader checks it) once: `hash_rows`;
+- send the driver the rows it asks for: `rows_at`;
+- route each row of a transform batch into the object store (`batches`), where the actor that
+  transforms the batch gathers it (`RoutedBatch.rows`): a batch holds the same rows in the same
+  order as on one machine, so the map is bitwise the same.
+
+Ray keeps the routed rows in its object store and spills them to the nodes' disks beyond it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kscore.core.reduction import row_hashes
+from kscore.engines.ray import cancel_running, gathered, ray_module, unwrap
+from kscore.errors import InputError
+
+# Embedding bytes a part holds at most (where the input's row groups allow): a task holds its part
+# about twice (the decoded column and the matrix).
+PART_BYTES = 128 * 1024**2
+
+
+@dataclass(frozen=True)
+class EmbeddingPart:
+    """Rows `offset` to `offset + length` of the input; `groups`: the Parquet row groups that hold
+    exactly them (None: read as a slice)."""
+
+    offset: int
+    length: int
+    groups: tuple[int, ...] | None = None
+
+
+def parts_of_groups(group_rows: Sequence[int], dim: int, itemsize: int = 4) -> list[EmbeddingPart]:
+    """Runs of consecutive row groups of at most `PART_BYTES` of embeddings each (a larger row group
+    is a part alone: a row group is read whole)."""
+    parts: list[EmbeddingPart] = []
+    groups: list[int] = []
+    offset = length = 0
+    for group, rows in enumerate(group_rows):
+        if groups and (length + rows) * dim * itemsize > PART_BYTES:
+            parts.append(EmbeddingPart(offset, length, tuple(groups)))
+            offset, length, groups = offset + length, 0, []
+        groups.append(group)
+        length += rows
+    if groups:
+        parts.append(EmbeddingPart(offset, length, tuple(groups)))
+    return [part for part in parts if part.length]
+
+
+def parts_of_slices(rows: int, dim: int, itemsize: int = 4) -> list[EmbeddingPart]:
+    """Slices of `rows` rows of at most `PART_BYTES` of embeddings each."""
+    step = max(1024, PART_BYTES // max(dim * itemsize, 1))
+    return [EmbeddingPart(start, min(step, rows - start)) for start in range(0, rows, step)]
+
+
+class TaskRows:
+    """The (rows x dim) embedding matrix of an input, read by Ray tasks part by part. Indexing reads
+    the rows asked for, in that order, as a numpy array (like indexing the matrix itself)."""
+
+    ndim = 2
+    # Rows compared at once where equal hashes are checked exactly (`distinct_rows`): each block
+    # reads the parts once; 131,072 rows of 384 float32 are 200 MB here.
+    compare_block = 131_072
+
+    def __init__(
+        self, read_part: Callable[[EmbeddingPart], np.ndarray], parts: list[EmbeddingPart], dim: int
+    ) -> None:
+        self.read_part = read_part
+        self.parts = parts
+        self.dim = dim
+        self.dtype = np.dtype(np.float32)
+        self.starts = np.cumsum([0, *(part.length for part in parts)])
+        self.count = int(self.starts[-1])
+        self.hashes: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.count, self.dim)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def hash_rows(self, progress: Callable[[str, int, int], None] | None = None) -> TaskRows:
+        """Read every part once in the tasks: each row's hash (`row_hashes`), kept here; a reader's
+        error (a bad value, an unreadable file) reaches the caller as itself."""
+        ray = ray_module()
+        task = ray.remote(num_cpus=1)(_hash_part)
+        refs = [task.remote(self.read_part, part) for part in self.parts]
+        _wait_for(ray, refs, "read embeddings (ray)", progress)
+        hashes = ray.get(refs)
+        self.hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        return self
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            return self.rows_at(np.arange(*key.indices(self.count)))
+        return self.rows_at(np.asarray(key))
+
+    def _by_part(self, index: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(part number, the positions in `index` of its rows) for each part `index` touches."""
+        part_of = np.searchsorted(self.starts, index, side="right") - 1
+        order = np.argsort(part_of, kind="stable")
+        bounds = np.searchsorted(part_of[order], np.arange(len(self.parts) + 1))
+        for number in range(len(self.parts)):
+            places = order[bounds[number] : bounds[number + 1]]
+            if len(places):
+                yield number, places
+
+    def rows_at(self, index: np.ndarray) -> np.ndarray:
+        """The rows `index` (row numbers, any order, repeats allowed), each part's read by a task."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), self.dim), dtype=self.dtype)
+        if len(index) == 0:
+            return out
+        if index.min() < 0 or index.max() >= self.count:
+            raise IndexError("row number out of range")
+        ray = ray_module()
+        task = ray.remote(num_cpus=1)(_rows_of_part)
+        places, refs = [], []
+        for number, where in self._by_part(index):
+            places.append(where)
+            refs.append(task.remote(self.read_part, self.parts[number], index[where] - self.starts[number]))
+        for where, rows in zip(places, gathered(ray, refs), strict=True):
+            out[where] = rows
+        return out
+
+    def subset(self, index: np.ndarray) -> TaskRowSubset:
+        return TaskRowSubset(self, np.asarray(index, dtype=np.int64))
+
+    def batches(
+        self, chunks: Sequence[np.ndarray], progress: Callable[[str, int, int], None] | None = None
+    ) -> list[RoutedBatch]:
+        """Each chunk of row numbers as a batch its transform actor gathers from the object store:
+        one task a part reads the part once and sends each of its rows to its batch (Ray spills
+        what its store does not hold). All are routed before the first batch is handed out: the
+        actors then hold the cluster's CPUs, which the routing tasks would wait for."""
+        batch_of = np.full(self.count, -1, dtype=np.int32)
+        slot_of = np.empty(self.count, dtype=np.int32)
+        for number, chunk in enumerate(chunks):
+            batch_of[chunk] = number
+            slot_of[chunk] = np.arange(len(chunk), dtype=np.int32)
+        ray = ray_module()
+        task = ray.remote(num_cpus=1)(_route_part)
+        pieces: list[list[tuple[Any, np.ndarray]]] = [[] for _ in chunks]
+        firsts: list[Any] = []  # each task's first result (a task's results are ready together)
+        for number, part in enumerate(self.parts):
+            start, stop = int(self.starts[number]), int(self.starts[number + 1])
+            local = np.flatnonzero(batch_of[start:stop] >= 0)
+            if not len(local):
+                continue
+            batch = batch_of[start:stop][local]
+            order = np.argsort(batch, kind="stable")
+            local, batch = local[order], batch[order]
+            touched, bounds = np.unique(batch, return_index=True)
+            bounds = np.append(bounds, len(batch))
+            out = task.options(num_returns=len(touched)).remote(self.read_part, part, local, bounds)
+            out = [out] if len(touched) == 1 else list(out)
+            firsts.append(out[0])
+            for k, (ref, b) in enumerate(zip(out, touched, strict=True)):
+                pieces[b].append((ref, slot_of[start + local[bounds[k] : bounds[k + 1]]]))
+        del batch_of, slot_of
+        _wait_for(ray, firsts, "route embeddings (ray)", progress)
+        return [
+            RoutedBatch(len(chunk), self.dim, self.dtype, piece)
+            for chunk, piece in zip(chunks, pieces, strict=True)
+        ]
+
+
+class TaskRowSubset:
+    """Some rows of a `TaskRows` (row i is the parent's row `index[i]`), used the same way."""
+
+    ndim = 2
+    compare_block = TaskRows.compare_block
+
+    def __init__(self, parent: TaskRows, index: np.ndarray) -> None:
+        self.parent = parent
+        self.index = index
+        self.dtype = parent.dtype
+        self.hashes = parent.hashes[index] if parent.hashes is not None else None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.index), self.parent.dim)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        return self.parent.rows_at(self.index[key])
+
+    def rows_at(self, index: np.ndarray) -> np.ndarray:
+        return self.parent.rows_at(self.index[index])
+
+    def subset(self, index: np.ndarray) -> TaskRowSubset:
+        return TaskRowSubset(self.parent, self.index[np.asarray(index, dtype=np.int64)])
+
+    def batches(
+        self, chunks: Sequence[np.ndarray], progress: Callable[[str, int, int], None] | None = None
+    ) -> list[RoutedBatch]:
+        return self.parent.batches([self.index[chunk] for chunk in chunks], progress)
+
+
+@dataclass
+class RoutedBatch:
+    """A transform batch whose rows wait in the object store, in pieces (one a part): `rows()`,
+    where the batch is transformed, puts each piece's rows at its slots."""
+
+    size: int
+    dim: int
+    dtype: np.dtype
+    pieces: list[tuple[Any, np.ndarray]]
+
+    @property
+    def object_refs(self) -> list[Any]:
+        """The pieces in the object store: the ray engine has them fetched before the batch runs."""
+        return [ref for ref, _ in self.pieces]
+
+    def with_values(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        """The batch's rows, from its pieces' values (in the order of `object_refs`)."""
+        out = np.empty((self.size, self.dim), dtype=self.dtype)
+        for (_, slots), value in zip(self.pieces, values, strict=True):
+            out[slots] = value
+        return out
+
+    def rows(self) -> np.ndarray:
+        return self.with_values(ray_module().get(self.object_refs))
+
+
+def _wait_for(
+    ray: Any, refs: list[Any], stage: str, progress: Callable[[str, int, int], None] | None
+) -> None:
+    """Until every task of `refs` is done, saying how many are; a task's error reaches the caller
+    as itself as soon as it is raised, and then (or on Ctrl-C) the others are cancelled."""
+    waiting = list(refs)
+    if progress:
+        progress(stage, 0, len(refs))
+    try:
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(done)  # raises a task's error now
+            if progress:
+                progress(stage, len(refs) - len(waiting), len(refs))
+    except ray.exceptions.RayTaskError as exc:
+        cancel_running(ray, refs)
+        raise unwrap(exc) from None
+    except BaseException:
+        cancel_running(ray, refs)
+        raise
+
+
+def _read(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart) -> np.ndarray:
+    matrix = read_part(part)
+    if len(matrix) != part.length:
+        raise InputError(
+            f"the embeddings' rows {part.offset}..{part.offset + part.length - 1} read as {len(matrix)} rows "
+            "(did the input change while it was read?)"
+        )
+    return matrix
+
+
+def _hash_part(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart) -> np.ndarray:
+    return row_hashes(_read(read_part, part))
+
+
+def _rows_of_part(
+    read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart, rows: np.ndarray
+) -> np.ndarray:
+    return _read(read_part, part)[rows]
+
+
+def _route_part(
+    read_part: Callable[[EmbeddingPart], np.ndarray],
+    part: EmbeddingPart,
+    rows: np.ndarray,
+    bounds: np.ndarray,
+) -> Any:
+    """The part's `rows`, cut at `bounds` (one piece a batch, as the caller sorted them)."""
+    matrix = _read(read_part, part)
+    pieces = [matrix[rows[bounds[k] : bounds[k + 1]]] for k in range(len(bounds) - 1)]
+    return pieces[0] if len(pieces) == 1 else tuple(pieces)
