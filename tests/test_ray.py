@@ -499,6 +499,28 @@ def test_a_bad_embedding_a_task_reads_is_an_input_error_and_writes_nothing(
     assert not _leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("read", ["row groups", "slices"])
+def test_an_embedding_page_a_task_cannot_read_is_an_input_error_naming_the_file_and_node(
+    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """The driver reads the id and split columns and the file's footer; a task meets the damage."""
+    import pyarrow.parquet as pq
+
+    from kscore.jobs import embed_scores as job
+
+    path = _embeddings_with_duplicates(tmp_path)
+    page = pq.ParquetFile(path).metadata.row_group(3).column(2).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[page : page + 16] = b"\xff" * 16  # the embedding column's page header in row group 3
+    path.write_bytes(bytes(data))
+    if read == "slices":
+        monkeypatch.setattr(job, "_local_parquet_file", lambda source: None)
+    with pytest.raises(InputError, match=r"emb\.parquet: cannot read on node \S+: "):
+        write_embed_scores(path, tmp_path / "ray.parquet", fit_sample=1000, engine="ray")
+    assert not (tmp_path / "ray.parquet").exists()
+    assert not _leftovers(tmp_path)
+
+
 def test_a_worker_killed_while_routing_embeddings_is_retried_and_the_map_is_the_same(
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
