@@ -96,11 +96,12 @@ class SpilledRows:
 
 
 class RowSubset:
-    """Some rows of a `SpilledRows` (row i is the parent's row `index[i]`), indexed the same way."""
+    """Some rows of a `SpilledRows` (or of rows read elsewhere with `rows_at`, `hashes` and `dim`):
+    row i is the parent's row `index[i]`, indexed the same way."""
 
     ndim = 2
 
-    def __init__(self, parent: SpilledRows, index: np.ndarray) -> None:
+    def __init__(self, parent: Any, index: np.ndarray) -> None:
         self.parent = parent
         self.index = index
         self.dtype = parent.dtype

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from kscore.core.reduction import row_hashes
+from kscore.core.spilled_rows import RowSubset
 from kscore.engines.ray import cancel_running, gathered, ray_module, unwrap
 from kscore.errors import InputError
 
@@ -177,33 +178,10 @@ class TaskRows:
         ]
 
 
-class TaskRowSubset:
+class TaskRowSubset(RowSubset):
     """Some rows of a `TaskRows` (row i is the parent's row `index[i]`), used the same way."""
 
-    ndim = 2
     compare_block = TaskRows.compare_block
-
-    def __init__(self, parent: TaskRows, index: np.ndarray) -> None:
-        self.parent = parent
-        self.index = index
-        self.dtype = parent.dtype
-        self.hashes = parent.hashes[index] if parent.hashes is not None else None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self.index), self.parent.dim)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
-        return self.parent.rows_at(self.index[key])
-
-    def rows_at(self, index: np.ndarray) -> np.ndarray:
-        return self.parent.rows_at(self.index[index])
-
-    def subset(self, index: np.ndarray) -> TaskRowSubset:
-        return TaskRowSubset(self.parent, self.index[np.asarray(index, dtype=np.int64)])
 
     def batches(
         self, chunks: Sequence[np.ndarray], progress: Callable[[str, int, int], None] | None = None
