@@ -322,6 +322,7 @@ def _task_rows(
     path = _local_parquet_file(source)
     parts = None
     if path is not None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
@@ -329,7 +330,7 @@ def _task_rows(
             parts = parts_of_groups(
                 [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)], dim
             )
-        except Exception:  # read as slices by polars, which names what is wrong
+        except (pa.ArrowException, OSError):  # read as slices by polars, which names what is wrong
             parts = None
     if parts is None or sum(part.length for part in parts) != height:
         path, parts = None, parts_of_slices(height, dim)

@@ -8,7 +8,7 @@ part with the job's reader (`read_part`: the same float32 matrix the local engin
 - hash every row (the reader checks it) once: `hash_rows`;
 - send the driver the rows it asks for: `rows_at`;
 - route each row of a transform batch into the object store (`batches`), where the actor that
-  transforms the batch gathers it (`RoutedBatch.rows`): a batch holds the same rows in the same
+  transforms the batch gathers it (`RoutedBatch`): a batch holds the same rows in the same
   order as on one machine, so the map is bitwise the same.
 
 Ray keeps the routed rows in its object store and spills them to the nodes' disks beyond it.
