@@ -636,10 +636,8 @@ def resident_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def _transform(model: Any, batch: Any) -> np.ndarray:
+def _transform(model: Any, batch: np.ndarray) -> np.ndarray:
     import_umap()  # with numba's cache, before anything imports umap here
-    if not isinstance(batch, np.ndarray):  # a batch whose rows wait where it runs (`RoutedBatch`)
-        batch = batch.rows()
     with warnings.catch_warnings(), _fast_graph_init():
         warnings.simplefilter("ignore")
         cache_umap_kernels(getattr(model, "metric", "euclidean"))

@@ -177,12 +177,21 @@ def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]
     return gathered(ray, [task.remote(shared_ref, part) for part in parts])
 
 
-def gathered(ray: Any, refs: list[Any]) -> list[Any]:
+def gathered(ray: Any, refs: list[Any], done: Callable[[int, int], None] | None = None) -> list[Any]:
     """The tasks' results, in order; a user's error one raised comes out as itself, and on any
-    error or Ctrl-C the tasks still running are cancelled."""
+    error or Ctrl-C the tasks still running are cancelled. `done(finished, total)`: called as the
+    tasks finish (each one's error then comes out as soon as it is raised)."""
     try:
+        if done is not None:
+            waiting = list(refs)
+            done(0, len(refs))
+            while waiting:
+                finished, waiting = ray.wait(waiting, num_returns=1)
+                ray.get(finished)
+                done(len(refs) - len(waiting), len(refs))
         return ray.get(refs)
     except ray.exceptions.RayTaskError as exc:
+        cancel_running(ray, refs)
         raise unwrap(exc) from None
     except BaseException:
         cancel_running(ray, refs)

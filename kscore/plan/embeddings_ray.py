@@ -24,7 +24,7 @@ import numpy as np
 
 from kscore.core.reduction import row_hashes
 from kscore.core.spilled_rows import RowSubset
-from kscore.engines.ray import cancel_running, gathered, ray_module, unwrap
+from kscore.engines.ray import gathered, ray_module
 from kscore.errors import InputError
 
 # Embedding bytes a part holds at most (where the input's row groups allow): a task holds its part
@@ -98,8 +98,7 @@ class TaskRows:
         ray = ray_module()
         task = ray.remote(num_cpus=1)(_hash_part)
         refs = [task.remote(self.read_part, part) for part in self.parts]
-        _wait_for(ray, refs, "read embeddings (ray)", progress)
-        hashes = ray.get(refs)
+        hashes = gathered(ray, refs, _stage(progress, "read embeddings (ray)"))
         self.hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
         return self
 
@@ -154,7 +153,7 @@ class TaskRows:
         ray = ray_module()
         task = ray.remote(num_cpus=1)(_route_part)
         pieces: list[list[tuple[Any, np.ndarray]]] = [[] for _ in chunks]
-        firsts: list[Any] = []  # each task's first result (a task's results are ready together)
+        counts: list[Any] = []  # each task's first result, small: waited for here, not its pieces
         for number, part in enumerate(self.parts):
             start, stop = int(self.starts[number]), int(self.starts[number + 1])
             local = np.flatnonzero(batch_of[start:stop] >= 0)
@@ -165,13 +164,14 @@ class TaskRows:
             local, batch = local[order], batch[order]
             touched, bounds = np.unique(batch, return_index=True)
             bounds = np.append(bounds, len(batch))
-            out = task.options(num_returns=len(touched)).remote(self.read_part, part, local, bounds)
-            out = [out] if len(touched) == 1 else list(out)
-            firsts.append(out[0])
+            count, *out = task.options(num_returns=len(touched) + 1).remote(
+                self.read_part, part, local, bounds
+            )
+            counts.append(count)
             for k, (ref, b) in enumerate(zip(out, touched, strict=True)):
                 pieces[b].append((ref, slot_of[start + local[bounds[k] : bounds[k + 1]]]))
         del batch_of, slot_of
-        _wait_for(ray, firsts, "route embeddings (ray)", progress)
+        gathered(ray, counts, _stage(progress, "route embeddings (ray)"))
         return [
             RoutedBatch(len(chunk), self.dim, self.dtype, piece)
             for chunk, piece in zip(chunks, pieces, strict=True)
@@ -191,8 +191,9 @@ class TaskRowSubset(RowSubset):
 
 @dataclass
 class RoutedBatch:
-    """A transform batch whose rows wait in the object store, in pieces (one a part): `rows()`,
-    where the batch is transformed, puts each piece's rows at its slots."""
+    """A transform batch whose rows wait in the object store, in pieces (one a part): the ray
+    engine fetches `object_refs` to the actor that transforms it, and `with_values` puts each
+    piece's rows at its slots there."""
 
     size: int
     dim: int
@@ -211,30 +212,10 @@ class RoutedBatch:
             out[slots] = value
         return out
 
-    def rows(self) -> np.ndarray:
-        return self.with_values(ray_module().get(self.object_refs))
 
-
-def _wait_for(
-    ray: Any, refs: list[Any], stage: str, progress: Callable[[str, int, int], None] | None
-) -> None:
-    """Until every task of `refs` is done, saying how many are; a task's error reaches the caller
-    as itself as soon as it is raised, and then (or on Ctrl-C) the others are cancelled."""
-    waiting = list(refs)
-    if progress:
-        progress(stage, 0, len(refs))
-    try:
-        while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
-            ray.get(done)  # raises a task's error now
-            if progress:
-                progress(stage, len(refs) - len(waiting), len(refs))
-    except ray.exceptions.RayTaskError as exc:
-        cancel_running(ray, refs)
-        raise unwrap(exc) from None
-    except BaseException:
-        cancel_running(ray, refs)
-        raise
+def _stage(progress: Callable[[str, int, int], None] | None, stage: str) -> Callable[[int, int], None] | None:
+    """`progress` of `stage`, as `gathered` reports the tasks done."""
+    return None if progress is None else (lambda done, total: progress(stage, done, total))
 
 
 def _read(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart) -> np.ndarray:
@@ -263,7 +244,8 @@ def _route_part(
     rows: np.ndarray,
     bounds: np.ndarray,
 ) -> Any:
-    """The part's `rows`, cut at `bounds` (one piece a batch, as the caller sorted them)."""
+    """How many rows, then the part's `rows` cut at `bounds` (one piece a batch, as the caller
+    sorted them)."""
     matrix = _read(read_part, part)
     pieces = [matrix[rows[bounds[k] : bounds[k + 1]]] for k in range(len(bounds) - 1)]
-    return pieces[0] if len(pieces) == 1 else tuple(pieces)
+    return (len(rows), *pieces)
