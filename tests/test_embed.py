@@ -227,7 +227,7 @@ def test_difficulty_on_too_few_points_gives_a_null_potential_and_a_warning():
 
 
 def test_distinct_rows_groups_equal_rows_and_reads_minus_zero_as_zero():
-    from kscore.core.reduction import distinct_rows
+    from kscore.core.reduction import distinct_rows, row_hashes
 
     rng = np.random.default_rng(1)
     data = rng.normal(size=(300, 6)).astype(np.float32)
@@ -240,6 +240,14 @@ def test_distinct_rows_groups_equal_rows_and_reads_minus_zero_as_zero():
     assert index[3] == index[10] == index[200] and index[50] == index[51]
     assert np.array_equal(data[leaders][index], data + np.float32(0))
     assert distinct_rows(rng.normal(size=(100, 3))) is None
+    # each group's first row, in the input's order (transform batches are runs of the input)
+    assert np.array_equal(leaders, np.setdiff1d(np.arange(300), [10, 200, 51]))
+    by_hash, hash_index = distinct_rows(data, block=64, order="hash")  # as maps of 0.8.7 and earlier
+    assert np.array_equal(np.sort(by_hash), leaders)
+    assert np.all(np.diff(row_hashes(data[by_hash])[:-1].astype(np.float64)) >= 0)
+    assert np.array_equal(data[by_hash][hash_index], data + np.float32(0))
+    with pytest.raises(ValueError, match="order"):
+        distinct_rows(data, order="random")
 
 
 @pytest.mark.parametrize(("width", "dtype"), [(384, np.float32), (3, np.float32), (5, np.float64)])

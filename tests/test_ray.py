@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -438,6 +439,7 @@ def small_routes(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(reduction, "TRANSFORM_BATCH", 700)
     monkeypatch.setattr(embeddings_ray, "PART_BYTES", 1600 * 8 * 4)
+    monkeypatch.setattr(embeddings_ray, "RANGE_BYTES", 2000 * 16)  # 3 ranges of hash values
 
 
 @pytest.mark.parametrize("read", ["row groups", "slices"])
@@ -445,15 +447,26 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch, read: str
 ) -> None:
     """The driver never builds the embedding matrix: tasks hash the rows, send it the fit sample and
-    route each transform batch to its actor; the map is bitwise the local engine's."""
+    route each transform batch to its actor; the map is bitwise the local engine's. The batches are
+    runs of the input's distinct rows, so each part sends its rows to the one or two batches it
+    overlaps, not a piece to every batch."""
     from kscore.jobs import embed_scores as job
+    from kscore.plan.embeddings_ray import TaskRows
 
     path = _embeddings_with_duplicates(tmp_path)
     local = tmp_path / "local.parquet"
     write_embed_scores(path, local, fit_sample=1000)
-    built, stages = [], set()
+    built, stages, routed = [], set(), []
     original = job.embedding_matrix
     monkeypatch.setattr(job, "embedding_matrix", lambda *a, **k: built.append(1) or original(*a, **k))
+    route = TaskRows.batches
+
+    def batches(rows: TaskRows, *args: Any, **kwargs: Any) -> Any:
+        routed.append((rows, route(rows, *args, **kwargs)))
+        return routed[-1][1]
+
+    monkeypatch.setattr(TaskRows, "batches", batches)
+    monkeypatch.setattr(TaskRows, "all_hashes", lambda rows: pytest.fail("the hashes came to the driver"))
     if read == "slices":  # as a dataset or an object in storage is read
         monkeypatch.setattr(job, "_local_parquet_file", lambda source: None)
     on_ray = tmp_path / "ray.parquet"
@@ -462,6 +475,10 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
     )
     assert not built  # on the driver
     assert {"read embeddings (ray)", "route embeddings (ray)", "UMAP transform"} <= stages
+    ((rows, batches),) = routed
+    assert len(batches) >= 6 and len(rows.parts) >= 3  # 700-row batches, parts of 1600 rows
+    assert rows.ranges == 3
+    assert sum(len(batch.pieces) for batch in batches) <= len(rows.parts) + len(batches)
     a, b = pl.read_parquet(local), pl.read_parquet(on_ray)
     meta = pl.read_parquet_metadata(on_ray)
     assert '"distinct_rows": 5' in meta["kscore"]  # the repeated rows were found
@@ -481,6 +498,34 @@ def test_a_saved_map_places_task_read_rows_as_the_run_that_saved_it(
     kscore.embed_scores(path, tmp_path / "ray.parquet", saved_map=map_file, engine="ray")
     maps = [pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in ("saving", "ray")]
     assert maps[0].equals(maps[1])
+
+
+def test_a_map_saved_by_0_8_7_places_task_read_rows_as_on_one_machine(
+    tmp_path: Path, cluster, small_routes
+) -> None:
+    """A map without `distinct_order` batches the distinct rows in the order of their hashes, as
+    the version that saved it did: on Ray the driver then gathers the hashes (`all_hashes`)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    import kscore
+
+    path = _embeddings_with_duplicates(tmp_path)
+    map_file = tmp_path / "map.parquet"
+    kscore.embed_scores(path, tmp_path / "saving.parquet", fit_sample=1000, save_map=map_file)
+    table = pq.read_table(map_file)
+    meta = json.loads(pq.read_metadata(map_file).metadata[b"kscore"])
+    del meta["map"]["parameters"]["distinct_order"]
+    old_map = tmp_path / "old_map.parquet"
+    pq.write_table(table.replace_schema_metadata({b"kscore": json.dumps(meta).encode()}), old_map)
+    for engine in ("local", "ray"):
+        kscore.embed_scores(path, tmp_path / f"{engine}.parquet", saved_map=old_map, engine=engine)
+    names = ("local", "ray", "saving")
+    maps = [pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in names]
+    assert maps[0].equals(maps[1])
+    assert not maps[0].equals(maps[2])  # the rows outside the fit sample, in other batches
+    assert '"distinct_order": "hash"' in pl.read_parquet_metadata(tmp_path / "ray.parquet")["kscore"]
 
 
 def test_a_bad_embedding_a_task_reads_is_an_input_error_and_writes_nothing(

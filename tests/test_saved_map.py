@@ -44,6 +44,42 @@ def test_the_input_a_map_was_saved_from_gets_the_same_map_bitwise(rows: int, fit
     assert params["fit_rows_found"] == min(rows, fit_sample) - (rows <= fit_sample)
 
 
+def test_a_map_saved_before_input_order_places_rows_as_the_run_that_saved_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A map without `distinct_order` (kscore 0.8.7 and earlier, which batched the distinct rows
+    in the order of their hashes) still gives the saving run's map bitwise; a new map's run batches
+    them in the input's order, so the two runs differ."""
+    from kscore.core import reduction
+
+    data = _clusters(5000)
+    data[::50] = data[1]  # repeated rows: the distinct rows' order matters
+    original = reduction.distinct_rows
+    monkeypatch.setattr(reduction, "distinct_rows", lambda *a, **k: original(*a, **{**k, "order": "hash"}))
+    fitted: list[SavedMap] = []
+    by_hash, _ = reduce_to_2d(data, fit_sample=2000, on_fit=fitted.append, jobs=1)
+    monkeypatch.setattr(reduction, "distinct_rows", original)
+    saved = _round_trip(fitted[0])
+    del saved.parameters["distinct_order"]  # as 0.8.7 wrote it
+    again, params = place_on_map(data, saved, jobs=1)
+    assert params["distinct_order"] == "hash"
+    assert np.array_equal(again, by_hash)
+    by_input, now = reduce_to_2d(data, fit_sample=2000, jobs=1)
+    assert now["distinct_order"] == "input" and not np.array_equal(by_input, by_hash)
+
+
+def test_a_map_with_an_unknown_distinct_order_is_refused() -> None:
+    saved = SavedMap(
+        np.zeros((3, 4), np.float32), np.zeros((3, 2), np.float32),
+        {"n_neighbors": 2, "min_dist": 0.1, "metric": "euclidean", "seed": 0, "fit_epochs": 200,
+         "transform_epochs": 10, "distinct_order": "random"},
+        {"a": 1.0, "b": 1.0, "small_data": True, "disconnection_distance": 1.0, "n_neighbors_fitted": 2,
+         "initial_alpha": 1.0},
+    )  # fmt: skip
+    with pytest.raises(InputError, match="distinct_order 'random'"):
+        _round_trip(saved)
+
+
 def test_fit_rows_keep_their_coordinates_among_new_rows() -> None:
     data = _clusters(6000)
     fitted: list[SavedMap] = []

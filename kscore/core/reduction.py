@@ -267,37 +267,90 @@ def _unit_rows(data: np.ndarray) -> np.ndarray:
 
 
 def distinct_rows(
-    data: Any, block: int = 65_536, hashes: np.ndarray | None = None
+    data: Any,
+    block: int = 65_536,
+    hashes: np.ndarray | None = None,
+    order: str = "input",
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(the first row of each distinct row, each row's index among those) or None if all differ.
 
     Rows are hashed block by block (or `hashes` given: `row_hashes` of them), and rows with equal
     hashes are compared exactly, block by block, so a hash collision never merges different rows
-    (nor separates equal ones). `data`: a 2D array, or rows on disk (`SpilledRows`).
+    (nor separates equal ones). `data`: a 2D array, rows on disk (`SpilledRows`), or rows that
+    find their equal hashes themselves (`equal_hash_pairs`: cluster tasks, by hash range), or
+    those `pairs` given.
+
+    `order="input"`: the first rows in the input's order, so the transform batches cut from them
+    are runs of the input (a part of the input feeds a few batches, not all of them).
+    `order="hash"`: in the order of their hashes, as kscore 0.8.7 and earlier took them (a map
+    saved by those versions places rows in their batches).
     """
+    if order == "hash":
+        return _distinct_in_hash_order(data, block, hashes)
+    if order != "input":
+        raise ValueError(f"order must be 'input' or 'hash', not {order!r}")
     n = len(data)
-    rows = data
+    if pairs is None and hashes is None and hasattr(data, "equal_hash_pairs"):
+        pairs = data.equal_hash_pairs()[:2]
+    if pairs is None:
+        pairs = equal_hash_pairs(row_hashes(data, block) if hashes is None else hashes)
+    followers, firsts = pairs
+    if not len(followers):
+        return None
+    same = _equal_to(data, followers, firsts, block)
+    merged, targets, collided = followers[same], firsts[same], followers[~same]
+    if len(collided):  # rows that only share a hash with their group's first: grouped exactly, apart
+        _, sub_first, sub_index = np.unique(
+            data[collided] + data.dtype.type(0), axis=0, return_index=True, return_inverse=True
+        )
+        first_equal = collided[sub_first][sub_index.reshape(-1)]
+        again = first_equal != collided
+        merged = np.concatenate([merged, collided[again]])
+        targets = np.concatenate([targets, first_equal[again]])
+    if not len(merged):
+        return None
+    leader = np.ones(n, dtype=bool)
+    leader[merged] = False
+    index = np.cumsum(leader, dtype=np.int64) - 1  # a first row's place among the first rows
+    index[merged] = index[targets]
+    return np.flatnonzero(leader), index
+
+
+def equal_hash_pairs(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each row whose hash an earlier row has, ascending; the first row with that hash)."""
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    group_first = first[inverse.reshape(-1)]
+    followers = np.flatnonzero(group_first != np.arange(len(hashes)))
+    return followers, group_first[followers]
+
+
+def _equal_to(data: Any, rows: np.ndarray, others: np.ndarray, block: int) -> np.ndarray:
+    """Whether each of `rows` equals the row `others` names (-0.0 == 0.0 here too), each block's
+    rows and their others read at once (`compare_block`: rows read by cluster tasks)."""
+    block = getattr(data, "compare_block", block)
+    places = np.array_split(np.arange(len(rows)), max(1, -(-len(rows) // block)))
+    return np.concatenate([_equal_halves(data[np.concatenate([rows[p], others[p]])]) for p in places])
+
+
+def _distinct_in_hash_order(
+    data: Any, block: int, hashes: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`distinct_rows` as kscore 0.8.7 and earlier ordered them: the groups' first rows in the
+    order of their hashes, then the rows that only shared a hash with one (for their maps)."""
+    n = len(data)
     if hashes is None:
-        hashes = row_hashes(rows, block)
+        hashes = data.all_hashes() if hasattr(data, "all_hashes") else row_hashes(data, block)
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     if len(first) == n:
         return None
     index = inverse.reshape(-1).astype(np.int64)
-    # Only the rows that are not their group's first are compared (-0.0 == 0.0 here too), each
-    # block's rows and their firsts read at once (`compare_block`: rows read by cluster tasks).
     followers = np.flatnonzero(first[index] != np.arange(n))
-    block = getattr(rows, "compare_block", block)
-    same = np.concatenate(
-        [
-            _equal_halves(rows[np.concatenate([part, first[index[part]]])])
-            for part in np.array_split(followers, max(1, -(-len(followers) // block)))
-        ]
-    )
-    collided = followers[~same]
+    collided = followers[~_equal_to(data, followers, first[index[followers]], block)]
     leaders = first
-    if len(collided):  # rows that only share a hash with their group: grouped exactly, apart
+    if len(collided):
         _, sub_first, sub_index = np.unique(
-            rows[collided] + rows.dtype.type(0), axis=0, return_index=True, return_inverse=True
+            data[collided] + data.dtype.type(0), axis=0, return_index=True, return_inverse=True
         )
         index[collided] = len(first) + sub_index.reshape(-1)
         leaders = np.concatenate([first, collided[sub_first]])
@@ -399,6 +452,7 @@ def _umap(
         "fit_rows": min(n, fit_sample),
         "fit_epochs": FIT_EPOCHS,
         "transform_batch": TRANSFORM_BATCH,
+        "distinct_order": "input",
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -495,13 +549,28 @@ def place_on_map(
     model = _MapTransform(saved, saved.search_index())
     if progress:
         progress("load the map", 1, 1)
-    hashes = getattr(data, "hashes", None)
-    if hashes is None:
-        hashes = row_hashes(data)
-    distinct = distinct_rows(data, hashes=hashes)
-    leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
+    # A map saved before kscore 0.8.8 took the distinct rows in the order of their hashes.
+    order = saved.parameters.get("distinct_order", "hash")
+    fit_hashes = row_hashes(saved.vectors)
+    if order == "input" and hasattr(data, "equal_hash_pairs"):
+        # Rows read by cluster tasks: their hashes stay there; the tasks send the rows sharing a
+        # hash and those whose hash a fit row has.
+        followers, firsts, candidates, candidate_hashes = data.equal_hash_pairs(fit_hashes)
+        distinct = distinct_rows(data, pairs=(followers, firsts))
+        leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
+        if distinct is not None:  # candidates that are first rows, by their place among them
+            place = np.clip(np.searchsorted(leaders, candidates), 0, len(leaders) - 1)
+            first_row = leaders[place] == candidates
+            candidates, candidate_hashes = place[first_row], candidate_hashes[first_row]
+    else:
+        hashes = getattr(data, "hashes", None)
+        if hashes is None:
+            hashes = data.all_hashes() if hasattr(data, "all_hashes") else row_hashes(data)
+        distinct = distinct_rows(data, hashes=hashes, order=order)
+        leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
+        candidates, candidate_hashes = np.arange(len(leaders)), hashes[leaders]
     rows = data if distinct is None else data.subset(leaders) if spilled else data[leaders]
-    found = _fit_rows_in(rows, hashes[leaders], saved)
+    found = _fit_rows_in(rows, len(leaders), candidates, candidate_hashes, saved, fit_hashes)
     coordinates = np.empty((len(leaders), 2))
     matched = found >= 0
     coordinates[matched] = saved.coordinates[found[matched]]
@@ -516,6 +585,7 @@ def place_on_map(
         "fit_rows_found": int(matched.sum()),
         "transform_neighbors": TRANSFORM_NEIGHBORS,
         "transform_batch": TRANSFORM_BATCH,
+        "distinct_order": saved.parameters.get("distinct_order", "hash"),
     }
     if distinct is not None:
         params["distinct_rows"] = len(leaders)
@@ -575,17 +645,24 @@ class _MapTransform:
         return self.model.transform(batch)
 
 
-def _fit_rows_in(rows: Any, hashes: np.ndarray, saved: SavedMap) -> np.ndarray:
-    """For each row, the index of the equal row of the map's fit sample, else -1 (equal hashes are
-    compared exactly: a collision never matches different rows)."""
-    fit_hashes = row_hashes(saved.vectors)
+def _fit_rows_in(
+    rows: Any,
+    count: int,
+    candidates: np.ndarray,
+    hashes: np.ndarray,
+    saved: SavedMap,
+    fit_hashes: np.ndarray,
+) -> np.ndarray:
+    """For each of the `count` rows, the index of the equal row of the map's fit sample, else -1.
+    `candidates` (with their `hashes`) are the rows that may match: a fit row's hash is compared
+    first, then the rows exactly (a collision never matches different rows)."""
     order = np.argsort(fit_hashes, kind="stable")
     sorted_hashes = fit_hashes[order]
     at = np.clip(np.searchsorted(sorted_hashes, hashes), 0, max(len(order) - 1, 0))
-    candidates = np.flatnonzero(sorted_hashes[at] == hashes)
-    found = np.full(len(hashes), -1, dtype=np.int64)
+    hit = sorted_hashes[at] == hashes
+    candidates, fit_index = candidates[hit], order[at[hit]]
+    found = np.full(count, -1, dtype=np.int64)
     if len(candidates):
-        fit_index = order[at[candidates]]
         same = np.all(rows[candidates] + np.float32(0) == saved.vectors[fit_index] + np.float32(0), axis=1)
         found[candidates[same]] = fit_index[same]
     return found

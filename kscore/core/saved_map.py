@@ -23,6 +23,9 @@ from kscore.errors import InputError
 MAP_FORMAT = 1
 # UMAP's parameters the map is made with, kept as given to `umap.UMAP`.
 _PARAMETERS = ("n_neighbors", "min_dist", "metric", "seed", "fit_epochs", "transform_epochs")
+# Kept where the run had them: the order of the distinct rows' transform batches ("input"; a map
+# without it was saved by kscore 0.8.7 or earlier, which took them in the order of their hashes).
+_OPTIONAL = ("distinct_order",)
 # What UMAP's fit derives and its transform reads (umap-learn 0.5): kept, not derived again.
 _DERIVED = ("a", "b", "small_data", "disconnection_distance", "n_neighbors_fitted", "initial_alpha")
 
@@ -57,6 +60,7 @@ class SavedMap:
             "initial_alpha": float(model._initial_alpha),
         }
         kept = {key: parameters[key] for key in _PARAMETERS}
+        kept.update({key: parameters[key] for key in _OPTIONAL if key in parameters})
         return cls(
             np.ascontiguousarray(model._raw_data, dtype=np.float32),
             np.ascontiguousarray(model.embedding_, dtype=np.float32),
@@ -92,6 +96,10 @@ class SavedMap:
         for key in (*_PARAMETERS, *_DERIVED):
             if key not in (parameters if key in _PARAMETERS else derived):
                 raise InputError(f"{where}: the map lacks {key!r}; save it again")
+        if parameters.get("distinct_order", "hash") not in ("input", "hash"):
+            raise InputError(
+                f"{where}: the map's distinct_order {parameters['distinct_order']!r} is not input or hash"
+            )
         if parameters["metric"] not in ("euclidean", "cosine"):
             raise InputError(f"{where}: the map's metric {parameters['metric']!r} is not euclidean or cosine")
         numbers = {k: derived[k] for k in ("a", "b", "initial_alpha")}

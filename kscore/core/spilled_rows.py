@@ -96,8 +96,8 @@ class SpilledRows:
 
 
 class RowSubset:
-    """Some rows of a `SpilledRows` (or of rows read elsewhere with `rows_at`, `hashes` and `dim`):
-    row i is the parent's row `index[i]`, indexed the same way."""
+    """Some rows of a `SpilledRows` (or of rows read elsewhere with `rows_at` and `dim`): row i is
+    the parent's row `index[i]`, indexed the same way (with its hash, where the parent has them)."""
 
     ndim = 2
 
@@ -105,7 +105,8 @@ class RowSubset:
         self.parent = parent
         self.index = index
         self.dtype = parent.dtype
-        self.hashes = parent.hashes[index] if parent.hashes is not None else None
+        hashes = getattr(parent, "hashes", None)
+        self.hashes = hashes[index] if hashes is not None else None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,11 +1,13 @@
 """Embeddings read by Ray tasks: the rows of a Parquet input's embedding column stay on the nodes.
 
-`TaskRows` stands where `SpilledRows` stands on one machine. UMAP's stage asks it for the rows'
-hashes, for some rows (the fit sample, rows to compare exactly), and for its transform batches; the
-driver holds only the hashes (8 bytes a row) and the rows it asked for. Tasks read the input part by
-part with the job's reader (`read_part`: the same float32 matrix the local engine reads) and
+`TaskRows` stands where `SpilledRows` stands on one machine. UMAP's stage asks it for the rows
+whose hashes are equal, for some rows (the fit sample, rows to compare exactly), and for its
+transform batches; the driver holds none of the rows' hashes, only the rows it asked for. Tasks
+read the input part by part with the job's reader (`read_part`: the same float32 matrix the local
+engine reads) and
 
-- hash every row (the reader checks it) once: `hash_rows`;
+- hash every row (the reader checks it) once, and send each hash to the task of its range of
+  hashes, which finds the rows whose hash an earlier row has: `hash_rows`, `equal_hash_pairs`;
 - send the driver the rows it asks for: `rows_at`;
 - route each row of a transform batch into the object store (`batches`), where the actor that
   transforms the batch gathers it (`RoutedBatch`): a batch holds the same rows in the same
@@ -16,6 +18,7 @@ Ray keeps the routed rows in its object store and spills them to the nodes' disk
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,9 @@ from kscore.errors import InputError
 # Embedding bytes a part holds at most (where the input's row groups allow): a task holds its part
 # about twice (the decoded column and the matrix).
 PART_BYTES = 128 * 1024**2
+# Hashes (and their rows' numbers) a task of one range of hash values holds at most, 16 bytes a row:
+# 1B rows take 60 ranges.
+RANGE_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ class TaskRows:
         self.dtype = np.dtype(np.float32)
         self.starts = np.cumsum([0, *(part.length for part in parts)])
         self.count = int(self.starts[-1])
-        self.hashes: np.ndarray | None = None
+        self.ranges = 1
+        self._pieces: list[list[Any]] = []  # [part][range]: the part's hashes in that range (`hash_rows`)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -93,14 +100,55 @@ class TaskRows:
         return self.count
 
     def hash_rows(self, progress: Callable[[str, int, int], None] | None = None) -> TaskRows:
-        """Read every part once in the tasks: each row's hash (`row_hashes`), kept here; a reader's
-        error (a bad value, an unreadable file) reaches the caller as itself."""
+        """Read every part once in the tasks, each row's hash (`row_hashes`) sent to the object store
+        by range of hash values (`equal_hash_pairs` reads them there); a reader's error (a bad
+        value, an unreadable file) reaches the caller as itself."""
         ray = ray_module()
+        self.ranges = max(1, -(-self.count * 16 // RANGE_BYTES))
         task = ray.remote(num_cpus=1)(_hash_part)
-        refs = [task.remote(self.read_part, part) for part in self.parts]
-        hashes = gathered(ray, refs, _stage(progress, "read embeddings (ray)"))
-        self.hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        counts: list[Any] = []  # each task's first result, small: waited for here, not its pieces
+        self._pieces = []
+        for part in self.parts:
+            returns = self.ranges + 1
+            count, *pieces = task.options(num_returns=returns).remote(self.read_part, part, self.ranges)
+            counts.append(count)
+            self._pieces.append(pieces)
+        gathered(ray, counts, _stage(progress, "read embeddings (ray)"))
         return self
+
+    def equal_hash_pairs(
+        self, fit_hashes: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(each row whose hash an earlier row has, ascending; the first row with that hash; the
+        rows whose hash is one of `fit_hashes`; their hashes), found by one task per range of hash
+        values: the driver gets these rows, not the hashes. The hashes are then let go."""
+        ray = ray_module()
+        task = ray.remote(num_cpus=1)(_equal_hashes_in_range)
+        starts = self.starts[:-1]
+        pieces = self._taken_pieces()
+        refs = [task.remote(starts, fit_hashes, *(p[r] for p in pieces)) for r in range(self.ranges)]
+        del pieces  # the tasks hold them now, and Ray frees them as each one ends
+        found = gathered(ray, refs)
+        followers, firsts, candidates, hashes = (np.concatenate([f[k] for f in found]) for k in range(4))
+        order = np.argsort(followers, kind="stable")
+        return followers[order], firsts[order], candidates, hashes
+
+    def all_hashes(self) -> np.ndarray:
+        """Every row's hash, here (only for a map saved by kscore 0.8.7 or earlier, whose batches
+        follow the order of the hashes). The hashes are then let go."""
+        ray = ray_module()
+        out = np.empty(self.count, dtype=np.uint64)
+        for start, pieces in zip(self.starts[:-1], self._taken_pieces(), strict=True):
+            for hashes, rows in gathered(ray, pieces):
+                out[start + rows] = hashes
+        return out
+
+    def _taken_pieces(self) -> list[list[Any]]:
+        """The hashes' pieces `hash_rows` left in the object store, taken: they are read once."""
+        if len(self._pieces) != len(self.parts):
+            raise RuntimeError("the rows' hashes were read already, or never made (hash_rows)")
+        pieces, self._pieces = self._pieces, []
+        return pieces
 
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
         if isinstance(key, slice):
@@ -228,8 +276,34 @@ def _read(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart)
     return matrix
 
 
-def _hash_part(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart) -> np.ndarray:
-    return row_hashes(_read(read_part, part))
+def _hash_part(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart, ranges: int) -> Any:
+    """How many rows, then for each range of hash values the part's hashes in it and their rows
+    (in the part's order)."""
+    hashes = row_hashes(_read(read_part, part))
+    # The top 32 bits times `ranges`, shifted back: range r holds the r-th of `ranges` equal spans.
+    range_of = ((hashes >> np.uint64(32)) * np.uint64(ranges)) >> np.uint64(32)
+    order = np.argsort(range_of, kind="stable")
+    bounds = np.searchsorted(range_of[order], np.arange(ranges + 1))
+    rows = order.astype(np.int32)
+    pieces = [(hashes[rows[a:b]], rows[a:b]) for a, b in itertools.pairwise(bounds)]
+    return (len(hashes), *pieces)
+
+
+def _equal_hashes_in_range(starts: np.ndarray, fit_hashes: np.ndarray | None, *pieces: Any) -> tuple:
+    """`TaskRows.equal_hash_pairs` of one range of hash values, from every part's `pieces` in it."""
+    hashes = np.concatenate([h for h, _ in pieces])
+    rows = np.concatenate([start + r.astype(np.int64) for start, (_, r) in zip(starts, pieces, strict=True)])
+    order = np.argsort(hashes, kind="stable")  # equal hashes stay in the rows' order
+    hashes, rows = hashes[order], rows[order]
+    new = np.ones(len(hashes), dtype=bool)
+    new[1:] = hashes[1:] != hashes[:-1]
+    group_first = rows[new][np.cumsum(new) - 1]
+    wanted = np.zeros(len(hashes), dtype=bool)
+    if fit_hashes is not None and len(fit_hashes) and len(hashes):
+        sorted_fit = np.sort(fit_hashes)
+        at = np.clip(np.searchsorted(sorted_fit, hashes), 0, len(sorted_fit) - 1)
+        wanted = sorted_fit[at] == hashes
+    return rows[~new], group_first[~new], rows[wanted], hashes[wanted]
 
 
 def _rows_of_part(
