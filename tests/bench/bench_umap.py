@@ -16,6 +16,7 @@ Each mode runs in its own process; peak memory is that process's maximum residen
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -359,10 +360,52 @@ def run_saved_map(rows: int, repeats: int = 2, folder: Path | None = None) -> di
     }
 
 
+def run_distinct_order(rows: int, fit_sample: int, seeds: int, repeated: float = 0.2) -> dict:
+    """Trustworthiness of the map when the distinct rows are batched in the input's order (0.8.8)
+    and in the order of their hashes (0.8.7), on inputs where `repeated` of the rows repeat
+    earlier ones, for seeds 0 to `seeds` - 1 (the same subsample of distinct rows is scored)."""
+    from sklearn.manifold import trustworthiness
+
+    from kscore.core import reduction
+
+    original = reduction.distinct_rows
+    results = {}
+    for kind in ("text", "manifold"):
+        base = DATA[kind](rows)
+        rng = np.random.default_rng(2)
+        data = base.copy()
+        copies = rng.choice(np.arange(rows // 2, rows), int(repeated * rows), replace=False)
+        data[copies] = base[rng.integers(0, rows // 2, len(copies))]
+        distinct = np.setdiff1d(np.arange(rows), copies)
+        pick = np.random.default_rng(1).choice(distinct, size=min(5000, len(distinct)), replace=False)
+        for order in ("input", "hash"):
+            values = []
+            for seed in range(seeds):
+                reduction.distinct_rows = functools.partial(original, order=order)
+                try:
+                    mapped, _ = reduction.reduce_to_2d(data, fit_sample=fit_sample, seed=seed)
+                finally:
+                    reduction.distinct_rows = original
+                values.append(trustworthiness(data[pick], mapped[pick], n_neighbors=15))
+            results[f"{kind} {order}"] = {"mean": float(np.mean(values)), "values": values}
+            print(kind, order, results[f"{kind} {order}"], file=sys.stderr, flush=True)
+    return {"rows": rows, "fit_sample": fit_sample, "repeated": repeated, "trust": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "mode", choices=["full", "sampled", "trust", "trust-parts", "cold-warm", "fit-epochs", "saved-map"]
+        "mode",
+        choices=[
+            "full",
+            "sampled",
+            "trust",
+            "trust-parts",
+            "cold-warm",
+            "fit-epochs",
+            "saved-map",
+            "distinct-order",
+        ],
     )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument(
@@ -376,7 +419,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="cold-warm: alternated rounds")
     parser.add_argument("--against", type=Path, default=None, help="cold-warm: another kscore's source")
     parser.add_argument("--fit-epochs", type=int, nargs="+", default=[200, 100], help="fit-epochs")
-    parser.add_argument("--seeds", type=int, default=5, help="fit-epochs: seeds 0 to N-1")
+    parser.add_argument("--seeds", type=int, default=5, help="fit-epochs, distinct-order: seeds 0 to N-1")
     parser.add_argument("--folder", type=Path, default=None, help="saved-map: keep the input there")
     args = parser.parse_args()
     epochs = args.transform_epochs or [kscore.core.reduction.TRANSFORM_EPOCHS]
@@ -393,6 +436,8 @@ def main() -> None:
         result = run_fit_epochs(args.fit_epochs, args.seeds)
     elif args.mode == "saved-map":
         result = run_saved_map(args.rows, args.repeats, args.folder)
+    elif args.mode == "distinct-order":
+        result = run_distinct_order(args.rows, args.fit_sample[0], args.seeds)
     else:
         result = run_cold_warm(args.repeats, args.against)
     print(json.dumps(result))

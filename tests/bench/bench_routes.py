@@ -1,0 +1,152 @@
+"""How the Ray engine finds repeated embeddings and routes the rows to their UMAP transform batches.
+
+embed-scores transforms each distinct row once, in batches of 50,000 of them. Ray tasks read the
+input part by part and hash its rows. Then, two ways (alternated here):
+
+- `input` (0.8.8): tasks of ranges of hash values find the rows whose hash an earlier row has and
+  send the driver only those (and their first rows); the distinct rows are batched in the input's
+  order, so a part's rows go to the one or two batches it overlaps;
+- `hash` (0.8.7 and earlier; still how a map saved by those versions is used): the driver gathers
+  every hash, sorts them (`np.unique`), and batches the distinct rows in the order of their
+  hashes, so every part sends a piece to every batch.
+
+Then a task per part reads the part again and routes each row to its batch (`TaskRows.batches`),
+one object per (part, batch) pair. Writes N x D float32 embeddings with a share of them repeats of
+earlier rows (a Parquet file of 50,000-row groups), starts a local Ray instance before the timing,
+and, after a first round not counted, reports each stage's time, the routed objects and the
+driver's peak RSS over its RSS before the run (psutil, every 50 ms). No UMAP runs.
+
+    python tests/bench/bench_routes.py /tmp/routes --rows 5000000 --dim 64 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from kscore.core.reduction import TRANSFORM_BATCH, distinct_rows
+from kscore.jobs.embed_scores import _task_rows
+
+
+def make(folder: Path, rows: int, dim: int, repeated: float) -> Path:
+    path = folder / f"emb_{rows}x{dim}_rep{repeated:g}.parquet"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    writer = None
+    seen = np.empty((0, dim), dtype=np.float32)  # earlier rows a repeat may copy (a sample of them)
+    for start in range(0, rows, 250_000):
+        n = min(250_000, rows - start)
+        data = rng.normal(0, 1, size=(n, dim)).astype(np.float32)
+        pool = np.concatenate([seen, data[: n // 2]])
+        copies = rng.random(n) < min(1.0, 2 * repeated)
+        copies[: n // 2] = False  # a row of the second half copies one before it: `repeated` of all
+        data[copies] = pool[rng.integers(0, len(pool), int(copies.sum()))]
+        seen = pool[rng.choice(len(pool), min(len(pool), 100_000), replace=False)]
+        part = pl.DataFrame(
+            {
+                "id": np.arange(start, start + n),
+                "split": np.where(rng.random(n) < 0.7, "train", "val"),
+                "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
+            }
+        ).to_arrow()
+        if writer is None:
+            writer = pq.ParquetWriter(path.with_suffix(".partial"), part.schema)
+        writer.write_table(part, row_group_size=50_000)
+    writer.close()
+    path.with_suffix(".partial").rename(path)
+    return path
+
+
+class DriverPeak:
+    """The peak RSS of this process over its RSS at the start, sampled every 50 ms."""
+
+    def __enter__(self) -> DriverPeak:
+        import psutil
+
+        self.process = psutil.Process()
+        self.base = self.peak = self.process.memory_info().rss
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def one_run(path: Path, dim: int, order: str, fit_sample: int) -> dict[str, float]:
+    table = pl.scan_parquet(path)
+    height = table.select(pl.len()).collect().item()
+    with DriverPeak() as peak:
+        start = time.perf_counter()
+        rows = _task_rows(table, ["embedding"], dim, height, str(path), None)
+        hashed = time.perf_counter()
+        distinct = distinct_rows(rows, order=order)
+        leaders = np.arange(len(rows)) if distinct is None else distinct[0]
+        found = time.perf_counter()
+        sample = np.sort(np.random.default_rng(0).choice(len(leaders), fit_sample, replace=False))
+        rest = np.setdiff1d(np.arange(len(leaders)), sample, assume_unique=True)
+        step = TRANSFORM_BATCH
+        batches = rows.batches([leaders[rest[s : s + step]] for s in range(0, len(rest), step)])
+        routed = time.perf_counter()
+        objects = sum(len(batch.pieces) for batch in batches)
+        del batches
+    return {
+        "read and hash": hashed - start,
+        "distinct rows": found - hashed,
+        "route": routed - found,
+        "objects": objects,
+        "parts": len(rows.parts),
+        "distinct": len(leaders),
+        "driver MiB": peak.mib,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--repeated", type=float, default=0.1, help="share of rows repeating an earlier one")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fit-sample", type=int, default=20_000)
+    args = parser.parse_args()
+    import ray
+
+    path = make(args.folder, args.rows, args.dim, args.repeated)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        runs: dict[str, list[dict[str, float]]] = {"input": [], "hash": []}
+        for order in runs:  # a first round, not counted: Ray's workers start, imports, the page cache
+            one_run(path, args.dim, order, args.fit_sample)
+        for _ in range(args.repeats):
+            for order in runs:
+                runs[order].append(one_run(path, args.dim, order, args.fit_sample))
+                print(order, runs[order][-1], flush=True)
+    finally:
+        ray.shutdown()
+    for order, results in runs.items():
+        medians = {key: statistics.median(r[key] for r in results) for key in results[0]}
+        print(f"{order}: " + ", ".join(f"{k} {v:.3g}" for k, v in medians.items()))
+
+
+if __name__ == "__main__":
+    main()
