@@ -220,30 +220,29 @@ def test_ray_tasks_read_runs_of_whole_row_groups_or_slices_within_their_size() -
 
 
 def test_hash_range_tasks_find_the_rows_an_earlier_row_shares_a_hash_with() -> None:
-    """What the tasks of `TaskRows.equal_hash_pairs` find, run here: each part's hashes cut into
-    ranges of hash values (`_hash_part`), each range's rows sharing a hash (`_equal_hashes_in_range`),
-    gathered: the same pairs as `equal_hash_pairs` of all the hashes at once, and the rows whose
-    hash a fit row has."""
+    """What the tasks of `TaskRows.hash_rows` and `equal_hash_pairs` find, run here: each part's
+    hashes cut into ranges of hash values and the rows equal to a saved map's fit rows
+    (`_hash_part`), each range's rows sharing a hash (`_equal_hashes_in_range`), gathered: the same
+    pairs as `equal_hash_pairs` of all the hashes at once, and every row equal to a fit row."""
     from kscore.core.reduction import equal_hash_pairs, row_hashes
     from kscore.plan import embeddings_ray as plan_ray
 
     rng = np.random.default_rng(3)
     data = rng.integers(0, 4, size=(3000, 5)).astype(np.float32)  # 1024 kinds of row: many repeats
     parts = [plan_ray.EmbeddingPart(start, size) for start, size in ((0, 1000), (1000, 1500), (2500, 500))]
-    starts = np.array([p.offset for p in parts])
-    fit = data[[7, 2999]] + np.float32(0.5)  # one fit row found nowhere, one row of the input
-    fit[1] = data[2999]
-    fit_hashes = row_hashes(fit)
+    starts = np.array([0, 1000, 2500, 3000])
+    fit = np.stack([data[7] + np.float32(0.5), data[2999]])  # a row found nowhere, a row of the input
 
     def read(part: plan_ray.EmbeddingPart) -> np.ndarray:
         return data[part.offset : part.offset + part.length]
 
-    cut = [plan_ray._hash_part(read, part, 4) for part in parts]
-    assert [c[0] for c in cut] == [1000, 1500, 500]
-    found = [plan_ray._equal_hashes_in_range(starts, fit_hashes, *(c[1 + r] for c in cut)) for r in range(4)]
-    followers, firsts, candidates, _ = (np.concatenate([f[k] for f in found]) for k in range(4))
+    cut = [plan_ray._hash_part(read, part, 4, fit) for part in parts]
+    assert [c[0][0] for c in cut] == [1000, 1500, 500]
+    found = [plan_ray._equal_hashes_in_range(starts[:-1], *(c[1 + r] for c in cut)) for r in range(4)]
+    followers, firsts = (np.concatenate([f[k] for f in found]) for k in range(2))
     order = np.argsort(followers)
     expected = equal_hash_pairs(row_hashes(data))
     assert len(expected[0]) > 1000
     assert np.array_equal(followers[order], expected[0]) and np.array_equal(firsts[order], expected[1])
-    assert np.array_equal(np.sort(candidates), np.flatnonzero((data == data[2999]).all(axis=1)))
+    rows, which = plan_ray._placed(starts, [c[0][1:] for c in cut])
+    assert np.array_equal(rows, np.flatnonzero((data == data[2999]).all(axis=1))) and set(which) == {1}

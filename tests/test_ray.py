@@ -459,13 +459,21 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
     built, stages, routed = [], set(), []
     original = job.embedding_matrix
     monkeypatch.setattr(job, "embedding_matrix", lambda *a, **k: built.append(1) or original(*a, **k))
-    route = TaskRows.batches
+    route = TaskRows.route
 
-    def batches(rows: TaskRows, *args: Any, **kwargs: Any) -> Any:
-        routed.append((rows, route(rows, *args, **kwargs)))
-        return routed[-1][1]
+    def routing(rows: TaskRows, *args: Any, **kwargs: Any) -> Any:
+        routed.append((rows, *route(rows, *args, **kwargs)))
+        return routed[-1][1:]
 
-    monkeypatch.setattr(TaskRows, "batches", batches)
+    monkeypatch.setattr(TaskRows, "route", routing)
+    read_back: list[int] = []  # rows the driver asked the tasks for
+    rows_at = TaskRows.rows_at
+
+    def reading(rows: TaskRows, index: np.ndarray) -> np.ndarray:
+        read_back.append(len(index))
+        return rows_at(rows, index)
+
+    monkeypatch.setattr(TaskRows, "rows_at", reading)
     monkeypatch.setattr(TaskRows, "all_hashes", lambda rows: pytest.fail("the hashes came to the driver"))
     if read == "slices":  # as a dataset or an object in storage is read
         monkeypatch.setattr(job, "_local_parquet_file", lambda source: None)
@@ -475,7 +483,9 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
     )
     assert not built  # on the driver
     assert {"read embeddings (ray)", "route embeddings (ray)", "UMAP transform"} <= stages
-    ((rows, batches),) = routed
+    ((rows, batches, sample),) = routed
+    assert sample.shape == (1000, 8)  # the fit sample came with the routing pass,
+    assert sum(read_back) <= 2 * 300  # and only the repeated rows and their first rows came apart
     assert len(batches) >= 6 and len(rows.parts) >= 3  # 700-row batches, parts of 1600 rows
     assert rows.ranges == 3
     assert sum(len(batch.pieces) for batch in batches) <= len(rows.parts) + len(batches)
@@ -488,16 +498,49 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
 
 
 def test_a_saved_map_places_task_read_rows_as_the_run_that_saved_it(
-    tmp_path: Path, cluster, small_routes
+    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The tasks that hash the rows find the map's fit rows too: the driver reads back only the
+    repeated rows and their first rows, not the fit rows."""
     import kscore
+    from kscore.plan.embeddings_ray import TaskRows
 
     path = _embeddings_with_duplicates(tmp_path)
     map_file = tmp_path / "map.parquet"
     kscore.embed_scores(path, tmp_path / "saving.parquet", fit_sample=1000, save_map=map_file)
+    read_back: list[int] = []
+    rows_at = TaskRows.rows_at
+
+    def reading(rows: TaskRows, index: np.ndarray) -> np.ndarray:
+        read_back.append(len(index))
+        return rows_at(rows, index)
+
+    monkeypatch.setattr(TaskRows, "rows_at", reading)
     kscore.embed_scores(path, tmp_path / "ray.parquet", saved_map=map_file, engine="ray")
+    assert sum(read_back) <= 2 * 300
     maps = [pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in ("saving", "ray")]
     assert maps[0].equals(maps[1])
+
+
+def test_task_rows_find_a_maps_fit_rows_as_they_hash_or_in_a_pass_of_their_own(
+    tmp_path: Path, cluster
+) -> None:
+    """Oracle: numpy's exact comparison of every input row with the fit rows."""
+    from kscore.jobs.embed_scores import _task_rows
+
+    path = _embeddings_with_duplicates(tmp_path)
+    data = np.asarray(pl.read_parquet(path).get_column("embedding").to_list(), dtype=np.float32)
+    vectors = np.concatenate([data[[5, 4000, 5999]], np.full((1, 8), 7.5, np.float32)])
+    equal = (data[:, None, :] == vectors[None, :, :]).all(axis=2)
+    assert equal.sum(axis=1).max() == 1  # the fit rows differ
+    expected_rows, expected_which = np.nonzero(equal)
+    table = pl.scan_parquet(path)
+    while_hashing = _task_rows(table, ["embedding"], 8, len(data), str(path), None, vectors)
+    apart = _task_rows(table, ["embedding"], 8, len(data), str(path), None)
+    for rows in (while_hashing, apart):
+        found, which = rows.fit_rows(vectors)
+        assert np.array_equal(found, expected_rows) and np.array_equal(which, expected_which)
+    assert set(expected_which) == {0, 1, 2}  # rows 5, 4000 and 5999 (and their repeats); 7.5 nowhere
 
 
 def test_a_map_saved_by_0_8_7_places_task_read_rows_as_on_one_machine(

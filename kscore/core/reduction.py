@@ -417,7 +417,14 @@ def _umap(
     sample = (
         None if n <= fit_sample else np.sort(np.random.default_rng(seed).choice(n, fit_sample, replace=False))
     )
-    fitted = data if sample is None else data[sample]
+    rest = routed = None
+    if sample is not None:
+        rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+    if sample is not None and hasattr(data, "route"):
+        # Rows read by cluster tasks: one pass routes the transform batches and brings the sample.
+        routed, fitted = data.route(_batched(rest), progress, also=sample)
+    else:
+        fitted = data if sample is None else data[sample]
     fit_stage = "UMAP fit" if sample is None else "UMAP fit on a sample"
     if progress:
         progress(fit_stage, 0, 1)
@@ -463,7 +470,6 @@ def _umap(
             if on_fit is not None:
                 on_fit(SavedMap.of(model, {**params, "transform_epochs": TRANSFORM_EPOCHS}))
             return coordinates.astype(np.float64), params
-        rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
         coordinates = np.empty((n, 2))
         coordinates[sample] = model.fit_transform(fitted)
         model.n_epochs = 3 * TRANSFORM_EPOCHS  # umap's transform runs n_epochs // 3 epochs
@@ -477,7 +483,9 @@ def _umap(
             progress(fit_stage, 1, 1)
         if on_fit is not None:
             on_fit(SavedMap.of(model, params))
-    _transform_rows(_FittedTransform(model), data, rest, coordinates, progress, jobs, memory_limit, executor)
+    _transform_rows(
+        _FittedTransform(model), data, rest, coordinates, progress, jobs, memory_limit, executor, routed
+    )
     return coordinates, params
 
 
@@ -493,23 +501,22 @@ def _transform_rows(
     jobs: int,
     memory_limit: int | None,
     executor: Executor | None,
+    routed: list[Any] | None = None,
 ) -> None:
     """`coordinates[rows]`: the fitted `model`'s transform of `data[rows]`, in batches of
     `TRANSFORM_BATCH` rows taken in the order of `rows` (the batches, and so the numbers, do not
-    depend on the workers)."""
-    chunks = [rows[start : start + TRANSFORM_BATCH] for start in range(0, len(rows), TRANSFORM_BATCH)]
+    depend on the workers). `routed`: those batches, routed already (`data.route`)."""
+    chunks = _batched(rows)
     if progress:
         progress("UMAP transform", 0, len(chunks))
     if not chunks:
         return
     if memory_limit is not None and (executor is None or executor.on_this_machine):
         jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
-    # Rows read by cluster tasks are routed to their batches there (`TaskRows.batches`).
-    batches = (
-        iter(data.batches(chunks, progress))
-        if hasattr(data, "batches")
-        else (data[chunk] for chunk in chunks)
-    )
+    # Rows read by cluster tasks are routed to their batches there (`TaskRows.route`).
+    if routed is None and hasattr(data, "route"):
+        routed, _ = data.route(chunks, progress)
+    batches = iter(routed) if routed is not None else (data[chunk] for chunk in chunks)
     results = _transform_batches(model, batches, len(chunks), jobs, executor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -517,6 +524,11 @@ def _transform_rows(
             coordinates[chunk] = mapped
             if progress:
                 progress("UMAP transform", done, len(chunks))
+
+
+def _batched(rows: np.ndarray) -> list[np.ndarray]:
+    """`rows` cut into the transform's batches of `TRANSFORM_BATCH`, in order."""
+    return [rows[start : start + TRANSFORM_BATCH] for start in range(0, len(rows), TRANSFORM_BATCH)]
 
 
 def place_on_map(
@@ -551,26 +563,24 @@ def place_on_map(
         progress("load the map", 1, 1)
     # A map saved before kscore 0.8.8 took the distinct rows in the order of their hashes.
     order = saved.parameters.get("distinct_order", "hash")
-    fit_hashes = row_hashes(saved.vectors)
-    if order == "input" and hasattr(data, "equal_hash_pairs"):
-        # Rows read by cluster tasks: their hashes stay there; the tasks send the rows sharing a
-        # hash and those whose hash a fit row has.
-        followers, firsts, candidates, candidate_hashes = data.equal_hash_pairs(fit_hashes)
-        distinct = distinct_rows(data, pairs=(followers, firsts))
+    if order == "input" and hasattr(data, "fit_rows"):
+        # Rows read by cluster tasks: the tasks find the repeated rows and the fit sample's rows.
+        distinct = distinct_rows(data)
         leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
-        if distinct is not None:  # candidates that are first rows, by their place among them
-            place = np.clip(np.searchsorted(leaders, candidates), 0, len(leaders) - 1)
-            first_row = leaders[place] == candidates
-            candidates, candidate_hashes = place[first_row], candidate_hashes[first_row]
+        rows = data if distinct is None else data.subset(leaders)
+        matched, fit_index = data.fit_rows(saved.vectors)
+        place = np.clip(np.searchsorted(leaders, matched), 0, len(leaders) - 1)
+        first_row = leaders[place] == matched  # a repeated row takes its first row's place
+        found = np.full(len(leaders), -1, dtype=np.int64)
+        found[place[first_row]] = fit_index[first_row]
     else:
         hashes = getattr(data, "hashes", None)
         if hashes is None:
             hashes = data.all_hashes() if hasattr(data, "all_hashes") else row_hashes(data)
         distinct = distinct_rows(data, hashes=hashes, order=order)
         leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
-        candidates, candidate_hashes = np.arange(len(leaders)), hashes[leaders]
-    rows = data if distinct is None else data.subset(leaders) if spilled else data[leaders]
-    found = _fit_rows_in(rows, len(leaders), candidates, candidate_hashes, saved, fit_hashes)
+        rows = data if distinct is None else data.subset(leaders) if spilled else data[leaders]
+        found = match_fit_rows(rows, hashes[leaders], saved.vectors)
     coordinates = np.empty((len(leaders), 2))
     matched = found >= 0
     coordinates[matched] = saved.coordinates[found[matched]]
@@ -645,25 +655,19 @@ class _MapTransform:
         return self.model.transform(batch)
 
 
-def _fit_rows_in(
-    rows: Any,
-    count: int,
-    candidates: np.ndarray,
-    hashes: np.ndarray,
-    saved: SavedMap,
-    fit_hashes: np.ndarray,
-) -> np.ndarray:
-    """For each of the `count` rows, the index of the equal row of the map's fit sample, else -1.
-    `candidates` (with their `hashes`) are the rows that may match: a fit row's hash is compared
-    first, then the rows exactly (a collision never matches different rows)."""
+def match_fit_rows(rows: Any, hashes: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """For each row (with its hash), the index of the equal row of a map's fit sample `vectors`,
+    else -1: the hashes are compared first, then the rows exactly (a collision never matches
+    different rows; -0.0 equals 0.0)."""
+    fit_hashes = row_hashes(vectors)
     order = np.argsort(fit_hashes, kind="stable")
     sorted_hashes = fit_hashes[order]
     at = np.clip(np.searchsorted(sorted_hashes, hashes), 0, max(len(order) - 1, 0))
-    hit = sorted_hashes[at] == hashes
-    candidates, fit_index = candidates[hit], order[at[hit]]
-    found = np.full(count, -1, dtype=np.int64)
+    candidates = np.flatnonzero(sorted_hashes[at] == hashes)
+    found = np.full(len(hashes), -1, dtype=np.int64)
     if len(candidates):
-        same = np.all(rows[candidates] + np.float32(0) == saved.vectors[fit_index] + np.float32(0), axis=1)
+        fit_index = order[at[candidates]]
+        same = np.all(rows[candidates] + np.float32(0) == vectors[fit_index] + np.float32(0), axis=1)
         found[candidates[same]] = fit_index[same]
     return found
 

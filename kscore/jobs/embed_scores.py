@@ -192,7 +192,7 @@ def score_embeddings(
     limit = resolve_memory_limit(memory_limit)
     if isinstance(table, pl.LazyFrame):
         spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress, engine)
-        with _embeddings_of(table, *spill, keep_embedding) as loaded:
+        with _embeddings_of(table, *spill, keep_embedding, saved_map) as loaded:
             frame, matrix, columns = loaded
             return _embed_scores(
                 frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
@@ -227,11 +227,13 @@ def _embeddings_of(
     progress: Any,
     engine: str = "local",
     keep_embedding: bool = False,
+    saved_map: Any = None,
 ) -> Iterator[tuple[pl.DataFrame, Any, list[str]]]:
     """(the table, the embeddings or None to read them from the table, the embedding columns):
     the whole table in memory when it fits, else every other column in memory and the embeddings
     spilled to disk (`SpilledRows`). On Ray, a Parquet input's embeddings for UMAP are read by the
-    cluster's tasks (`TaskRows`), whatever their size: they never pass through this process."""
+    cluster's tasks (`TaskRows`), whatever their size: they never pass through this process (the
+    tasks find the rows of `saved_map`'s fit sample as they hash them)."""
     from kscore.plan.sizing import BASE_BYTES
 
     try:
@@ -241,7 +243,8 @@ def _embeddings_of(
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
     if engine == "ray" and reducer == "umap" and dim > 2 and not keep_embedding:
-        rows = _task_rows(table, columns, dim, others.height, source, progress)
+        fit = saved_map.vectors if saved_map is not None and saved_map.width == dim else None
+        rows = _task_rows(table, columns, dim, others.height, source, progress, fit)
         if rows is not None:
             yield others, rows, columns
             return
@@ -305,7 +308,13 @@ def _embedding_batches(
 
 
 def _task_rows(
-    table: pl.LazyFrame, columns: list[str], dim: int, height: int, source: str, progress: Any
+    table: pl.LazyFrame,
+    columns: list[str],
+    dim: int,
+    height: int,
+    source: str,
+    progress: Any,
+    fit_vectors: np.ndarray | None = None,
 ) -> Any:
     """The embeddings as Ray tasks read them (`TaskRows`, hashed), or None where the input is not
     Parquet (a CSV is read here, as on one machine). A local Parquet file is cut at its row groups;
@@ -337,7 +346,7 @@ def _task_rows(
     reader = functools.partial(
         read_embedding_part, table.select(columns), str(path) if path else None, columns, dim, source
     )
-    return TaskRows(reader, parts, dim).hash_rows(progress)
+    return TaskRows(reader, parts, dim, fit_vectors).hash_rows(progress)
 
 
 def read_embedding_part(

@@ -1,17 +1,19 @@
 """Embeddings read by Ray tasks: the rows of a Parquet input's embedding column stay on the nodes.
 
 `TaskRows` stands where `SpilledRows` stands on one machine. UMAP's stage asks it for the rows
-whose hashes are equal, for some rows (the fit sample, rows to compare exactly), and for its
-transform batches; the driver holds none of the rows' hashes, only the rows it asked for. Tasks
-read the input part by part with the job's reader (`read_part`: the same float32 matrix the local
-engine reads) and
+whose hashes are equal, for the rows equal to a saved map's fit rows, for rows to compare exactly,
+and for its transform batches with the fit sample; the driver holds none of the rows' hashes, only
+the rows it asked for. Tasks read the input part by part with the job's reader (`read_part`: the
+same float32 matrix the local engine reads), twice in all where no rows repeat, and
 
-- hash every row (the reader checks it) once, and send each hash to the task of its range of
-  hashes, which finds the rows whose hash an earlier row has: `hash_rows`, `equal_hash_pairs`;
-- send the driver the rows it asks for: `rows_at`;
-- route each row of a transform batch into the object store (`batches`), where the actor that
-  transforms the batch gathers it (`RoutedBatch`): a batch holds the same rows in the same
-  order as on one machine, so the map is bitwise the same.
+- hash every row (the reader checks it) and find a saved map's fit rows, and send each hash to the
+  task of its range of hashes, which finds the rows whose hash an earlier row has: `hash_rows`,
+  `equal_hash_pairs`, `fit_rows`;
+- send the driver the rows it asks for: `rows_at` (the repeated rows, to compare them exactly);
+- route each row of a transform batch into the object store (`route`), where the actor that
+  transforms the batch gathers it (`RoutedBatch`), and send the driver the fit sample from the
+  same pass: a batch holds the same rows in the same order as on one machine, so the map is
+  bitwise the same.
 
 Ray keeps the routed rows in its object store and spills them to the nodes' disks beyond it.
 """
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kscore.core.reduction import row_hashes
+from kscore.core.reduction import match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
 from kscore.engines.ray import gathered, ray_module
 from kscore.errors import InputError
@@ -81,9 +83,16 @@ class TaskRows:
     compare_block = 131_072
 
     def __init__(
-        self, read_part: Callable[[EmbeddingPart], np.ndarray], parts: list[EmbeddingPart], dim: int
+        self,
+        read_part: Callable[[EmbeddingPart], np.ndarray],
+        parts: list[EmbeddingPart],
+        dim: int,
+        fit_vectors: np.ndarray | None = None,
     ) -> None:
+        """`fit_vectors`: a saved map's fit sample, whose rows `hash_rows` finds as it hashes."""
         self.read_part = read_part
+        self.fit_vectors = fit_vectors
+        self._fit_rows: tuple[np.ndarray, np.ndarray] | None = None
         self.parts = parts
         self.dim = dim
         self.dtype = np.dtype(np.float32)
@@ -101,37 +110,50 @@ class TaskRows:
 
     def hash_rows(self, progress: Callable[[str, int, int], None] | None = None) -> TaskRows:
         """Read every part once in the tasks, each row's hash (`row_hashes`) sent to the object store
-        by range of hash values (`equal_hash_pairs` reads them there); a reader's error (a bad
-        value, an unreadable file) reaches the caller as itself."""
+        by range of hash values (`equal_hash_pairs` reads them there), and the rows equal to one of
+        `fit_vectors` found (`fit_rows`); a reader's error (a bad value, an unreadable file) reaches
+        the caller as itself."""
         ray = ray_module()
         self.ranges = max(1, -(-self.count * 16 // RANGE_BYTES))
         task = ray.remote(num_cpus=1)(_hash_part)
-        counts: list[Any] = []  # each task's first result, small: waited for here, not its pieces
+        fit = None if self.fit_vectors is None else ray.put(self.fit_vectors)
+        firsts: list[Any] = []  # each task's first result, small: waited for here, not its pieces
         self._pieces = []
         for part in self.parts:
             returns = self.ranges + 1
-            count, *pieces = task.options(num_returns=returns).remote(self.read_part, part, self.ranges)
-            counts.append(count)
+            first, *pieces = task.options(num_returns=returns).remote(self.read_part, part, self.ranges, fit)
+            firsts.append(first)
             self._pieces.append(pieces)
-        gathered(ray, counts, _stage(progress, "read embeddings (ray)"))
+        found = gathered(ray, firsts, _stage(progress, "read embeddings (ray)"))
+        if self.fit_vectors is not None:
+            self._fit_rows = _placed(self.starts, [f[1:] for f in found])
         return self
 
-    def equal_hash_pairs(
-        self, fit_hashes: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(each row whose hash an earlier row has, ascending; the first row with that hash; the
-        rows whose hash is one of `fit_hashes`; their hashes), found by one task per range of hash
-        values: the driver gets these rows, not the hashes. The hashes are then let go."""
+    def fit_rows(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the rows equal to one of a map's fit sample `vectors`, ascending; which one), found as
+        the rows were hashed where these were the `fit_vectors`, else by tasks reading every part."""
+        hashed = self.fit_vectors
+        if self._fit_rows is not None and (hashed is vectors or np.array_equal(hashed, vectors)):  # type: ignore[arg-type]
+            return self._fit_rows
+        ray = ray_module()
+        task = ray.remote(num_cpus=1)(_fit_rows_of_part)
+        fit = ray.put(vectors)
+        return _placed(self.starts, gathered(ray, [task.remote(self.read_part, p, fit) for p in self.parts]))
+
+    def equal_hash_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(each row whose hash an earlier row has, ascending; the first row with that hash), found
+        by one task per range of hash values: the driver gets these rows, not the hashes. The
+        hashes are then let go."""
         ray = ray_module()
         task = ray.remote(num_cpus=1)(_equal_hashes_in_range)
         starts = self.starts[:-1]
         pieces = self._taken_pieces()
-        refs = [task.remote(starts, fit_hashes, *(p[r] for p in pieces)) for r in range(self.ranges)]
+        refs = [task.remote(starts, *(p[r] for p in pieces)) for r in range(self.ranges)]
         del pieces  # the tasks hold them now, and Ray frees them as each one ends
         found = gathered(ray, refs)
-        followers, firsts, candidates, hashes = (np.concatenate([f[k] for f in found]) for k in range(4))
+        followers, firsts = (np.concatenate([f[k] for f in found]) for k in range(2))
         order = np.argsort(followers, kind="stable")
-        return followers[order], firsts[order], candidates, hashes
+        return followers[order], firsts[order]
 
     def all_hashes(self) -> np.ndarray:
         """Every row's hash, here (only for a map saved by kscore 0.8.7 or earlier, whose batches
@@ -186,44 +208,62 @@ class TaskRows:
     def subset(self, index: np.ndarray) -> TaskRowSubset:
         return TaskRowSubset(self, np.asarray(index, dtype=np.int64))
 
-    def batches(
-        self, chunks: Sequence[np.ndarray], progress: Callable[[str, int, int], None] | None = None
-    ) -> list[RoutedBatch]:
-        """Each chunk of row numbers as a batch its transform actor gathers from the object store:
-        one task a part reads the part once and sends each of its rows to its batch (Ray spills
-        what its store does not hold). All are routed before the first batch is handed out: the
-        actors then hold the cluster's CPUs, which the routing tasks would wait for."""
+    def route(
+        self,
+        chunks: Sequence[np.ndarray],
+        progress: Callable[[str, int, int], None] | None = None,
+        also: np.ndarray | None = None,
+    ) -> tuple[list[RoutedBatch], np.ndarray | None]:
+        """Each chunk of row numbers as a batch its transform actor gathers from the object store,
+        and the rows `also` (e.g. the fit sample) here, from the same pass: one task a part reads
+        the part once and sends each of its rows to its batch (Ray spills what its store does not
+        hold). All are routed before the first batch is handed out: the actors then hold the
+        cluster's CPUs, which the routing tasks would wait for."""
         batch_of = np.full(self.count, -1, dtype=np.int32)
         slot_of = np.empty(self.count, dtype=np.int32)
         for number, chunk in enumerate(chunks):
             batch_of[chunk] = number
             slot_of[chunk] = np.arange(len(chunk), dtype=np.int32)
+        wanted = np.empty(0, dtype=np.int64) if also is None else np.asarray(also, dtype=np.int64)
+        wanted_by_part = dict(self._by_part(wanted))
         ray = ray_module()
         task = ray.remote(num_cpus=1)(_route_part)
         pieces: list[list[tuple[Any, np.ndarray]]] = [[] for _ in chunks]
         counts: list[Any] = []  # each task's first result, small: waited for here, not its pieces
+        also_refs: list[tuple[np.ndarray, Any]] = []
         for number, part in enumerate(self.parts):
             start, stop = int(self.starts[number]), int(self.starts[number + 1])
             local = np.flatnonzero(batch_of[start:stop] >= 0)
-            if not len(local):
+            places = wanted_by_part.get(number)
+            if not len(local) and places is None:
                 continue
             batch = batch_of[start:stop][local]
             order = np.argsort(batch, kind="stable")
             local, batch = local[order], batch[order]
             touched, bounds = np.unique(batch, return_index=True)
             bounds = np.append(bounds, len(batch))
-            count, *out = task.options(num_returns=len(touched) + 1).remote(
-                self.read_part, part, local, bounds
+            extra = None if places is None else wanted[places] - start
+            count, *out = task.options(num_returns=len(touched) + 1 + (places is not None)).remote(
+                self.read_part, part, local, bounds, extra
             )
             counts.append(count)
+            if places is not None:
+                also_refs.append((places, out.pop()))
             for k, (ref, b) in enumerate(zip(out, touched, strict=True)):
                 pieces[b].append((ref, slot_of[start + local[bounds[k] : bounds[k + 1]]]))
         del batch_of, slot_of
         gathered(ray, counts, _stage(progress, "route embeddings (ray)"))
-        return [
+        rows = None
+        if also is not None:
+            rows = np.empty((len(wanted), self.dim), dtype=self.dtype)
+            values = gathered(ray, [ref for _, ref in also_refs])
+            for (places, _), value in zip(also_refs, values, strict=True):
+                rows[places] = value
+        batches = [
             RoutedBatch(len(chunk), self.dim, self.dtype, piece)
             for chunk, piece in zip(chunks, pieces, strict=True)
         ]
+        return batches, rows
 
 
 class TaskRowSubset(RowSubset):
@@ -231,10 +271,15 @@ class TaskRowSubset(RowSubset):
 
     compare_block = TaskRows.compare_block
 
-    def batches(
-        self, chunks: Sequence[np.ndarray], progress: Callable[[str, int, int], None] | None = None
-    ) -> list[RoutedBatch]:
-        return self.parent.batches([self.index[chunk] for chunk in chunks], progress)
+    def route(
+        self,
+        chunks: Sequence[np.ndarray],
+        progress: Callable[[str, int, int], None] | None = None,
+        also: np.ndarray | None = None,
+    ) -> tuple[list[RoutedBatch], np.ndarray | None]:
+        return self.parent.route(
+            [self.index[chunk] for chunk in chunks], progress, None if also is None else self.index[also]
+        )
 
 
 @dataclass
@@ -276,20 +321,46 @@ def _read(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart)
     return matrix
 
 
-def _hash_part(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart, ranges: int) -> Any:
-    """How many rows, then for each range of hash values the part's hashes in it and their rows
-    (in the part's order)."""
-    hashes = row_hashes(_read(read_part, part))
+def _hash_part(
+    read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart, ranges: int, fit: np.ndarray | None
+) -> Any:
+    """(how many rows, and the rows equal to one of `fit` with which one, where given), then for each
+    range of hash values the part's hashes in it and their rows (in the part's order)."""
+    matrix = _read(read_part, part)
+    hashes = row_hashes(matrix)
+    found = _fit_matches(matrix, hashes, fit) if fit is not None else ()
     # The top 32 bits times `ranges`, shifted back: range r holds the r-th of `ranges` equal spans.
     range_of = ((hashes >> np.uint64(32)) * np.uint64(ranges)) >> np.uint64(32)
     order = np.argsort(range_of, kind="stable")
     bounds = np.searchsorted(range_of[order], np.arange(ranges + 1))
     rows = order.astype(np.int32)
     pieces = [(hashes[rows[a:b]], rows[a:b]) for a, b in itertools.pairwise(bounds)]
-    return (len(hashes), *pieces)
+    return ((len(hashes), *found), *pieces)
 
 
-def _equal_hashes_in_range(starts: np.ndarray, fit_hashes: np.ndarray | None, *pieces: Any) -> tuple:
+def _fit_rows_of_part(
+    read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart, fit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    matrix = _read(read_part, part)
+    return _fit_matches(matrix, row_hashes(matrix), fit)
+
+
+def _fit_matches(matrix: np.ndarray, hashes: np.ndarray, fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the part's rows equal to a row of `fit`, which row of `fit`)."""
+    found = match_fit_rows(matrix, hashes, fit)
+    rows = np.flatnonzero(found >= 0)
+    return rows, found[rows]
+
+
+def _placed(starts: np.ndarray, found: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each part's (rows, fit rows) joined, the rows counted from the input's start."""
+    rows = [start + np.asarray(f[0], dtype=np.int64) for start, f in zip(starts[:-1], found, strict=True)]
+    fit_index = [np.asarray(f[1], dtype=np.int64) for f in found]
+    empty = np.empty(0, dtype=np.int64)
+    return (np.concatenate(rows) if rows else empty), (np.concatenate(fit_index) if fit_index else empty)
+
+
+def _equal_hashes_in_range(starts: np.ndarray, *pieces: Any) -> tuple[np.ndarray, np.ndarray]:
     """`TaskRows.equal_hash_pairs` of one range of hash values, from every part's `pieces` in it."""
     hashes = np.concatenate([h for h, _ in pieces])
     rows = np.concatenate([start + r.astype(np.int64) for start, (_, r) in zip(starts, pieces, strict=True)])
@@ -298,12 +369,7 @@ def _equal_hashes_in_range(starts: np.ndarray, fit_hashes: np.ndarray | None, *p
     new = np.ones(len(hashes), dtype=bool)
     new[1:] = hashes[1:] != hashes[:-1]
     group_first = rows[new][np.cumsum(new) - 1]
-    wanted = np.zeros(len(hashes), dtype=bool)
-    if fit_hashes is not None and len(fit_hashes) and len(hashes):
-        sorted_fit = np.sort(fit_hashes)
-        at = np.clip(np.searchsorted(sorted_fit, hashes), 0, len(sorted_fit) - 1)
-        wanted = sorted_fit[at] == hashes
-    return rows[~new], group_first[~new], rows[wanted], hashes[wanted]
+    return rows[~new], group_first[~new]
 
 
 def _rows_of_part(
@@ -317,9 +383,12 @@ def _route_part(
     part: EmbeddingPart,
     rows: np.ndarray,
     bounds: np.ndarray,
+    also: np.ndarray | None = None,
 ) -> Any:
     """How many rows, then the part's `rows` cut at `bounds` (one piece a batch, as the caller
-    sorted them)."""
+    sorted them), then its rows `also` where asked for."""
     matrix = _read(read_part, part)
     pieces = [matrix[rows[bounds[k] : bounds[k + 1]]] for k in range(len(bounds) - 1)]
+    if also is not None:
+        pieces.append(matrix[also])
     return (len(rows), *pieces)

@@ -10,13 +10,18 @@ input part by part and hash its rows. Then, two ways (alternated here):
   every hash, sorts them (`np.unique`), and batches the distinct rows in the order of their
   hashes, so every part sends a piece to every batch.
 
-Then a task per part reads the part again and routes each row to its batch (`TaskRows.batches`),
+Then a task per part reads the part again and routes each row to its batch (`TaskRows.route`),
 one object per (part, batch) pair. Writes N x D float32 embeddings with a share of them repeats of
 earlier rows (a Parquet file of 50,000-row groups), starts a local Ray instance before the timing,
 and, after a first round not counted, reports each stage's time, the routed objects and the
 driver's peak RSS over its RSS before the run (psutil, every 50 ms). No UMAP runs.
 
     python tests/bench/bench_routes.py /tmp/routes --rows 5000000 --dim 64 --repeats 3
+
+With `--sample`: the fit sample (20,000 rows) read by a pass of its own before the routing (0.8.8)
+against sent to the driver by the routing pass (0.8.9), alternated:
+
+    python tests/bench/bench_routes.py /tmp/routes --rows 1000000 --dim 384 --repeated 0 --sample --repeats 5
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ def one_run(path: Path, dim: int, order: str, fit_sample: int) -> dict[str, floa
         sample = np.sort(np.random.default_rng(0).choice(len(leaders), fit_sample, replace=False))
         rest = np.setdiff1d(np.arange(len(leaders)), sample, assume_unique=True)
         step = TRANSFORM_BATCH
-        batches = rows.batches([leaders[rest[s : s + step]] for s in range(0, len(rest), step)])
+        batches, _ = rows.route([leaders[rest[s : s + step]] for s in range(0, len(rest), step)])
         routed = time.perf_counter()
         objects = sum(len(batch.pieces) for batch in batches)
         del batches
@@ -120,6 +125,32 @@ def one_run(path: Path, dim: int, order: str, fit_sample: int) -> dict[str, floa
     }
 
 
+def sample_runs(path: Path, dim: int, fit_sample: int, repeats: int) -> None:
+    """The fit sample read by a pass of its own and the batches routed (0.8.8), against the sample
+    sent to the driver by the routing pass (0.8.9), alternated; the rows hashed once before."""
+    table = pl.scan_parquet(path)
+    height = table.select(pl.len()).collect().item()
+    rows = _task_rows(table, ["embedding"], dim, height, str(path), None)
+    sample = np.sort(np.random.default_rng(0).choice(height, fit_sample, replace=False))
+    rest = np.setdiff1d(np.arange(height), sample, assume_unique=True)
+    chunks = [rest[s : s + TRANSFORM_BATCH] for s in range(0, len(rest), TRANSFORM_BATCH)]
+    times: dict[str, list[float]] = {"apart": [], "with the routing": []}
+    for _ in range(repeats + 1):  # the first round is not counted
+        for way in times:
+            start = time.perf_counter()
+            if way == "apart":
+                fitted = rows[sample]
+                batches, _ = rows.route(chunks)
+            else:
+                batches, fitted = rows.route(chunks, also=sample)
+            times[way].append(time.perf_counter() - start)
+            assert fitted is not None and fitted.shape == (fit_sample, dim)
+            del batches
+    for way, values in times.items():
+        counted = ", ".join(f"{v:.2f}" for v in values[1:])
+        print(f"sample {way}: median {statistics.median(values[1:]):.2f} s ({counted})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
@@ -128,11 +159,20 @@ def main() -> None:
     parser.add_argument("--repeated", type=float, default=0.1, help="share of rows repeating an earlier one")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fit-sample", type=int, default=20_000)
+    parser.add_argument(
+        "--sample", action="store_true", help="the fit sample's read: apart or with the routing"
+    )
     args = parser.parse_args()
     import ray
 
     path = make(args.folder, args.rows, args.dim, args.repeated)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if args.sample:
+        try:
+            sample_runs(path, args.dim, args.fit_sample, args.repeats)
+        finally:
+            ray.shutdown()
+        return
     try:
         runs: dict[str, list[dict[str, float]]] = {"input": [], "hash": []}
         for order in runs:  # a first round, not counted: Ray's workers start, imports, the page cache
