@@ -198,6 +198,13 @@ def gathered(ray: Any, refs: list[Any], done: Callable[[int, int], None] | None 
         raise
 
 
+def stage_done(
+    progress: Callable[[str, int, int], None] | None, stage: str
+) -> Callable[[int, int], None] | None:
+    """`progress` of `stage`, as `gathered` reports the tasks done."""
+    return None if progress is None else (lambda finished, total: progress(stage, finished, total))
+
+
 def run_task(func: Callable[..., _R], *args: Any, memory: int = 0) -> _R:
     """`func(*args)` as one Ray task, on a node with a CPU and `memory` bytes free (Ray's `memory`
     resource; none reserved with 0); a user's error it raises reaches the caller as itself, and

@@ -18,8 +18,10 @@ from kscore.engines.ray import (
     cancel_running,
     cluster_cpus,
     from_store,
+    gathered,
     node_name,
     ray_module,
+    stage_done,
     to_store,
     unwrap,
 )
@@ -189,14 +191,9 @@ class RayDifficultyRun:
                 pending.add(refs[0])  # only the summary: a table ref held here would never be freed
                 model_pieces.append((refs[0], list(refs[1:])))
             pieces.append(model_pieces)
-        total = sum(len(p) for p in pieces)
-        summaries: dict[Any, Any] = {}
-        waiting = [summary for model_pieces in pieces for summary, _ in model_pieces]
-        while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
-            summaries[done[0]] = ray.get(done[0])
-            if run.progress:
-                run.progress("read and split (ray)", len(summaries), total)
+        refs = [summary for model_pieces in pieces for summary, _ in model_pieces]
+        done = stage_done(run.progress, "read and split (ray)")
+        summaries = dict(zip(refs, gathered(ray, refs, done), strict=True))
         stats, rows = {}, {}
         for model, model_pieces in zip(run.models, pieces, strict=True):
             merged: Any = {}

@@ -29,7 +29,7 @@ import numpy as np
 
 from kscore.core.reduction import match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
-from kscore.engines.ray import gathered, ray_module
+from kscore.engines.ray import gathered, ray_module, stage_done
 from kscore.errors import InputError
 
 # Embedding bytes a part holds at most (where the input's row groups allow): a task holds its part
@@ -124,7 +124,7 @@ class TaskRows:
             first, *pieces = task.options(num_returns=returns).remote(self.read_part, part, self.ranges, fit)
             firsts.append(first)
             self._pieces.append(pieces)
-        found = gathered(ray, firsts, _stage(progress, "read embeddings (ray)"))
+        found = gathered(ray, firsts, stage_done(progress, "read embeddings (ray)"))
         if self.fit_vectors is not None:
             self._fit_rows = _placed(self.starts, [f[1:] for f in found])
         return self
@@ -252,7 +252,7 @@ class TaskRows:
             for k, (ref, b) in enumerate(zip(out, touched, strict=True)):
                 pieces[b].append((ref, slot_of[start + local[bounds[k] : bounds[k + 1]]]))
         del batch_of, slot_of
-        gathered(ray, counts, _stage(progress, "route embeddings (ray)"))
+        gathered(ray, counts, stage_done(progress, "route embeddings (ray)"))
         rows = None
         if also is not None:
             rows = np.empty((len(wanted), self.dim), dtype=self.dtype)
@@ -304,11 +304,6 @@ class RoutedBatch:
         for (_, slots), value in zip(self.pieces, values, strict=True):
             out[slots] = value
         return out
-
-
-def _stage(progress: Callable[[str, int, int], None] | None, stage: str) -> Callable[[int, int], None] | None:
-    """`progress` of `stage`, as `gathered` reports the tasks done."""
-    return None if progress is None else (lambda done, total: progress(stage, done, total))
 
 
 def _read(read_part: Callable[[EmbeddingPart], np.ndarray], part: EmbeddingPart) -> np.ndarray:
