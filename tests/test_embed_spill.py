@@ -246,3 +246,63 @@ def test_hash_range_tasks_find_the_rows_an_earlier_row_shares_a_hash_with() -> N
     assert np.array_equal(followers[order], expected[0]) and np.array_equal(firsts[order], expected[1])
     rows, which = plan_ray._placed(starts, [c[0][1:] for c in cut])
     assert np.array_equal(rows, np.flatnonzero((data == data[2999]).all(axis=1))) and set(which) == {1}
+
+
+def test_chunked_rows_read_back_as_the_joined_matrix_would() -> None:
+    """Oracle: the chunks joined into one matrix (what `ChunkedRows` saves the copy of)."""
+    from kscore.core.reduction import row_hashes
+    from kscore.core.spilled_rows import ChunkedRows
+
+    rng = np.random.default_rng(8)
+    data = rng.normal(size=(1000, 7)).astype(np.float32)
+    rows = ChunkedRows([data[a:b] for a, b in ((0, 300), (300, 310), (310, 1000))])
+    assert rows.shape == (1000, 7) and len(rows) == 1000 and rows.dtype == np.float32
+    assert np.array_equal(rows.hashes, row_hashes(data))
+    index = rng.integers(0, 1000, 400)  # any order, repeats, every chunk
+    assert np.array_equal(rows[index], data[index])
+    assert np.array_equal(rows[np.arange(320, 900)], data[320:900])  # within one chunk
+    assert np.array_equal(rows[5:995:7], data[5:995:7])
+    assert rows[np.empty(0, dtype=np.int64)].shape == (0, 7)
+    assert np.array_equal(rows.subset(np.array([999, 3, 3]))[np.array([2, 0])], data[[3, 999]])
+    with pytest.raises(IndexError):
+        rows[np.array([1000])]
+
+
+@pytest.mark.slow
+def test_umap_reads_a_parquet_files_row_groups_in_place_with_the_same_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A float32 embedding column of several row groups stays in its chunks: the output equals the
+    one from the same table in one chunk (the joined matrix), bitwise; a NaN in a later chunk is
+    counted with the others."""
+    from kscore.core import reduction
+    from kscore.core.spilled_rows import ChunkedRows
+
+    monkeypatch.setattr(reduction, "TRANSFORM_BATCH", 700)
+    points = _points(3000, 12, duplicates=40)
+    points = points.with_columns(pl.col("embedding").cast(pl.Array(pl.Float32, 12)))
+    path = tmp_path / "emb.parquet"
+    points.write_parquet(path, row_group_size=800)
+    made: list[int] = []
+    monkeypatch.setattr(ChunkedRows, "__init__", _counting(ChunkedRows.__init__, made))
+    options = {"fit_sample": 1000, "difficulty": _difficulty(points), "jobs": 1}
+    chunked, chunked_meta = score_embeddings(pl.scan_parquet(path), **options)
+    assert made == [4]  # four row groups, never joined
+    whole, whole_meta = score_embeddings(pl.read_parquet(path).rechunk(), **options)
+    assert made == [4]
+    _assert_same(chunked, whole)
+    assert chunked_meta == whole_meta
+    values = points.get_column("embedding").to_numpy().copy()
+    values[[5, 2500, 2900], 3] = np.nan
+    bad = points.with_columns(pl.Series("embedding", values, dtype=pl.Array(pl.Float32, 12)))
+    bad.write_parquet(path, row_group_size=800)
+    with pytest.raises(InputError, match="3 rows have NaN"):
+        score_embeddings(pl.scan_parquet(path), **options)
+
+
+def _counting(init, made: list[int]):
+    def counted(self, chunks):
+        made.append(len(chunks))
+        return init(self, chunks)
+
+    return counted

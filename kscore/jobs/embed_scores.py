@@ -104,6 +104,25 @@ def embedding_matrix(table: pl.DataFrame, columns: list[str], dtype: type = np.f
 _CHECK_ROWS = 65_536  # rows checked for NaN and inf at once, on every core
 
 
+def embedding_rows(table: pl.DataFrame, columns: list[str], reducer: str) -> Any:
+    """The embeddings as the reduction reads them: `embedding_matrix`, except that UMAP's float32
+    array column of several chunks (a Parquet file's row groups) stays in its chunks
+    (`ChunkedRows`: the same rows and hashes, without a joined copy)."""
+    if reducer == "umap" and len(columns) == 1:
+        column = table.get_column(columns[0])
+        dtype = column.dtype
+        if isinstance(dtype, pl.Array) and dtype.inner == pl.Float32 and column.n_chunks() > 1:
+            if column.null_count():
+                raise InputError(f"column {columns[0]!r} has {column.null_count()} null embeddings")
+            chunks = [chunk.to_numpy() for chunk in column.get_chunks()]  # views of the chunks' values
+            if all(chunk.ndim == 2 and chunk.dtype == np.float32 for chunk in chunks):
+                from kscore.core.spilled_rows import ChunkedRows
+
+                _finite_chunks(chunks, f"column {columns[0]!r}")
+                return ChunkedRows(chunks)
+    return embedding_matrix(table, columns, np.float32 if reducer == "umap" else np.float64)
+
+
 def _wider(inner: pl.DataType, dtype: type) -> type:
     """`dtype`, unless the values are wider (float64 values are never narrowed)."""
     return np.float64 if inner == pl.Float64 else dtype
@@ -124,17 +143,21 @@ def _joined_chunks(column: pl.Series, dtype: type) -> np.ndarray:
 
 
 def _finite(matrix: np.ndarray, what: str) -> np.ndarray:
+    _finite_chunks([matrix], what)
+    return matrix
+
+
+def _finite_chunks(chunks: list[np.ndarray], what: str) -> None:
+    """InputError where a row of the chunks has NaN or inf (checked block by block, on every core)."""
     from kscore.engines.local import parallel_map
 
-    blocks = [slice(start, start + _CHECK_ROWS) for start in range(0, len(matrix), _CHECK_ROWS)]
-    if all(parallel_map(lambda rows: bool(np.isfinite(matrix[rows]).all()), blocks)):
-        return matrix
-    bad_rows = ~np.isfinite(matrix).all(axis=1)
-    if bad_rows.any():
-        raise InputError(
-            f"{what}: {int(bad_rows.sum())} rows have NaN, inf or missing values in the embedding"
-        )
-    return matrix
+    step = _CHECK_ROWS
+    blocks = [(chunk, slice(start, start + step)) for chunk in chunks for start in range(0, len(chunk), step)]
+    if all(parallel_map(lambda block: bool(np.isfinite(block[0][block[1]]).all()), blocks)):
+        return
+    bad_rows = sum(int((~np.isfinite(chunk).all(axis=1)).sum()) for chunk in chunks)
+    if bad_rows:
+        raise InputError(f"{what}: {bad_rows} rows have NaN, inf or missing values in the embedding")
 
 
 def score_embeddings(
@@ -490,7 +513,7 @@ def _embed_scores(
             _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
     if matrix is None:
         # UMAP reads float32 (a float32 input stays as it is: no float64 copy of it first).
-        matrix = embedding_matrix(table, columns, np.float32 if reducer == "umap" else np.float64)
+        matrix = embedding_rows(table, columns, reducer)
     try:
         if saved_map is not None:
             if matrix.shape[1] != saved_map.width:
