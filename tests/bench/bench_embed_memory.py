@@ -19,11 +19,24 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 from peak import run_measured
+
+
+def embedding_part(start: int, data: np.ndarray, rng: np.random.Generator) -> Any:
+    """Rows `start`... of the input as Arrow: ids, a split (70% train) and the embeddings `data`."""
+    n, dim = data.shape
+    return pl.DataFrame(
+        {
+            "id": np.arange(start, start + n),
+            "split": np.where(rng.random(n) < 0.7, "train", "val"),
+            "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
+        }
+    ).to_arrow()
 
 
 def make(folder: Path, rows: int, dim: int) -> Path:
@@ -37,13 +50,7 @@ def make(folder: Path, rows: int, dim: int) -> Path:
     for start in range(0, rows, 500_000):
         n = min(500_000, rows - start)
         data = centers[rng.integers(0, 20, n)] + rng.normal(0, 1, size=(n, dim)).astype(np.float32)
-        part = pl.DataFrame(
-            {
-                "id": np.arange(start, start + n),
-                "split": np.where(rng.random(n) < 0.7, "train", "val"),
-                "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
-            }
-        ).to_arrow()
+        part = embedding_part(start, data, rng)
         if writer is None:
             writer = pq.ParquetWriter(path.with_suffix(".partial"), part.schema)
         writer.write_table(part)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+from bench_embed_memory import embedding_part
 
 from kscore.core.reduction import TRANSFORM_BATCH, distinct_rows
 from kscore.jobs.embed_scores import _task_rows
@@ -56,13 +57,7 @@ def make(folder: Path, rows: int, dim: int, repeated: float) -> Path:
         copies[: n // 2] = False  # a row of the second half copies one before it: `repeated` of all
         data[copies] = pool[rng.integers(0, len(pool), int(copies.sum()))]
         seen = pool[rng.choice(len(pool), min(len(pool), 100_000), replace=False)]
-        part = pl.DataFrame(
-            {
-                "id": np.arange(start, start + n),
-                "split": np.where(rng.random(n) < 0.7, "train", "val"),
-                "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
-            }
-        ).to_arrow()
+        part = embedding_part(start, data, rng)
         if writer is None:
             writer = pq.ParquetWriter(path.with_suffix(".partial"), part.schema)
         writer.write_table(part, row_group_size=50_000)
