@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kscore.core.reduction import match_fit_rows, row_hashes
+from kscore.core.reduction import equal_hash_pairs, match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
 from kscore.engines.ray import gathered, ray_module, stage_done
 from kscore.errors import InputError
@@ -133,7 +133,7 @@ class TaskRows:
         """(the rows equal to one of a map's fit sample `vectors`, ascending; which one), found as
         the rows were hashed where these were the `fit_vectors`, else by tasks reading every part."""
         hashed = self.fit_vectors
-        if self._fit_rows is not None and (hashed is vectors or np.array_equal(hashed, vectors)):  # type: ignore[arg-type]
+        if self._fit_rows is not None and hashed is not None and np.array_equal(hashed, vectors):
             return self._fit_rows
         ray = ray_module()
         task = ray.remote(num_cpus=1)(_fit_rows_of_part)
@@ -356,15 +356,12 @@ def _placed(starts: np.ndarray, found: Sequence[Sequence[np.ndarray]]) -> tuple[
 
 
 def _equal_hashes_in_range(starts: np.ndarray, *pieces: Any) -> tuple[np.ndarray, np.ndarray]:
-    """`TaskRows.equal_hash_pairs` of one range of hash values, from every part's `pieces` in it."""
+    """`TaskRows.equal_hash_pairs` of one range of hash values, from every part's `pieces` in it
+    (in the parts' order, each in its rows' order: the rows come out ascending)."""
     hashes = np.concatenate([h for h, _ in pieces])
     rows = np.concatenate([start + r.astype(np.int64) for start, (_, r) in zip(starts, pieces, strict=True)])
-    order = np.argsort(hashes, kind="stable")  # equal hashes stay in the rows' order
-    hashes, rows = hashes[order], rows[order]
-    new = np.ones(len(hashes), dtype=bool)
-    new[1:] = hashes[1:] != hashes[:-1]
-    group_first = rows[new][np.cumsum(new) - 1]
-    return rows[~new], group_first[~new]
+    followers, firsts = equal_hash_pairs(hashes)
+    return rows[followers], rows[firsts]
 
 
 def _rows_of_part(
