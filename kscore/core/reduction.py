@@ -271,15 +271,13 @@ def distinct_rows(
     block: int = 65_536,
     hashes: np.ndarray | None = None,
     order: str = "input",
-    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(the first row of each distinct row, each row's index among those) or None if all differ.
 
     Rows are hashed block by block (or `hashes` given: `row_hashes` of them), and rows with equal
     hashes are compared exactly, block by block, so a hash collision never merges different rows
     (nor separates equal ones). `data`: a 2D array, rows on disk (`SpilledRows`), or rows that
-    find their equal hashes themselves (`equal_hash_pairs`: cluster tasks, by hash range), or
-    those `pairs` given.
+    find their equal hashes themselves (`equal_hash_pairs`: cluster tasks, by hash range).
 
     `order="input"`: the first rows in the input's order, so the transform batches cut from them
     are runs of the input (a part of the input feeds a few batches, not all of them).
@@ -291,11 +289,10 @@ def distinct_rows(
     if order != "input":
         raise ValueError(f"order must be 'input' or 'hash', not {order!r}")
     n = len(data)
-    if pairs is None and hashes is None and hasattr(data, "equal_hash_pairs"):
-        pairs = data.equal_hash_pairs()[:2]
-    if pairs is None:
-        pairs = equal_hash_pairs(row_hashes(data, block) if hashes is None else hashes)
-    followers, firsts = pairs
+    if hashes is None and hasattr(data, "equal_hash_pairs"):
+        followers, firsts = data.equal_hash_pairs()
+    else:
+        followers, firsts = equal_hash_pairs(row_hashes(data, block) if hashes is None else hashes)
     if not len(followers):
         return None
     same = _equal_to(data, followers, firsts, block)
@@ -595,7 +592,7 @@ def place_on_map(
         "fit_rows_found": int(matched.sum()),
         "transform_neighbors": TRANSFORM_NEIGHBORS,
         "transform_batch": TRANSFORM_BATCH,
-        "distinct_order": saved.parameters.get("distinct_order", "hash"),
+        "distinct_order": order,
     }
     if distinct is not None:
         params["distinct_rows"] = len(leaders)
