@@ -421,6 +421,21 @@ def _map_with_float64_vectors(path: Path) -> None:
     table.write_parquet(path, metadata={"kscore": metadata})
 
 
+def _map_with_cell_centres(count: int) -> Callable[[Path], None]:
+    """A map whose `cell_center` column holds `count` centres (its index has 15: 2 sqrt(60))."""
+
+    def write(path: Path) -> None:
+        _map_of(path)
+        import pyarrow.parquet as pq
+
+        metadata = pq.read_metadata(path).metadata[b"kscore"].decode()
+        table = pl.read_parquet(path)
+        centres = pl.when(pl.int_range(pl.len()) < count).then(pl.col("vector"))
+        table.with_columns(centres.alias("cell_center")).write_parquet(path, metadata={"kscore": metadata})
+
+    return write
+
+
 def _embed(*extra: str, embeddings: str = "emb5.parquet") -> list[str]:
     return ["embed-scores", embeddings, "-o", OUT, *extra]
 
@@ -466,6 +481,11 @@ MAP_CASES: dict[str, Case] = {
         _embed("--map", "m.parquet"),
         "its 'vector' column is Array(Float64",
         {"m.parquet": _map_with_float64_vectors},
+    ),
+    "map: cell centres its index does not have": Case(
+        _embed("--map", "m.parquet"),
+        "the map's 3 cell centres are not the 15 finite ones its index has",
+        {"m.parquet": _map_with_cell_centres(3)},
     ),
     "map: with --reducer pca": Case(
         _embed("--map", "m.parquet", "--reducer", "pca"), "drop --reducer pca", {"m.parquet": _saved_map()}

@@ -29,7 +29,8 @@ def _clusters(rows: int, dim: int = 24, seed: int = 0) -> np.ndarray:
 def _round_trip(saved: SavedMap) -> SavedMap:
     """The map through its JSON and arrays, as a file holds them."""
     record = json.loads(json.dumps(saved.record()))
-    return SavedMap.from_parts(record, saved.vectors.copy(), saved.coordinates.copy(), "test")
+    centers = None if saved.centers is None else saved.centers.copy()
+    return SavedMap.from_parts(record, saved.vectors.copy(), saved.coordinates.copy(), "test", centers)
 
 
 @pytest.mark.parametrize(("rows", "fit_sample"), [(1500, 20_000), (12_000, 3000)])
@@ -66,6 +67,54 @@ def test_a_map_saved_before_input_order_places_rows_as_the_run_that_saved_it(
     assert np.array_equal(again, by_hash)
     by_input, now = reduce_to_2d(data, fit_sample=2000, jobs=1)
     assert now["distinct_order"] == "input" and not np.array_equal(by_input, by_hash)
+
+
+def test_a_map_keeps_its_index_cells_and_runs_no_k_means(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The saved map holds the centres of its neighbour index's k-means cells: placing rows on it
+    runs no k-means, and gives the saving run's map bitwise; so does a map without them (kscore
+    0.8.10 and earlier), which runs the k-means again."""
+    import sklearn.cluster
+
+    from kscore.core.neighbors import cell_count
+
+    data = _clusters(5000)
+    fitted: list[SavedMap] = []
+    first, _ = reduce_to_2d(data, fit_sample=1500, on_fit=fitted.append, jobs=1)
+    saved = _round_trip(fitted[0])
+    assert saved.centers is not None and saved.centers.shape == (cell_count(1500), data.shape[1])
+
+    def no_k_means(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a saved map's index ran a k-means")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sklearn.cluster, "KMeans", no_k_means)
+        placed, _ = place_on_map(data, saved, jobs=1)
+    assert np.array_equal(placed, first)
+    without = _round_trip(fitted[0])
+    without.centers = None
+    again, _ = place_on_map(data, without, jobs=1)
+    assert np.array_equal(again, first)
+    assert np.array_equal(without.search_index().centers, saved.centers)
+
+
+def test_a_map_file_keeps_its_cell_centres(tmp_path: Path) -> None:
+    """In the file, the centres fill the first rows of `cell_center`; a map file without that column
+    (kscore 0.8.10 and earlier) places the rows the same."""
+    from kscore.core.neighbors import cell_count
+
+    rows = 4000
+    ids = np.arange(rows)
+    split = np.where(ids % 4 == 0, "val", "train")
+    table = pl.DataFrame({"id": ids, "split": split, "embedding": pl.Series(_clusters(rows, 16))})
+    map_file, old_map = tmp_path / "map.parquet", tmp_path / "old.parquet"
+    first = kscore.embed_scores(table, save_map=map_file, fit_sample=1000, jobs=1)
+    saved = pl.read_parquet(map_file)
+    assert saved.get_column("cell_center").is_not_null().sum() == cell_count(1000)
+    assert saved.get_column("cell_center").head(cell_count(1000)).is_not_null().all()
+    assert first.equals(kscore.embed_scores(table, saved_map=map_file, jobs=1))
+    metadata = pq.read_metadata(map_file).metadata[b"kscore"].decode()
+    saved.drop("cell_center").write_parquet(old_map, metadata={"kscore": metadata})
+    assert first.equals(kscore.embed_scores(table, saved_map=old_map, jobs=1))
 
 
 def test_a_map_with_an_unknown_distinct_order_is_refused() -> None:

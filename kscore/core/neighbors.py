@@ -21,6 +21,11 @@ PROBES = 16
 _MIN_CANDIDATES = 8
 
 
+def cell_count(rows: int) -> int:
+    """The index's number of k-means cells for a sample of `rows` rows: about 2 sqrt(rows)."""
+    return max(1, min(rows, int(2 * math.sqrt(rows))))
+
+
 class CellNeighbors:
     """Drop-in for the `query` of umap's search index (pynndescent's `NNDescent`).
 
@@ -30,9 +35,15 @@ class CellNeighbors:
 
     _angular_trees = False  # read by umap's transform to pick its search epsilon (unused here)
 
-    def __init__(self, data: np.ndarray, metric: str = "euclidean", seed: int | None = 0) -> None:
-        from sklearn.cluster import KMeans
-
+    def __init__(
+        self,
+        data: np.ndarray,
+        metric: str = "euclidean",
+        seed: int | None = 0,
+        centers: np.ndarray | None = None,
+    ) -> None:
+        """`centers`: the cells' centres of an index built before on the same data, metric and seed
+        (`cell_count` of them, float32), taken instead of running the k-means again."""
         if metric not in ("euclidean", "cosine"):
             raise ValueError(f"metric must be euclidean or cosine, not {metric!r}")
         self.metric = metric
@@ -41,11 +52,18 @@ class CellNeighbors:
         self.norms = np.sqrt(self.squares)
         points = self._comparable(self.data, self.norms)
         n = len(points)
-        n_cells = max(1, min(n, int(2 * math.sqrt(n))))
-        rng = np.random.default_rng(seed)
-        fit_rows = rng.choice(n, size=min(n, 32 * n_cells), replace=False)
-        kmeans = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=10, random_state=seed)
-        self.centers = kmeans.fit(points[fit_rows]).cluster_centers_.astype(np.float32)
+        n_cells = cell_count(n)
+        if centers is None:
+            from sklearn.cluster import KMeans
+
+            rng = np.random.default_rng(seed)
+            fit_rows = rng.choice(n, size=min(n, 32 * n_cells), replace=False)
+            kmeans = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=10, random_state=seed)
+            centers = kmeans.fit(points[fit_rows]).cluster_centers_
+        elif centers.shape != (n_cells, self.data.shape[1]):
+            expected = (n_cells, self.data.shape[1])
+            raise ValueError(f"centres of shape {expected} expected, not {centers.shape}")
+        self.centers = np.ascontiguousarray(centers, dtype=np.float32)
         self.center_squares = np.einsum("ij,ij->i", self.centers, self.centers)
         cells = self._nearest_cells(points, 1)[:, 0]
         self.members = np.argsort(cells, kind="stable")  # sample rows, cell by cell
