@@ -248,6 +248,42 @@ def test_hash_range_tasks_find_the_rows_an_earlier_row_shares_a_hash_with() -> N
     assert np.array_equal(rows, np.flatnonzero((data == data[2999]).all(axis=1))) and set(which) == {1}
 
 
+def test_routes_of_ascending_batches_are_runs_of_slots() -> None:
+    """Where the transform batches are ascending (cut in the input's order), each part's rows in a
+    batch are found by binary search and fill one run of its slots: the same rows, batches and
+    slots as looking up every row's batch and slot (the oracle, still used for other orders), with
+    no array the input's length. The parts' rows then fill each batch exactly once."""
+    from kscore.plan import embeddings_ray as plan_ray
+
+    rng = np.random.default_rng(5)
+    count = 5000
+    parts = [
+        plan_ray.EmbeddingPart(a, b - a) for a, b in ((0, 1200), (1200, 1201), (1201, 4000), (4000, 5000))
+    ]
+    rows = plan_ray.TaskRows(lambda part: np.empty((part.length, 2), np.float32), parts, 2)
+    chosen = np.flatnonzero(rng.random(count) < 0.6)  # e.g. the rows outside the fit sample
+    chunks = [chosen[a : a + 700] for a in range(0, len(chosen), 700)]
+    chunks.insert(2, chosen[:0])  # an empty batch touches no part
+    ascending, oracle = list(rows._routes(chunks)), list(rows._scattered_routes(chunks))
+    assert len(ascending) == len(oracle) == len(parts)
+    filled = [np.zeros(len(chunk), dtype=int) for chunk in chunks]
+    for (local, bounds, touched, slots), oracle_part in zip(ascending, oracle, strict=True):
+        o_local, o_bounds, o_touched, o_slots = oracle_part
+        assert np.array_equal(local, o_local) and np.array_equal(bounds, o_bounds)
+        assert np.array_equal(touched, o_touched) and all(isinstance(at, slice) for at in slots)
+        for batch, at, expected in zip(touched, slots, o_slots, strict=True):
+            assert np.array_equal(np.arange(len(chunks[batch]))[at], expected)
+            filled[batch][at] += 1
+    assert all((f == 1).all() for f in filled)
+    shuffled = [rng.permutation(chunk) for chunk in chunks]  # not ascending: looked up row by row
+    assert not plan_ray._ascending(shuffled) and plan_ray._ascending(chunks)
+    routed = list(rows._routes(shuffled))
+    assert not any(isinstance(at, slice) for *_, slots in routed for at in slots)
+    for (local, bounds, touched, slots), part in zip(routed, parts, strict=True):
+        for k, (batch, at) in enumerate(zip(touched, slots, strict=True)):
+            assert np.array_equal(shuffled[batch][at], part.offset + local[bounds[k] : bounds[k + 1]])
+
+
 def test_chunked_rows_read_back_as_the_joined_matrix_would() -> None:
     """Oracle: the chunks joined into one matrix (what `ChunkedRows` saves the copy of)."""
     from kscore.core.reduction import row_hashes

@@ -219,39 +219,26 @@ class TaskRows:
         the part once and sends each of its rows to its batch (Ray spills what its store does not
         hold). All are routed before the first batch is handed out: the actors then hold the
         cluster's CPUs, which the routing tasks would wait for."""
-        batch_of = np.full(self.count, -1, dtype=np.int32)
-        slot_of = np.empty(self.count, dtype=np.int32)
-        for number, chunk in enumerate(chunks):
-            batch_of[chunk] = number
-            slot_of[chunk] = np.arange(len(chunk), dtype=np.int32)
         wanted = np.empty(0, dtype=np.int64) if also is None else np.asarray(also, dtype=np.int64)
         wanted_by_part = dict(self._by_part(wanted))
         ray = ray_module()
         task = ray.remote(num_cpus=1)(_route_part)
-        pieces: list[list[tuple[Any, np.ndarray]]] = [[] for _ in chunks]
+        pieces: list[list[tuple[Any, np.ndarray | slice]]] = [[] for _ in chunks]
         counts: list[Any] = []  # each task's first result, small: waited for here, not its pieces
         also_refs: list[tuple[np.ndarray, Any]] = []
-        for number, part in enumerate(self.parts):
-            start, stop = int(self.starts[number]), int(self.starts[number + 1])
-            local = np.flatnonzero(batch_of[start:stop] >= 0)
+        for number, (local, bounds, touched, slots) in enumerate(self._routes(chunks)):
             places = wanted_by_part.get(number)
             if not len(local) and places is None:
                 continue
-            batch = batch_of[start:stop][local]
-            order = np.argsort(batch, kind="stable")
-            local, batch = local[order], batch[order]
-            touched, bounds = np.unique(batch, return_index=True)
-            bounds = np.append(bounds, len(batch))
-            extra = None if places is None else wanted[places] - start
+            extra = None if places is None else wanted[places] - self.starts[number]
             count, *out = task.options(num_returns=len(touched) + 1 + (places is not None)).remote(
-                self.read_part, part, local, bounds, extra
+                self.read_part, self.parts[number], local, bounds, extra
             )
             counts.append(count)
             if places is not None:
                 also_refs.append((places, out.pop()))
-            for k, (ref, b) in enumerate(zip(out, touched, strict=True)):
-                pieces[b].append((ref, slot_of[start + local[bounds[k] : bounds[k + 1]]]))
-        del batch_of, slot_of
+            for ref, b, at in zip(out, touched, slots, strict=True):
+                pieces[b].append((ref, at))
         gathered(ray, counts, stage_done(progress, "route embeddings (ray)"))
         rows = None
         if also is not None:
@@ -264,6 +251,67 @@ class TaskRows:
             for chunk, piece in zip(chunks, pieces, strict=True)
         ]
         return batches, rows
+
+    def _routes(
+        self, chunks: Sequence[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | slice]]]:
+        """For each part: its rows that `chunks` hold (counted from the part's start, batch by
+        batch), where each batch's run of them ends (`bounds`, from 0), those batches, and the
+        batches' slots they fill.
+
+        Where the chunks are ascending, as a run of the input cut in the input's order always is,
+        each part's rows in a batch are one run of its slots: found by binary search in the chunks,
+        with no array the input's length here (at 1B rows the other way holds 8 GB). Otherwise
+        each row's batch and slot are looked up."""
+        if not _ascending(chunks):
+            yield from self._scattered_routes(chunks)
+            return
+        used = [k for k, chunk in enumerate(chunks) if len(chunk)]
+        firsts = np.array([chunks[k][0] for k in used], dtype=np.int64)
+        lasts = np.array([chunks[k][-1] for k in used], dtype=np.int64)
+        for start, stop in itertools.pairwise(self.starts.tolist()):
+            local, touched, slots, bounds = [], [], [], [0]
+            for k in range(np.searchsorted(lasts, start), np.searchsorted(firsts, stop)):
+                chunk = chunks[used[k]]
+                a, b = np.searchsorted(chunk, [start, stop])
+                if a == b:  # the chunk runs past this part without a row in it
+                    continue
+                local.append(chunk[a:b] - start)
+                touched.append(used[k])
+                slots.append(slice(int(a), int(b)))
+                bounds.append(bounds[-1] + int(b - a))
+            rows = np.concatenate(local) if local else np.empty(0, dtype=np.int64)
+            yield rows, np.array(bounds), np.array(touched, dtype=np.int64), slots
+
+    def _scattered_routes(
+        self, chunks: Sequence[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | slice]]]:
+        """`_routes` for chunks in any order (a map saved by kscore 0.8.7 or earlier took the
+        rows in the order of their hashes): each row's batch and slot, 8 bytes a row here."""
+        batch_of = np.full(self.count, -1, dtype=np.int32)
+        slot_of = np.empty(self.count, dtype=np.int32)
+        for number, chunk in enumerate(chunks):
+            batch_of[chunk] = number
+            slot_of[chunk] = np.arange(len(chunk), dtype=np.int32)
+        for start, stop in itertools.pairwise(self.starts.tolist()):
+            local = np.flatnonzero(batch_of[start:stop] >= 0)
+            batch = batch_of[start:stop][local]
+            order = np.argsort(batch, kind="stable")
+            local, batch = local[order], batch[order]
+            touched, bounds = np.unique(batch, return_index=True)
+            bounds = np.append(bounds, len(batch))
+            slots = [slot_of[start + local[a:b]] for a, b in itertools.pairwise(bounds)]
+            yield local, bounds, touched, slots
+
+
+def _ascending(chunks: Sequence[np.ndarray]) -> bool:
+    """Whether the row numbers of `chunks`, taken in order, only ever grow."""
+    last = -1
+    for chunk in chunks:
+        if len(chunk) and (chunk[0] <= last or not np.all(chunk[1:] > chunk[:-1])):
+            return False
+        last = chunk[-1] if len(chunk) else last
+    return True
 
 
 class TaskRowSubset(RowSubset):
@@ -291,7 +339,7 @@ class RoutedBatch:
     size: int
     dim: int
     dtype: np.dtype
-    pieces: list[tuple[Any, np.ndarray]]
+    pieces: list[tuple[Any, np.ndarray | slice]]  # (a piece in the object store, the slots it fills)
 
     @property
     def object_refs(self) -> list[Any]:

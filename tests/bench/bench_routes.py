@@ -22,6 +22,11 @@ With `--sample`: the fit sample (20,000 rows) read by a pass of its own before t
 against sent to the driver by the routing pass (0.8.9), alternated:
 
     python tests/bench/bench_routes.py /tmp/routes --rows 1000000 --dim 384 --repeated 0 --sample --repeats 5
+
+With `--slots`: the route with each part's rows in a batch found as one run of its slots (0.8.11)
+against every row's batch and slot looked up (0.8.10), alternated:
+
+    python tests/bench/bench_routes.py /tmp/routes --rows 5000000 --dim 64 --repeated 0 --slots --repeats 5
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import statistics
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +152,44 @@ def sample_runs(path: Path, dim: int, fit_sample: int, repeats: int) -> None:
         print(f"sample {way}: median {statistics.median(values[1:]):.2f} s ({counted})")
 
 
+def slot_runs(path: Path, dim: int, fit_sample: int, repeats: int) -> None:
+    """The input-order batches routed two ways, alternated: each part's rows in a batch found by
+    binary search as one run of its slots (0.8.11), against every row's batch and slot looked up in
+    arrays the input's length (0.8.10; still how batches in another order are routed). The route's
+    time and the peak of what the driver allocated for it (tracemalloc, which sees numpy's arrays;
+    its RSS hardly moves once a first round has grown the heap); the rows hashed once before."""
+    from kscore.plan.embeddings_ray import TaskRows
+
+    table = pl.scan_parquet(path)
+    height = table.select(pl.len()).collect().item()
+    rows = _task_rows(table, ["embedding"], dim, height, str(path), None)
+    sample = np.sort(np.random.default_rng(0).choice(height, fit_sample, replace=False))
+    rest = np.setdiff1d(np.arange(height), sample, assume_unique=True)
+    chunks = [rest[s : s + TRANSFORM_BATCH] for s in range(0, len(rest), TRANSFORM_BATCH)]
+    ways = {"runs of slots": TaskRows._routes, "row by row": TaskRows._scattered_routes}
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    peaks: dict[str, list[float]] = {way: [] for way in ways}
+    try:
+        for _ in range(repeats + 1):  # the first round is not counted
+            for way, routes in ways.items():
+                TaskRows._routes = routes  # type: ignore[method-assign]
+                tracemalloc.start()
+                start = time.perf_counter()
+                batches, _ = rows.route(chunks)
+                times[way].append(time.perf_counter() - start)
+                peaks[way].append(tracemalloc.get_traced_memory()[1] / 2**20)
+                tracemalloc.stop()
+                del batches
+    finally:
+        TaskRows._routes = ways["runs of slots"]  # type: ignore[method-assign]
+    for way in ways:
+        counted = ", ".join(f"{v:.2f}" for v in times[way][1:])
+        print(
+            f"route, {way}: median {statistics.median(times[way][1:]):.2f} s ({counted}), "
+            f"the driver's allocations at their peak {statistics.median(peaks[way][1:]):.1f} MiB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
@@ -157,14 +201,18 @@ def main() -> None:
     parser.add_argument(
         "--sample", action="store_true", help="the fit sample's read: apart or with the routing"
     )
+    parser.add_argument(
+        "--slots", action="store_true", help="the route: runs of slots or every row's batch and slot"
+    )
     args = parser.parse_args()
     import ray
 
     path = make(args.folder, args.rows, args.dim, args.repeated)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    if args.sample:
+    if args.sample or args.slots:
         try:
-            sample_runs(path, args.dim, args.fit_sample, args.repeats)
+            runs_of = sample_runs if args.sample else slot_runs
+            runs_of(path, args.dim, args.fit_sample, args.repeats)
         finally:
             ray.shutdown()
         return
