@@ -37,6 +37,7 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -126,15 +127,21 @@ def one_run(path: Path, dim: int, order: str, fit_sample: int) -> dict[str, floa
     }
 
 
-def sample_runs(path: Path, dim: int, fit_sample: int, repeats: int) -> None:
-    """The fit sample read by a pass of its own and the batches routed (0.8.8), against the sample
-    sent to the driver by the routing pass (0.8.9), alternated; the rows hashed once before."""
+def hashed_rows(path: Path, dim: int, fit_sample: int) -> tuple[Any, np.ndarray, list[np.ndarray]]:
+    """The input's rows as Ray tasks read and hash them (`TaskRows`), a seeded fit sample, and the
+    other rows cut into transform batches in the input's order."""
     table = pl.scan_parquet(path)
     height = table.select(pl.len()).collect().item()
     rows = _task_rows(table, ["embedding"], dim, height, str(path), None)
     sample = np.sort(np.random.default_rng(0).choice(height, fit_sample, replace=False))
     rest = np.setdiff1d(np.arange(height), sample, assume_unique=True)
-    chunks = [rest[s : s + TRANSFORM_BATCH] for s in range(0, len(rest), TRANSFORM_BATCH)]
+    return rows, sample, [rest[s : s + TRANSFORM_BATCH] for s in range(0, len(rest), TRANSFORM_BATCH)]
+
+
+def sample_runs(path: Path, dim: int, fit_sample: int, repeats: int) -> None:
+    """The fit sample read by a pass of its own and the batches routed (0.8.8), against the sample
+    sent to the driver by the routing pass (0.8.9), alternated; the rows hashed once before."""
+    rows, sample, chunks = hashed_rows(path, dim, fit_sample)
     times: dict[str, list[float]] = {"apart": [], "with the routing": []}
     for _ in range(repeats + 1):  # the first round is not counted
         for way in times:
@@ -160,12 +167,7 @@ def slot_runs(path: Path, dim: int, fit_sample: int, repeats: int) -> None:
     its RSS hardly moves once a first round has grown the heap); the rows hashed once before."""
     from kscore.plan.embeddings_ray import TaskRows
 
-    table = pl.scan_parquet(path)
-    height = table.select(pl.len()).collect().item()
-    rows = _task_rows(table, ["embedding"], dim, height, str(path), None)
-    sample = np.sort(np.random.default_rng(0).choice(height, fit_sample, replace=False))
-    rest = np.setdiff1d(np.arange(height), sample, assume_unique=True)
-    chunks = [rest[s : s + TRANSFORM_BATCH] for s in range(0, len(rest), TRANSFORM_BATCH)]
+    rows, _, chunks = hashed_rows(path, dim, fit_sample)
     ways = {"runs of slots": TaskRows._routes, "row by row": TaskRows._scattered_routes}
     times: dict[str, list[float]] = {way: [] for way in ways}
     peaks: dict[str, list[float]] = {way: [] for way in ways}
