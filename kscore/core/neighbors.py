@@ -53,6 +53,7 @@ class CellNeighbors:
         points = self._comparable(self.data, self.norms)
         n = len(points)
         n_cells = cell_count(n)
+        expected = (n_cells, self.data.shape[1])
         if centers is None:
             from sklearn.cluster import KMeans
 
@@ -60,8 +61,7 @@ class CellNeighbors:
             fit_rows = rng.choice(n, size=min(n, 32 * n_cells), replace=False)
             kmeans = KMeans(n_clusters=n_cells, init="random", n_init=1, max_iter=10, random_state=seed)
             centers = kmeans.fit(points[fit_rows]).cluster_centers_
-        elif centers.shape != (n_cells, self.data.shape[1]):
-            expected = (n_cells, self.data.shape[1])
+        elif centers.shape != expected:
             raise ValueError(f"centres of shape {expected} expected, not {centers.shape}")
         self.centers = np.ascontiguousarray(centers, dtype=np.float32)
         self.center_squares = np.einsum("ij,ij->i", self.centers, self.centers)

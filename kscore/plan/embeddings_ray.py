@@ -308,9 +308,11 @@ def _ascending(chunks: Sequence[np.ndarray]) -> bool:
     """Whether the row numbers of `chunks`, taken in order, only ever grow."""
     last = -1
     for chunk in chunks:
-        if len(chunk) and (chunk[0] <= last or not np.all(chunk[1:] > chunk[:-1])):
+        if not len(chunk):
+            continue
+        if chunk[0] <= last or not np.all(chunk[1:] > chunk[:-1]):
             return False
-        last = chunk[-1] if len(chunk) else last
+        last = chunk[-1]
     return True
 
 
