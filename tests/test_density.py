@@ -216,7 +216,9 @@ def test_exact_tail_sums_equal_brute_force(monkeypatch, nearby_weight):
 
         monkeypatch.setattr(density, name, counted)
     bounds = (reference.min(axis=0), reference.max(axis=0))
-    ours = density._exact_log_sums(reference[:, 0].copy(), reference[:, 1].copy(), weights, queries, bounds)
+    executor = density._executor(None, None)
+    points = density._kept_points(executor, reference, weights)
+    ours = density._exact_log_sums(executor, points, np.eye(2), [0, 1], queries, bounds)
     squared = ((queries[:, None, :] - reference[None, :, :]) ** 2).sum(axis=2)
     with np.errstate(divide="ignore"):
         exact = np.stack([logsumexp(np.log(w)[None, :] - 0.5 * squared, axis=1) for w in weights])
@@ -227,3 +229,84 @@ def test_exact_tail_sums_equal_brute_force(monkeypatch, nearby_weight):
         assert calls[0] == ("_log_sums_over", len(reference), len(queries))
     assert np.isfinite(ours).all()
     assert np.abs(np.exp(ours - exact) - 1).max() < 1e-5
+
+
+class _Handle:
+    """A value an executor keeps out of the caller's reach (as Ray's object store does)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+
+def _arrays_in(value) -> list[np.ndarray]:
+    """The numpy arrays in a value sent by value, tuples and lists opened (handles are not)."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [array for item in value for array in _arrays_in(item)]
+    return []
+
+
+class _FarAwayExecutor:
+    """Runs chunks one by one here, but the values it keeps are handles the caller cannot read:
+    only the chunks see them. Records each pass and what it was sent by value."""
+
+    on_this_machine = True
+    workers = 3
+
+    def __init__(self) -> None:
+        self.store: dict[int, object] = {}
+        self.passes: list[str] = []
+        self.sent: list[object] = []
+
+    def keep(self, value):
+        self.store[len(self.store)] = value
+        return _Handle(len(self.store) - 1)
+
+    def map_chunks(self, func, shared, parts):
+        self.passes.append(func.__name__)
+        items = shared if isinstance(shared, tuple) else (shared,)
+        self.sent.extend(_arrays_in(items))
+        values = tuple(self.store[i.number] if isinstance(i, _Handle) else i for i in items)
+        return [func(values if isinstance(shared, tuple) else values[0], part) for part in parts]
+
+
+@pytest.mark.parametrize("shared_kernel", [True, False])
+def test_every_pass_over_the_points_runs_in_chunks_of_kept_points(monkeypatch, shared_kernel):
+    """The driver's part of the KDE reads no point: the moments, bounds, transforms, tails' cells
+    and near points all come from chunks of points the executor keeps (on Ray: in the object store,
+    put once), and no array the points' length is sent to a chunk by value. The scores are the
+    local engine's, bitwise, far tails and a potential that cannot share the transforms included."""
+    import kscore.core.density as density
+
+    monkeypatch.setattr(density, "_CHUNK", 1000)
+    rng = np.random.default_rng(21)
+    reference = np.vstack([rng.normal(size=(5000, 2)) * [2.0, 1.0], rng.normal(size=(400, 2)) * 0.2 + 6])
+    train = np.vstack([rng.normal(size=(700, 2)), [[80.0, -40.0], [9.0, 9.0], [-1e4, 3.0]]])
+    difficulty = rng.uniform(size=len(reference))
+    difficulty[::6] = np.nan
+    if not shared_kernel:  # the hard points in one tight cluster: a kernel too narrow to share
+        difficulty[:5000] = 0.0
+    far_away = _FarAwayExecutor()
+    ours = density.kde_scores(train, reference, difficulty, "scott", executor=far_away)
+    local = density.kde_scores(train, reference, difficulty, "scott", jobs=2)
+    for key in ("representation", "local", "potential"):
+        assert np.array_equal(ours[key], local[key]), key
+    assert (ours["potential_kernel"] is not None) and np.isfinite(ours["potential"]).all()
+    shared = _shared_with(ours)
+    assert shared == shared_kernel
+    assert {"_cells_chunk", "_near_chunk"} <= set(far_away.passes)  # the far queries were summed exactly
+    assert far_away.passes.count("_spread_chunk") == (1 if shared_kernel else 2)
+    lengths = [len(item) for item in far_away.sent if isinstance(item, np.ndarray)]
+    assert max(lengths, default=0) < len(train)
+
+
+def _shared_with(scores) -> bool:
+    """Whether the potential's kernel shared the representation's transforms (it then has the
+    representation kernel's whitened spread within the sharing limit)."""
+    import kscore.core.density as density
+
+    transform = scores["kernel"].whitening
+    eigenvalues = np.linalg.eigvalsh(transform @ scores["potential_kernel"].covariance @ transform.T)
+    spread = density._SHARED_SPREAD
+    return bool(eigenvalues.min() >= 1 / spread and eigenvalues.max() <= spread)

@@ -378,8 +378,10 @@ def test_ray_embed_scores_equal_the_local_engine(
         write_embed_scores(
             path, outputs[engine], difficulty=scored, reducer=reducer, fit_sample=1000, engine=engine
         )
-    # The UMAP transforms ran on the actors, the KDE's transforms as tasks (one kernel: one pair).
-    kde = ["_spread_chunk", "_evaluate_chunk"]
+    # The UMAP transforms ran on the actors, and every pass of the KDE over the points as tasks:
+    # the moments of both kernels, the bounds, then the transforms (one shared pair).
+    kde = ["_sums_chunk", "_centred_chunk", "_sums_chunk", "_centred_chunk", "_bounds_chunk"]
+    kde += ["_spread_chunk", "_evaluate_chunk"]
     assert sent == (["UMAP", *kde] if reducer == "umap" else kde)
     local, on_ray = (pl.read_parquet(outputs[e]) for e in ("local", "ray"))
     assert local.columns == on_ray.columns

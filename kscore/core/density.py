@@ -19,11 +19,9 @@ and accurate however far out a point is.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,48 +58,9 @@ class Kernel:
         cls, points: np.ndarray, weights: np.ndarray | None = None, bandwidth: str | float = "scott"
     ) -> Kernel:
         """scipy's `gaussian_kde(points.T, bw_method=bandwidth, weights=weights)` kernel."""
-        points = np.asarray(points, dtype=np.float64)
-        n, d = points.shape
-        if weights is None:
-            w = np.full(n, 1.0 / n)
-        else:
-            w = np.asarray(weights, dtype=np.float64)
-            w = w / w.sum()
-        neff = 1.0 / float(np.sum(w**2))
-        if isinstance(bandwidth, str):
-            if bandwidth == "scott":
-                factor = neff ** (-1.0 / (d + 4))
-            elif bandwidth == "silverman":
-                factor = (neff * (d + 2) / 4.0) ** (-1.0 / (d + 4))
-            else:
-                raise ValueError(f"bandwidth must be 'scott', 'silverman' or a number, not {bandwidth!r}")
-        else:
-            factor = float(bandwidth)
-            if not (math.isfinite(factor) and factor > 0):
-                raise ValueError(f"a bandwidth factor must be a positive number, not {bandwidth!r}")
-        if n < 3:
-            raise DegenerateError(f"{n} points")
-        data_covariance = _weighted_covariance(points, w)
-        eigenvalues = np.linalg.eigvalsh(data_covariance)
-        if not eigenvalues.min() > 1e-12 * max(eigenvalues.max(), 1e-300):
-            raise DegenerateError("the points are all equal or all on a line")
-        try:
-            squared = factor**2
-        except OverflowError:  # a factor beyond 1e154: reported below as out of range
-            squared = math.inf
-        with np.errstate(over="ignore", invalid="ignore"):
-            covariance = data_covariance * squared
-        kernel = cls(covariance=covariance, factor=factor, neff=neff)
-        if not (
-            np.isfinite(covariance).all()
-            and np.linalg.eigvalsh(covariance).min() > 0
-            and math.isfinite(kernel.log_norm)
-        ):
-            raise ValueError(
-                f"the bandwidth factor {factor:g} gives a kernel beyond the float range; "
-                "use scott, silverman or a factor near 1"
-            )
-        return kernel
+        executor = _executor(None, None)
+        kept = _kept_points(executor, points, weights)
+        return _fitted(_moments(executor, kept, None if weights is None else 0), bandwidth)
 
     @property
     def whitening(self) -> np.ndarray:
@@ -114,19 +73,186 @@ class Kernel:
         return -math.log(2 * math.pi) - 0.5 * math.log(np.linalg.det(self.covariance))
 
 
-def _weighted_covariance(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """`np.cov(points, rowvar=False, aweights=weights)` for weights summing to 1, column by column
-    (np.cov copies and transposes the whole array: 4x slower at 10M points)."""
-    columns = list(np.ascontiguousarray(points.T))
-    centered = [column - float(weights @ column) for column in columns]
-    weighted = [weights * column for column in centered]
-    factor = 1.0 - float(weights @ weights)
-    d = len(columns)
-    out = np.empty((d, d))
-    for i in range(d):
-        for j in range(i, d):
-            out[i, j] = out[j, i] = float(weighted[i] @ centered[j]) / factor
-    return out
+# -- points where the executor's chunks read them --------------------------------------------------
+# Every pass over the points runs in chunks on the executor (threads here, tasks on a Ray cluster):
+# the caller keeps the points once (`Executor.keep`) and adds up the chunks' small results (sums,
+# bounds, grids) in chunk order. The reference points' chunks depend on their count only, so the
+# numbers are the same on any engine and any number of workers.
+
+
+@dataclass(frozen=True)
+class _Points:
+    """Points and their weight rows, kept by the executor: `kept` holds (x, y, weights), float64
+    columns and a (rows x points) array; `chunks` are fixed by the count."""
+
+    kept: Any
+    count: int
+    chunks: list[slice]
+
+
+@dataclass(frozen=True)
+class _Queries:
+    """Query points kept by the executor (x, y columns), and here (`points`, for the few whose sums
+    are recomputed exactly)."""
+
+    kept: Any
+    points: np.ndarray
+
+
+def _executor(executor: Executor | None, jobs: int | None) -> Executor:
+    """`executor`, or this machine's `jobs` threads."""
+    if executor is None:
+        from kscore.engines.local import LocalExecutor
+
+        return LocalExecutor(jobs)
+    return executor
+
+
+def _kept_points(executor: Executor, points: np.ndarray, weights: np.ndarray | None = None) -> _Points:
+    points = np.asarray(points, dtype=np.float64)
+    x, y = (np.ascontiguousarray(column) for column in points.T)
+    if weights is None:
+        rows = np.empty((0, len(points)))
+    else:
+        rows = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    chunks = _chunks(len(points), max(_CHUNK, -(-len(points) // _TYPE1_CHUNKS)))
+    return _Points(executor.keep((x, y, rows)), len(points), chunks)
+
+
+def _kept_queries(executor: Executor, queries: np.ndarray) -> _Queries:
+    points = np.asarray(queries, dtype=np.float64)
+    return _Queries(executor.keep(tuple(np.ascontiguousarray(column) for column in points.T)), points)
+
+
+def _chunk_of(
+    points: tuple[np.ndarray, np.ndarray, np.ndarray], part: slice, subset: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's (x, y, weights); with `subset`, only its points of positive weight in that row."""
+    x, y, weights = points
+    x, y, weights = x[part], y[part], weights[:, part]
+    if subset is not None:
+        chosen = weights[subset] > 0
+        x, y, weights = x[chosen], y[chosen], weights[:, chosen]
+    return x, y, weights
+
+
+def _whiten(x: np.ndarray, y: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points in whitened coordinates, element by element (a matrix product's rounding could
+    depend on how the points are cut)."""
+    (a, b), (c, d) = transform.tolist()
+    return a * x + b * y, c * x + d * y
+
+
+def _added(parts: list[Any]) -> Any:
+    """The chunks' results added in chunk order (Ray's results are read-only: the first is copied)."""
+    total = np.array(parts[0], copy=True)
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """A weight row's sums over the points: the total weight, the sum of squared weights, the
+    weighted mean, the points counted, and the data covariance (scipy's, with its weights)."""
+
+    total: float
+    squares: float
+    count: int
+    covariance: np.ndarray
+
+
+def _moments(executor: Executor, points: _Points, row: int | None, subset: int | None = None) -> _Moments:
+    """The moments of weight row `row` (None: every point weighs 1) over the points (with `subset`,
+    those of positive weight in that row), in two passes: the sums, then the centred products."""
+    sums = _added(executor.map_chunks(_sums_chunk, (points.kept, row, subset), points.chunks))
+    total, squares, sum_x, sum_y, count = sums.tolist()
+    if not total > 0:
+        return _Moments(total, squares, int(count), np.full((2, 2), np.nan))
+    mean = np.array([sum_x, sum_y]) / total
+    centred = _added(executor.map_chunks(_centred_chunk, (points.kept, row, subset, mean), points.chunks))
+    # np.cov's aweights estimate, for weights normalised to sum to 1: / total / (1 - sum w^2).
+    normalised = centred / total / (1.0 - squares / total / total)
+    covariance = np.array([[normalised[0], normalised[1]], [normalised[1], normalised[2]]])
+    return _Moments(total, squares, int(count), covariance)
+
+
+def _sums_chunk(shared: tuple[Any, int | None, int | None], part: slice) -> np.ndarray:
+    """A chunk's total weight, squared weights, weighted x and y, and points."""
+    points, row, subset = shared
+    x, y, weights = _chunk_of(points, part, subset)
+    if row is None:
+        n = float(len(x))
+        return np.array([n, n, x.sum(), y.sum(), n])
+    w = weights[row]
+    return np.array([w.sum(), (w * w).sum(), (w * x).sum(), (w * y).sum(), float(len(x))])
+
+
+def _centred_chunk(shared: tuple[Any, int | None, int | None, np.ndarray], part: slice) -> np.ndarray:
+    """A chunk's weighted products of the centred coordinates: xx, xy, yy."""
+    points, row, subset, mean = shared
+    x, y, weights = _chunk_of(points, part, subset)
+    dx, dy = x - mean[0], y - mean[1]
+    wx, wy = (dx, dy) if row is None else (weights[row] * dx, weights[row] * dy)
+    return np.array([(wx * dx).sum(), (wx * dy).sum(), (wy * dy).sum()])
+
+
+def _fitted(moments: _Moments, bandwidth: str | float, d: int = 2) -> Kernel:
+    """scipy's kernel from the moments of its points and weights."""
+    neff = 1.0 / (moments.squares / moments.total / moments.total) if moments.total > 0 else 0.0
+    if isinstance(bandwidth, str):
+        if bandwidth == "scott":
+            factor = neff ** (-1.0 / (d + 4)) if neff > 0 else math.inf
+        elif bandwidth == "silverman":
+            factor = (neff * (d + 2) / 4.0) ** (-1.0 / (d + 4)) if neff > 0 else math.inf
+        else:
+            raise ValueError(f"bandwidth must be 'scott', 'silverman' or a number, not {bandwidth!r}")
+    else:
+        factor = float(bandwidth)
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"a bandwidth factor must be a positive number, not {bandwidth!r}")
+    if moments.count < 3:
+        raise DegenerateError(f"{moments.count} points")
+    data_covariance = moments.covariance
+    eigenvalues = np.linalg.eigvalsh(data_covariance)
+    if not eigenvalues.min() > 1e-12 * max(eigenvalues.max(), 1e-300):
+        raise DegenerateError("the points are all equal or all on a line")
+    try:
+        squared = factor**2
+    except OverflowError:  # a factor beyond 1e154: reported below as out of range
+        squared = math.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        covariance = data_covariance * squared
+    kernel = Kernel(covariance=covariance, factor=factor, neff=neff)
+    if not (
+        np.isfinite(covariance).all()
+        and np.linalg.eigvalsh(covariance).min() > 0
+        and math.isfinite(kernel.log_norm)
+    ):
+        raise ValueError(
+            f"the bandwidth factor {factor:g} gives a kernel beyond the float range; "
+            "use scott, silverman or a factor near 1"
+        )
+    return kernel
+
+
+def _bounds_chunk(shared: tuple[Any, np.ndarray, int | None], part: slice) -> np.ndarray:
+    """A chunk's whitened bounds (low x, low y, high x, high y), then its weight rows' sums."""
+    points, transform, subset = shared
+    x, y, weights = _chunk_of(points, part, subset)
+    if not len(x):
+        return np.concatenate([[np.inf, np.inf, -np.inf, -np.inf], weights.sum(axis=1)])
+    zx, zy = _whiten(x, y, transform)
+    return np.concatenate([[zx.min(), zy.min(), zx.max(), zy.max()], weights.sum(axis=1)])
+
+
+def _bounds(
+    executor: Executor, points: _Points, transform: np.ndarray, subset: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high) of the whitened points, and each weight row's total."""
+    found = executor.map_chunks(_bounds_chunk, (points.kept, transform, subset), points.chunks)
+    table = np.stack(found)
+    return table[:, :2].min(axis=0), table[:, 2:4].max(axis=0), _added([f[4:] for f in found])
 
 
 def log_gauss_sums(
@@ -146,94 +272,81 @@ def log_gauss_sums(
     vector gives -inf. The outputs share the transforms: each weight row is spread once, in
     `kernel`'s coordinates, and every output's kernel is applied in Fourier space.
     `jobs` caps the threads (default: every core); an `executor` (`kscore.engines`) runs the
-    transforms' chunks its way, e.g. as tasks on a Ray cluster (the same numbers).
+    chunks its way, e.g. as tasks on a Ray cluster (the same numbers).
     """
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    executor = _executor(executor, jobs)
+    points = _kept_points(executor, reference, weights)
     if outputs is None:
-        outputs = [(row, kernel) for row in range(len(weights))]
+        outputs = [(row, kernel) for row in range(len(np.atleast_2d(weights)))]
+    return _log_gauss_sums(executor, kernel, points, _kept_queries(executor, queries), outputs, None, jobs)
+
+
+def _log_gauss_sums(
+    executor: Executor,
+    kernel: Kernel,
+    points: _Points,
+    queries: _Queries,
+    outputs: list[tuple[int, Kernel]],
+    subset: int | None,
+    jobs: int | None,
+) -> np.ndarray:
+    """`log_gauss_sums` of kept points (with `subset`, of those of positive weight in that row)."""
     transform = kernel.whitening
-    x_ref, y_ref = _whitened(reference, transform)
-    x_query, y_query = _whitened(queries, transform)
     # Each output's kernel covariance in `kernel`'s coordinates (the identity for `kernel` itself).
     shapes = [np.eye(2) if k is kernel else transform @ k.covariance @ transform.T for _, k in outputs]
     margin = _RADIUS * math.sqrt(max(1.0, *(np.linalg.eigvalsh(shape).max() for shape in shapes)))
-    totals = weights.sum(axis=1)[[row for row, _ in outputs]]
-    low = np.array([x_ref.min(), y_ref.min()])
-    high = np.array([x_ref.max(), y_ref.max()])
-    inside = (x_query >= low[0] - margin) & (x_query <= high[0] + margin)
-    inside &= (y_query >= low[1] - margin) & (y_query <= high[1] + margin)
-    transforms = functools.partial(
-        _nufft_gauss_sums,
-        (x_ref, y_ref),
-        weights,
-        box=(low, high, margin),
-        outputs=[(row, shape) for (row, _), shape in zip(outputs, shapes, strict=True)],
-        jobs=jobs,
-        executor=executor,
-    )
+    low, high, row_totals = _bounds(executor, points, transform, subset)
+    totals = row_totals[[row for row, _ in outputs]]
+    box = (low, high, margin)
+    shaped = [(row, shape) for (row, _), shape in zip(outputs, shapes, strict=True)]
+    out, tail = _nufft_gauss_sums(executor, points, queries, transform, box, shaped, subset, _TAIL * totals)
     # Sums the transforms cannot resolve (below _TAIL of the total; rounding may even make them
-    # negative) are computed exactly instead; an all-zero weight vector gives -inf.
-    if inside.all():
-        sums = transforms((x_query, y_query))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.log(sums)
-        tail = sums < _TAIL * totals[:, None]
-    else:
-        out = np.full((len(outputs), len(x_query)), -np.inf)
-        tail = np.ones_like(out, dtype=bool)
-        if inside.any():
-            sums = transforms((x_query[inside], y_query[inside]))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[:, inside] = np.log(sums)
-            tail[:, inside] = sums < _TAIL * totals[:, None]
+    # negative, and queries outside the box are not evaluated) are computed exactly instead; an
+    # all-zero weight vector gives -inf.
     tail &= (totals > 0)[:, None]
     for tail_kernel in {id(k): k for _, k in outputs}.values():
         mine = [o for o, (_, k) in enumerate(outputs) if k is tail_kernel]
         rows = np.flatnonzero(tail[mine].any(axis=0))
         if not len(rows):
             continue
-        if tail_kernel is kernel:
-            xy_ref, z_rows = (x_ref, y_ref), np.column_stack([x_query[rows], y_query[rows]])
-        else:
-            xy_ref = _whitened(reference, tail_kernel.whitening)
-            z_rows = np.column_stack(_whitened(np.asarray(queries)[rows], tail_kernel.whitening))
-        bounds = (np.array([xy_ref[0].min(), xy_ref[1].min()]), np.array([xy_ref[0].max(), xy_ref[1].max()]))
-        row_weights = weights[[outputs[o][0] for o in mine]]
-        exact = _exact_log_sums(*xy_ref, row_weights, z_rows, bounds, jobs)
+        tail_transform = transform if tail_kernel is kernel else tail_kernel.whitening
+        z_rows = np.column_stack(_whiten(*queries.points[rows].T, tail_transform))
+        bounds = (
+            (low, high) if tail_kernel is kernel else _bounds(executor, points, tail_transform, subset)[:2]
+        )
+        exact = _exact_log_sums(
+            executor, points, tail_transform, [outputs[o][0] for o in mine], z_rows, bounds, subset, jobs
+        )
         for i, o in enumerate(mine):
             out[o, rows] = np.where(tail[o, rows], exact[i], out[o, rows])
     return out
 
 
-def _whitened(points: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The points in whitened coordinates, as two contiguous columns."""
-    x, y = transform @ np.asarray(points, dtype=np.float64).T  # one pass, each row contiguous
-    return x, y
-
-
 def _nufft_gauss_sums(
-    reference: tuple[np.ndarray, np.ndarray],
-    weights: np.ndarray,
-    queries: tuple[np.ndarray, np.ndarray],
+    executor: Executor,
+    points: _Points,
+    queries: _Queries,
+    transform: np.ndarray,
     box: tuple[np.ndarray, np.ndarray, float],
     outputs: list[tuple[int, np.ndarray]],
-    jobs: int | None,
-    executor: Executor | None = None,
-) -> np.ndarray:
-    """The Gauss sums at the queries by two non-uniform FFTs, identical for any number of threads
-    and on either engine.
+    subset: int | None,
+    thresholds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The log Gauss sums at the queries by two non-uniform FFTs, identical for any number of
+    workers and on either engine, and where each falls below its output's threshold (or outside
+    the box) and needs an exact sum.
 
-    `box` is the reference points' bounds and the margin the widest kernel needs around them;
+    `box` is the whitened points' bounds and the margin the widest kernel needs around them;
     `outputs` the (weight row, kernel covariance) of each sum, in these coordinates.
 
     FINUFFT's own threads add the reference points onto its grid in an order that depends on the
     thread count (the results differ near 1e-8 in the tails), so it runs on one thread per call
     and the parallelism comes from fixed chunks instead: the type-1 sums of each chunk of reference
-    points (a partition's share: they add) are added in chunk order, and each chunk of queries is
-    evaluated on its own (a query's value does not depend on its chunk). The chunks run on the
-    executor's workers: threads here, or tasks on a Ray cluster.
+    points (they add) are added in chunk order, and each chunk of queries is evaluated on its own
+    (a query's value does not depend on its chunk). The chunks run on the executor's workers:
+    threads here, or tasks on a Ray cluster.
     """
-    (x_ref, y_ref), (x_query, y_query), (low, high, margin) = reference, queries, box
+    low, high, margin = box
     center = (low + high) / 2
     period = float((high - low).max()) + 2 * margin + 1e-9  # a square box, for one mode count
     scale = 2 * math.pi / period
@@ -242,16 +355,10 @@ def _nufft_gauss_sums(
     n_modes = 2 * k_max + 1
     k = scale * np.arange(-k_max, k_max + 1)
     rows = sorted({row for row, _ in outputs})
-
-    workers, over_chunks = _chunk_map(executor, jobs)
-    # The type-1 chunks depend on the point count only (their sum's order fixes its rounding).
-    reference_chunk = max(_CHUNK, -(-len(x_ref) // _TYPE1_CHUNKS))
     grid = (center, scale, n_modes)
-    shared = (x_ref, y_ref, weights, rows, grid)
-    parts = over_chunks(_spread_chunk, shared, _chunks(len(x_ref), reference_chunk))
-    spread = parts[0].copy()  # Ray's results are read-only
-    for part in parts[1:]:  # in chunk order: the same sum for any number of workers
-        spread += part
+    spread = _added(
+        executor.map_chunks(_spread_chunk, (points.kept, transform, rows, grid, subset), points.chunks)
+    )
     spread = spread.reshape(len(rows), n_modes, n_modes)
     modes = np.empty((len(outputs), n_modes, n_modes), dtype=np.complex128)
     for o, (row, shape) in enumerate(outputs):
@@ -266,48 +373,60 @@ def _nufft_gauss_sums(
             )
         modes[o] = spread[rows.index(row)] * coefficients
     # A query's value does not depend on its chunk: one chunk per worker, each FFT done once.
-    query_chunk = max(_CHUNK, -(-len(x_query) // workers))
-    values = over_chunks(_evaluate_chunk, (x_query, y_query, modes, grid), _chunks(len(x_query), query_chunk))
-    return np.concatenate([np.atleast_2d(v) for v in values], axis=1)
-
-
-def _chunk_map(executor: Executor | None, jobs: int | None) -> tuple[int, Callable[..., list[np.ndarray]]]:
-    """(workers, `map_chunks`) of the executor (default: this machine's `jobs` threads)."""
-    if executor is None:
-        from kscore.engines.local import LocalExecutor
-
-        executor = LocalExecutor(jobs)
-    return executor.workers, executor.map_chunks
+    m = len(queries.points)
+    query_chunk = max(_CHUNK, -(-m // executor.workers))
+    shared = (queries.kept, transform, executor.keep(modes), grid, box, thresholds)
+    found = executor.map_chunks(_evaluate_chunk, shared, _chunks(m, query_chunk))
+    return np.concatenate([f[0] for f in found], axis=1), np.concatenate([f[1] for f in found], axis=1)
 
 
 _Grid = tuple[np.ndarray, float, int]  # the box's center, the scale to angles, modes per side
 
 
-def _angles(x: np.ndarray, y: np.ndarray, part: slice, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The points of `part` as FINUFFT's angles on the box's grid (center, scale, modes)."""
+def _angles(x: np.ndarray, y: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Whitened points as FINUFFT's angles on the box's grid (center, scale, modes)."""
     center, scale, _ = grid
-    return (x[part] - center[0]) * scale, (y[part] - center[1]) * scale
+    return (x - center[0]) * scale, (y - center[1]) * scale
 
 
-def _spread_chunk(
-    shared: tuple[np.ndarray, np.ndarray, np.ndarray, list[int], _Grid], part: slice
-) -> np.ndarray:
-    """The type-1 sums of one chunk of reference points (x, y, weights, the rows wanted, grid):
-    they add."""
-    x, y, weights, rows, grid = shared
-    return _type1(*_angles(x, y, part, grid), weights[rows, part].astype(np.complex128), grid[2])
+def _spread_chunk(shared: tuple[Any, np.ndarray, list[int], _Grid, int | None], part: slice) -> np.ndarray:
+    """The type-1 sums of one chunk of reference points (the points, the whitening, the weight rows
+    wanted, the grid, the subset): they add."""
+    points, transform, rows, grid, subset = shared
+    x, y, weights = _chunk_of(points, part, subset)
+    if not len(x):
+        return np.zeros((len(rows), grid[2], grid[2]), dtype=np.complex128)
+    strengths = weights[rows].astype(np.complex128)
+    return _type1(*_angles(*_whiten(x, y, transform), grid), strengths, grid[2]).reshape(
+        len(rows), grid[2], grid[2]
+    )
 
 
-def _evaluate_chunk(shared: tuple[np.ndarray, np.ndarray, np.ndarray, _Grid], part: slice) -> np.ndarray:
-    """The sums at one chunk of queries (x, y, Fourier modes, grid)."""
-    x, y, modes, grid = shared
-    return _type2(*_angles(x, y, part, grid), modes)
+def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, np.ndarray]:
+    """The log-sums at one chunk of queries (the queries, the whitening, the Fourier modes, the
+    grid, the box, the outputs' thresholds), and which need an exact sum: below the threshold, or
+    outside the box (not evaluated: -inf)."""
+    queries, transform, modes, grid, (low, high, margin), thresholds = shared
+    x, y = _whiten(queries[0][part], queries[1][part], transform)
+    inside = (x >= low[0] - margin) & (x <= high[0] + margin)
+    inside &= (y >= low[1] - margin) & (y <= high[1] + margin)
+    logs = np.full((len(modes), len(x)), -np.inf)
+    tail = np.ones_like(logs, dtype=bool)
+    if inside.any():
+        every = bool(inside.all())
+        sums = np.atleast_2d(
+            _type2(*_angles(x, y, grid) if every else _angles(x[inside], y[inside], grid), modes)
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs[:, inside] = np.log(sums)
+        tail[:, inside] = sums < thresholds[:, None]
+    return logs, tail
 
 
 # Points per FINUFFT call at least: each call does an FFT of its grid (a few ms), so small calls
 # would spend most of their time there.
 _CHUNK = 1 << 17
-# The reference points are spread in this many chunks above 16 x _CHUNK points: work for 16 cores.
+# The reference points are cut in this many chunks above 16 x _CHUNK points: work for 16 cores.
 _TYPE1_CHUNKS = 16
 
 
@@ -344,34 +463,73 @@ def _sorting(n_modes: int) -> int:
     return 0 if n_modes <= 1024 else 2
 
 
+_Cells = tuple[np.ndarray, np.ndarray, float, int, int]  # whitening, low corner, cell, columns, cells
+
+
+def _cell_ids(x: np.ndarray, y: np.ndarray, cells: _Cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whitened points (x, y) and the grid cell of each."""
+    transform, low, cell, columns, _ = cells
+    zx, zy = _whiten(x, y, transform)
+    ids = ((zx - low[0]) * (1.0 / cell)).astype(np.int64) * columns
+    ids += ((zy - low[1]) * (1.0 / cell)).astype(np.int64)
+    return zx, zy, ids
+
+
+def _cells_chunk(shared: tuple[Any, _Cells, list[int], int | None], part: slice) -> tuple[np.ndarray, ...]:
+    """A chunk's points counted in each grid cell, the weight rows' sums in each, their maxima."""
+    points, cells, rows, subset = shared
+    x, y, weights = _chunk_of(points, part, subset)
+    _, _, ids = _cell_ids(x, y, cells)
+    counts = np.bincount(ids, minlength=cells[4])
+    # (float64 even for an empty chunk, where numpy's bincount gives integers)
+    sums = np.stack([np.bincount(ids, weights[row], minlength=cells[4]) for row in rows]).astype(np.float64)
+    most = weights[rows].max(axis=1) if len(x) else np.zeros(len(rows))
+    return counts, sums, most
+
+
+def _near_chunk(
+    shared: tuple[Any, _Cells, list[int], np.ndarray, int | None], part: slice
+) -> tuple[np.ndarray, ...]:
+    """A chunk's whitened points in the `wanted` cells, in order, and their weight rows."""
+    points, cells, rows, wanted, subset = shared
+    x, y, weights = _chunk_of(points, part, subset)
+    zx, zy, ids = _cell_ids(x, y, cells)
+    near = np.flatnonzero(wanted[ids])
+    return np.column_stack([zx[near], zy[near]]), weights[rows][:, near]
+
+
 def _exact_log_sums(
-    x_ref: np.ndarray,
-    y_ref: np.ndarray,
-    weights: np.ndarray,
+    executor: Executor,
+    points: _Points,
+    transform: np.ndarray,
+    rows: list[int],
     z_query: np.ndarray,
     bounds: tuple[np.ndarray, np.ndarray],
+    subset: int | None = None,
     jobs: int | None = None,
 ) -> np.ndarray:
-    """Exact log-sums at a few points (the tails), to a relative `_TAIL_RTOL`.
+    """Exact log-sums of weight rows `rows` at a few whitened points (the tails), to a relative
+    `_TAIL_RTOL`, over the points whitened by `transform` (their whitened `bounds`).
 
-    The reference points are counted and their weights summed on a grid of one kernel width. From
-    the cells nearest a query comes a lower bound of its sum, and from that a radius beyond which
-    all n points together weigh below `_TAIL_RTOL` of it: only the points within each query's
-    radius are summed. Queries far from every point (a handful of neighbours settle them) use a
-    k-d tree over the points within their reach; the others (in a gap beside a dense cluster, whose
-    many points at 6 to 9 kernel widths all count) sum their disk directly.
+    The points are counted and their weights summed on a grid of one kernel width (by the
+    executor's chunks). From the cells nearest a query comes a lower bound of its sum, and from
+    that a radius beyond which all n points together weigh below `_TAIL_RTOL` of it: only the
+    points within each query's radius are gathered and summed here. Queries far from every point
+    (a handful of neighbours settle them) use a k-d tree over the points within their reach; the
+    others (in a gap beside a dense cluster, whose many points at 6 to 9 kernel widths all count)
+    sum their disk directly.
     """
-    n = len(x_ref)
     low, high = bounds
     cell = max(float((high - low).max()) / _GRID_CELLS, 1.0)  # a kernel width, or coarser
-    columns = int((high[1] - low[1]) / cell) + 1
-    cell_id = ((x_ref - low[0]) * (1.0 / cell)).astype(np.int64) * columns
-    cell_id += ((y_ref - low[1]) * (1.0 / cell)).astype(np.int64)
-    counts = np.bincount(cell_id)
+    columns = int((high[1] - low[1]) * (1.0 / cell)) + 1
+    grid: _Cells = (transform, low, cell, columns, (int((high[0] - low[0]) * (1.0 / cell)) + 1) * columns)
+    found = executor.map_chunks(_cells_chunk, (points.kept, grid, rows, subset), points.chunks)
+    counts = _added([f[0] for f in found])
+    n = int(counts.sum())
     occupied = np.flatnonzero(counts)
     with np.errstate(divide="ignore"):
-        log_cell_weights = np.log(np.stack([np.bincount(cell_id, w)[occupied] for w in weights]))
-        log_max_w = np.log(weights.max(axis=1))
+        log_cell_weights = np.log(_added([f[1] for f in found])[:, occupied])
+        log_max_w = np.log(np.max([f[2] for f in found], axis=0))
     centers = low + (np.stack(np.divmod(occupied, columns), axis=1) + 0.5) * cell
     half_diagonal = cell * math.sqrt(0.5) * (1 + 1e-9)  # a hair more for the rounding above
     from scipy.spatial import cKDTree
@@ -392,7 +550,7 @@ def _exact_log_sums(
     squared = np.where(log_max_w[:, None] > -np.inf, squared, 0.0).max(axis=0)  # all-zero rows: -inf
     radius = np.sqrt(np.maximum(squared, farthest[:, 0] ** 2))
     far = ~np.isfinite(radius) | (distance[:, 0] > _FAR)
-    out = np.empty((len(weights), len(z_query)))
+    out = np.empty((len(rows), len(z_query)))
     for group in (far, ~far):
         if not group.any():
             continue
@@ -403,10 +561,13 @@ def _exact_log_sums(
             reach = np.where(np.isfinite(radii[part]), radii[part] + half_diagonal, np.inf)
             balls = cells.query_ball_point(queries[part], reach, return_sorted=False)
             needed[np.concatenate([np.asarray(b, dtype=np.int64) for b in balls])] = True
-        wanted = np.zeros(len(counts), dtype=bool)
+        wanted = np.zeros(grid[4], dtype=bool)
         wanted[occupied[needed]] = True
-        near = np.flatnonzero(wanted[cell_id])
-        z_near, w_near = np.column_stack([x_ref[near], y_ref[near]]), weights[:, near]
+        near = executor.map_chunks(
+            _near_chunk, (points.kept, grid, rows, executor.keep(wanted), subset), points.chunks
+        )
+        z_near = np.concatenate([z for z, _ in near])
+        w_near = np.concatenate([w for _, w in near], axis=1)
         if group is far:  # beyond each radius the points are negligible by construction
             out[:, group] = _log_sums_over(z_near, w_near, queries, jobs)
         else:
@@ -524,11 +685,9 @@ def kde_scores(
     jobs: int | None = None,
     executor: Executor | None = None,
 ) -> dict[str, np.ndarray | Kernel | None]:
-    """All three scores at once, sharing the kernel and the transforms (their chunks run by
-    `executor`)."""
-    train_xy = np.asarray(train_xy, dtype=np.float64)
-    reference_xy = np.asarray(reference_xy, dtype=np.float64)
-    kernel = Kernel.fit(reference_xy, bandwidth=bandwidth)
+    """All three scores at once, sharing the kernel and the transforms (their chunks, and every
+    other pass over the points, run by `executor`)."""
+    executor = _executor(executor, jobs)
     n = len(reference_xy)
     vectors = [np.full(n, 1.0 / n)]
     difficulty = None
@@ -540,13 +699,17 @@ def kde_scores(
         vectors.append(np.where(known, difficulty, 0.0))
         if not every_known:  # the kernel sum over the rows with a difficulty, for the local mean
             vectors.append(known.astype(np.float64))
+    points = _kept_points(executor, reference_xy, np.vstack(vectors))
+    queries = _kept_queries(executor, train_xy)
+    kernel = _fitted(_moments(executor, points, None), bandwidth)
     outputs = [(row, kernel) for row in range(len(vectors))]
-    shared = None
+    shared = potential_moments = None
     if difficulty is not None:
-        shared = _potential_kernel(kernel, reference_xy, vectors[1], bandwidth)
+        potential_moments = _moments(executor, points, 1, subset=1)
+        shared = _potential_kernel(kernel, potential_moments, bandwidth)
         if shared is not None:  # the potential's sum rides on the same transforms
             outputs.append((1, shared))
-    logs = log_gauss_sums(kernel, reference_xy, np.vstack(vectors), train_xy, jobs, outputs, executor)
+    logs = _log_gauss_sums(executor, kernel, points, queries, outputs, None, jobs)
     out: dict[str, np.ndarray | Kernel | None] = {
         "kernel": kernel,
         "representation": kernel.log_norm + logs[0],
@@ -554,18 +717,18 @@ def kde_scores(
         "potential": None,
         "potential_kernel": None,
     }
-    if difficulty is not None:
+    if potential_moments is not None:
         with np.errstate(invalid="ignore"):
             # A kernel-weighted mean of difficulties in [0, 1]; rounding may step a hair outside.
             # With every difficulty known, the kernel sum over them is n times the uniform one.
             known_sum = logs[0] + math.log(n) if every_known else logs[2]
             out["local"] = np.clip(np.exp(logs[1] - known_sum), 0.0, 1.0)
         if shared is not None:
-            total = math.log(float(vectors[1].sum()))
+            total = math.log(potential_moments.total)
             out["potential"], out["potential_kernel"] = np.exp(shared.log_norm + logs[-1] - total), shared
         else:
             out["potential"], out["potential_kernel"] = _potential(
-                train_xy, reference_xy, difficulty, bandwidth, jobs, executor
+                executor, points, queries, potential_moments, bandwidth, jobs
             )
     return out
 
@@ -576,16 +739,14 @@ def kde_scores(
 _SHARED_SPREAD = 4.0
 
 
-def _potential_kernel(
-    kernel: Kernel, reference_xy: np.ndarray, weights: np.ndarray, bandwidth: str | float
-) -> Kernel | None:
-    """The potential's kernel where it can share `kernel`'s transforms; None where it cannot or
-    where no density exists (`_potential` then says which)."""
-    chosen = weights > 0  # zero weights change neither scipy's covariance nor its sum
-    if not chosen.any():
+def _potential_kernel(kernel: Kernel, moments: _Moments, bandwidth: str | float) -> Kernel | None:
+    """The potential's kernel (from the moments of the difficulty weights) where it can share
+    `kernel`'s transforms; None where it cannot or where no density exists (`_potential` then says
+    which)."""
+    if moments.count == 0:
         return None
     try:
-        potential = Kernel.fit(reference_xy[chosen], weights[chosen], bandwidth)
+        potential = _fitted(moments, bandwidth)
     except DegenerateError:
         return None
     transform = kernel.whitening
@@ -596,32 +757,25 @@ def _potential_kernel(
 
 
 def _potential(
-    train_xy: np.ndarray,
-    reference_xy: np.ndarray,
-    difficulty: np.ndarray,
+    executor: Executor,
+    points: _Points,
+    queries: _Queries,
+    moments: _Moments,
     bandwidth: str | float,
     jobs: int | None = None,
-    executor: Executor | None = None,
 ) -> tuple[np.ndarray, Kernel | None]:
-    """The difficulty-weighted KDE at the train points, and its kernel (None without a density)."""
-    weights = np.where(np.isnan(difficulty), 0.0, difficulty)
-    chosen = weights > 0  # zero weights change neither scipy's covariance nor its sum
-    if not chosen.any():
-        return np.zeros(len(train_xy)), None
+    """The difficulty-weighted KDE (weight row 1 of `points`, whose `moments` are given) at the
+    queries, and its kernel (None without a density). Points of zero weight change neither scipy's
+    covariance nor its sum: they are left out."""
+    if moments.count == 0:
+        return np.zeros(len(queries.points)), None
     try:
-        kernel = Kernel.fit(reference_xy[chosen], weights[chosen], bandwidth)
+        kernel = _fitted(moments, bandwidth)
     except DegenerateError:
         # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
-        return np.full(len(train_xy), np.nan), None
-    log_sums = log_gauss_sums(
-        kernel,
-        reference_xy[chosen],
-        weights[chosen] / weights[chosen].sum(),
-        train_xy,
-        jobs,
-        executor=executor,
-    )
-    return np.exp(kernel.log_norm + log_sums[0]), kernel
+        return np.full(len(queries.points), np.nan), None
+    log_sums = _log_gauss_sums(executor, kernel, points, queries, [(1, kernel)], 1, jobs)
+    return np.exp(kernel.log_norm + log_sums[0] - math.log(moments.total)), kernel
 
 
 def representation_scores(
@@ -641,10 +795,12 @@ def potential_difficulty_scores(
 
     Reference points with a NaN difficulty are left out; all-zero difficulty gives zeros.
     """
-    train_xy = np.asarray(train_xy, dtype=np.float64)
-    reference_xy = np.asarray(reference_xy, dtype=np.float64)
     difficulty = np.asarray(reference_difficulty, dtype=np.float64)
-    return _potential(train_xy, reference_xy, difficulty, bandwidth)[0]
+    weights = np.where(np.isnan(difficulty), 0.0, difficulty)
+    executor = _executor(None, None)
+    points = _kept_points(executor, reference_xy, np.vstack([np.zeros_like(weights), weights]))
+    moments = _moments(executor, points, 1, subset=1)
+    return _potential(executor, points, _kept_queries(executor, train_xy), moments, bandwidth)[0]
 
 
 def local_difficulty(

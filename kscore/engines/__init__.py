@@ -4,7 +4,7 @@
 - `ray` (`engines/ray.py`): tasks and actors on a Ray cluster, tables in its object store.
 
 A job makes one executor from `--engine/--jobs/--ray-address` (`make_executor`), opens its
-`session()` and passes it down; the math calls `map_chunks` and `map_with_shared` and never asks
+`session()` and passes it down; the math calls `keep`, `map_chunks` and `map_with_shared` and never asks
 which engine it has. A new engine is a module here with a class of this shape.
 """
 
@@ -31,8 +31,14 @@ class Executor(Protocol):
         """How many parts run at once."""
         ...
 
+    def keep(self, value: Any) -> Any:
+        """`value` where the chunks read it (the value itself here; in the object store on Ray): a
+        `map_chunks` call's `shared`, or an item of its tuple, then costs no copy per call."""
+        ...
+
     def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice]) -> list[_R]:
-        """`func(shared, part)` for every part, in order."""
+        """`func(shared, part)` for every part, in order; `shared` (or each item of a tuple) may be
+        a value `keep` returned, which `func` receives as the value."""
         ...
 
     def map_with_shared(

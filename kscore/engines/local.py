@@ -145,6 +145,9 @@ class LocalExecutor:
     def __init__(self, jobs: int | None = None) -> None:
         self.workers = resolve_jobs(jobs)
 
+    def keep(self, value: Any) -> Any:
+        return value
+
     def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice]) -> list[_R]:
         return map_chunks(func, shared, parts, self.workers)
 

@@ -167,14 +167,35 @@ def cancel_running(ray: Any, refs: list[Any]) -> None:
 CANCEL_WAIT_S = 10.0
 
 
+class Kept:
+    """A value in the object store (`keep`): chunk tasks read it there in place."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+
+def keep(value: Any) -> Kept:
+    """`value` put in the object store once, for any number of `map_chunks` calls."""
+    return Kept(ray_module().put(value))
+
+
 def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]) -> list[_R]:
-    """`func(shared, part)` for every part, in order, one Ray task a part (the KDE's transforms over
+    """`func(shared, part)` for every part, in order, one Ray task a part (the KDE's passes over
     chunks of points): `shared` (numpy arrays) goes into the object store once, and each task reads
-    it there in place, on whichever node runs it."""
+    it there in place, on whichever node runs it; a `Kept` value, alone or in a tuple, is not put
+    again."""
     ray = ray_module()
-    shared_ref = ray.put(shared)
-    task = ray.remote(num_cpus=1)(func)
-    return gathered(ray, [task.remote(shared_ref, part) for part in parts])
+    shared_ref = shared.ref if isinstance(shared, Kept) else ray.put(shared)
+    task = ray.remote(num_cpus=1)(_chunk_task)
+    return gathered(ray, [task.remote(func, shared_ref, part) for part in parts])
+
+
+def _chunk_task(func: Callable[[Any, slice], _R], shared: Any, part: slice) -> _R:
+    """`func(shared, part)` in a task, the `Kept` items of a tuple `shared` read from the store."""
+    if isinstance(shared, tuple) and any(isinstance(item, Kept) for item in shared):
+        ray = ray_module()
+        shared = tuple(ray.get(item.ref) if isinstance(item, Kept) else item for item in shared)
+    return func(shared, part)
 
 
 def gathered(ray: Any, refs: list[Any], done: Callable[[int, int], None] | None = None) -> list[Any]:
@@ -286,6 +307,9 @@ class RayExecutor:
     @property
     def workers(self) -> int:
         return cluster_cpus()
+
+    def keep(self, value: Any) -> Kept:
+        return keep(value)
 
     def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]) -> list[_R]:
         return map_chunks(func, shared, parts)

@@ -4,6 +4,9 @@
     python tests/bench/bench_density.py cli --rows 1000000      # 1M train + 1M reference rows
     # the KDE stage on Ray (simulated nodes of --cpus-per-node CPUs) against this machine's threads
     python tests/bench/bench_density.py engines --rows 10000000 --nodes 1 2 --cpus-per-node 1
+    # the KDE stage on a running Ray instance: the driver's own CPU seconds (`ray start --head`
+    # first)
+    python tests/bench/bench_density.py driver --rows 5000000 --ray-address 127.0.0.1:6379
 
 `kde` also checks the accuracy rules on a random subsample against scipy.stats.gaussian_kde and
 measures scipy's cost per (train, reference) pair at a size it finishes, to extrapolate its time.
@@ -140,6 +143,7 @@ def bench_engines(rows: int, repeats: int, nodes: list[int], cpus_per_node: int,
     from ray.cluster_utils import Cluster
 
     from kscore.core.density import kde_scores
+    from kscore.engines.ray import RayExecutor
 
     train, reference, difficulty = make_data(rows)
     local = kde_scores(train, reference, difficulty, "scott")
@@ -153,16 +157,15 @@ def bench_engines(rows: int, repeats: int, nodes: list[int], cpus_per_node: int,
         cluster.wait_for_nodes(timeout=120)
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
         try:
-            kde_scores(
-                train[:1000], reference[:1000], difficulty[:1000], "scott", engine="ray"
-            )  # warm the workers
+            on_ray = RayExecutor()
+            kde_scores(train[:1000], reference[:1000], difficulty[:1000], "scott", executor=on_ray)  # warm up
             times = []
             for _ in range(repeats):  # alternated with the threads
                 start = time.perf_counter()
                 kde_scores(train, reference, difficulty, "scott")
                 threads.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                scores = kde_scores(train, reference, difficulty, "scott", engine="ray")
+                scores = kde_scores(train, reference, difficulty, "scott", executor=on_ray)
                 times.append(time.perf_counter() - start)
                 print(k, "nodes", threads[-1], times[-1], file=sys.stderr, flush=True)
             same = all(
@@ -180,17 +183,53 @@ def bench_engines(rows: int, repeats: int, nodes: list[int], cpus_per_node: int,
     return out
 
 
+def bench_driver(rows: int, repeats: int, address: str) -> dict:
+    """The KDE stage as Ray tasks on the running instance at `address`: the wall time and the
+    driver's own CPU seconds (this process: its threads that talk to Ray included, the workers
+    apart), after one run to warm the workers."""
+    import ray
+
+    import kscore
+    from kscore.core.density import kde_scores
+    from kscore.engines.ray import RayExecutor
+
+    train, reference, difficulty = make_data(rows)
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        on_ray = RayExecutor()
+        kde_scores(train[:100_000], reference[:100_000], difficulty[:100_000], "scott", executor=on_ray)
+        walls, cpus = [], []
+        for _ in range(repeats):
+            cpu, wall = time.process_time(), time.perf_counter()
+            kde_scores(train, reference, difficulty, "scott", executor=on_ray)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+    finally:
+        ray.shutdown()
+    return {
+        "kscore": kscore.__version__,
+        "rows": rows,
+        "wall_median": statistics.median(walls),
+        "driver_cpu_median": statistics.median(cpus),
+        "walls": walls,
+        "driver_cpus": cpus,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["kde", "cli", "engines"])
+    parser.add_argument("mode", choices=["kde", "cli", "engines", "driver"])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--check", type=int, default=400, help="points checked against scipy")
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], help="engines: cluster sizes")
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--object-store-mib", type=int, default=3072)
+    parser.add_argument("--ray-address", help="driver: a running Ray instance")
     args = parser.parse_args()
-    if args.mode == "engines":
+    if args.mode == "driver":
+        result = bench_driver(args.rows, args.repeats, args.ray_address)
+    elif args.mode == "engines":
         result = bench_engines(args.rows, args.repeats, args.nodes, args.cpus_per_node, args.object_store_mib)
     else:
         result = (
