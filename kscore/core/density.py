@@ -92,11 +92,10 @@ class _Points:
 
 @dataclass(frozen=True)
 class _Queries:
-    """Query points kept by the executor (x, y columns), and here (`points`, for the few whose sums
-    are recomputed exactly)."""
+    """Query points kept by the executor (x, y columns), and how many."""
 
     kept: Any
-    points: np.ndarray
+    count: int
 
 
 def _executor(executor: Executor | None, jobs: int | None) -> Executor:
@@ -121,7 +120,7 @@ def _kept_points(executor: Executor, points: np.ndarray, weights: np.ndarray | N
 
 def _kept_queries(executor: Executor, queries: np.ndarray) -> _Queries:
     points = np.asarray(queries, dtype=np.float64)
-    return _Queries(executor.keep(tuple(np.ascontiguousarray(column) for column in points.T)), points)
+    return _Queries(executor.keep(tuple(np.ascontiguousarray(column) for column in points.T)), len(points))
 
 
 def _chunk_of(
@@ -154,7 +153,7 @@ def _added(parts: list[Any]) -> Any:
 @dataclass(frozen=True)
 class _Moments:
     """A weight row's sums over the points: the total weight, the sum of squared weights, the
-    weighted mean, the points counted, and the data covariance (scipy's, with its weights)."""
+    points counted, and the data covariance (scipy's, with its weights; NaN without weight)."""
 
     total: float
     squares: float
@@ -299,18 +298,21 @@ def _log_gauss_sums(
     totals = row_totals[[row for row, _ in outputs]]
     box = (low, high, margin)
     shaped = [(row, shape) for (row, _), shape in zip(outputs, shapes, strict=True)]
-    out, tail = _nufft_gauss_sums(executor, points, queries, transform, box, shaped, subset, _TAIL * totals)
     # Sums the transforms cannot resolve (below _TAIL of the total; rounding may even make them
-    # negative, and queries outside the box are not evaluated) are computed exactly instead; an
-    # all-zero weight vector gives -inf.
-    tail &= (totals > 0)[:, None]
+    # negative, and queries outside the box are not evaluated) are computed exactly instead, at the
+    # tail queries the chunks send back; an all-zero weight vector gives -inf.
+    thresholds = np.where(totals > 0, _TAIL * totals, -np.inf)
+    out, tail, tail_points = _nufft_gauss_sums(
+        executor, points, queries, transform, box, shaped, subset, thresholds
+    )
+    any_tail = np.flatnonzero(tail.any(axis=0))  # the queries of `tail_points`, in order
     for tail_kernel in {id(k): k for _, k in outputs}.values():
         mine = [o for o, (_, k) in enumerate(outputs) if k is tail_kernel]
         rows = np.flatnonzero(tail[mine].any(axis=0))
         if not len(rows):
             continue
         tail_transform = transform if tail_kernel is kernel else tail_kernel.whitening
-        z_rows = np.column_stack(_whiten(*queries.points[rows].T, tail_transform))
+        z_rows = np.column_stack(_whiten(*tail_points[np.searchsorted(any_tail, rows)].T, tail_transform))
         bounds = (
             (low, high) if tail_kernel is kernel else _bounds(executor, points, tail_transform, subset)[:2]
         )
@@ -331,10 +333,10 @@ def _nufft_gauss_sums(
     outputs: list[tuple[int, np.ndarray]],
     subset: int | None,
     thresholds: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The log Gauss sums at the queries by two non-uniform FFTs, identical for any number of
-    workers and on either engine, and where each falls below its output's threshold (or outside
-    the box) and needs an exact sum.
+    workers and on either engine; where each falls below its output's threshold (or outside the
+    box) and needs an exact sum; and those queries' points (unwhitened, in order).
 
     `box` is the whitened points' bounds and the margin the widest kernel needs around them;
     `outputs` the (weight row, kernel covariance) of each sum, in these coordinates.
@@ -373,11 +375,11 @@ def _nufft_gauss_sums(
             )
         modes[o] = spread[rows.index(row)] * coefficients
     # A query's value does not depend on its chunk: one chunk per worker, each FFT done once.
-    m = len(queries.points)
-    query_chunk = max(_CHUNK, -(-m // executor.workers))
+    query_chunk = max(_CHUNK, -(-queries.count // executor.workers))
     shared = (queries.kept, transform, executor.keep(modes), grid, box, thresholds)
-    found = executor.map_chunks(_evaluate_chunk, shared, _chunks(m, query_chunk))
-    return np.concatenate([f[0] for f in found], axis=1), np.concatenate([f[1] for f in found], axis=1)
+    found = executor.map_chunks(_evaluate_chunk, shared, _chunks(queries.count, query_chunk))
+    logs, tail, tail_points = zip(*found, strict=True)
+    return np.concatenate(logs, axis=1), np.concatenate(tail, axis=1), np.concatenate(tail_points)
 
 
 _Grid = tuple[np.ndarray, float, int]  # the box's center, the scale to angles, modes per side
@@ -402,10 +404,10 @@ def _spread_chunk(shared: tuple[Any, np.ndarray, list[int], _Grid, int | None], 
     )
 
 
-def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, np.ndarray]:
+def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The log-sums at one chunk of queries (the queries, the whitening, the Fourier modes, the
-    grid, the box, the outputs' thresholds), and which need an exact sum: below the threshold, or
-    outside the box (not evaluated: -inf)."""
+    grid, the box, the outputs' thresholds), which need an exact sum (below the threshold, or
+    outside the box: not evaluated, -inf), and the points of those queries."""
     queries, transform, modes, grid, (low, high, margin), thresholds = shared
     x, y = _whiten(queries[0][part], queries[1][part], transform)
     inside = (x >= low[0] - margin) & (x <= high[0] + margin)
@@ -420,7 +422,9 @@ def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, n
         with np.errstate(divide="ignore", invalid="ignore"):
             logs[:, inside] = np.log(sums)
         tail[:, inside] = sums < thresholds[:, None]
-    return logs, tail
+    tail[thresholds == -np.inf] = False  # an all-zero weight vector: -inf everywhere
+    wanted = tail.any(axis=0)
+    return logs, tail, np.column_stack([queries[0][part][wanted], queries[1][part][wanted]])
 
 
 # Points per FINUFFT call at least: each call does an FFT of its grid (a few ms), so small calls
@@ -768,12 +772,12 @@ def _potential(
     queries, and its kernel (None without a density). Points of zero weight change neither scipy's
     covariance nor its sum: they are left out."""
     if moments.count == 0:
-        return np.zeros(len(queries.points)), None
+        return np.zeros(queries.count), None
     try:
         kernel = _fitted(moments, bandwidth)
     except DegenerateError:
         # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
-        return np.full(len(queries.points), np.nan), None
+        return np.full(queries.count, np.nan), None
     log_sums = _log_gauss_sums(executor, kernel, points, queries, [(1, kernel)], 1, jobs)
     return np.exp(kernel.log_norm + log_sums[0] - math.log(moments.total)), kernel
 
