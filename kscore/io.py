@@ -694,6 +694,22 @@ def part_name(number: int) -> str:
     return f"part-{number:05d}.parquet"
 
 
+# Rows per part of a dataset written from memory (about 250 MB of scores).
+PART_ROWS = 4_000_000
+
+
+def table_slices(height: int) -> list[tuple[int, int]]:
+    """The (start, length) of each part of a dataset of a table of `height` rows, `PART_ROWS` a
+    part; a table without rows is one empty part."""
+    return [(start, min(PART_ROWS, height - start)) for start in range(0, max(height, 1), PART_ROWS)]
+
+
+def write_slices(table: pl.DataFrame, folder: Path, metadata: Mapping[str, Any]) -> None:
+    """`table` as the parts of a dataset in `folder` (`table_slices`), each with the metadata."""
+    for number, (start, length) in enumerate(table_slices(table.height)):
+        table.slice(start, length).write_parquet(folder / part_name(number), metadata=metadata_tags(metadata))
+
+
 def metadata_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
     """kscore's metadata as Parquet key-value metadata."""
     return {METADATA_KEY: json.dumps(metadata, default=str)}

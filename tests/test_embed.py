@@ -499,3 +499,26 @@ def test_an_array_column_in_several_chunks_is_read_whole_and_checked_in_every_ch
     bad = pl.concat([parts[0], parts[1], pl.DataFrame({"e": pl.Series(values[250:])})], rechunk=False)
     with pytest.raises(InputError, match="1 rows have NaN, inf or missing values"):
         embedding_matrix(bad, ["e"], np.float32)
+
+
+def test_a_dataset_output_is_cut_into_parts_of_part_rows(tmp_path, monkeypatch):
+    """`-o DIR/`: parts of `PART_ROWS` rows in the input's order (the last one shorter), each with
+    the run's metadata, the manifest beside them; together they are the one-file output."""
+    import json
+
+    import kscore.io
+    from kscore.jobs.embed_scores import write_embed_scores
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 150)
+    one_file = tmp_path / "one.parquet"
+    write_embed_scores(SAMPLE / "embeddings.parquet", one_file, reducer="pca")
+    whole = pl.read_parquet(one_file)
+    write_embed_scores(SAMPLE / "embeddings.parquet", f"{tmp_path}/parts/", reducer="pca")
+    parts = sorted((tmp_path / "parts").glob("part-*.parquet"))
+    heights = [pl.read_parquet(part).height for part in parts]
+    assert len(parts) == -(-whole.height // 150) > 2
+    assert heights[:-1] == [150] * (len(parts) - 1) and sum(heights) == whole.height
+    assert pl.concat([pl.read_parquet(part) for part in parts]).equals(whole)
+    manifest = json.loads((tmp_path / "parts" / kscore.io.MANIFEST).read_text())
+    assert all(kscore.io.read_kscore_metadata(part) == manifest for part in parts)
+    assert manifest["rows"] == kscore.io.read_kscore_metadata(one_file)["rows"]

@@ -790,6 +790,73 @@ def _no_driver_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kscore.storage, "_upload", no_part_here)
 
 
+def test_ray_tasks_write_the_parts_of_an_embed_scores_dataset(
+    tmp_path: Path, cluster, s3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`embed-scores -o DIR/` and `-o s3://.../prefix/` on Ray: the tasks write the parts (the
+    driver neither writes nor uploads one) and the manifest goes last; part by part, the rows are
+    the local engine's (the map bitwise, the scores to 1e-12), each part with the run's metadata."""
+    import kscore.io
+    from kscore.io import MANIFEST, read_kscore_metadata
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
+    path = _embeddings_with_duplicates(tmp_path)
+    write_embed_scores(path, f"{tmp_path}/local/", fit_sample=1000)
+    local = sorted((tmp_path / "local").glob("part-*.parquet"))
+    assert len(local) == 3  # 6000 rows
+    options = _s3_options(s3)
+    _no_driver_writes(monkeypatch)
+    write_embed_scores(path, f"{tmp_path}/ray/", fit_sample=1000, engine="ray")
+    summary = write_embed_scores(
+        path, s3.url("embed-ray/"), fit_sample=1000, engine="ray", storage_options=options
+    )
+    monkeypatch.undo()
+    assert summary["output"] == s3.url("embed-ray/")
+    keys = s3.keys("embed-ray")
+    assert keys == [f"embed-ray/{MANIFEST}", *(f"embed-ray/{p.name}" for p in local)]
+    folder = sorted((tmp_path / "ray").glob("part-*.parquet"))
+    assert [p.name for p in folder] == [p.name for p in local]
+    readable = {**options, "aws_allow_http": "true"}
+    for number, part in enumerate(local):
+        expected = pl.read_parquet(part)
+        for written in (
+            pl.read_parquet(folder[number]),
+            pl.read_parquet(s3.url(keys[number + 1]), storage_options=readable),
+        ):
+            assert written.select("id", "split", "map_x", "map_y").equals(
+                expected.select("id", "split", "map_x", "map_y")
+            )
+            for column in ("representation_score", "local_difficulty", "potential_difficulty_score"):
+                if column in expected.columns:
+                    x, y = expected[column].to_numpy(), written[column].to_numpy()
+                    np.testing.assert_allclose(y, x, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
+        metadata = read_kscore_metadata(folder[number])
+        assert metadata == read_kscore_metadata(tmp_path / "ray") and metadata["rows"]["total"] == 6000
+
+
+def test_a_part_a_task_cannot_write_leaves_no_embed_scores_dataset(
+    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One task's write fails (its node's disk): the error names the part and the node, and
+    neither the dataset nor a temporary folder is left beside it."""
+    import kscore.io
+    from kscore.errors import OutputError
+    from kscore.plan import embeddings_ray
+
+    def full_disk(arrow, path, tags, options):
+        if path.endswith("part-00001.parquet"):
+            raise OutputError(f"{path}: cannot write on node {embeddings_ray.node_name()}: No space left")
+        return embeddings_ray._write_part(arrow, path, tags, options)
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
+    monkeypatch.setattr(embeddings_ray, "_write_part", full_disk)
+    path = _embeddings_with_duplicates(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(OutputError, match=r"part-00001\.parquet: cannot write on node .*No space left"):
+        write_embed_scores(path, f"{tmp_path}/out/", fit_sample=1000, engine="ray")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_ray_tasks_write_an_s3_datasets_parts_and_the_driver_only_its_manifest(
     tmp_path: Path, cluster, small_batches, s3, monkeypatch
 ) -> None:

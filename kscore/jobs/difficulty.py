@@ -320,7 +320,7 @@ def _written(
     progress: Callable[[str, int, int], None] | None,
 ) -> dict[str, Any]:
     """`table` written to `out` (a file, or a dataset of parts) with `metadata`; the summary."""
-    from kscore.io import write_dataset_atomic, write_table_atomic
+    from kscore.io import write_dataset_atomic, write_slices, write_table_atomic
     from kscore.summaries import difficulty_summary
 
     # The summary is computed while the file is written, in a thread of lower priority: the write
@@ -338,23 +338,10 @@ def _written(
         )
         with stage(progress, "write"):
             if dataset:
-                write_dataset_atomic(out, lambda folder: _write_slices(table, folder, metadata), metadata)
+                write_dataset_atomic(out, lambda folder: write_slices(table, folder, metadata), metadata)
             else:
                 write_table_atomic(table, out, metadata)
         return summarized.result()
-
-
-# Rows per part of a dataset written from memory (about 250 MB of scores).
-PART_ROWS = 4_000_000
-
-
-def _write_slices(table: pl.DataFrame, folder: Path, metadata: dict[str, Any]) -> None:
-    from kscore.io import metadata_tags, part_name
-
-    for number, start in enumerate(range(0, max(table.height, 1), PART_ROWS)):
-        table.slice(start, PART_ROWS).write_parquet(
-            folder / part_name(number), metadata=metadata_tags(metadata)
-        )
 
 
 def _write_partitioned(

@@ -679,8 +679,9 @@ def write_embed_scores(
     beside `out`), removed at the end. `engine="ray"`: UMAP's transform batches and the KDE's
     transforms run on the Ray cluster at `ray_address` (default `$RAY_ADDRESS`, else a local
     instance); the same map and scores. An `out`
-    ending in a slash is a Parquet dataset (one part and the manifest); paths may be in object
-    storage, as for `write_difficulty_scores`.
+    ending in a slash is a Parquet dataset (parts of `kscore.io.PART_ROWS` rows, written by the Ray
+    tasks on that engine, and the manifest last); paths may be in object storage, as for
+    `write_difficulty_scores`.
     """
     job = functools.partial(
         _write_embed_scores,
@@ -706,14 +707,7 @@ def _write_embed_scores(
     ray_address: str | None,
     **options: Any,
 ) -> dict[str, Any]:
-    from kscore.io import (
-        check_temp_dir,
-        metadata_tags,
-        part_name,
-        wants_dataset,
-        write_dataset_atomic,
-        write_table_atomic,
-    )
+    from kscore.io import check_temp_dir, wants_dataset, write_table_atomic
     from kscore.summaries import embed_summary
 
     check_engine(engine)
@@ -722,26 +716,23 @@ def _write_embed_scores(
     out = Path(out)
     id_col = options.get("id_col", "id")
     spill_dir = temp_dir if temp_dir is not None else out.parent
-    enriched, meta = _scored(embeddings, difficulty, spill_dir, engine, ray_address, options)
-    meta.update(
-        {
-            "kscore_version": __version__,
-            "command": "embed-scores",
-            "inputs": {
-                "embeddings": source_name(embeddings),
-                "difficulty": source_name(difficulty) if difficulty is not None else None,
-            },
-        }
-    )
-    with stage(options.get("progress"), "write"):
-        if dataset:
-            write_dataset_atomic(
-                out,
-                lambda folder: enriched.write_parquet(folder / part_name(0), metadata=metadata_tags(meta)),
-                meta,
-            )
-        else:
-            write_table_atomic(enriched, out, meta)
+    with make_executor(engine, address=ray_address).session():  # open for the scores and the write
+        enriched, meta = _scored(embeddings, difficulty, spill_dir, engine, ray_address, options)
+        meta.update(
+            {
+                "kscore_version": __version__,
+                "command": "embed-scores",
+                "inputs": {
+                    "embeddings": source_name(embeddings),
+                    "difficulty": source_name(difficulty) if difficulty is not None else None,
+                },
+            }
+        )
+        with stage(options.get("progress"), "write"):
+            if dataset:
+                _write_dataset(enriched, out, meta, engine)
+            else:
+                write_table_atomic(enriched, out, meta)
     return embed_summary(
         enriched,
         id_col,
@@ -750,6 +741,37 @@ def _write_embed_scores(
         output=str(out),
         with_difficulty=difficulty is not None,
     )
+
+
+def _write_dataset(table: pl.DataFrame, out: Path, meta: dict[str, Any], engine: str) -> None:
+    """`table` as a dataset at `out`, `PART_ROWS` rows a part, the manifest last. On Ray the tasks
+    write the parts (into a folder every node sees, or straight under an object-storage prefix);
+    here, this process."""
+    from kscore.io import MANIFEST, metadata_tags, write_dataset_atomic, write_slices
+    from kscore.jobs.common import object_storage_dataset, staged_for_object_storage
+
+    if engine != "ray":
+        write_dataset_atomic(out, lambda folder: write_slices(table, folder, meta), meta)
+        return
+    import json
+
+    from kscore.plan.embeddings_ray import write_parts_by_tasks
+    from kscore.storage import options_in_use, publish_written
+
+    tags = metadata_tags(meta)
+    remote = object_storage_dataset()
+    if remote is not None:
+        publish_written(
+            remote.target,
+            MANIFEST,
+            lambda prefix: write_parts_by_tasks(table, prefix, tags, options_in_use()),
+            lambda: json.dumps(meta, default=str),
+        )
+        remote.published = True
+    elif not staged_for_object_storage():
+        write_dataset_atomic(out, lambda folder: write_parts_by_tasks(table, str(folder), tags), meta)
+    else:  # a staging folder only this process sees
+        write_dataset_atomic(out, lambda folder: write_slices(table, folder, meta), meta)
 
 
 def embed_scores(

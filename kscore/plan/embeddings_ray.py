@@ -29,8 +29,10 @@ import numpy as np
 
 from kscore.core.reduction import equal_hash_pairs, match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
-from kscore.engines.ray import gathered, ray_module, stage_done
-from kscore.errors import InputError
+from kscore.engines.ray import from_store, gathered, node_name, ray_module, stage_done, to_store
+from kscore.errors import InputError, OutputError, first_line
+from kscore.io import part_name, table_slices
+from kscore.storage import polars_options, using
 
 # Embedding bytes a part holds at most (where the input's row groups allow): a task holds its part
 # about twice (the decoded column and the matrix).
@@ -434,3 +436,33 @@ def _route_part(
     if also is not None:
         pieces.append(matrix[also])
     return (len(rows), *pieces)
+
+
+def write_parts_by_tasks(
+    table: Any, folder: str, tags: dict[str, str], storage_options: dict[str, str] | None = None
+) -> list[str]:
+    """`table` (a polars frame) as the parts of a dataset under `folder` (a folder every node sees,
+    or an object-storage prefix), one Ray task writing each part: the parts `kscore.io.write_slices`
+    writes on one machine (`table_slices`). Each slice reaches its task through the object
+    store as Arrow; the paths written come back, in order."""
+    ray = ray_module()
+    task = ray.remote(num_cpus=1)(_write_part)
+    refs = [
+        task.remote(to_store(table.slice(start, length)), f"{folder.rstrip('/')}/{part_name(number)}",
+                    tags, storage_options)
+        for number, (start, length) in enumerate(table_slices(table.height))
+    ]  # fmt: skip
+    return gathered(ray, refs)
+
+
+def _write_part(arrow: Any, path: str, tags: dict[str, str], storage_options: dict[str, str] | None) -> str:
+    import polars as pl
+
+    try:
+        with using(storage_options):
+            from_store(arrow).write_parquet(path, metadata=tags, **polars_options(path))
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
+    except pl.exceptions.PolarsError as exc:  # object storage's failures come as polars errors
+        raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
+    return path

@@ -27,6 +27,13 @@ With `--slots`: the route with each part's rows in a batch found as one run of i
 against every row's batch and slot looked up (0.8.10), alternated:
 
     python tests/bench/bench_routes.py /tmp/routes --rows 5000000 --dim 64 --repeated 0 --slots --repeats 5
+
+With `--write`: the last stage, an `embed-scores -o DIR/` output of N rows (an id, a split, the
+map and the scores; no embeddings are made) written by the driver as one part (0.8.12), by the
+driver in parts of `PART_ROWS` rows (the local engine since 0.8.13) and by Ray tasks, a part each
+(the ray engine since 0.8.13), alternated: the wall time and the driver's own CPU.
+
+    python tests/bench/bench_routes.py /tmp/routes --rows 10000000 --write --repeats 5
 """
 
 from __future__ import annotations
@@ -192,6 +199,59 @@ def slot_runs(path: Path, dim: int, fit_sample: int, repeats: int) -> None:
         )
 
 
+def output_table(rows: int) -> pl.DataFrame:
+    """An embed-scores output of `rows` rows: 60% train rows with their three scores."""
+    rng = np.random.default_rng(0)
+    train = rng.random(rows) < 0.6
+    scores = {
+        name: pl.Series(name, np.where(train, rng.random(rows), np.nan), nan_to_null=True)
+        for name in ("representation_score", "potential_difficulty_score", "local_difficulty")
+    }
+    return pl.DataFrame(
+        {
+            "id": np.arange(rows),
+            "split": pl.Series(np.where(train, "train", "val")),
+            "map_x": rng.normal(size=rows).astype(np.float32),
+            "map_y": rng.normal(size=rows).astype(np.float32),
+            **scores,
+        }
+    )
+
+
+def write_runs(folder: Path, rows: int, repeats: int) -> None:
+    """The output written three ways, alternated, after a first round not counted."""
+    import shutil
+
+    from kscore.io import metadata_tags, part_name, write_slices
+    from kscore.plan.embeddings_ray import write_parts_by_tasks
+
+    table = output_table(rows)
+    meta = {"command": "embed-scores", "rows": {"total": rows}}
+    ways = {
+        "driver, one part": lambda out: table.write_parquet(out / part_name(0), metadata=metadata_tags(meta)),
+        "driver, parts": lambda out: write_slices(table, out, meta),
+        "tasks, parts": lambda out: write_parts_by_tasks(table, str(out), metadata_tags(meta)),
+    }
+    times: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
+    for round_ in range(repeats + 1):
+        for way, write in ways.items():
+            out = folder / "written"
+            out.mkdir(parents=True)
+            cpu, wall = time.process_time(), time.perf_counter()
+            write(out)
+            measured = (time.perf_counter() - wall, time.process_time() - cpu)
+            shutil.rmtree(out)
+            if round_:
+                times[way].append(measured)
+                print(way, f"{measured[0]:.2f} s, driver CPU {measured[1]:.2f} s", flush=True)
+    for way, runs in times.items():
+        walls, cpus = ([r[k] for r in runs] for k in (0, 1))
+        print(
+            f"{way}: wall {statistics.median(walls):.2f} s ({', '.join(f'{w:.2f}' for w in walls)}), "
+            f"driver CPU {statistics.median(cpus):.2f} s ({', '.join(f'{c:.2f}' for c in cpus)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
@@ -206,9 +266,17 @@ def main() -> None:
     parser.add_argument(
         "--slots", action="store_true", help="the route: runs of slots or every row's batch and slot"
     )
+    parser.add_argument("--write", action="store_true", help="the output: by the driver or the tasks")
     args = parser.parse_args()
     import ray
 
+    if args.write:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            write_runs(args.folder, args.rows, args.repeats)
+        finally:
+            ray.shutdown()
+        return
     path = make(args.folder, args.rows, args.dim, args.repeated)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     if args.sample or args.slots:
