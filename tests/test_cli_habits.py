@@ -234,6 +234,7 @@ def test_a_closed_pipe_keeps_the_exit_code_the_work_decided(
 # 4. streams and --quiet; 6. --debug after the subcommand
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 def test_results_go_to_stdout_and_everything_else_to_stderr(tmp_path: Path):
     embeddings = tmp_path / "emb.parquet"
     pl.read_parquet(SAMPLE / "embeddings.parquet").head(300).write_parquet(embeddings)
@@ -411,6 +412,7 @@ def test_top_0_prints_no_hardest_table(tmp_path: Path):
 # 12. one JSON shape
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 def test_every_commands_json_has_one_shape(tmp_path: Path, sample_scores: Path):
     embeddings = tmp_path / "emb.parquet"
     pl.read_parquet(SAMPLE / "embeddings.parquet").head(300).write_parquet(embeddings)
@@ -566,6 +568,7 @@ def test_embed_scores_reads_a_wrong_difficulty_file_before_the_map(tmp_path: Pat
     assert "UMAP" not in result.stderr
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 def test_select_top_0_prints_no_empty_table(tmp_path: Path, sample_scores: Path):
     embeddings = str(SAMPLE / "embeddings.parquet")
     made = run_kscore("embed-scores", embeddings, "--reducer", "pca", "-o", "e.parquet", "-q", cwd=tmp_path)

@@ -447,6 +447,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 def test_umap_imports_without_compiling_and_compiles_its_declared_signatures_when_used(tmp_path):
     """compiled_when_used: pynndescent's tree builders (never called on small inputs) are not
     compiled at import; umap's random integers compile at first use for exactly the declared

@@ -75,6 +75,7 @@ def test_plot_command_and_unknown_color(tmp_path: Path, scores: pl.DataFrame):
     assert size.returncode == 2 and "--size must look like 1200x900" in size.stderr
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 def test_difficulty_and_embed_scores_draw_pictures(tmp_path: Path):
     files = sorted(str(p) for p in SAMPLE.glob("results_*.csv"))
     hist = tmp_path / "hist.png"

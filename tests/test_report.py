@@ -217,6 +217,7 @@ def error_of(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 def test_bad_inputs_exit_2_naming_the_file_and_the_fix(inputs: dict[str, Path], tmp_path: Path):
     folder = inputs["embed"].parent
     diff, embed = str(inputs["difficulty"]), str(inputs["embed"])

@@ -267,6 +267,7 @@ def test_a_map_saved_to_and_read_from_s3_equals_the_local_round_trip(s3, tmp_pat
     assert first.equals(pl.read_parquet(tmp_path / "c.parquet"))
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 @pytest.mark.parametrize("name", ["scores.csv", "scores.parquet"])
 def test_an_object_name_with_a_table_extension_is_one_object_that_compare_reads(
     s3, tmp_path: Path, name: str
@@ -296,6 +297,7 @@ def test_an_object_name_with_a_table_extension_is_one_object_that_compare_reads(
     assert json.loads(got.stdout) == expected
 
 
+@pytest.mark.slow  # several seconds: run by .ci/run's second pass (the default run stays under 5 min)
 def test_select_reads_its_inputs_from_object_storage(s3, tmp_path: Path) -> None:
     """`kscore select` takes object paths for the scores and the labeled ids, like the local files."""
     from tests.conftest import SAMPLE
