@@ -834,6 +834,51 @@ def test_ray_tasks_write_the_parts_of_an_embed_scores_dataset(
         assert metadata == read_kscore_metadata(tmp_path / "ray") and metadata["rows"]["total"] == 6000
 
 
+def test_the_tasks_that_write_the_parts_read_the_inputs_other_columns(
+    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Ray with `-o DIR/`, the input's other columns (a text, a label) never reach the driver:
+    each task writing a part reads its slice of them from the input. The parts are the local
+    engine's, the columns in the same order (an input column named like an output column is
+    replaced, as on one machine)."""
+    import kscore.io
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
+    base = pl.read_parquet(_embeddings_with_duplicates(tmp_path))
+    path = tmp_path / "with_text.parquet"
+    base.select(
+        "id",
+        pl.format("row {}", "id").alias("text"),
+        "split",
+        "embedding",
+        (pl.col("id") % 7).alias("label"),
+        pl.lit(0.5).alias("map_x"),
+    ).write_parquet(path, row_group_size=800)
+    write_embed_scores(path, f"{tmp_path}/local/", fit_sample=1000)
+    collected: list[list[str]] = []
+    collect = pl.LazyFrame.collect
+
+    def spy(self, *args, **kwargs):
+        frame = collect(self, *args, **kwargs)
+        collected.append(frame.columns)
+        return frame
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    write_embed_scores(path, f"{tmp_path}/ray/", fit_sample=1000, engine="ray")
+    monkeypatch.undo()
+    assert collected and not any("text" in columns or "label" in columns for columns in collected)
+    local, on_ray = (sorted((tmp_path / name).glob("part-*.parquet")) for name in ("local", "ray"))
+    assert len(local) == len(on_ray) == 3
+    for expected, written in zip(local, on_ray, strict=True):
+        a, b = pl.read_parquet(expected), pl.read_parquet(written)
+        assert a.columns == b.columns and a.columns[:4] == ["id", "text", "split", "label"]
+        unscored = ["id", "text", "split", "label", "map_x", "map_y"]
+        assert a.select(unscored).equals(b.select(unscored))
+        np.testing.assert_allclose(
+            b["representation_score"].to_numpy(), a["representation_score"].to_numpy(), rtol=1e-12, atol=0
+        )
+
+
 def test_a_part_a_task_cannot_write_leaves_no_embed_scores_dataset(
     tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -843,10 +888,10 @@ def test_a_part_a_task_cannot_write_leaves_no_embed_scores_dataset(
     from kscore.errors import OutputError
     from kscore.plan import embeddings_ray
 
-    def full_disk(arrow, path, tags, options):
+    def full_disk(arrow, path, *rest):
         if path.endswith("part-00001.parquet"):
             raise OutputError(f"{path}: cannot write on node {embeddings_ray.node_name()}: No space left")
-        return embeddings_ray._write_part(arrow, path, tags, options)
+        return embeddings_ray._write_part(arrow, path, *rest)
 
     monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
     monkeypatch.setattr(embeddings_ray, "_write_part", full_disk)

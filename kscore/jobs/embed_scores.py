@@ -10,7 +10,8 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,7 @@ def score_embeddings(
     engine: str = "local",
     saved_map: Any = None,
     on_fit: Any = None,
+    on_passthrough: Callable[[Passthrough], None] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The input table enriched with `map_x`, `map_y` and the three scores of the train rows.
 
@@ -202,7 +204,10 @@ def score_embeddings(
     never by this process (`kscore.plan.embeddings_ray`).
 
     `saved_map` (a `SavedMap`): place the rows on that map instead of fitting one. `on_fit`: called
-    with the fitted map (`SavedMap`), to save it.
+    with the fitted map (`SavedMap`), to save it. `on_passthrough`: where the Ray tasks read a
+    Parquet input's embeddings, the columns other than the id, the split and the embedding are not
+    read here but handed to this callback (a `Passthrough`, for the tasks that write the output's
+    parts), and the table returned lacks them.
     """
     from kscore.plan.sizing import resolve_memory_limit
 
@@ -215,15 +220,19 @@ def score_embeddings(
     limit = resolve_memory_limit(memory_limit)
     if isinstance(table, pl.LazyFrame):
         spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress, engine)
-        with _embeddings_of(table, *spill, keep_embedding, saved_map) as loaded:
-            frame, matrix, columns = loaded
-            return _embed_scores(
+        deferring = (id_col, split_col) if on_passthrough is not None else None
+        with _embeddings_of(table, *spill, keep_embedding, saved_map, deferring) as loaded:
+            frame, matrix, columns, passthrough = loaded
+            scored = _embed_scores(
                 frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
                 reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
                 seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
                 progress=progress, source=source, jobs=jobs, memory_limit=limit, engine=engine,
-                saved_map=saved_map, on_fit=on_fit,
+                saved_map=saved_map, on_fit=on_fit, passthrough=passthrough,
             )  # fmt: skip
+            if passthrough is not None and on_passthrough is not None:
+                on_passthrough(passthrough)
+            return scored
     columns = embedding_columns(table, embedding_col, embedding_prefix)
     return _embed_scores(
         table, None, columns, id_col=id_col, split_col=split_col, train_values=train_values,
@@ -251,29 +260,36 @@ def _embeddings_of(
     engine: str = "local",
     keep_embedding: bool = False,
     saved_map: Any = None,
-) -> Iterator[tuple[pl.DataFrame, Any, list[str]]]:
-    """(the table, the embeddings or None to read them from the table, the embedding columns):
-    the whole table in memory when it fits, else every other column in memory and the embeddings
-    spilled to disk (`SpilledRows`). On Ray, a Parquet input's embeddings for UMAP are read by the
-    cluster's tasks (`TaskRows`), whatever their size: they never pass through this process (the
-    tasks find the rows of `saved_map`'s fit sample as they hash them)."""
+    deferring: tuple[str, str] | None = None,
+) -> Iterator[tuple[pl.DataFrame, Any, list[str], Passthrough | None]]:
+    """(the table, the embeddings or None to read them from the table, the embedding columns, the
+    columns left unread): the whole table in memory when it fits, else every other column in
+    memory and the embeddings spilled to disk (`SpilledRows`). On Ray, a Parquet input's embeddings
+    for UMAP are read by the cluster's tasks (`TaskRows`), whatever their size: they never pass
+    through this process (the tasks find the rows of `saved_map`'s fit sample as they hash them);
+    with `deferring` (the id and split columns), neither do the columns but those two and any
+    named like an output column (a `Passthrough`)."""
     from kscore.plan.sizing import BASE_BYTES
 
     try:
         columns = embedding_columns(table, embedding_col, embedding_prefix)
-        others = table.select(pl.exclude(columns)).collect()
         dim = _dimensions(table, columns)
+        names = table.collect_schema().names()
+        on_tasks = engine == "ray" and reducer == "umap" and dim > 2 and not keep_embedding
+        unread = _unread(names, columns, deferring) if on_tasks and _is_parquet(source) else []
+        others = table.select(pl.exclude(*columns, *unread)).collect()
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
-    if engine == "ray" and reducer == "umap" and dim > 2 and not keep_embedding:
+    if on_tasks:
         fit = saved_map.vectors if saved_map is not None and saved_map.width == dim else None
         rows = _task_rows(table, columns, dim, others.height, source, progress, fit)
         if rows is not None:
-            yield others, rows, columns
+            passthrough = Passthrough(table.select(unread), unread, names, source) if unread else None
+            yield others, rows, columns, passthrough
             return
     need = BASE_BYTES + others.height * dim * _BYTES_PER_ELEMENT
     if need <= limit:
-        yield _collected(table, others, columns, source), None, columns
+        yield _collected(table, others, columns, source), None, columns, None
         return
     from kscore.core.spilled_rows import SpilledRows
     from kscore.io import temporary_folder
@@ -303,9 +319,45 @@ def _embeddings_of(
                 raise InputError(
                     f"{source}: the embedding column has {len(rows)} rows, the table {others.height}"
                 )
-            yield others, rows, columns
+            yield others, rows, columns, None
         finally:
             rows.close()
+
+
+@dataclass
+class Passthrough:
+    """Columns of a Parquet input this process does not read: the tasks that write the output's
+    parts read them, slice by slice (`scan`, those columns), and put them where the output has them
+    (`order`, set once the scores are made)."""
+
+    scan: pl.LazyFrame
+    columns: list[str]
+    names: list[str]  # the input's columns, in order
+    source: str
+    order: list[str] = field(default_factory=list)
+
+
+# Columns the output writes: an input column of one of these names is read here, to be replaced.
+_OUTPUT_COLUMNS = (MAP_X, MAP_Y, REPRESENTATION, POTENTIAL, LOCAL, SCORE)
+
+
+def _unread(names: list[str], embedding: list[str], deferring: tuple[str, str] | None) -> list[str]:
+    """The columns the tasks that write the output read instead of this process: none without
+    `deferring`, or where the id or split column is missing (its error lists every column)."""
+    if deferring is None or not all(column in names for column in deferring):
+        return []
+    return [c for c in names if c not in embedding and c not in deferring and c not in _OUTPUT_COLUMNS]
+
+
+def _is_parquet(source: str) -> bool:
+    """Whether `source` names Parquet (a file, a dataset or an object)."""
+    from kscore.io import file_format
+    from kscore.storage import as_path
+
+    try:
+        return file_format(as_path(source)) == "parquet"  # type: ignore[arg-type]
+    except InputError:
+        return False
 
 
 def _embedding_batches(
@@ -342,14 +394,9 @@ def _task_rows(
     """The embeddings as Ray tasks read them (`TaskRows`, hashed), or None where the input is not
     Parquet (a CSV is read here, as on one machine). A local Parquet file is cut at its row groups;
     a dataset or an object in storage into slices of rows."""
-    from kscore.io import file_format
     from kscore.plan.embeddings_ray import TaskRows, parts_of_groups, parts_of_slices
-    from kscore.storage import as_path
 
-    try:
-        if file_format(as_path(source)) != "parquet":  # type: ignore[arg-type]
-            return None
-    except InputError:
+    if not _is_parquet(source):
         return None
     path = _local_parquet_file(source)
     parts = None
@@ -478,6 +525,7 @@ def _embed_scores(
     engine: str = "local",
     saved_map: Any = None,
     on_fit: Any = None,
+    passthrough: Passthrough | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     from kscore.core.density import DegenerateError, kde_scores
     from kscore.core.reduction import place_on_map, reduce_to_2d
@@ -589,7 +637,11 @@ def _embed_scores(
     series = [pl.Series(name, values, nan_to_null=name not in (MAP_X, MAP_Y)) for name, values in new.items()]
     if difficulty_column is not None:
         series.append(pl.Series(SCORE, difficulty_column, nan_to_null=True))
-    out = out.drop([s.name for s in series], strict=False).with_columns(series)
+    out = out.drop([s.name for s in series], strict=False)
+    if passthrough is not None:  # the input's order, the unread columns in their places
+        read = set(out.columns) | set(passthrough.columns)
+        passthrough.order = [c for c in passthrough.names if c in read] + [s.name for s in series]
+    out = out.with_columns(series)
     kernel = scores["kernel"]
     potential_kernel = scores["potential_kernel"]
     meta = {
@@ -716,6 +768,9 @@ def _write_embed_scores(
     out = Path(out)
     id_col = options.get("id_col", "id")
     spill_dir = temp_dir if temp_dir is not None else out.parent
+    unread: list[Passthrough] = []  # the columns the tasks that write the parts read themselves
+    if dataset and _tasks_write(engine):
+        options = {**options, "on_passthrough": unread.append}
     with make_executor(engine, address=ray_address).session():  # open for the scores and the write
         enriched, meta = _scored(embeddings, difficulty, spill_dir, engine, ray_address, options)
         meta.update(
@@ -730,7 +785,7 @@ def _write_embed_scores(
         )
         with stage(options.get("progress"), "write"):
             if dataset:
-                _write_dataset(enriched, out, meta, engine)
+                _write_dataset(enriched, out, meta, engine, unread[0] if unread else None)
             else:
                 write_table_atomic(enriched, out, meta)
     return embed_summary(
@@ -743,14 +798,24 @@ def _write_embed_scores(
     )
 
 
-def _write_dataset(table: pl.DataFrame, out: Path, meta: dict[str, Any], engine: str) -> None:
-    """`table` as a dataset at `out`, `PART_ROWS` rows a part, the manifest last. On Ray the tasks
-    write the parts (into a folder every node sees, or straight under an object-storage prefix);
-    here, this process."""
-    from kscore.io import MANIFEST, metadata_tags, write_dataset_atomic, write_slices
+def _tasks_write(engine: str) -> bool:
+    """Whether Ray's tasks write a dataset output's parts: on Ray, into a folder every node sees or
+    straight under an object-storage prefix (not into a staging folder only this process sees)."""
     from kscore.jobs.common import object_storage_dataset, staged_for_object_storage
 
-    if engine != "ray":
+    return engine == "ray" and (object_storage_dataset() is not None or not staged_for_object_storage())
+
+
+def _write_dataset(
+    table: pl.DataFrame, out: Path, meta: dict[str, Any], engine: str, unread: Passthrough | None = None
+) -> None:
+    """`table` as a dataset at `out`, `PART_ROWS` rows a part, the manifest last. On Ray the tasks
+    write the parts (into a folder every node sees, or straight under an object-storage prefix),
+    each reading its slice of the `unread` columns from the input; here, this process."""
+    from kscore.io import MANIFEST, metadata_tags, write_dataset_atomic, write_slices
+    from kscore.jobs.common import object_storage_dataset
+
+    if not _tasks_write(engine):
         write_dataset_atomic(out, lambda folder: write_slices(table, folder, meta), meta)
         return
     import json
@@ -759,19 +824,20 @@ def _write_dataset(table: pl.DataFrame, out: Path, meta: dict[str, Any], engine:
     from kscore.storage import options_in_use, publish_written
 
     tags = metadata_tags(meta)
+    columns = None if unread is None else (unread.scan, unread.order, unread.source)
     remote = object_storage_dataset()
-    if remote is not None:
-        publish_written(
-            remote.target,
-            MANIFEST,
-            lambda prefix: write_parts_by_tasks(table, prefix, tags, options_in_use()),
-            lambda: json.dumps(meta, default=str),
+    if remote is None:
+        write_dataset_atomic(
+            out, lambda folder: write_parts_by_tasks(table, str(folder), tags, None, columns), meta
         )
-        remote.published = True
-    elif not staged_for_object_storage():
-        write_dataset_atomic(out, lambda folder: write_parts_by_tasks(table, str(folder), tags), meta)
-    else:  # a staging folder only this process sees
-        write_dataset_atomic(out, lambda folder: write_slices(table, folder, meta), meta)
+        return
+    publish_written(
+        remote.target,
+        MANIFEST,
+        lambda prefix: write_parts_by_tasks(table, prefix, tags, options_in_use(), columns),
+        lambda: json.dumps(meta, default=str),
+    )
+    remote.published = True
 
 
 def embed_scores(

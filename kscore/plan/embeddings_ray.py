@@ -439,30 +439,57 @@ def _route_part(
 
 
 def write_parts_by_tasks(
-    table: Any, folder: str, tags: dict[str, str], storage_options: dict[str, str] | None = None
+    table: Any,
+    folder: str,
+    tags: dict[str, str],
+    storage_options: dict[str, str] | None = None,
+    columns_from: tuple[Any, list[str], str] | None = None,
 ) -> list[str]:
     """`table` (a polars frame) as the parts of a dataset under `folder` (a folder every node sees,
     or an object-storage prefix), one Ray task writing each part: the parts `kscore.io.write_slices`
-    writes on one machine (`table_slices`). Each slice reaches its task through the object
-    store as Arrow; the paths written come back, in order."""
+    writes on one machine (`table_slices`). Each slice reaches its task through the object store as
+    Arrow. `columns_from` (a scan of the input's other columns, the output's column order, the
+    input's name): each task reads its slice of those columns itself and puts them in that order.
+    The paths written come back, in order."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(_write_part)
     refs = [
         task.remote(to_store(table.slice(start, length)), f"{folder.rstrip('/')}/{part_name(number)}",
-                    tags, storage_options)
+                    tags, storage_options, columns_from, start)
         for number, (start, length) in enumerate(table_slices(table.height))
     ]  # fmt: skip
     return gathered(ray, refs)
 
 
-def _write_part(arrow: Any, path: str, tags: dict[str, str], storage_options: dict[str, str] | None) -> str:
+def _write_part(
+    arrow: Any,
+    path: str,
+    tags: dict[str, str],
+    storage_options: dict[str, str] | None,
+    columns_from: tuple[Any, list[str], str] | None = None,
+    start: int = 0,
+) -> str:
+    """One part: its rows (Arrow), and its slice of the input's other columns where asked for."""
     import polars as pl
 
-    try:
-        with using(storage_options):
-            from_store(arrow).write_parquet(path, metadata=tags, **polars_options(path))
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
-    except pl.exceptions.PolarsError as exc:  # object storage's failures come as polars errors
-        raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
+    part = from_store(arrow)
+    with using(storage_options):
+        if columns_from is not None:
+            scan, order, source = columns_from
+            try:
+                others = scan.slice(start, part.height).collect()
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                raise InputError(f"{source}: cannot read on node {node_name()}: {first_line(exc)}") from None
+            if others.height != part.height:
+                raise InputError(
+                    f"{source}: rows {start}..{start + part.height - 1} read as {others.height} rows "
+                    "(did the input change while it was read?)"
+                )
+            part = part.hstack(others.get_columns()).select(order)
+        try:
+            part.write_parquet(path, metadata=tags, **polars_options(path))
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
+        except pl.exceptions.PolarsError as exc:  # object storage's failures come as polars errors
+            raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
     return path

@@ -11,6 +11,10 @@ each) is started first and kscore runs on it (`--engine ray`), writing a dataset
 is then the driver process's own (the cluster's workers apart):
 
     python tests/bench/bench_embed_memory.py /tmp/emb5m --rows 5000000 --memory-limit 2GiB --ray-nodes 2
+
+`--text-bytes N` adds a text column of N bytes a row (what the output carries along, unscored):
+
+    python tests/bench/bench_embed_memory.py /tmp/embt --rows 1000000 --dim 64 --ray-nodes 2 --text-bytes 1000
 """
 
 from __future__ import annotations
@@ -27,20 +31,27 @@ import pyarrow.parquet as pq
 from peak import run_measured
 
 
-def embedding_part(start: int, data: np.ndarray, rng: np.random.Generator) -> Any:
-    """Rows `start`... of the input as Arrow: ids, a split (70% train) and the embeddings `data`."""
+def embedding_part(start: int, data: np.ndarray, rng: np.random.Generator, text_bytes: int = 0) -> Any:
+    """Rows `start`... of the input as Arrow: ids, a split (70% train) and the embeddings `data`,
+    and with `text_bytes` a text of that many bytes a row."""
     n, dim = data.shape
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "id": np.arange(start, start + n),
             "split": np.where(rng.random(n) < 0.7, "train", "val"),
             "embedding": pl.Series(data).reshape((n, dim)).cast(pl.List(pl.Float32)),
         }
-    ).to_arrow()
+    )
+    if text_bytes:
+        padding = "x" * max(text_bytes - 12, 0)
+        frame = frame.with_columns(
+            pl.format("{} {}", pl.col("id").cast(pl.String).str.zfill(11), pl.lit(padding)).alias("text")
+        )
+    return frame.to_arrow()
 
 
-def make(folder: Path, rows: int, dim: int) -> Path:
-    path = folder / f"emb_{rows}x{dim}.parquet"
+def make(folder: Path, rows: int, dim: int, text_bytes: int = 0) -> Path:
+    path = folder / f"emb_{rows}x{dim}{f'_text{text_bytes}' if text_bytes else ''}.parquet"
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +61,7 @@ def make(folder: Path, rows: int, dim: int) -> Path:
     for start in range(0, rows, 500_000):
         n = min(500_000, rows - start)
         data = centers[rng.integers(0, 20, n)] + rng.normal(0, 1, size=(n, dim)).astype(np.float32)
-        part = embedding_part(start, data, rng)
+        part = embedding_part(start, data, rng, text_bytes)
         if writer is None:
             writer = pq.ParquetWriter(path.with_suffix(".partial"), part.schema)
         writer.write_table(part)
@@ -69,8 +80,9 @@ def main() -> None:
     parser.add_argument("--ray-nodes", type=int, default=0, help="run on a local cluster of N nodes")
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--object-store-mib", type=int, default=2048)
+    parser.add_argument("--text-bytes", type=int, default=0, help="a text column of N bytes a row")
     args = parser.parse_args()
-    path = make(args.folder, args.rows, args.dim)
+    path = make(args.folder, args.rows, args.dim, args.text_bytes)
     kscore = Path(sys.executable).with_name("kscore")
     out = f"{args.folder / 'out'}/" if args.ray_nodes else str(args.folder / "out.parquet")
     command = [
