@@ -310,3 +310,24 @@ def _shared_with(scores) -> bool:
     eigenvalues = np.linalg.eigvalsh(transform @ scores["potential_kernel"].covariance @ transform.T)
     spread = density._SHARED_SPREAD
     return bool(eigenvalues.min() >= 1 / spread and eigenvalues.max() <= spread)
+
+
+def test_many_tail_queries_are_summed_in_chunks_of_queries_with_the_same_numbers(monkeypatch):
+    """Above `_TAIL_CHUNK` tail queries of a kind (here 8), their exact sums run as chunks of
+    queries on the executor, one thread each: the same numbers, bitwise, as all at once here."""
+    import kscore.core.density as density
+
+    rng = np.random.default_rng(4)
+    reference = np.vstack([rng.normal(size=(3000, 2)), rng.normal(size=(500, 2)) * 0.3 + [9.0, 0.0]])
+    angles = rng.uniform(0, 2 * np.pi, 60)
+    ring = np.column_stack([np.cos(angles), np.sin(angles)])
+    train = np.vstack([rng.normal(size=(500, 2)), ring * 40.0, ring * [4.5, 0.4] + [4.5, 0.0]])
+    difficulty = rng.uniform(size=len(reference))
+    at_once = density.kde_scores(train, reference, difficulty, "scott", jobs=2)
+    monkeypatch.setattr(density, "_TAIL_CHUNK", 8)
+    far_away = _FarAwayExecutor()
+    in_chunks = density.kde_scores(train, reference, difficulty, "scott", executor=far_away)
+    assert far_away.passes.count("_tail_chunk") >= 2  # the far ring, and the gap between the clusters
+    for key in ("representation", "local", "potential"):
+        assert np.isfinite(at_once[key]).all(), key
+        assert np.array_equal(at_once[key], in_chunks[key]), key

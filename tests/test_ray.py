@@ -633,11 +633,13 @@ def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
     cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The type-1 sums of 6 reference chunks, computed by tasks on two nodes, added in chunk order on
-    the driver: the same scores as one or two local threads, bitwise (far queries included)."""
+    the driver: the same scores as one or two local threads, bitwise (far queries included, their
+    exact sums in chunks of queries)."""
     import kscore.core.density as density
     from kscore.engines import make_executor
 
     monkeypatch.setattr(density, "_CHUNK", 1000)  # the chunks are cut on the driver
+    monkeypatch.setattr(density, "_TAIL_CHUNK", 1)  # the far queries' exact sums as tasks too
     rng = np.random.default_rng(5)
     reference = np.concatenate([rng.normal(0, 1, (4000, 2)), rng.normal(4, 0.3, (1500, 2))])
     train = np.concatenate([rng.normal(0, 1.5, (3000, 2)), [[60.0, 60.0], [-25.0, 3.0]]])

@@ -572,12 +572,43 @@ def _exact_log_sums(
         )
         z_near = np.concatenate([z for z, _ in near])
         w_near = np.concatenate([w for _, w in near], axis=1)
-        if group is far:  # beyond each radius the points are negligible by construction
-            out[:, group] = _log_sums_over(z_near, w_near, queries, jobs)
+        if len(queries) > _TAIL_CHUNK:  # many: in chunks of queries on the executor (the same sums)
+            shared = (executor.keep((z_near, w_near)), executor.keep((queries, radii)), group is far)
+            step = max(_TAIL_CHUNK, -(-len(queries) // executor.workers))
+            out[:, group] = np.concatenate(
+                executor.map_chunks(_tail_chunk, shared, _chunks(len(queries), step)), axis=1
+            )
         else:
-            with np.errstate(divide="ignore"):
-                out[:, group] = _disk_log_sums(z_near, np.log(w_near), queries, radii)
+            out[:, group] = _tail_sums(z_near, w_near, queries, radii, group is far, jobs)
     return out
+
+
+# Tail queries of one kind summed at once here at most; more go in chunks to the executor.
+_TAIL_CHUNK = 4096
+
+
+def _tail_sums(
+    z_near: np.ndarray,
+    w_near: np.ndarray,
+    queries: np.ndarray,
+    radii: np.ndarray,
+    far: bool,
+    jobs: int | None,
+) -> np.ndarray:
+    """Exact log-sums at tail queries over the points near them: far ones by nearest neighbours
+    (beyond each radius the points are negligible by construction), the others over their disk.
+    A query's sum does not depend on the others'."""
+    if far:
+        return _log_sums_over(z_near, w_near, queries, jobs)
+    with np.errstate(divide="ignore"):
+        return _disk_log_sums(z_near, np.log(w_near), queries, radii)
+
+
+def _tail_chunk(shared: tuple[Any, Any, bool], part: slice) -> np.ndarray:
+    """`_tail_sums` of one chunk of tail queries (the near points, the queries and radii, far or
+    not), on one thread: the chunks are the parallelism."""
+    (z_near, w_near), (queries, radii), far = shared
+    return _tail_sums(z_near, w_near, queries[part], radii[part], far, 1)
 
 
 # Grid cells per side at most when finding the references near the tail queries.
