@@ -769,7 +769,8 @@ def _write_embed_scores(
     id_col = options.get("id_col", "id")
     spill_dir = temp_dir if temp_dir is not None else out.parent
     unread: list[Passthrough] = []  # the columns the tasks that write the parts read themselves
-    if dataset and _tasks_write(engine):
+    by_tasks = dataset and _tasks_write(engine)
+    if by_tasks:
         options = {**options, "on_passthrough": unread.append}
     with make_executor(engine, address=ray_address).session():  # open for the scores and the write
         enriched, meta = _scored(embeddings, difficulty, spill_dir, engine, ray_address, options)
@@ -785,7 +786,7 @@ def _write_embed_scores(
         )
         with stage(options.get("progress"), "write"):
             if dataset:
-                _write_dataset(enriched, out, meta, engine, unread[0] if unread else None)
+                _write_dataset(enriched, out, meta, by_tasks, unread[0] if unread else None)
             else:
                 write_table_atomic(enriched, out, meta)
     return embed_summary(
@@ -807,15 +808,16 @@ def _tasks_write(engine: str) -> bool:
 
 
 def _write_dataset(
-    table: pl.DataFrame, out: Path, meta: dict[str, Any], engine: str, unread: Passthrough | None = None
+    table: pl.DataFrame, out: Path, meta: dict[str, Any], by_tasks: bool, unread: Passthrough | None = None
 ) -> None:
-    """`table` as a dataset at `out`, `PART_ROWS` rows a part, the manifest last. On Ray the tasks
-    write the parts (into a folder every node sees, or straight under an object-storage prefix),
-    each reading its slice of the `unread` columns from the input; here, this process."""
+    """`table` as a dataset at `out`, `PART_ROWS` rows a part, the manifest last. `by_tasks`
+    (`_tasks_write`, decided once with which columns are left `unread`): Ray's tasks write the parts
+    (into a folder every node sees, or straight under an object-storage prefix), each reading its
+    slice of the `unread` columns from the input; else this process."""
     from kscore.io import MANIFEST, metadata_tags, write_dataset_atomic, write_slices
     from kscore.jobs.common import object_storage_dataset
 
-    if not _tasks_write(engine):
+    if not by_tasks:
         write_dataset_atomic(out, lambda folder: write_slices(table, folder, meta), meta)
         return
     import json
