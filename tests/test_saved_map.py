@@ -242,11 +242,11 @@ def test_the_cli_saves_and_uses_a_map(tmp_path: Path) -> None:
     assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
 
 
-def test_a_saved_maps_workers_get_arrays_and_import_umap_themselves(tmp_path: Path) -> None:
+def test_a_saved_maps_workers_get_arrays_and_build_the_model_as_they_start(tmp_path: Path) -> None:
     """What a map run sends its transform workers: the map and its neighbour index, pickled as
-    arrays. Unpickled in a fresh process it has not imported umap (the process that reads the input
-    never does); its first batch builds the model, and places rows bitwise as the model built from
-    the map directly."""
+    arrays (no umap object). Unpickled in a fresh process (a worker starting), it imports umap and
+    builds the model there and then, before any batch; it places rows bitwise as the model built
+    from the map directly."""
     import pickle
     import subprocess
     import sys
@@ -258,13 +258,15 @@ def test_a_saved_maps_workers_get_arrays_and_import_umap_themselves(tmp_path: Pa
     reduce_to_2d(data, fit_sample=1000, on_fit=fitted.append, jobs=1)
     saved = _round_trip(fitted[0])
     batch = _clusters(300, seed=5)
-    (tmp_path / "shared.pickle").write_bytes(pickle.dumps(_MapTransform(saved, saved.search_index())))
+    shared = pickle.dumps(_MapTransform(saved, saved.search_index()))
+    assert b"umap" not in shared
+    (tmp_path / "shared.pickle").write_bytes(shared)
     np.save(tmp_path / "batch.npy", batch)
     script = (
         "import pickle, sys, numpy as np\n"
         "from kscore.core.reduction import _transform\n"
         f"shared = pickle.loads(open({str(tmp_path / 'shared.pickle')!r}, 'rb').read())\n"
-        "assert 'umap' not in sys.modules and 'numba' not in sys.modules, 'imported on unpickling'\n"
+        "assert 'umap' in sys.modules and shared.model is not None, 'not built on unpickling'\n"
         f"batch = np.load({str(tmp_path / 'batch.npy')!r})\n"
         f"np.save({str(tmp_path / 'placed.npy')!r}, _transform(shared, batch))\n"
     )
@@ -276,3 +278,155 @@ def test_a_saved_maps_workers_get_arrays_and_import_umap_themselves(tmp_path: Pa
         warnings.simplefilter("ignore")
         expected = saved.umap_model().transform(batch)
     assert np.array_equal(np.load(tmp_path / "placed.npy"), expected)
+
+
+def test_a_map_runs_transform_workers_start_while_the_input_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a saved map the transform workers start before the input is read (they import umap
+    and build the model meanwhile), and the map runs on them: the same output as workers started
+    by the map itself. Batches of 500 rows make 12,000 rows enough for two workers."""
+    import tempfile
+
+    import kscore.core.reduction as reduction
+    import kscore.engines.local as local
+
+    monkeypatch.setattr(reduction, "TRANSFORM_BATCH", 500)
+    rows = 12_000
+    ids = np.arange(rows)
+    table = pl.DataFrame(
+        {"id": ids, "split": np.where(ids % 5 == 0, "test", "train"), "embedding": pl.Series(_clusters(rows))}
+    )
+    source = tmp_path / "emb.parquet"
+    table.write_parquet(source)
+    map_file = tmp_path / "map.parquet"
+    kscore.embed_scores(table, save_map=map_file, fit_sample=2000, jobs=2)
+
+    events: list[str] = []
+    pools: list[local.SharedPool] = []
+    start, read, run_map = local.SharedPool.start, reduction.place_on_map, local.map_with_shared
+
+    def started(pool: local.SharedPool) -> None:
+        events.append("workers started")
+        pools.append(pool)
+        start(pool)
+
+    def placed(*args: object, **kwargs: object) -> object:
+        events.append("input read")
+        return read(*args, **kwargs)
+
+    def mapped(*args: object, pool: local.SharedPool | None = None, **kwargs: object) -> object:
+        events.append("map on the started workers" if pool is not None and pool in pools else "map")
+        return run_map(*args, pool=pool, **kwargs)
+
+    monkeypatch.setattr(local.SharedPool, "start", started)
+    monkeypatch.setattr(reduction, "place_on_map", placed)
+    monkeypatch.setattr(local, "map_with_shared", mapped)
+    warm = kscore.embed_scores(source, saved_map=map_file, jobs=2)
+    assert events == ["workers started", "input read", "map on the started workers"]
+
+    # A run that fails after they started (a repeated id) stops them and leaves no folder.
+    events.clear()
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    repeated = tmp_path / "repeated.parquet"
+    table.with_columns(pl.when(pl.col("id") == 1).then(0).otherwise(pl.col("id")).alias("id")).write_parquet(
+        repeated
+    )
+    with pytest.raises(InputError, match="duplicated id"):
+        kscore.embed_scores(repeated, saved_map=map_file, jobs=2)
+    assert events == ["workers started"]
+    assert list(temp.iterdir()) == []
+
+    events.clear()
+    monkeypatch.setattr(local.LocalExecutor, "started", lambda *_: __import__("contextlib").nullcontext())
+    cold = kscore.embed_scores(source, saved_map=map_file, jobs=2)
+    assert events == ["input read", "map"]
+    assert warm.equals(cold)
+
+
+def test_started_workers_serve_only_their_own_map_and_stop_unused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers started for one shared object load it before the map does; a map with another
+    object starts its own; workers never used stop at the block's end, their folder removed."""
+    import os
+    import tempfile
+    import time
+
+    from kscore.engines.local import LocalExecutor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shared = _LoadStamp(tmp_path / "loads")
+    executor = LocalExecutor(2)
+    with executor.started(shared, 2):
+        _wait_for_files(tmp_path / "loads", 2)  # the workers load it meanwhile
+        loaded = {when for _, when in map(_stamp_parts, (tmp_path / "loads").iterdir())}
+        stamps = set(executor.map_with_shared(_load_time, range(4), shared, most=2))
+    assert stamps <= loaded  # the map ran on those workers
+    assert len(list((tmp_path / "loads").iterdir())) == 2  # and started none
+
+    other = _LoadStamp(tmp_path / "other")
+    with executor.started(shared, 2):
+        before = time.time()
+        assert all(s >= before for s in executor.map_with_shared(_load_time, range(4), other, most=2))
+
+    unused = _LoadStamp(tmp_path / "unused")
+    with executor.started(unused, 2):
+        _wait_for_files(tmp_path / "unused", 2)
+    pids = [pid for pid, _ in map(_stamp_parts, (tmp_path / "unused").iterdir())]
+    assert len(pids) == 2
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("kscore-shared")] == []
+    assert os.getpid() not in pids
+
+
+class _LoadStamp:
+    """Writes `<pid>-<time>` into `folder` when it is unpickled (a worker loading it)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        self.loaded = 0.0
+
+    def __setstate__(self, state: dict) -> None:
+        import os
+        import time
+
+        self.__dict__.update(state)
+        self.loaded = time.time()
+        (self.folder / f"{os.getpid()}-{self.loaded!r}").touch()
+
+
+def _wait_for_files(folder: Path, count: int) -> None:
+    import time
+
+    deadline = time.time() + 120
+    while len(list(folder.iterdir())) < count and time.time() < deadline:
+        time.sleep(0.1)
+
+
+def _load_time(shared: _LoadStamp, item: int) -> float:
+    return shared.loaded
+
+
+def _stamp_parts(path: Path) -> tuple[int, float]:
+    pid, when = path.name.split("-", 1)
+    return int(pid), float(when)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by loky) counts as gone
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False

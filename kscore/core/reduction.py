@@ -528,6 +528,36 @@ def _batched(rows: np.ndarray) -> list[np.ndarray]:
     return [rows[start : start + TRANSFORM_BATCH] for start in range(0, len(rows), TRANSFORM_BATCH)]
 
 
+@contextmanager
+def map_workers_started(
+    saved: SavedMap,
+    rows: int,
+    executor: Executor,
+    *,
+    jobs: int | None = None,
+    memory_limit: int | None = None,
+) -> Iterator[Any]:
+    """For the block: the transform workers of `place_on_map` for an input of `rows` rows start
+    now (each imports umap and builds the map's model, about 3 s of a core here), while the caller
+    reads the input. Yields the map's transform, for `place_on_map(transform=...)`.
+
+    The workers are those the map would start (`_transform_rows`); where that depends on rows not
+    read yet (how many are repeated or in the fit sample), none start here."""
+    from kscore.engines.local import resolve_jobs
+
+    use_numba_cache()  # for the workers, which inherit it
+    model = _MapTransform(saved, saved.search_index())
+    jobs = resolve_jobs(jobs)
+    if memory_limit is not None and executor.on_this_machine:
+        jobs = min(jobs, workers_within(model, saved.width, memory_limit))
+    fewest, most = (-(-max(count, 0) // TRANSFORM_BATCH) // 2 for count in (rows - len(saved.vectors), rows))
+    if min(jobs, fewest) != min(jobs, most):
+        yield model
+        return
+    with executor.started(model, min(jobs, most)):
+        yield model
+
+
 def place_on_map(
     embeddings: Any,
     saved: SavedMap,
@@ -536,6 +566,7 @@ def place_on_map(
     jobs: int | None = None,
     memory_limit: int | None = None,
     executor: Executor | None = None,
+    transform: Any = None,
 ) -> tuple[np.ndarray, dict]:
     """2D coordinates of every row on a saved map, without fitting, and the parameters (for the
     output's metadata).
@@ -544,6 +575,8 @@ def place_on_map(
     distinct row is transformed as the run that saved the map transformed the rows outside its fit
     sample (the same model, batches of `TRANSFORM_BATCH` in the same order), and equal rows get
     equal coordinates. So the input a map was saved from gets the same map again.
+
+    `transform`: what `map_workers_started` yielded for this map (whose workers may be ready).
     """
     from kscore.engines.local import resolve_jobs
 
@@ -555,7 +588,7 @@ def place_on_map(
     use_numba_cache()  # for the workers, which inherit it: umap is imported there, not here
     if progress:
         progress("load the map", 0, 1)
-    model = _MapTransform(saved, saved.search_index())
+    model = _MapTransform(saved, saved.search_index()) if transform is None else transform
     if progress:
         progress("load the map", 1, 1)
     # A map saved before kscore 0.8.8 took the distinct rows in the order of their hashes.
@@ -640,7 +673,10 @@ class _MapTransform:
         return {"saved": self.saved, "index": self.index}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # A worker: the model is built as it starts (`map_workers_started`), not at its first batch.
         self.__init__(state["saved"], state["index"])  # type: ignore[misc]
+        import_umap()
+        self.model = self.saved.umap_model(self.index)
 
     @property
     def metric(self) -> str:

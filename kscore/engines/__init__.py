@@ -48,6 +48,12 @@ class Executor(Protocol):
         `most` workers where they share this machine."""
         ...
 
+    def started(self, shared: Any, most: int) -> AbstractContextManager[None]:
+        """For the block: the workers of the next `map_with_shared` with this `shared` (the same
+        object) and `most` start now, while the caller does other work (where that saves their
+        start), and stop at its end if that map never ran."""
+        ...
+
     def session(self) -> AbstractContextManager[Any]:
         """The engine's resources for the length of a job."""
         ...

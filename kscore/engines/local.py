@@ -81,9 +81,10 @@ def map_chunks(
 
 
 def map_with_shared(
-    func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, jobs: int
+    func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, jobs: int, pool: SharedPool | None = None
 ) -> Iterator[_R]:
-    """`func(shared, item)` for every item, in order, on `jobs` worker processes.
+    """`func(shared, item)` for every item, in order, on `jobs` worker processes (`pool`, where
+    they were started before with this `shared`).
 
     `shared` is pickled once and loaded once per worker. Items are drawn from `items` as workers
     need them (at most two per worker waiting), so a generator of large items is never held whole.
@@ -97,34 +98,63 @@ def map_with_shared(
         return
     from collections import deque
 
-    from joblib.externals.loky import ProcessPoolExecutor
-
-    from kscore.io import temporary_folder
-
+    pool = pool if pool is not None else SharedPool(shared, jobs)
     finished = False
-    with temporary_folder(Path(tempfile.gettempdir()) / "kscore-shared") as folder:
-        path = folder / "shared.pickle"
-        path.write_bytes(pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL))
-        executor = ProcessPoolExecutor(
-            max_workers=jobs,
-            initializer=_load_shared,
-            initargs=(str(path),),
-            env=dict.fromkeys(ONE_THREAD, "1"),
-        )
-        try:
-            pending: deque[Any] = deque()
-            for item in iterator:
-                pending.append(executor.submit(_call_with_shared, func, item))
-                if len(pending) >= 2 * jobs:
-                    yield pending.popleft().result()
-            while pending:
+    try:
+        pending: deque[Any] = deque()
+        for item in iterator:
+            pending.append(pool.executor.submit(_call_with_shared, func, item))
+            if len(pending) >= 2 * jobs:
                 yield pending.popleft().result()
-            finished = True
+        while pending:
+            yield pending.popleft().result()
+        finished = True
+    finally:
+        pool.close(busy=not finished)
+
+
+class SharedPool:
+    """loky's process pool of `jobs` workers, each loading `shared` once as it starts (pickled into
+    a temporary folder, removed by `close`)."""
+
+    def __init__(self, shared: Any, jobs: int) -> None:
+        from joblib.externals.loky import ProcessPoolExecutor
+
+        from kscore.io import temporary_folder
+
+        self.shared = shared
+        self.jobs = jobs
+        self._folder = contextlib.ExitStack()
+        folder = self._folder.enter_context(temporary_folder(Path(tempfile.gettempdir()) / "kscore-shared"))
+        try:
+            path = folder / "shared.pickle"
+            path.write_bytes(pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL))
+            self.executor = ProcessPoolExecutor(
+                max_workers=jobs,
+                initializer=_load_shared,
+                initargs=(str(path),),
+                env=dict.fromkeys(ONE_THREAD, "1"),
+            )
+        except BaseException:
+            self._folder.close()
+            raise
+
+    def start(self) -> None:
+        """Start every worker now, not at the first item (loky starts them all at its first task)."""
+        self.executor.submit(_nothing)
+
+    def close(self, busy: bool) -> None:
+        """Let the workers go and remove the folder. Killing workers that are done leaks their
+        semaphores (a warning at exit): only when `busy` (an error or an interrupt, or never used).
+        Done, they exit while the caller goes on (0.4 s here), not before it does."""
+        try:
+            self.executor.shutdown(wait=False, kill_workers=busy)
         finally:
-            # Killing workers that are done leaks their semaphores (a warning at exit): only on an
-            # error or an interrupt, when they may still be busy. Done, they exit while the caller
-            # goes on (0.4 s here), not before it does.
-            executor.shutdown(wait=False, kill_workers=not finished)
+            self._folder.close()
+
+
+def _nothing() -> None:
+    return None
 
 
 def _load_shared(path: str) -> None:
@@ -144,6 +174,7 @@ class LocalExecutor:
 
     def __init__(self, jobs: int | None = None) -> None:
         self.workers = resolve_jobs(jobs)
+        self._started: SharedPool | None = None  # `started`: workers waiting for their map
 
     def keep(self, value: Any) -> Any:
         return value
@@ -154,7 +185,29 @@ class LocalExecutor:
     def map_with_shared(
         self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int
     ) -> Iterator[_R]:
-        return map_with_shared(func, items, shared, jobs=min(most, self.workers))
+        jobs = min(most, self.workers)
+        # Taken at the first item: a map never iterated leaves started workers to `started`.
+        pool, self._started = self._started, None
+        if pool is not None and (pool.shared is not shared or pool.jobs != jobs):
+            pool.close(busy=True)  # started for another map
+            pool = None
+        yield from map_with_shared(func, items, shared, jobs=jobs, pool=pool)
+
+    @contextlib.contextmanager
+    def started(self, shared: Any, most: int) -> Iterator[None]:
+        """Start the worker processes of the next `map_with_shared` with this `shared` (the same
+        object) and `most` now, while the caller does other work; stopped at the end if it never
+        ran."""
+        jobs = min(most, self.workers)
+        if jobs > 1:
+            self._started = SharedPool(shared, jobs)
+            self._started.start()
+        try:
+            yield
+        finally:
+            pool, self._started = self._started, None
+            if pool is not None:
+                pool.close(busy=True)
 
     def session(self) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import polars as pl
@@ -318,6 +318,9 @@ class RayExecutor:
         self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int
     ) -> Iterator[_R]:
         return map_with_shared(func, items, shared=shared, jobs=None)
+
+    def started(self, shared: Any, most: int) -> AbstractContextManager[None]:
+        return nullcontext()  # the actors start with their map
 
     def session(self) -> Any:
         return ray_session(self.address)

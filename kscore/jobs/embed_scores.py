@@ -23,7 +23,7 @@ from kscore._version import __version__
 from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
 from kscore.core.align import normalize_ids
 from kscore.core.reduction import FIT_SAMPLE
-from kscore.engines import check_engine, make_executor
+from kscore.engines import Executor, check_engine, make_executor
 from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
 from kscore.jobs.common import ResultInput, run_job, source_name, stage
 
@@ -218,28 +218,59 @@ def score_embeddings(
 
         import_umap_meanwhile()  # while the embeddings are read
     limit = resolve_memory_limit(memory_limit)
-    if isinstance(table, pl.LazyFrame):
-        spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress, engine)
-        deferring = (id_col, split_col) if on_passthrough is not None else None
-        with _embeddings_of(table, *spill, keep_embedding, saved_map, deferring) as loaded:
-            frame, matrix, columns, passthrough = loaded
-            scored = _embed_scores(
-                frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
-                reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
-                seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
-                progress=progress, source=source, jobs=jobs, memory_limit=limit, engine=engine,
-                saved_map=saved_map, on_fit=on_fit, passthrough=passthrough,
-            )  # fmt: skip
-            if passthrough is not None and on_passthrough is not None:
-                on_passthrough(passthrough)
-            return scored
-    columns = embedding_columns(table, embedding_col, embedding_prefix)
-    return _embed_scores(
-        table, None, columns, id_col=id_col, split_col=split_col, train_values=train_values,
-        reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric, seed=seed,
-        bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding, progress=progress,
-        source=source, jobs=jobs, memory_limit=limit, engine=engine, saved_map=saved_map, on_fit=on_fit,
-    )  # fmt: skip
+    executor = make_executor(engine, jobs)
+    with _map_workers(saved_map, table, reducer, source, executor, jobs, limit) as transform:
+        if isinstance(table, pl.LazyFrame):
+            spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress, engine)
+            deferring = (id_col, split_col) if on_passthrough is not None else None
+            with _embeddings_of(table, *spill, keep_embedding, saved_map, deferring) as loaded:
+                frame, matrix, columns, passthrough = loaded
+                scored = _embed_scores(
+                    frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
+                    reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
+                    seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
+                    progress=progress, source=source, jobs=jobs, memory_limit=limit, executor=executor,
+                    saved_map=saved_map, transform=transform, on_fit=on_fit, passthrough=passthrough,
+                )  # fmt: skip
+                if passthrough is not None and on_passthrough is not None:
+                    on_passthrough(passthrough)
+                return scored
+        columns = embedding_columns(table, embedding_col, embedding_prefix)
+        return _embed_scores(
+            table, None, columns, id_col=id_col, split_col=split_col, train_values=train_values,
+            reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
+            seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
+            progress=progress, source=source, jobs=jobs, memory_limit=limit, executor=executor,
+            saved_map=saved_map, transform=transform, on_fit=on_fit,
+        )  # fmt: skip
+
+
+def _map_workers(
+    saved_map: Any,
+    table: pl.DataFrame | pl.LazyFrame,
+    reducer: str,
+    source: str,
+    executor: Executor,
+    jobs: int | None,
+    memory_limit: int,
+) -> contextlib.AbstractContextManager[Any]:
+    """With a saved map: its transform workers started while the input is read
+    (`map_workers_started`), where the input's row count is known without reading it (a table
+    in memory, a Parquet input's metadata); yields the map's transform, or None."""
+    if saved_map is None or reducer != "umap":
+        return contextlib.nullcontext()
+    if isinstance(table, pl.DataFrame):
+        rows = table.height
+    elif _is_parquet(source):
+        try:
+            rows = int(table.select(pl.len()).collect().item())
+        except pl.exceptions.PolarsError:
+            return contextlib.nullcontext()  # the read says what is wrong
+    else:
+        return contextlib.nullcontext()
+    from kscore.core.reduction import map_workers_started
+
+    return map_workers_started(saved_map, rows, executor, jobs=jobs, memory_limit=memory_limit)
 
 
 # Bytes an embedding element takes in memory on the in-memory path (the list column, its Float64
@@ -522,15 +553,15 @@ def _embed_scores(
     source: str,
     jobs: int | None,
     memory_limit: int,
-    engine: str = "local",
+    executor: Executor,
     saved_map: Any = None,
+    transform: Any = None,
     on_fit: Any = None,
     passthrough: Passthrough | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     from kscore.core.density import DegenerateError, kde_scores
     from kscore.core.reduction import place_on_map, reduce_to_2d
 
-    executor = make_executor(engine, jobs)
     if matrix is not None and keep_embedding:
         raise InputError(
             "--keep-embedding needs the embeddings in memory, and they do not fit --memory-limit; "
@@ -586,8 +617,9 @@ def _embed_scores(
                     f"{source} has {matrix.shape[1]}"
                 )
             coordinates, reducer_params = place_on_map(
-                matrix, saved_map, progress=progress, jobs=jobs, memory_limit=memory_limit, executor=executor
-            )
+                matrix, saved_map, progress=progress, jobs=jobs, memory_limit=memory_limit, executor=executor,
+                transform=transform,
+            )  # fmt: skip
         else:
             if on_fit is not None and matrix.shape[1] == 2:
                 raise InputError("--save-map: the embeddings are 2D already: there is no map to fit or save")
