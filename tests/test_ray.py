@@ -881,6 +881,35 @@ def test_the_tasks_that_write_the_parts_read_the_inputs_other_columns(
         )
 
 
+def test_an_input_that_changed_before_the_tasks_read_its_other_columns_is_exit_2(
+    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The input loses rows between the driver's read and the tasks' read of its other columns (a
+    text): the task whose slice comes up short says which rows and that the input changed, an
+    input error; no dataset or temporary folder is left."""
+    import kscore.io
+    from kscore.errors import InputError
+    from kscore.plan import embeddings_ray
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
+    base = pl.read_parquet(_embeddings_with_duplicates(tmp_path))
+    path = tmp_path / "with_text.parquet"
+    base.with_columns(pl.format("row {}", "id").alias("text")).write_parquet(path)
+    write_parts = embeddings_ray.write_parts_by_tasks
+
+    def input_shortened_first(*args, **kwargs):
+        pl.read_parquet(path).head(base.height - 100).write_parquet(path)
+        return write_parts(*args, **kwargs)
+
+    monkeypatch.setattr(embeddings_ray, "write_parts_by_tasks", input_shortened_first)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(
+        InputError, match=r"with_text\.parquet: rows \d+\.\.\d+ read as \d+ rows \(did the input change"
+    ):
+        write_embed_scores(path, f"{tmp_path}/out/", fit_sample=1000, engine="ray")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_a_part_a_task_cannot_write_leaves_no_embed_scores_dataset(
     tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
