@@ -296,6 +296,7 @@ def test_identical_embeddings_get_identical_umap_coordinates():
     assert np.array_equal(coordinates[0], coordinates[1]) and np.array_equal(coordinates[0], coordinates[399])
 
 
+@pytest.mark.slow  # umap's own init_graph_transform compiles in numba: about 20 s
 def test_graph_init_is_umaps_bitwise_and_is_used_by_transforms(monkeypatch):
     import scipy.sparse
     import umap.umap_ as umap_module
