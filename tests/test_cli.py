@@ -293,6 +293,7 @@ def test_task_bad_input_exits_2(tmp_path: Path, case: str):
 # embed-scores ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_embed_scores_cli_gives_what_the_library_gives(tmp_path: Path):
     from kscore.jobs.embed_scores import score_embeddings
 

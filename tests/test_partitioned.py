@@ -288,6 +288,7 @@ def _peak_rss(process: subprocess.Popen) -> int:
     return peak
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_a_forced_partition_run_stays_under_its_memory_limit(tmp_path: Path) -> None:
     _generate(tmp_path, 2_000_000)
     limit = 400 * 1024**2

@@ -41,6 +41,7 @@ def select_cli(scored: Path, *args: str) -> tuple[object, pl.DataFrame | None]:
     return result, (pl.read_csv(out) if out.exists() else None)
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 @pytest.mark.parametrize("strategy", ["balanced", "typical", "diverse", "top"])
 def test_the_cli_writes_what_the_library_picks(scored: Path, strategy: str):
     result, picks = select_cli(scored, "--budget", "25", "--strategy", strategy)
@@ -249,6 +250,7 @@ def test_balanced_picks_on_the_map_even_with_embeddings(scored: Path):
     assert without["space"].startswith("embeddings (64 dimensions")
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_plot_draws_the_picks_on_the_map(scored: Path):
     out = scored / "picks.svg"
     result = run_kscore("select", str(scored / "e.parquet"), "--budget", "10", "--plot", str(out))
@@ -326,6 +328,7 @@ def test_a_budget_above_the_candidates_is_clamped_with_a_warning(scored: Path):
     assert json.loads(result.stdout)["n_picked"] == n_train
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_fractional_labeled_ids_and_a_negative_seed_are_exit_2(scored: Path):
     """A labeled id 1.5 must not mark id 1 (a cast truncates); a negative seed is refused up front."""
     (scored / "fractional.csv").write_text("id\n1.5\n2.0\n")

@@ -46,6 +46,7 @@ def _same_values(a: pl.DataFrame, b: pl.DataFrame) -> None:
             assert x.equals(y), name
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_difficulty_round_trip_through_s3_equals_the_local_run(s3, tmp_path: Path, fmt: str) -> None:
     urls = _inputs_in_s3(s3, tmp_path, f"in-{fmt}", fmt)
@@ -123,6 +124,7 @@ def test_an_upload_cut_midway_removes_what_it_uploaded(
     assert s3.keys(prefix) == []
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_a_second_run_replaces_the_dataset_and_foreign_objects_are_refused(s3, tmp_path: Path) -> None:
     urls = _inputs_in_s3(s3, tmp_path, "in-twice")
     option = f"aws_endpoint_url={s3.endpoint}"
@@ -163,6 +165,7 @@ def test_object_paths_keep_their_double_slash_and_parts() -> None:
     assert path.resolve() == path != Path("s3:/bucket/results/model_a.parquet")
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_s3_inputs_to_a_local_file_and_a_local_dataset(s3, tmp_path: Path) -> None:
     urls = _inputs_in_s3(s3, tmp_path, "in-local-out")
     option = f"aws_endpoint_url={s3.endpoint}"
@@ -205,6 +208,7 @@ def test_s3_inputs_scored_by_the_partitioned_plan_equal_the_in_memory_run(s3, tm
     )
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_embed_scores_reads_and_writes_s3_like_local_paths(s3, tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     rows = 600
@@ -322,6 +326,7 @@ def test_select_reads_its_inputs_from_object_storage(s3, tmp_path: Path) -> None
     assert json.loads(remote.stdout)["picks"] == json.loads(local.stdout)["picks"]
 
 
+@pytest.mark.slow  # several seconds (CLI runs, an S3 server): CI's second pass
 def test_report_reads_its_inputs_from_object_storage(s3, tmp_path: Path) -> None:
     """`kscore report --storage-option`: outputs in S3 give the page their local copies give."""
     from tests.conftest import CONFIGS, SAMPLE
