@@ -219,30 +219,31 @@ def score_embeddings(
         import_umap_meanwhile()  # while the embeddings are read
     limit = resolve_memory_limit(memory_limit)
     executor = make_executor(engine, jobs)
-    with _map_workers(saved_map, table, reducer, source, executor, jobs, limit) as transform:
-        if isinstance(table, pl.LazyFrame):
-            spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress, engine)
-            deferring = (id_col, split_col) if on_passthrough is not None else None
-            with _embeddings_of(table, *spill, keep_embedding, saved_map, deferring) as loaded:
-                frame, matrix, columns, passthrough = loaded
-                scored = _embed_scores(
-                    frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
-                    reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
-                    seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
-                    progress=progress, source=source, jobs=jobs, memory_limit=limit, executor=executor,
-                    saved_map=saved_map, transform=transform, on_fit=on_fit, passthrough=passthrough,
-                )  # fmt: skip
-                if passthrough is not None and on_passthrough is not None:
-                    on_passthrough(passthrough)
-                return scored
-        columns = embedding_columns(table, embedding_col, embedding_prefix)
-        return _embed_scores(
-            table, None, columns, id_col=id_col, split_col=split_col, train_values=train_values,
+    if isinstance(table, pl.LazyFrame):
+        spill = (embedding_col, embedding_prefix, reducer, limit, spill_dir, source, progress, engine)
+        deferring = (id_col, split_col) if on_passthrough is not None else None
+        loading: contextlib.AbstractContextManager[Any] = _embeddings_of(
+            table, *spill, keep_embedding, saved_map, deferring
+        )
+    else:  # in memory: the embeddings are read from the table
+        loading = contextlib.nullcontext(
+            (table, None, embedding_columns(table, embedding_col, embedding_prefix), None)
+        )
+    with (
+        _map_workers(saved_map, table, reducer, source, executor, jobs, limit) as transform,
+        loading as loaded,
+    ):
+        frame, matrix, columns, passthrough = loaded
+        scored = _embed_scores(
+            frame, matrix, columns, id_col=id_col, split_col=split_col, train_values=train_values,
             reference_values=reference_values, difficulty=difficulty, reducer=reducer, metric=metric,
             seed=seed, bandwidth=bandwidth, fit_sample=fit_sample, keep_embedding=keep_embedding,
             progress=progress, source=source, jobs=jobs, memory_limit=limit, executor=executor,
-            saved_map=saved_map, transform=transform, on_fit=on_fit,
+            saved_map=saved_map, transform=transform, on_fit=on_fit, passthrough=passthrough,
         )  # fmt: skip
+        if passthrough is not None and on_passthrough is not None:
+            on_passthrough(passthrough)
+        return scored
 
 
 def _map_workers(
