@@ -486,6 +486,15 @@ def embed_summary(
     )
 
 
+@dataclass
+class RankedChunk:
+    """One chunk's rows per split and its notable train points (`EmbedSummary.ranked`)."""
+
+    splits: dict[Any, int]
+    least: pl.DataFrame
+    highest: pl.DataFrame | None
+
+
 class EmbedSummary:
     """The summary of an embed-scores table met in chunks (`embed_summary` is one chunk): split
     counts add up, the notable train points of each chunk compete at the end, and the quantiles are
@@ -517,15 +526,31 @@ class EmbedSummary:
         if isinstance(table, pl.LazyFrame):
             self._add_scanned(table)
             return
-        for value, count in table.get_column(self.split_col).cast(pl.String).value_counts().iter_rows():
-            self.splits[value] = self.splits.get(value, 0) + count
-        train = table.select(self.columns).filter(pl.col(REPRESENTATION).is_not_null())
+        self.add_scores(table)
+        self.add_ranked(self.ranked(table))
+
+    def add_scores(self, table: pl.DataFrame) -> None:
+        """The train rows' scores of one chunk (its score columns, whatever else it holds)."""
+        train = table.filter(pl.col(REPRESENTATION).is_not_null())
         self.n_train += train.height
         for score in self.scores:
             self.quantiles[score].add(train.get_column(score).cast(pl.Float64).fill_null(np.nan).to_numpy())
-        self.least.append(self._least(train))
-        if self.with_difficulty:
-            self.highest.append(self._highest(train.drop_nulls(POTENTIAL)))
+
+    def ranked(self, table: pl.DataFrame) -> RankedChunk:
+        """What one chunk gives `add_ranked`: made where the chunk's rows are (a task writing
+        a part of the output), small whatever the chunk's size."""
+        splits = dict(table.get_column(self.split_col).cast(pl.String).value_counts().iter_rows())
+        train = table.select(self.columns).filter(pl.col(REPRESENTATION).is_not_null())
+        highest = self._highest(train.drop_nulls(POTENTIAL)) if self.with_difficulty else None
+        return RankedChunk(splits, self._least(train), highest)
+
+    def add_ranked(self, chunk: RankedChunk) -> None:
+        """One chunk's split counts and notable train points (`ranked`)."""
+        for value, count in chunk.splits.items():
+            self.splits[value] = self.splits.get(value, 0) + count
+        self.least.append(chunk.least)
+        if chunk.highest is not None:
+            self.highest.append(chunk.highest)
 
     def _add_scanned(self, scan: pl.LazyFrame) -> None:
         train = scan.select(self.columns).filter(pl.col(REPRESENTATION).is_not_null())

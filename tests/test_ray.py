@@ -537,8 +537,8 @@ def test_task_rows_find_a_maps_fit_rows_as_they_hash_or_in_a_pass_of_their_own(
     assert equal.sum(axis=1).max() == 1  # the fit rows differ
     expected_rows, expected_which = np.nonzero(equal)
     table = pl.scan_parquet(path)
-    while_hashing = _task_rows(table, ["embedding"], 8, len(data), str(path), None, vectors)
-    apart = _task_rows(table, ["embedding"], 8, len(data), str(path), None)
+    while_hashing, _ = _task_rows(table, ["embedding"], 8, len(data), str(path), None, vectors)
+    apart, _ = _task_rows(table, ["embedding"], 8, len(data), str(path), None)
     for rows in (while_hashing, apart):
         found, which = rows.fit_rows(vectors)
         assert np.array_equal(found, expected_rows) and np.array_equal(which, expected_which)
@@ -879,6 +879,134 @@ def test_the_tasks_that_write_the_parts_read_the_inputs_other_columns(
         np.testing.assert_allclose(
             b["representation_score"].to_numpy(), a["representation_score"].to_numpy(), rtol=1e-12, atol=0
         )
+
+
+def _difficulty_of(tmp_path: Path, ids: np.ndarray, unknown: int = 0) -> Path:
+    """A difficulty file scoring `ids` (and `unknown` ids no embedding has)."""
+    rng = np.random.default_rng(9)
+    all_ids = np.concatenate([ids, 100_000 + np.arange(unknown)])
+    path = tmp_path / "difficulty.parquet"
+    pl.DataFrame({"id": all_ids, "difficulty_score": rng.random(len(all_ids))}).write_parquet(path)
+    return path
+
+
+def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_engines(
+    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Ray with `-o DIR/`, the driver reads neither the id nor the split column: tasks check the
+    ids (float ids become integers), split the rows, join the difficulty file and count repeated
+    ids by ranges of their hashes; the tasks writing the parts give the summary its split counts and
+    notable rows (tied scores of repeated embeddings broken by id). Oracle: the local engine's
+    parts, summary and warnings."""
+    import kscore.io
+    from kscore.plan import embeddings_ray
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
+    monkeypatch.setattr(embeddings_ray, "ID_RANGE_BYTES", 2000 * 32)  # 3 ranges of id hashes
+    base = pl.read_parquet(_embeddings_with_duplicates(tmp_path))
+    path = tmp_path / "float_ids.parquet"
+    base.with_columns(pl.col("id").cast(pl.Float64)).write_parquet(path, row_group_size=800)
+    difficulty = _difficulty_of(tmp_path, np.arange(0, 6000, 2), unknown=7)
+    local = kscore.embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, fit_sample=1000, top=4000)
+    collected: list[list[str]] = []
+    collect = pl.LazyFrame.collect
+
+    def spy(self, *args, **kwargs):
+        frame = collect(self, *args, **kwargs)
+        collected.append(frame.columns)
+        return frame
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    on_ray = kscore.embed_scores(
+        path, f"{tmp_path}/ray/", difficulty=difficulty, fit_sample=1000, top=4000, engine="ray"
+    )
+    monkeypatch.setattr(pl.LazyFrame, "collect", collect)
+    embeddings_read = [c for c in collected if "difficulty_score" not in c]  # that file is read here
+    assert embeddings_read and not any("id" in c or "split" in c for c in embeddings_read)
+    parts = [sorted((tmp_path / name).glob("part-*.parquet")) for name in ("local", "ray")]
+    assert len(parts[0]) == len(parts[1]) == 3
+    for expected, written in zip(*parts, strict=True):
+        a, b = pl.read_parquet(expected), pl.read_parquet(written)
+        assert a.columns == b.columns and a.schema["id"] == b.schema["id"] == pl.Int64
+        exact = ["id", "split", "map_x", "map_y", "difficulty_score"]
+        assert a.select(exact).equals(b.select(exact))
+        for column in ("representation_score", "potential_difficulty_score", "local_difficulty"):
+            x, y = a[column].to_numpy(), b[column].to_numpy()
+            np.testing.assert_allclose(y, x, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
+    assert on_ray["rows_per_split"] == local["rows_per_split"] and on_ray["n_train"] == local["n_train"]
+    for key in ("least_represented", "highest_potential"):
+        assert [r["id"] for r in on_ray[key]] == [r["id"] for r in local[key]], key
+    ties = pl.DataFrame(local["least_represented"]).get_column("representation_score").is_duplicated()
+    assert ties.any()  # every train row ranked: repeated embeddings tie, and the id breaks the ties
+    for score, quantiles in local["quantiles"].items():  # rounded to 6 digits
+        assert on_ray["quantiles"][score] == pytest.approx(quantiles, abs=1e-6), score
+    assert on_ray["warnings"] == local["warnings"] and any(
+        "7 ids of the difficulty" in w for w in local["warnings"]
+    )
+
+
+def _null_ids(table: pl.DataFrame) -> pl.DataFrame:
+    rows = [5, 3000, 5900]
+    return table.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in(rows)).then(None).otherwise(pl.col("id")).alias("id")
+    )
+
+
+_BROKEN_IDS = {
+    "null ids": (_null_ids, "has 3 null ids"),
+    "fractional ids": (
+        lambda t: t.with_columns(
+            pl.when(pl.int_range(pl.len()).is_in([10, 2500, 4000, 5000])).then(pl.col("id") + 0.5)
+            .otherwise(pl.col("id")).alias("id")
+        ),
+        r"has 4 ids that are not whole numbers \(e\.g\. \[10\.5, 2500\.5, 4000\.5\]\)",
+    ),
+    "repeated ids": (
+        lambda t: t.with_columns(
+            pl.when(pl.int_range(pl.len()) == 5000).then(10.0)
+            .when(pl.int_range(pl.len()) == 3000).then(20.0).otherwise(pl.col("id")).alias("id")
+        ),
+        "has 4 rows with a duplicated id",
+    ),
+    "no train rows": (lambda t: t.with_columns(pl.lit("val").alias("split")), r"no train rows.*\['val'\]"),
+    "two reference rows": (
+        lambda t: t.with_columns(
+            pl.when(pl.int_range(pl.len()).is_in([1, 5999])).then(pl.lit("val")).otherwise(pl.lit("train"))
+            .alias("split")
+        ),
+        "2 reference rows",
+    ),
+    "no difficulty matches": (lambda t: t, "none of the .* reference rows has a difficulty score"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_BROKEN_IDS))
+def test_ids_and_splits_the_tasks_check_fail_as_on_one_machine_and_write_nothing(
+    tmp_path: Path, cluster, small_routes, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Null, fractional or repeated ids spread over several parts, no train rows, too few reference
+    rows, a difficulty file matching no id: the ray engine, whose tasks read the ids part by part,
+    raises the local engine's InputError, counts added over the parts, and writes nothing."""
+    from kscore.errors import InputError
+    from kscore.plan import embeddings_ray
+
+    monkeypatch.setattr(embeddings_ray, "ID_RANGE_BYTES", 2000 * 32)
+    broken, message = _BROKEN_IDS[case]
+    base = pl.read_parquet(_embeddings_with_duplicates(tmp_path)).with_columns(pl.col("id").cast(pl.Float64))
+    path = tmp_path / "broken.parquet"
+    broken(base).write_parquet(path, row_group_size=800)
+    difficulty = (
+        _difficulty_of(tmp_path, 50_000 + np.arange(100)) if case == "no difficulty matches" else None
+    )
+    errors = []
+    for engine in ("local", "ray"):
+        with pytest.raises(InputError, match=message) as raised:
+            write_embed_scores(
+                path, f"{tmp_path}/{engine}/", difficulty=difficulty, fit_sample=1000, engine=engine
+            )
+        errors.append(str(raised.value))
+        assert not (tmp_path / engine).exists()
+    assert errors[0] == errors[1]
 
 
 def test_an_input_that_changed_before_the_tasks_read_its_other_columns_is_exit_2(

@@ -47,51 +47,113 @@ def normalize_ids(ids: pl.Series, label: str) -> pl.Series:
     2**63 - 1. Null, NaN or infinite ids, fractional float ids, float ids beyond 2**53 (not exact)
     and integer ids wider than 64 bits are InputErrors naming `label`, the column and the count.
     """
-    name = ids.name
-    n_null = ids.null_count()
-    if n_null:
-        raise InputError(f"{label}: column {name!r} has {n_null} null ids")
-    dtype = ids.dtype
+    return with_id_type(ids, checked_id_type(IdFacts.of(ids), label))
+
+
+@dataclass
+class IdFacts:
+    """What `normalize_ids` decides from, for one id column or several pieces of it added
+    (`merged`, in row order): pieces read by separate tasks give the messages the whole column
+    gives."""
+
+    name: str
+    dtype: pl.DataType
+    nulls: int = 0
+    not_finite: int = 0  # float ids
+    fractional: int = 0
+    fractional_examples: tuple[float, ...] = ()  # the first three
+    largest_magnitude: float = 0.0
+    low: int | None = None  # integer ids of types wider than Int64 holds
+    high: int | None = None
+    nan_texts: int = 0  # text ids
+
+    @classmethod
+    def of(cls, ids: pl.Series) -> IdFacts:
+        facts = cls(ids.name, ids.dtype, nulls=ids.null_count())
+        values = ids.drop_nulls()
+        if not len(values):
+            return facts
+        dtype = ids.dtype
+        if dtype.is_float():
+            finite = values.is_finite()
+            facts.not_finite = len(values) - int(finite.sum())
+            values = values.filter(finite)
+            fractional = values != values.floor()
+            facts.fractional = int(fractional.sum())
+            facts.fractional_examples = tuple(values.filter(fractional).head(3).to_list())
+            facts.largest_magnitude = float(values.abs().max() or 0.0)  # type: ignore[arg-type]
+        elif dtype.is_integer() and dtype not in _NARROW_INTEGERS:
+            facts.low, facts.high = int(values.min()), int(values.max())  # type: ignore[arg-type]
+        elif dtype in (pl.String, pl.Categorical, pl.Enum):
+            text = values.cast(pl.String).str.strip_chars().str.to_lowercase()
+            facts.nan_texts = int(text.is_in(["nan", "+nan", "-nan"]).sum())
+        return facts
+
+    def merged(self, other: IdFacts) -> IdFacts:
+        """These facts and those of the rows after them."""
+        lows = [v for v in (self.low, other.low) if v is not None]
+        highs = [v for v in (self.high, other.high) if v is not None]
+        return IdFacts(
+            self.name,
+            self.dtype,
+            nulls=self.nulls + other.nulls,
+            not_finite=self.not_finite + other.not_finite,
+            fractional=self.fractional + other.fractional,
+            fractional_examples=(self.fractional_examples + other.fractional_examples)[:3],
+            largest_magnitude=max(self.largest_magnitude, other.largest_magnitude),
+            low=min(lows) if lows else None,
+            high=max(highs) if highs else None,
+            nan_texts=self.nan_texts + other.nan_texts,
+        )
+
+
+_NARROW_INTEGERS = (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8)
+
+
+def checked_id_type(facts: IdFacts, label: str) -> pl.DataType | None:
+    """The type `normalize_ids` gives ids of these facts (None: they stay as they are), or the
+    InputError it raises."""
+    name, dtype = facts.name, facts.dtype
+    if facts.nulls:
+        raise InputError(f"{label}: column {name!r} has {facts.nulls} null ids")
     if dtype.is_float():
-        finite = ids.is_finite()
-        n_bad = len(ids) - int(finite.sum())
-        if n_bad:
-            raise InputError(f"{label}: column {name!r} has {n_bad} NaN or infinite ids")
-        fractional = ids != ids.floor()
-        n_bad = int(fractional.sum())
-        if n_bad:
-            examples = ids.filter(fractional).head(3).to_list()
+        if facts.not_finite:
+            raise InputError(f"{label}: column {name!r} has {facts.not_finite} NaN or infinite ids")
+        if facts.fractional:
             raise InputError(
-                f"{label}: column {name!r} has {n_bad} ids that are not whole numbers (e.g. {examples}); "
-                "ids must be integers or text"
+                f"{label}: column {name!r} has {facts.fractional} ids that are not whole numbers "
+                f"(e.g. {list(facts.fractional_examples)}); ids must be integers or text"
             )
-        if float(ids.abs().max()) > _EXACT_FLOAT_INT:  # type: ignore[arg-type]
+        if facts.largest_magnitude > _EXACT_FLOAT_INT:
             raise InputError(
                 f"{label}: column {name!r} holds ids above 2**53 as floats, which cannot tell "
                 "neighbouring ids apart; store them as integers or text"
             )
-        return ids.cast(pl.Int64)
+        return pl.Int64
     if dtype.is_integer():
-        if dtype in (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8):
-            return ids.cast(pl.Int64) if dtype != pl.Int64 else ids
-        low, high = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
+        if dtype in _NARROW_INTEGERS or facts.low is None or facts.high is None:
+            return pl.Int64
+        low, high = facts.low, facts.high
         if low >= -_INT64_MAX - 1 and high <= _INT64_MAX:
-            return ids.cast(pl.Int64)
+            return pl.Int64
         if low >= 0 and high < 1 << 64:
-            return ids.cast(pl.UInt64)
+            return pl.UInt64
         example = high if high > _INT64_MAX else low
         raise InputError(
             f"{label}: column {name!r} holds ids wider than 64 bits (e.g. {example}); store them as text"
         )
     if dtype in (pl.String, pl.Categorical, pl.Enum):
-        text = ids.cast(pl.String)
-        n_nan = int(text.str.strip_chars().str.to_lowercase().is_in(["nan", "+nan", "-nan"]).sum())
-        if n_nan:
-            raise InputError(f"{label}: column {name!r} has {n_nan} NaN ids")
-        return text
+        if facts.nan_texts:
+            raise InputError(f"{label}: column {name!r} has {facts.nan_texts} NaN ids")
+        return pl.String
     if dtype == pl.Boolean or dtype.is_nested():
         raise InputError(f"{label}: column {name!r} is {dtype}; ids must be integers or text")
-    return ids
+    return None
+
+
+def with_id_type(ids: pl.Series, dtype: pl.DataType | None) -> pl.Series:
+    """`ids` as `checked_id_type` typed them."""
+    return ids if dtype is None or ids.dtype == dtype else ids.cast(dtype)
 
 
 Derive = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]

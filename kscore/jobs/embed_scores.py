@@ -205,9 +205,10 @@ def score_embeddings(
 
     `saved_map` (a `SavedMap`): place the rows on that map instead of fitting one. `on_fit`: called
     with the fitted map (`SavedMap`), to save it. `on_passthrough`: where the Ray tasks read a
-    Parquet input's embeddings, the columns other than the id, the split and the embedding are not
-    read here but handed to this callback (a `Passthrough`, for the tasks that write the output's
-    parts), and the table returned lacks them.
+    Parquet input's embeddings, the columns other than the embedding (the id and split among them)
+    are not read here but handed to this callback (a `Passthrough`, for the tasks that write the
+    output's parts): tasks check the ids and split the rows part by part, and the table returned
+    holds the map and the scores only.
     """
     from kscore.plan.sizing import resolve_memory_limit
 
@@ -299,8 +300,8 @@ def _embeddings_of(
     memory and the embeddings spilled to disk (`SpilledRows`). On Ray, a Parquet input's embeddings
     for UMAP are read by the cluster's tasks (`TaskRows`), whatever their size: they never pass
     through this process (the tasks find the rows of `saved_map`'s fit sample as they hash them);
-    with `deferring` (the id and split columns), neither do the columns but those two and any
-    named like an output column (a `Passthrough`)."""
+    with `deferring` (the id and split columns), neither do the columns but any named like an
+    output column (a `Passthrough`: tasks check the ids and splits, and write the output's parts)."""
     from kscore.plan.sizing import BASE_BYTES
 
     try:
@@ -310,13 +311,21 @@ def _embeddings_of(
         on_tasks = engine == "ray" and reducer == "umap" and dim > 2 and not keep_embedding
         unread = _unread(names, columns, deferring) if on_tasks and _is_parquet(source) else []
         others = table.select(pl.exclude(*columns, *unread)).collect()
+        height = others.height if others.width else int(table.select(pl.len()).collect().item())
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{source}: cannot read: {first_line(exc)}") from None
     if on_tasks:
         fit = saved_map.vectors if saved_map is not None and saved_map.width == dim else None
-        rows = _task_rows(table, columns, dim, others.height, source, progress, fit)
-        if rows is not None:
-            passthrough = Passthrough(table.select(unread), unread, names, source) if unread else None
+        found = _task_rows(table, columns, dim, height, source, progress, fit)
+        if found is not None:
+            rows, reader = found
+            passthrough = None
+            if unread:
+                assert deferring is not None
+                id_dtype = table.collect_schema()[deferring[0]]
+                passthrough = Passthrough(
+                    table.select(unread), unread, names, source, reader, rows.parts, deferring, id_dtype
+                )
             yield others, rows, columns, passthrough
             return
     need = BASE_BYTES + others.height * dim * _BYTES_PER_ELEMENT
@@ -358,15 +367,22 @@ def _embeddings_of(
 
 @dataclass
 class Passthrough:
-    """Columns of a Parquet input this process does not read: the tasks that write the output's
-    parts read them, slice by slice (`scan`, those columns), and put them where the output has them
-    (`order`, set once the scores are made)."""
+    """Columns of a Parquet input this process does not read, the id and split among them: tasks
+    read the ids and splits part by part (`read`, `parts`) to check them and split the rows, and the
+    tasks that write the output's parts read every such column, slice by slice (`scan`, those
+    columns), and put them where the output has them (`order`, set once the scores are made), the
+    ids typed as `id_type` (set once they are checked)."""
 
     scan: pl.LazyFrame
     columns: list[str]
     names: list[str]  # the input's columns, in order
     source: str
+    read: Callable[[list[str], Any], pl.DataFrame]  # (columns, an EmbeddingPart) -> its rows of them
+    parts: list[Any]
+    id_split: tuple[str, str]  # the id and split columns
+    id_dtype: pl.DataType  # as read
     order: list[str] = field(default_factory=list)
+    id_type: pl.DataType | None = None
 
 
 # Columns the output writes: an input column of one of these names is read here, to be replaced.
@@ -378,7 +394,7 @@ def _unread(names: list[str], embedding: list[str], deferring: tuple[str, str] |
     `deferring`, or where the id or split column is missing (its error lists every column)."""
     if deferring is None or not all(column in names for column in deferring):
         return []
-    return [c for c in names if c not in embedding and c not in deferring and c not in _OUTPUT_COLUMNS]
+    return [c for c in names if c not in embedding and c not in _OUTPUT_COLUMNS]
 
 
 def _is_parquet(source: str) -> bool:
@@ -423,8 +439,9 @@ def _task_rows(
     progress: Any,
     fit_vectors: np.ndarray | None = None,
 ) -> Any:
-    """The embeddings as Ray tasks read them (`TaskRows`, hashed), or None where the input is not
-    Parquet (a CSV is read here, as on one machine). A local Parquet file is cut at its row groups;
+    """The embeddings as Ray tasks read them (`TaskRows`, hashed) and a reader of any columns of
+    its parts (`read_part_columns`), or None where the input is not Parquet (a CSV is read here, as
+    on one machine). A local Parquet file is cut at its row groups;
     a dataset or an object in storage into slices of rows."""
     from kscore.plan.embeddings_ray import TaskRows, parts_of_groups, parts_of_slices
 
@@ -445,10 +462,10 @@ def _task_rows(
             parts = None
     if parts is None or sum(part.length for part in parts) != height:
         path, parts = None, parts_of_slices(height, dim)
-    reader = functools.partial(
-        read_embedding_part, table.select(columns), str(path) if path else None, columns, dim, source
-    )
-    return TaskRows(reader, parts, dim, fit_vectors).hash_rows(progress)
+    where = str(path) if path else None
+    reader = functools.partial(read_embedding_part, table.select(columns), where, columns, dim, source)
+    columns_reader = functools.partial(read_part_columns, table, where, source)
+    return TaskRows(reader, parts, dim, fit_vectors).hash_rows(progress), columns_reader
 
 
 def read_embedding_part(
@@ -457,6 +474,20 @@ def read_embedding_part(
     """A part's embeddings as float32 rows, checked as on one machine; run by a Ray task. `path`: a
     local Parquet file, read by pyarrow a row group at a time; else `table` (the embedding columns,
     scanned) is sliced."""
+    frame = read_part_columns(table, path, source, columns, part)
+    if frame.height == 0:
+        return np.empty((0, dim), dtype=np.float32)
+    matrix = embedding_matrix(frame, columns, np.float32)
+    if matrix.shape[1] != dim:
+        raise InputError(f"{source}: embeddings of unequal length ({dim} and {matrix.shape[1]})")
+    return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def read_part_columns(
+    table: pl.LazyFrame, path: str | None, source: str, columns: list[str], part: Any
+) -> pl.DataFrame:
+    """A part's `columns` (an `EmbeddingPart`'s rows), read by a Ray task: from a local Parquet
+    file `path` a row group at a time by pyarrow, else as a slice of `table` (scanned)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -465,17 +496,10 @@ def read_embedding_part(
     try:
         if path is not None and part.groups is not None:
             arrow = pq.ParquetFile(path).read_row_groups(list(part.groups), columns=columns)
-            frame = pl.DataFrame(pl.from_arrow(arrow))
-        else:
-            frame = table.slice(part.offset, part.length).collect()
+            return pl.DataFrame(pl.from_arrow(arrow))
+        return table.select(columns).slice(part.offset, part.length).collect()
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
         raise InputError(f"{source}: cannot read on node {node_name()}: {first_line(exc)}") from None
-    if frame.height == 0:
-        return np.empty((0, dim), dtype=np.float32)
-    matrix = embedding_matrix(frame, columns, np.float32)
-    if matrix.shape[1] != dim:
-        raise InputError(f"{source}: embeddings of unequal length ({dim} and {matrix.shape[1]})")
-    return np.ascontiguousarray(matrix, dtype=np.float32)
 
 
 def _local_parquet_file(source: str) -> Path | None:
@@ -568,45 +592,11 @@ def _embed_scores(
             "--keep-embedding needs the embeddings in memory, and they do not fit --memory-limit; "
             "drop --keep-embedding or raise --memory-limit"
         )
-    for column, what, option in ((id_col, "id", "--id-col"), (split_col, "split", "--split-col")):
-        if column not in table.columns:
-            message = missing_column_message(source, column, table.columns, f"{what} column")
-            raise InputError(f"{message}; name it with {option}")
-    table = table.with_columns(normalize_ids(table.get_column(id_col), source))
-    n_duplicated = int(table.get_column(id_col).is_duplicated().sum())
-    if n_duplicated:
-        raise InputError(f"{source}: column {id_col!r} has {n_duplicated} rows with a duplicated id")
-    split = table.get_column(split_col).cast(pl.String)
-    is_train = split.is_in(list(train_values)).fill_null(False).to_numpy()
-    if reference_values is None:
-        is_reference = ~is_train & split.is_not_null().to_numpy()
-    else:
-        is_reference = split.is_in(list(reference_values)).fill_null(False).to_numpy() & ~is_train
-    if not is_train.any():
-        raise InputError(
-            f"no train rows: no {split_col!r} value is one of {list(train_values)} "
-            f"(values: {split.unique().drop_nulls().sort().head(8).to_list()})"
-        )
-    if is_reference.sum() < 3:
-        raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
-    reference_difficulty = None
-    difficulty_column = None
-    if difficulty is not None:  # read before the reduction: a wrong file fails before UMAP runs
-        difficulty_column = _difficulty_by_row(table, difficulty, id_col)
-        reference_difficulty = difficulty_column[is_reference]
-        missing = int(np.isnan(reference_difficulty).sum())
-        if missing == len(reference_difficulty):
-            raise InputError(
-                f"--difficulty: none of the {missing} reference rows has a difficulty score: do the "
-                f"difficulty file's ids match the embeddings' ({table.schema[id_col]}) in {id_col!r}?"
-            )
-        if missing:
-            _warn(
-                f"{missing} reference rows have no difficulty score; they are left out of the "
-                "potential and local difficulty"
-            )
-        if np.nansum(reference_difficulty) == 0:
-            _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
+    table, is_train, is_reference, difficulty_column = _split_rows(
+        table, passthrough, id_col=id_col, split_col=split_col, train_values=train_values,
+        reference_values=reference_values, difficulty=difficulty, source=source, progress=progress,
+    )  # fmt: skip
+    reference_difficulty = None if difficulty_column is None else difficulty_column[is_reference]
     if matrix is None:
         # UMAP reads float32 (a float32 input stays as it is: no float64 copy of it first).
         matrix = embedding_rows(table, columns, reducer)
@@ -660,7 +650,7 @@ def _embed_scores(
             "potential_difficulty_score is null"
         )
     out = table.drop(columns, strict=False) if not keep_embedding else table
-    n = table.height
+    n = len(is_train)
     new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
     for name, key in ((REPRESENTATION, "representation"), (POTENTIAL, "potential"), (LOCAL, "local")):
         column = np.full(n, np.nan)
@@ -674,7 +664,7 @@ def _embed_scores(
     if passthrough is not None:  # the input's order, the unread columns in their places
         read = set(out.columns) | set(passthrough.columns)
         passthrough.order = [c for c in passthrough.names if c in read] + [s.name for s in series]
-    out = out.with_columns(series)
+    out = out.with_columns(series) if out.width else pl.DataFrame(series)
     kernel = scores["kernel"]
     potential_kernel = scores["potential_kernel"]
     meta = {
@@ -696,8 +686,89 @@ def _embed_scores(
     return out, meta
 
 
-def _difficulty_by_row(table: pl.DataFrame, difficulty: pl.DataFrame, id_col: str) -> np.ndarray:
-    """Each row's difficulty_score from the difficulty table (NaN where it has none)."""
+def _split_rows(
+    table: pl.DataFrame,
+    passthrough: Passthrough | None,
+    *,
+    id_col: str,
+    split_col: str,
+    train_values: Sequence[str],
+    reference_values: Sequence[str] | None,
+    difficulty: pl.DataFrame | None,
+    source: str,
+    progress: Any,
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(the table, its ids normalized; the train rows; the reference rows; each row's difficulty
+    score or None), the ids checked (SPEC §4) and the difficulty read before the reduction: a wrong
+    file fails before UMAP runs. Where the Ray tasks read the ids and splits (`passthrough`), they
+    check and split them part by part (`split_by_tasks`) and the table lacks them."""
+    if passthrough is not None:
+        from kscore.plan.embeddings_ray import split_by_tasks
+
+        found = split_by_tasks(
+            passthrough.read, passthrough.parts, id_col, split_col, passthrough.id_dtype, train_values,
+            reference_values, source, progress,
+        )  # fmt: skip
+        passthrough.id_type = found.id_type
+        is_train, is_reference, duplicated = found.is_train, found.is_reference, found.duplicated
+        split_values: Callable[[], list[str]] = lambda: found.split_values  # noqa: E731
+    else:
+        for column, what, option in ((id_col, "id", "--id-col"), (split_col, "split", "--split-col")):
+            if column not in table.columns:
+                message = missing_column_message(source, column, table.columns, f"{what} column")
+                raise InputError(f"{message}; name it with {option}")
+        table = table.with_columns(normalize_ids(table.get_column(id_col), source))
+        duplicated = int(table.get_column(id_col).is_duplicated().sum())
+        split = table.get_column(split_col).cast(pl.String)
+        is_train = split.is_in(list(train_values)).fill_null(False).to_numpy()
+        if reference_values is None:
+            is_reference = ~is_train & split.is_not_null().to_numpy()
+        else:
+            is_reference = split.is_in(list(reference_values)).fill_null(False).to_numpy() & ~is_train
+        split_values = lambda: split.unique().drop_nulls().sort().head(8).to_list()  # noqa: E731
+    if duplicated:
+        raise InputError(f"{source}: column {id_col!r} has {duplicated} rows with a duplicated id")
+    if not is_train.any():
+        raise InputError(
+            f"no train rows: no {split_col!r} value is one of {list(train_values)} (values: {split_values()})"
+        )
+    if is_reference.sum() < 3:
+        raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
+    if difficulty is None:
+        return table, is_train, is_reference, None
+    scores = checked_difficulty(difficulty, id_col)
+    if passthrough is not None:
+        from kscore.plan.embeddings_ray import difficulty_by_tasks
+
+        column, matched = difficulty_by_tasks(
+            passthrough.read, passthrough.parts, id_col, passthrough.id_type, scores, joined_difficulty
+        )
+    else:
+        column, matched = joined_difficulty(table.select(id_col), scores)
+    unknown = scores.height - matched
+    if unknown:
+        _warn(f"{unknown} ids of the difficulty file are not in the embeddings; they are ignored")
+    reference_difficulty = column[is_reference]
+    missing = int(np.isnan(reference_difficulty).sum())
+    if missing == len(reference_difficulty):
+        id_type = table.schema[id_col] if passthrough is None else passthrough.id_type or passthrough.id_dtype
+        raise InputError(
+            f"--difficulty: none of the {missing} reference rows has a difficulty score: do the "
+            f"difficulty file's ids match the embeddings' ({id_type}) in {id_col!r}?"
+        )
+    if missing:
+        _warn(
+            f"{missing} reference rows have no difficulty score; they are left out of the "
+            "potential and local difficulty"
+        )
+    if np.nansum(reference_difficulty) == 0:
+        _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
+    return table, is_train, is_reference, column
+
+
+def checked_difficulty(difficulty: pl.DataFrame, id_col: str) -> pl.DataFrame:
+    """The difficulty table's ids (normalized) and scores (`__difficulty`), checked: its columns,
+    unique ids, scores in [0, 1]."""
     for column in (id_col, SCORE):
         if column not in difficulty.columns:
             raise InputError(
@@ -719,16 +790,21 @@ def _difficulty_by_row(table: pl.DataFrame, difficulty: pl.DataFrame, id_col: st
             f"--difficulty: column {SCORE!r} has {n_outside} values outside [0, 1] (e.g. {examples}); "
             "difficulty scores from kscore difficulty lie in [0, 1]"
         )
-    scores = pl.DataFrame([ids, values.alias("__difficulty")])
-    if scores.schema[id_col] != table.schema[id_col]:
-        common = pl.String if pl.String in (scores.schema[id_col], table.schema[id_col]) else pl.Int64
+    return pl.DataFrame([ids, values.alias("__difficulty")])
+
+
+def joined_difficulty(ids: pl.DataFrame, scores: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """(each of the unique `ids`' difficulty score, NaN where `scores` (`checked_difficulty`) has
+    none; how many of the scores' ids are among them)."""
+    id_col = ids.columns[0]
+    if scores.schema[id_col] != ids.schema[id_col]:
+        common = pl.String if pl.String in (scores.schema[id_col], ids.schema[id_col]) else pl.Int64
         scores = scores.with_columns(pl.col(id_col).cast(common, strict=False))
-        table = table.select(pl.col(id_col).cast(common, strict=False))
-    unknown = scores.join(table.select(id_col), on=id_col, how="anti").height
-    if unknown:
-        _warn(f"{unknown} ids of the difficulty file are not in the embeddings; they are ignored")
-    joined = table.select(id_col).join(scores, on=id_col, how="left", maintain_order="left")
-    return joined.get_column("__difficulty").fill_nan(None).to_numpy().astype(np.float64)
+        ids = ids.select(pl.col(id_col).cast(common, strict=False))
+    scores = scores.with_columns(pl.lit(True).alias("__found"))
+    joined = ids.join(scores, on=id_col, how="left", maintain_order="left")
+    matched = int(joined.get_column("__found").sum())
+    return joined.get_column("__difficulty").fill_nan(None).to_numpy().astype(np.float64), matched
 
 
 def _versions() -> dict[str, str]:
@@ -793,7 +869,7 @@ def _write_embed_scores(
     **options: Any,
 ) -> dict[str, Any]:
     from kscore.io import check_temp_dir, wants_dataset, write_table_atomic
-    from kscore.summaries import embed_summary
+    from kscore.summaries import EmbedSummary, embed_summary
 
     check_engine(engine)
     check_temp_dir(temp_dir)
@@ -817,19 +893,25 @@ def _write_embed_scores(
                 },
             }
         )
+        summary = EmbedSummary(
+            id_col, options.get("split_col", "split"), top=top, with_difficulty=difficulty is not None
+        )
+        chunks = None
         with stage(options.get("progress"), "write"):
             if dataset:
-                _write_dataset(enriched, out, meta, by_tasks, unread[0] if unread else None)
+                chunks = _write_dataset(enriched, out, meta, by_tasks, unread[0] if unread else None, summary)
             else:
                 write_table_atomic(enriched, out, meta)
-    return embed_summary(
-        enriched,
-        id_col,
-        options.get("split_col", "split"),
-        top=top,
-        output=str(out),
-        with_difficulty=difficulty is not None,
-    )
+    if chunks is None:  # the ids and splits are here
+        with_difficulty = summary.with_difficulty
+        return embed_summary(
+            enriched, id_col, summary.split_col, top=top, output=str(out), with_difficulty=with_difficulty
+        )
+    summary.add_scores(enriched)
+    for chunk in chunks:
+        summary.add_ranked(chunk)
+    train = enriched.filter(pl.col(REPRESENTATION).is_not_null())
+    return summary.result(lambda column: train.get_column(column).to_numpy(), output=str(out))
 
 
 def _tasks_write(engine: str) -> bool:
@@ -841,38 +923,50 @@ def _tasks_write(engine: str) -> bool:
 
 
 def _write_dataset(
-    table: pl.DataFrame, out: Path, meta: dict[str, Any], by_tasks: bool, unread: Passthrough | None = None
-) -> None:
+    table: pl.DataFrame,
+    out: Path,
+    meta: dict[str, Any],
+    by_tasks: bool,
+    unread: Passthrough | None = None,
+    ranked: Any = None,
+) -> list[Any] | None:
     """`table` as a dataset at `out`, `PART_ROWS` rows a part, the manifest last. `by_tasks`
     (`_tasks_write`, decided once with which columns are left `unread`): Ray's tasks write the parts
     (into a folder every node sees, or straight under an object-storage prefix), each reading its
-    slice of the `unread` columns from the input; else this process."""
+    slice of the `unread` columns from the input; else this process. Where the tasks read the ids
+    (`unread`), each also gives its part's chunk of the summary (`EmbedSummary.ranked` of `ranked`):
+    those chunks come back, in order."""
     from kscore.io import MANIFEST, metadata_tags, write_dataset_atomic, write_slices
     from kscore.jobs.common import object_storage_dataset
 
     if not by_tasks:
         write_dataset_atomic(out, lambda folder: write_slices(table, folder, meta), meta)
-        return
+        return None
     import json
 
-    from kscore.plan.embeddings_ray import write_parts_by_tasks
+    from kscore.plan.embeddings_ray import ColumnsFrom, write_parts_by_tasks
     from kscore.storage import options_in_use, publish_written
 
     tags = metadata_tags(meta)
-    columns = None if unread is None else (unread.scan, unread.order, unread.source)
+    columns = None
+    if unread is not None:
+        columns = ColumnsFrom(unread.scan, unread.order, unread.source, unread.id_split[0], unread.id_type)
+    else:
+        ranked = None
+    written: list[Any] = []
+
+    def write(folder: str, options: dict[str, str] | None) -> list[str]:
+        written.extend(write_parts_by_tasks(table, folder, tags, options, columns, ranked))
+        return [w[0] for w in written] if ranked is not None else list(written)
+
     remote = object_storage_dataset()
     if remote is None:
-        write_dataset_atomic(
-            out, lambda folder: write_parts_by_tasks(table, str(folder), tags, None, columns), meta
-        )
-        return
-    publish_written(
-        remote.target,
-        MANIFEST,
-        lambda prefix: write_parts_by_tasks(table, prefix, tags, options_in_use(), columns),
-        lambda: json.dumps(meta, default=str),
-    )
-    remote.published = True
+        write_dataset_atomic(out, lambda folder: write(str(folder), None), meta)
+    else:
+        publish_written(remote.target, MANIFEST, lambda prefix: write(prefix, options_in_use()),
+                        lambda: json.dumps(meta, default=str))  # fmt: skip
+        remote.published = True
+    return [w[1] for w in written] if ranked is not None else None
 
 
 def embed_scores(

@@ -438,27 +438,195 @@ def _route_part(
     return (len(rows), *pieces)
 
 
+# Ids a task of one range of id hashes holds at most, at about 32 bytes an id.
+ID_RANGE_BYTES = 256 * 1024**2
+
+PartReader = Callable[[list[str], EmbeddingPart], Any]  # (columns, part) -> a polars frame
+
+
+@dataclass
+class SplitRows:
+    """Each row's split, found by tasks reading the id and split columns part by part
+    (`split_by_tasks`): the rows the driver needs are its two masks, not the columns."""
+
+    is_train: np.ndarray
+    is_reference: np.ndarray
+    split_values: list[str]  # the first 8 distinct split values, sorted (for error messages)
+    id_type: Any  # the ids' type once normalized (`checked_id_type`; None: as read)
+    duplicated: int  # rows whose id another row has
+
+
+def split_by_tasks(
+    read: PartReader,
+    parts: Sequence[EmbeddingPart],
+    id_col: str,
+    split_col: str,
+    id_dtype: Any,
+    train_values: Sequence[str],
+    reference_values: Sequence[str] | None,
+    source: str,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> SplitRows:
+    """The split of every row and the check of its id, each part's read by a task: the ids' facts
+    added up in row order give `normalize_ids`' errors (InputError), and tasks of ranges of the
+    ids' hashes count the repeated ids. `id_dtype`: the id column's type (for an input of no
+    rows)."""
+    from kscore.core.align import IdFacts, checked_id_type
+
+    ray = ray_module()
+    task = ray.remote(num_cpus=1)(_split_part)
+    refs = [task.remote(read, p, id_col, split_col, list(train_values), reference_values) for p in parts]
+    found = gathered(ray, refs, stage_done(progress, "read ids and splits (ray)"))
+    facts = IdFacts(id_col, id_dtype)
+    if found:
+        facts = found[0][0]
+        for part_facts, *_ in found[1:]:
+            facts = facts.merged(part_facts)
+    id_type = checked_id_type(facts, source)
+    empty = np.empty(0, dtype=bool)
+    is_train = np.concatenate([f[1] for f in found]) if found else empty
+    is_reference = np.concatenate([f[2] for f in found]) if found else empty
+    values = sorted(set().union(*(f[3] for f in found)))[:8]
+    duplicated = _duplicated_ids(read, parts, id_col, id_type)
+    return SplitRows(is_train, is_reference, values, id_type, duplicated)
+
+
+def _read_columns(read: PartReader, columns: list[str], part: EmbeddingPart) -> Any:
+    frame = read(columns, part)
+    if frame.height != part.length:
+        raise InputError(
+            f"the ids' rows {part.offset}..{part.offset + part.length - 1} read as {frame.height} rows "
+            "(did the input change while it was read?)"
+        )
+    return frame
+
+
+def _split_part(
+    read: PartReader,
+    part: EmbeddingPart,
+    id_col: str,
+    split_col: str,
+    train_values: list[str],
+    reference_values: list[str] | None,
+) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
+    """One part's id facts, train and reference masks, and first 8 distinct split values."""
+    import polars as pl
+
+    from kscore.core.align import IdFacts
+
+    frame = _read_columns(read, [id_col, split_col], part)
+    split = frame.get_column(split_col).cast(pl.String)
+    is_train = split.is_in(train_values).fill_null(False).to_numpy()
+    if reference_values is None:
+        is_reference = ~is_train & split.is_not_null().to_numpy()
+    else:
+        is_reference = split.is_in(reference_values).fill_null(False).to_numpy() & ~is_train
+    values = split.unique().drop_nulls().sort().head(8).to_list()
+    return IdFacts.of(frame.get_column(id_col)), is_train, is_reference, values
+
+
+def _duplicated_ids(read: PartReader, parts: Sequence[EmbeddingPart], id_col: str, id_type: Any) -> int:
+    """How many rows have an id another row has: each part's ids sent by range of their hashes to
+    the task of that range, which counts them."""
+    ray = ray_module()
+    count = sum(part.length for part in parts)
+    ranges = max(1, -(-count * 32 // ID_RANGE_BYTES))
+    task = ray.remote(num_cpus=1)(_id_pieces)
+    pieces = [task.options(num_returns=ranges).remote(read, p, id_col, id_type, ranges) for p in parts]
+    pieces = [p if ranges > 1 else [p] for p in pieces]
+    counter = ray.remote(num_cpus=1)(_duplicated_in_range)
+    refs = [counter.remote(*(p[r] for p in pieces)) for r in range(ranges)]
+    del pieces
+    return sum(gathered(ray, refs))
+
+
+def _id_pieces(read: PartReader, part: EmbeddingPart, id_col: str, id_type: Any, ranges: int) -> Any:
+    """The part's normalized ids, cut by range of their hashes (one piece a range)."""
+    from kscore.core.align import with_id_type
+
+    ids = with_id_type(_read_columns(read, [id_col], part).get_column(id_col), id_type)
+    if ranges == 1:
+        return ids
+    hashes = ids.hash(seed=0).to_numpy()
+    range_of = ((hashes >> np.uint64(32)) * np.uint64(ranges)) >> np.uint64(32)
+    order = np.argsort(range_of, kind="stable")
+    bounds = np.searchsorted(range_of[order], np.arange(ranges + 1))
+    return tuple(ids.gather(order[a:b]) for a, b in itertools.pairwise(bounds))
+
+
+def _duplicated_in_range(*pieces: Any) -> int:
+    import polars as pl
+
+    return int(pl.concat(pieces).is_duplicated().sum()) if pieces else 0
+
+
+def difficulty_by_tasks(
+    read: PartReader,
+    parts: Sequence[EmbeddingPart],
+    id_col: str,
+    id_type: Any,
+    scores: Any,
+    join: Callable[[Any, Any], tuple[np.ndarray, int]],
+) -> tuple[np.ndarray, int]:
+    """Each row's difficulty score, each part's ids read and joined with `scores` (checked, in the
+    object store once) by `join` in a task; and how many of the scores' ids were found."""
+    ray = ray_module()
+    task = ray.remote(num_cpus=1)(_difficulty_part)
+    shared = ray.put(scores)
+    found = gathered(ray, [task.remote(read, p, id_col, id_type, shared, join) for p in parts])
+    values = np.concatenate([f[0] for f in found]) if found else np.empty(0)
+    return values, sum(f[1] for f in found)
+
+
+def _difficulty_part(
+    read: PartReader,
+    part: EmbeddingPart,
+    id_col: str,
+    id_type: Any,
+    scores: Any,
+    join: Callable[[Any, Any], tuple[np.ndarray, int]],
+) -> tuple[np.ndarray, int]:
+    from kscore.core.align import with_id_type
+
+    ids = with_id_type(_read_columns(read, [id_col], part).get_column(id_col), id_type)
+    return join(ids.to_frame(), scores)
+
+
 def write_parts_by_tasks(
     table: Any,
     folder: str,
     tags: dict[str, str],
     storage_options: dict[str, str] | None = None,
-    columns_from: tuple[Any, list[str], str] | None = None,
-) -> list[str]:
+    columns_from: ColumnsFrom | None = None,
+    ranked: Any = None,
+) -> list[Any]:
     """`table` (a polars frame) as the parts of a dataset under `folder` (a folder every node sees,
     or an object-storage prefix), one Ray task writing each part: the parts `kscore.io.write_slices`
     writes on one machine (`table_slices`). Each slice reaches its task through the object store as
-    Arrow. `columns_from` (a scan of the input's other columns, the output's column order, the
-    input's name): each task reads its slice of those columns itself and puts them in that order.
-    The paths written come back, in order."""
+    Arrow. `columns_from`: each task reads its slice of the input's other columns itself and puts
+    them in the output's order. The paths written come back, in order; with `ranked` (an empty
+    `EmbedSummary`), each with its part's `ranked` chunk of the summary."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(_write_part)
     refs = [
         task.remote(to_store(table.slice(start, length)), f"{folder.rstrip('/')}/{part_name(number)}",
-                    tags, storage_options, columns_from, start)
+                    tags, storage_options, columns_from, start, ranked)
         for number, (start, length) in enumerate(table_slices(table.height))
     ]  # fmt: skip
     return gathered(ray, refs)
+
+
+@dataclass(frozen=True)
+class ColumnsFrom:
+    """The input's columns the tasks writing the parts read: `scan` (those columns), the output's
+    column order, the input's name, and the id column with the type its ids are given (None: as
+    read)."""
+
+    scan: Any
+    order: list[str]
+    source: str
+    id_col: str | None = None
+    id_type: Any = None
 
 
 def _write_part(
@@ -466,18 +634,22 @@ def _write_part(
     path: str,
     tags: dict[str, str],
     storage_options: dict[str, str] | None,
-    columns_from: tuple[Any, list[str], str] | None = None,
+    columns_from: ColumnsFrom | None = None,
     start: int = 0,
-) -> str:
-    """One part: its rows (Arrow), and its slice of the input's other columns where asked for."""
+    ranked: Any = None,
+) -> Any:
+    """One part: its rows (Arrow), and its slice of the input's other columns where asked for; its
+    path, with its summary chunk where `ranked` is given."""
     import polars as pl
+
+    from kscore.core.align import with_id_type
 
     part = from_store(arrow)
     with using(storage_options):
         if columns_from is not None:
-            scan, order, source = columns_from
+            source = columns_from.source
             try:
-                others = scan.slice(start, part.height).collect()
+                others = columns_from.scan.slice(start, part.height).collect()
             except (OSError, pl.exceptions.PolarsError) as exc:
                 raise InputError(f"{source}: cannot read on node {node_name()}: {first_line(exc)}") from None
             if others.height != part.height:
@@ -485,11 +657,14 @@ def _write_part(
                     f"{source}: rows {start}..{start + part.height - 1} read as {others.height} rows "
                     "(did the input change while it was read?)"
                 )
-            part = part.hstack(others.get_columns()).select(order)
+            if columns_from.id_col is not None:
+                ids = with_id_type(others.get_column(columns_from.id_col), columns_from.id_type)
+                others = others.with_columns(ids)
+            part = part.hstack(others.get_columns()).select(columns_from.order)
         try:
             part.write_parquet(path, metadata=tags, **polars_options(path))
         except OSError as exc:
             raise OutputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
         except pl.exceptions.PolarsError as exc:  # object storage's failures come as polars errors
             raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
-    return path
+    return path if ranked is None else (path, ranked.ranked(part))

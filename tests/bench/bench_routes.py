@@ -34,6 +34,15 @@ driver in parts of `PART_ROWS` rows (the local engine since 0.8.13) and by Ray t
 (the ray engine since 0.8.13), alternated: the wall time and the driver's own CPU.
 
     python tests/bench/bench_routes.py /tmp/routes --rows 10000000 --write --repeats 5
+
+With `--ids ADDRESS`: the rows' split and the check of their ids (SPEC section 4) two ways, alternated,
+each run in a fresh process connected to the Ray instance at ADDRESS (`ray start --head` first): the
+driver reads the id and split columns and checks them (0.8.15, and still where the driver writes
+the output) against tasks reading them part by part (`split_by_tasks`, 0.8.16): the wall time and
+the driver's peak RSS over its RSS before the stage. `--text-ids`: ids like "doc-00000001234".
+
+    ray start --head --port 6390 --num-cpus 2
+    python tests/bench/bench_routes.py /tmp/routes --rows 10000000 --dim 64 --ids 127.0.0.1:6390 --repeats 3
 """
 
 from __future__ import annotations
@@ -252,6 +261,100 @@ def write_runs(folder: Path, rows: int, repeats: int) -> None:
         )
 
 
+def make_ids(folder: Path, rows: int, dim: int, text_ids: bool) -> Path:
+    """`make`'s input with no repeated rows, its ids as text where asked for."""
+    path = folder / f"ids_{rows}x{dim}{'_text' if text_ids else ''}.parquet"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    writer = None
+    for start in range(0, rows, 250_000):
+        n = min(250_000, rows - start)
+        part = pl.from_arrow(embedding_part(start, rng.normal(0, 1, size=(n, dim)).astype(np.float32), rng))
+        assert isinstance(part, pl.DataFrame)
+        if text_ids:
+            part = part.with_columns(
+                pl.format("doc-{}", pl.col("id").cast(pl.String).str.zfill(11)).alias("id")
+            )
+        arrow = part.to_arrow()
+        if writer is None:
+            writer = pq.ParquetWriter(path.with_suffix(".partial"), arrow.schema)
+        writer.write_table(arrow, row_group_size=50_000)
+    assert writer is not None
+    writer.close()
+    path.with_suffix(".partial").rename(path)
+    return path
+
+
+def ids_one(path: Path, dim: int, way: str, address: str) -> None:
+    """One split of the rows (`way`: "driver" or "tasks"), in this fresh process: prints its wall
+    time and the driver's peak RSS over its RSS before it, as JSON."""
+    import functools
+    import json
+
+    import ray
+
+    from kscore.jobs.embed_scores import _split_rows, read_part_columns
+    from kscore.plan.embeddings_ray import parts_of_groups, split_by_tasks
+
+    ray.init(address=address, log_to_driver=False)
+    table = pl.scan_parquet(path)
+    metadata = pq.ParquetFile(path).metadata
+    parts = parts_of_groups([metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)], dim)
+    with DriverPeak() as peak:
+        start = time.perf_counter()
+        if way == "driver":
+            others = table.select("id", "split").collect()
+            _, is_train, _, _ = _split_rows(
+                others, None, id_col="id", split_col="split", train_values=["train"], reference_values=None,
+                difficulty=None, source=str(path), progress=None,
+            )  # fmt: skip
+        else:
+            reader = functools.partial(read_part_columns, table, str(path), str(path))
+            id_dtype = table.collect_schema()["id"]
+            found = split_by_tasks(reader, parts, "id", "split", id_dtype, ["train"], None, str(path))
+            is_train = found.is_train
+        wall = time.perf_counter() - start
+    ray.shutdown()
+    print(
+        json.dumps({"wall": wall, "driver MiB": peak.mib, "train": int(is_train.sum()), "parts": len(parts)})
+    )
+
+
+def ids_runs(path: Path, dim: int, address: str, repeats: int) -> None:
+    """`ids_one` both ways, alternated, each in a fresh process; a first round not counted."""
+    import json
+    import subprocess
+    import sys
+
+    runs: dict[str, list[dict[str, float]]] = {"driver": [], "tasks": []}
+    for round_ in range(repeats + 1):
+        for way in runs:
+            command = [
+                sys.executable,
+                __file__,
+                str(path.parent),
+                "--ids-one",
+                way,
+                str(path),
+                "--dim",
+                str(dim),
+            ]
+            out = subprocess.run([*command, "--ids", address], check=True, capture_output=True, text=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            print(way, result, flush=True)
+            if round_:
+                runs[way].append(result)
+    for way, results in runs.items():
+        walls = [r["wall"] for r in results]
+        peaks = [r["driver MiB"] for r in results]
+        print(
+            f"{way}: wall median {statistics.median(walls):.2f} s ({', '.join(f'{w:.2f}' for w in walls)}), "
+            f"driver peak median {statistics.median(peaks):.0f} MiB ({', '.join(f'{p:.0f}' for p in peaks)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
@@ -267,8 +370,18 @@ def main() -> None:
         "--slots", action="store_true", help="the route: runs of slots or every row's batch and slot"
     )
     parser.add_argument("--write", action="store_true", help="the output: by the driver or the tasks")
+    parser.add_argument("--ids", metavar="ADDRESS", help="the split of the rows: by the driver or the tasks")
+    parser.add_argument("--text-ids", action="store_true", help="with --ids: text ids")
+    parser.add_argument("--ids-one", nargs=2, metavar=("WAY", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     import ray
+
+    if args.ids_one:
+        ids_one(Path(args.ids_one[1]), args.dim, args.ids_one[0], args.ids)
+        return
+    if args.ids:
+        ids_runs(make_ids(args.folder, args.rows, args.dim, args.text_ids), args.dim, args.ids, args.repeats)
+        return
 
     if args.write:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
