@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kscore.core.align import _UNWRITTEN, align_by_id, normalize_ids, place_dense
+from kscore.core.align import _UNWRITTEN, IdFacts, align_by_id, checked_id_type, normalize_ids, place_dense
 from kscore.errors import InputError
 
 
@@ -147,6 +147,51 @@ def test_normalized_ids_keep_their_values(values, dtype, expected, expected_dtyp
 def test_bad_ids_name_the_file_and_the_count(values, dtype, message):
     with pytest.raises(InputError, match=f"f.csv: column 'id' has {message}|f.csv: column 'id' .*{message}"):
         normalize_ids(pl.Series("id", values, dtype=dtype), "f.csv")
+
+
+def _decision(check) -> object:
+    """The type `check()` gives, or the message it raises."""
+    try:
+        return check()
+    except InputError as exc:
+        return str(exc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(
+        [
+            ([1.0, None, 2.5, 3.0, None, 4.5, 5.5, float("inf")], pl.Float64),
+            ([1.5, 2.0, 3.25, 4.0, 5.75, 6.5, 7.0, 8.0], pl.Float64),
+            ([1.0, 2.0, 2.0**53 + 2, 4.0, -(2.0**54), 6.0], pl.Float64),
+            ([1.0, 2.0, 3.0, 4.0, -5.0], pl.Float64),
+            ([2**63, 5, 7, 2**64 - 1, 0], pl.UInt64),
+            ([1, 2, 3, 4, 5], pl.UInt64),
+            ([2**64, 1, -(2**63) - 1, 3], pl.Int128),
+            ([-(2**63), 1, 2**63 - 1, 3], pl.Int128),
+            (["a", "NaN", "b", " -nan ", "c"], pl.String),
+            (["a", None, "b", None], pl.String),
+            ([1, None, 3], pl.Int32),
+        ]
+    ),
+    st.lists(st.integers(0, 8), max_size=4),
+)
+def test_id_facts_of_pieces_added_in_order_decide_as_the_whole_column(case, cuts):
+    """A column cut into pieces (some empty), each piece's facts merged in row order: the same type,
+    or the same error with the same counts and examples, as the whole column."""
+    values, dtype = case
+    ids = pl.Series("id", values, dtype=dtype)
+    bounds = [0, *sorted(min(c, len(ids)) for c in cuts), len(ids)]
+    pieces = [IdFacts.of(ids.slice(a, b - a)) for a, b in itertools.pairwise(bounds)]
+    merged = pieces[0]
+    for piece in pieces[1:]:
+        merged = merged.merged(piece)
+    whole = _decision(lambda: checked_id_type(IdFacts.of(ids), "f.csv"))
+    assert _decision(lambda: checked_id_type(merged, "f.csv")) == whole
+
+
+def test_an_empty_column_of_a_wide_integer_type_is_typed_not_an_error():
+    assert normalize_ids(pl.Series("id", [], dtype=pl.UInt64), "f.csv").dtype == pl.Int64
 
 
 def test_ids_above_two_to_the_63_match_across_files():

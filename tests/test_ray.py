@@ -945,6 +945,48 @@ def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_e
     )
 
 
+@pytest.mark.parametrize("ids", ["text ids, integer difficulty ids", "integer ids, one too wide"])
+def test_the_difficulty_file_is_joined_by_ranges_of_id_hashes_as_on_one_machine(
+    tmp_path: Path, cluster, small_routes, ids: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks join `--difficulty` by ranges of the ids' hashes (here 4, the scores cut the same
+    way on the driver), comparing ids of two types as on one machine: text with integers as text,
+    a UInt64 id beyond Int64 matching nothing. Oracle: the local engine's column and warnings."""
+    import kscore.io
+    from kscore.plan import embeddings_ray
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
+    monkeypatch.setattr(embeddings_ray, "ID_RANGE_BYTES", 3000 * 32)
+    base = pl.read_parquet(_embeddings_with_duplicates(tmp_path))
+    path = tmp_path / "ids.parquet"
+    rng = np.random.default_rng(3)
+    scored = rng.choice(6000, 4000, replace=False)
+    if ids.startswith("text"):
+        base = base.with_columns(pl.col("id").cast(pl.String))
+        difficulty = pl.DataFrame(
+            {"id": np.append(scored, [7001, 7002]), "difficulty_score": rng.random(4002)}
+        )
+    else:
+        wide = pl.Series("id", [*scored.tolist(), 2**64 - 5], dtype=pl.UInt64)
+        difficulty = pl.DataFrame({"id": wide, "difficulty_score": rng.random(4001)})
+    base.write_parquet(path, row_group_size=800)
+    difficulty_path = tmp_path / "difficulty.parquet"
+    difficulty.write_parquet(difficulty_path)
+    found = {
+        engine: kscore.embed_scores(
+            path, f"{tmp_path}/{engine}/", difficulty=difficulty_path, fit_sample=1000, engine=engine
+        )
+        for engine in ("local", "ray")
+    }
+    assert found["ray"]["warnings"] == found["local"]["warnings"]
+    assert any(
+        "ids of the difficulty file are not in the embeddings" in w for w in found["local"]["warnings"]
+    )
+    local, on_ray = (pl.read_parquet(tmp_path / engine / "*.parquet") for engine in ("local", "ray"))
+    assert on_ray.select("id", "difficulty_score").equals(local.select("id", "difficulty_score"))
+    assert local.get_column("difficulty_score").null_count() == 2000
+
+
 def _null_ids(table: pl.DataFrame) -> pl.DataFrame:
     rows = [5, 3000, 5900]
     return table.with_columns(

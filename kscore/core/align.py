@@ -151,6 +151,14 @@ def checked_id_type(facts: IdFacts, label: str) -> pl.DataType | None:
     return None
 
 
+def joined_id_type(left: pl.DataType, right: pl.DataType) -> pl.DataType:
+    """The type two files' normalized ids are compared in: theirs where they agree, text where
+    either is text, else Int64 (an id that does not fit it matches nothing)."""
+    if left == right:
+        return left
+    return pl.String if pl.String in (left, right) else pl.Int64
+
+
 def with_id_type(ids: pl.Series, dtype: pl.DataType | None) -> pl.Series:
     """`ids` as `checked_id_type` typed them."""
     return ids if dtype is None or ids.dtype == dtype else ids.cast(dtype)

@@ -21,7 +21,7 @@ import polars as pl
 
 from kscore._version import __version__
 from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
-from kscore.core.align import normalize_ids
+from kscore.core.align import joined_id_type, normalize_ids
 from kscore.core.reduction import FIT_SAMPLE
 from kscore.engines import Executor, check_engine, make_executor
 from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
@@ -740,9 +740,8 @@ def _split_rows(
     if passthrough is not None:
         from kscore.plan.embeddings_ray import difficulty_by_tasks
 
-        column, matched = difficulty_by_tasks(
-            passthrough.read, passthrough.parts, id_col, passthrough.id_type, scores, joined_difficulty
-        )
+        id_type = passthrough.id_type or passthrough.id_dtype
+        column, matched = difficulty_by_tasks(passthrough.read, passthrough.parts, id_col, id_type, scores)
     else:
         column, matched = joined_difficulty(table.select(id_col), scores)
     unknown = scores.height - matched
@@ -798,7 +797,7 @@ def joined_difficulty(ids: pl.DataFrame, scores: pl.DataFrame) -> tuple[np.ndarr
     none; how many of the scores' ids are among them)."""
     id_col = ids.columns[0]
     if scores.schema[id_col] != ids.schema[id_col]:
-        common = pl.String if pl.String in (scores.schema[id_col], ids.schema[id_col]) else pl.Int64
+        common = joined_id_type(ids.schema[id_col], scores.schema[id_col])
         scores = scores.with_columns(pl.col(id_col).cast(common, strict=False))
         ids = ids.select(pl.col(id_col).cast(common, strict=False))
     scores = scores.with_columns(pl.lit(True).alias("__found"))

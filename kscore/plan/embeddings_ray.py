@@ -529,35 +529,72 @@ def _duplicated_ids(read: PartReader, parts: Sequence[EmbeddingPart], id_col: st
     """How many rows have an id another row has: each part's ids sent by range of their hashes to
     the task of that range, which counts them."""
     ray = ray_module()
-    count = sum(part.length for part in parts)
-    ranges = max(1, -(-count * 32 // ID_RANGE_BYTES))
-    task = ray.remote(num_cpus=1)(_id_pieces)
-    pieces = [task.options(num_returns=ranges).remote(read, p, id_col, id_type, ranges) for p in parts]
-    pieces = [p if ranges > 1 else [p] for p in pieces]
+    ranges = _id_ranges(sum(part.length for part in parts))
+    pieces = _cut_ids(read, parts, id_col, id_type, id_type, ranges)
     counter = ray.remote(num_cpus=1)(_duplicated_in_range)
-    refs = [counter.remote(*(p[r] for p in pieces)) for r in range(ranges)]
+    refs = [counter.remote(id_col, *(p[r] for p in pieces)) for r in range(ranges)]
     del pieces
     return sum(gathered(ray, refs))
 
 
-def _id_pieces(read: PartReader, part: EmbeddingPart, id_col: str, id_type: Any, ranges: int) -> Any:
-    """The part's normalized ids, cut by range of their hashes (one piece a range)."""
+def _id_ranges(rows: int) -> int:
+    """Ranges of id hashes for `rows` ids: a range's task holds `ID_RANGE_BYTES` of them at most."""
+    return max(1, -(-rows * 32 // ID_RANGE_BYTES))
+
+
+def _cut_ids(
+    read: PartReader, parts: Sequence[EmbeddingPart], id_col: str, id_type: Any, common: Any, ranges: int
+) -> list[list[Any]]:
+    """[part][range]: the part's ids (checked as `id_type`, compared as `common`) in that range of
+    their hashes, each with its row in the part, in the object store."""
+    ray = ray_module()
+    task = ray.remote(num_cpus=1)(_id_pieces)
+    pieces = [
+        task.options(num_returns=ranges).remote(read, p, id_col, id_type, common, ranges) for p in parts
+    ]
+    return [p if ranges > 1 else [p] for p in pieces]
+
+
+def _range_of(ids: Any, ranges: int) -> np.ndarray:
+    """Each id's range of hash values (`ranges` equal spans of the top 32 bits of polars' hash)."""
+    hashes = ids.hash(seed=0).to_numpy()
+    return (((hashes >> np.uint64(32)) * np.uint64(ranges)) >> np.uint64(32)).astype(np.int64)
+
+
+def _by_range(frame: Any, ids: Any, ranges: int) -> tuple[Any, ...]:
+    """The rows of `frame` by the range of `ids` (its id column), each range's in their order."""
+    if ranges == 1:
+        return (frame,)
+    range_of = _range_of(ids, ranges)
+    order = np.argsort(range_of, kind="stable")
+    bounds = np.searchsorted(range_of[order], np.arange(ranges + 1))
+    return tuple(frame[order[a:b]] for a, b in itertools.pairwise(bounds))
+
+
+def _id_pieces(
+    read: PartReader, part: EmbeddingPart, id_col: str, id_type: Any, common: Any, ranges: int
+) -> Any:
+    """The part's ids (normalized as `id_type`, then cast to `common` to be compared with another
+    file's) and their rows in the part, cut by range of their hashes (one piece a range)."""
+    import polars as pl
+
     from kscore.core.align import with_id_type
 
     ids = with_id_type(_read_columns(read, [id_col], part).get_column(id_col), id_type)
-    if ranges == 1:
-        return ids
-    hashes = ids.hash(seed=0).to_numpy()
-    range_of = ((hashes >> np.uint64(32)) * np.uint64(ranges)) >> np.uint64(32)
-    order = np.argsort(range_of, kind="stable")
-    bounds = np.searchsorted(range_of[order], np.arange(ranges + 1))
-    return tuple(ids.gather(order[a:b]) for a, b in itertools.pairwise(bounds))
+    if common is not None and ids.dtype != common:
+        ids = ids.cast(common, strict=False)
+    frame = pl.DataFrame([ids, pl.Series(_ROW, np.arange(len(ids), dtype=np.int64))])
+    pieces = _by_range(frame, ids, ranges)
+    return pieces[0] if ranges == 1 else pieces
 
 
-def _duplicated_in_range(*pieces: Any) -> int:
+_ROW = "__row"
+
+
+def _duplicated_in_range(id_col: str, *pieces: Any) -> int:
     import polars as pl
 
-    return int(pl.concat(pieces).is_duplicated().sum()) if pieces else 0
+    return int(pl.concat(pieces).get_column(id_col).is_duplicated().sum()) if pieces else 0
 
 
 def difficulty_by_tasks(
@@ -566,30 +603,61 @@ def difficulty_by_tasks(
     id_col: str,
     id_type: Any,
     scores: Any,
-    join: Callable[[Any, Any], tuple[np.ndarray, int]],
 ) -> tuple[np.ndarray, int]:
-    """Each row's difficulty score, each part's ids read and joined with `scores` (checked, in the
-    object store once) by `join` in a task; and how many of the scores' ids were found."""
+    """Each row's difficulty score (NaN where `scores`, checked, has none) and how many of the
+    scores' ids were found. Each part's ids go by range of their hashes to the task of that range,
+    with the scores of that range (cut here): no task holds all the scores or all the ids. A task
+    of each part then puts its rows' values in order."""
+    import polars as pl
+
+    from kscore.core.align import joined_id_type
+
+    if not parts:
+        return np.empty(0), 0
     ray = ray_module()
-    task = ray.remote(num_cpus=1)(_difficulty_part)
-    shared = ray.put(scores)
-    found = gathered(ray, [task.remote(read, p, id_col, id_type, shared, join) for p in parts])
-    values = np.concatenate([f[0] for f in found]) if found else np.empty(0)
-    return values, sum(f[1] for f in found)
+    common = joined_id_type(id_type, scores.schema[id_col])
+    scores = scores.with_columns(pl.col(id_col).cast(common, strict=False))
+    ranges = _id_ranges(sum(part.length for part in parts) + scores.height)
+    pieces = _cut_ids(read, parts, id_col, id_type, common, ranges)
+    join = ray.remote(num_cpus=1)(_join_range)
+    matched, joined = [], []
+    for r, range_scores in enumerate(_by_range(scores, scores.get_column(id_col), ranges)):
+        found, *by_part = join.options(num_returns=len(parts) + 1).remote(
+            range_scores, id_col, *(p[r] for p in pieces)
+        )
+        matched.append(found)
+        joined.append(by_part)
+    del pieces
+    place = ray.remote(num_cpus=1)(_placed_values)
+    refs = [place.remote(part.length, *(j[k] for j in joined)) for k, part in enumerate(parts)]
+    del joined
+    values = gathered(ray, refs)
+    return np.concatenate(values), sum(gathered(ray, matched))
 
 
-def _difficulty_part(
-    read: PartReader,
-    part: EmbeddingPart,
-    id_col: str,
-    id_type: Any,
-    scores: Any,
-    join: Callable[[Any, Any], tuple[np.ndarray, int]],
-) -> tuple[np.ndarray, int]:
-    from kscore.core.align import with_id_type
+def _join_range(scores: Any, id_col: str, *pieces: Any) -> Any:
+    """How many of the range's `scores` were found, then for each part's piece of ids (in the
+    parts' order) its rows and their scores (NaN where none)."""
+    import polars as pl
 
-    ids = with_id_type(_read_columns(read, [id_col], part).get_column(id_col), id_type)
-    return join(ids.to_frame(), scores)
+    ids = pl.concat([piece.select(id_col) for piece in pieces])
+    marked = scores.with_columns(pl.lit(True).alias("__found"))
+    joined = ids.join(marked, on=id_col, how="left", maintain_order="left")
+    values = joined.get_column("__difficulty").fill_nan(None).to_numpy().astype(np.float64)
+    out: list[Any] = [int(joined.get_column("__found").sum())]
+    start = 0
+    for piece in pieces:
+        out.append((piece.get_column(_ROW).to_numpy(), values[start : start + piece.height]))
+        start += piece.height
+    return tuple(out)
+
+
+def _placed_values(length: int, *pieces: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A part's values in its rows' order, from each range's (rows, values)."""
+    out = np.full(length, np.nan)
+    for rows, values in pieces:
+        out[rows] = values
+    return out
 
 
 def write_parts_by_tasks(
