@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -795,23 +796,27 @@ def _no_driver_writes(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_ray_tasks_write_the_parts_of_an_embed_scores_dataset(
     tmp_path: Path, cluster, s3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`embed-scores -o DIR/` and `-o s3://.../prefix/` on Ray: the tasks write the parts (the
-    driver neither writes nor uploads one) and the manifest goes last; part by part, the rows are
-    the local engine's (the map bitwise, the scores to 1e-12), each part with the run's metadata."""
+    """`embed-scores -o DIR/` and `-o s3://.../prefix/` on Ray (the embeddings and `--difficulty`
+    in S3 too, which the tasks read): the tasks write the parts (the driver neither writes nor
+    uploads one) and the manifest goes last; part by part, the rows are the local engine's (the map
+    and the difficulty bitwise, the scores to 1e-12), each part with the run's metadata."""
     import kscore.io
     from kscore.io import MANIFEST, read_kscore_metadata
 
     monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
     path = _embeddings_with_duplicates(tmp_path)
-    write_embed_scores(path, f"{tmp_path}/local/", fit_sample=1000)
+    difficulty = _difficulty_of(tmp_path, np.arange(0, 6000, 3))
+    write_embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, fit_sample=1000)
     local = sorted((tmp_path / "local").glob("part-*.parquet"))
     assert len(local) == 3  # 6000 rows
     options = _s3_options(s3)
+    inputs = {name: s3.upload(p, f"embed-in/{p.name}") for name, p in (("e", path), ("d", difficulty))}
     _no_driver_writes(monkeypatch)
-    write_embed_scores(path, f"{tmp_path}/ray/", fit_sample=1000, engine="ray")
+    write_embed_scores(path, f"{tmp_path}/ray/", difficulty=difficulty, fit_sample=1000, engine="ray")
     summary = write_embed_scores(
-        path, s3.url("embed-ray/"), fit_sample=1000, engine="ray", storage_options=options
-    )
+        inputs["e"], s3.url("embed-ray/"), difficulty=inputs["d"], fit_sample=1000, engine="ray",
+        storage_options=options,
+    )  # fmt: skip
     monkeypatch.undo()
     assert summary["output"] == s3.url("embed-ray/")
     keys = s3.keys("embed-ray")
@@ -825,15 +830,29 @@ def test_ray_tasks_write_the_parts_of_an_embed_scores_dataset(
             pl.read_parquet(folder[number]),
             pl.read_parquet(s3.url(keys[number + 1]), storage_options=readable),
         ):
-            assert written.select("id", "split", "map_x", "map_y").equals(
-                expected.select("id", "split", "map_x", "map_y")
-            )
+            exact = ["id", "split", "map_x", "map_y", "difficulty_score"]
+            assert written.select(exact).equals(expected.select(exact))
             for column in ("representation_score", "local_difficulty", "potential_difficulty_score"):
                 if column in expected.columns:
                     x, y = expected[column].to_numpy(), written[column].to_numpy()
                     np.testing.assert_allclose(y, x, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
         metadata = read_kscore_metadata(folder[number])
         assert metadata == read_kscore_metadata(tmp_path / "ray") and metadata["rows"]["total"] == 6000
+
+
+def _collected_columns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """From now on, the columns of every frame this process collects from a LazyFrame (its
+    reads), in a list."""
+    collected: list[list[str]] = []
+    collect = pl.LazyFrame.collect
+
+    def spy(self, *args, **kwargs):
+        frame = collect(self, *args, **kwargs)
+        collected.append(frame.columns)
+        return frame
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    return collected
 
 
 def test_the_tasks_that_write_the_parts_read_the_inputs_other_columns(
@@ -857,15 +876,7 @@ def test_the_tasks_that_write_the_parts_read_the_inputs_other_columns(
         pl.lit(0.5).alias("map_x"),
     ).write_parquet(path, row_group_size=800)
     write_embed_scores(path, f"{tmp_path}/local/", fit_sample=1000)
-    collected: list[list[str]] = []
-    collect = pl.LazyFrame.collect
-
-    def spy(self, *args, **kwargs):
-        frame = collect(self, *args, **kwargs)
-        collected.append(frame.columns)
-        return frame
-
-    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    collected = _collected_columns(monkeypatch)
     write_embed_scores(path, f"{tmp_path}/ray/", fit_sample=1000, engine="ray")
     monkeypatch.undo()
     assert collected and not any("text" in columns or "label" in columns for columns in collected)
@@ -893,11 +904,11 @@ def _difficulty_of(tmp_path: Path, ids: np.ndarray, unknown: int = 0) -> Path:
 def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_engines(
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On Ray with `-o DIR/`, the driver reads neither the id nor the split column: tasks check the
-    ids (float ids become integers), split the rows, join the difficulty file and count repeated
-    ids by ranges of their hashes; the tasks writing the parts give the summary its split counts and
-    notable rows (tied scores of repeated embeddings broken by id). Oracle: the local engine's
-    parts, summary and warnings."""
+    """On Ray with `-o DIR/`, the driver reads neither the id nor the split column, nor the
+    difficulty file's rows: tasks check the ids (float ids become integers), split the rows, read
+    the difficulty file, count repeated ids and join the scores by ranges of the ids' hashes; the
+    tasks writing the parts give the summary its split counts and notable rows (tied scores of
+    repeated embeddings broken by id). Oracle: the local engine's parts, summary and warnings."""
     import kscore.io
     from kscore.plan import embeddings_ray
 
@@ -908,21 +919,12 @@ def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_e
     base.with_columns(pl.col("id").cast(pl.Float64)).write_parquet(path, row_group_size=800)
     difficulty = _difficulty_of(tmp_path, np.arange(0, 6000, 2), unknown=7)
     local = kscore.embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, fit_sample=1000, top=4000)
-    collected: list[list[str]] = []
-    collect = pl.LazyFrame.collect
-
-    def spy(self, *args, **kwargs):
-        frame = collect(self, *args, **kwargs)
-        collected.append(frame.columns)
-        return frame
-
-    monkeypatch.setattr(pl.LazyFrame, "collect", spy)
+    collected = _collected_columns(monkeypatch)
     on_ray = kscore.embed_scores(
         path, f"{tmp_path}/ray/", difficulty=difficulty, fit_sample=1000, top=4000, engine="ray"
     )
-    monkeypatch.setattr(pl.LazyFrame, "collect", collect)
-    embeddings_read = [c for c in collected if "difficulty_score" not in c]  # that file is read here
-    assert embeddings_read and not any("id" in c or "split" in c for c in embeddings_read)
+    monkeypatch.undo()
+    assert collected and not any("id" in c or "split" in c or "difficulty_score" in c for c in collected)
     parts = [sorted((tmp_path / name).glob("part-*.parquet")) for name in ("local", "ray")]
     assert len(parts[0]) == len(parts[1]) == 3
     for expected, written in zip(*parts, strict=True):
@@ -945,18 +947,20 @@ def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_e
     )
 
 
-@pytest.mark.parametrize("ids", ["text ids, integer difficulty ids", "integer ids, one too wide"])
+@pytest.mark.parametrize("ids", ["text ids, integer difficulty ids", "integer ids, two too wide"])
 def test_the_difficulty_file_is_joined_by_ranges_of_id_hashes_as_on_one_machine(
     tmp_path: Path, cluster, small_routes, ids: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The tasks join `--difficulty` by ranges of the ids' hashes (here 4, the scores cut the same
-    way on the driver), comparing ids of two types as on one machine: text with integers as text,
-    a UInt64 id beyond Int64 matching nothing. Oracle: the local engine's column and warnings."""
+    """The tasks read the `--difficulty` file in slices (here 3) and join it by ranges of the ids'
+    hashes (here 4), comparing ids of two types as on one machine: text with integers as text,
+    UInt64 ids beyond Int64 matching nothing (and not taken for repeats of each other). Oracle:
+    the local engine's column and warnings."""
     import kscore.io
     from kscore.plan import embeddings_ray
 
     monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
     monkeypatch.setattr(embeddings_ray, "ID_RANGE_BYTES", 3000 * 32)
+    monkeypatch.setattr(embeddings_ray, "DIFFICULTY_ROWS", 1500)
     base = pl.read_parquet(_embeddings_with_duplicates(tmp_path))
     path = tmp_path / "ids.parquet"
     rng = np.random.default_rng(3)
@@ -967,8 +971,8 @@ def test_the_difficulty_file_is_joined_by_ranges_of_id_hashes_as_on_one_machine(
             {"id": np.append(scored, [7001, 7002]), "difficulty_score": rng.random(4002)}
         )
     else:
-        wide = pl.Series("id", [*scored.tolist(), 2**64 - 5], dtype=pl.UInt64)
-        difficulty = pl.DataFrame({"id": wide, "difficulty_score": rng.random(4001)})
+        wide = pl.Series("id", [*scored.tolist(), 2**64 - 5, 2**64 - 6], dtype=pl.UInt64)
+        difficulty = pl.DataFrame({"id": wide, "difficulty_score": rng.random(4002)})
     base.write_parquet(path, row_group_size=800)
     difficulty_path = tmp_path / "difficulty.parquet"
     difficulty.write_parquet(difficulty_path)
@@ -978,13 +982,88 @@ def test_the_difficulty_file_is_joined_by_ranges_of_id_hashes_as_on_one_machine(
         )
         for engine in ("local", "ray")
     }
-    assert found["ray"]["warnings"] == found["local"]["warnings"]
-    assert any(
-        "ids of the difficulty file are not in the embeddings" in w for w in found["local"]["warnings"]
+    # A table in memory: the driver checks it and cuts it into the ranges.
+    found["in memory"] = kscore.embed_scores(
+        path, f"{tmp_path}/in memory/", difficulty=difficulty, fit_sample=1000, engine="ray"
     )
-    local, on_ray = (pl.read_parquet(tmp_path / engine / "*.parquet") for engine in ("local", "ray"))
-    assert on_ray.select("id", "difficulty_score").equals(local.select("id", "difficulty_score"))
+    assert found["ray"]["warnings"] == found["in memory"]["warnings"] == found["local"]["warnings"]
+    unknown = "ids of the difficulty file are not in the embeddings"
+    assert any(unknown in w for w in found["local"]["warnings"])
+    local, *on_ray = (pl.read_parquet(tmp_path / name / "*.parquet") for name in found)
+    for other in on_ray:
+        assert other.select("id", "difficulty_score").equals(local.select("id", "difficulty_score"))
     assert local.get_column("difficulty_score").null_count() == 2000
+
+
+def _set(column: str, values: dict[int, Any], dtype: Any = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """A change of a table: `column` (cast to `dtype` first, where given) with `values` at their rows."""
+
+    def change(table: pl.DataFrame) -> pl.DataFrame:
+        if dtype is not None:
+            table = table.with_columns(pl.col(column).cast(dtype))
+        series = table.get_column(column).to_list()
+        for row, value in values.items():
+            series[row] = value
+        return table.with_columns(pl.Series(column, series, dtype=table.schema[column]))
+
+    return change
+
+
+_BROKEN_DIFFICULTY = {
+    "null ids": (_set("id", {5: None, 1500: None, 3500: None}), "has 3 null ids"),
+    "fractional ids": (
+        _set("id", {10: 10.5, 1200: 1200.5, 2500: 2500.5, 3900: 3900.5}),
+        r"has 4 ids that are not whole numbers \(e\.g\. \[10\.5, 1200\.5, 2500\.5\]\)",
+    ),
+    "repeated ids": (_set("id", {3000: 10.0, 3900: 1100.0}), "has 4 rows with a duplicated id"),
+    "repeated ids beyond Int64": (
+        _set("id", {100: 2**64 - 3, 3100: 2**64 - 3}, pl.UInt64),
+        "has 2 rows with a duplicated id",
+    ),
+    "scores outside [0, 1]": (
+        _set("difficulty_score", {20: 1.5, 1700: -0.5, 2600: 7.0, 3999: 7.0}),
+        r"has 4 values outside \[0, 1\] \(e\.g\. \[1\.5, -0\.5, 7\.0\]\)",
+    ),
+    "no score column": (
+        lambda d: d.rename({"difficulty_score": "score"}),
+        "missing column 'difficulty_score'",
+    ),
+    "text scores": (
+        lambda d: d.with_columns(pl.lit("x").alias("difficulty_score")),
+        "is String, not a number",
+    ),
+    "no rows": (lambda d: d.head(0), "file has no data rows"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BROKEN_DIFFICULTY))
+def test_a_difficulty_file_the_tasks_read_fails_as_on_one_machine_and_writes_nothing(
+    tmp_path: Path, cluster, small_routes, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Null, fractional or repeated ids (also UInt64 ids beyond Int64, which the join compares as
+    Int64), scores outside [0, 1], a missing or text score column, no rows, spread over the slices
+    the tasks read (here 4): the ray engine raises the local engine's InputError, counts and
+    examples added over the slices, and writes nothing."""
+    from kscore.errors import InputError
+    from kscore.plan import embeddings_ray
+
+    monkeypatch.setattr(embeddings_ray, "DIFFICULTY_ROWS", 1000)
+    monkeypatch.setattr(embeddings_ray, "ID_RANGE_BYTES", 3000 * 32)
+    path = _embeddings_with_duplicates(tmp_path)
+    broken, message = _BROKEN_DIFFICULTY[case]
+    rng = np.random.default_rng(4)
+    difficulty = pl.DataFrame({"id": np.arange(4000, dtype=np.float64), "difficulty_score": rng.random(4000)})
+    difficulty_path = tmp_path / "difficulty.parquet"
+    broken(difficulty).write_parquet(difficulty_path)
+    errors = []
+    for engine in ("local", "ray"):
+        with pytest.raises(InputError, match=message) as raised:
+            write_embed_scores(
+                path, f"{tmp_path}/{engine}/", difficulty=difficulty_path, fit_sample=1000, engine=engine
+            )
+        errors.append(str(raised.value))
+        assert not (tmp_path / engine).exists()
+    assert errors[0] == errors[1]
 
 
 def _null_ids(table: pl.DataFrame) -> pl.DataFrame:

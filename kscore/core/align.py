@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
+from kscore.columns import SCORE
 from kscore.engines.local import parallel_map
 from kscore.errors import DuplicatedIds, InputError
 
@@ -149,6 +150,52 @@ def checked_id_type(facts: IdFacts, label: str) -> pl.DataType | None:
     if dtype == pl.Boolean or dtype.is_nested():
         raise InputError(f"{label}: column {name!r} is {dtype}; ids must be integers or text")
     return None
+
+
+@dataclass
+class DifficultyFacts:
+    """What `--difficulty`'s checks decide from: a difficulty output's ids (`IdFacts`) and its
+    scores outside [0, 1] (how many, the first three), for the whole file or its pieces added in
+    row order (`merged`)."""
+
+    ids: IdFacts
+    outside: int = 0
+    outside_examples: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, ids: pl.Series, scores: pl.Series) -> DifficultyFacts:
+        values = scores.cast(pl.Float64)
+        outside = ~values.is_between(0.0, 1.0) & values.is_not_null() & ~values.is_nan()
+        return cls(IdFacts.of(ids), int(outside.sum()), tuple(values.filter(outside).head(3).to_list()))
+
+    def merged(self, other: DifficultyFacts) -> DifficultyFacts:
+        """These facts and those of the rows after them."""
+        examples = (self.outside_examples + other.outside_examples)[:3]
+        return DifficultyFacts(self.ids.merged(other.ids), self.outside + other.outside, examples)
+
+
+def checked_difficulty_columns(schema: Mapping[str, pl.DataType], id_col: str) -> None:
+    """InputError unless a difficulty output's columns hold ids and numeric scores."""
+    for column in (id_col, SCORE):
+        if column not in schema:
+            raise InputError(
+                f"--difficulty: missing column {column!r} (is it the output of kscore difficulty?)"
+            )
+    dtype = schema[SCORE]
+    if not (dtype.is_numeric() or dtype == pl.Null):
+        raise InputError(f"--difficulty: column {SCORE!r} is {dtype}, not a number")
+
+
+def checked_difficulty_values(facts: DifficultyFacts, duplicated: int, id_col: str) -> None:
+    """InputError where a difficulty output repeats ids (`duplicated` rows) or holds scores outside
+    [0, 1] (after its ids' own checks, `checked_id_type`)."""
+    if duplicated:
+        raise InputError(f"--difficulty: column {id_col!r} has {duplicated} rows with a duplicated id")
+    if facts.outside:
+        raise InputError(
+            f"--difficulty: column {SCORE!r} has {facts.outside} values outside [0, 1] "
+            f"(e.g. {list(facts.outside_examples)}); difficulty scores from kscore difficulty lie in [0, 1]"
+        )
 
 
 def joined_id_type(left: pl.DataType, right: pl.DataType) -> pl.DataType:

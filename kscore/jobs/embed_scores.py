@@ -21,7 +21,15 @@ import polars as pl
 
 from kscore._version import __version__
 from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
-from kscore.core.align import joined_id_type, normalize_ids
+from kscore.core.align import (
+    DifficultyFacts,
+    checked_difficulty_columns,
+    checked_difficulty_values,
+    checked_id_type,
+    joined_id_type,
+    normalize_ids,
+    with_id_type,
+)
 from kscore.core.reduction import FIT_SAMPLE
 from kscore.engines import Executor, check_engine, make_executor
 from kscore.errors import InputError, KscoreWarning, first_line, missing_column_message
@@ -168,7 +176,7 @@ def score_embeddings(
     split_col: str = "split",
     train_values: Sequence[str] = ("train",),
     reference_values: Sequence[str] | None = None,
-    difficulty: pl.DataFrame | None = None,
+    difficulty: pl.DataFrame | pl.LazyFrame | None = None,
     embedding_col: str | None = None,
     embedding_prefix: str | None = None,
     reducer: str = "umap",
@@ -567,7 +575,7 @@ def _embed_scores(
     split_col: str,
     train_values: Sequence[str],
     reference_values: Sequence[str] | None,
-    difficulty: pl.DataFrame | None,
+    difficulty: pl.DataFrame | pl.LazyFrame | None,
     reducer: str,
     metric: str,
     seed: int | None,
@@ -694,7 +702,7 @@ def _split_rows(
     split_col: str,
     train_values: Sequence[str],
     reference_values: Sequence[str] | None,
-    difficulty: pl.DataFrame | None,
+    difficulty: pl.DataFrame | pl.LazyFrame | None,
     source: str,
     progress: Any,
 ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -736,15 +744,31 @@ def _split_rows(
         raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
     if difficulty is None:
         return table, is_train, is_reference, None
-    scores = checked_difficulty(difficulty, id_col)
     if passthrough is not None:
-        from kscore.plan.embeddings_ray import difficulty_by_tasks
+        from kscore.plan import embeddings_ray
 
         id_type = passthrough.id_type or passthrough.id_dtype
-        column, matched = difficulty_by_tasks(passthrough.read, passthrough.parts, id_col, id_type, scores)
+        read, parts = passthrough.read, passthrough.parts
+        if isinstance(difficulty, pl.LazyFrame):  # a Parquet file, which tasks read
+            try:
+                schema, rows = difficulty.collect_schema(), int(difficulty.select(pl.len()).collect().item())
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"--difficulty: cannot read: {first_line(exc)}") from None
+            checked_difficulty_columns(schema, id_col)
+            scan = difficulty.select(id_col, SCORE)
+            column, matched = embeddings_ray.scanned_difficulty_by_tasks(
+                read, parts, id_col, id_type, scan, rows
+            )
+            count = rows
+        else:
+            scores = checked_difficulty(difficulty, id_col)
+            column, matched = embeddings_ray.difficulty_by_tasks(read, parts, id_col, id_type, scores)
+            count = scores.height
     else:
+        scores = checked_difficulty(_collected_difficulty(difficulty), id_col)
         column, matched = joined_difficulty(table.select(id_col), scores)
-    unknown = scores.height - matched
+        count = scores.height
+    unknown = count - matched
     if unknown:
         _warn(f"{unknown} ids of the difficulty file are not in the embeddings; they are ignored")
     reference_difficulty = column[is_reference]
@@ -765,30 +789,23 @@ def _split_rows(
     return table, is_train, is_reference, column
 
 
+def _collected_difficulty(difficulty: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    if isinstance(difficulty, pl.DataFrame):
+        return difficulty
+    try:
+        return difficulty.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"--difficulty: cannot read: {first_line(exc)}") from None
+
+
 def checked_difficulty(difficulty: pl.DataFrame, id_col: str) -> pl.DataFrame:
     """The difficulty table's ids (normalized) and scores (`__difficulty`), checked: its columns,
     unique ids, scores in [0, 1]."""
-    for column in (id_col, SCORE):
-        if column not in difficulty.columns:
-            raise InputError(
-                f"--difficulty: missing column {column!r} (is it the output of kscore difficulty?)"
-            )
-    dtype = difficulty.schema[SCORE]
-    if not (dtype.is_numeric() or dtype == pl.Null):
-        raise InputError(f"--difficulty: column {SCORE!r} is {dtype}, not a number")
-    ids = normalize_ids(difficulty.get_column(id_col), "--difficulty")
-    n_duplicated = int(ids.is_duplicated().sum())
-    if n_duplicated:
-        raise InputError(f"--difficulty: column {id_col!r} has {n_duplicated} rows with a duplicated id")
-    values = difficulty.get_column(SCORE).cast(pl.Float64)
-    outside = ~values.is_between(0.0, 1.0) & values.is_not_null() & ~values.is_nan()
-    n_outside = int(outside.sum())
-    if n_outside:
-        examples = values.filter(outside).head(3).to_list()
-        raise InputError(
-            f"--difficulty: column {SCORE!r} has {n_outside} values outside [0, 1] (e.g. {examples}); "
-            "difficulty scores from kscore difficulty lie in [0, 1]"
-        )
+    checked_difficulty_columns(difficulty.schema, id_col)
+    ids, values = difficulty.get_column(id_col), difficulty.get_column(SCORE).cast(pl.Float64)
+    facts = DifficultyFacts.of(ids, values)
+    ids = with_id_type(ids, checked_id_type(facts.ids, "--difficulty"))
+    checked_difficulty_values(facts, int(ids.is_duplicated().sum()), id_col)
     return pl.DataFrame([ids, values.alias("__difficulty")])
 
 
@@ -1107,7 +1124,7 @@ def _scored(
     in-memory path and the writing job score through here."""
     id_col = options.get("id_col", "id")
     table = _table_of(embeddings)
-    difficulty_table = _difficulty_table(difficulty, id_col)
+    difficulty_table = _difficulty_table(difficulty, id_col, engine)
     if not isinstance(embeddings, pl.DataFrame | pl.LazyFrame):
         options.setdefault("source", str(embeddings))
     try:
@@ -1128,16 +1145,28 @@ def _table_of(embeddings: ResultInput) -> pl.DataFrame | pl.LazyFrame:
     return scan_table(as_path(embeddings))
 
 
-def _difficulty_table(difficulty: ResultInput | None, id_col: str) -> pl.DataFrame | None:
+def _difficulty_table(
+    difficulty: ResultInput | None, id_col: str, engine: str = "local"
+) -> pl.DataFrame | pl.LazyFrame | None:
+    """The `--difficulty` table's id and score columns: read here, or on Ray a Parquet file only
+    scanned (its rows counted), for the tasks to read where they read the ids."""
     from kscore.io import read_table
     from kscore.storage import as_path
 
     if difficulty is None:
         return None
-    table = difficulty
-    if not isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
-        table = read_table(as_path(difficulty), [id_col, SCORE])
-    return table.collect() if isinstance(table, pl.LazyFrame) else table  # type: ignore[return-value]
+    if isinstance(difficulty, pl.DataFrame | pl.LazyFrame):
+        return difficulty.collect() if isinstance(difficulty, pl.LazyFrame) else difficulty
+    path = as_path(difficulty)
+    table = read_table(path, [id_col, SCORE], lazy=engine == "ray")
+    if isinstance(table, pl.LazyFrame):
+        try:
+            rows = int(table.select(pl.len()).collect().item())
+        except pl.exceptions.PolarsError as exc:
+            raise InputError(f"{path}: cannot read PARQUET file: {first_line(exc)}") from None
+        if rows == 0:
+            raise InputError(f"{path}: file has no data rows")
+    return table
 
 
 def _map_choices(loaded: Any, metric: str | None, reducer: str, save_map: Any) -> tuple[str, str]:

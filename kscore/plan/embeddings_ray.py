@@ -29,7 +29,15 @@ import numpy as np
 
 from kscore.core.reduction import equal_hash_pairs, match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
-from kscore.engines.ray import from_store, gathered, node_name, ray_module, stage_done, to_store
+from kscore.engines.ray import (
+    cancel_running,
+    from_store,
+    gathered,
+    node_name,
+    ray_module,
+    stage_done,
+    to_store,
+)
 from kscore.errors import InputError, OutputError, first_line
 from kscore.io import part_name, table_slices
 from kscore.storage import polars_options, using
@@ -616,37 +624,146 @@ def difficulty_by_tasks(
         return np.empty(0), 0
     ray = ray_module()
     common = joined_id_type(id_type, scores.schema[id_col])
-    scores = scores.with_columns(pl.col(id_col).cast(common, strict=False))
+    scores = scores.with_columns(pl.col(id_col).alias(_KEY), pl.col(id_col).cast(common, strict=False))
     ranges = _id_ranges(sum(part.length for part in parts) + scores.height)
-    pieces = _cut_ids(read, parts, id_col, id_type, common, ranges)
-    join = ray.remote(num_cpus=1)(_join_range)
-    matched, joined = [], []
-    for r, range_scores in enumerate(_by_range(scores, scores.get_column(id_col), ranges)):
-        found, *by_part = join.options(num_returns=len(parts) + 1).remote(
-            range_scores, id_col, *(p[r] for p in pieces)
-        )
-        matched.append(found)
-        joined.append(by_part)
+    by_range = [[ray.put(piece)] for piece in _by_range(scores, scores.get_column(id_col), ranges)]
+    values, matched, _ = _joined_by_ranges(read, parts, id_col, id_type, common, by_range)
+    return values, matched
+
+
+# Rows of a difficulty file a task reads at once (`scanned_difficulty_by_tasks`).
+DIFFICULTY_ROWS = 4_000_000
+
+
+def scanned_difficulty_by_tasks(
+    read: PartReader,
+    parts: Sequence[EmbeddingPart],
+    id_col: str,
+    id_type: Any,
+    scan: Any,
+    rows: int,
+) -> tuple[np.ndarray, int]:
+    """`difficulty_by_tasks` of a difficulty file (`scan`: its id and score columns, `rows` rows)
+    that tasks read, slice by slice: the slices' facts, added in row order, give `--difficulty`'s
+    errors as on one machine (InputError), and each slice's scores go by range of their ids'
+    hashes to the tasks that join them. This process reads none of its rows."""
+    from kscore.core.align import DifficultyFacts, checked_difficulty_values, checked_id_type, joined_id_type
+
+    ray = ray_module()
+    slices = [(start, min(DIFFICULTY_ROWS, rows - start)) for start in range(0, rows, DIFFICULTY_ROWS)]
+    task = ray.remote(num_cpus=1)(_difficulty_facts)
+    found: list[DifficultyFacts] = gathered(ray, [task.remote(scan, id_col, *piece) for piece in slices])
+    facts = found[0]
+    for more in found[1:]:
+        facts = facts.merged(more)
+    score_type = checked_id_type(facts.ids, "--difficulty")
+    common = joined_id_type(id_type, score_type or facts.ids.dtype)
+    ranges = _id_ranges(sum(part.length for part in parts) + rows)
+    cut = ray.remote(num_cpus=1)(_difficulty_pieces).options(num_returns=ranges)
+    pieces = [cut.remote(scan, id_col, *piece, score_type, common, ranges) for piece in slices]
+    pieces = [p if ranges > 1 else [p] for p in pieces]
+    by_range = [[p[r] for p in pieces] for r in range(ranges)]
     del pieces
+    values, matched, duplicated = _joined_by_ranges(read, parts, id_col, id_type, common, by_range)
+    checked_difficulty_values(facts, duplicated, id_col)
+    return values, matched
+
+
+def _difficulty_slice(scan: Any, id_col: str, start: int, length: int) -> Any:
+    """Rows `start`... of a difficulty file's id and score columns, read by a task."""
+    import polars as pl
+
+    from kscore.columns import SCORE
+
+    try:
+        frame = scan.slice(start, length).collect()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"--difficulty: cannot read on node {node_name()}: {first_line(exc)}") from None
+    if frame.height != length:
+        raise InputError(
+            f"--difficulty: rows {start}..{start + length - 1} read as {frame.height} rows "
+            "(did the file change while it was read?)"
+        )
+    return frame.get_column(id_col), frame.get_column(SCORE).cast(pl.Float64)
+
+
+def _difficulty_facts(scan: Any, id_col: str, start: int, length: int) -> Any:
+    from kscore.core.align import DifficultyFacts
+
+    return DifficultyFacts.of(*_difficulty_slice(scan, id_col, start, length))
+
+
+def _difficulty_pieces(
+    scan: Any, id_col: str, start: int, length: int, score_type: Any, common: Any, ranges: int
+) -> Any:
+    """A slice's ids (normalized as `score_type`, `_KEY`; cast to `common` to be compared with the
+    embeddings') and scores (`__difficulty`), cut by range of the hashes of the compared ids."""
+    import polars as pl
+
+    from kscore.core.align import with_id_type
+
+    ids, values = _difficulty_slice(scan, id_col, start, length)
+    ids = with_id_type(ids, score_type)
+    compared = ids.cast(common, strict=False) if ids.dtype != common else ids
+    frame = pl.DataFrame([compared, ids.alias(_KEY), values.alias("__difficulty")])
+    pieces = _by_range(frame, compared, ranges)
+    return pieces[0] if ranges == 1 else pieces
+
+
+_KEY = "__normalized_id"  # a difficulty file's ids as checked, for its repeated ids
+
+
+def _joined_by_ranges(
+    read: PartReader,
+    parts: Sequence[EmbeddingPart],
+    id_col: str,
+    id_type: Any,
+    common: Any,
+    scores_by_range: list[list[Any]],
+) -> tuple[np.ndarray, int, int]:
+    """(each row's score, the scores found, the scores' rows whose id another has): each part's ids
+    sent by range of their hashes to the task of that range, which joins them with its pieces of
+    the scores; a task of each part puts its values back in row order."""
+    ray = ray_module()
+    ranges = len(scores_by_range)
+    id_pieces = _cut_ids(read, parts, id_col, id_type, common, ranges)
+    join = ray.remote(num_cpus=1)(_join_range).options(num_returns=len(parts) + 1)
+    counts, joined = [], []
+    for r, scores in enumerate(scores_by_range):
+        found, *by_part = join.remote(id_col, len(scores), *scores, *(p[r] for p in id_pieces))
+        counts.append(found)
+        joined.append(by_part)
+    del id_pieces
     place = ray.remote(num_cpus=1)(_placed_values)
     refs = [place.remote(part.length, *(j[k] for j in joined)) for k, part in enumerate(parts)]
     del joined
-    values = gathered(ray, refs)
-    return np.concatenate(values), sum(gathered(ray, matched))
+    found = gathered(ray, counts)
+    matched, duplicated = sum(f[0] for f in found), sum(f[1] for f in found)
+    if duplicated:  # the join is not one score a row: the caller raises
+        cancel_running(ray, refs)
+        return np.empty(0), matched, duplicated
+    return np.concatenate(gathered(ray, refs)), matched, 0
 
 
-def _join_range(scores: Any, id_col: str, *pieces: Any) -> Any:
-    """How many of the range's `scores` were found, then for each part's piece of ids (in the
-    parts' order) its rows and their scores (NaN where none)."""
+def _join_range(id_col: str, score_count: int, *pieces: Any) -> Any:
+    """(the range's scores found, its scores' rows whose id another has), then for each part's
+    piece of ids (in the parts' order) its rows and their scores (NaN where none). `pieces`: the
+    range's `score_count` pieces of scores, then the parts' pieces of ids."""
     import polars as pl
 
-    ids = pl.concat([piece.select(id_col) for piece in pieces])
-    marked = scores.with_columns(pl.lit(True).alias("__found"))
+    scores = pl.concat(pieces[:score_count])
+    ids_pieces = pieces[score_count:]
+    key = scores.get_column(_KEY if _KEY in scores.columns else id_col)
+    duplicated = int(key.is_duplicated().sum())
+    if duplicated:
+        return ((0, duplicated), *((np.empty(0, np.int64), np.empty(0)) for _ in ids_pieces))
+    ids = pl.concat([piece.select(id_col) for piece in ids_pieces])
+    marked = scores.select(id_col, "__difficulty").with_columns(pl.lit(True).alias("__found"))
     joined = ids.join(marked, on=id_col, how="left", maintain_order="left")
     values = joined.get_column("__difficulty").fill_nan(None).to_numpy().astype(np.float64)
-    out: list[Any] = [int(joined.get_column("__found").sum())]
+    out: list[Any] = [(int(joined.get_column("__found").sum()), 0)]
     start = 0
-    for piece in pieces:
+    for piece in ids_pieces:
         out.append((piece.get_column(_ROW).to_numpy(), values[start : start + piece.height]))
         start += piece.height
     return tuple(out)

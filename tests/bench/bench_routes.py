@@ -43,6 +43,9 @@ the driver's peak RSS over its RSS before the stage. `--text-ids`: ids like "doc
 
     ray start --head --port 6390 --num-cpus 2
     python tests/bench/bench_routes.py /tmp/routes --rows 10000000 --dim 64 --ids 127.0.0.1:6390 --repeats 3
+
+`--difficulty` (with `--ids`): a difficulty file of 70% of the ids too, read, checked and joined by
+the driver (0.8.15) or by the tasks (0.8.16).
 """
 
 from __future__ import annotations
@@ -287,42 +290,63 @@ def make_ids(folder: Path, rows: int, dim: int, text_ids: bool) -> Path:
     return path
 
 
-def ids_one(path: Path, dim: int, way: str, address: str) -> None:
-    """One split of the rows (`way`: "driver" or "tasks"), in this fresh process: prints its wall
-    time and the driver's peak RSS over its RSS before it, as JSON."""
+def difficulty_of(path: Path) -> Path:
+    """A difficulty output for the input at `path`: 70% of its ids (in a shuffled order) and their
+    scores."""
+    out = path.with_name(f"difficulty_{path.name}")
+    if not out.exists():
+        ids = pl.read_parquet(path, columns=["id"]).get_column("id")
+        rng = np.random.default_rng(1)
+        chosen = np.sort(rng.choice(len(ids), int(len(ids) * 0.7), replace=False))
+        rng.shuffle(chosen)
+        scores = pl.DataFrame({"id": ids.gather(chosen), "difficulty_score": rng.random(len(chosen))})
+        scores.write_parquet(out, row_group_size=1_000_000)
+    return out
+
+
+def ids_one(path: Path, dim: int, way: str, address: str, difficulty: Path | None) -> None:
+    """One split of the rows (`way`: "driver" or "tasks"; with a `difficulty` file, its check and
+    join too), in this fresh process: prints its wall time and the driver's peak RSS over its RSS
+    before it, as JSON."""
     import functools
     import json
 
     import ray
 
-    from kscore.jobs.embed_scores import _split_rows, read_part_columns
-    from kscore.plan.embeddings_ray import parts_of_groups, split_by_tasks
+    from kscore.jobs.embed_scores import Passthrough, _split_rows, read_part_columns
 
     ray.init(address=address, log_to_driver=False)
     table = pl.scan_parquet(path)
     metadata = pq.ParquetFile(path).metadata
+    from kscore.plan.embeddings_ray import parts_of_groups
+
     parts = parts_of_groups([metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)], dim)
+    options: dict[str, Any] = dict(
+        id_col="id", split_col="split", train_values=["train"], reference_values=None, source=str(path),
+        progress=None,
+    )  # fmt: skip
     with DriverPeak() as peak:
         start = time.perf_counter()
-        if way == "driver":
+        if way == "driver":  # as 0.8.15 did: both files read here
+            scores = None if difficulty is None else pl.read_parquet(difficulty)
             others = table.select("id", "split").collect()
-            _, is_train, _, _ = _split_rows(
-                others, None, id_col="id", split_col="split", train_values=["train"], reference_values=None,
-                difficulty=None, source=str(path), progress=None,
-            )  # fmt: skip
+            _, is_train, _, values = _split_rows(others, None, difficulty=scores, **options)
         else:
             reader = functools.partial(read_part_columns, table, str(path), str(path))
-            id_dtype = table.collect_schema()["id"]
-            found = split_by_tasks(reader, parts, "id", "split", id_dtype, ["train"], None, str(path))
-            is_train = found.is_train
+            unread = Passthrough(
+                table.select("id", "split"), ["id", "split"], ["id", "split", "embedding"], str(path), reader,
+                parts, ("id", "split"), table.collect_schema()["id"],
+            )  # fmt: skip
+            scan = None if difficulty is None else pl.scan_parquet(difficulty)
+            _, is_train, _, values = _split_rows(pl.DataFrame(), unread, difficulty=scan, **options)
         wall = time.perf_counter() - start
     ray.shutdown()
-    print(
-        json.dumps({"wall": wall, "driver MiB": peak.mib, "train": int(is_train.sum()), "parts": len(parts)})
-    )
+    known = -1 if values is None else int((~np.isnan(values)).sum())
+    found = {"wall": wall, "driver MiB": peak.mib, "train": int(is_train.sum()), "scored": known}
+    print(json.dumps(found))
 
 
-def ids_runs(path: Path, dim: int, address: str, repeats: int) -> None:
+def ids_runs(path: Path, dim: int, address: str, repeats: int, difficulty: Path | None) -> None:
     """`ids_one` both ways, alternated, each in a fresh process; a first round not counted."""
     import json
     import subprocess
@@ -341,7 +365,8 @@ def ids_runs(path: Path, dim: int, address: str, repeats: int) -> None:
                 "--dim",
                 str(dim),
             ]
-            out = subprocess.run([*command, "--ids", address], check=True, capture_output=True, text=True)
+            command += ["--ids", address, *(["--difficulty-file", str(difficulty)] if difficulty else [])]
+            out = subprocess.run(command, check=True, capture_output=True, text=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             print(way, result, flush=True)
             if round_:
@@ -372,15 +397,18 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="the output: by the driver or the tasks")
     parser.add_argument("--ids", metavar="ADDRESS", help="the split of the rows: by the driver or the tasks")
     parser.add_argument("--text-ids", action="store_true", help="with --ids: text ids")
+    parser.add_argument("--difficulty", action="store_true", help="with --ids: a difficulty file too")
     parser.add_argument("--ids-one", nargs=2, metavar=("WAY", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--difficulty-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import ray
 
     if args.ids_one:
-        ids_one(Path(args.ids_one[1]), args.dim, args.ids_one[0], args.ids)
+        ids_one(Path(args.ids_one[1]), args.dim, args.ids_one[0], args.ids, args.difficulty_file)
         return
     if args.ids:
-        ids_runs(make_ids(args.folder, args.rows, args.dim, args.text_ids), args.dim, args.ids, args.repeats)
+        path = make_ids(args.folder, args.rows, args.dim, args.text_ids)
+        ids_runs(path, args.dim, args.ids, args.repeats, difficulty_of(path) if args.difficulty else None)
         return
 
     if args.write:
