@@ -373,11 +373,13 @@ def test_ray_embed_scores_equal_the_local_engine(
     scored = table.filter(pl.col("split") == "val").select(
         "id", pl.lit(rng.random(rows)).head(int((split == "val").sum())).alias("difficulty_score")
     )
+    scored_path = tmp_path / "difficulty.parquet"  # scanned on Ray, then read here for one output file
+    scored.write_parquet(scored_path)
     outputs = {}
     for engine in ("local", "ray"):
         outputs[engine] = tmp_path / f"{engine}.parquet"
         write_embed_scores(
-            path, outputs[engine], difficulty=scored, reducer=reducer, fit_sample=1000, engine=engine
+            path, outputs[engine], difficulty=scored_path, reducer=reducer, fit_sample=1000, engine=engine
         )
     # The UMAP transforms ran on the actors, and every pass of the KDE over the points as tasks:
     # the moments of both kernels, the bounds, then the transforms (one shared pair).
