@@ -328,8 +328,7 @@ def _embeddings_of(
         if found is not None:
             rows, reader = found
             passthrough = None
-            if unread:
-                assert deferring is not None
+            if unread and deferring is not None:  # (`_unread` reads all without `deferring`)
                 id_dtype = table.collect_schema()[deferring[0]]
                 passthrough = Passthrough(
                     table.select(unread), unread, names, source, reader, rows.parts, deferring, id_dtype
@@ -449,8 +448,8 @@ def _task_rows(
 ) -> Any:
     """The embeddings as Ray tasks read them (`TaskRows`, hashed) and a reader of any columns of
     its parts (`read_part_columns`), or None where the input is not Parquet (a CSV is read here, as
-    on one machine). A local Parquet file is cut at its row groups;
-    a dataset or an object in storage into slices of rows."""
+    on one machine). A local Parquet file is cut at its row groups; a dataset or an object in
+    storage into slices of rows."""
     from kscore.plan.embeddings_ray import TaskRows, parts_of_groups, parts_of_slices
 
     if not _is_parquet(source):
@@ -600,11 +599,14 @@ def _embed_scores(
             "--keep-embedding needs the embeddings in memory, and they do not fit --memory-limit; "
             "drop --keep-embedding or raise --memory-limit"
         )
-    table, is_train, is_reference, difficulty_column = _split_rows(
+    table, is_train, is_reference = _split_rows(
         table, passthrough, id_col=id_col, split_col=split_col, train_values=train_values,
-        reference_values=reference_values, difficulty=difficulty, source=source, progress=progress,
+        reference_values=reference_values, source=source, progress=progress,
     )  # fmt: skip
-    reference_difficulty = None if difficulty_column is None else difficulty_column[is_reference]
+    difficulty_column = reference_difficulty = None
+    if difficulty is not None:  # read before the reduction: a wrong file fails before UMAP runs
+        difficulty_column = _difficulty_by_row(table, passthrough, difficulty, id_col, is_reference)
+        reference_difficulty = difficulty_column[is_reference]
     if matrix is None:
         # UMAP reads float32 (a float32 input stays as it is: no float64 copy of it first).
         matrix = embedding_rows(table, columns, reducer)
@@ -702,14 +704,12 @@ def _split_rows(
     split_col: str,
     train_values: Sequence[str],
     reference_values: Sequence[str] | None,
-    difficulty: pl.DataFrame | pl.LazyFrame | None,
     source: str,
     progress: Any,
-) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray | None]:
-    """(the table, its ids normalized; the train rows; the reference rows; each row's difficulty
-    score or None), the ids checked (SPEC §4) and the difficulty read before the reduction: a wrong
-    file fails before UMAP runs. Where the Ray tasks read the ids and splits (`passthrough`), they
-    check and split them part by part (`split_by_tasks`) and the table lacks them."""
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """(the table, its ids normalized; the train rows; the reference rows), the ids checked (SPEC
+    §4). Where the Ray tasks read the ids and splits (`passthrough`), they check and split them part
+    by part (`split_by_tasks`) and the table lacks them."""
     if passthrough is not None:
         from kscore.plan.embeddings_ray import split_by_tasks
 
@@ -742,8 +742,19 @@ def _split_rows(
         )
     if is_reference.sum() < 3:
         raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
-    if difficulty is None:
-        return table, is_train, is_reference, None
+    return table, is_train, is_reference
+
+
+def _difficulty_by_row(
+    table: pl.DataFrame,
+    passthrough: Passthrough | None,
+    difficulty: pl.DataFrame | pl.LazyFrame,
+    id_col: str,
+    is_reference: np.ndarray,
+) -> np.ndarray:
+    """Each row's difficulty score (NaN where the file has none), the file checked and the rows it
+    leaves unscored warned about; where the Ray tasks read the ids (`passthrough`), they join it
+    (and read it, a Parquet file: `scanned_difficulty_by_tasks`)."""
     if passthrough is not None:
         from kscore.plan import embeddings_ray
 
@@ -761,12 +772,12 @@ def _split_rows(
             )
             count = rows
         else:
-            scores = checked_difficulty(difficulty, id_col)
+            scores = _checked_difficulty(difficulty, id_col)
             column, matched = embeddings_ray.difficulty_by_tasks(read, parts, id_col, id_type, scores)
             count = scores.height
     else:
-        scores = checked_difficulty(_collected_difficulty(difficulty), id_col)
-        column, matched = joined_difficulty(table.select(id_col), scores)
+        scores = _checked_difficulty(_collected_difficulty(difficulty), id_col)
+        column, matched = _joined_difficulty(table.select(id_col), scores)
         count = scores.height
     unknown = count - matched
     if unknown:
@@ -786,7 +797,7 @@ def _split_rows(
         )
     if np.nansum(reference_difficulty) == 0:
         _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
-    return table, is_train, is_reference, column
+    return column
 
 
 def _collected_difficulty(difficulty: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -798,7 +809,7 @@ def _collected_difficulty(difficulty: pl.DataFrame | pl.LazyFrame) -> pl.DataFra
         raise InputError(f"--difficulty: cannot read: {first_line(exc)}") from None
 
 
-def checked_difficulty(difficulty: pl.DataFrame, id_col: str) -> pl.DataFrame:
+def _checked_difficulty(difficulty: pl.DataFrame, id_col: str) -> pl.DataFrame:
     """The difficulty table's ids (normalized) and scores (`__difficulty`), checked: its columns,
     unique ids, scores in [0, 1]."""
     checked_difficulty_columns(difficulty.schema, id_col)
@@ -809,8 +820,8 @@ def checked_difficulty(difficulty: pl.DataFrame, id_col: str) -> pl.DataFrame:
     return pl.DataFrame([ids, values.alias("__difficulty")])
 
 
-def joined_difficulty(ids: pl.DataFrame, scores: pl.DataFrame) -> tuple[np.ndarray, int]:
-    """(each of the unique `ids`' difficulty score, NaN where `scores` (`checked_difficulty`) has
+def _joined_difficulty(ids: pl.DataFrame, scores: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """(each of the unique `ids`' difficulty score, NaN where `scores` (`_checked_difficulty`) has
     none; how many of the scores' ids are among them)."""
     id_col = ids.columns[0]
     if scores.schema[id_col] != ids.schema[id_col]:

@@ -16,6 +16,12 @@ same float32 matrix the local engine reads), twice in all where no rows repeat, 
   bitwise the same.
 
 Ray keeps the routed rows in its object store and spills them to the nodes' disks beyond it.
+
+Where the output is a dataset the tasks write, the input's other columns stay on the nodes too:
+tasks read each part's ids and splits (`split_by_tasks`: the ids' facts added in row order give
+the checks of one machine; tasks of ranges of the ids' hashes count the repeated ones), join the
+`--difficulty` scores by the same ranges (`difficulty_by_tasks`, or `scanned_difficulty_by_tasks`
+where tasks read the difficulty file as well), and write the parts (`write_parts_by_tasks`).
 """
 
 from __future__ import annotations
@@ -730,8 +736,8 @@ def _joined_by_ranges(
     join = ray.remote(num_cpus=1)(_join_range).options(num_returns=len(parts) + 1)
     counts, joined = [], []
     for r, scores in enumerate(scores_by_range):
-        found, *by_part = join.remote(id_col, len(scores), *scores, *(p[r] for p in id_pieces))
-        counts.append(found)
+        count, *by_part = join.remote(id_col, len(scores), *scores, *(p[r] for p in id_pieces))
+        counts.append(count)
         joined.append(by_part)
     del id_pieces
     place = ray.remote(num_cpus=1)(_placed_values)

@@ -313,7 +313,7 @@ def ids_one(path: Path, dim: int, way: str, address: str, difficulty: Path | Non
 
     import ray
 
-    from kscore.jobs.embed_scores import Passthrough, _split_rows, read_part_columns
+    from kscore.jobs.embed_scores import Passthrough, _difficulty_by_row, _split_rows, read_part_columns
 
     ray.init(address=address, log_to_driver=False)
     table = pl.scan_parquet(path)
@@ -330,7 +330,8 @@ def ids_one(path: Path, dim: int, way: str, address: str, difficulty: Path | Non
         if way == "driver":  # as 0.8.15 did: both files read here
             scores = None if difficulty is None else pl.read_parquet(difficulty)
             others = table.select("id", "split").collect()
-            _, is_train, _, values = _split_rows(others, None, difficulty=scores, **options)
+            _, is_train, is_reference = _split_rows(others, None, **options)
+            values = None if scores is None else _difficulty_by_row(others, None, scores, "id", is_reference)
         else:
             reader = functools.partial(read_part_columns, table, str(path), str(path))
             unread = Passthrough(
@@ -338,7 +339,10 @@ def ids_one(path: Path, dim: int, way: str, address: str, difficulty: Path | Non
                 parts, ("id", "split"), table.collect_schema()["id"],
             )  # fmt: skip
             scan = None if difficulty is None else pl.scan_parquet(difficulty)
-            _, is_train, _, values = _split_rows(pl.DataFrame(), unread, difficulty=scan, **options)
+            _, is_train, is_reference = _split_rows(pl.DataFrame(), unread, **options)
+            values = (
+                None if scan is None else _difficulty_by_row(pl.DataFrame(), unread, scan, "id", is_reference)
+            )
         wall = time.perf_counter() - start
     ray.shutdown()
     known = -1 if values is None else int((~np.isnan(values)).sum())
