@@ -997,6 +997,20 @@ def test_the_difficulty_file_is_joined_by_ranges_of_id_hashes_as_on_one_machine(
     assert local.get_column("difficulty_score").null_count() == 2000
 
 
+def _fails_as_on_one_machine(tmp_path: Path, path: Path, difficulty: Path | None, message: str) -> None:
+    """Both engines raise the same InputError (matching `message`) on these inputs, and leave no
+    output."""
+    errors = []
+    for engine in ("local", "ray"):
+        with pytest.raises(InputError, match=message) as raised:
+            write_embed_scores(
+                path, f"{tmp_path}/{engine}/", difficulty=difficulty, fit_sample=1000, engine=engine
+            )
+        errors.append(str(raised.value))
+        assert not (tmp_path / engine).exists()
+    assert errors[0] == errors[1]
+
+
 def _set(column: str, values: dict[int, Any], dtype: Any = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """A change of a table: `column` (cast to `dtype` first, where given) with `values` at their rows."""
 
@@ -1046,7 +1060,6 @@ def test_a_difficulty_file_the_tasks_read_fails_as_on_one_machine_and_writes_not
     Int64), scores outside [0, 1], a missing or text score column, no rows, spread over the slices
     the tasks read (here 4): the ray engine raises the local engine's InputError, counts and
     examples added over the slices, and writes nothing."""
-    from kscore.errors import InputError
     from kscore.plan import embeddings_ray
 
     monkeypatch.setattr(embeddings_ray, "DIFFICULTY_ROWS", 1000)
@@ -1057,15 +1070,7 @@ def test_a_difficulty_file_the_tasks_read_fails_as_on_one_machine_and_writes_not
     difficulty = pl.DataFrame({"id": np.arange(4000, dtype=np.float64), "difficulty_score": rng.random(4000)})
     difficulty_path = tmp_path / "difficulty.parquet"
     broken(difficulty).write_parquet(difficulty_path)
-    errors = []
-    for engine in ("local", "ray"):
-        with pytest.raises(InputError, match=message) as raised:
-            write_embed_scores(
-                path, f"{tmp_path}/{engine}/", difficulty=difficulty_path, fit_sample=1000, engine=engine
-            )
-        errors.append(str(raised.value))
-        assert not (tmp_path / engine).exists()
-    assert errors[0] == errors[1]
+    _fails_as_on_one_machine(tmp_path, path, difficulty_path, message)
 
 
 def _null_ids(table: pl.DataFrame) -> pl.DataFrame:
@@ -1110,7 +1115,6 @@ def test_ids_and_splits_the_tasks_check_fail_as_on_one_machine_and_write_nothing
     """Null, fractional or repeated ids spread over several parts, no train rows, too few reference
     rows, a difficulty file matching no id: the ray engine, whose tasks read the ids part by part,
     raises the local engine's InputError, counts added over the parts, and writes nothing."""
-    from kscore.errors import InputError
     from kscore.plan import embeddings_ray
 
     monkeypatch.setattr(embeddings_ray, "ID_RANGE_BYTES", 2000 * 32)
@@ -1121,15 +1125,7 @@ def test_ids_and_splits_the_tasks_check_fail_as_on_one_machine_and_write_nothing
     difficulty = (
         _difficulty_of(tmp_path, 50_000 + np.arange(100)) if case == "no difficulty matches" else None
     )
-    errors = []
-    for engine in ("local", "ray"):
-        with pytest.raises(InputError, match=message) as raised:
-            write_embed_scores(
-                path, f"{tmp_path}/{engine}/", difficulty=difficulty, fit_sample=1000, engine=engine
-            )
-        errors.append(str(raised.value))
-        assert not (tmp_path / engine).exists()
-    assert errors[0] == errors[1]
+    _fails_as_on_one_machine(tmp_path, path, difficulty, message)
 
 
 def test_an_input_that_changed_before_the_tasks_read_its_other_columns_is_exit_2(
