@@ -281,6 +281,12 @@ def publishing(out: Path | str) -> Iterator[None]:
         PUBLISHED.append(str(out))
 
 
+def drop_deferred() -> None:
+    """Forget the actions `defer_while_publishing` holds (a signal's stop, once the run's outcome is
+    settled and it can stop nothing)."""
+    _deferred.clear()
+
+
 def defer_while_publishing(action: Callable[[], None]) -> bool:
     """Run `action` when the block of `signals_deferred` (or `publishing`) that is running ends
     (True), or now, if none is (False: the caller runs it)."""

@@ -440,3 +440,74 @@ def test_progress_is_one_line_per_stage_when_stderr_is_not_a_terminal(tmp_path: 
     lines = [line for line in result.stderr.splitlines() if line.startswith("KDE scores")]
     assert len(lines) == 1 and re.fullmatch(r"KDE scores: done in \d+\.\d s", lines[0]), result.stderr
     assert re.search(r"^write: done in \d+\.\d s$", result.stderr, re.M), result.stderr
+
+
+@pytest.fixture
+def signal_state(monkeypatch: pytest.MonkeyPatch):
+    """The CLI's signal handlers installed for the test, `os._exit` recorded instead of exiting;
+    the process's handlers and unraisable hook restored after."""
+    import os
+    import signal
+
+    from kscore.cli import signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    signals.install()
+    yield exits
+    for caught, handler in before.items():
+        signal.signal(caught, handler)
+    sys.unraisablehook = hook
+
+
+def test_a_stop_waiting_for_a_block_is_dropped_once_the_outcome_is_said(signal_state, monkeypatch) -> None:
+    """Ctrl-C while another thread's cleanup block runs: the stop waits for the block. The run then
+    ends (its error line said) and the block ends during the exit handlers: the waiting stop must
+    not raise there (it printed a traceback after the error line, and the exit code was -2)."""
+    import atexit
+    import threading
+
+    from kscore import storage
+    from kscore.cli import signals
+    from kscore.cli.exit import exit_now
+
+    inside, release = threading.Event(), threading.Event()
+    raised: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+
+    def cleanup_block() -> None:
+        with storage.signals_deferred():
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=cleanup_block)
+    worker.start()
+    assert inside.wait(10)
+    signals.on_signal(__import__("signal").SIGINT, None)  # deferred: a block is running
+
+    def block_ends() -> None:
+        release.set()
+        worker.join(10)
+
+    monkeypatch.setattr(atexit, "_run_exitfuncs", block_ends)  # the exit handlers: only this one
+    try:
+        exit_now(130)
+    finally:
+        release.set()
+        worker.join(10)
+    assert signal_state == [130] and not raised
+
+
+def test_a_signal_after_the_outcome_is_said_ends_the_process_with_its_code(signal_state) -> None:
+    """Once the run's outcome is settled, a signal (while Ray's shutdown or a folder's removal runs
+    in the exit handlers) ends the process at once with that outcome's code, raising nothing."""
+    import signal
+
+    from kscore.cli import signals
+
+    signals.settle(0)
+    signal.raise_signal(signal.SIGINT)
+    signal.raise_signal(signal.SIGTERM)
+    assert signal_state == [0, 0]

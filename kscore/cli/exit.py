@@ -13,7 +13,7 @@ import typer
 
 from kscore.cli.commands import app
 from kscore.cli.console import debug_enabled, stderr_line, stdout_closed
-from kscore.cli.signals import install, interrupted
+from kscore.cli.signals import install, interrupted, settle
 from kscore.errors import KscoreError
 
 
@@ -90,6 +90,7 @@ def exit_now(code: int) -> NoReturn:
     UMAP run (numba's compiled code, scikit-learn, scipy) takes about a second of nothing."""
     import atexit
 
+    settle(code)
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -11,7 +11,7 @@ from contextlib import suppress
 from typing import Any, NoReturn
 
 from kscore.errors import Interrupted
-from kscore.storage import defer_while_publishing
+from kscore.storage import defer_while_publishing, drop_deferred
 
 
 def interrupted(what: str) -> str:
@@ -61,6 +61,18 @@ def install() -> None:
         for caught in (signal.SIGINT, signal.SIGTERM):
             signal.signal(caught, on_signal)
         sys.unraisablehook = on_unraisable
+
+
+def settle(code: int) -> None:
+    """The run's outcome is decided and said (its exit `code`): a stop that a signal left waiting
+    for a block to end is dropped, an interrupt Python could not raise is no longer sent again, and
+    a signal from now on (while the exit handlers run: Ray's shutdown, temporary folders) ends the
+    process at once with `code`, so nothing is printed after the run's last line."""
+    drop_deferred()
+    sys.unraisablehook = sys.__unraisablehook__
+    with suppress(ValueError):  # not in the main thread
+        for caught in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(caught, lambda signum, frame: os._exit(code))
 
 
 def stopped(exc: BaseException) -> NoReturn:
