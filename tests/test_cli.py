@@ -511,3 +511,35 @@ def test_a_signal_after_the_outcome_is_said_ends_the_process_with_its_code(signa
     signal.raise_signal(signal.SIGINT)
     signal.raise_signal(signal.SIGTERM)
     assert signal_state == [0, 0]
+
+
+def test_a_ctrl_c_met_while_a_class_is_made_is_an_interrupt_not_an_internal_error(
+    signal_state, monkeypatch, capsys
+) -> None:
+    """CI: SIGINT at 0.2 s, while a dataclass was made: Python raised the KeyboardInterrupt as a
+    RuntimeError ('Error calling __set_name__ ...') and the run said 'internal error', exit 70. It
+    is exit 130 with the interrupted line."""
+    from kscore.cli import exit as cli_exit
+    from kscore.cli.signals import interrupt_behind
+
+    class Stops:
+        def __set_name__(self, owner, name):
+            raise KeyboardInterrupt
+
+    def make_a_class(*args, **kwargs):
+        type("Streams", (), {"notes": Stops()})
+
+    try:
+        make_a_class()
+    except BaseException as exc:  # a RuntimeError before Python 3.12, the interrupt itself after
+        assert isinstance(interrupt_behind(exc), KeyboardInterrupt)
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli_exit, "app", make_a_class)
+    monkeypatch.setattr(cli_exit, "exit_now", exit_now)
+    with pytest.raises(SystemExit) as ended:
+        cli_exit.run()
+    assert ended.value.code == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C); no output was written"

@@ -22,7 +22,7 @@ __all__ = ["app", "main", "run"]
 
 def main() -> None:
     """`kscore`: signals handled from here on, then the command line (`run`)."""
-    from kscore.cli.signals import install, stopped
+    from kscore.cli.signals import install, interrupt_behind, stopped
     from kscore.errors import Interrupted
 
     install()
@@ -30,6 +30,11 @@ def main() -> None:
         from kscore.cli.exit import run
     except (KeyboardInterrupt, Interrupted) as exc:  # stopped while importing
         stopped(exc)
+    except Exception as exc:
+        behind = interrupt_behind(exc)  # stopped while a class was made
+        if behind is None:
+            raise
+        stopped(behind)
     run()
 
 

@@ -13,7 +13,7 @@ import typer
 
 from kscore.cli.commands import app
 from kscore.cli.console import debug_enabled, stderr_line, stdout_closed
-from kscore.cli.signals import install, interrupted, settle
+from kscore.cli.signals import install, interrupt_behind, interrupted, settle
 from kscore.errors import KscoreError
 
 
@@ -72,6 +72,11 @@ def run() -> None:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         fail(f"error: {where}{exc.strerror or exc}", 2)
     except Exception as exc:
+        behind = interrupt_behind(exc)  # a signal met while a class was made
+        if isinstance(behind, KeyboardInterrupt):
+            fail(interrupted("interrupted (Ctrl-C)"), 130)
+        if isinstance(behind, Interrupted):
+            fail(interrupted(str(behind)), 143)
         text = str(exc).strip().splitlines()
         detail = f": {text[0][:200]}" if text else ""
         fail(

@@ -75,6 +75,20 @@ def settle(code: int) -> None:
             signal.signal(caught, lambda signum, frame: os._exit(code))
 
 
+def interrupt_behind(exc: BaseException) -> BaseException | None:
+    """The interrupt (KeyboardInterrupt, `Interrupted`) that `exc` stands for, if any: Python turns
+    one raised where a class is made (a dataclass's fields, `__set_name__`) into a RuntimeError
+    caused by it."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if isinstance(found, KeyboardInterrupt | Interrupted):
+            return found
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return None
+
+
 def stopped(exc: BaseException) -> NoReturn:
     """A signal that stopped the command line before it could run (while it was imported)."""
     if isinstance(exc, KeyboardInterrupt):
