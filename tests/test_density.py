@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.stats import gaussian_kde
@@ -13,6 +15,7 @@ from kscore.core.density import (
     potential_difficulty_scores,
     representation_scores,
 )
+from kscore.engines import Pieces
 
 
 def clouds(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -331,3 +334,62 @@ def test_many_tail_queries_are_summed_in_chunks_of_queries_with_the_same_numbers
     for key in ("representation", "local", "potential"):
         assert np.isfinite(at_once[key]).all(), key
         assert np.array_equal(at_once[key], in_chunks[key]), key
+
+
+def _in_pieces(columns: list[np.ndarray | None], cuts: list[int]) -> Pieces:
+    """The columns cut at `cuts` (row numbers, repeats allowed: empty pieces) into `Pieces`."""
+    bounds = [0, *cuts, len(columns[0])]  # type: ignore[arg-type]
+    items = tuple(
+        tuple(None if c is None else np.ascontiguousarray(c[a:b]) for c in columns)
+        for a, b in itertools.pairwise(bounds)
+    )
+    return Pieces(items, tuple(b - a for a, b in itertools.pairwise(bounds)))
+
+
+@pytest.mark.parametrize("difficulty_kind", ["none", "some unknown", "all known", "tilted narrow"])
+def test_scores_of_points_in_pieces_are_the_scores_of_the_points_joined_bitwise(monkeypatch, difficulty_kind):
+    """Pieces cut anywhere (empty ones too, and across the fixed chunks) give `kde_scores`' numbers
+    bitwise: the representation, the potential (on the shared transforms, or its own where its
+    kernel is far narrower), the local difficulty, and the far queries' exact sums."""
+    import kscore.core.density as density
+
+    monkeypatch.setattr(density, "_CHUNK", 700)  # several chunks, cut across the pieces
+    train, reference, difficulty = tilted_clouds(9, 0.1 if difficulty_kind == "tilted narrow" else 1.5)
+    if difficulty_kind == "some unknown":
+        difficulty = difficulty.copy()
+        difficulty[::4] = np.nan
+    wanted = None if difficulty_kind == "none" else difficulty
+    whole = density.kde_scores(train, reference, wanted, "scott", jobs=2)
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        reference_cuts = sorted([*rng.integers(0, len(reference), 6).tolist(), 0, 1500])
+        train_cuts = sorted([*rng.integers(0, len(train), 4).tolist(), len(train)])
+        pieced = density.kde_scores_of_pieces(
+            _in_pieces([train[:, 0], train[:, 1]], train_cuts),
+            _in_pieces([reference[:, 0], reference[:, 1], wanted], reference_cuts),
+            "scott",
+            jobs=2,
+        )
+        for key in ("representation", "potential", "local"):
+            if wanted is None and key != "representation":
+                assert pieced[key] is None
+                continue
+            assert np.array_equal(whole[key], pieced[key], equal_nan=True), key  # type: ignore[arg-type]
+        assert np.array_equal(whole["kernel"].covariance, pieced["kernel"].covariance)  # type: ignore[union-attr]
+
+
+def test_a_chunk_of_pieces_reads_only_the_pieces_it_overlaps():
+    """`Pieces.rows` fetches the pieces a slice overlaps, and joins their rows in order."""
+    fetched: list[list[int]] = []
+    values = {k: (np.arange(k * 10, k * 10 + 10, dtype=np.float64), None) for k in range(5)}
+
+    def fetch(keys: list[int]) -> list:
+        fetched.append(keys)
+        return [values[k] for k in keys]
+
+    pieces = Pieces(tuple(range(5)), (10, 10, 0, 10, 10), fetch)
+    x, none = pieces.rows(slice(15, 32))  # rows 15..19 of piece 1, the 10 of piece 3, 2 of piece 4
+    assert none is None and fetched == [[1, 3, 4]]  # the empty piece 2 is not read
+    assert np.array_equal(x, np.concatenate([np.arange(15, 20), np.arange(30, 42)]))
+    (x, _), (y, _) = pieces.rows(slice(40, 40)), pieces.rows(slice(0, 40))
+    assert len(x) == 0 and np.array_equal(y, np.concatenate([values[k][0] for k in (0, 1, 3, 4)]))

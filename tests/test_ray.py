@@ -7,6 +7,7 @@ for difficulty, the same map for embed-scores.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -656,6 +657,45 @@ def test_the_kde_over_many_chunks_on_ray_equals_threads_bitwise(
         assert np.isfinite(runs[0][key]).all(), key
         for other in runs[1:]:
             assert np.array_equal(runs[0][key], other[key]), key
+
+
+def test_the_kde_of_points_left_in_the_object_store_in_pieces_equals_threads_bitwise(
+    cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Train and reference points left in the object store in pieces (as the tasks that assemble a
+    part's coordinates leave them): each chunk task reads the pieces it overlaps; the scores equal
+    the local engine's of the points joined, bitwise."""
+    import kscore.core.density as density
+    from kscore.engines import Pieces, make_executor
+    from kscore.engines.ray import fetched
+
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(density, "_CHUNK", 1000)
+    monkeypatch.setattr(density, "_TAIL_CHUNK", 1)
+    rng = np.random.default_rng(6)
+    reference = np.concatenate([rng.normal(0, 1, (4000, 2)), rng.normal(4, 0.3, (1500, 2))])
+    train = np.concatenate([rng.normal(0, 1.5, (3000, 2)), [[60.0, 60.0], [-25.0, 3.0]]])
+    difficulty = rng.random(len(reference))
+    difficulty[::5] = np.nan
+
+    def stored(columns: list[np.ndarray], cuts: list[int]) -> Pieces:
+        bounds = [0, *cuts, len(columns[0])]
+        items = tuple(
+            ray.put(tuple(np.ascontiguousarray(c[a:b]) for c in columns))
+            for a, b in itertools.pairwise(bounds)
+        )
+        return Pieces(items, tuple(b - a for a, b in itertools.pairwise(bounds)), fetched)
+
+    local = density.kde_scores(train, reference, difficulty, "scott", 2, make_executor("local", 2))
+    on_ray = density.kde_scores_of_pieces(
+        stored([train[:, 0], train[:, 1]], [1200, 1200, 2999]),
+        stored([reference[:, 0], reference[:, 1], difficulty], [10, 2500, 4100, 4100]),
+        "scott",
+        make_executor("ray"),
+    )
+    for key in ("representation", "local", "potential"):
+        assert np.isfinite(local[key]).all(), key
+        assert np.array_equal(local[key], on_ray[key]), key
 
 
 def _read_elsewhere(*args, **kwargs):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from kscore.engines import Executor
+    from kscore.engines import Executor, Pieces
 
 # Gaussian tails below exp(-R**2 / 2) ~ 1e-17 of the peak are dropped (periodic images, modes).
 _RADIUS = 8.8
@@ -98,6 +98,34 @@ class _Queries:
     count: int
 
 
+@dataclass(frozen=True)
+class _PiecedPoints:
+    """Reference points in pieces (`Pieces` of x, y and the difficulty or None), and how many weight
+    rows a chunk gets: `kde_scores`' rows (uniform; with the difficulty, its known values; with
+    some unknown, the known ones' mask), made chunk by chunk as `kde_scores` makes them whole."""
+
+    pieces: Pieces
+    weight_rows: int
+
+    def chunk(self, part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, y, difficulty = self.pieces.rows(part)
+        assert x is not None and y is not None
+        rows = [np.full(len(x), 1.0 / self.pieces.count)]
+        if difficulty is not None and self.weight_rows > 1:
+            known = ~np.isnan(difficulty)
+            rows.append(np.where(known, difficulty, 0.0))
+            if self.weight_rows > 2:
+                rows.append(known.astype(np.float64))
+        return x, y, np.vstack(rows)
+
+
+@dataclass(frozen=True)
+class _PiecedQueries:
+    """Query points in pieces (`Pieces` of x and y)."""
+
+    pieces: Pieces
+
+
 def _executor(executor: Executor | None, jobs: int | None) -> Executor:
     """`executor`, or this machine's `jobs` threads."""
     if executor is None:
@@ -124,11 +152,14 @@ def _kept_queries(executor: Executor, queries: np.ndarray) -> _Queries:
 
 
 def _chunk_of(
-    points: tuple[np.ndarray, np.ndarray, np.ndarray], part: slice, subset: int | None
+    points: tuple[np.ndarray, np.ndarray, np.ndarray] | _PiecedPoints, part: slice, subset: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A chunk's (x, y, weights); with `subset`, only its points of positive weight in that row."""
-    x, y, weights = points
-    x, y, weights = x[part], y[part], weights[:, part]
+    if isinstance(points, _PiecedPoints):
+        x, y, weights = points.chunk(part)
+    else:
+        x, y, weights = points
+        x, y, weights = x[part], y[part], weights[:, part]
     if subset is not None:
         chosen = weights[subset] > 0
         x, y, weights = x[chosen], y[chosen], weights[:, chosen]
@@ -409,7 +440,10 @@ def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, n
     grid, the box, the outputs' thresholds), which need an exact sum (below the threshold, or
     outside the box: not evaluated, -inf), and the points of those queries."""
     queries, transform, modes, grid, (low, high, margin), thresholds = shared
-    x, y = _whiten(queries[0][part], queries[1][part], transform)
+    qx, qy = (
+        queries.pieces.rows(part)[:2] if isinstance(queries, _PiecedQueries) else (q[part] for q in queries)
+    )
+    x, y = _whiten(qx, qy, transform)
     inside = (x >= low[0] - margin) & (x <= high[0] + margin)
     inside &= (y >= low[1] - margin) & (y <= high[1] + margin)
     logs = np.full((len(modes), len(x)), -np.inf)
@@ -424,7 +458,7 @@ def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, n
         tail[:, inside] = sums < thresholds[:, None]
     tail[thresholds == -np.inf] = False  # an all-zero weight vector: -inf everywhere
     wanted = tail.any(axis=0)
-    return logs, tail, np.column_stack([queries[0][part][wanted], queries[1][part][wanted]])
+    return logs, tail, np.column_stack([qx[wanted], qy[wanted]])
 
 
 # Points per FINUFFT call at least: each call does an FFT of its grid (a few ms), so small calls
@@ -725,8 +759,7 @@ def kde_scores(
     executor = _executor(executor, jobs)
     n = len(reference_xy)
     vectors = [np.full(n, 1.0 / n)]
-    difficulty = None
-    every_known = True
+    every_known = None
     if reference_difficulty is not None:
         difficulty = np.asarray(reference_difficulty, dtype=np.float64)
         known = ~np.isnan(difficulty)
@@ -735,11 +768,57 @@ def kde_scores(
         if not every_known:  # the kernel sum over the rows with a difficulty, for the local mean
             vectors.append(known.astype(np.float64))
     points = _kept_points(executor, reference_xy, np.vstack(vectors))
-    queries = _kept_queries(executor, train_xy)
+    return _kde_scores(executor, points, _kept_queries(executor, train_xy), every_known, bandwidth, jobs)
+
+
+def kde_scores_of_pieces(
+    train: Pieces,
+    reference: Pieces,
+    bandwidth: str | float,
+    executor: Executor | None = None,
+    jobs: int | None = None,
+) -> dict[str, np.ndarray | Kernel | None]:
+    """`kde_scores` of points kept in pieces, where the executor's chunks read them (on Ray, pieces
+    tasks left in the object store: no process holds them all): `train` the train points (x, y),
+    `reference` the reference points and their difficulty (x, y, and the difficulty or None in
+    every piece). The same numbers as `kde_scores` of the pieces joined, bitwise: each chunk is
+    the same rows, made whole from the pieces it overlaps."""
+    executor = _executor(executor, jobs)
+    n = reference.count
+    chunks = _chunks(n, max(_CHUNK, -(-n // _TYPE1_CHUNKS)))
+    every_known = None
+    probe = _PiecedPoints(reference, 1)
+    if n and reference.rows(slice(0, 0))[2] is not None:
+        unknown = executor.map_chunks(_unknown_chunk, executor.keep(probe), chunks)
+        every_known = not any(unknown)
+    weight_rows = 1 if every_known is None else 2 if every_known else 3
+    points = _Points(executor.keep(_PiecedPoints(reference, weight_rows)), n, chunks)
+    queries = _Queries(executor.keep(_PiecedQueries(train)), train.count)
+    return _kde_scores(executor, points, queries, every_known, bandwidth, jobs)
+
+
+def _unknown_chunk(points: _PiecedPoints, part: slice) -> bool:
+    """Whether a chunk of reference points has a point of unknown (NaN) difficulty."""
+    difficulty = points.pieces.rows(part)[2]
+    return bool(difficulty is not None and np.isnan(difficulty).any())
+
+
+def _kde_scores(
+    executor: Executor,
+    points: _Points,
+    queries: _Queries,
+    every_known: bool | None,
+    bandwidth: str | float,
+    jobs: int | None,
+) -> dict[str, np.ndarray | Kernel | None]:
+    """`kde_scores` of kept points (their weight rows: uniform, then with a difficulty
+    (`every_known` not None) its known values, then where some are unknown their mask)."""
+    n = points.count
+    rows = 1 if every_known is None else 2 if every_known else 3
     kernel = _fitted(_moments(executor, points, None), bandwidth)
-    outputs = [(row, kernel) for row in range(len(vectors))]
+    outputs = [(row, kernel) for row in range(rows)]
     shared = potential_moments = None
-    if difficulty is not None:
+    if every_known is not None:
         potential_moments = _moments(executor, points, 1, subset=1)
         shared = _potential_kernel(kernel, potential_moments, bandwidth)
         if shared is not None:  # the potential's sum rides on the same transforms

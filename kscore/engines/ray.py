@@ -179,6 +179,11 @@ def keep(value: Any) -> Kept:
     return Kept(ray_module().put(value))
 
 
+def fetched(refs: list[Any]) -> list[Any]:
+    """The values of object refs, where a task reads them (`Pieces.fetch` of pieces a task left)."""
+    return ray_module().get(refs)
+
+
 def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]) -> list[_R]:
     """`func(shared, part)` for every part, in order, one Ray task a part (the KDE's passes over
     chunks of points): `shared` (numpy arrays) goes into the object store once, and each task reads
