@@ -367,6 +367,7 @@ def test_scores_of_points_in_pieces_are_the_scores_of_the_points_joined_bitwise(
         pieced = density.kde_scores_of_pieces(
             _in_pieces([train[:, 0], train[:, 1]], train_cuts),
             _in_pieces([reference[:, 0], reference[:, 1], wanted], reference_cuts),
+            wanted is not None,
             "scott",
             jobs=2,
         )

@@ -351,9 +351,9 @@ def test_ray_embed_scores_equal_the_local_engine(
     original = engine_module.map_with_shared
     chunked = engine_module.map_chunks
 
-    def spy(func, items, shared, jobs):
+    def spy(func, items, shared, jobs, kept=False):
         sent.append(type(getattr(shared, "model", shared)).__name__)  # the fitted model, in its wrapper
-        return original(func, items, shared, jobs)
+        return original(func, items, shared, jobs, kept)
 
     def spy_chunks(func, shared, parts):
         sent.append(func.__name__)
@@ -690,6 +690,7 @@ def test_the_kde_of_points_left_in_the_object_store_in_pieces_equals_threads_bit
     on_ray = density.kde_scores_of_pieces(
         stored([train[:, 0], train[:, 1]], [1200, 1200, 2999]),
         stored([reference[:, 0], reference[:, 1], difficulty], [10, 2500, 4100, 4100]),
+        True,
         "scott",
         make_executor("ray"),
     )
@@ -947,7 +948,9 @@ def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_e
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On Ray with `-o DIR/`, the driver reads neither the id nor the split column, nor the
-    difficulty file's rows: tasks check the ids (float ids become integers), split the rows, read
+    difficulty file's rows, nor the map's coordinates (tasks assemble each part's from the
+    transforms' results, repeated rows included, and the KDE's tasks and the parts' writers read
+    them in the object store): tasks check the ids (float ids become integers), split the rows, read
     the difficulty file, count repeated ids and join the scores by ranges of the ids' hashes; the
     tasks writing the parts give the summary its split counts and notable rows (tied scores of
     repeated embeddings broken by id). Oracle: the local engine's parts, summary and warnings."""
@@ -962,11 +965,19 @@ def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_e
     difficulty = _difficulty_of(tmp_path, np.arange(0, 6000, 2), unknown=7)
     local = kscore.embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, fit_sample=1000, top=4000)
     collected = _collected_columns(monkeypatch)
+    import kscore.core.density as density
+    from kscore.engines import Pieces
+
+    read_here: list[slice] = []  # rows of the map's coordinates read on the driver
+    rows_of = Pieces.rows
+    monkeypatch.setattr(Pieces, "rows", lambda pieces, part: read_here.append(part) or rows_of(pieces, part))
+    monkeypatch.setattr(density, "kde_scores", lambda *a, **k: pytest.fail("the KDE's points came here"))
     on_ray = kscore.embed_scores(
         path, f"{tmp_path}/ray/", difficulty=difficulty, fit_sample=1000, top=4000, engine="ray"
     )
     monkeypatch.undo()
     assert collected and not any("id" in c or "split" in c or "difficulty_score" in c for c in collected)
+    assert not read_here  # the coordinates stayed in the store, from the transforms to the parts
     parts = [sorted((tmp_path / name).glob("part-*.parquet")) for name in ("local", "ray")]
     assert len(parts[0]) == len(parts[1]) == 3
     for expected, written in zip(*parts, strict=True):

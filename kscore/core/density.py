@@ -774,21 +774,22 @@ def kde_scores(
 def kde_scores_of_pieces(
     train: Pieces,
     reference: Pieces,
+    with_difficulty: bool,
     bandwidth: str | float,
     executor: Executor | None = None,
     jobs: int | None = None,
 ) -> dict[str, np.ndarray | Kernel | None]:
     """`kde_scores` of points kept in pieces, where the executor's chunks read them (on Ray, pieces
     tasks left in the object store: no process holds them all): `train` the train points (x, y),
-    `reference` the reference points and their difficulty (x, y, and the difficulty or None in
-    every piece). The same numbers as `kde_scores` of the pieces joined, bitwise: each chunk is
-    the same rows, made whole from the pieces it overlaps."""
+    `reference` the reference points and their difficulty (x, y, and the difficulty, or None in
+    every piece without `with_difficulty`). The same numbers as `kde_scores` of the pieces
+    joined, bitwise: each chunk is the same rows, made whole from the pieces it overlaps."""
     executor = _executor(executor, jobs)
     n = reference.count
     chunks = _chunks(n, max(_CHUNK, -(-n // _TYPE1_CHUNKS)))
     every_known = None
     probe = _PiecedPoints(reference, 1)
-    if n and reference.rows(slice(0, 0))[2] is not None:
+    if with_difficulty:
         unknown = executor.map_chunks(_unknown_chunk, executor.keep(probe), chunks)
         every_known = not any(unknown)
     weight_rows = 1 if every_known is None else 2 if every_known else 3

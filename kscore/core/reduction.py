@@ -242,6 +242,8 @@ def reduce_to_2d(
         progress, jobs, memory_limit, executor, on_fit,
     )  # fmt: skip
     params["distinct_rows"] = len(leaders)
+    if not isinstance(coordinates, np.ndarray):  # left in pieces by cluster tasks
+        return data.with_repeats(coordinates, leaders, index), params
     return coordinates[index], params
 
 
@@ -467,8 +469,7 @@ def _umap(
             if on_fit is not None:
                 on_fit(SavedMap.of(model, {**params, "transform_epochs": TRANSFORM_EPOCHS}))
             return coordinates.astype(np.float64), params
-        coordinates = np.empty((n, 2))
-        coordinates[sample] = model.fit_transform(fitted)
+        fit_coordinates = model.fit_transform(fitted)
         model.n_epochs = 3 * TRANSFORM_EPOCHS  # umap's transform runs n_epochs // 3 epochs
         params["transform_epochs"] = TRANSFORM_EPOCHS
         # umap's own search for the new points' neighbours can strand them in the wrong cluster.
@@ -480,6 +481,13 @@ def _umap(
             progress(fit_stage, 1, 1)
         if on_fit is not None:
             on_fit(SavedMap.of(model, params))
+    if hasattr(data, "placed"):  # rows read by cluster tasks: the coordinates stay there, in pieces
+        kept = _transform_rows(
+            _FittedTransform(model), data, rest, None, progress, jobs, memory_limit, executor, routed
+        )
+        return data.placed(_batched(rest), kept, sample, fit_coordinates), params
+    coordinates = np.empty((n, 2))
+    coordinates[sample] = fit_coordinates
     _transform_rows(
         _FittedTransform(model), data, rest, coordinates, progress, jobs, memory_limit, executor, routed
     )
@@ -493,34 +501,41 @@ def _transform_rows(
     model: Any,
     data: Any,
     rows: np.ndarray,
-    coordinates: np.ndarray,
+    coordinates: np.ndarray | None,
     progress: Progress | None,
     jobs: int,
     memory_limit: int | None,
     executor: Executor | None,
     routed: list[Any] | None = None,
-) -> None:
+) -> list[Any]:
     """`coordinates[rows]`: the fitted `model`'s transform of `data[rows]`, in batches of
     `TRANSFORM_BATCH` rows taken in the order of `rows` (the batches, and so the numbers, do not
-    depend on the workers). `routed`: those batches, routed already (`data.route`)."""
+    depend on the workers). `routed`: those batches, routed already (`data.route`). Without
+    `coordinates`, each batch's result is left where the executor keeps it (an object ref on
+    Ray) and these come back, in order."""
     chunks = _batched(rows)
     if progress:
         progress("UMAP transform", 0, len(chunks))
     if not chunks:
-        return
+        return []
     if memory_limit is not None and (executor is None or executor.on_this_machine):
         jobs = min(jobs, workers_within(model, data.shape[1], memory_limit))
     # Rows read by cluster tasks are routed to their batches there (`TaskRows.route`).
     if routed is None and hasattr(data, "route"):
         routed, _ = data.route(chunks, progress)
     batches = iter(routed) if routed is not None else (data[chunk] for chunk in chunks)
-    results = _transform_batches(model, batches, len(chunks), jobs, executor)
+    results = _transform_batches(model, batches, len(chunks), jobs, executor, kept=coordinates is None)
+    kept = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for done, (chunk, mapped) in enumerate(zip(chunks, results, strict=True), start=1):
-            coordinates[chunk] = mapped
+            if coordinates is None:
+                kept.append(mapped)
+            else:
+                coordinates[chunk] = mapped
             if progress:
                 progress("UMAP transform", done, len(chunks))
+    return kept
 
 
 def _batched(rows: np.ndarray) -> list[np.ndarray]:
@@ -706,8 +721,13 @@ def match_fit_rows(rows: Any, hashes: np.ndarray, vectors: np.ndarray) -> np.nda
 
 
 def _transform_batches(
-    model: Any, batches: Iterator[np.ndarray], count: int, jobs: int, executor: Executor | None = None
-) -> Iterator[np.ndarray]:
+    model: Any,
+    batches: Iterator[np.ndarray],
+    count: int,
+    jobs: int,
+    executor: Executor | None = None,
+    kept: bool = False,
+) -> Iterator[Any]:
     """`model.transform` of each batch, in order, on the executor's workers (default: `jobs` worker
     processes here; on a cluster, its own count).
 
@@ -719,7 +739,8 @@ def _transform_batches(
         from kscore.engines.local import LocalExecutor
 
         executor = LocalExecutor(jobs)
-    return executor.map_with_shared(_transform, batches, shared=model, most=min(jobs, count // 2))
+    most = min(jobs, count // 2)
+    return executor.map_with_shared(_transform, batches, shared=model, most=most, kept=kept)
 
 
 # A transform worker beside its copy of the model: the interpreter with umap and numba loaded, and

@@ -45,10 +45,11 @@ class Executor(Protocol):
         ...
 
     def map_with_shared(
-        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int
-    ) -> Iterator[_R]:
+        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int, kept: bool = False
+    ) -> Iterator[Any]:
         """`func(shared, item)` for every item, in order, `shared` loaded once per worker; at most
-        `most` workers where they share this machine."""
+        `most` workers where they share this machine. `kept`: each result where the engine left
+        it (the value here; an object ref on Ray), once it is made."""
         ...
 
     def started(self, shared: Any, most: int) -> AbstractContextManager[None]:

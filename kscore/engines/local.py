@@ -183,7 +183,7 @@ class LocalExecutor:
         return map_chunks(func, shared, parts, self.workers)
 
     def map_with_shared(
-        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int
+        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int, kept: bool = False
     ) -> Iterator[_R]:
         jobs = min(most, self.workers)
         # Taken at the first item: a map never iterated leaves started workers to `started`.

@@ -272,28 +272,36 @@ class _Worker:
 
 
 def map_with_shared(
-    func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, jobs: int | None
-) -> Iterator[_R]:
+    func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, jobs: int | None, kept: bool = False
+) -> Iterator[Any]:
     """`func(shared, item)` for every item, in order, on Ray actors (one per cluster CPU, or `jobs`
     at most): `shared` is put in the object store once and each actor loads it once. Items are sent
     as actors need them (two per actor waiting at most), so a generator is never held whole. An
     item with `object_refs` (objects in the store it is made of) gets their values through
     `with_values(values)` on the actor: Ray fetches them to its node while it works on the one
-    before."""
+    before. `kept`: each result stays in the object store, and its ref comes out once it is made
+    (a task reading it raises an actor's error)."""
     ray = ray_module()
     count = min(cluster_cpus(), jobs) if jobs else cluster_cpus()
     shared_ref = ray.put(shared)
     actor = ray.remote(num_cpus=1)(_Worker).options(**_actor_options())
     actors = [actor.remote(shared_ref) for _ in range(count)]
     waiting: deque[Any] = deque()
+
+    def done(ref: Any) -> Any:
+        if not kept:
+            return ray.get(ref)
+        ray.wait([ref], fetch_local=False)
+        return ref
+
     try:
         for number, item in enumerate(items):
             refs = getattr(item, "object_refs", ())
             waiting.append(actors[number % count].call.remote(func, item, *refs))
             if len(waiting) >= 2 * count:
-                yield ray.get(waiting.popleft())
+                yield done(waiting.popleft())
         while waiting:
-            yield ray.get(waiting.popleft())
+            yield done(waiting.popleft())
     except ray.exceptions.RayTaskError as exc:
         raise unwrap(exc) from None
     finally:
@@ -320,9 +328,9 @@ class RayExecutor:
         return map_chunks(func, shared, parts)
 
     def map_with_shared(
-        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int
-    ) -> Iterator[_R]:
-        return map_with_shared(func, items, shared=shared, jobs=None)
+        self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int, kept: bool = False
+    ) -> Iterator[Any]:
+        return map_with_shared(func, items, shared=shared, jobs=None, kept=kept)
 
     def started(self, shared: Any, most: int) -> AbstractContextManager[None]:
         return nullcontext()  # the actors start with their map

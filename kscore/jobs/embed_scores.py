@@ -216,7 +216,8 @@ def score_embeddings(
     Parquet input's embeddings, the columns other than the embedding (the id and split among them)
     are not read here but handed to this callback (a `Passthrough`, for the tasks that write the
     output's parts): tasks check the ids and split the rows part by part, and the table returned
-    holds the map and the scores only.
+    holds the scores only; the map's coordinates stay on the cluster, in pieces tasks assembled
+    (the `Passthrough`'s `coordinates`), where UMAP was fitted on a sample of them.
     """
     from kscore.plan.sizing import resolve_memory_limit
 
@@ -390,6 +391,7 @@ class Passthrough:
     id_dtype: pl.DataType  # as read
     order: list[str] = field(default_factory=list)
     id_type: pl.DataType | None = None
+    coordinates: Any = None  # the map's coordinates, where tasks left them (`Pieces`, one a part)
 
 
 # Columns the output writes: an input column of one of these names is read here, to be replaced.
@@ -591,8 +593,9 @@ def _embed_scores(
     on_fit: Any = None,
     passthrough: Passthrough | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    from kscore.core.density import DegenerateError, kde_scores
+    from kscore.core.density import DegenerateError, kde_scores, kde_scores_of_pieces
     from kscore.core.reduction import place_on_map, reduce_to_2d
+    from kscore.engines import Pieces
 
     if matrix is not None and keep_embedding:
         raise InputError(
@@ -639,13 +642,25 @@ def _embed_scores(
     except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
         raise InputError(str(exc)) from None
     del matrix
+    in_pieces = isinstance(coordinates, Pieces)  # left on the cluster by its tasks
+    if in_pieces and passthrough is None:  # the output is made here: the coordinates come here
+        coordinates = np.column_stack(coordinates.rows(slice(0, coordinates.count)))
+        in_pieces = False
 
     if progress:
         progress("KDE scores", 0, 1)
     try:
-        scores = kde_scores(
-            coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs, executor
-        )
+        if in_pieces:  # tasks split each part's coordinates, and the KDE's tasks read them there
+            from kscore.plan.embeddings_ray import kde_points_by_tasks
+
+            train, reference = kde_points_by_tasks(coordinates, is_train, is_reference, difficulty_column)
+            with_difficulty = difficulty_column is not None
+            scores = kde_scores_of_pieces(train, reference, with_difficulty, bandwidth, executor, jobs)
+        else:
+            scores = kde_scores(
+                coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs,
+                executor,
+            )  # fmt: skip
     except DegenerateError as exc:
         raise InputError(
             f"the reference rows are degenerate in 2D ({exc}): no density can be fitted"
@@ -661,7 +676,7 @@ def _embed_scores(
         )
     out = table.drop(columns, strict=False) if not keep_embedding else table
     n = len(is_train)
-    new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
+    new = {} if in_pieces else {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
     for name, key in ((REPRESENTATION, "representation"), (POTENTIAL, "potential"), (LOCAL, "local")):
         column = np.full(n, np.nan)
         if scores[key] is not None:
@@ -670,10 +685,13 @@ def _embed_scores(
     series = [pl.Series(name, values, nan_to_null=name not in (MAP_X, MAP_Y)) for name, values in new.items()]
     if difficulty_column is not None:
         series.append(pl.Series(SCORE, difficulty_column, nan_to_null=True))
-    out = out.drop([s.name for s in series], strict=False)
+    made = [MAP_X, MAP_Y] if in_pieces else []  # the map, from the coordinates' pieces
+    out = out.drop([*made, *(s.name for s in series)], strict=False)
     if passthrough is not None:  # the input's order, the unread columns in their places
         read = set(out.columns) | set(passthrough.columns)
-        passthrough.order = [c for c in passthrough.names if c in read] + [s.name for s in series]
+        passthrough.order = [c for c in passthrough.names if c in read] + made + [s.name for s in series]
+        if in_pieces:
+            passthrough.coordinates = coordinates
     out = out.with_columns(series) if out.width else pl.DataFrame(series)
     kernel = scores["kernel"]
     potential_kernel = scores["potential_kernel"]
@@ -977,7 +995,9 @@ def _write_dataset(
     tags = metadata_tags(meta)
     columns = None
     if unread is not None:
-        columns = ColumnsFrom(unread.scan, unread.order, unread.source, unread.id_split[0], unread.id_type)
+        columns = ColumnsFrom(
+            unread.scan, unread.order, unread.source, unread.id_split[0], unread.id_type, unread.coordinates
+        )
     else:
         ranked = None
     written: list[Any] = []

@@ -13,7 +13,11 @@ same float32 matrix the local engine reads), twice in all where no rows repeat, 
 - route each row of a transform batch into the object store (`route`), where the actor that
   transforms the batch gathers it (`RoutedBatch`), and send the driver the fit sample from the
   same pass: a batch holds the same rows in the same order as on one machine, so the map is
-  bitwise the same.
+  bitwise the same;
+- assemble each part's coordinates from the batches' results, left in the object store, and the
+  fit sample's (`placed`, then `with_repeats` for the rows that repeat an earlier one), and cut
+  them into the KDE's train and reference points (`kde_points_by_tasks`): the KDE's tasks and
+  the parts' writers read those pieces there, and the driver never holds the map.
 
 Ray keeps the routed rows in its object store and spills them to the nodes' disks beyond it.
 
@@ -33,10 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from kscore.columns import MAP_X, MAP_Y
 from kscore.core.reduction import equal_hash_pairs, match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
+from kscore.engines import Pieces
 from kscore.engines.ray import (
     cancel_running,
+    fetched,
     from_store,
     gathered,
     node_name,
@@ -268,6 +275,57 @@ class TaskRows:
         ]
         return batches, rows
 
+    def placed(
+        self, chunks: Sequence[np.ndarray], results: Sequence[Any], also: np.ndarray, also_values: np.ndarray
+    ) -> Pieces:
+        """The rows' 2D coordinates in pieces, one a part, each assembled by a task from the results
+        of the transform batches (`chunks` of row numbers, as routed; `results`, their (rows x 2)
+        coordinates in the object store) and the rows `also` (their `also_values` given here):
+        the inverse of `route`. A row of neither is NaN. The pieces stay in the object store."""
+        ray = ray_module()
+        task = ray.remote(num_cpus=1)(_placed_part)
+        also = np.asarray(also, dtype=np.int64)
+        also_by_part = dict(self._by_part(also))
+        counts, pieces = [], []
+        for number, (local, bounds, touched, slots) in enumerate(self._routes(chunks)):
+            places = also_by_part.get(number)
+            extra = None if places is None else (also[places] - self.starts[number], also_values[places])
+            count, piece = task.options(num_returns=2).remote(
+                self.parts[number].length, local, bounds, slots, extra, *(results[b] for b in touched)
+            )
+            counts.append(count)
+            pieces.append(piece)
+        gathered(ray, counts)
+        return Pieces(tuple(pieces), tuple(part.length for part in self.parts), fetched)
+
+    def with_repeats(self, placed: Pieces, leaders: np.ndarray, index: np.ndarray) -> Pieces:
+        """`placed` (coordinates of the `leaders` rows, NaN elsewhere) with every other row given
+        its leader's coordinates (row r's is leader `index[r]`'s): tasks read the leaders' values
+        from their parts, and put them into the parts of the rows that repeat them."""
+        ray = ray_module()
+        repeated = np.ones(self.count, dtype=bool)
+        repeated[leaders] = False
+        followers = np.flatnonzero(repeated)
+        del repeated
+        firsts = leaders[index[followers]]
+        values = np.empty((len(followers), 2))
+        reader = ray.remote(num_cpus=1)(_values_at)
+        places, refs = [], []
+        for number, where in self._by_part(firsts):
+            places.append(where)
+            refs.append(reader.remote(placed.items[number], firsts[where] - self.starts[number]))
+        for where, found in zip(places, gathered(ray, refs), strict=True):
+            values[where] = found
+        filler = ray.remote(num_cpus=1)(_filled_part).options(num_returns=2)
+        items, counts = list(placed.items), []
+        for number, where in self._by_part(followers):
+            count, items[number] = filler.remote(
+                placed.items[number], followers[where] - self.starts[number], values[where]
+            )
+            counts.append(count)
+        gathered(ray, counts)
+        return Pieces(tuple(items), placed.lengths, fetched)
+
     def _routes(
         self, chunks: Sequence[np.ndarray]
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | slice]]]:
@@ -345,6 +403,14 @@ class TaskRowSubset(RowSubset):
     ) -> tuple[list[RoutedBatch], np.ndarray | None]:
         return self.parent.route(
             [self.index[chunk] for chunk in chunks], progress, None if also is None else self.index[also]
+        )
+
+    def placed(
+        self, chunks: Sequence[np.ndarray], results: Sequence[Any], also: np.ndarray, also_values: np.ndarray
+    ) -> Pieces:
+        """`TaskRows.placed` of these rows, in the parent's parts (its other rows NaN)."""
+        return self.parent.placed(
+            [self.index[chunk] for chunk in chunks], results, self.index[also], also_values
         )
 
 
@@ -450,6 +516,45 @@ def _route_part(
     if also is not None:
         pieces.append(matrix[also])
     return (len(rows), *pieces)
+
+
+def _placed_part(
+    length: int,
+    rows: np.ndarray,
+    bounds: np.ndarray,
+    slots: list[np.ndarray | slice],
+    also: tuple[np.ndarray, np.ndarray] | None,
+    *batches: np.ndarray,
+) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
+    """A part's coordinates (x, y, NaN where none is given), from the batches' results: batch k's
+    `slots` hold the part's `rows[bounds[k]:bounds[k + 1]]` (`_route_part`'s pieces, inverted);
+    `also`: more rows and their coordinates. How many rows were placed comes first."""
+    x, y = np.full(length, np.nan), np.full(length, np.nan)
+    placed = 0
+    for k, (slot, batch) in enumerate(zip(slots, batches, strict=True)):
+        where = rows[bounds[k] : bounds[k + 1]]
+        values = batch[slot]
+        x[where], y[where] = values[:, 0], values[:, 1]
+        placed += len(where)
+    if also is not None:
+        where, values = also
+        x[where], y[where] = values[:, 0], values[:, 1]
+        placed += len(where)
+    return placed, (x, y)
+
+
+def _values_at(piece: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """The coordinates of a part's `rows`, as (rows x 2)."""
+    return np.column_stack([piece[0][rows], piece[1][rows]])
+
+
+def _filled_part(
+    piece: tuple[np.ndarray, np.ndarray], rows: np.ndarray, values: np.ndarray
+) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
+    """How many rows were set, and a part's coordinates with its `rows` set to `values`."""
+    x, y = piece[0].copy(), piece[1].copy()
+    x[rows], y[rows] = values[:, 0], values[:, 1]
+    return len(rows), (x, y)
 
 
 # Ids a task of one range of id hashes holds at most, at about 32 bytes an id.
@@ -783,6 +888,45 @@ def _placed_values(length: int, *pieces: tuple[np.ndarray, np.ndarray]) -> np.nd
     return out
 
 
+def kde_points_by_tasks(
+    coordinates: Pieces, is_train: np.ndarray, is_reference: np.ndarray, difficulty: np.ndarray | None
+) -> tuple[Pieces, Pieces]:
+    """The KDE's train points (x, y) and reference points (x, y, difficulty or None), in pieces:
+    a task a part takes its rows of each from the part's coordinates, which stay in the store."""
+    ray = ray_module()
+    task = ray.remote(num_cpus=1)(_kde_points_of_part).options(num_returns=3)
+    starts = np.cumsum([0, *coordinates.lengths])
+    counts, train, reference = [], [], []
+    for item, (start, stop) in zip(coordinates.items, itertools.pairwise(starts.tolist()), strict=True):
+        part_difficulty = None if difficulty is None else difficulty[start:stop]
+        count, train_piece, reference_piece = task.remote(
+            item, is_train[start:stop], is_reference[start:stop], part_difficulty
+        )
+        counts.append(count)
+        train.append(train_piece)
+        reference.append(reference_piece)
+    found = gathered(ray, counts)
+    train_lengths, reference_lengths = (tuple(int(f[k]) for f in found) for k in range(2))
+    return Pieces(tuple(train), train_lengths, fetched), Pieces(tuple(reference), reference_lengths, fetched)
+
+
+def _kde_points_of_part(
+    piece: tuple[np.ndarray, np.ndarray],
+    is_train: np.ndarray,
+    is_reference: np.ndarray,
+    difficulty: np.ndarray | None,
+) -> tuple[tuple[int, int], tuple[np.ndarray, ...], tuple[np.ndarray | None, ...]]:
+    """A part's (train rows, reference rows), its train points and its reference points."""
+    x, y = piece
+    reference_difficulty = None if difficulty is None else difficulty[is_reference]
+    train = (x[is_train], y[is_train])
+    return (
+        (len(train[0]), int(is_reference.sum())),
+        train,
+        (x[is_reference], y[is_reference], reference_difficulty),
+    )
+
+
 def write_parts_by_tasks(
     table: Any,
     folder: str,
@@ -818,6 +962,7 @@ class ColumnsFrom:
     source: str
     id_col: str | None = None
     id_type: Any = None
+    coordinates: Pieces | None = None  # the map's coordinates (x, y), in pieces tasks left
 
 
 def _write_part(
@@ -851,6 +996,9 @@ def _write_part(
             if columns_from.id_col is not None:
                 ids = with_id_type(others.get_column(columns_from.id_col), columns_from.id_type)
                 others = others.with_columns(ids)
+            if columns_from.coordinates is not None:
+                x, y = columns_from.coordinates.rows(slice(start, start + part.height))
+                others = others.with_columns(pl.Series(MAP_X, x), pl.Series(MAP_Y, y))
             part = part.hstack(others.get_columns()).select(columns_from.order)
         try:
             part.write_parquet(path, metadata=tags, **polars_options(path))
