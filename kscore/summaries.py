@@ -544,6 +544,39 @@ class EmbedSummary:
         highest = self._highest(train.drop_nulls(POTENTIAL)) if self.with_difficulty else None
         return RankedChunk(splits, self._least(train), highest)
 
+    def set_bounds(self, samples: Sequence[np.ndarray | None]) -> None:
+        """Each score's quantile bands from a sample of its values (the representation's, the
+        potential's, the local difficulty's; None where there is none), before `banded` chunks."""
+        for score, values in zip(self.scores, samples, strict=False):
+            if values is not None:
+                self.quantiles[score].set_bounds(values)
+
+    def banded(self, table: pl.DataFrame) -> tuple[int, dict[str, tuple[int, Any]]]:
+        """What one chunk's train rows give the quantiles (`add_banded`): made where the chunk's
+        rows are, small whatever its size once the bands are set (`set_bounds`). A score with no
+        band yet gives its values."""
+        train = table.filter(pl.col(REPRESENTATION).is_not_null())
+        found: dict[str, tuple[int, Any]] = {}
+        for score in self.scores:
+            values = train.get_column(score)
+            count = values.len() - values.null_count()
+            bands = self.quantiles[score]
+            if bands.bounds is None:
+                found[score] = (count, values.drop_nulls().cast(pl.Float64).to_numpy())
+            else:
+                found[score] = (count, train.select(bands.band_exprs(score)))
+        return train.height, found
+
+    def add_banded(self, chunk: tuple[int, dict[str, tuple[int, Any]]]) -> None:
+        """One chunk's train rows, as `banded` found them."""
+        rows, found = chunk
+        self.n_train += rows
+        for score, (count, values) in found.items():
+            if isinstance(values, np.ndarray):
+                self.quantiles[score].add(values)
+            else:
+                self.quantiles[score].add_bands(count, values, score)
+
     def add_ranked(self, chunk: RankedChunk) -> None:
         """One chunk's split counts and notable train points (`ranked`)."""
         for value, count in chunk.splits.items():

@@ -169,13 +169,13 @@ def test_potential_shares_the_transforms_when_its_kernel_is_close(monkeypatch, h
     coefficients); one far narrower gets transforms of its own. Both are scipy's estimator."""
     import kscore.core.density as density
 
-    original, separate = density._potential, []
+    original, separate = density._potential_sums, []
 
     def spy(*args, **kwargs):
         separate.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(density, "_potential", spy)
+    monkeypatch.setattr(density, "_potential_sums", spy)
     train, reference, difficulty = tilted_clouds(3, hard_width)
     scores = density.kde_scores(train, reference, difficulty, "scott")
     assert bool(separate) is not shared
@@ -370,12 +370,17 @@ def test_scores_of_points_in_pieces_are_the_scores_of_the_points_joined_bitwise(
             wanted is not None,
             "scott",
             jobs=2,
+            sample=100,
         )
-        for key in ("representation", "potential", "local"):
+        scores = pieced["scores"].rows(slice(0, len(train)))
+        for k, key in enumerate(("representation", "potential", "local")):
             if wanted is None and key != "representation":
-                assert pieced[key] is None
+                assert scores[k] is None and pieced["samples"][k] is None
                 continue
-            assert np.array_equal(whole[key], pieced[key], equal_nan=True), key  # type: ignore[arg-type]
+            assert np.array_equal(whole[key], scores[k], equal_nan=True), key  # type: ignore[arg-type]
+            step = -(-len(train) // 100)
+            assert np.array_equal(pieced["samples"][k], whole[key][::step], equal_nan=True), key
+        assert pieced["potential_all_nan"] is False
         assert np.array_equal(whole["kernel"].covariance, pieced["kernel"].covariance)  # type: ignore[union-attr]
 
 

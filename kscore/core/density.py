@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -319,8 +319,10 @@ def _log_gauss_sums(
     outputs: list[tuple[int, Kernel]],
     subset: int | None,
     jobs: int | None,
-) -> np.ndarray:
-    """`log_gauss_sums` of kept points (with `subset`, of those of positive weight in that row)."""
+    kept: bool = False,
+) -> Any:
+    """`log_gauss_sums` of kept points (with `subset`, of those of positive weight in that row);
+    `kept`: the sums left where the executor keeps them (`_KeptLogs`)."""
     transform = kernel.whitening
     # Each output's kernel covariance in `kernel`'s coordinates (the identity for `kernel` itself).
     shapes = [np.eye(2) if k is kernel else transform @ k.covariance @ transform.T for _, k in outputs]
@@ -333,17 +335,17 @@ def _log_gauss_sums(
     # negative, and queries outside the box are not evaluated) are computed exactly instead, at the
     # tail queries the chunks send back; an all-zero weight vector gives -inf.
     thresholds = np.where(totals > 0, _TAIL * totals, -np.inf)
-    out, tail, tail_points = _nufft_gauss_sums(
-        executor, points, queries, transform, box, shaped, subset, thresholds
+    out, tail_rows, tail, tail_points = _nufft_gauss_sums(
+        executor, points, queries, transform, box, shaped, subset, thresholds, kept
     )
-    any_tail = np.flatnonzero(tail.any(axis=0))  # the queries of `tail_points`, in order
+    exact_sums: list[tuple[np.ndarray, np.ndarray]] = [(tail_rows[:0], np.empty(0)) for _ in outputs]
     for tail_kernel in {id(k): k for _, k in outputs}.values():
         mine = [o for o, (_, k) in enumerate(outputs) if k is tail_kernel]
-        rows = np.flatnonzero(tail[mine].any(axis=0))
-        if not len(rows):
+        chosen = np.flatnonzero(tail[mine].any(axis=0))  # of the tail queries, those of this kernel
+        if not len(chosen):
             continue
         tail_transform = transform if tail_kernel is kernel else tail_kernel.whitening
-        z_rows = np.column_stack(_whiten(*tail_points[np.searchsorted(any_tail, rows)].T, tail_transform))
+        z_rows = np.column_stack(_whiten(*tail_points[chosen].T, tail_transform))
         bounds = (
             (low, high) if tail_kernel is kernel else _bounds(executor, points, tail_transform, subset)[:2]
         )
@@ -351,8 +353,31 @@ def _log_gauss_sums(
             executor, points, tail_transform, [outputs[o][0] for o in mine], z_rows, bounds, subset, jobs
         )
         for i, o in enumerate(mine):
-            out[o, rows] = np.where(tail[o, rows], exact[i], out[o, rows])
+            needed = tail[o, chosen]
+            exact_sums[o] = (tail_rows[chosen][needed], exact[i][needed])
+    if kept:
+        return _KeptLogs(out, exact_sums)
+    for o, (rows, values) in enumerate(exact_sums):
+        out[o, rows] = values
     return out
+
+
+@dataclass(frozen=True)
+class _KeptLogs:
+    """Log-sums left where the executor keeps them: `logs` one piece a chunk of queries (a field
+    an output), and for each output the exact sums of its tail queries that replace those (the
+    queries, ascending, and the sums)."""
+
+    logs: Pieces
+    exact: list[tuple[np.ndarray, np.ndarray]]
+
+    def chunk(self, part: slice) -> np.ndarray:
+        """The sums at the queries `part` (outputs x queries), the exact ones in their places."""
+        logs = np.array(self.logs.rows(part))
+        for o, (rows, values) in enumerate(self.exact):
+            a, b = np.searchsorted(rows, [part.start, part.stop])
+            logs[o, rows[a:b] - part.start] = values[a:b]
+        return logs
 
 
 def _nufft_gauss_sums(
@@ -364,10 +389,12 @@ def _nufft_gauss_sums(
     outputs: list[tuple[int, np.ndarray]],
     subset: int | None,
     thresholds: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    kept: bool = False,
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """The log Gauss sums at the queries by two non-uniform FFTs, identical for any number of
-    workers and on either engine; where each falls below its output's threshold (or outside the
-    box) and needs an exact sum; and those queries' points (unwhitened, in order).
+    workers and on either engine (`kept`: left where the executor keeps them, in `Pieces`); the
+    queries where one falls below its output's threshold (or outside the box) and needs an exact
+    sum, which outputs do there, and those queries' points (unwhitened, in order).
 
     `box` is the whitened points' bounds and the margin the widest kernel needs around them;
     `outputs` the (weight row, kernel covariance) of each sum, in these coordinates.
@@ -408,9 +435,23 @@ def _nufft_gauss_sums(
     # A query's value does not depend on its chunk: one chunk per worker, each FFT done once.
     query_chunk = max(_CHUNK, -(-queries.count // executor.workers))
     shared = (queries.kept, transform, executor.keep(modes), grid, box, thresholds)
-    found = executor.map_chunks(_evaluate_chunk, shared, _chunks(queries.count, query_chunk))
-    logs, tail, tail_points = zip(*found, strict=True)
-    return np.concatenate(logs, axis=1), np.concatenate(tail, axis=1), np.concatenate(tail_points)
+    parts = _chunks(queries.count, query_chunk)
+    if kept:
+        found = executor.map_chunks(_evaluate_kept_chunk, shared, parts, kept=True)
+        lengths = [part.stop - part.start for part in parts]
+        logs: Any = executor.pieces([large for _, large in found], lengths)
+        tails = [small for small, _ in found]
+    else:
+        found = executor.map_chunks(_evaluate_chunk, shared, parts)
+        logs = np.concatenate([f[0] for f in found], axis=1)
+        tails = [f[1:] for f in found]
+    rows = np.concatenate([part.start + r for (r, _, _), part in zip(tails, parts, strict=True)])
+    return (
+        logs,
+        rows,
+        np.concatenate([t for _, t, _ in tails], axis=1),
+        np.concatenate([p for *_, p in tails]),
+    )
 
 
 _Grid = tuple[np.ndarray, float, int]  # the box's center, the scale to angles, modes per side
@@ -435,10 +476,19 @@ def _spread_chunk(shared: tuple[Any, np.ndarray, list[int], _Grid, int | None], 
     )
 
 
-def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _evaluate_kept_chunk(
+    shared: tuple[Any, ...], part: slice
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """`_evaluate_chunk`'s tail queries, then its log-sums as a piece (a field an output)."""
+    logs, *tails = _evaluate_chunk(shared, part)
+    return tuple(tails), tuple(logs)
+
+
+def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, ...]:
     """The log-sums at one chunk of queries (the queries, the whitening, the Fourier modes, the
-    grid, the box, the outputs' thresholds), which need an exact sum (below the threshold, or
-    outside the box: not evaluated, -inf), and the points of those queries."""
+    grid, the box, the outputs' thresholds); the queries that need an exact sum (below the
+    threshold, or outside the box: not evaluated, -inf), counted from the chunk's start, which
+    outputs do there, and the points of those queries."""
     queries, transform, modes, grid, (low, high, margin), thresholds = shared
     qx, qy = (
         queries.pieces.rows(part)[:2] if isinstance(queries, _PiecedQueries) else (q[part] for q in queries)
@@ -458,7 +508,7 @@ def _evaluate_chunk(shared: tuple[Any, ...], part: slice) -> tuple[np.ndarray, n
         tail[:, inside] = sums < thresholds[:, None]
     tail[thresholds == -np.inf] = False  # an all-zero weight vector: -inf everywhere
     wanted = tail.any(axis=0)
-    return logs, tail, np.column_stack([qx[wanted], qy[wanted]])
+    return logs, np.flatnonzero(wanted), tail[:, wanted], np.column_stack([qx[wanted], qy[wanted]])
 
 
 # Points per FINUFFT call at least: each call does an FFT of its grid (a few ms), so small calls
@@ -778,24 +828,30 @@ def kde_scores_of_pieces(
     bandwidth: str | float,
     executor: Executor | None = None,
     jobs: int | None = None,
-) -> dict[str, np.ndarray | Kernel | None]:
-    """`kde_scores` of points kept in pieces, where the executor's chunks read them (on Ray, pieces
-    tasks left in the object store: no process holds them all): `train` the train points (x, y),
-    `reference` the reference points and their difficulty (x, y, and the difficulty, or None in
-    every piece without `with_difficulty`). The same numbers as `kde_scores` of the pieces
-    joined, bitwise: each chunk is the same rows, made whole from the pieces it overlaps."""
+    sample: int = 0,
+) -> dict[str, Any]:
+    """`kde_scores` of points kept in pieces, the scores left in pieces too, where the executor's
+    chunks read and make them (on Ray, in the object store: no process holds them all). `train`:
+    the train points (x, y); `reference`: the reference points and their difficulty (x, y, and
+    the difficulty, or None in every piece without `with_difficulty`).
+
+    Returns the kernels (`kernel`, `potential_kernel`), `scores` (`Pieces` of the representation,
+    potential and local difficulty, None without a difficulty, in the train points' order),
+    `potential_all_nan`, and with `sample` about that many of each score (every k-th, for
+    quantiles' bands: `samples`). The same numbers as `kde_scores` of the pieces joined, bitwise:
+    each chunk is the same rows, made whole from the pieces it overlaps, and each score is made
+    element by element."""
     executor = _executor(executor, jobs)
     n = reference.count
     chunks = _chunks(n, max(_CHUNK, -(-n // _TYPE1_CHUNKS)))
     every_known = None
-    probe = _PiecedPoints(reference, 1)
     if with_difficulty:
-        unknown = executor.map_chunks(_unknown_chunk, executor.keep(probe), chunks)
+        unknown = executor.map_chunks(_unknown_chunk, executor.keep(_PiecedPoints(reference, 1)), chunks)
         every_known = not any(unknown)
     weight_rows = 1 if every_known is None else 2 if every_known else 3
     points = _Points(executor.keep(_PiecedPoints(reference, weight_rows)), n, chunks)
     queries = _Queries(executor.keep(_PiecedQueries(train)), train.count)
-    return _kde_scores(executor, points, queries, every_known, bandwidth, jobs)
+    return _kde_scores(executor, points, queries, every_known, bandwidth, jobs, kept=True, sample=sample)
 
 
 def _unknown_chunk(points: _PiecedPoints, part: slice) -> bool:
@@ -811,12 +867,15 @@ def _kde_scores(
     every_known: bool | None,
     bandwidth: str | float,
     jobs: int | None,
-) -> dict[str, np.ndarray | Kernel | None]:
+    kept: bool = False,
+    sample: int = 0,
+) -> dict[str, Any]:
     """`kde_scores` of kept points (their weight rows: uniform, then with a difficulty
-    (`every_known` not None) its known values, then where some are unknown their mask)."""
-    n = points.count
-    rows = 1 if every_known is None else 2 if every_known else 3
+    (`every_known` not None) its known values, then where some are unknown their mask). `kept`:
+    the scores left where the executor keeps them (`_scores_chunk`'s pieces, `sample` of them
+    here)."""
     kernel = _fitted(_moments(executor, points, None), bandwidth)
+    rows = 1 if every_known is None else 2 if every_known else 3
     outputs = [(row, kernel) for row in range(rows)]
     shared = potential_moments = None
     if every_known is not None:
@@ -824,28 +883,86 @@ def _kde_scores(
         shared = _potential_kernel(kernel, potential_moments, bandwidth)
         if shared is not None:  # the potential's sum rides on the same transforms
             outputs.append((1, shared))
-    logs = _log_gauss_sums(executor, kernel, points, queries, outputs, None, jobs)
-    out: dict[str, np.ndarray | Kernel | None] = {
-        "kernel": kernel,
-        "representation": kernel.log_norm + logs[0],
-        "local": None,
-        "potential": None,
-        "potential_kernel": None,
-    }
+    logs = _log_gauss_sums(executor, kernel, points, queries, outputs, None, jobs, kept)
+    finish = _Finish(kernel.log_norm, points.count, every_known)
+    own = potential_kernel = None
     if potential_moments is not None:
-        with np.errstate(invalid="ignore"):
-            # A kernel-weighted mean of difficulties in [0, 1]; rounding may step a hair outside.
-            # With every difficulty known, the kernel sum over them is n times the uniform one.
-            known_sum = logs[0] + math.log(n) if every_known else logs[2]
-            out["local"] = np.clip(np.exp(logs[1] - known_sum), 0.0, 1.0)
+        log_total = math.log(potential_moments.total) if potential_moments.total > 0 else 0.0
         if shared is not None:
-            total = math.log(potential_moments.total)
-            out["potential"], out["potential_kernel"] = np.exp(shared.log_norm + logs[-1] - total), shared
+            potential_kernel, finish = shared, _Finish(*finish[:3], "shared", shared.log_norm, log_total)
         else:
-            out["potential"], out["potential_kernel"] = _potential(
-                executor, points, queries, potential_moments, bandwidth, jobs
+            mode, potential_kernel, own = _potential_sums(
+                executor, points, queries, potential_moments, bandwidth, jobs, kept
             )
+            own_norm = potential_kernel.log_norm if potential_kernel is not None else 0.0
+            finish = _Finish(*finish[:3], mode, own_norm, log_total)
+    out: dict[str, Any] = {"kernel": kernel, "potential_kernel": potential_kernel}
+    if not kept:
+        out["representation"], out["potential"], out["local"] = _finished(logs, own, finish)
+        return out
+    lengths = list(logs.logs.lengths)
+    parts = [slice(a - n, a) for a, n in zip(np.cumsum(lengths).tolist(), lengths, strict=True)]
+    step = max(1, -(-queries.count // sample)) if sample else 0
+    found = executor.map_chunks(_scores_chunk, (logs, own, finish, step), parts, kept=True)
+    out["scores"] = executor.pieces([large for _, large in found], lengths)
+    out["potential_all_nan"] = finish.potential is not None and sum(n for (n, _), _ in found) == queries.count
+    if step:
+        samples = [small[1] for small, _ in found]
+        out["samples"] = [
+            None if samples[0][k] is None else np.concatenate([s[k] for s in samples]) for k in range(3)
+        ]
     return out
+
+
+class _Finish(NamedTuple):
+    """How the scores come from the log-sums (`_finished`): the representation kernel's log
+    normaliser, the reference points, whether every difficulty is known (None: no difficulty);
+    the potential's way ("shared": the sums' last output; "own": sums of its own; "zeros"; "nan"),
+    its kernel's log normaliser and the log of its total weight."""
+
+    log_norm: float
+    n: int
+    every_known: bool | None
+    potential: str | None = None
+    potential_log_norm: float = 0.0
+    log_total: float = 0.0
+
+
+def _finished(
+    logs: np.ndarray, own: np.ndarray | None, finish: _Finish
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(representation, potential, local) at queries, from their log-sums (`logs`, and `own`:
+    the potential's where it has transforms of its own), element by element."""
+    representation = finish.log_norm + logs[0]
+    if finish.every_known is None:
+        return representation, None, None
+    with np.errstate(invalid="ignore"):
+        # A kernel-weighted mean of difficulties in [0, 1]; rounding may step a hair outside.
+        # With every difficulty known, the kernel sum over them is n times the uniform one.
+        known_sum = logs[0] + math.log(finish.n) if finish.every_known else logs[2]
+        local = np.clip(np.exp(logs[1] - known_sum), 0.0, 1.0)
+    return representation, _potential_values(logs[-1] if own is None else own[0], finish), local
+
+
+def _potential_values(log_sums: np.ndarray, finish: _Finish) -> np.ndarray:
+    """The potential at queries from its log-sums, as `finish.potential` says."""
+    if finish.potential == "zeros":
+        return np.zeros(len(log_sums))
+    if finish.potential == "nan":
+        return np.full(len(log_sums), np.nan)
+    return np.exp(finish.potential_log_norm + log_sums - finish.log_total)
+
+
+def _scores_chunk(shared: tuple[Any, ...], part: slice) -> tuple[tuple[int, Any], tuple[Any, ...]]:
+    """The scores of a chunk of queries from its kept log-sums: (how many potentials are NaN, every
+    `step`-th score counted from the first query), then (representation, potential, local) as a
+    piece."""
+    logs, own, finish, step = shared
+    scores = _finished(logs.chunk(part), None if own is None else own.chunk(part), finish)
+    nan = 0 if scores[1] is None else int(np.isnan(scores[1]).sum())
+    first = -part.start % step if step else 0
+    samples = tuple(None if v is None else v[first::step] for v in scores) if step else None
+    return (nan, samples), scores
 
 
 # The potential's kernel shares the representation's transforms when its covariance, in the
@@ -871,6 +988,28 @@ def _potential_kernel(kernel: Kernel, moments: _Moments, bandwidth: str | float)
     return potential
 
 
+def _potential_sums(
+    executor: Executor,
+    points: _Points,
+    queries: _Queries,
+    moments: _Moments,
+    bandwidth: str | float,
+    jobs: int | None = None,
+    kept: bool = False,
+) -> tuple[str, Kernel | None, Any]:
+    """The difficulty-weighted KDE's way (weight row 1 of `points`, whose `moments` are given):
+    "zeros" (no weight), "nan" (no density: the difficulty on fewer than 3 points or on a line)
+    or "own" with its kernel and its log-sums at the queries. Points of zero weight change neither
+    scipy's covariance nor its sum: they are left out."""
+    if moments.count == 0:
+        return "zeros", None, None
+    try:
+        kernel = _fitted(moments, bandwidth)
+    except DegenerateError:
+        return "nan", None, None
+    return "own", kernel, _log_gauss_sums(executor, kernel, points, queries, [(1, kernel)], 1, jobs, kept)
+
+
 def _potential(
     executor: Executor,
     points: _Points,
@@ -879,18 +1018,13 @@ def _potential(
     bandwidth: str | float,
     jobs: int | None = None,
 ) -> tuple[np.ndarray, Kernel | None]:
-    """The difficulty-weighted KDE (weight row 1 of `points`, whose `moments` are given) at the
-    queries, and its kernel (None without a density). Points of zero weight change neither scipy's
-    covariance nor its sum: they are left out."""
-    if moments.count == 0:
-        return np.zeros(queries.count), None
-    try:
-        kernel = _fitted(moments, bandwidth)
-    except DegenerateError:
-        # The difficulty sits on fewer than 3 points, or on a line: no 2D density exists.
-        return np.full(queries.count, np.nan), None
-    log_sums = _log_gauss_sums(executor, kernel, points, queries, [(1, kernel)], 1, jobs)
-    return np.exp(kernel.log_norm + log_sums[0] - math.log(moments.total)), kernel
+    """The difficulty-weighted KDE at the queries (`_potential_sums`), and its kernel (None
+    without a density)."""
+    mode, kernel, log_sums = _potential_sums(executor, points, queries, moments, bandwidth, jobs)
+    log_total = math.log(moments.total) if mode == "own" else 0.0
+    finish = _Finish(0.0, 0, True, mode, kernel.log_norm if kernel is not None else 0.0, log_total)
+    sums = log_sums[0] if log_sums is not None else np.empty(queries.count)
+    return _potential_values(sums, finish), kernel
 
 
 def representation_scores(

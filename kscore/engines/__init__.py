@@ -2,6 +2,8 @@
 
 - `local` (`engines/local.py`): this machine's threads and loky worker processes.
 - `ray` (`engines/ray.py`): tasks and actors on a Ray cluster, tables in its object store.
+- `Pieces` (`engines/pieces.py`): rows an engine keeps in pieces where its tasks left them (the
+  object store on Ray), each chunk reading only the pieces it overlaps.
 
 A job makes one executor from `--engine/--jobs/--ray-address` (`make_executor`), opens its
 `session()` and passes it down; the math calls `keep`, `map_chunks` and `map_with_shared` and never asks
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import numpy as np
+from kscore.engines.pieces import Pieces
+
+__all__ = ["ENGINES", "Executor", "Pieces", "check_engine", "make_executor"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -39,9 +42,18 @@ class Executor(Protocol):
         `map_chunks` call's `shared`, or an item of its tuple, then costs no copy per call."""
         ...
 
-    def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice]) -> list[_R]:
+    def map_chunks(
+        self, func: Callable[[Any, slice], Any], shared: Any, parts: Sequence[slice], kept: bool = False
+    ) -> list[Any]:
         """`func(shared, part)` for every part, in order; `shared` (or each item of a tuple) may be
-        a value `keep` returned, which `func` receives as the value."""
+        a value `keep` returned, which `func` receives as the value. `kept`: `func` returns (small,
+        large), and the large stays where the engine keeps it (the value here; an object ref on
+        Ray): (small, kept large) come back, to be read as `pieces`."""
+        ...
+
+    def pieces(self, items: Sequence[Any], lengths: Sequence[int]) -> Pieces:
+        """`Pieces` of results this executor kept (`map_chunks(kept=True)`), read where a chunk
+        needs them."""
         ...
 
     def map_with_shared(
@@ -61,47 +73,6 @@ class Executor(Protocol):
     def session(self) -> AbstractContextManager[Any]:
         """The engine's resources for the length of a job."""
         ...
-
-
-@dataclass(frozen=True)
-class Pieces:
-    """Rows kept in pieces, in row order (a table's parts): each piece a tuple of fields, arrays of
-    its rows (or None, the same field None in every piece). `items` are the pieces themselves, or
-    where an engine left them (Ray's object refs), read by `fetch` where a chunk needs them: a
-    chunk of rows (`rows`) reads only the pieces it overlaps, so no process holds them all."""
-
-    items: tuple[Any, ...]
-    lengths: tuple[int, ...]
-    fetch: Callable[[list[Any]], list[Any]] | None = None
-
-    @property
-    def count(self) -> int:
-        return sum(self.lengths)
-
-    def rows(self, part: slice) -> tuple[np.ndarray | None, ...]:
-        """Each field's rows `part` (a slice of rows with a start and stop), in order."""
-        ends = np.cumsum(self.lengths)
-        starts = ends - np.asarray(self.lengths, dtype=ends.dtype)
-        start, stop = int(part.start), int(part.stop)
-        first = int(np.searchsorted(ends, start, side="right"))
-        last = int(np.searchsorted(starts, stop, side="left"))
-        chosen = [i for i in range(first, last) if self.lengths[i]]
-        wanted = [self.items[i] for i in chosen]
-        values = self.fetch(wanted) if self.fetch is not None and wanted else wanted
-        if not values:  # no rows: the fields of an empty piece
-            values = [self.fetch([self.items[0]])[0] if self.fetch is not None else self.items[0]]
-            chosen, start, stop = [0], int(starts[0]), int(starts[0])
-        cuts = [
-            slice(max(start - int(starts[i]), 0), min(stop, int(ends[i])) - int(starts[i])) for i in chosen
-        ]
-        fields = []
-        for f in range(len(values[0])):
-            if values[0][f] is None:
-                fields.append(None)
-                continue
-            taken = [value[f][cut] for value, cut in zip(values, cuts, strict=True)]
-            fields.append(taken[0] if len(taken) == 1 else np.concatenate(taken))
-        return tuple(fields)
 
 
 def check_engine(engine: str) -> None:

@@ -179,8 +179,15 @@ class LocalExecutor:
     def keep(self, value: Any) -> Any:
         return value
 
-    def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice]) -> list[_R]:
-        return map_chunks(func, shared, parts, self.workers)
+    def map_chunks(
+        self, func: Callable[[Any, slice], _R], shared: Any, parts: Sequence[slice], kept: bool = False
+    ) -> list[_R]:
+        return map_chunks(func, shared, parts, self.workers)  # a kept value is the value
+
+    def pieces(self, items: Sequence[Any], lengths: Sequence[int]) -> Any:
+        from kscore.engines.pieces import Pieces
+
+        return Pieces(tuple(items), tuple(lengths))
 
     def map_with_shared(
         self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int, kept: bool = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -184,15 +184,22 @@ def fetched(refs: list[Any]) -> list[Any]:
     return ray_module().get(refs)
 
 
-def map_chunks(func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]) -> list[_R]:
+def map_chunks(
+    func: Callable[[Any, slice], Any], shared: Any, parts: list[slice], kept: bool = False
+) -> list[Any]:
     """`func(shared, part)` for every part, in order, one Ray task a part (the KDE's passes over
     chunks of points): `shared` (numpy arrays) goes into the object store once, and each task reads
     it there in place, on whichever node runs it; a `Kept` value, alone or in a tuple, is not put
-    again."""
+    again. `kept`: `func` returns (small, large); the large stays in the object store, and (small,
+    its ref) come back."""
     ray = ray_module()
     shared_ref = shared.ref if isinstance(shared, Kept) else ray.put(shared)
     task = ray.remote(num_cpus=1)(_chunk_task)
-    return gathered(ray, [task.remote(func, shared_ref, part) for part in parts])
+    if not kept:
+        return gathered(ray, [task.remote(func, shared_ref, part) for part in parts])
+    pairs = [task.options(num_returns=2).remote(func, shared_ref, part) for part in parts]
+    small = gathered(ray, [first for first, _ in pairs])
+    return [(value, large) for value, (_, large) in zip(small, pairs, strict=True)]
 
 
 def _chunk_task(func: Callable[[Any, slice], _R], shared: Any, part: slice) -> _R:
@@ -324,8 +331,15 @@ class RayExecutor:
     def keep(self, value: Any) -> Kept:
         return keep(value)
 
-    def map_chunks(self, func: Callable[[Any, slice], _R], shared: Any, parts: list[slice]) -> list[_R]:
-        return map_chunks(func, shared, parts)
+    def map_chunks(
+        self, func: Callable[[Any, slice], Any], shared: Any, parts: list[slice], kept: bool = False
+    ) -> list[Any]:
+        return map_chunks(func, shared, parts, kept)
+
+    def pieces(self, items: Sequence[Any], lengths: Sequence[int]) -> Any:
+        from kscore.engines.pieces import Pieces
+
+        return Pieces(tuple(items), tuple(lengths), fetched)
 
     def map_with_shared(
         self, func: Callable[[Any, _T], _R], items: Iterable[_T], shared: Any, most: int, kept: bool = False

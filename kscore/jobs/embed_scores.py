@@ -391,7 +391,22 @@ class Passthrough:
     id_dtype: pl.DataType  # as read
     order: list[str] = field(default_factory=list)
     id_type: pl.DataType | None = None
-    coordinates: Any = None  # the map's coordinates, where tasks left them (`Pieces`, one a part)
+    scored: ScoredPieces | None = None  # the output's rows, where tasks left them
+
+
+@dataclass
+class ScoredPieces:
+    """What the tasks writing the parts make the output's rows of, where the map and the scores
+    stay on the cluster: the coordinates (`Pieces`, one a part of the input), the train rows'
+    scores (`Pieces` of the representation, potential and local difficulty, in the train rows'
+    order), which rows are train rows, each row's difficulty (or None), and every k-th score
+    (for the summary's quantile bands)."""
+
+    coordinates: Any
+    scores: Any
+    is_train: np.ndarray
+    difficulty: np.ndarray | None
+    samples: list[np.ndarray | None] | None
 
 
 # Columns the output writes: an input column of one of these names is read here, to be replaced.
@@ -596,6 +611,7 @@ def _embed_scores(
     from kscore.core.density import DegenerateError, kde_scores, kde_scores_of_pieces
     from kscore.core.reduction import place_on_map, reduce_to_2d
     from kscore.engines import Pieces
+    from kscore.summaries import PRIME_ROWS
 
     if matrix is not None and keep_embedding:
         raise InputError(
@@ -655,7 +671,9 @@ def _embed_scores(
 
             train, reference = kde_points_by_tasks(coordinates, is_train, is_reference, difficulty_column)
             with_difficulty = difficulty_column is not None
-            scores = kde_scores_of_pieces(train, reference, with_difficulty, bandwidth, executor, jobs)
+            scores = kde_scores_of_pieces(
+                train, reference, with_difficulty, bandwidth, executor, jobs, sample=PRIME_ROWS
+            )
         else:
             scores = kde_scores(
                 coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs,
@@ -668,31 +686,46 @@ def _embed_scores(
 
     if progress:
         progress("KDE scores", 1, 1)
-    potential = scores["potential"]
-    if potential is not None and np.isnan(potential).all():  # type: ignore[arg-type]
+    if in_pieces:
+        all_nan = scores["potential_all_nan"]
+    else:
+        all_nan = scores["potential"] is not None and bool(np.isnan(scores["potential"]).all())
+    if all_nan:
         _warn(
             "the reference difficulty sits on fewer than 3 points or on a line: "
             "potential_difficulty_score is null"
         )
-    out = table.drop(columns, strict=False) if not keep_embedding else table
     n = len(is_train)
-    new = {} if in_pieces else {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
-    for name, key in ((REPRESENTATION, "representation"), (POTENTIAL, "potential"), (LOCAL, "local")):
-        column = np.full(n, np.nan)
-        if scores[key] is not None:
-            column[is_train] = scores[key]
-        new[name] = column
-    series = [pl.Series(name, values, nan_to_null=name not in (MAP_X, MAP_Y)) for name, values in new.items()]
-    if difficulty_column is not None:
-        series.append(pl.Series(SCORE, difficulty_column, nan_to_null=True))
-    made = [MAP_X, MAP_Y] if in_pieces else []  # the map, from the coordinates' pieces
-    out = out.drop([*made, *(s.name for s in series)], strict=False)
+    names = [
+        MAP_X,
+        MAP_Y,
+        REPRESENTATION,
+        POTENTIAL,
+        LOCAL,
+        *([SCORE] if difficulty_column is not None else []),
+    ]
+    out = table.drop(columns, strict=False) if not keep_embedding else table
+    out = out.drop(names, strict=False)
     if passthrough is not None:  # the input's order, the unread columns in their places
         read = set(out.columns) | set(passthrough.columns)
-        passthrough.order = [c for c in passthrough.names if c in read] + made + [s.name for s in series]
-        if in_pieces:
-            passthrough.coordinates = coordinates
-    out = out.with_columns(series) if out.width else pl.DataFrame(series)
+        passthrough.order = [c for c in passthrough.names if c in read] + names
+    if in_pieces:  # the output's rows are made where its parts are written, from the pieces
+        assert passthrough is not None
+        passthrough.scored = ScoredPieces(
+            coordinates, scores["scores"], is_train, difficulty_column, scores.get("samples")
+        )
+        out = pl.DataFrame()
+    else:
+        new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
+        for name, key in ((REPRESENTATION, "representation"), (POTENTIAL, "potential"), (LOCAL, "local")):
+            column = np.full(n, np.nan)
+            if scores[key] is not None:
+                column[is_train] = scores[key]
+            new[name] = column
+        series = [pl.Series(k, v, nan_to_null=k not in (MAP_X, MAP_Y)) for k, v in new.items()]
+        if difficulty_column is not None:
+            series.append(pl.Series(SCORE, difficulty_column, nan_to_null=True))
+        out = out.with_columns(series) if out.width else pl.DataFrame(series)
     kernel = scores["kernel"]
     potential_kernel = scores["potential_kernel"]
     meta = {
@@ -942,6 +975,9 @@ def _write_embed_scores(
             id_col, options.get("split_col", "split"), top=top, with_difficulty=difficulty is not None
         )
         chunks = None
+        scored = unread[0].scored if unread else None
+        if scored is not None and scored.samples is not None:  # set before the tasks band the scores
+            summary.set_bounds(scored.samples)
         with stage(options.get("progress"), "write"):
             if dataset:
                 chunks = _write_dataset(enriched, out, meta, by_tasks, unread[0] if unread else None, summary)
@@ -952,11 +988,25 @@ def _write_embed_scores(
         return embed_summary(
             enriched, id_col, summary.split_col, top=top, output=str(out), with_difficulty=with_difficulty
         )
-    summary.add_scores(enriched)
+    if scored is None:
+        summary.add_scores(enriched)
     for chunk in chunks:
-        summary.add_ranked(chunk)
-    train = enriched.filter(pl.col(REPRESENTATION).is_not_null())
-    return summary.result(lambda column: train.get_column(column).to_numpy(), output=str(out))
+        summary.add_ranked(chunk[0])
+        if chunk[1] is not None:
+            summary.add_banded(chunk[1])
+    return summary.result(_score_reader(enriched, scored, summary.n_train), output=str(out))
+
+
+def _score_reader(
+    enriched: pl.DataFrame, scored: ScoredPieces | None, n_train: int
+) -> Callable[[str], np.ndarray]:
+    """Every train row's value of a score, for the summary's quantiles where a band missed: from
+    the table, or from the pieces the cluster holds."""
+    if scored is None:
+        train = enriched.filter(pl.col(REPRESENTATION).is_not_null())
+        return lambda column: train.get_column(column).to_numpy()
+    order = (REPRESENTATION, POTENTIAL, LOCAL)
+    return lambda column: scored.scores.rows(slice(0, n_train))[order.index(column)]
 
 
 def _tasks_write(engine: str) -> bool:
@@ -979,8 +1029,9 @@ def _write_dataset(
     (`_tasks_write`, decided once with which columns are left `unread`): Ray's tasks write the parts
     (into a folder every node sees, or straight under an object-storage prefix), each reading its
     slice of the `unread` columns from the input; else this process. Where the tasks read the ids
-    (`unread`), each also gives its part's chunk of the summary (`EmbedSummary.ranked` of `ranked`):
-    those chunks come back, in order."""
+    (`unread`), each also gives its part's chunks of the summary (`EmbedSummary.ranked` of
+    `ranked`, and `banded` where the tasks make the rows from the pieces the cluster holds: the
+    `unread.scored`): those come back, in order."""
     from kscore.io import MANIFEST, metadata_tags, write_dataset_atomic, write_slices
     from kscore.jobs.common import object_storage_dataset
 
@@ -995,15 +1046,17 @@ def _write_dataset(
     tags = metadata_tags(meta)
     columns = None
     if unread is not None:
+        scored = unread.scored
         columns = ColumnsFrom(
-            unread.scan, unread.order, unread.source, unread.id_split[0], unread.id_type, unread.coordinates
-        )
+            unread.scan, unread.order, unread.source, unread.id_split[0], unread.id_type,
+            *((scored.coordinates, scored.scores) if scored is not None else ()),
+        )  # fmt: skip
     else:
-        ranked = None
+        ranked = scored = None
     written: list[Any] = []
 
     def write(folder: str, options: dict[str, str] | None) -> list[str]:
-        written.extend(write_parts_by_tasks(table, folder, tags, options, columns, ranked))
+        written.extend(write_parts_by_tasks(table, folder, tags, options, columns, ranked, scored))
         return [w[0] for w in written] if ranked is not None else list(written)
 
     remote = object_storage_dataset()
@@ -1013,7 +1066,7 @@ def _write_dataset(
         publish_written(remote.target, MANIFEST, lambda prefix: write(prefix, options_in_use()),
                         lambda: json.dumps(meta, default=str))  # fmt: skip
         remote.published = True
-    return [w[1] for w in written] if ranked is not None else None
+    return [(w[1], w[2] if len(w) > 2 else None) for w in written] if ranked is not None else None
 
 
 def embed_scores(

@@ -934,20 +934,33 @@ def write_parts_by_tasks(
     storage_options: dict[str, str] | None = None,
     columns_from: ColumnsFrom | None = None,
     ranked: Any = None,
+    scored: Any = None,
 ) -> list[Any]:
     """`table` (a polars frame) as the parts of a dataset under `folder` (a folder every node sees,
     or an object-storage prefix), one Ray task writing each part: the parts `kscore.io.write_slices`
     writes on one machine (`table_slices`). Each slice reaches its task through the object store as
     Arrow. `columns_from`: each task reads its slice of the input's other columns itself and puts
     them in the output's order. The paths written come back, in order; with `ranked` (an empty
-    `EmbedSummary`), each with its part's `ranked` chunk of the summary."""
+    `EmbedSummary`), each with its part's `ranked` chunk of the summary.
+
+    `scored` (a `ScoredPieces`, with `columns_from`): no table; each task makes its part's map and
+    scores from the pieces the cluster holds, and gives its part's `banded` chunk of the summary
+    too."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(_write_part)
-    refs = [
-        task.remote(to_store(table.slice(start, length)), f"{folder.rstrip('/')}/{part_name(number)}",
-                    tags, storage_options, columns_from, start, ranked)
-        for number, (start, length) in enumerate(table_slices(table.height))
-    ]  # fmt: skip
+    rows = table.height if scored is None else len(scored.is_train)
+    refs, train_start = [], 0
+    for number, (start, length) in enumerate(table_slices(rows)):
+        made = rows_of = None
+        if scored is None:
+            rows_of = to_store(table.slice(start, length))
+        else:
+            is_train = scored.is_train[start : start + length]
+            difficulty = None if scored.difficulty is None else scored.difficulty[start : start + length]
+            made = (is_train, train_start, difficulty)
+            train_start += int(is_train.sum())
+        path = f"{folder.rstrip('/')}/{part_name(number)}"
+        refs.append(task.remote(rows_of, path, tags, storage_options, columns_from, start, ranked, made))
     return gathered(ray, refs)
 
 
@@ -955,14 +968,39 @@ def write_parts_by_tasks(
 class ColumnsFrom:
     """The input's columns the tasks writing the parts read: `scan` (those columns), the output's
     column order, the input's name, and the id column with the type its ids are given (None: as
-    read)."""
+    read); where the map and scores stay on the cluster, their pieces (`Pieces`: the coordinates,
+    one a part of the input; the train rows' scores, in their order)."""
 
     scan: Any
     order: list[str]
     source: str
     id_col: str | None = None
     id_type: Any = None
-    coordinates: Pieces | None = None  # the map's coordinates (x, y), in pieces tasks left
+    coordinates: Pieces | None = None
+    scores: Pieces | None = None
+
+
+def _made_part(columns_from: ColumnsFrom, start: int, made: tuple[np.ndarray, int, Any]) -> Any:
+    """A part's map and score columns, from the pieces: its rows' coordinates, and its train rows'
+    scores (the `count` from `train_start` on) put in their rows (null elsewhere)."""
+    import polars as pl
+
+    from kscore.columns import LOCAL, POTENTIAL, REPRESENTATION, SCORE
+
+    is_train, train_start, difficulty = made
+    assert columns_from.coordinates is not None and columns_from.scores is not None
+    length = len(is_train)
+    x, y = columns_from.coordinates.rows(slice(start, start + length))
+    scores = columns_from.scores.rows(slice(train_start, train_start + int(is_train.sum())))
+    columns = [pl.Series(MAP_X, x), pl.Series(MAP_Y, y)]
+    for name, values in zip((REPRESENTATION, POTENTIAL, LOCAL), scores, strict=True):
+        column = np.full(length, np.nan)
+        if values is not None:
+            column[is_train] = values
+        columns.append(pl.Series(name, column, nan_to_null=True))
+    if difficulty is not None:
+        columns.append(pl.Series(SCORE, difficulty, nan_to_null=True))
+    return pl.DataFrame(columns)
 
 
 def _write_part(
@@ -973,14 +1011,20 @@ def _write_part(
     columns_from: ColumnsFrom | None = None,
     start: int = 0,
     ranked: Any = None,
+    made: tuple[np.ndarray, int, Any] | None = None,
 ) -> Any:
-    """One part: its rows (Arrow), and its slice of the input's other columns where asked for; its
-    path, with its summary chunk where `ranked` is given."""
+    """One part: its rows (Arrow, or `made` from the pieces: `_made_part`), and its slice of the
+    input's other columns where asked for; its path, with its summary chunks where `ranked` is
+    given (and where `made`, its `banded` chunk)."""
     import polars as pl
 
     from kscore.core.align import with_id_type
 
-    part = from_store(arrow)
+    if made is not None:
+        assert columns_from is not None
+        part = _made_part(columns_from, start, made)
+    else:
+        part = from_store(arrow)
     with using(storage_options):
         if columns_from is not None:
             source = columns_from.source
@@ -996,9 +1040,6 @@ def _write_part(
             if columns_from.id_col is not None:
                 ids = with_id_type(others.get_column(columns_from.id_col), columns_from.id_type)
                 others = others.with_columns(ids)
-            if columns_from.coordinates is not None:
-                x, y = columns_from.coordinates.rows(slice(start, start + part.height))
-                others = others.with_columns(pl.Series(MAP_X, x), pl.Series(MAP_Y, y))
             part = part.hstack(others.get_columns()).select(columns_from.order)
         try:
             part.write_parquet(path, metadata=tags, **polars_options(path))
@@ -1006,4 +1047,6 @@ def _write_part(
             raise OutputError(f"{path}: cannot write on node {node_name()}: {exc.strerror or exc}") from None
         except pl.exceptions.PolarsError as exc:  # object storage's failures come as polars errors
             raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
-    return path if ranked is None else (path, ranked.ranked(part))
+    if ranked is None:
+        return path
+    return (path, ranked.ranked(part)) if made is None else (path, ranked.ranked(part), ranked.banded(part))
