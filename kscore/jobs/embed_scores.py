@@ -391,22 +391,7 @@ class Passthrough:
     id_dtype: pl.DataType  # as read
     order: list[str] = field(default_factory=list)
     id_type: pl.DataType | None = None
-    scored: ScoredPieces | None = None  # the output's rows, where tasks left them
-
-
-@dataclass
-class ScoredPieces:
-    """What the tasks writing the parts make the output's rows of, where the map and the scores
-    stay on the cluster: the coordinates (`Pieces`, one a part of the input), the train rows'
-    scores (`Pieces` of the representation, potential and local difficulty, in the train rows'
-    order), which rows are train rows, each row's difficulty (or None), and every k-th score
-    (for the summary's quantile bands)."""
-
-    coordinates: Any
-    scores: Any
-    is_train: np.ndarray
-    difficulty: np.ndarray | None
-    samples: list[np.ndarray | None] | None
+    scored: Any = None  # the output's rows, where tasks left them (`ScoredPieces`)
 
 
 # Columns the output writes: an input column of one of these names is read here, to be replaced.
@@ -618,14 +603,13 @@ def _embed_scores(
             "--keep-embedding needs the embeddings in memory, and they do not fit --memory-limit; "
             "drop --keep-embedding or raise --memory-limit"
         )
-    table, is_train, is_reference = _split_rows(
+    table, split = _split_rows(
         table, passthrough, id_col=id_col, split_col=split_col, train_values=train_values,
         reference_values=reference_values, source=source, progress=progress,
     )  # fmt: skip
-    difficulty_column = reference_difficulty = None
+    row_difficulty = None
     if difficulty is not None:  # read before the reduction: a wrong file fails before UMAP runs
-        difficulty_column = _difficulty_by_row(table, passthrough, difficulty, id_col, is_reference)
-        reference_difficulty = difficulty_column[is_reference]
+        row_difficulty = _difficulty_by_row(table, passthrough, difficulty, id_col, split)
     if matrix is None:
         # UMAP reads float32 (a float32 input stays as it is: no float64 copy of it first).
         matrix = embedding_rows(table, columns, reducer)
@@ -658,19 +642,25 @@ def _embed_scores(
     except ValueError as exc:  # an unknown reducer or metric, or --reducer none on non-2D input
         raise InputError(str(exc)) from None
     del matrix
-    in_pieces = isinstance(coordinates, Pieces)  # left on the cluster by its tasks
-    if in_pieces and passthrough is None:  # the output is made here: the coordinates come here
+    in_pieces = isinstance(coordinates, Pieces) and split.masks is not None  # left on the cluster
+    if isinstance(coordinates, Pieces) and not in_pieces:  # the output is made here: so is the map
         coordinates = np.column_stack(coordinates.rows(slice(0, coordinates.count)))
-        in_pieces = False
+    difficulty_column = reference_difficulty = None
+    if not in_pieces:  # the rows' masks and difficulty here too
+        is_train, is_reference = split.here()
+        if row_difficulty is not None:
+            difficulty_column = row_difficulty.here()
+            reference_difficulty = difficulty_column[is_reference]
 
     if progress:
         progress("KDE scores", 0, 1)
     try:
         if in_pieces:  # tasks split each part's coordinates, and the KDE's tasks read them there
-            from kscore.plan.embeddings_ray import kde_points_by_tasks
+            from kscore.plan.embeddings_ray import ScoredPieces, kde_points_by_tasks
 
-            train, reference = kde_points_by_tasks(coordinates, is_train, is_reference, difficulty_column)
-            with_difficulty = difficulty_column is not None
+            pieces = None if row_difficulty is None else row_difficulty.pieces
+            train, reference = kde_points_by_tasks(coordinates, split.masks, pieces)
+            with_difficulty = row_difficulty is not None
             scores = kde_scores_of_pieces(
                 train, reference, with_difficulty, bandwidth, executor, jobs, sample=PRIME_ROWS
             )
@@ -695,15 +685,8 @@ def _embed_scores(
             "the reference difficulty sits on fewer than 3 points or on a line: "
             "potential_difficulty_score is null"
         )
-    n = len(is_train)
-    names = [
-        MAP_X,
-        MAP_Y,
-        REPRESENTATION,
-        POTENTIAL,
-        LOCAL,
-        *([SCORE] if difficulty_column is not None else []),
-    ]
+    n = split.rows
+    names = [MAP_X, MAP_Y, REPRESENTATION, POTENTIAL, LOCAL, *([SCORE] if row_difficulty is not None else [])]
     out = table.drop(columns, strict=False) if not keep_embedding else table
     out = out.drop(names, strict=False)
     if passthrough is not None:  # the input's order, the unread columns in their places
@@ -711,9 +694,11 @@ def _embed_scores(
         passthrough.order = [c for c in passthrough.names if c in read] + names
     if in_pieces:  # the output's rows are made where its parts are written, from the pieces
         assert passthrough is not None
+        difficulty_pieces = None if row_difficulty is None else row_difficulty.pieces
         passthrough.scored = ScoredPieces(
-            coordinates, scores["scores"], is_train, difficulty_column, scores.get("samples")
-        )
+            coordinates, split.masks, split.train_counts, difficulty_pieces, scores["scores"],
+            scores.get("samples"),
+        )  # fmt: skip
         out = pl.DataFrame()
     else:
         new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
@@ -740,11 +725,31 @@ def _embed_scores(
         "split_col": split_col,
         "train_values": list(train_values),
         "reference_values": list(reference_values) if reference_values is not None else "all other values",
-        "rows": {"train": int(is_train.sum()), "reference": int(is_reference.sum()), "total": n},
+        "rows": {"train": split.train, "reference": split.reference, "total": n},
         "embedding_columns": columns if len(columns) < 5 else [columns[0], "...", columns[-1]],
         "versions": _versions(),
     }
     return out, meta
+
+
+@dataclass
+class RowSplit:
+    """Which rows are train and which reference rows: arrays here, or where the Ray tasks left
+    them (`masks`: each input part's, with its train rows)."""
+
+    rows: int
+    train: int
+    reference: int
+    masks: Any = None  # `Pieces` of (is_train, is_reference), one a part of the input
+    train_counts: tuple[int, ...] = ()
+    arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def here(self) -> tuple[np.ndarray, np.ndarray]:
+        """(is_train, is_reference), read from the pieces where they are elsewhere."""
+        if self.arrays is None:
+            is_train, is_reference = self.masks.rows(slice(0, self.rows))
+            self.arrays = (is_train, is_reference)
+        return self.arrays
 
 
 def _split_rows(
@@ -757,10 +762,10 @@ def _split_rows(
     reference_values: Sequence[str] | None,
     source: str,
     progress: Any,
-) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """(the table, its ids normalized; the train rows; the reference rows), the ids checked (SPEC
-    §4). Where the Ray tasks read the ids and splits (`passthrough`), they check and split them part
-    by part (`split_by_tasks`) and the table lacks them."""
+) -> tuple[pl.DataFrame, RowSplit]:
+    """(the table, its ids normalized; which rows are train and reference rows), the ids checked
+    (SPEC §4). Where the Ray tasks read the ids and splits (`passthrough`), they check and split
+    them part by part (`split_by_tasks`), the masks stay with them and the table lacks them."""
     if passthrough is not None:
         from kscore.plan.embeddings_ray import split_by_tasks
 
@@ -769,7 +774,11 @@ def _split_rows(
             reference_values, source, progress,
         )  # fmt: skip
         passthrough.id_type = found.id_type
-        is_train, is_reference, duplicated = found.is_train, found.is_reference, found.duplicated
+        duplicated = found.duplicated
+        split = RowSplit(
+            found.masks.count, sum(found.train_counts), sum(found.reference_counts), found.masks,
+            found.train_counts,
+        )  # fmt: skip
         split_values: Callable[[], list[str]] = lambda: found.split_values  # noqa: E731
     else:
         for column, what, option in ((id_col, "id", "--id-col"), (split_col, "split", "--split-col")):
@@ -778,22 +787,41 @@ def _split_rows(
                 raise InputError(f"{message}; name it with {option}")
         table = table.with_columns(normalize_ids(table.get_column(id_col), source))
         duplicated = int(table.get_column(id_col).is_duplicated().sum())
-        split = table.get_column(split_col).cast(pl.String)
-        is_train = split.is_in(list(train_values)).fill_null(False).to_numpy()
+        values = table.get_column(split_col).cast(pl.String)
+        is_train = values.is_in(list(train_values)).fill_null(False).to_numpy()
         if reference_values is None:
-            is_reference = ~is_train & split.is_not_null().to_numpy()
+            is_reference = ~is_train & values.is_not_null().to_numpy()
         else:
-            is_reference = split.is_in(list(reference_values)).fill_null(False).to_numpy() & ~is_train
-        split_values = lambda: split.unique().drop_nulls().sort().head(8).to_list()  # noqa: E731
+            is_reference = values.is_in(list(reference_values)).fill_null(False).to_numpy() & ~is_train
+        counts = (len(is_train), int(is_train.sum()), int(is_reference.sum()))
+        split = RowSplit(*counts, arrays=(is_train, is_reference))
+        split_values = lambda: values.unique().drop_nulls().sort().head(8).to_list()  # noqa: E731
     if duplicated:
         raise InputError(f"{source}: column {id_col!r} has {duplicated} rows with a duplicated id")
-    if not is_train.any():
+    if not split.train:
         raise InputError(
             f"no train rows: no {split_col!r} value is one of {list(train_values)} (values: {split_values()})"
         )
-    if is_reference.sum() < 3:
-        raise InputError(f"{int(is_reference.sum())} reference rows: at least 3 are needed for a 2D density")
-    return table, is_train, is_reference
+    if split.reference < 3:
+        raise InputError(f"{split.reference} reference rows: at least 3 are needed for a 2D density")
+    return table, split
+
+
+@dataclass
+class RowDifficulty:
+    """Each row's difficulty score (NaN where none): an array here, or where the Ray tasks left
+    it (`pieces`: each input part's)."""
+
+    rows: int
+    array: np.ndarray | None = None
+    pieces: Any = None
+
+    def here(self) -> np.ndarray:
+        """The scores as an array, read from the pieces where they are elsewhere."""
+        if self.array is None:
+            self.array = self.pieces.rows(slice(0, self.rows))[0]
+        assert self.array is not None
+        return self.array
 
 
 def _difficulty_by_row(
@@ -801,11 +829,11 @@ def _difficulty_by_row(
     passthrough: Passthrough | None,
     difficulty: pl.DataFrame | pl.LazyFrame,
     id_col: str,
-    is_reference: np.ndarray,
-) -> np.ndarray:
+    split: RowSplit,
+) -> RowDifficulty:
     """Each row's difficulty score (NaN where the file has none), the file checked and the rows it
     leaves unscored warned about; where the Ray tasks read the ids (`passthrough`), they join it
-    (and read it, a Parquet file: `scanned_difficulty_by_tasks`)."""
+    (and read it, a Parquet file: `scanned_difficulty_by_tasks`), and keep the scores."""
     if passthrough is not None:
         from kscore.plan import embeddings_ray
 
@@ -818,24 +846,27 @@ def _difficulty_by_row(
                 raise InputError(f"--difficulty: cannot read: {first_line(exc)}") from None
             checked_difficulty_columns(schema, id_col)
             scan = difficulty.select(id_col, SCORE)
-            column, matched = embeddings_ray.scanned_difficulty_by_tasks(
-                read, parts, id_col, id_type, scan, rows
+            joined = embeddings_ray.scanned_difficulty_by_tasks(
+                read, parts, id_col, id_type, scan, rows, split.masks
             )
             count = rows
         else:
             scores = _checked_difficulty(difficulty, id_col)
-            column, matched = embeddings_ray.difficulty_by_tasks(read, parts, id_col, id_type, scores)
+            joined = embeddings_ray.difficulty_by_tasks(read, parts, id_col, id_type, scores, split.masks)
             count = scores.height
+        found = RowDifficulty(split.rows, pieces=joined.values)
+        matched, missing, total = joined.matched, joined.reference_missing, joined.reference_sum
     else:
         scores = _checked_difficulty(_collected_difficulty(difficulty), id_col)
         column, matched = _joined_difficulty(table.select(id_col), scores)
         count = scores.height
+        reference_difficulty = column[split.here()[1]]
+        missing, total = int(np.isnan(reference_difficulty).sum()), float(np.nansum(reference_difficulty))
+        found = RowDifficulty(split.rows, array=column)
     unknown = count - matched
     if unknown:
         _warn(f"{unknown} ids of the difficulty file are not in the embeddings; they are ignored")
-    reference_difficulty = column[is_reference]
-    missing = int(np.isnan(reference_difficulty).sum())
-    if missing == len(reference_difficulty):
+    if missing == split.reference:
         id_type = table.schema[id_col] if passthrough is None else passthrough.id_type or passthrough.id_dtype
         raise InputError(
             f"--difficulty: none of the {missing} reference rows has a difficulty score: do the "
@@ -846,9 +877,9 @@ def _difficulty_by_row(
             f"{missing} reference rows have no difficulty score; they are left out of the "
             "potential and local difficulty"
         )
-    if np.nansum(reference_difficulty) == 0:
+    if total == 0:
         _warn("every reference difficulty is 0: potential_difficulty_score is 0 everywhere")
-    return column
+    return found
 
 
 def _collected_difficulty(difficulty: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -997,9 +1028,7 @@ def _write_embed_scores(
     return summary.result(_score_reader(enriched, scored, summary.n_train), output=str(out))
 
 
-def _score_reader(
-    enriched: pl.DataFrame, scored: ScoredPieces | None, n_train: int
-) -> Callable[[str], np.ndarray]:
+def _score_reader(enriched: pl.DataFrame, scored: Any, n_train: int) -> Callable[[str], np.ndarray]:
     """Every train row's value of a score, for the summary's quantiles where a band missed: from
     the table, or from the pieces the cluster holds."""
     if scored is None:
@@ -1046,17 +1075,15 @@ def _write_dataset(
     tags = metadata_tags(meta)
     columns = None
     if unread is not None:
-        scored = unread.scored
         columns = ColumnsFrom(
-            unread.scan, unread.order, unread.source, unread.id_split[0], unread.id_type,
-            *((scored.coordinates, scored.scores) if scored is not None else ()),
-        )  # fmt: skip
+            unread.scan, unread.order, unread.source, unread.id_split[0], unread.id_type, unread.scored
+        )
     else:
-        ranked = scored = None
+        ranked = None
     written: list[Any] = []
 
     def write(folder: str, options: dict[str, str] | None) -> list[str]:
-        written.extend(write_parts_by_tasks(table, folder, tags, options, columns, ranked, scored))
+        written.extend(write_parts_by_tasks(table, folder, tags, options, columns, ranked))
         return [w[0] for w in written] if ranked is not None else list(written)
 
     remote = object_storage_dataset()

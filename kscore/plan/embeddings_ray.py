@@ -566,10 +566,11 @@ PartReader = Callable[[list[str], EmbeddingPart], Any]  # (columns, part) -> a p
 @dataclass
 class SplitRows:
     """Each row's split, found by tasks reading the id and split columns part by part
-    (`split_by_tasks`): the rows the driver needs are its two masks, not the columns."""
+    (`split_by_tasks`): the masks stay in the object store, and the driver gets counts."""
 
-    is_train: np.ndarray
-    is_reference: np.ndarray
+    masks: Pieces  # each part's (is_train, is_reference)
+    train_counts: tuple[int, ...]  # each part's train rows
+    reference_counts: tuple[int, ...]
     split_values: list[str]  # the first 8 distinct split values, sorted (for error messages)
     id_type: Any  # the ids' type once normalized (`checked_id_type`; None: as read)
     duplicated: int  # rows whose id another row has
@@ -593,21 +594,20 @@ def split_by_tasks(
     from kscore.core.align import IdFacts, checked_id_type
 
     ray = ray_module()
-    task = ray.remote(num_cpus=1)(_split_part)
-    refs = [task.remote(read, p, id_col, split_col, list(train_values), reference_values) for p in parts]
-    found = gathered(ray, refs, stage_done(progress, "read ids and splits (ray)"))
+    task = ray.remote(num_cpus=1)(_split_part).options(num_returns=2)
+    pairs = [task.remote(read, p, id_col, split_col, list(train_values), reference_values) for p in parts]
+    found = gathered(ray, [small for small, _ in pairs], stage_done(progress, "read ids and splits (ray)"))
     facts = IdFacts(id_col, id_dtype)
     if found:
         facts = found[0][0]
         for part_facts, *_ in found[1:]:
             facts = facts.merged(part_facts)
     id_type = checked_id_type(facts, source)
-    empty = np.empty(0, dtype=bool)
-    is_train = np.concatenate([f[1] for f in found]) if found else empty
-    is_reference = np.concatenate([f[2] for f in found]) if found else empty
+    masks = Pieces(tuple(m for _, m in pairs), tuple(part.length for part in parts), fetched)
     values = sorted(set().union(*(f[3] for f in found)))[:8]
     duplicated = _duplicated_ids(read, parts, id_col, id_type)
-    return SplitRows(is_train, is_reference, values, id_type, duplicated)
+    counts = [tuple(f[k] for f in found) for k in (1, 2)]
+    return SplitRows(masks, *counts, values, id_type, duplicated)
 
 
 def _read_columns(read: PartReader, columns: list[str], part: EmbeddingPart) -> Any:
@@ -627,8 +627,9 @@ def _split_part(
     split_col: str,
     train_values: list[str],
     reference_values: list[str] | None,
-) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
-    """One part's id facts, train and reference masks, and first 8 distinct split values."""
+) -> tuple[tuple[Any, int, int, list[str]], tuple[np.ndarray, np.ndarray]]:
+    """One part's id facts, train and reference rows, and first 8 distinct split values; then its
+    train and reference masks (left in the object store)."""
     import polars as pl
 
     from kscore.core.align import IdFacts
@@ -641,7 +642,8 @@ def _split_part(
     else:
         is_reference = split.is_in(reference_values).fill_null(False).to_numpy() & ~is_train
     values = split.unique().drop_nulls().sort().head(8).to_list()
-    return IdFacts.of(frame.get_column(id_col)), is_train, is_reference, values
+    counts = (int(is_train.sum()), int(is_reference.sum()))
+    return (IdFacts.of(frame.get_column(id_col)), *counts, values), (is_train, is_reference)
 
 
 def _duplicated_ids(read: PartReader, parts: Sequence[EmbeddingPart], id_col: str, id_type: Any) -> int:
@@ -722,24 +724,23 @@ def difficulty_by_tasks(
     id_col: str,
     id_type: Any,
     scores: Any,
-) -> tuple[np.ndarray, int]:
-    """Each row's difficulty score (NaN where `scores`, checked, has none) and how many of the
-    scores' ids were found. Each part's ids go by range of their hashes to the task of that range,
-    with the scores of that range (cut here): no task holds all the scores or all the ids. A task
-    of each part then puts its rows' values in order."""
+    masks: Pieces,
+) -> JoinedDifficulty:
+    """Each row's difficulty score (NaN where `scores`, checked, has none), in pieces, and how many
+    of the scores' ids were found. Each part's ids go by range of their hashes to the task of that
+    range, with the scores of that range (cut here): no task holds all the scores or all the ids.
+    A task of each part then puts its rows' values in order, and counts its reference rows
+    (`masks`) without a score."""
     import polars as pl
 
     from kscore.core.align import joined_id_type
 
-    if not parts:
-        return np.empty(0), 0
     ray = ray_module()
     common = joined_id_type(id_type, scores.schema[id_col])
     scores = scores.with_columns(pl.col(id_col).alias(_KEY), pl.col(id_col).cast(common, strict=False))
     ranges = _id_ranges(sum(part.length for part in parts) + scores.height)
     by_range = [[ray.put(piece)] for piece in _by_range(scores, scores.get_column(id_col), ranges)]
-    values, matched, _ = _joined_by_ranges(read, parts, id_col, id_type, common, by_range)
-    return values, matched
+    return _joined_by_ranges(read, parts, id_col, id_type, common, by_range, masks)
 
 
 # Rows of a difficulty file a task reads at once (`scanned_difficulty_by_tasks`).
@@ -753,7 +754,8 @@ def scanned_difficulty_by_tasks(
     id_type: Any,
     scan: Any,
     rows: int,
-) -> tuple[np.ndarray, int]:
+    masks: Pieces,
+) -> JoinedDifficulty:
     """`difficulty_by_tasks` of a difficulty file (`scan`: its id and score columns, `rows` rows)
     that tasks read, slice by slice: the slices' facts, added in row order, give `--difficulty`'s
     errors as on one machine (InputError), and each slice's scores go by range of their ids'
@@ -775,9 +777,9 @@ def scanned_difficulty_by_tasks(
     pieces = [p if ranges > 1 else [p] for p in pieces]
     by_range = [[p[r] for p in pieces] for r in range(ranges)]
     del pieces
-    values, matched, duplicated = _joined_by_ranges(read, parts, id_col, id_type, common, by_range)
-    checked_difficulty_values(facts, duplicated, id_col)
-    return values, matched
+    joined = _joined_by_ranges(read, parts, id_col, id_type, common, by_range, masks)
+    checked_difficulty_values(facts, joined.duplicated, id_col)
+    return joined
 
 
 def _difficulty_slice(scan: Any, id_col: str, start: int, length: int) -> Any:
@@ -824,6 +826,19 @@ def _difficulty_pieces(
 _KEY = "__normalized_id"  # a difficulty file's ids as checked, for its repeated ids
 
 
+@dataclass(frozen=True)
+class JoinedDifficulty:
+    """Each row's difficulty score joined by tasks (`values`: `Pieces` of each part's, NaN where
+    none), how many of the scores were found, the scores' rows whose id another has (then no
+    values), and of the reference rows, how many have no score and the sum of their scores."""
+
+    values: Pieces | None
+    matched: int
+    duplicated: int
+    reference_missing: int = 0
+    reference_sum: float = 0.0
+
+
 def _joined_by_ranges(
     read: PartReader,
     parts: Sequence[EmbeddingPart],
@@ -831,10 +846,11 @@ def _joined_by_ranges(
     id_type: Any,
     common: Any,
     scores_by_range: list[list[Any]],
-) -> tuple[np.ndarray, int, int]:
-    """(each row's score, the scores found, the scores' rows whose id another has): each part's ids
-    sent by range of their hashes to the task of that range, which joins them with its pieces of
-    the scores; a task of each part puts its values back in row order."""
+    masks: Pieces,
+) -> JoinedDifficulty:
+    """Each part's ids sent by range of their hashes to the task of that range, which joins them
+    with its pieces of the scores; a task of each part puts its values back in row order (left in
+    the object store) and counts its reference rows (`masks`, each part's) without a score."""
     ray = ray_module()
     ranges = len(scores_by_range)
     id_pieces = _cut_ids(read, parts, id_col, id_type, common, ranges)
@@ -845,15 +861,20 @@ def _joined_by_ranges(
         counts.append(count)
         joined.append(by_part)
     del id_pieces
-    place = ray.remote(num_cpus=1)(_placed_values)
-    refs = [place.remote(part.length, *(j[k] for j in joined)) for k, part in enumerate(parts)]
+    place = ray.remote(num_cpus=1)(_placed_values).options(num_returns=2)
+    pairs = [
+        place.remote(part.length, masks.items[k], *(j[k] for j in joined)) for k, part in enumerate(parts)
+    ]
     del joined
     found = gathered(ray, counts)
     matched, duplicated = sum(f[0] for f in found), sum(f[1] for f in found)
     if duplicated:  # the join is not one score a row: the caller raises
-        cancel_running(ray, refs)
-        return np.empty(0), matched, duplicated
-    return np.concatenate(gathered(ray, refs)), matched, 0
+        cancel_running(ray, [small for small, _ in pairs])
+        return JoinedDifficulty(None, matched, duplicated)
+    facts = gathered(ray, [small for small, _ in pairs])
+    values = Pieces(tuple(v for _, v in pairs), tuple(part.length for part in parts), fetched)
+    missing, total = sum(f[0] for f in facts), sum(f[1] for f in facts)  # in part order
+    return JoinedDifficulty(values, matched, 0, missing, total)
 
 
 def _join_range(id_col: str, score_count: int, *pieces: Any) -> Any:
@@ -880,28 +901,30 @@ def _join_range(id_col: str, score_count: int, *pieces: Any) -> Any:
     return tuple(out)
 
 
-def _placed_values(length: int, *pieces: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """A part's values in its rows' order, from each range's (rows, values)."""
+def _placed_values(
+    length: int, masks: tuple[np.ndarray, np.ndarray], *pieces: tuple[np.ndarray, np.ndarray]
+) -> tuple[tuple[int, float], tuple[np.ndarray]]:
+    """A part's values in its rows' order, from each range's (rows, values): first its reference
+    rows without a value and the sum of those with one, then the values (a piece)."""
     out = np.full(length, np.nan)
     for rows, values in pieces:
         out[rows] = values
-    return out
+    reference = out[masks[1]]
+    return (int(np.isnan(reference).sum()), float(np.nansum(reference))), (out,)
 
 
 def kde_points_by_tasks(
-    coordinates: Pieces, is_train: np.ndarray, is_reference: np.ndarray, difficulty: np.ndarray | None
+    coordinates: Pieces, masks: Pieces, difficulty: Pieces | None
 ) -> tuple[Pieces, Pieces]:
     """The KDE's train points (x, y) and reference points (x, y, difficulty or None), in pieces:
-    a task a part takes its rows of each from the part's coordinates, which stay in the store."""
+    a task a part takes its rows of each from the part's coordinates, masks and difficulty, which
+    stay in the store (all three cut at the input's parts)."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(_kde_points_of_part).options(num_returns=3)
-    starts = np.cumsum([0, *coordinates.lengths])
     counts, train, reference = [], [], []
-    for item, (start, stop) in zip(coordinates.items, itertools.pairwise(starts.tolist()), strict=True):
-        part_difficulty = None if difficulty is None else difficulty[start:stop]
-        count, train_piece, reference_piece = task.remote(
-            item, is_train[start:stop], is_reference[start:stop], part_difficulty
-        )
+    for k, item in enumerate(coordinates.items):
+        part_difficulty = None if difficulty is None else difficulty.items[k]
+        count, train_piece, reference_piece = task.remote(item, masks.items[k], part_difficulty)
         counts.append(count)
         train.append(train_piece)
         reference.append(reference_piece)
@@ -912,19 +935,34 @@ def kde_points_by_tasks(
 
 def _kde_points_of_part(
     piece: tuple[np.ndarray, np.ndarray],
-    is_train: np.ndarray,
-    is_reference: np.ndarray,
-    difficulty: np.ndarray | None,
+    masks: tuple[np.ndarray, np.ndarray],
+    difficulty: tuple[np.ndarray] | None,
 ) -> tuple[tuple[int, int], tuple[np.ndarray, ...], tuple[np.ndarray | None, ...]]:
     """A part's (train rows, reference rows), its train points and its reference points."""
-    x, y = piece
-    reference_difficulty = None if difficulty is None else difficulty[is_reference]
+    (x, y), (is_train, is_reference) = piece, masks
+    reference_difficulty = None if difficulty is None else difficulty[0][is_reference]
     train = (x[is_train], y[is_train])
     return (
         (len(train[0]), int(is_reference.sum())),
         train,
         (x[is_reference], y[is_reference], reference_difficulty),
     )
+
+
+@dataclass
+class ScoredPieces:
+    """What the tasks writing the parts make the output's rows of, where the map and the scores
+    stay on the cluster: the coordinates, the masks (is_train, is_reference) and the difficulty
+    (or None), each `Pieces` one a part of the input, with each part's train rows; the train
+    rows' scores (`Pieces` of the representation, potential and local difficulty, in the train
+    rows' order); and every k-th score (for the summary's quantile bands)."""
+
+    coordinates: Pieces
+    masks: Pieces
+    train_counts: tuple[int, ...]
+    difficulty: Pieces | None
+    scores: Pieces
+    samples: list[np.ndarray | None] | None
 
 
 def write_parts_by_tasks(
@@ -934,7 +972,6 @@ def write_parts_by_tasks(
     storage_options: dict[str, str] | None = None,
     columns_from: ColumnsFrom | None = None,
     ranked: Any = None,
-    scored: Any = None,
 ) -> list[Any]:
     """`table` (a polars frame) as the parts of a dataset under `folder` (a folder every node sees,
     or an object-storage prefix), one Ray task writing each part: the parts `kscore.io.write_slices`
@@ -943,24 +980,18 @@ def write_parts_by_tasks(
     them in the output's order. The paths written come back, in order; with `ranked` (an empty
     `EmbedSummary`), each with its part's `ranked` chunk of the summary.
 
-    `scored` (a `ScoredPieces`, with `columns_from`): no table; each task makes its part's map and
-    scores from the pieces the cluster holds, and gives its part's `banded` chunk of the summary
-    too."""
+    `scored` (`columns_from.scored`, a `ScoredPieces`): no table; each task makes its part's map
+    and scores from the pieces the cluster holds, and gives its part's `banded` chunk of the
+    summary too."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(_write_part)
-    rows = table.height if scored is None else len(scored.is_train)
-    refs, train_start = [], 0
+    scored = columns_from.scored if columns_from is not None else None
+    rows = table.height if scored is None else scored.masks.count
+    refs = []
     for number, (start, length) in enumerate(table_slices(rows)):
-        made = rows_of = None
-        if scored is None:
-            rows_of = to_store(table.slice(start, length))
-        else:
-            is_train = scored.is_train[start : start + length]
-            difficulty = None if scored.difficulty is None else scored.difficulty[start : start + length]
-            made = (is_train, train_start, difficulty)
-            train_start += int(is_train.sum())
+        rows_of = to_store(table.slice(start, length)) if scored is None else length
         path = f"{folder.rstrip('/')}/{part_name(number)}"
-        refs.append(task.remote(rows_of, path, tags, storage_options, columns_from, start, ranked, made))
+        refs.append(task.remote(rows_of, path, tags, storage_options, columns_from, start, ranked))
     return gathered(ray, refs)
 
 
@@ -976,22 +1007,30 @@ class ColumnsFrom:
     source: str
     id_col: str | None = None
     id_type: Any = None
-    coordinates: Pieces | None = None
-    scores: Pieces | None = None
+    scored: ScoredPieces | None = None
 
 
-def _made_part(columns_from: ColumnsFrom, start: int, made: tuple[np.ndarray, int, Any]) -> Any:
-    """A part's map and score columns, from the pieces: its rows' coordinates, and its train rows'
-    scores (the `count` from `train_start` on) put in their rows (null elsewhere)."""
+def _made_part(scored: ScoredPieces, start: int, length: int) -> Any:
+    """A part's map and score columns, from the pieces: its rows' coordinates and difficulty, and
+    its train rows' scores put in their rows (null elsewhere), found from how many train rows come
+    before it (each part of the input's count, and the masks of the one it starts in)."""
     import polars as pl
 
     from kscore.columns import LOCAL, POTENTIAL, REPRESENTATION, SCORE
 
-    is_train, train_start, difficulty = made
-    assert columns_from.coordinates is not None and columns_from.scores is not None
-    length = len(is_train)
-    x, y = columns_from.coordinates.rows(slice(start, start + length))
-    scores = columns_from.scores.rows(slice(train_start, train_start + int(is_train.sum())))
+    lengths = scored.masks.lengths
+    ends = np.cumsum(lengths)
+    first = int(np.searchsorted(ends, start, side="right"))  # the input's part this one starts in
+    first_start = int(ends[first] - lengths[first]) if first < len(lengths) else start
+    is_train = scored.masks.rows(slice(first_start, start + length))[0]
+    assert is_train is not None
+    train_start = sum(scored.train_counts[:first]) + int(is_train[: start - first_start].sum())
+    is_train = is_train[start - first_start :]
+    x, y = scored.coordinates.rows(slice(start, start + length))
+    scores = scored.scores.rows(slice(train_start, train_start + int(is_train.sum())))
+    difficulty = (
+        None if scored.difficulty is None else scored.difficulty.rows(slice(start, start + length))[0]
+    )
     columns = [pl.Series(MAP_X, x), pl.Series(MAP_Y, y)]
     for name, values in zip((REPRESENTATION, POTENTIAL, LOCAL), scores, strict=True):
         column = np.full(length, np.nan)
@@ -1011,18 +1050,19 @@ def _write_part(
     columns_from: ColumnsFrom | None = None,
     start: int = 0,
     ranked: Any = None,
-    made: tuple[np.ndarray, int, Any] | None = None,
 ) -> Any:
-    """One part: its rows (Arrow, or `made` from the pieces: `_made_part`), and its slice of the
-    input's other columns where asked for; its path, with its summary chunks where `ranked` is
-    given (and where `made`, its `banded` chunk)."""
+    """One part: its rows (Arrow; or a row count, the rows made from the pieces of
+    `columns_from.scored`: `_made_part`), and its slice of the input's other columns where asked
+    for; its path, with its summary chunks where `ranked` is given (and where the rows are made
+    here, its `banded` chunk)."""
     import polars as pl
 
     from kscore.core.align import with_id_type
 
-    if made is not None:
-        assert columns_from is not None
-        part = _made_part(columns_from, start, made)
+    made = isinstance(arrow, int)
+    if made:
+        assert columns_from is not None and columns_from.scored is not None
+        part = _made_part(columns_from.scored, start, arrow)
     else:
         part = from_store(arrow)
     with using(storage_options):
@@ -1049,4 +1089,4 @@ def _write_part(
             raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
     if ranked is None:
         return path
-    return (path, ranked.ranked(part)) if made is None else (path, ranked.ranked(part), ranked.banded(part))
+    return (path, ranked.ranked(part), ranked.banded(part) if made else None)
