@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kscore.core.reduction import reduce_to_2d
 from kscore.errors import InputError, KscoreWarning
@@ -524,3 +526,30 @@ def test_a_dataset_output_is_cut_into_parts_of_part_rows(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "parts" / kscore.io.MANIFEST).read_text())
     assert all(kscore.io.read_kscore_metadata(part) == manifest for part in parts)
     assert manifest["rows"] == kscore.io.read_kscore_metadata(one_file)["rows"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=3000).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.sets(st.integers(min_value=0, max_value=max(n - 1, 0)), max_size=n).map(sorted),
+            st.integers(min_value=1, max_value=400),
+        )
+    )
+)
+def test_rest_batches_are_the_batches_of_the_rows_outside_the_sample(case):
+    """`RestBatches`, made batch by batch from the sample alone, are `_batched` of the set
+    difference: the same rows in the same batches (empty sample, all rows sampled, one batch)."""
+    from kscore.core.reduction import RestBatches
+
+    n, sample, size = case
+    sample = np.array(sample if n else [], dtype=np.int64)
+    rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+    expected = [rest[start : start + size] for start in range(0, len(rest), size)]
+    batches = RestBatches(n, sample, size)
+    assert len(batches) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, expected, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(batches[1:3], expected[1:3], strict=True))
+    if expected:
+        assert np.array_equal(batches[-1], expected[-1])

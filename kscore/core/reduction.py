@@ -6,10 +6,10 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -416,14 +416,18 @@ def _umap(
     sample = (
         None if n <= fit_sample else np.sort(np.random.default_rng(seed).choice(n, fit_sample, replace=False))
     )
-    rest = routed = None
-    if sample is not None:
-        rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+    rest: Any = None
+    routed = None
     if sample is not None and hasattr(data, "route"):
         # Rows read by cluster tasks: one pass routes the transform batches and brings the sample.
-        routed, fitted = data.route(_batched(rest), progress, also=sample)
+        # Their row numbers are made batch by batch (`RestBatches`): none is the rows' length.
+        rest = RestBatches(n, sample)
+        routed, fitted = data.route(rest, progress, also=sample)
+    elif sample is not None:
+        rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+        fitted = data[sample]
     else:
-        fitted = data if sample is None else data[sample]
+        fitted = data
     fit_stage = "UMAP fit" if sample is None else "UMAP fit on a sample"
     if progress:
         progress(fit_stage, 0, 1)
@@ -485,7 +489,7 @@ def _umap(
         kept = _transform_rows(
             _FittedTransform(model), data, rest, None, progress, jobs, memory_limit, executor, routed
         )
-        return data.placed(_batched(rest), kept, sample, fit_coordinates), params
+        return data.placed(rest, kept, sample, fit_coordinates), params
     coordinates = np.empty((n, 2))
     coordinates[sample] = fit_coordinates
     _transform_rows(
@@ -500,7 +504,7 @@ TRANSFORM_NEIGHBORS = "exact among the fit sample's nearest k-means cells"
 def _transform_rows(
     model: Any,
     data: Any,
-    rows: np.ndarray,
+    rows: np.ndarray | RestBatches,
     coordinates: np.ndarray | None,
     progress: Progress | None,
     jobs: int,
@@ -510,10 +514,11 @@ def _transform_rows(
 ) -> list[Any]:
     """`coordinates[rows]`: the fitted `model`'s transform of `data[rows]`, in batches of
     `TRANSFORM_BATCH` rows taken in the order of `rows` (the batches, and so the numbers, do not
-    depend on the workers). `routed`: those batches, routed already (`data.route`). Without
+    depend on the workers; `RestBatches` are those batches already). `routed`: those batches,
+    routed already (`data.route`). Without
     `coordinates`, each batch's result is left where the executor keeps it (an object ref on
     Ray) and these come back, in order."""
-    chunks = _batched(rows)
+    chunks = rows if isinstance(rows, RestBatches) else _batched(rows)
     if progress:
         progress("UMAP transform", 0, len(chunks))
     if not chunks:
@@ -536,6 +541,39 @@ def _transform_rows(
             if progress:
                 progress("UMAP transform", done, len(chunks))
     return kept
+
+
+class RestBatches(Sequence[np.ndarray]):
+    """The transform batches of the rows outside a fit sample: `_batched` of the row numbers
+    `np.setdiff1d(np.arange(n), sample)`, each batch made when asked for, so no array the rows'
+    length exists (8 bytes a row, and the set difference's sort, at 1B rows 8 GB and more).
+
+    The i-th row outside the sample is i plus the number of sample rows j with sample[j] - j <= i
+    (`sample` ascending and distinct)."""
+
+    def __init__(self, n: int, sample: np.ndarray, size: int | None = None) -> None:
+        self.count = n - len(sample)
+        self.size = size or TRANSFORM_BATCH
+        self.shift = np.asarray(sample, dtype=np.int64) - np.arange(len(sample), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return -(-self.count // self.size)
+
+    @overload
+    def __getitem__(self, k: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, k: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError("batch number out of range")
+        rows = np.arange(k * self.size, min((k + 1) * self.size, self.count), dtype=np.int64)
+        return rows + np.searchsorted(self.shift, rows, side="right")
 
 
 def _batched(rows: np.ndarray) -> list[np.ndarray]:

@@ -401,17 +401,31 @@ class TaskRowSubset(RowSubset):
         progress: Callable[[str, int, int], None] | None = None,
         also: np.ndarray | None = None,
     ) -> tuple[list[RoutedBatch], np.ndarray | None]:
-        return self.parent.route(
-            [self.index[chunk] for chunk in chunks], progress, None if also is None else self.index[also]
-        )
+        mapped = _Mapped(chunks, self.index)
+        return self.parent.route(mapped, progress, None if also is None else self.index[also])
 
     def placed(
         self, chunks: Sequence[np.ndarray], results: Sequence[Any], also: np.ndarray, also_values: np.ndarray
     ) -> Pieces:
         """`TaskRows.placed` of these rows, in the parent's parts (its other rows NaN)."""
-        return self.parent.placed(
-            [self.index[chunk] for chunk in chunks], results, self.index[also], also_values
-        )
+        return self.parent.placed(_Mapped(chunks, self.index), results, self.index[also], also_values)
+
+
+class _Mapped(Sequence[np.ndarray]):
+    """Chunks of row numbers of a subset, as the parent's row numbers, each mapped when asked for
+    (a list of them all would hold 8 bytes a row)."""
+
+    def __init__(self, chunks: Sequence[np.ndarray], index: np.ndarray) -> None:
+        self.chunks = chunks
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return self.index[self.chunks[k]]
 
 
 @dataclass
