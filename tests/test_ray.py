@@ -1006,8 +1006,8 @@ def test_the_summary_of_scores_left_on_the_cluster_is_exact_where_its_bands_miss
 ) -> None:
     """The tasks writing the parts count each score's values in the quantiles' bands, set from a
     sample of the scores the cluster holds; a sample of 2 values sets bands the quantiles miss,
-    and the driver then reads that score whole from the pieces: the summary is still the local
-    engine's, exactly."""
+    and the driver then reads that score whole from the pieces, before its session ends: the
+    summary is still the local engine's, exactly."""
     import kscore.io
     import kscore.summaries
 
@@ -1016,9 +1016,15 @@ def test_the_summary_of_scores_left_on_the_cluster_is_exact_where_its_bands_miss
     difficulty = _difficulty_of(tmp_path, np.arange(0, 6000, 3))
     local = kscore.embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, fit_sample=1000)
     monkeypatch.setattr(kscore.summaries, "PRIME_ROWS", 2)
-    on_ray = kscore.embed_scores(
-        path, f"{tmp_path}/ray/", difficulty=difficulty, fit_sample=1000, engine="ray"
-    )
+    ray.shutdown()  # the job connects and disconnects itself, as the command line does
+    try:
+        on_ray = kscore.embed_scores(
+            path, f"{tmp_path}/ray/", difficulty=difficulty, fit_sample=1000, engine="ray",
+            ray_address=cluster.address,
+        )  # fmt: skip
+    finally:
+        if not ray.is_initialized():
+            ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     assert on_ray["n_train"] == local["n_train"] and on_ray["rows_per_split"] == local["rows_per_split"]
     assert set(on_ray["quantiles"]) == {
         "representation_score",

@@ -837,10 +837,10 @@ def kde_scores_of_pieces(
 
     Returns the kernels (`kernel`, `potential_kernel`), `scores` (`Pieces` of the representation,
     potential and local difficulty, None without a difficulty, in the train points' order),
-    `potential_all_nan`, and with `sample` about that many of each score (every k-th, for
-    quantiles' bands: `samples`). The same numbers as `kde_scores` of the pieces joined, bitwise:
-    each chunk is the same rows, made whole from the pieces it overlaps, and each score is made
-    element by element."""
+    `potential_all_nan`, and with `sample` about that many of each score (every k-th, and each
+    chunk's least and greatest, for quantiles' bands: `samples`). The same numbers as
+    `kde_scores` of the pieces joined, bitwise: each chunk is the same rows, made whole from the
+    pieces it overlaps, and each score is made element by element."""
     executor = _executor(executor, jobs)
     n = reference.count
     chunks = _chunks(n, max(_CHUNK, -(-n // _TYPE1_CHUNKS)))
@@ -955,14 +955,22 @@ def _potential_values(log_sums: np.ndarray, finish: _Finish) -> np.ndarray:
 
 def _scores_chunk(shared: tuple[Any, ...], part: slice) -> tuple[tuple[int, Any], tuple[Any, ...]]:
     """The scores of a chunk of queries from its kept log-sums: (how many potentials are NaN, every
-    `step`-th score counted from the first query), then (representation, potential, local) as a
-    piece."""
+    `step`-th score counted from the first query and the chunk's least and greatest), then
+    (representation, potential, local) as a piece."""
     logs, own, finish, step = shared
     scores = _finished(logs.chunk(part), None if own is None else own.chunk(part), finish)
     nan = 0 if scores[1] is None else int(np.isnan(scores[1]).sum())
     first = -part.start % step if step else 0
-    samples = tuple(None if v is None else v[first::step] for v in scores) if step else None
+    samples = tuple(None if v is None else _sampled(v, first, step) for v in scores) if step else None
     return (nan, samples), scores
+
+
+def _sampled(values: np.ndarray, first: int, step: int) -> np.ndarray:
+    """Every `step`-th value from `first`, and the least and greatest (not NaN), which bound the
+    0 and 1 quantiles."""
+    known = values[~np.isnan(values)]
+    extremes = [known.min(), known.max()] if len(known) else []
+    return np.concatenate([values[first::step], extremes])
 
 
 # The potential's kernel shares the representation's transforms when its covariance, in the

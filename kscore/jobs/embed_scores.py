@@ -1014,18 +1014,18 @@ def _write_embed_scores(
                 chunks = _write_dataset(enriched, out, meta, by_tasks, unread[0] if unread else None, summary)
             else:
                 write_table_atomic(enriched, out, meta)
-    if chunks is None:  # the ids and splits are here
-        with_difficulty = summary.with_difficulty
-        return embed_summary(
-            enriched, id_col, summary.split_col, top=top, output=str(out), with_difficulty=with_difficulty
-        )
-    if scored is None:
-        summary.add_scores(enriched)
-    for chunk in chunks:
-        summary.add_ranked(chunk[0])
-        if chunk[1] is not None:
-            summary.add_banded(chunk[1])
-    return summary.result(_score_reader(enriched, scored, summary.n_train), output=str(out))
+        if chunks is not None:  # the tasks read the ids; the session still holds the scores' pieces
+            if scored is None:
+                summary.add_scores(enriched)
+            for chunk in chunks:
+                summary.add_ranked(chunk[0])
+                if chunk[1] is not None:
+                    summary.add_banded(chunk[1])
+            return summary.result(_score_reader(enriched, scored, summary.n_train), output=str(out))
+    with_difficulty = summary.with_difficulty  # the ids and splits are here
+    return embed_summary(
+        enriched, id_col, summary.split_col, top=top, output=str(out), with_difficulty=with_difficulty
+    )
 
 
 def _score_reader(enriched: pl.DataFrame, scored: Any, n_train: int) -> Callable[[str], np.ndarray]:
