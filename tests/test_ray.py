@@ -448,6 +448,37 @@ def small_routes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embeddings_ray, "RANGE_BYTES", 2000 * 16)  # 3 ranges of hash values
 
 
+def test_the_batches_outside_the_fit_sample_go_to_the_tasks_as_runs_and_come_back_placed(
+    tmp_path: Path, cluster, small_routes
+) -> None:
+    """The transform batches outside the fit sample (`RestBatches`) reach the routing and placing
+    tasks as runs of batches, not row numbers: the batches routed hold the rows the row numbers
+    would give (oracle: the matrix itself), and each row's coordinates come back in its part's
+    piece at its place (the fit sample's from the driver)."""
+    from kscore.core.reduction import RestBatches
+    from kscore.jobs import embed_scores as job
+    from kscore.plan.embeddings_ray import _BatchRuns
+
+    path = _embeddings_with_duplicates(tmp_path)
+    matrix = np.stack(pl.read_parquet(path).get_column("embedding").to_numpy())
+    rows, _ = job._task_rows(pl.scan_parquet(path), ["embedding"], 8, 6000, str(path), None)
+    sample = np.sort(np.random.default_rng(2).choice(6000, 1000, replace=False))
+    batches = RestBatches(6000, sample)
+    assert len(batches) == 8 and all(isinstance(r, _BatchRuns) for r, *_ in rows._routes(batches))
+    routed, fitted = rows.route(batches, also=sample)
+    assert np.array_equal(fitted, matrix[sample])
+    for batch, chunk in zip(routed, batches, strict=True):
+        assert np.array_equal(batch.with_values(ray.get(batch.object_refs)), matrix[chunk])
+    results = [ray.put(np.column_stack([chunk, -chunk]).astype(np.float32)) for chunk in batches]
+    placed = rows.placed(batches, results, sample, np.column_stack([-sample, sample]).astype(np.float32))
+    x, y = placed.rows(slice(0, 6000))
+    expected = np.arange(6000.0)
+    expected[sample] *= -1
+    assert (
+        len(placed.items) == len(rows.parts) and np.array_equal(x, expected) and np.array_equal(y, -expected)
+    )
+
+
 @pytest.mark.parametrize("read", ["row groups", "slices"])
 def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch, read: str

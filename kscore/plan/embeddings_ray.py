@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from kscore.columns import MAP_X, MAP_Y
-from kscore.core.reduction import equal_hash_pairs, match_fit_rows, row_hashes
+from kscore.core.reduction import RestBatches, equal_hash_pairs, match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
 from kscore.engines import Pieces
 from kscore.engines.ray import (
@@ -328,18 +328,21 @@ class TaskRows:
 
     def _routes(
         self, chunks: Sequence[np.ndarray]
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | slice]]]:
+    ) -> Iterator[tuple[np.ndarray | _BatchRuns, np.ndarray, np.ndarray, list[np.ndarray | slice]]]:
         """For each part: its rows that `chunks` hold (counted from the part's start, batch by
         batch), where each batch's run of them ends (`bounds`, from 0), those batches, and the
         batches' slots they fill.
 
         Where the chunks are ascending, as a run of the input cut in the input's order always is,
         each part's rows in a batch are one run of its slots: found by binary search in the chunks,
-        with no array the input's length here (at 1B rows the other way holds 8 GB). Otherwise
-        each row's batch and slot are looked up."""
+        with no array the input's length here (at 1B rows the other way holds 8 GB). Where they are
+        the batches outside a fit sample (`RestBatches`), a part's rows go to its tasks as those
+        runs (`_BatchRuns`), which the tasks make into row numbers: none passes through here.
+        Otherwise each row's batch and slot are looked up."""
         if not _ascending(chunks):
             yield from self._scattered_routes(chunks)
             return
+        kept = ray_module().put(chunks) if isinstance(chunks, RestBatches) else None
         used = [k for k, chunk in enumerate(chunks) if len(chunk)]
         firsts = np.array([chunks[k][0] for k in used], dtype=np.int64)
         lasts = np.array([chunks[k][-1] for k in used], dtype=np.int64)
@@ -350,11 +353,16 @@ class TaskRows:
                 a, b = np.searchsorted(chunk, [start, stop])
                 if a == b:  # the chunk runs past this part without a row in it
                     continue
-                local.append(chunk[a:b] - start)
+                if kept is None:
+                    local.append(chunk[a:b] - start)
                 touched.append(used[k])
                 slots.append(slice(int(a), int(b)))
                 bounds.append(bounds[-1] + int(b - a))
-            rows = np.concatenate(local) if local else np.empty(0, dtype=np.int64)
+            if kept is not None:
+                runs = tuple((b, s.start, s.stop) for b, s in zip(touched, slots, strict=True))
+                rows: Any = _BatchRuns(kept, runs, start)
+            else:
+                rows = np.concatenate(local) if local else np.empty(0, dtype=np.int64)
             yield rows, np.array(bounds), np.array(touched, dtype=np.int64), slots
 
     def _scattered_routes(
@@ -376,6 +384,31 @@ class TaskRows:
             bounds = np.append(bounds, len(batch))
             slots = [slot_of[start + local[a:b]] for a, b in itertools.pairwise(bounds)]
             yield local, bounds, touched, slots
+
+
+@dataclass(frozen=True)
+class _BatchRuns:
+    """A part's rows that transform batches hold, as runs of those batches (batch k's slots a to
+    b, from the part's `start`): the task given them makes the row numbers from the batches
+    (`RestBatches`, in the object store), so the driver never holds them."""
+
+    batches: Any  # the `RestBatches`' object ref
+    runs: tuple[tuple[int, int, int], ...]
+    start: int
+
+    def __len__(self) -> int:
+        return sum(b - a for _, a, b in self.runs)
+
+    def rows(self) -> np.ndarray:
+        if not self.runs:
+            return np.empty(0, dtype=np.int64)
+        batches = fetched([self.batches])[0]
+        return np.concatenate([batches[k][a:b] - self.start for k, a, b in self.runs])
+
+
+def _local_rows(rows: np.ndarray | _BatchRuns) -> np.ndarray:
+    """A part's row numbers, as `_routes` gave them (made here from runs of batches)."""
+    return rows.rows() if isinstance(rows, _BatchRuns) else rows
 
 
 def _ascending(chunks: Sequence[np.ndarray]) -> bool:
@@ -519,13 +552,14 @@ def _rows_of_part(
 def _route_part(
     read_part: Callable[[EmbeddingPart], np.ndarray],
     part: EmbeddingPart,
-    rows: np.ndarray,
+    rows: np.ndarray | _BatchRuns,
     bounds: np.ndarray,
     also: np.ndarray | None = None,
 ) -> Any:
     """How many rows, then the part's `rows` cut at `bounds` (one piece a batch, as the caller
     sorted them), then its rows `also` where asked for."""
     matrix = _read(read_part, part)
+    rows = _local_rows(rows)
     pieces = [matrix[rows[bounds[k] : bounds[k + 1]]] for k in range(len(bounds) - 1)]
     if also is not None:
         pieces.append(matrix[also])
@@ -534,7 +568,7 @@ def _route_part(
 
 def _placed_part(
     length: int,
-    rows: np.ndarray,
+    rows: np.ndarray | _BatchRuns,
     bounds: np.ndarray,
     slots: list[np.ndarray | slice],
     also: tuple[np.ndarray, np.ndarray] | None,
@@ -545,6 +579,7 @@ def _placed_part(
     `also`: more rows and their coordinates. How many rows were placed comes first."""
     x, y = np.full(length, np.nan), np.full(length, np.nan)
     placed = 0
+    rows = _local_rows(rows)
     for k, (slot, batch) in enumerate(zip(slots, batches, strict=True)):
         where = rows[bounds[k] : bounds[k + 1]]
         values = batch[slot]
