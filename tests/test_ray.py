@@ -868,6 +868,38 @@ def _no_driver_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kscore.storage, "_upload", no_part_here)
 
 
+def test_a_map_fitted_on_every_row_with_a_dataset_output_on_ray_equals_the_local_engine(
+    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer rows than the fit sample: the map is fitted on every row here, so the coordinates are
+    here too; the masks and the difficulty the tasks left on the cluster come here for the KDE,
+    and the parts and summary are the local engine's."""
+    import kscore.io
+
+    monkeypatch.setattr(kscore.io, "PART_ROWS", 700)
+    path = _embeddings_with_duplicates(tmp_path, rows=1500)
+    difficulty = _difficulty_of(tmp_path, np.arange(0, 1500, 2), unknown=3)
+    local = kscore.embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, top=50)
+    on_ray = kscore.embed_scores(path, f"{tmp_path}/ray/", difficulty=difficulty, top=50, engine="ray")
+    parts = [sorted((tmp_path / name).glob("part-*.parquet")) for name in ("local", "ray")]
+    assert len(parts[0]) == len(parts[1]) == 3
+    for expected, written in zip(*parts, strict=True):
+        a, b = pl.read_parquet(expected), pl.read_parquet(written)
+        assert a.columns == b.columns
+        assert a.select("id", "split", "map_x", "map_y", "difficulty_score").equals(
+            b.select("id", "split", "map_x", "map_y", "difficulty_score")
+        )
+        for column in ("representation_score", "potential_difficulty_score", "local_difficulty"):
+            x, y = a[column].to_numpy(), b[column].to_numpy()
+            np.testing.assert_allclose(y, x, rtol=1e-12, atol=0, equal_nan=True, err_msg=column)
+    assert on_ray["warnings"] == local["warnings"] and any(
+        "3 ids of the difficulty" in w for w in local["warnings"]
+    )
+    for score, quantiles in local["quantiles"].items():  # rounded to 6 digits
+        assert on_ray["quantiles"][score] == pytest.approx(quantiles, abs=1e-6), score
+    assert [r["id"] for r in on_ray["least_represented"]] == [r["id"] for r in local["least_represented"]]
+
+
 def test_ray_tasks_write_the_parts_of_an_embed_scores_dataset(
     tmp_path: Path, cluster, s3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
