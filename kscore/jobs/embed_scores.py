@@ -215,9 +215,10 @@ def score_embeddings(
     with the fitted map (`SavedMap`), to save it. `on_passthrough`: where the Ray tasks read a
     Parquet input's embeddings, the columns other than the embedding (the id and split among them)
     are not read here but handed to this callback (a `Passthrough`, for the tasks that write the
-    output's parts): tasks check the ids and split the rows part by part, and the table returned
-    holds the scores only; the map's coordinates stay on the cluster, in pieces tasks assembled
-    (the `Passthrough`'s `coordinates`), where UMAP was fitted on a sample of them.
+    output's parts): tasks check the ids and split the rows part by part. Where UMAP was fitted
+    on a sample of the rows, the map, the masks, the difficulty and the scores then stay on the
+    cluster, in pieces (the `Passthrough`'s `scored`, a `ScoredPieces`), and the table returned
+    is empty; else it holds the map and the scores.
     """
     from kscore.plan.sizing import resolve_memory_limit
 
