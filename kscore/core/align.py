@@ -8,7 +8,7 @@ search in the sorted union of all ids. Either way the output rows are sorted by 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -196,6 +196,18 @@ def checked_difficulty_values(facts: DifficultyFacts, duplicated: int, id_col: s
             f"--difficulty: column {SCORE!r} has {facts.outside} values outside [0, 1] "
             f"(e.g. {list(facts.outside_examples)}); difficulty scores from kscore difficulty lie in [0, 1]"
         )
+
+
+def split_masks(
+    split: pl.Series, train_values: Sequence[str], reference_values: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the train rows, the reference rows) of a split column (as text): train rows have one of
+    `train_values`; reference rows one of `reference_values`, or with None any other non-null
+    value."""
+    is_train = split.is_in(list(train_values)).fill_null(False).to_numpy()
+    if reference_values is None:
+        return is_train, ~is_train & split.is_not_null().to_numpy()
+    return is_train, split.is_in(list(reference_values)).fill_null(False).to_numpy() & ~is_train
 
 
 def joined_id_type(left: pl.DataType, right: pl.DataType) -> pl.DataType:

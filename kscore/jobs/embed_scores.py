@@ -28,6 +28,7 @@ from kscore.core.align import (
     checked_id_type,
     joined_id_type,
     normalize_ids,
+    split_masks,
     with_id_type,
 )
 from kscore.core.reduction import FIT_SAMPLE
@@ -789,11 +790,7 @@ def _split_rows(
         table = table.with_columns(normalize_ids(table.get_column(id_col), source))
         duplicated = int(table.get_column(id_col).is_duplicated().sum())
         values = table.get_column(split_col).cast(pl.String)
-        is_train = values.is_in(list(train_values)).fill_null(False).to_numpy()
-        if reference_values is None:
-            is_reference = ~is_train & values.is_not_null().to_numpy()
-        else:
-            is_reference = values.is_in(list(reference_values)).fill_null(False).to_numpy() & ~is_train
+        is_train, is_reference = split_masks(values, train_values, reference_values)
         counts = (len(is_train), int(is_train.sum()), int(is_reference.sum()))
         split = RowSplit(*counts, arrays=(is_train, is_reference))
         split_values = lambda: values.unique().drop_nulls().sort().head(8).to_list()  # noqa: E731

@@ -681,15 +681,11 @@ def _split_part(
     train and reference masks (left in the object store)."""
     import polars as pl
 
-    from kscore.core.align import IdFacts
+    from kscore.core.align import IdFacts, split_masks
 
     frame = _read_columns(read, [id_col, split_col], part)
     split = frame.get_column(split_col).cast(pl.String)
-    is_train = split.is_in(train_values).fill_null(False).to_numpy()
-    if reference_values is None:
-        is_reference = ~is_train & split.is_not_null().to_numpy()
-    else:
-        is_reference = split.is_in(reference_values).fill_null(False).to_numpy() & ~is_train
+    is_train, is_reference = split_masks(split, train_values, reference_values)
     values = split.unique().drop_nulls().sort().head(8).to_list()
     counts = (int(is_train.sum()), int(is_reference.sum()))
     return (IdFacts.of(frame.get_column(id_col)), *counts, values), (is_train, is_reference)
