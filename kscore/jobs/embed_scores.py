@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from kscore._version import __version__
-from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE
+from kscore.columns import LOCAL, MAP_X, MAP_Y, POTENTIAL, REPRESENTATION, SCORE, embed_score_columns
 from kscore.core.align import (
     DifficultyFacts,
     checked_difficulty_columns,
@@ -703,15 +703,10 @@ def _embed_scores(
         )  # fmt: skip
         out = pl.DataFrame()
     else:
-        new = {MAP_X: coordinates[:, 0], MAP_Y: coordinates[:, 1]}
-        for name, key in ((REPRESENTATION, "representation"), (POTENTIAL, "potential"), (LOCAL, "local")):
-            column = np.full(n, np.nan)
-            if scores[key] is not None:
-                column[is_train] = scores[key]
-            new[name] = column
-        series = [pl.Series(k, v, nan_to_null=k not in (MAP_X, MAP_Y)) for k, v in new.items()]
-        if difficulty_column is not None:
-            series.append(pl.Series(SCORE, difficulty_column, nan_to_null=True))
+        series = embed_score_columns(
+            coordinates[:, 0], coordinates[:, 1], is_train,
+            [scores[key] for key in ("representation", "potential", "local")], difficulty_column,
+        )  # fmt: skip
         out = out.with_columns(series) if out.width else pl.DataFrame(series)
     kernel = scores["kernel"]
     potential_kernel = scores["potential_kernel"]

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from kscore.columns import MAP_X, MAP_Y
+from kscore.columns import embed_score_columns
 from kscore.core.reduction import RestBatches, equal_hash_pairs, match_fit_rows, row_hashes
 from kscore.core.spilled_rows import RowSubset
 from kscore.engines import Pieces
@@ -1061,8 +1061,6 @@ def _made_part(scored: ScoredPieces, start: int, length: int) -> Any:
     before it (each part of the input's count, and the masks of the one it starts in)."""
     import polars as pl
 
-    from kscore.columns import LOCAL, POTENTIAL, REPRESENTATION, SCORE
-
     lengths = scored.masks.lengths
     ends = np.cumsum(lengths)
     first = int(np.searchsorted(ends, start, side="right"))  # the input's part this one starts in
@@ -1076,15 +1074,7 @@ def _made_part(scored: ScoredPieces, start: int, length: int) -> Any:
     difficulty = (
         None if scored.difficulty is None else scored.difficulty.rows(slice(start, start + length))[0]
     )
-    columns = [pl.Series(MAP_X, x), pl.Series(MAP_Y, y)]
-    for name, values in zip((REPRESENTATION, POTENTIAL, LOCAL), scores, strict=True):
-        column = np.full(length, np.nan)
-        if values is not None:
-            column[is_train] = values
-        columns.append(pl.Series(name, column, nan_to_null=True))
-    if difficulty is not None:
-        columns.append(pl.Series(SCORE, difficulty, nan_to_null=True))
-    return pl.DataFrame(columns)
+    return pl.DataFrame(embed_score_columns(x, y, is_train, scores, difficulty))
 
 
 def _write_part(
