@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from kscore.config import QualityStandard
+from kscore.errors import Interrupted
 from kscore.io import read_kscore_metadata
 from kscore.jobs.difficulty import difficulty_scores
 
@@ -543,3 +544,49 @@ def test_a_ctrl_c_met_while_a_class_is_made_is_an_interrupt_not_an_internal_erro
         cli_exit.run()
     assert ended.value.code == 130
     assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C); no output was written"
+
+
+@pytest.mark.parametrize(
+    ("stop", "line", "code"),
+    [
+        (KeyboardInterrupt(), "error: interrupted (Ctrl-C)", 130),
+        (Interrupted("terminated (SIGTERM)", 143), "error: terminated (SIGTERM)", 143),
+    ],
+)
+def test_an_interrupted_run_names_only_the_outputs_it_wrote_itself(
+    signal_state, monkeypatch, capsys, tmp_path, stop, line, code
+) -> None:
+    """An output a library call wrote earlier in the same process is not this run's: a run stopped
+    before writing says that no output was written (it named the earlier one when the tests that
+    call the library ran first); one stopped after writing names its own."""
+    from kscore import storage
+    from kscore.cli import exit as cli_exit
+
+    monkeypatch.setattr(storage, "PUBLISHED", [])
+    with storage.publishing(tmp_path / "earlier.parquet"):  # as a library call in this process
+        pass
+    assert storage.PUBLISHED
+
+    def stopped_run(*args, **kwargs):
+        raise stop
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli_exit, "app", stopped_run)
+    monkeypatch.setattr(cli_exit, "exit_now", exit_now)
+    with pytest.raises(SystemExit) as ended:
+        cli_exit.run()
+    assert ended.value.code == code
+    assert capsys.readouterr().err.strip() == f"{line}; no output was written"
+
+    def written_then_stopped(*args, **kwargs):
+        with storage.publishing(tmp_path / "out.parquet"):
+            pass
+        raise stop
+
+    monkeypatch.setattr(cli_exit, "app", written_then_stopped)
+    with pytest.raises(SystemExit):
+        cli_exit.run()
+    written = f"{line} after the output was written: {tmp_path / 'out.parquet'}"
+    assert capsys.readouterr().err.strip() == written

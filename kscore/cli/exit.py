@@ -11,10 +11,11 @@ from typing import NoReturn
 
 import typer
 
+from kscore import storage
 from kscore.cli.commands import app
 from kscore.cli.console import debug_enabled, stderr_line, stdout_closed
-from kscore.cli.signals import install, interrupt_behind, interrupted, settle
-from kscore.errors import KscoreError
+from kscore.cli.signals import install, interrupt_behind, interrupt_outcome, interrupted, settle
+from kscore.errors import Interrupted, KscoreError
 
 
 def usage_error() -> type[Exception]:
@@ -43,9 +44,8 @@ def run() -> None:
     a full disk, memory), with one `error:` line; 130 Ctrl-C; 143 SIGTERM; 70 a bug (an unexpected
     exception), with one `internal error:` line. Cleanup (temporary files) runs in every case.
     """
-    from kscore.errors import Interrupted
-
     install()
+    del storage.PUBLISHED[:]  # this run's outputs alone (the library may have written before, here)
     try:
         code = app(standalone_mode=False, prog_name="kscore")
     except usage_error() as exc:
@@ -57,10 +57,8 @@ def run() -> None:
         else:  # `kscore` alone: its help went to stdout; a script still reads why it failed
             stderr_line("error: no command given: run `kscore COMMAND ...` (the commands are listed above)")
         exit_now(2)
-    except (typer.Abort, KeyboardInterrupt):
-        fail(interrupted("interrupted (Ctrl-C)"), 130)
-    except Interrupted as exc:
-        fail(interrupted(str(exc)), 143)
+    except (typer.Abort, KeyboardInterrupt, Interrupted) as exc:
+        fail(*interrupt_outcome(exc))
     except KscoreError as exc:
         fail(f"error: {exc}", exc.exit_code)
     except BrokenPipeError:
@@ -73,10 +71,8 @@ def run() -> None:
         fail(f"error: {where}{exc.strerror or exc}", 2)
     except Exception as exc:
         behind = interrupt_behind(exc)  # a signal met while a class was made
-        if isinstance(behind, KeyboardInterrupt):
-            fail(interrupted("interrupted (Ctrl-C)"), 130)
-        if isinstance(behind, Interrupted):
-            fail(interrupted(str(behind)), 143)
+        if behind is not None:
+            fail(*interrupt_outcome(behind))
         text = str(exc).strip().splitlines()
         detail = f": {text[0][:200]}" if text else ""
         fail(

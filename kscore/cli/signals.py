@@ -89,12 +89,17 @@ def interrupt_behind(exc: BaseException) -> BaseException | None:
     return None
 
 
+def interrupt_outcome(exc: BaseException) -> tuple[str, int]:
+    """The error line and exit code of a run stopped by `exc`: an `Interrupted` (SIGTERM), else
+    Ctrl-C (KeyboardInterrupt, or typer's Abort standing for it)."""
+    if isinstance(exc, Interrupted):
+        return interrupted(str(exc)), exc.exit_code
+    return interrupted("interrupted (Ctrl-C)"), 130
+
+
 def stopped(exc: BaseException) -> NoReturn:
     """A signal that stopped the command line before it could run (while it was imported)."""
-    if isinstance(exc, KeyboardInterrupt):
-        line, code = interrupted("interrupted (Ctrl-C)"), 130
-    else:
-        line, code = interrupted(str(exc)), getattr(exc, "exit_code", 143)
+    line, code = interrupt_outcome(exc)
     with suppress(OSError, ValueError):
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
