@@ -252,6 +252,23 @@ def test_distinct_rows_groups_equal_rows_and_reads_minus_zero_as_zero():
         distinct_rows(data, order="random")
 
 
+def test_repeated_rows_are_distinct_rows_followers_and_their_first_rows_with_no_array_the_rows_length():
+    """`repeated_rows` is what `distinct_rows` leaves out (oracle: its leaders and index), and the
+    first rows are their `Complement`; a collision's rows come out in order too."""
+    from kscore.core.reduction import Complement, distinct_rows, repeated_rows
+
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(500, 4)).astype(np.float32)
+    data[rng.choice(500, 60)] = data[rng.choice(500, 60)]
+    data[7], data[8] = 0.0, -0.0
+    leaders, index = distinct_rows(data, block=64)
+    followers, firsts = repeated_rows(data, block=64)
+    assert np.array_equal(followers, np.setdiff1d(np.arange(500), leaders))
+    assert np.array_equal(firsts, leaders[index[followers]]) and np.all(firsts < followers)
+    assert np.array_equal(Complement(500, followers)[:], leaders)
+    assert repeated_rows(rng.normal(size=(50, 3))) is None
+
+
 @pytest.mark.parametrize(("width", "dtype"), [(384, np.float32), (3, np.float32), (5, np.float64)])
 def test_row_hashes_are_the_random_linear_hash_of_each_rows_words(width, dtype):
     """Oracle: each row's bytes (-0.0 as 0.0, zero-padded to 8-byte words) times the seeded odd
@@ -284,6 +301,8 @@ def test_a_hash_collision_never_merges_different_rows(monkeypatch):
     leaders, index = embedding.distinct_rows(data)
     assert len(leaders) == 5 and index[1] == index[4]
     assert np.array_equal(data[leaders][index], data)
+    followers, firsts = embedding.repeated_rows(data)  # in order, though found apart
+    assert followers.tolist() == [4] and firsts.tolist() == [1]
 
 
 @pytest.mark.slow
@@ -540,8 +559,9 @@ def test_a_dataset_output_is_cut_into_parts_of_part_rows(tmp_path, monkeypatch):
 )
 def test_rest_batches_are_the_batches_of_the_rows_outside_the_sample(case):
     """`RestBatches`, made batch by batch from the sample alone, are `_batched` of the set
-    difference: the same rows in the same batches (empty sample, all rows sampled, one batch)."""
-    from kscore.core.reduction import RestBatches
+    difference: the same rows in the same batches (empty sample, all rows sampled, one batch).
+    Their `Complement` gives the rows at any places."""
+    from kscore.core.reduction import Complement, RestBatches
 
     n, sample, size = case
     sample = np.array(sample if n else [], dtype=np.int64)
@@ -553,3 +573,9 @@ def test_rest_batches_are_the_batches_of_the_rows_outside_the_sample(case):
     assert all(np.array_equal(a, b) for a, b in zip(batches[1:3], expected[1:3], strict=True))
     if expected:
         assert np.array_equal(batches[-1], expected[-1])
+    rows = Complement(n, sample)  # the batches' rows, at any places
+    assert len(rows) == len(rest) and np.array_equal(rows[:], rest)
+    places = np.arange(len(rest))[::-3]
+    assert np.array_equal(rows[places], rest[places])
+    with pytest.raises(IndexError):
+        rows[np.array([len(rest)])]

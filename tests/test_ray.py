@@ -423,13 +423,13 @@ def test_a_saved_map_places_rows_on_ray_as_on_the_local_engine(tmp_path: Path, c
     assert maps[0].equals(maps[1]) and maps[1].equals(maps[2])
 
 
-def _embeddings_with_duplicates(tmp_path: Path, rows: int = 6000, dim: int = 8) -> Path:
-    """Clustered embeddings with 300 rows repeated elsewhere (some of them in the fit sample), in
-    a Parquet file of 800-row groups."""
+def _embeddings_with_duplicates(tmp_path: Path, rows: int = 6000, dim: int = 8, repeated: int = 300) -> Path:
+    """Clustered embeddings with `repeated` rows repeated elsewhere (some of them in the fit
+    sample), in a Parquet file of 800-row groups."""
     rng = np.random.default_rng(5)
     centers = rng.normal(0, 4, (6, dim))
     data = (centers[rng.integers(0, 6, rows)] + rng.normal(0, 1, (rows, dim))).astype(np.float32)
-    data[rng.choice(rows, 300, replace=False)] = data[rng.choice(rows, 300, replace=False)]
+    data[rng.choice(rows, repeated, replace=False)] = data[rng.choice(rows, repeated, replace=False)]
     split = np.where(rng.random(rows) < 0.6, "train", "val")
     table = pl.DataFrame({"id": np.arange(rows), "split": split, "embedding": pl.Series(data)})
     path = tmp_path / "emb.parquet"
@@ -479,6 +479,40 @@ def test_the_batches_outside_the_fit_sample_go_to_the_tasks_as_runs_and_come_bac
     )
 
 
+def test_tasks_compare_the_repeated_rows_and_give_them_their_first_rows_coordinates(
+    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows whose hashes are equal are compared by tasks, in blocks (oracle: `distinct_rows`
+    of the matrix itself), and `with_repeats` gives each repeated row its first row's coordinates,
+    sent from task to task across parts (oracle: the copy on one machine). The driver reads no row."""
+    from kscore.core.reduction import Complement, distinct_rows, repeated_rows
+    from kscore.jobs import embed_scores as job
+    from kscore.plan.embeddings_ray import TaskRows
+
+    path = _embeddings_with_duplicates(tmp_path)
+    matrix = np.stack(pl.read_parquet(path).get_column("embedding").to_numpy())
+    rows, _ = job._task_rows(pl.scan_parquet(path), ["embedding"], 8, 6000, str(path), None)
+    monkeypatch.setattr(TaskRows, "rows_at", lambda *a: pytest.fail("a row came to the driver"))
+    monkeypatch.setattr(rows, "compare_block", 64)  # several blocks of pairs
+    followers, firsts = repeated_rows(rows)  # the hashes the tasks made as they read
+    leaders, index = distinct_rows(matrix)
+    assert np.array_equal(followers, np.setdiff1d(np.arange(6000), leaders))
+    assert np.array_equal(firsts, leaders[index[followers]])
+    follower_part, first_part = (np.searchsorted(rows.starts, r, side="right") for r in (followers, firsts))
+    assert np.any(follower_part != first_part) and len(rows.parts) >= 3  # repeats across parts
+    a, b = np.arange(0, 6000, 7), np.arange(0, 6000, 7)[::-1].copy()
+    b[:50] = a[:50]  # some pairs equal, the rest not
+    assert np.array_equal(rows.equal_rows(a, b), np.all(matrix[a] == matrix[b], axis=1))
+    distinct = Complement(6000, followers)
+    values = np.column_stack([distinct[:], -distinct[:]]).astype(np.float64)
+    placed = rows.subset(distinct).placed([], [], np.arange(len(distinct)), values)
+    x, y = rows.with_repeats(placed, followers, firsts).rows(slice(0, 6000))
+    expected = np.full(6000, np.nan)
+    expected[distinct[:]] = distinct[:]
+    expected[followers] = expected[firsts]
+    assert np.array_equal(x, expected) and np.array_equal(y, -expected)
+
+
 @pytest.mark.parametrize("read", ["row groups", "slices"])
 def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch, read: str
@@ -522,7 +556,7 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
     assert {"read embeddings (ray)", "route embeddings (ray)", "UMAP transform"} <= stages
     ((rows, batches, sample),) = routed
     assert sample.shape == (1000, 8)  # the fit sample came with the routing pass,
-    assert sum(read_back) <= 2 * 300  # and only the repeated rows and their first rows came apart
+    assert not read_back  # and no row came apart: the repeated rows were compared by tasks
     assert len(batches) >= 6 and len(rows.parts) >= 3  # 700-row batches, parts of 1600 rows
     assert rows.ranges == 3
     assert sum(len(batch.pieces) for batch in batches) <= len(rows.parts) + len(batches)
@@ -537,8 +571,8 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
 def test_a_saved_map_places_task_read_rows_as_the_run_that_saved_it(
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The tasks that hash the rows find the map's fit rows too: the driver reads back only the
-    repeated rows and their first rows, not the fit rows."""
+    """The tasks that hash the rows find the map's fit rows too, and compare the repeated rows:
+    the driver reads back no row."""
     import kscore
     from kscore.plan.embeddings_ray import TaskRows
 
@@ -554,7 +588,7 @@ def test_a_saved_map_places_task_read_rows_as_the_run_that_saved_it(
 
     monkeypatch.setattr(TaskRows, "rows_at", reading)
     kscore.embed_scores(path, tmp_path / "ray.parquet", saved_map=map_file, engine="ray")
-    assert sum(read_back) <= 2 * 300
+    assert not read_back
     maps = [pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in ("saving", "ray")]
     assert maps[0].equals(maps[1])
 
@@ -868,16 +902,27 @@ def _no_driver_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kscore.storage, "_upload", no_part_here)
 
 
+@pytest.mark.parametrize("repeated", [0, 300])
 def test_a_map_fitted_on_every_row_with_a_dataset_output_on_ray_equals_the_local_engine(
-    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cluster, monkeypatch: pytest.MonkeyPatch, repeated: int
 ) -> None:
-    """Fewer rows than the fit sample: the map is fitted on every row here, so the coordinates are
-    here too; the masks and the difficulty the tasks left on the cluster come here for the KDE,
-    and the parts and summary are the local engine's."""
+    """Fewer rows than the fit sample: the map is fitted on every row here. Where no row repeats,
+    the coordinates stay here, and the masks and the difficulty the tasks left on the cluster come
+    here for the KDE; where rows repeat, tasks place the fitted rows and give each repeated row its
+    first row's. Either way the parts and summary are the local engine's."""
     import kscore.io
+    from kscore.engines import Pieces
+    from kscore.plan.embeddings_ray import TaskRows
 
     monkeypatch.setattr(kscore.io, "PART_ROWS", 700)
-    path = _embeddings_with_duplicates(tmp_path, rows=1500)
+    path = _embeddings_with_duplicates(tmp_path, rows=1500, repeated=repeated)
+    with_repeats, in_pieces = TaskRows.with_repeats, []
+
+    def repeating(rows: TaskRows, placed: Pieces, *args: Any) -> Pieces:
+        in_pieces.append(isinstance(placed, Pieces))
+        return with_repeats(rows, placed, *args)
+
+    monkeypatch.setattr(TaskRows, "with_repeats", repeating)
     difficulty = _difficulty_of(tmp_path, np.arange(0, 1500, 2), unknown=3)
     local = kscore.embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, top=50)
     on_ray = kscore.embed_scores(path, f"{tmp_path}/ray/", difficulty=difficulty, top=50, engine="ray")
@@ -898,6 +943,7 @@ def test_a_map_fitted_on_every_row_with_a_dataset_output_on_ray_equals_the_local
     for score, quantiles in local["quantiles"].items():  # rounded to 6 digits
         assert on_ray["quantiles"][score] == pytest.approx(quantiles, abs=1e-6), score
     assert [r["id"] for r in on_ray["least_represented"]] == [r["id"] for r in local["least_represented"]]
+    assert in_pieces == ([True] if repeated else [])
 
 
 def test_ray_tasks_write_the_parts_of_an_embed_scores_dataset(

@@ -229,22 +229,30 @@ def reduce_to_2d(
     from kscore.engines.local import resolve_jobs
 
     jobs = resolve_jobs(jobs)
-    distinct = distinct_rows(data, hashes=getattr(data, "hashes", None))
-    if distinct is None:
+    repeats = repeated_rows(data, hashes=getattr(data, "hashes", None))
+    if repeats is None:
         return _umap(
             data, metric, seed, fit_sample, n_neighbors, min_dist, progress, jobs, memory_limit, executor,
             on_fit,
         )  # fmt: skip
     # umap places equal rows at different points: map each distinct row once and copy.
-    leaders, index = distinct
+    followers, firsts = repeats
+    distinct: Any = Complement(len(data), followers)  # the first rows, made when asked for
+    if not hasattr(data, "with_repeats"):  # rows here: the first rows' numbers, here too
+        distinct = distinct[:]
     coordinates, params = _umap(
-        data.subset(leaders) if spilled else data[leaders], metric, seed, fit_sample, n_neighbors, min_dist,
-        progress, jobs, memory_limit, executor, on_fit,
+        data.subset(distinct) if spilled else data[distinct], metric, seed, fit_sample, n_neighbors,
+        min_dist, progress, jobs, memory_limit, executor, on_fit,
     )  # fmt: skip
-    params["distinct_rows"] = len(leaders)
-    if not isinstance(coordinates, np.ndarray):  # left in pieces by cluster tasks
-        return data.with_repeats(coordinates, leaders, index), params
-    return coordinates[index], params
+    params["distinct_rows"] = len(distinct)
+    if hasattr(data, "with_repeats"):  # rows read by cluster tasks: the map stays there, in pieces
+        if isinstance(coordinates, np.ndarray):  # every first row fitted, here: placed by the tasks
+            coordinates = data.subset(distinct).placed([], [], np.arange(len(distinct)), coordinates)
+        return data.with_repeats(coordinates, followers, firsts), params
+    placed = np.empty((len(data), 2))
+    placed[distinct[:]] = coordinates
+    placed[followers] = placed[firsts]
+    return placed, params
 
 
 def _pca(data: np.ndarray, metric: str, seed: int | None) -> tuple[np.ndarray, dict]:
@@ -290,7 +298,24 @@ def distinct_rows(
         return _distinct_in_hash_order(data, block, hashes)
     if order != "input":
         raise ValueError(f"order must be 'input' or 'hash', not {order!r}")
-    n = len(data)
+    repeats = repeated_rows(data, block, hashes)
+    if repeats is None:
+        return None
+    followers, firsts = repeats
+    leader = np.ones(len(data), dtype=bool)
+    leader[followers] = False
+    index = np.cumsum(leader, dtype=np.int64) - 1  # a first row's place among the first rows
+    index[followers] = index[firsts]
+    return np.flatnonzero(leader), index
+
+
+def repeated_rows(
+    data: Any, block: int = 65_536, hashes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(each row equal to an earlier row, ascending; the first row equal to it), or None if all
+    rows differ: `distinct_rows` without arrays the rows' length (the first rows are the others).
+
+    Rows with equal hashes are compared exactly (by cluster tasks where `data` has `equal_rows`)."""
     if hashes is None and hasattr(data, "equal_hash_pairs"):
         followers, firsts = data.equal_hash_pairs()
     else:
@@ -307,13 +332,11 @@ def distinct_rows(
         again = first_equal != collided
         merged = np.concatenate([merged, collided[again]])
         targets = np.concatenate([targets, first_equal[again]])
+        order = np.argsort(merged, kind="stable")
+        merged, targets = merged[order], targets[order]
     if not len(merged):
         return None
-    leader = np.ones(n, dtype=bool)
-    leader[merged] = False
-    index = np.cumsum(leader, dtype=np.int64) - 1  # a first row's place among the first rows
-    index[merged] = index[targets]
-    return np.flatnonzero(leader), index
+    return merged, targets
 
 
 def equal_hash_pairs(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,10 +349,11 @@ def equal_hash_pairs(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _equal_to(data: Any, rows: np.ndarray, others: np.ndarray, block: int) -> np.ndarray:
     """Whether each of `rows` equals the row `others` names (-0.0 == 0.0 here too), each block's
-    rows and their others read at once (`compare_block`: rows read by cluster tasks)."""
-    block = getattr(data, "compare_block", block)
+    rows and their others read at once (rows read by cluster tasks compare them there)."""
+    if hasattr(data, "equal_rows"):  # rows read by cluster tasks: compared there
+        return data.equal_rows(rows, others)
     places = np.array_split(np.arange(len(rows)), max(1, -(-len(rows) // block)))
-    return np.concatenate([_equal_halves(data[np.concatenate([rows[p], others[p]])]) for p in places])
+    return np.concatenate([equal_halves(data[np.concatenate([rows[p], others[p]])]) for p in places])
 
 
 def _distinct_in_hash_order(
@@ -358,7 +382,7 @@ def _distinct_in_hash_order(
     return leaders, index
 
 
-def _equal_halves(pairs: np.ndarray) -> np.ndarray:
+def equal_halves(pairs: np.ndarray) -> np.ndarray:
     """Whether each row of the first half equals the row at the same place in the second."""
     half = len(pairs) // 2
     return np.all(pairs[:half] == pairs[half:], axis=1)
@@ -543,18 +567,39 @@ def _transform_rows(
     return kept
 
 
+class Complement:
+    """The row numbers 0..n-1 without `removed` (ascending, distinct), in order, made when asked for:
+    no array the rows' length exists (8 bytes a row, at 1B rows 8 GB), only one as long as `removed`.
+
+    The i-th is i plus the number of removed rows j with removed[j] - j <= i."""
+
+    def __init__(self, n: int, removed: np.ndarray) -> None:
+        self.count = n - len(removed)
+        self.shift = np.asarray(removed, dtype=np.int64) - np.arange(len(removed), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        """The row numbers at the places `key` (a slice, or an array of places)."""
+        if isinstance(key, slice):
+            places = np.arange(*key.indices(self.count), dtype=np.int64)
+        else:
+            places = np.asarray(key, dtype=np.int64)
+            if places.size and (places.min() < 0 or places.max() >= self.count):
+                raise IndexError("place out of range")
+        return places + np.searchsorted(self.shift, places, side="right")
+
+
 class RestBatches(Sequence[np.ndarray]):
     """The transform batches of the rows outside a fit sample: `_batched` of the row numbers
-    `np.setdiff1d(np.arange(n), sample)`, each batch made when asked for, so no array the rows'
-    length exists (8 bytes a row, and the set difference's sort, at 1B rows 8 GB and more).
-
-    The i-th row outside the sample is i plus the number of sample rows j with sample[j] - j <= i
-    (`sample` ascending and distinct)."""
+    `np.setdiff1d(np.arange(n), sample)`, each batch made when asked for (a `Complement`), so no
+    array the rows' length exists (nor the set difference's sort, at 1B rows 8 GB and more)."""
 
     def __init__(self, n: int, sample: np.ndarray, size: int | None = None) -> None:
-        self.count = n - len(sample)
+        self.rows = Complement(n, sample)
+        self.count = len(self.rows)
         self.size = size or TRANSFORM_BATCH
-        self.shift = np.asarray(sample, dtype=np.int64) - np.arange(len(sample), dtype=np.int64)
 
     def __len__(self) -> int:
         return -(-self.count // self.size)
@@ -572,8 +617,7 @@ class RestBatches(Sequence[np.ndarray]):
             k += len(self)
         if not 0 <= k < len(self):
             raise IndexError("batch number out of range")
-        rows = np.arange(k * self.size, min((k + 1) * self.size, self.count), dtype=np.int64)
-        return rows + np.searchsorted(self.shift, rows, side="right")
+        return self.rows[k * self.size : min((k + 1) * self.size, self.count)]
 
 
 def _batched(rows: np.ndarray) -> list[np.ndarray]:

@@ -1,15 +1,16 @@
 """Embeddings read by Ray tasks: the rows of a Parquet input's embedding column stay on the nodes.
 
 `TaskRows` stands where `SpilledRows` stands on one machine. UMAP's stage asks it for the rows
-whose hashes are equal, for the rows equal to a saved map's fit rows, for rows to compare exactly,
-and for its transform batches with the fit sample; the driver holds none of the rows' hashes, only
-the rows it asked for. Tasks read the input part by part with the job's reader (`read_part`: the
+whose hashes are equal, for the rows equal to a saved map's fit rows, to compare rows exactly,
+and for its transform batches with the fit sample; the driver holds none of the rows' hashes, and
+of the rows only the fit sample. Tasks read the input part by part with the job's reader (`read_part`: the
 same float32 matrix the local engine reads), twice in all where no rows repeat, and
 
 - hash every row (the reader checks it) and find a saved map's fit rows, and send each hash to the
   task of its range of hashes, which finds the rows whose hash an earlier row has: `hash_rows`,
   `equal_hash_pairs`, `fit_rows`;
-- send the driver the rows it asks for: `rows_at` (the repeated rows, to compare them exactly);
+- compare the rows whose hashes are equal, a block of pairs a task (`equal_rows`): the driver gets
+  one bool a pair, and holds the repeated rows' numbers and their first rows' (16 bytes a repeat);
 - route each row of a transform batch into the object store (`route`), where the actor that
   transforms the batch gathers it (`RoutedBatch`), and send the driver the fit sample from the
   same pass: a batch holds the same rows in the same order as on one machine, so the map is
@@ -38,7 +39,14 @@ from typing import Any
 import numpy as np
 
 from kscore.columns import embed_score_columns
-from kscore.core.reduction import RestBatches, equal_hash_pairs, match_fit_rows, row_hashes
+from kscore.core.reduction import (
+    Complement,
+    RestBatches,
+    equal_halves,
+    equal_hash_pairs,
+    match_fit_rows,
+    row_hashes,
+)
 from kscore.core.spilled_rows import RowSubset
 from kscore.engines import Pieces
 from kscore.engines.ray import (
@@ -101,8 +109,8 @@ class TaskRows:
     the rows asked for, in that order, as a numpy array (like indexing the matrix itself)."""
 
     ndim = 2
-    # Rows compared at once where equal hashes are checked exactly (`distinct_rows`): each block
-    # reads the parts once; 131,072 rows of 384 float32 are 200 MB here.
+    # Pairs compared by one task where equal hashes are checked exactly (`equal_rows`): the task
+    # holds both rows of each, 131,072 pairs of 384 float32 are 400 MB.
     compare_block = 131_072
 
     def __init__(
@@ -228,8 +236,30 @@ class TaskRows:
             out[where] = rows
         return out
 
-    def subset(self, index: np.ndarray) -> TaskRowSubset:
-        return TaskRowSubset(self, np.asarray(index, dtype=np.int64))
+    def subset(self, index: np.ndarray | Complement) -> TaskRowSubset:
+        """These rows at `index` (row numbers, or a `Complement` of some: kept as it is)."""
+        kept = index if isinstance(index, Complement) else np.asarray(index, dtype=np.int64)
+        return TaskRowSubset(self, kept)
+
+    def equal_rows(self, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """Whether each of `rows` equals the row at the same place of `others` (-0.0 == 0.0), compared
+        by tasks in blocks of `compare_block` pairs: each part's task reads the block's rows in it,
+        and the block's task compares them. The driver gets one bool a pair, never a row."""
+        ray = ray_module()
+        reader = ray.remote(num_cpus=1)(_rows_of_part)
+        compare = ray.remote(num_cpus=1)(_equal_pairs)
+        refs = []
+        for start in range(0, len(rows), self.compare_block):
+            stop = start + self.compare_block
+            wanted = np.concatenate([rows[start:stop], others[start:stop]])
+            places, read = [], []
+            for number, where in self._by_part(wanted):
+                places.append(where)
+                local = wanted[where] - self.starts[number]
+                read.append(reader.remote(self.read_part, self.parts[number], local))
+            refs.append(compare.remote(len(wanted), self.dim, places, *read))
+        found = gathered(ray, refs)
+        return np.concatenate(found) if found else np.empty(0, dtype=bool)
 
     def route(
         self,
@@ -298,30 +328,40 @@ class TaskRows:
         gathered(ray, counts)
         return Pieces(tuple(pieces), tuple(part.length for part in self.parts), fetched)
 
-    def with_repeats(self, placed: Pieces, leaders: np.ndarray, index: np.ndarray) -> Pieces:
-        """`placed` (coordinates of the `leaders` rows, NaN elsewhere) with every other row given
-        its leader's coordinates (row r's is leader `index[r]`'s): tasks read the leaders' values
-        from their parts, and put them into the parts of the rows that repeat them."""
+    def with_repeats(self, placed: Pieces, followers: np.ndarray, firsts: np.ndarray) -> Pieces:
+        """`placed` (coordinates of the first rows, NaN at `followers`) with each of `followers`
+        (ascending) given the coordinates of the row `firsts` names. A task a part reads its first
+        rows' values and sends them to the parts of the rows that repeat them, whose tasks put them
+        in: the values go from task to task, not through here."""
         ray = ray_module()
-        repeated = np.ones(self.count, dtype=bool)
-        repeated[leaders] = False
-        followers = np.flatnonzero(repeated)
-        del repeated
-        firsts = leaders[index[followers]]
-        values = np.empty((len(followers), 2))
+        parts = len(self.parts)
+        follower_part = np.searchsorted(self.starts, followers, side="right") - 1
+        first_part = np.searchsorted(self.starts, firsts, side="right") - 1
+        order = np.lexsort((follower_part, first_part))  # by the first row's part, then the follower's
+        key = first_part[order] * parts + follower_part[order]
+        del follower_part, first_part
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(key)) + 1, [len(key)]])
+        # (first rows' part, followers' part, their pairs' run in `order`), grouped by the first
+        runs = [
+            (int(key[a] // parts), int(key[a] % parts), int(a), int(b)) for a, b in itertools.pairwise(bounds)
+        ]
         reader = ray.remote(num_cpus=1)(_values_at)
-        places, refs = [], []
-        for number, where in self._by_part(firsts):
-            places.append(where)
-            refs.append(reader.remote(placed.items[number], firsts[where] - self.starts[number]))
-        for where, found in zip(places, gathered(ray, refs), strict=True):
-            values[where] = found
-        filler = ray.remote(num_cpus=1)(_filled_part).options(num_returns=2)
-        items, counts = list(placed.items), []
-        for number, where in self._by_part(followers):
-            count, items[number] = filler.remote(
-                placed.items[number], followers[where] - self.starts[number], values[where]
+        sent: dict[int, list[Any]] = {}  # a followers' part: (its rows, their values' ref), ...
+        counts = []
+        for number, group in itertools.groupby(runs, key=lambda run: run[0]):
+            group = list(group)
+            start, stop = group[0][2], group[-1][3]
+            cuts = np.array([a - start for _, _, a, _ in group] + [stop - start])
+            count, *values = reader.options(num_returns=len(group) + 1).remote(
+                placed.items[number], firsts[order[start:stop]] - self.starts[number], cuts
             )
+            counts.append(count)
+            for (_, to, a, b), value in zip(group, values, strict=True):
+                sent.setdefault(to, []).extend([followers[order[a:b]] - self.starts[to], value])
+        filler = ray.remote(num_cpus=1)(_filled_part).options(num_returns=2)
+        items = list(placed.items)
+        for number, pairs in sent.items():
+            count, items[number] = filler.remote(placed.items[number], *pairs)
             counts.append(count)
         gathered(ray, counts)
         return Pieces(tuple(items), placed.lengths, fetched)
@@ -342,7 +382,7 @@ class TaskRows:
         if not _ascending(chunks):
             yield from self._scattered_routes(chunks)
             return
-        kept = ray_module().put(chunks) if isinstance(chunks, RestBatches) else None
+        kept = ray_module().put(chunks) if _made_on_demand(chunks) else None
         used = [k for k, chunk in enumerate(chunks) if len(chunk)]
         firsts = np.array([chunks[k][0] for k in used], dtype=np.int64)
         lasts = np.array([chunks[k][-1] for k in used], dtype=np.int64)
@@ -411,6 +451,14 @@ def _local_rows(rows: np.ndarray | _BatchRuns) -> np.ndarray:
     return rows.rows() if isinstance(rows, _BatchRuns) else rows
 
 
+def _made_on_demand(chunks: Sequence[np.ndarray]) -> bool:
+    """Whether `chunks` are made batch by batch from arrays much shorter than their rows
+    (`RestBatches`, or those of the first rows of repeated ones): then the tasks make them."""
+    if isinstance(chunks, _Mapped):
+        return isinstance(chunks.index, Complement) and _made_on_demand(chunks.chunks)
+    return isinstance(chunks, RestBatches)
+
+
 def _ascending(chunks: Sequence[np.ndarray]) -> bool:
     """Whether the row numbers of `chunks`, taken in order, only ever grow."""
     last = -1
@@ -425,8 +473,6 @@ def _ascending(chunks: Sequence[np.ndarray]) -> bool:
 
 class TaskRowSubset(RowSubset):
     """Some rows of a `TaskRows` (row i is the parent's row `index[i]`), used the same way."""
-
-    compare_block = TaskRows.compare_block
 
     def route(
         self,
@@ -592,18 +638,31 @@ def _placed_part(
     return placed, (x, y)
 
 
-def _values_at(piece: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """The coordinates of a part's `rows`, as (rows x 2)."""
-    return np.column_stack([piece[0][rows], piece[1][rows]])
+def _values_at(piece: tuple[np.ndarray, np.ndarray], rows: np.ndarray, cuts: np.ndarray) -> Any:
+    """How many rows, then the coordinates of a part's `rows`, as (rows x 2), cut at `cuts`."""
+    values = np.column_stack([piece[0][rows], piece[1][rows]])
+    return (len(rows), *(values[a:b] for a, b in itertools.pairwise(cuts)))
 
 
 def _filled_part(
-    piece: tuple[np.ndarray, np.ndarray], rows: np.ndarray, values: np.ndarray
+    piece: tuple[np.ndarray, np.ndarray], *pairs: np.ndarray
 ) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
-    """How many rows were set, and a part's coordinates with its `rows` set to `values`."""
+    """How many rows were set, and a part's coordinates with each of `pairs`' rows (row numbers,
+    then their (rows x 2) values, and so on) set to their values."""
     x, y = piece[0].copy(), piece[1].copy()
-    x[rows], y[rows] = values[:, 0], values[:, 1]
-    return len(rows), (x, y)
+    count = 0
+    for rows, values in zip(pairs[::2], pairs[1::2], strict=True):
+        x[rows], y[rows] = values[:, 0], values[:, 1]
+        count += len(rows)
+    return count, (x, y)
+
+
+def _equal_pairs(count: int, dim: int, places: list[np.ndarray], *rows: np.ndarray) -> np.ndarray:
+    """`equal_halves` of the block of `count` rows whose `places` each part's `rows` fill."""
+    block = np.empty((count, dim), dtype=np.float32)
+    for where, values in zip(places, rows, strict=True):
+        block[where] = values
+    return equal_halves(block)
 
 
 # Ids a task of one range of id hashes holds at most, at about 32 bytes an id.

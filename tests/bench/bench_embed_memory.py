@@ -15,6 +15,10 @@ is then the driver process's own (the cluster's workers apart):
 `--text-bytes N` adds a text column of N bytes a row (what the output carries along, unscored):
 
     python tests/bench/bench_embed_memory.py /tmp/embt --rows 1000000 --dim 64 --ray-nodes 2 --text-bytes 1000
+
+`--repeated S` makes a share S of the rows copies of others (of the same 500,000 rows):
+
+    python tests/bench/bench_embed_memory.py /tmp/embr --rows 3000000 --dim 32 --ray-nodes 2 --repeated 0.1
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ def embedding_part(start: int, data: np.ndarray, rng: np.random.Generator, text_
     return frame.to_arrow()
 
 
-def make(folder: Path, rows: int, dim: int, text_bytes: int = 0) -> Path:
-    path = folder / f"emb_{rows}x{dim}{f'_text{text_bytes}' if text_bytes else ''}.parquet"
+def make(folder: Path, rows: int, dim: int, text_bytes: int = 0, repeated: float = 0.0) -> Path:
+    """The input (made once): `repeated` of each 500,000 rows' rows copy another of them."""
+    text = f"_text{text_bytes}" if text_bytes else ""
+    path = folder / f"emb_{rows}x{dim}{text}{f'_rep{repeated:g}' if repeated else ''}.parquet"
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,6 +67,9 @@ def make(folder: Path, rows: int, dim: int, text_bytes: int = 0) -> Path:
     for start in range(0, rows, 500_000):
         n = min(500_000, rows - start)
         data = centers[rng.integers(0, 20, n)] + rng.normal(0, 1, size=(n, dim)).astype(np.float32)
+        if repeated:
+            copies = int(repeated * n)
+            data[rng.choice(n, copies, replace=False)] = data[rng.integers(0, n, copies)]
         part = embedding_part(start, data, rng, text_bytes)
         if writer is None:
             writer = pq.ParquetWriter(path.with_suffix(".partial"), part.schema)
@@ -81,8 +90,9 @@ def main() -> None:
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--object-store-mib", type=int, default=2048)
     parser.add_argument("--text-bytes", type=int, default=0, help="a text column of N bytes a row")
+    parser.add_argument("--repeated", type=float, default=0.0, help="the share of rows that repeat another")
     args = parser.parse_args()
-    path = make(args.folder, args.rows, args.dim, args.text_bytes)
+    path = make(args.folder, args.rows, args.dim, args.text_bytes, args.repeated)
     kscore = Path(sys.executable).with_name("kscore")
     out = f"{args.folder / 'out'}/" if args.ray_nodes else str(args.folder / "out.parquet")
     command = [
