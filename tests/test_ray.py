@@ -8,6 +8,7 @@ for difficulty, the same map for embed-scores.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -568,17 +569,23 @@ def test_ray_tasks_read_the_embeddings_and_the_output_equals_the_local_engine(
         np.testing.assert_allclose(a[column].to_numpy(), b[column].to_numpy(), rtol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("output", ["file", "dataset"])
 def test_a_saved_map_places_task_read_rows_as_the_run_that_saved_it(
-    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch, output: str
 ) -> None:
     """The tasks that hash the rows find the map's fit rows too, and compare the repeated rows:
-    the driver reads back no row."""
+    the driver reads back no row, and the map stays on the cluster in pieces (gathered only for
+    a single output file). Oracle: the run that saved the map, and `--map` on the local engine
+    (its parameters too: the fit rows found, the distinct rows)."""
     import kscore
+    from kscore.core import reduction
+    from kscore.engines import Pieces
     from kscore.plan.embeddings_ray import TaskRows
 
     path = _embeddings_with_duplicates(tmp_path)
     map_file = tmp_path / "map.parquet"
     kscore.embed_scores(path, tmp_path / "saving.parquet", fit_sample=1000, save_map=map_file)
+    kscore.embed_scores(path, tmp_path / "local.parquet", saved_map=map_file)
     read_back: list[int] = []
     rows_at = TaskRows.rows_at
 
@@ -586,11 +593,26 @@ def test_a_saved_map_places_task_read_rows_as_the_run_that_saved_it(
         read_back.append(len(index))
         return rows_at(rows, index)
 
+    placed: list[Any] = []
+    place_on_map = reduction.place_on_map
+
+    def placing(*args: Any, **kwargs: Any) -> Any:
+        placed.append(place_on_map(*args, **kwargs))
+        return placed[-1]
+
     monkeypatch.setattr(TaskRows, "rows_at", reading)
-    kscore.embed_scores(path, tmp_path / "ray.parquet", saved_map=map_file, engine="ray")
+    monkeypatch.setattr(reduction, "place_on_map", placing)
+    out = tmp_path / "ray.parquet" if output == "file" else tmp_path / "ray"
+    kscore.embed_scores(path, f"{out}/" if output == "dataset" else out, saved_map=map_file, engine="ray")
     assert not read_back
-    maps = [pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in ("saving", "ray")]
-    assert maps[0].equals(maps[1])
+    ((coordinates, params),) = placed
+    assert isinstance(coordinates, Pieces)
+    parts = [out] if output == "file" else sorted(out.glob("part-*.parquet"))
+    on_ray = pl.concat([pl.read_parquet(part) for part in parts])
+    maps = [pl.read_parquet(tmp_path / f"{n}.parquet").select("map_x", "map_y") for n in ("saving", "local")]
+    assert maps[0].equals(maps[1]) and maps[1].equals(on_ray.select("map_x", "map_y"))
+    local_params = json.loads(pl.read_parquet_metadata(tmp_path / "local.parquet")["kscore"])["reducer"]
+    assert params == local_params and params["distinct_rows"] < 6000 and params["fit_rows_found"] > 0
 
 
 def test_task_rows_find_a_maps_fit_rows_as_they_hash_or_in_a_pass_of_their_own(

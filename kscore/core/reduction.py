@@ -674,6 +674,7 @@ def place_on_map(
     equal coordinates. So the input a map was saved from gets the same map again.
 
     `transform`: what `map_workers_started` yielded for this map (whose workers may be ready).
+    Rows read by cluster tasks get their coordinates in pieces (`Pieces`), left on the cluster.
     """
     from kscore.engines.local import resolve_jobs
 
@@ -690,44 +691,72 @@ def place_on_map(
         progress("load the map", 1, 1)
     # A map saved before kscore 0.8.8 took the distinct rows in the order of their hashes.
     order = saved.parameters.get("distinct_order", "hash")
+    params = {
+        "reducer": "umap",
+        "map": "saved",
+        **saved.parameters,
+        "fit_rows": len(saved.vectors),
+        "fit_rows_found": 0,  # set below
+        "transform_neighbors": TRANSFORM_NEIGHBORS,
+        "transform_batch": TRANSFORM_BATCH,
+        "distinct_order": order,
+    }
     if order == "input" and hasattr(data, "fit_rows"):
-        # Rows read by cluster tasks: the tasks find the repeated rows and the fit sample's rows.
-        distinct = distinct_rows(data)
-        leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
-        rows = data if distinct is None else data.subset(leaders)
-        matched, fit_index = data.fit_rows(saved.vectors)
-        place = np.clip(np.searchsorted(leaders, matched), 0, len(leaders) - 1)
-        first_row = leaders[place] == matched  # a repeated row takes its first row's place
-        found = np.full(len(leaders), -1, dtype=np.int64)
-        found[place[first_row]] = fit_index[first_row]
-    else:
-        hashes = getattr(data, "hashes", None)
-        if hashes is None:
-            hashes = data.all_hashes() if hasattr(data, "all_hashes") else row_hashes(data)
-        distinct = distinct_rows(data, hashes=hashes, order=order)
-        leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
-        rows = data if distinct is None else data.subset(leaders) if spilled else data[leaders]
-        found = match_fit_rows(rows, hashes[leaders], saved.vectors)
+        # Rows read by cluster tasks: the tasks find the repeated rows and the map's fit rows, and
+        # the map stays there, in pieces.
+        placed, found, distinct = _placed_by_tasks(model, data, saved, progress, jobs, memory_limit, executor)
+        params["fit_rows_found"] = found
+        if distinct is not None:
+            params["distinct_rows"] = distinct
+        return placed, params
+    hashes = getattr(data, "hashes", None)
+    if hashes is None:
+        hashes = data.all_hashes() if hasattr(data, "all_hashes") else row_hashes(data)
+    distinct = distinct_rows(data, hashes=hashes, order=order)
+    leaders, index = (np.arange(len(data)), None) if distinct is None else distinct
+    rows = data if distinct is None else data.subset(leaders) if spilled else data[leaders]
+    found = match_fit_rows(rows, hashes[leaders], saved.vectors)
     coordinates = np.empty((len(leaders), 2))
     matched = found >= 0
     coordinates[matched] = saved.coordinates[found[matched]]
     _transform_rows(
         model, rows, np.flatnonzero(~matched), coordinates, progress, jobs, memory_limit, executor
     )
-    params = {
-        "reducer": "umap",
-        "map": "saved",
-        **saved.parameters,
-        "fit_rows": len(saved.vectors),
-        "fit_rows_found": int(matched.sum()),
-        "transform_neighbors": TRANSFORM_NEIGHBORS,
-        "transform_batch": TRANSFORM_BATCH,
-        "distinct_order": order,
-    }
+    params["fit_rows_found"] = int(matched.sum())
     if distinct is not None:
         params["distinct_rows"] = len(leaders)
         return coordinates[index], params
     return coordinates, params
+
+
+def _placed_by_tasks(
+    model: Any,
+    data: Any,
+    saved: SavedMap,
+    progress: Progress | None,
+    jobs: int,
+    memory_limit: int | None,
+    executor: Executor | None,
+) -> tuple[Any, int, int | None]:
+    """`place_on_map` of rows read by cluster tasks (`TaskRows`), as it places rows here: the
+    distinct rows equal to a fit row take its coordinates, the others are transformed in batches
+    in the same order, and the repeated rows take their first row's. No array the rows' length is
+    made here: the first rows are a `Complement`, the batches `RestBatches`, and the coordinates
+    stay on the cluster, in pieces. (the pieces, how many distinct rows were fit rows, how many
+    rows are distinct or None where none repeat)."""
+    repeats = repeated_rows(data)
+    followers = np.empty(0, dtype=np.int64) if repeats is None else repeats[0]
+    matched, fit_index = data.fit_rows(saved.vectors)
+    first = ~np.isin(matched, followers)  # a repeated row takes its first row's place
+    places = matched[first] - np.searchsorted(followers, matched[first])  # among the first rows
+    distinct = Complement(len(data), followers)
+    rows = data if repeats is None else data.subset(distinct)
+    rest = RestBatches(len(distinct), places)
+    kept = _transform_rows(model, rows, rest, None, progress, jobs, memory_limit, executor)
+    placed = rows.placed(rest, kept, places, saved.coordinates[fit_index[first]])
+    if repeats is None:
+        return placed, len(places), None
+    return data.with_repeats(placed, *repeats), len(places), len(distinct)
 
 
 class _FittedTransform:

@@ -19,6 +19,10 @@ is then the driver process's own (the cluster's workers apart):
 `--repeated S` makes a share S of the rows copies of others (of the same 500,000 rows):
 
     python tests/bench/bench_embed_memory.py /tmp/embr --rows 3000000 --dim 32 --ray-nodes 2 --repeated 0.1
+
+`--save-map FILE` saves the map; `--map FILE` places the rows on it instead of fitting one:
+
+    python tests/bench/bench_embed_memory.py /tmp/embr --rows 3000000 --dim 32 --ray-nodes 2 --map map.parquet
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ def main() -> None:
     parser.add_argument("--object-store-mib", type=int, default=2048)
     parser.add_argument("--text-bytes", type=int, default=0, help="a text column of N bytes a row")
     parser.add_argument("--repeated", type=float, default=0.0, help="the share of rows that repeat another")
+    parser.add_argument("--save-map", type=Path, help="save the map there (kscore's --save-map)")
+    parser.add_argument("--map", type=Path, help="place the rows on a saved map (kscore's --map)")
     args = parser.parse_args()
     path = make(args.folder, args.rows, args.dim, args.text_bytes, args.repeated)
     kscore = Path(sys.executable).with_name("kscore")
@@ -99,6 +105,10 @@ def main() -> None:
         str(kscore), "embed-scores", str(path), "--reducer", args.reducer,
         "--memory-limit", args.memory_limit, "-o", out, "--json",
     ]  # fmt: skip
+    if args.save_map:
+        command += ["--save-map", str(args.save_map)]
+    if args.map:
+        command += ["--map", str(args.map)]
     if not args.ray_nodes:
         code, wall, peak = run_measured(command, stdout=subprocess.DEVNULL)
         where = "the process tree"
