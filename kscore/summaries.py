@@ -544,39 +544,6 @@ class EmbedSummary:
         highest = self._highest(train.drop_nulls(POTENTIAL)) if self.with_difficulty else None
         return RankedChunk(splits, self._least(train), highest)
 
-    def set_bounds(self, samples: Sequence[np.ndarray | None]) -> None:
-        """Each score's quantile bands from a sample of its values (the representation's, the
-        potential's, the local difficulty's; None where there is none), before `banded` chunks."""
-        for score, values in zip(self.scores, samples, strict=False):
-            if values is not None:
-                self.quantiles[score].set_bounds(values)
-
-    def banded(self, table: pl.DataFrame) -> tuple[int, dict[str, tuple[int, Any]]]:
-        """What one chunk's train rows give the quantiles (`add_banded`): made where the chunk's
-        rows are, small whatever its size once the bands are set (`set_bounds`). A score with no
-        band yet gives its values."""
-        train = table.filter(pl.col(REPRESENTATION).is_not_null())
-        found: dict[str, tuple[int, Any]] = {}
-        for score in self.scores:
-            values = train.get_column(score)
-            count = values.len() - values.null_count()
-            bands = self.quantiles[score]
-            if bands.bounds is None:
-                found[score] = (count, values.drop_nulls().cast(pl.Float64).to_numpy())
-            else:
-                found[score] = (count, train.select(bands.band_exprs(score)))
-        return train.height, found
-
-    def add_banded(self, chunk: tuple[int, dict[str, tuple[int, Any]]]) -> None:
-        """One chunk's train rows, as `banded` found them."""
-        rows, found = chunk
-        self.n_train += rows
-        for score, (count, values) in found.items():
-            if isinstance(values, np.ndarray):
-                self.quantiles[score].add(values)
-            else:
-                self.quantiles[score].add_bands(count, values, score)
-
     def add_ranked(self, chunk: RankedChunk) -> None:
         """One chunk's split counts and notable train points (`ranked`)."""
         for value, count in chunk.splits.items():
@@ -609,9 +576,16 @@ class EmbedSummary:
         by = [POTENTIAL, self.id_column]
         return train.top_k(self.top, by=by, reverse=[False, True]).sort(by, descending=[True, False])
 
-    def result(self, read_all: Callable[[str], np.ndarray], *, output: str | None = None) -> dict[str, Any]:
+    def result(
+        self,
+        read_all: Callable[[str], np.ndarray],
+        *,
+        output: str | None = None,
+        quantiles: Sequence[list[float | None]] | None = None,
+    ) -> dict[str, Any]:
         """The summary; `read_all(score)` gives every train row's value of a score, read only where
-        a quantile's band missed."""
+        a quantile's band missed. `quantiles`: each score's, found elsewhere (where the scores stay
+        on a cluster), instead of the chunks'."""
 
         def rows(
             frames: list[pl.DataFrame], pick: Callable[[pl.DataFrame], pl.DataFrame]
@@ -626,17 +600,21 @@ class EmbedSummary:
                 for row in pick(pl.concat(frames)).iter_rows(named=True)
             ]
 
-        quantiles = {}
-        for score in self.scores:
-            found = self.quantiles[score].result(lambda s=score: read_all(s))
-            quantiles[score] = {
+        by_score = {}
+        for k, score in enumerate(self.scores):
+            found = (
+                quantiles[k]
+                if quantiles is not None
+                else self.quantiles[score].result(lambda s=score: read_all(s))
+            )
+            by_score[score] = {
                 f"p{round(q * 100)}": rounded(v) for q, v in zip(self.PROBABILITIES, found, strict=True)
             }
         splits = sorted(self.splits.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
         summary: dict[str, Any] = {
             "rows_per_split": dict(splits),
             "n_train": self.n_train,
-            "quantiles": quantiles,
+            "quantiles": by_score,
             "least_represented": rows(self.least, self._least),
             "output": output,
         }

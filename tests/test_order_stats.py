@@ -70,3 +70,60 @@ def test_exact_quantiles_equal_polars_linear(kind, n):
 def test_exact_quantiles_of_no_values_are_none():
     assert exact_quantiles(np.array([]), [0.5]) == [None]
     assert exact_quantiles(np.array([np.nan, np.nan]), [0.5, 0.9]) == [None, None]
+
+
+def test_order_keys_order_every_float_as_it_compares_and_give_it_back():
+    """Oracle: the floats' own order, from -inf to inf through the subnormals (-0.0 is 0.0)."""
+    from kscore.core.order_stats import order_keys, value_of_key
+
+    rng = np.random.default_rng(3)
+    special = [-np.inf, -1e308, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1e-310, 1.0, 1e308, np.inf]
+    values = np.concatenate([special, rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, 500)])
+    keys = order_keys(values)
+    order = np.argsort(values, kind="stable")
+    assert np.all(np.diff(keys[order].astype(object)) >= 0)  # the floats' order
+    assert len(set(keys.tolist())) == len(set((values + 0.0).tolist()))  # equal keys: equal values
+    assert [value_of_key(int(k)) for k in keys] == (values + 0.0).tolist()
+
+
+@pytest.mark.parametrize(
+    "kind", ["normal", "ties", "one value", "signed zeros and infinities", "a few", "none"]
+)
+@pytest.mark.parametrize(("bins", "sent"), [(2, 1), (4, 16), (256, 1 << 16)])
+def test_quantiles_counted_in_pieces_equal_exact_quantiles(monkeypatch, kind, bins, sent):
+    """`quantiles_by_counting` over pieces (empty ones and NaN included), each range narrowed in
+    `bins` bins until `sent` values are left: bitwise `exact_quantiles` of the values joined (2
+    bins and 1 value: the most rounds there are)."""
+    from kscore.core import order_stats
+
+    monkeypatch.setattr(order_stats, "KEY_BINS", bins)
+    monkeypatch.setattr(order_stats, "SENT_KEYS", sent)
+    rng = np.random.default_rng(len(kind))
+    n = {"a few": 3, "none": 0}.get(kind, 5000)
+    values = {
+        "normal": rng.normal(size=n) * 1e3,
+        "ties": rng.integers(-3, 4, n) / 4,
+        "one value": np.full(n, 2.5),
+        "signed zeros and infinities": rng.choice([-np.inf, -0.0, 0.0, 1e-320, np.inf, -7.0], n),
+        "a few": np.array([3.0, -1.0, 2.0]),
+        "none": np.empty(0),
+    }[kind]
+    values[rng.random(n) < 0.1] = np.nan
+    cuts = np.sort(rng.integers(0, n + 1, 6))
+    pieces = [(part, -part) for part in np.split(values, cuts)]  # two fields, empty pieces too
+    qs = (0.0, 0.1, 0.5, 0.9, 1.0, 0.37)
+    asked: list[int] = []
+
+    def count(requests):
+        asked.append(len(requests))
+        return [order_stats.key_counts(piece, requests) for piece in pieces]
+
+    def same(quantiles):  # NaN (-inf to inf) equal to itself, -0.0 to 0.0
+        return [None if v is None else "nan" if np.isnan(v) else v + 0.0 for v in quantiles]
+
+    found = order_stats.quantiles_by_counting(count, [0, 1], qs)
+    for field, quantiles in enumerate(found):
+        expected = exact_quantiles(values if field == 0 else -values, qs)
+        assert same(quantiles) == same(expected), (field, kind)
+    if kind == "normal" and bins == 2:
+        assert len(asked) > 20  # many rounds: the ranges narrowed in halves

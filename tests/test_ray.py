@@ -1132,21 +1132,23 @@ def test_tasks_check_and_split_the_ids_and_the_parts_and_summary_are_the_local_e
     )
 
 
-def test_the_summary_of_scores_left_on_the_cluster_is_exact_where_its_bands_miss(
+def test_the_summary_of_scores_left_on_the_cluster_is_exact_counted_by_tasks(
     tmp_path: Path, cluster, small_routes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The tasks writing the parts count each score's values in the quantiles' bands, set from a
-    sample of the scores the cluster holds; a sample of 2 values sets bands the quantiles miss,
-    and the driver then reads that score whole from the pieces, before its session ends: the
-    summary is still the local engine's, exactly."""
+    """The scores stay on the cluster: tasks count them in narrowing ranges (4 bins a round here,
+    so many rounds) and the driver never reads a piece of them; the summary is the local
+    engine's. The job opens and closes its own session, as the command line does."""
     import kscore.io
-    import kscore.summaries
+    from kscore.core import order_stats
+    from kscore.engines import Pieces
 
     monkeypatch.setattr(kscore.io, "PART_ROWS", 2500)
     path = _embeddings_with_duplicates(tmp_path)
     difficulty = _difficulty_of(tmp_path, np.arange(0, 6000, 3))
     local = kscore.embed_scores(path, f"{tmp_path}/local/", difficulty=difficulty, fit_sample=1000)
-    monkeypatch.setattr(kscore.summaries, "PRIME_ROWS", 2)
+    monkeypatch.setattr(order_stats, "KEY_BINS", 4)
+    monkeypatch.setattr(order_stats, "SENT_KEYS", 16)
+    monkeypatch.setattr(Pieces, "rows", lambda *a: pytest.fail("the driver read a piece"))
     ray.shutdown()  # the job connects and disconnects itself, as the command line does
     try:
         on_ray = kscore.embed_scores(
@@ -1164,6 +1166,29 @@ def test_the_summary_of_scores_left_on_the_cluster_is_exact_where_its_bands_miss
     }
     for score, quantiles in local["quantiles"].items():  # rounded to 6 digits
         assert on_ray["quantiles"][score] == pytest.approx(quantiles, abs=1e-6), score
+
+
+def test_quantiles_of_pieces_in_the_object_store_are_exact_quantiles(cluster, monkeypatch) -> None:
+    """Oracle: `exact_quantiles` of each field's values joined (NaN, ties, an empty piece, a field
+    of no value), bitwise, the ranges narrowed in 2 bins a round down to one value."""
+    from kscore.core import order_stats
+    from kscore.engines import Pieces
+    from kscore.engines.ray import fetched
+    from kscore.plan.embeddings_ray import quantiles_of_pieces
+
+    monkeypatch.setattr(order_stats, "KEY_BINS", 2)
+    monkeypatch.setattr(order_stats, "SENT_KEYS", 1)
+    rng = np.random.default_rng(8)
+    values = np.round(rng.normal(size=3000), 2)  # ties
+    values[rng.random(3000) < 0.05] = np.nan
+    cuts = [0, 700, 700, 2100, 3000]
+    fields = [(values[a:b], -values[a:b], np.full(b - a, np.nan)) for a, b in itertools.pairwise(cuts)]
+    pieces = Pieces(tuple(ray.put(f) for f in fields), tuple(np.diff(cuts).tolist()), fetched)
+    qs = (0.0, 0.1, 0.5, 0.9, 1.0)
+    found = quantiles_of_pieces(pieces, [0, 1, 2], qs)
+    assert found[0] == order_stats.exact_quantiles(values, qs)
+    assert found[1] == order_stats.exact_quantiles(-values, qs)
+    assert found[2] == [None] * 5
 
 
 @pytest.mark.parametrize("ids", ["text ids, integer difficulty ids", "integer ids, two too wide"])

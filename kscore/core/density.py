@@ -828,7 +828,6 @@ def kde_scores_of_pieces(
     bandwidth: str | float,
     executor: Executor | None = None,
     jobs: int | None = None,
-    sample: int = 0,
 ) -> dict[str, Any]:
     """`kde_scores` of points kept in pieces, the scores left in pieces too, where the executor's
     chunks read and make them (on Ray, in the object store: no process holds them all). `train`:
@@ -836,9 +835,8 @@ def kde_scores_of_pieces(
     the difficulty, or None in every piece without `with_difficulty`).
 
     Returns the kernels (`kernel`, `potential_kernel`), `scores` (`Pieces` of the representation,
-    potential and local difficulty, None without a difficulty, in the train points' order),
-    `potential_all_nan`, and with `sample` about that many of each score (every k-th, and each
-    chunk's least and greatest, for quantiles' bands: `samples`). The same numbers as
+    potential and local difficulty, None without a difficulty, in the train points' order) and
+    `potential_all_nan`. The same numbers as
     `kde_scores` of the pieces joined, bitwise: each chunk is the same rows, made whole from the
     pieces it overlaps, and each score is made element by element."""
     executor = _executor(executor, jobs)
@@ -851,7 +849,7 @@ def kde_scores_of_pieces(
     weight_rows = 1 if every_known is None else 2 if every_known else 3
     points = _Points(executor.keep(_PiecedPoints(reference, weight_rows)), n, chunks)
     queries = _Queries(executor.keep(_PiecedQueries(train)), train.count)
-    return _kde_scores(executor, points, queries, every_known, bandwidth, jobs, kept=True, sample=sample)
+    return _kde_scores(executor, points, queries, every_known, bandwidth, jobs, kept=True)
 
 
 def _unknown_chunk(points: _PiecedPoints, part: slice) -> bool:
@@ -868,12 +866,10 @@ def _kde_scores(
     bandwidth: str | float,
     jobs: int | None,
     kept: bool = False,
-    sample: int = 0,
 ) -> dict[str, Any]:
     """`kde_scores` of kept points (their weight rows: uniform, then with a difficulty
     (`every_known` not None) its known values, then where some are unknown their mask). `kept`:
-    the scores left where the executor keeps them (`_scores_chunk`'s pieces, `sample` of them
-    here)."""
+    the scores left where the executor keeps them (`_scores_chunk`'s pieces)."""
     kernel = _fitted(_moments(executor, points, None), bandwidth)
     rows = 1 if every_known is None else 2 if every_known else 3
     outputs = [(row, kernel) for row in range(rows)]
@@ -902,15 +898,9 @@ def _kde_scores(
         return out
     lengths = list(logs.logs.lengths)
     parts = [slice(a - n, a) for a, n in zip(np.cumsum(lengths).tolist(), lengths, strict=True)]
-    step = max(1, -(-queries.count // sample)) if sample else 0
-    found = executor.map_chunks(_scores_chunk, (logs, own, finish, step), parts, kept=True)
+    found = executor.map_chunks(_scores_chunk, (logs, own, finish), parts, kept=True)
     out["scores"] = executor.pieces([large for _, large in found], lengths)
-    out["potential_all_nan"] = finish.potential is not None and sum(n for (n, _), _ in found) == queries.count
-    if step:
-        samples = [small[1] for small, _ in found]
-        out["samples"] = [
-            None if samples[0][k] is None else np.concatenate([s[k] for s in samples]) for k in range(3)
-        ]
+    out["potential_all_nan"] = finish.potential is not None and sum(n for n, _ in found) == queries.count
     return out
 
 
@@ -953,24 +943,13 @@ def _potential_values(log_sums: np.ndarray, finish: _Finish) -> np.ndarray:
     return np.exp(finish.potential_log_norm + log_sums - finish.log_total)
 
 
-def _scores_chunk(shared: tuple[Any, ...], part: slice) -> tuple[tuple[int, Any], tuple[Any, ...]]:
-    """The scores of a chunk of queries from its kept log-sums: (how many potentials are NaN, every
-    `step`-th score counted from the first query and the chunk's least and greatest), then
+def _scores_chunk(shared: tuple[Any, ...], part: slice) -> tuple[int, tuple[Any, ...]]:
+    """The scores of a chunk of queries from its kept log-sums: how many potentials are NaN, then
     (representation, potential, local) as a piece."""
-    logs, own, finish, step = shared
+    logs, own, finish = shared
     scores = _finished(logs.chunk(part), None if own is None else own.chunk(part), finish)
     nan = 0 if scores[1] is None else int(np.isnan(scores[1]).sum())
-    first = -part.start % step if step else 0
-    samples = tuple(None if v is None else _sampled(v, first, step) for v in scores) if step else None
-    return (nan, samples), scores
-
-
-def _sampled(values: np.ndarray, first: int, step: int) -> np.ndarray:
-    """Every `step`-th value from `first`, and the least and greatest (not NaN), which bound the
-    0 and 1 quantiles."""
-    known = values[~np.isnan(values)]
-    extremes = [known.min(), known.max()] if len(known) else []
-    return np.concatenate([values[first::step], extremes])
+    return nan, scores
 
 
 # The potential's kernel shares the representation's transforms when its covariance, in the

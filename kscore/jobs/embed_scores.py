@@ -598,7 +598,6 @@ def _embed_scores(
     from kscore.core.density import DegenerateError, kde_scores, kde_scores_of_pieces
     from kscore.core.reduction import place_on_map, reduce_to_2d
     from kscore.engines import Pieces
-    from kscore.summaries import PRIME_ROWS
 
     if matrix is not None and keep_embedding:
         raise InputError(
@@ -663,9 +662,7 @@ def _embed_scores(
             pieces = None if row_difficulty is None else row_difficulty.pieces
             train, reference = kde_points_by_tasks(coordinates, split.masks, pieces)
             with_difficulty = row_difficulty is not None
-            scores = kde_scores_of_pieces(
-                train, reference, with_difficulty, bandwidth, executor, jobs, sample=PRIME_ROWS
-            )
+            scores = kde_scores_of_pieces(train, reference, with_difficulty, bandwidth, executor, jobs)
         else:
             scores = kde_scores(
                 coordinates[is_train], coordinates[is_reference], reference_difficulty, bandwidth, jobs,
@@ -698,9 +695,8 @@ def _embed_scores(
         assert passthrough is not None
         difficulty_pieces = None if row_difficulty is None else row_difficulty.pieces
         passthrough.scored = ScoredPieces(
-            coordinates, split.masks, split.train_counts, difficulty_pieces, scores["scores"],
-            scores.get("samples"),
-        )  # fmt: skip
+            coordinates, split.masks, split.train_counts, difficulty_pieces, scores["scores"]
+        )
         out = pl.DataFrame()
     else:
         series = embed_score_columns(
@@ -1000,8 +996,6 @@ def _write_embed_scores(
         )
         chunks = None
         scored = unread[0].scored if unread else None
-        if scored is not None and scored.samples is not None:  # set before the tasks band the scores
-            summary.set_bounds(scored.samples)
         with stage(options.get("progress"), "write"):
             if dataset:
                 chunks = _write_dataset(enriched, out, meta, by_tasks, unread[0] if unread else None, summary)
@@ -1011,24 +1005,23 @@ def _write_embed_scores(
             if scored is None:
                 summary.add_scores(enriched)
             for chunk in chunks:
-                summary.add_ranked(chunk[0])
-                if chunk[1] is not None:
-                    summary.add_banded(chunk[1])
-            return summary.result(_score_reader(enriched, scored, summary.n_train), output=str(out))
+                summary.add_ranked(chunk)
+            quantiles = None
+            if scored is not None:  # the scores stay on the cluster: tasks count them
+                from kscore.plan.embeddings_ray import quantiles_of_pieces
+
+                summary.n_train = sum(scored.train_counts)
+                fields = range(len(summary.scores))  # the representation's, then the potential's and local
+                quantiles = quantiles_of_pieces(scored.scores, fields, summary.PROBABILITIES)
+
+            def read_all(column: str) -> np.ndarray:  # where a quantile's band missed
+                return enriched.filter(pl.col(REPRESENTATION).is_not_null()).get_column(column).to_numpy()
+
+            return summary.result(read_all, output=str(out), quantiles=quantiles)
     with_difficulty = summary.with_difficulty  # the ids and splits are here
     return embed_summary(
         enriched, id_col, summary.split_col, top=top, output=str(out), with_difficulty=with_difficulty
     )
-
-
-def _score_reader(enriched: pl.DataFrame, scored: Any, n_train: int) -> Callable[[str], np.ndarray]:
-    """Every train row's value of a score, for the summary's quantiles where a band missed: from
-    the table, or from the pieces the cluster holds."""
-    if scored is None:
-        train = enriched.filter(pl.col(REPRESENTATION).is_not_null())
-        return lambda column: train.get_column(column).to_numpy()
-    order = (REPRESENTATION, POTENTIAL, LOCAL)
-    return lambda column: scored.scores.rows(slice(0, n_train))[order.index(column)]
 
 
 def _tasks_write(engine: str) -> bool:
@@ -1051,9 +1044,8 @@ def _write_dataset(
     (`_tasks_write`, decided once with which columns are left `unread`): Ray's tasks write the parts
     (into a folder every node sees, or straight under an object-storage prefix), each reading its
     slice of the `unread` columns from the input; else this process. Where the tasks read the ids
-    (`unread`), each also gives its part's chunks of the summary (`EmbedSummary.ranked` of
-    `ranked`, and `banded` where the tasks make the rows from the pieces the cluster holds: the
-    `unread.scored`): those come back, in order."""
+    (`unread`), each also gives its part's chunk of the summary (`EmbedSummary.ranked` of
+    `ranked`): those come back, in order."""
     from kscore.io import MANIFEST, metadata_tags, write_dataset_atomic, write_slices
     from kscore.jobs.common import object_storage_dataset
 
@@ -1086,7 +1078,7 @@ def _write_dataset(
         publish_written(remote.target, MANIFEST, lambda prefix: write(prefix, options_in_use()),
                         lambda: json.dumps(meta, default=str))  # fmt: skip
         remote.published = True
-    return [(w[1], w[2] if len(w) > 2 else None) for w in written] if ranked is not None else None
+    return [w[1] for w in written] if ranked is not None else None
 
 
 def embed_scores(

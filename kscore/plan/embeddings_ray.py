@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from kscore.columns import embed_score_columns
+from kscore.core.order_stats import KeyRequest, key_counts, quantiles_by_counting
 from kscore.core.reduction import (
     Complement,
     RestBatches,
@@ -1057,16 +1058,15 @@ def _kde_points_of_part(
 class ScoredPieces:
     """What the tasks writing the parts make the output's rows of, where the map and the scores
     stay on the cluster: the coordinates, the masks (is_train, is_reference) and the difficulty
-    (or None), each `Pieces` one a part of the input, with each part's train rows; the train
+    (or None), each `Pieces` one a part of the input, with each part's train rows; and the train
     rows' scores (`Pieces` of the representation, potential and local difficulty, in the train
-    rows' order); and every k-th score (for the summary's quantile bands)."""
+    rows' order)."""
 
     coordinates: Pieces
     masks: Pieces
     train_counts: tuple[int, ...]
     difficulty: Pieces | None
     scores: Pieces
-    samples: list[np.ndarray | None] | None
 
 
 def write_parts_by_tasks(
@@ -1085,8 +1085,7 @@ def write_parts_by_tasks(
     `EmbedSummary`), each with its part's `ranked` chunk of the summary.
 
     `scored` (`columns_from.scored`, a `ScoredPieces`): no table; each task makes its part's map
-    and scores from the pieces the cluster holds, and gives its part's `banded` chunk of the
-    summary too."""
+    and scores from the pieces the cluster holds."""
     ray = ray_module()
     task = ray.remote(num_cpus=1)(_write_part)
     scored = columns_from.scored if columns_from is not None else None
@@ -1147,8 +1146,7 @@ def _write_part(
 ) -> Any:
     """One part: its rows (Arrow; or a row count, the rows made from the pieces of
     `columns_from.scored`: `_made_part`), and its slice of the input's other columns where asked
-    for; its path, with its summary chunks where `ranked` is given (and where the rows are made
-    here, its `banded` chunk)."""
+    for; its path, with its `ranked` chunk of the summary where `ranked` is given."""
     import polars as pl
 
     from kscore.core.align import with_id_type
@@ -1183,4 +1181,20 @@ def _write_part(
             raise OutputError(f"{path}: cannot write on node {node_name()}: {first_line(exc)}") from None
     if ranked is None:
         return path
-    return (path, ranked.ranked(part), ranked.banded(part) if made else None)
+    return (path, ranked.ranked(part))
+
+
+def quantiles_of_pieces(
+    pieces: Pieces, fields: Sequence[int], qs: Sequence[float]
+) -> list[list[float | None]]:
+    """`quantiles_by_counting` of `fields` of pieces left in the object store (NaN left out): each
+    round a task a piece counts its values, and only the counts, and the last few values, come
+    here. Exactly `exact_quantiles` of each field's values joined."""
+    ray = ray_module()
+    task = ray.remote(num_cpus=1)(key_counts)
+    items = [item for item, length in zip(pieces.items, pieces.lengths, strict=True) if length]
+
+    def count(requests: list[KeyRequest]) -> list[list[Any]]:
+        return gathered(ray, [task.remote(item, requests) for item in items])
+
+    return quantiles_by_counting(count, fields, qs)
