@@ -520,7 +520,6 @@ def test_a_ctrl_c_met_while_a_class_is_made_is_an_interrupt_not_an_internal_erro
     """CI: SIGINT at 0.2 s, while a dataclass was made: Python raised the KeyboardInterrupt as a
     RuntimeError ('Error calling __set_name__ ...') and the run said 'internal error', exit 70. It
     is exit 130 with the interrupted line."""
-    from kscore.cli import exit as cli_exit
     from kscore.cli.signals import interrupt_behind
 
     class Stops:
@@ -535,15 +534,23 @@ def test_a_ctrl_c_met_while_a_class_is_made_is_an_interrupt_not_an_internal_erro
     except BaseException as exc:  # a RuntimeError before Python 3.12, the interrupt itself after
         assert isinstance(interrupt_behind(exc), KeyboardInterrupt)
 
+    assert _run_with(monkeypatch, make_a_class) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C); no output was written"
+
+
+def _run_with(monkeypatch, app) -> int:
+    """The exit code of the console script's `run()` with `app` for the command line (in this
+    process: the exit raises SystemExit)."""
+    from kscore.cli import exit as cli_exit
+
     def exit_now(code: int) -> None:
         raise SystemExit(code)
 
-    monkeypatch.setattr(cli_exit, "app", make_a_class)
+    monkeypatch.setattr(cli_exit, "app", app)
     monkeypatch.setattr(cli_exit, "exit_now", exit_now)
     with pytest.raises(SystemExit) as ended:
         cli_exit.run()
-    assert ended.value.code == 130
-    assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C); no output was written"
+    return int(ended.value.code)
 
 
 @pytest.mark.parametrize(
@@ -560,7 +567,6 @@ def test_an_interrupted_run_names_only_the_outputs_it_wrote_itself(
     before writing says that no output was written (it named the earlier one when the tests that
     call the library ran first); one stopped after writing names its own."""
     from kscore import storage
-    from kscore.cli import exit as cli_exit
 
     monkeypatch.setattr(storage, "PUBLISHED", [])
     with storage.publishing(tmp_path / "earlier.parquet"):  # as a library call in this process
@@ -570,14 +576,7 @@ def test_an_interrupted_run_names_only_the_outputs_it_wrote_itself(
     def stopped_run(*args, **kwargs):
         raise stop
 
-    def exit_now(code: int) -> None:
-        raise SystemExit(code)
-
-    monkeypatch.setattr(cli_exit, "app", stopped_run)
-    monkeypatch.setattr(cli_exit, "exit_now", exit_now)
-    with pytest.raises(SystemExit) as ended:
-        cli_exit.run()
-    assert ended.value.code == code
+    assert _run_with(monkeypatch, stopped_run) == code
     assert capsys.readouterr().err.strip() == f"{line}; no output was written"
 
     def written_then_stopped(*args, **kwargs):
@@ -585,8 +584,6 @@ def test_an_interrupted_run_names_only_the_outputs_it_wrote_itself(
             pass
         raise stop
 
-    monkeypatch.setattr(cli_exit, "app", written_then_stopped)
-    with pytest.raises(SystemExit):
-        cli_exit.run()
+    assert _run_with(monkeypatch, written_then_stopped) == code
     written = f"{line} after the output was written: {tmp_path / 'out.parquet'}"
     assert capsys.readouterr().err.strip() == written
