@@ -5,7 +5,9 @@ input part by part and hash its rows. Then, two ways (alternated here):
 
 - `input` (0.8.8): tasks of ranges of hash values find the rows whose hash an earlier row has and
   send the driver only those (and their first rows); the distinct rows are batched in the input's
-  order, so a part's rows go to the one or two batches it overlaps;
+  order, so a part's rows go to the one or two batches it overlaps (since 0.8.18 tasks compare the
+  rows and make the batches' row numbers from the repeated rows; run from an older checkout, the
+  script takes that version's way);
 - `hash` (0.8.7 and earlier; still how a map saved by those versions is used): the driver gathers
   every hash, sorts them (`np.unique`), and batches the distinct rows in the order of their
   hashes, so every part sends a piece to every batch.
@@ -63,6 +65,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from bench_embed_memory import embedding_part
 
+from kscore.core import reduction
 from kscore.core.reduction import TRANSFORM_BATCH, distinct_rows
 from kscore.jobs.embed_scores import _task_rows
 
@@ -123,15 +126,31 @@ def one_run(path: Path, dim: int, order: str, fit_sample: int) -> dict[str, floa
     height = table.select(pl.len()).collect().item()
     with DriverPeak() as peak:
         start = time.perf_counter()
-        rows = _task_rows(table, ["embedding"], dim, height, str(path), None)
+        rows, _ = _task_rows(table, ["embedding"], dim, height, str(path), None)
         hashed = time.perf_counter()
-        distinct = distinct_rows(rows, order=order)
-        leaders = np.arange(len(rows)) if distinct is None else distinct[0]
-        found = time.perf_counter()
-        sample = np.sort(np.random.default_rng(0).choice(len(leaders), fit_sample, replace=False))
-        rest = np.setdiff1d(np.arange(len(leaders)), sample, assume_unique=True)
-        step = TRANSFORM_BATCH
-        batches, _ = rows.route([leaders[rest[s : s + step]] for s in range(0, len(rest), step)])
+        if order == "input" and not hasattr(reduction, "repeated_rows"):  # 0.8.17 and before
+            distinct = distinct_rows(rows, order=order)
+            leaders = np.arange(len(rows)) if distinct is None else distinct[0]
+            found = time.perf_counter()
+            sample = np.sort(np.random.default_rng(0).choice(len(leaders), fit_sample, replace=False))
+            source = rows if distinct is None else rows.subset(leaders)
+            batches, _ = source.route(reduction.RestBatches(len(leaders), sample))
+        elif order == "input":  # as `reduce_to_2d` does: the distinct rows made when asked for
+            repeats = reduction.repeated_rows(rows)
+            followers = np.empty(0, np.int64) if repeats is None else repeats[0]
+            leaders = reduction.Complement(len(rows), followers)
+            found = time.perf_counter()
+            sample = np.sort(np.random.default_rng(0).choice(len(leaders), fit_sample, replace=False))
+            source = rows if repeats is None else rows.subset(leaders)
+            batches, _ = source.route(reduction.RestBatches(len(leaders), sample))
+        else:  # as a map saved by 0.8.7 or earlier: the distinct rows in the order of their hashes
+            distinct = distinct_rows(rows, order=order)
+            leaders = np.arange(len(rows)) if distinct is None else distinct[0]
+            found = time.perf_counter()
+            sample = np.sort(np.random.default_rng(0).choice(len(leaders), fit_sample, replace=False))
+            rest = np.setdiff1d(np.arange(len(leaders)), sample, assume_unique=True)
+            step = TRANSFORM_BATCH
+            batches, _ = rows.route([leaders[rest[s : s + step]] for s in range(0, len(rest), step)])
         routed = time.perf_counter()
         objects = sum(len(batch.pieces) for batch in batches)
         del batches
@@ -151,7 +170,7 @@ def hashed_rows(path: Path, dim: int, fit_sample: int) -> tuple[Any, np.ndarray,
     other rows cut into transform batches in the input's order."""
     table = pl.scan_parquet(path)
     height = table.select(pl.len()).collect().item()
-    rows = _task_rows(table, ["embedding"], dim, height, str(path), None)
+    rows, _ = _task_rows(table, ["embedding"], dim, height, str(path), None)
     sample = np.sort(np.random.default_rng(0).choice(height, fit_sample, replace=False))
     rest = np.setdiff1d(np.arange(height), sample, assume_unique=True)
     return rows, sample, [rest[s : s + TRANSFORM_BATCH] for s in range(0, len(rest), TRANSFORM_BATCH)]
