@@ -22,7 +22,7 @@ from kscore.columns import (
     model_score_column,
     top_signal_column,
 )
-from kscore.core.order_stats import exact_quantiles, top_k_candidates
+from kscore.core.order_stats import exact_quantiles, interpolated, top_k_candidates
 from kscore.engines.local import parallel_map
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
@@ -417,8 +417,7 @@ class StreamingQuantiles:
             j, j2 = k - self.below[i], min(k + 1, self.n - 1) - self.below[i]
             if 0 <= j <= j2 < len(inside):
                 part = np.partition(inside, [j, j2])
-                low, high = part[j], part[j2]
-                out.append(float(low + (rank - k) * (high - low)))
+                out.append(interpolated(part[j], part[j2], rank))
             else:
                 out.append(exact_quantiles(read_all(), [q])[0])
         return out
